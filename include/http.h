@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: MIT
+ * http.h — every network request tciafs makes goes through here (libcurl underneath).
+ * Bounded waits, retries with backoff, shared connections, and the one place where HTTP
+ * statuses and curl errors become errno values. Knows nothing of TCIA or FUSE.
+ */
+#ifndef TCIAFS_HTTP_H
+#define TCIAFS_HTTP_H
+
+#include <stddef.h>
+
+struct http;
+
+struct http_opts {
+	const char *user_agent;	/* copied; NULL = "tciafs/<version>" */
+	long connect_timeout;	/* seconds to establish a connection */
+	long stall_timeout;	/* seconds a transfer may make no progress */
+	int retries;		/* extra attempts on connection errors, 5xx and 429 */
+	size_t max_body;	/* largest in-memory answer accepted; 0 = 256 MiB */
+};
+
+/* Creates a client. Call curl_global_init() (via http_global_init) first, once, before
+ * threads start. Returns 0 and sets *out, or -ENOMEM / -EIO. */
+int http_global_init(void);
+void http_global_cleanup(void);
+int http_new(const struct http_opts *opts, struct http **out);
+
+/* Frees the client and its pooled connections. Accepts NULL. */
+void http_free(struct http *http);
+
+/* GETs url and returns the whole body in *body (NUL-terminated for convenience; caller
+ * frees with free()) and its length in *len. Retries transient failures as configured.
+ * Returns 0 on a 2xx answer, else -errno (see http_status_errno) with one log line. */
+int http_get(struct http *http, const char *url, char **body, size_t *len);
+
+/* Percent-encodes s for use as a query value. Returns a new string (caller frees with
+ * free()), or NULL when out of memory. */
+char *http_escape(const char *s);
+
+/* The errno for a final HTTP status (0 for 2xx): 404→ENOENT, 401/403→EACCES,
+ * 408/504→ETIMEDOUT, anything else→EIO. */
+int http_status_errno(long status);
+
+/* The errno for a libcurl result code (0 for CURLE_OK). */
+int http_curl_errno(int code);
+
+#endif

@@ -1,0 +1,32 @@
+/* SPDX-License-Identifier: MIT
+ * log.h — levelled logging for tciafs: stderr in the foreground, syslog when daemonised.
+ * The level and sink are set once by main() before any thread starts and never change.
+ */
+#ifndef TCIAFS_LOG_H
+#define TCIAFS_LOG_H
+
+#include <stdbool.h>
+
+enum log_level {
+	LOG_LEVEL_ERR = 0,
+	LOG_LEVEL_WARN,
+	LOG_LEVEL_INFO,
+	LOG_LEVEL_DEBUG,
+};
+
+/* Sets the most verbose level printed and whether lines go to syslog (daemon facility,
+ * ident "tciafs") instead of stderr. Call once, before starting threads. */
+void log_init(enum log_level max, bool use_syslog);
+
+/* Writes one line (a newline is added). Safe from any thread. */
+void log_msg(enum log_level level, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+bool log_enabled(enum log_level level);
+
+#define log_err(...) log_msg(LOG_LEVEL_ERR, __VA_ARGS__)
+#define log_warn(...) log_msg(LOG_LEVEL_WARN, __VA_ARGS__)
+#define log_info(...) log_msg(LOG_LEVEL_INFO, __VA_ARGS__)
+#define log_debug(...) log_msg(LOG_LEVEL_DEBUG, __VA_ARGS__)
+
+#endif

@@ -1,0 +1,393 @@
+/* SPDX-License-Identifier: MIT
+ * http.c — libcurl behind a small API: a pool of easy handles that share connections,
+ * DNS and TLS sessions; bounded connect and stall timeouts; retries with exponential
+ * backoff and jitter honouring Retry-After. HTTP and curl errors become errno here only.
+ */
+#include "http.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+
+#ifndef TCIAFS_VERSION
+#define TCIAFS_VERSION "0"
+#endif
+
+#define HTTP_POOL_MAX 16
+#define HTTP_BACKOFF_BASE_MS 250
+#define HTTP_BACKOFF_MAX_MS 8000
+
+struct http {
+	struct http_opts opts;
+	char *user_agent;
+	CURLSH *share;
+	pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
+	pthread_mutex_t pool_lock;
+	CURL *pool[HTTP_POOL_MAX];	/* idle handles; protected by pool_lock */
+	int pool_len;			/* protected by pool_lock */
+};
+
+struct http_buf {
+	char *data;
+	size_t len;
+	size_t cap;
+	size_t max;
+	bool too_big;
+};
+
+int http_global_init(void)
+{
+	return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : -EIO;
+}
+
+void http_global_cleanup(void)
+{
+	curl_global_cleanup();
+}
+
+int http_status_errno(long status)
+{
+	if (status >= 200 && status < 300)
+		return 0;
+	switch (status) {
+	case 404:
+	case 410:
+		return ENOENT;
+	case 401:
+	case 403:
+		return EACCES;
+	case 408:
+	case 504:
+		return ETIMEDOUT;
+	default:
+		return EIO;
+	}
+}
+
+int http_curl_errno(int code)
+{
+	switch (code) {
+	case CURLE_OK:
+		return 0;
+	case CURLE_OPERATION_TIMEDOUT:
+		return ETIMEDOUT;
+	case CURLE_OUT_OF_MEMORY:
+		return ENOMEM;
+	case CURLE_WRITE_ERROR:
+		return EIO;
+	default:
+		return EIO;
+	}
+}
+
+static void http_share_lock(CURL *h, curl_lock_data data, curl_lock_access access, void *u)
+{
+	struct http *http = u;
+
+	(void)h;
+	(void)access;
+	if (data >= 0 && data < CURL_LOCK_DATA_LAST)
+		pthread_mutex_lock(&http->share_locks[data]);
+}
+
+static void http_share_unlock(CURL *h, curl_lock_data data, void *u)
+{
+	struct http *http = u;
+
+	(void)h;
+	if (data >= 0 && data < CURL_LOCK_DATA_LAST)
+		pthread_mutex_unlock(&http->share_locks[data]);
+}
+
+int http_new(const struct http_opts *opts, struct http **out)
+{
+	struct http *http;
+	int i;
+
+	*out = NULL;
+	http = calloc(1, sizeof(*http));
+	if (!http)
+		return -ENOMEM;
+	http->opts = *opts;
+	if (http->opts.max_body == 0)
+		http->opts.max_body = (size_t)256 << 20;
+	http->user_agent = strdup(opts->user_agent ? opts->user_agent
+						   : "tciafs/" TCIAFS_VERSION);
+	if (!http->user_agent)
+		goto out_free_http;
+	for (i = 0; i < CURL_LOCK_DATA_LAST; i++)
+		pthread_mutex_init(&http->share_locks[i], NULL);
+	pthread_mutex_init(&http->pool_lock, NULL);
+	http->share = curl_share_init();
+	if (!http->share)
+		goto out_free_locks;
+	if (curl_share_setopt(http->share, CURLSHOPT_LOCKFUNC, http_share_lock) ||
+	    curl_share_setopt(http->share, CURLSHOPT_UNLOCKFUNC, http_share_unlock) ||
+	    curl_share_setopt(http->share, CURLSHOPT_USERDATA, http) ||
+	    curl_share_setopt(http->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS) ||
+	    curl_share_setopt(http->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION) ||
+	    curl_share_setopt(http->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT))
+		goto out_free_share;
+	*out = http;
+	return 0;
+
+out_free_share:
+	curl_share_cleanup(http->share);
+out_free_locks:
+	for (i = 0; i < CURL_LOCK_DATA_LAST; i++)
+		pthread_mutex_destroy(&http->share_locks[i]);
+	pthread_mutex_destroy(&http->pool_lock);
+	free(http->user_agent);
+out_free_http:
+	free(http);
+	return -ENOMEM;
+}
+
+void http_free(struct http *http)
+{
+	int i;
+
+	if (!http)
+		return;
+	for (i = 0; i < http->pool_len; i++)
+		curl_easy_cleanup(http->pool[i]);
+	curl_share_cleanup(http->share);
+	for (i = 0; i < CURL_LOCK_DATA_LAST; i++)
+		pthread_mutex_destroy(&http->share_locks[i]);
+	pthread_mutex_destroy(&http->pool_lock);
+	free(http->user_agent);
+	free(http);
+}
+
+static CURL *http_take(struct http *http)
+{
+	CURL *h = NULL;
+
+	pthread_mutex_lock(&http->pool_lock);
+	if (http->pool_len > 0)
+		h = http->pool[--http->pool_len];
+	pthread_mutex_unlock(&http->pool_lock);
+	if (h) {
+		curl_easy_reset(h);
+		return h;
+	}
+	return curl_easy_init();
+}
+
+static void http_give(struct http *http, CURL *h)
+{
+	pthread_mutex_lock(&http->pool_lock);
+	if (http->pool_len < HTTP_POOL_MAX) {
+		http->pool[http->pool_len++] = h;
+		h = NULL;
+	}
+	pthread_mutex_unlock(&http->pool_lock);
+	if (h)
+		curl_easy_cleanup(h);
+}
+
+static size_t http_buf_write(char *ptr, size_t size, size_t nmemb, void *u)
+{
+	struct http_buf *b = u;
+	size_t n = size * nmemb;
+	size_t need, cap;
+	char *p;
+
+	if (n > b->max - b->len) {
+		b->too_big = true;
+		return 0;	/* makes curl stop with CURLE_WRITE_ERROR */
+	}
+	need = b->len + n + 1;
+	if (need > b->cap) {
+		cap = b->cap ? b->cap : 4096;
+		while (cap < need)
+			cap *= 2;
+		p = realloc(b->data, cap);
+		if (!p)
+			return 0;
+		b->data = p;
+		b->cap = cap;
+	}
+	memcpy(b->data + b->len, ptr, n);
+	b->len += n;
+	b->data[b->len] = '\0';
+	return n;
+}
+
+static int http_setup(struct http *http, CURL *h, const char *url, char *errbuf)
+{
+	CURLcode rc = CURLE_OK;
+
+#define HTTP_SET(opt, val)                                   \
+	do {                                                 \
+		if (rc == CURLE_OK)                          \
+			rc = curl_easy_setopt(h, opt, val);  \
+	} while (0)
+	HTTP_SET(CURLOPT_URL, url);
+	HTTP_SET(CURLOPT_SHARE, http->share);
+	HTTP_SET(CURLOPT_ERRORBUFFER, errbuf);
+	HTTP_SET(CURLOPT_NOSIGNAL, 1L);
+	HTTP_SET(CURLOPT_USERAGENT, http->user_agent);
+	HTTP_SET(CURLOPT_ACCEPT_ENCODING, "");
+	HTTP_SET(CURLOPT_FOLLOWLOCATION, 1L);
+	HTTP_SET(CURLOPT_MAXREDIRS, 5L);
+	HTTP_SET(CURLOPT_PROTOCOLS_STR, "http,https");
+	HTTP_SET(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+	HTTP_SET(CURLOPT_CONNECTTIMEOUT, http->opts.connect_timeout);
+	/* A transfer slower than 1 byte/s for stall_timeout seconds is dead. */
+	HTTP_SET(CURLOPT_LOW_SPEED_LIMIT, 1L);
+	HTTP_SET(CURLOPT_LOW_SPEED_TIME, http->opts.stall_timeout);
+#undef HTTP_SET
+	return rc == CURLE_OK ? 0 : -EIO;
+}
+
+static bool http_transient(CURLcode cc, long status)
+{
+	if (cc == CURLE_OK)
+		return status == 429 || (status >= 500 && status <= 599);
+	switch (cc) {
+	case CURLE_COULDNT_CONNECT:
+	case CURLE_COULDNT_RESOLVE_HOST:
+	case CURLE_OPERATION_TIMEDOUT:
+	case CURLE_SEND_ERROR:
+	case CURLE_RECV_ERROR:
+	case CURLE_GOT_NOTHING:
+	case CURLE_PARTIAL_FILE:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* Milliseconds to wait before attempt number `attempt` (1-based retry count): full
+ * jitter over an exponential window, unless the server said when to come back. */
+static long http_backoff_ms(int attempt, long retry_after_s, long cap_s, unsigned *seed)
+{
+	long window = HTTP_BACKOFF_BASE_MS << (attempt < 6 ? attempt - 1 : 5);
+
+	if (retry_after_s > 0) {
+		/* Honour Retry-After, but never past what the caller was promised. */
+		if (retry_after_s > cap_s)
+			retry_after_s = cap_s;
+		return retry_after_s * 1000;
+	}
+	if (window > HTTP_BACKOFF_MAX_MS)
+		window = HTTP_BACKOFF_MAX_MS;
+	return window / 2 + (long)(rand_r(seed) % (unsigned)(window / 2 + 1));
+}
+
+static void http_sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+		;
+}
+
+int http_get(struct http *http, const char *url, char **body, size_t *len)
+{
+	struct http_buf buf = { .max = http->opts.max_body };
+	char errbuf[CURL_ERROR_SIZE];
+	unsigned seed = (unsigned)time(NULL) ^ (unsigned)(uintptr_t)&buf;
+	int attempts = http->opts.retries + 1;
+	CURLcode cc = CURLE_OK;
+	long status = 0, retry_after = 0;
+	int attempt, rc = -EIO;
+	CURL *h;
+
+	*body = NULL;
+	*len = 0;
+	h = http_take(http);
+	if (!h)
+		return -ENOMEM;
+	for (attempt = 1; attempt <= attempts; attempt++) {
+		buf.len = 0;
+		buf.too_big = false;
+		errbuf[0] = '\0';
+		status = 0;
+		curl_easy_reset(h);
+		rc = http_setup(http, h, url, errbuf);
+		if (rc == 0 &&
+		    (curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, http_buf_write) != CURLE_OK ||
+		     curl_easy_setopt(h, CURLOPT_WRITEDATA, &buf) != CURLE_OK))
+			rc = -EIO;
+		if (rc < 0)
+			break;
+		log_debug("GET %s (attempt %d/%d)", url, attempt, attempts);
+		cc = curl_easy_perform(h);
+		if (cc == CURLE_OK) {
+			curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+			rc = -http_status_errno(status);
+		} else if (buf.too_big) {
+			rc = -EFBIG;
+		} else {
+			rc = -http_curl_errno(cc);
+		}
+		if (rc == 0)
+			break;
+		if (cc == CURLE_OK)
+			log_warn("GET %s: HTTP %ld (attempt %d/%d)", url, status, attempt,
+				 attempts);
+		else
+			log_warn("GET %s: %s (attempt %d/%d)", url,
+				 buf.too_big ? "answer too large"
+					     : (errbuf[0] ? errbuf : curl_easy_strerror(cc)),
+				 attempt, attempts);
+		if (!http_transient(cc, status) || attempt == attempts)
+			break;
+		retry_after = 0;
+		if (cc == CURLE_OK)
+			curl_easy_getinfo(h, CURLINFO_RETRY_AFTER, &retry_after);
+		http_sleep_ms(http_backoff_ms(attempt, retry_after,
+					      http->opts.stall_timeout, &seed));
+	}
+	http_give(http, h);
+	if (rc < 0) {
+		log_err("GET %s failed: %s", url, strerror(-rc));
+		free(buf.data);
+		return rc;
+	}
+	if (!buf.data) {
+		/* An empty body is a valid answer (no results); give callers a string. */
+		buf.data = strdup("");
+		if (!buf.data)
+			return -ENOMEM;
+	}
+	*body = buf.data;
+	*len = buf.len;
+	return 0;
+}
+
+char *http_escape(const char *s)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t n = strlen(s), i, j = 0;
+	char *out;
+
+	if (n > (SIZE_MAX - 1) / 3)
+		return NULL;
+	out = malloc(n * 3 + 1);
+	if (!out)
+		return NULL;
+	for (i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+		    (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.' || c == '~') {
+			out[j++] = (char)c;
+		} else {
+			out[j++] = '%';
+			out[j++] = hex[c >> 4];
+			out[j++] = hex[c & 15];
+		}
+	}
+	out[j] = '\0';
+	return out;
+}

@@ -1,0 +1,245 @@
+/* SPDX-License-Identifier: MIT
+ * main.c — the tciafs command: options (fuse_opt), defaults, building the model and the
+ * mount, and tearing both down. Nothing here touches the network before the first
+ * filesystem call: mounting is instant and works offline.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fs.h"
+
+#include <fuse_lowlevel.h>
+#include "http.h"
+#include "log.h"
+#include "tcia.h"
+#include "tree.h"
+
+#ifndef TCIAFS_VERSION
+#define TCIAFS_VERSION "0"
+#endif
+
+#define TCIAFS_DEFAULT_API "https://nbia.cancerimagingarchive.net/nbia-api/services/v4"
+
+struct tciafs_conf {
+	char *api;
+	char *cache_dir;
+	int timeout;
+	int retries;
+	int meta_ttl;
+	int show_help;
+	int show_version;
+};
+
+#define TCIAFS_OPT(t, p) { t, offsetof(struct tciafs_conf, p), 1 }
+
+static const struct fuse_opt tciafs_opt_spec[] = {
+	TCIAFS_OPT("api=%s", api),
+	TCIAFS_OPT("cache_dir=%s", cache_dir),
+	TCIAFS_OPT("timeout=%d", timeout),
+	TCIAFS_OPT("retries=%d", retries),
+	TCIAFS_OPT("meta_ttl=%d", meta_ttl),
+	TCIAFS_OPT("-h", show_help),
+	TCIAFS_OPT("--help", show_help),
+	TCIAFS_OPT("-V", show_version),
+	TCIAFS_OPT("--version", show_version),
+	FUSE_OPT_END
+};
+
+static void tciafs_usage(const char *prog)
+{
+	printf("usage: %s [options] MOUNTPOINT\n"
+	       "\n"
+	       "Mounts The Cancer Imaging Archive (TCIA) as a read-only filesystem.\n"
+	       "\n"
+	       "tciafs options:\n"
+	       "    -o api=URL             API base URL (default: %s)\n"
+	       "    -o cache_dir=DIR       cache folder (default: $XDG_CACHE_HOME/tciafs)\n"
+	       "    -o timeout=SECONDS     connect and stall limit per request (default: 30)\n"
+	       "    -o retries=N           retries on connection errors, 5xx, 429 (default: 4)\n"
+	       "    -o meta_ttl=SECONDS    how long API answers are trusted (default: 86400)\n"
+	       "    -V, --version          print the version and exit\n"
+	       "\n",
+	       prog, TCIAFS_DEFAULT_API);
+}
+
+/* Returns a new string: the cache folder to use when none was given. */
+static char *tciafs_default_cache_dir(void)
+{
+	const char *xdg = getenv("XDG_CACHE_HOME");
+	const char *home = getenv("HOME");
+	char buf[PATH_MAX];
+	int n;
+
+	if (xdg && xdg[0] == '/')
+		n = snprintf(buf, sizeof(buf), "%s/tciafs", xdg);
+	else if (home && home[0] == '/')
+		n = snprintf(buf, sizeof(buf), "%s/.cache/tciafs", home);
+	else
+		return NULL;
+	if (n < 0 || (size_t)n >= sizeof(buf))
+		return NULL;
+	return strdup(buf);
+}
+
+/* mkdir -p with mode 0700 for what it creates. Returns 0 or -errno. */
+static int tciafs_mkdirs(const char *path)
+{
+	char buf[PATH_MAX];
+	size_t i, n = strlen(path);
+
+	if (n == 0 || n >= sizeof(buf))
+		return -ENAMETOOLONG;
+	memcpy(buf, path, n + 1);
+	for (i = 1; i <= n; i++) {
+		if (buf[i] != '/' && buf[i] != '\0')
+			continue;
+		buf[i] = '\0';
+		if (mkdir(buf, 0700) < 0 && errno != EEXIST)
+			return -errno;
+		buf[i] = path[i];
+	}
+	return 0;
+}
+
+/* Checks the options and fills defaults. Returns 0, or -EINVAL after one message. */
+static int tciafs_conf_check(struct tciafs_conf *conf)
+{
+	char *abs;
+	int rc;
+
+	if (!conf->api) {
+		conf->api = strdup(TCIAFS_DEFAULT_API);
+		if (!conf->api)
+			return -ENOMEM;
+	}
+	if (strncmp(conf->api, "http://", 7) != 0 && strncmp(conf->api, "https://", 8) != 0) {
+		fprintf(stderr, "tciafs: api=%s: not an http:// or https:// URL\n", conf->api);
+		return -EINVAL;
+	}
+	if (conf->timeout <= 0 || conf->retries < 0 || conf->retries > 20 ||
+	    conf->meta_ttl < 0) {
+		fprintf(stderr, "tciafs: timeout must be > 0, retries 0..20, meta_ttl >= 0\n");
+		return -EINVAL;
+	}
+	if (!conf->cache_dir) {
+		conf->cache_dir = tciafs_default_cache_dir();
+		if (!conf->cache_dir) {
+			fprintf(stderr, "tciafs: no cache folder: set -o cache_dir= or HOME\n");
+			return -EINVAL;
+		}
+	}
+	rc = tciafs_mkdirs(conf->cache_dir);
+	if (rc < 0) {
+		fprintf(stderr, "tciafs: cache_dir=%s: %s\n", conf->cache_dir, strerror(-rc));
+		return -EINVAL;
+	}
+	/* The daemon changes to / when it detaches: keep an absolute path. */
+	abs = realpath(conf->cache_dir, NULL);
+	if (!abs)
+		return -ENOMEM;
+	free(conf->cache_dir);
+	conf->cache_dir = abs;
+	return 0;
+}
+
+static int tciafs_run(struct fuse_args *args, struct fuse_cmdline_opts *cmd,
+		      struct tciafs_conf *conf)
+{
+	struct http_opts hopts = {
+		.connect_timeout = conf->timeout,
+		.stall_timeout = conf->timeout,
+		.retries = conf->retries,
+	};
+	struct tree_opts topts = { .cache_dir = conf->cache_dir, .meta_ttl = conf->meta_ttl };
+	struct fuse_loop_config loop = { .clone_fd = 0, .max_idle_threads = 10 };
+	struct tciafs ctx = { .entry_timeout = 3600.0, .negative_timeout = 5.0 };
+	struct http *http = NULL;
+	struct tcia *tcia = NULL;
+	struct fuse *fuse;
+	int rc = 1;
+
+	if (http_new(&hopts, &http) < 0 || tcia_new(http, conf->api, &tcia) < 0 ||
+	    tree_new(tcia, &topts, &ctx.tree) < 0) {
+		fprintf(stderr, "tciafs: out of memory\n");
+		goto out_free_model;
+	}
+	fuse = fuse_new(args, fs_operations(), sizeof(struct fuse_operations), &ctx);
+	if (!fuse)
+		goto out_free_model;
+	if (fuse_mount(fuse, cmd->mountpoint) != 0)
+		goto out_destroy;
+	if (fuse_daemonize(cmd->foreground) != 0)
+		goto out_unmount;
+	if (fuse_set_signal_handlers(fuse_get_session(fuse)) != 0)
+		goto out_unmount;
+	log_info("mounted %s on %s (cache %s)", conf->api, cmd->mountpoint, conf->cache_dir);
+	if (cmd->singlethread)
+		rc = fuse_loop(fuse) ? 1 : 0;
+	else
+		rc = fuse_loop_mt(fuse, &loop) ? 1 : 0;
+	fuse_remove_signal_handlers(fuse_get_session(fuse));
+out_unmount:
+	fuse_unmount(fuse);
+out_destroy:
+	fuse_destroy(fuse);
+out_free_model:
+	tree_free(ctx.tree);
+	tcia_free(tcia);
+	http_free(http);
+	return rc;
+}
+
+int main(int argc, char *argv[])
+{
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct tciafs_conf conf = { .timeout = 30, .retries = 4, .meta_ttl = 86400 };
+	struct fuse_cmdline_opts cmd = { 0 };
+	int rc = 1;
+
+	if (fuse_opt_parse(&args, &conf, tciafs_opt_spec, NULL) != 0)
+		goto out_free_args;
+	if (conf.show_version) {
+		printf("tciafs %s (libfuse %s)\n", TCIAFS_VERSION, fuse_pkgversion());
+		rc = 0;
+		goto out_free_args;
+	}
+	if (conf.show_help) {
+		tciafs_usage(argv[0]);
+		printf("FUSE options:\n");
+		fuse_cmdline_help();
+		fuse_lib_help(&args);
+		rc = 0;
+		goto out_free_args;
+	}
+	if (fuse_parse_cmdline(&args, &cmd) != 0)
+		goto out_free_args;
+	if (!cmd.mountpoint) {
+		fprintf(stderr, "tciafs: no mount point given (try --help)\n");
+		goto out_free_cmd;
+	}
+	if (tciafs_conf_check(&conf) < 0)
+		goto out_free_cmd;
+	/* Read-only at the VFS too, and name ourselves in /proc/mounts. */
+	if (fuse_opt_add_arg(&args, "-oro,default_permissions,fsname=tciafs,subtype=tciafs"))
+		goto out_free_cmd;
+	log_init(cmd.debug ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO, !cmd.foreground);
+	if (http_global_init() < 0) {
+		fprintf(stderr, "tciafs: cannot initialise libcurl\n");
+		goto out_free_cmd;
+	}
+	rc = tciafs_run(&args, &cmd, &conf);
+	http_global_cleanup();
+out_free_cmd:
+	free(cmd.mountpoint);
+out_free_args:
+	fuse_opt_free_args(&args);
+	free(conf.api);
+	free(conf.cache_dir);
+	return rc;
+}

@@ -1,0 +1,522 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+# The fake TCIA: an HTTP server on 127.0.0.1 that answers the NBIA v4 API as
+# ../shared/docs/tcia-api.md describes it, over the synthetic archive of archive.py.
+# It logs every request as one JSON line and injects faults on demand (see README.md).
+# Standard library only.
+
+import argparse
+import datetime
+import json
+import os
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import archive  # noqa: E402
+
+PREFIX = "/nbia-api/services/v4/"
+
+# Parameters each endpoint accepts. Names are case-sensitive on the real service; the fake
+# answers 400 to any other name so that a client typo shows up in tests instead of silently
+# widening a query.
+ENDPOINTS = {
+    "getCollectionValues": (),
+    "getModalityValues": ("Collection", "BodyPartExamined"),
+    "getBodyPartValues": ("Collection", "Modality"),
+    "getManufacturerValues": ("Collection", "Modality", "BodyPartExamined"),
+    "getPatient": ("Collection",),
+    "getPatientStudy": ("Collection", "PatientID", "StudyInstanceUID"),
+    "getSeries": ("Collection", "PatientID", "StudyInstanceUID", "SeriesInstanceUID",
+                  "Modality", "BodyPartExamined", "Manufacturer", "ManufacturerModelName"),
+    "getSeriesSize": ("SeriesInstanceUID",),
+    "getImage": ("SeriesInstanceUID", "NewFileNames"),
+    "getSOPInstanceUIDs": ("SeriesInstanceUID",),
+    "getSingleImage": ("SeriesInstanceUID", "SOPInstanceUID"),
+    "NewPatientsInCollection": ("Collection", "fromDate"),
+    "NewStudiesInPatientCollection": ("Collection", "PatientID", "fromDate"),
+    "getUpdatedSeries": ("fromDate",),
+    "getPatientByCollectionAndModality": ("Collection", "Modality"),
+}
+
+HTML_ERROR = (
+    "<!doctype html><html lang=\"en\"><head><title>HTTP Status {code} – {reason}</title>"
+    "</head><body><h1>HTTP Status {code} – {reason}</h1><hr class=\"line\" />"
+    "<p><b>Type</b> Status Report</p><p><b>Description</b> The server encountered an "
+    "unexpected condition that prevented it from fulfilling the request.</p>"
+    "<hr class=\"line\" /><h3>Apache Tomcat</h3></body></html>"
+)
+
+FAULT_KINDS = {"delay", "status", "429", "reset", "truncate", "corrupt", "malformed",
+               "html", "empty", "hang"}
+
+
+class Faults:
+    """Rules switched on and off at run time through POST /_fake/faults.
+
+    A rule: {"kind": one of FAULT_KINDS, "endpoint": name or "*", "series": optional
+    SeriesInstanceUID, "times": how many requests it hits (-1 = until reset),
+    "status": for "status", "seconds": for "delay"/"hang", "retry_after": for "429"}.
+    The first live rule that matches a request applies to it.
+    """
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.rules = []
+
+    def add(self, rule):
+        if rule.get("kind") not in FAULT_KINDS:
+            raise ValueError("unknown fault kind %r" % rule.get("kind"))
+        rule.setdefault("endpoint", "*")
+        rule.setdefault("times", -1)
+        with self.lock:
+            self.rules.append(rule)
+
+    def reset(self):
+        with self.lock:
+            self.rules = []
+
+    def take(self, endpoint, query):
+        with self.lock:
+            for rule in self.rules:
+                if rule["times"] == 0:
+                    continue
+                if rule["endpoint"] not in ("*", endpoint):
+                    continue
+                if "series" in rule and query.get("SeriesInstanceUID") != rule["series"]:
+                    continue
+                if rule["times"] > 0:
+                    rule["times"] -= 1
+                return dict(rule)
+        return None
+
+    def snapshot(self):
+        with self.lock:
+            return [dict(r) for r in self.rules]
+
+
+class RequestLog:
+    def __init__(self, path):
+        self.lock = threading.Lock()
+        self.f = open(path, "a", encoding="utf-8") if path else None
+
+    def write(self, entry):
+        if not self.f:
+            return
+        line = json.dumps(entry, ensure_ascii=False, sort_keys=True)
+        with self.lock:
+            self.f.write(line + "\n")
+            self.f.flush()
+
+
+def parse_mdy(value):
+    # v4 dates are MM-DD-YYYY (tcia-api.md §2).
+    return datetime.datetime.strptime(value, "%m-%d-%Y")
+
+
+def released(rec):
+    return datetime.datetime.strptime(rec["DateReleased"][:10], "%Y-%m-%d")
+
+
+class BadRequest(Exception):
+    pass
+
+
+class Api:
+    """Answers one endpoint: returns (content_type, body_bytes) or a special tuple."""
+
+    def __init__(self, arc, series_size_delay):
+        self.arc = arc
+        self.series_size_delay = series_size_delay
+
+    def call(self, endpoint, q):
+        return getattr(self, "ep_" + endpoint)(q)
+
+    # JSON helpers -----------------------------------------------------------------------
+
+    @staticmethod
+    def _json(items, empty=b""):
+        # No results is HTTP 200 with an empty body on the real service (tcia-api.md §4).
+        if not items:
+            return ("application/json", empty)
+        return ("application/json", json.dumps(items, ensure_ascii=False).encode("utf-8"))
+
+    def _series_matching(self, q):
+        out = []
+        for rec in self.arc.all_series():
+            if all(rec.get(k) == v for k, v in q.items() if k != "format"):
+                out.append(rec)
+        return out
+
+    @staticmethod
+    def _values(records, key):
+        seen, out = set(), []
+        for rec in records:
+            v = rec.get(key)
+            marker = v if v is not None else object()
+            if v is not None and marker in seen:
+                continue
+            if v is None:
+                # Some elements simply lack the key (tcia-api.md §2, getBodyPartValues).
+                if None in seen:
+                    continue
+                seen.add(None)
+                out.append({})
+                continue
+            seen.add(v)
+            out.append({key: v})
+        return out
+
+    # Endpoints -------------------------------------------------------------------------
+
+    def ep_getCollectionValues(self, q):
+        return self._json([{"Collection": c} for c in self.arc.collections])
+
+    def ep_getModalityValues(self, q):
+        return self._json(self._values(self._series_matching(q), "Modality"))
+
+    def ep_getBodyPartValues(self, q):
+        return self._json(self._values(self._series_matching(q), "BodyPartExamined"))
+
+    def ep_getManufacturerValues(self, q):
+        return self._json(self._values(self._series_matching(q), "Manufacturer"))
+
+    def ep_getPatient(self, q):
+        out = [p for p in self.arc.patients
+               if "Collection" not in q or p["Collection"] == q["Collection"]]
+        return self._json(out)
+
+    def ep_getPatientStudy(self, q):
+        keys = {"Collection": "Collection", "PatientID": "PatientID",
+                "StudyInstanceUID": "StudyInstanceUID"}
+        out = [s for s in self.arc.studies
+               if all(s.get(keys[k]) == v for k, v in q.items() if k in keys)]
+        return self._json(out)
+
+    def ep_getSeries(self, q):
+        return self._json(self._series_matching(q))
+
+    def ep_getSeriesSize(self, q):
+        # The real call is slow (tcia-api.md §2).
+        if self.series_size_delay:
+            time.sleep(self.series_size_delay)
+        s = self.arc.series.get(q.get("SeriesInstanceUID", ""))
+        if not s:
+            return self._json([])
+        # TotalSizeInBytes is a string with a decimal point; ObjectCount an integer.
+        return self._json([{"TotalSizeInBytes": "%.1f" % s.total_size(),
+                            "ObjectCount": s.image_count}])
+
+    def ep_getImage(self, q):
+        s = self.arc.series.get(q.get("SeriesInstanceUID", ""))
+        new_names = q.get("NewFileNames", "No") == "Yes"
+        return ("zip", s, new_names)
+
+    def ep_getSOPInstanceUIDs(self, q):
+        s = self.arc.series.get(q.get("SeriesInstanceUID", ""))
+        uids = s.sop_uids() if s else []
+        return self._json([{"SOPInstanceUID": u} for u in uids], empty=b"[]")
+
+    def ep_getSingleImage(self, q):
+        s = self.arc.series.get(q.get("SeriesInstanceUID", ""))
+        data = s.dicom_bytes(q.get("SOPInstanceUID", "")) if s else None
+        if data is None:
+            return ("application/json", b"")
+        return ("application/dicom", data)
+
+    def _need(self, q, *names):
+        for n in names:
+            if n not in q:
+                raise BadRequest("missing required parameter %s" % n)
+
+    def _since(self, q):
+        try:
+            return parse_mdy(q["fromDate"])
+        except ValueError:
+            raise BadRequest("fromDate must be MM-DD-YYYY")
+
+    def ep_NewPatientsInCollection(self, q):
+        self._need(q, "Collection", "fromDate")
+        since = self._since(q)
+        pids = {r["PatientID"] for r in self.arc.all_series()
+                if r["Collection"] == q["Collection"] and released(r) >= since}
+        return self._json([p for p in self.arc.patients
+                           if p["Collection"] == q["Collection"] and p["PatientId"] in pids])
+
+    def ep_NewStudiesInPatientCollection(self, q):
+        self._need(q, "Collection", "fromDate")
+        since = self._since(q)
+        uids = {r["StudyInstanceUID"] for r in self.arc.all_series()
+                if r["Collection"] == q["Collection"] and released(r) >= since
+                and ("PatientID" not in q or r["PatientID"] == q["PatientID"])}
+        return self._json([s for s in self.arc.studies if s["StudyInstanceUID"] in uids])
+
+    def ep_getUpdatedSeries(self, q):
+        self._need(q, "fromDate")
+        since = self._since(q)
+        return self._json([r for r in self.arc.all_series() if released(r) >= since],
+                          empty=b"[]")
+
+    def ep_getPatientByCollectionAndModality(self, q):
+        self._need(q, "Collection", "Modality")
+        pids = {r["PatientID"] for r in self.arc.all_series()
+                if r["Collection"] == q["Collection"] and r["Modality"] == q["Modality"]}
+        return self._json([p for p in self.arc.patients
+                           if p["Collection"] == q["Collection"] and p["PatientId"] in pids])
+
+
+class ChunkedWriter:
+    """A write-only stream that sends HTTP/1.1 chunks, counting bytes. The zip is made on
+    the fly, like the real one, so no Content-Length is sent (tcia-api.md §3)."""
+
+    def __init__(self, wfile, limit=None):
+        self.wfile = wfile
+        self.sent = 0
+        self.limit = limit
+
+    def write(self, data):
+        if not data:
+            return 0
+        if self.limit is not None:
+            data = data[: max(0, self.limit - self.sent)]
+            if not data:
+                return 0
+        self.wfile.write(b"%x\r\n" % len(data) + bytes(data) + b"\r\n")
+        self.sent += len(data)
+        return len(data)
+
+    def flush(self):
+        self.wfile.flush()
+
+    def finish(self):
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "Apache-Coyote/1.1"
+    sys_version = ""
+
+    def log_message(self, fmt, *args):
+        pass  # the JSON request log replaces the default stderr lines
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def _send(self, status, ctype, body, extra=None):
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in (extra or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+        return len(body)
+
+    def _html_error(self, status, reason):
+        body = HTML_ERROR.format(code=status, reason=reason).encode()
+        return self._send(status, "text/html;charset=utf-8", body)
+
+    def _reset(self, partial):
+        """Send the start of a body, then reset the connection (RST, not FIN)."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/zip" if partial[:2] == b"PK"
+                         else "application/json")
+        self.send_header("Content-Length", str(len(partial) * 2 + 1))
+        self.end_headers()
+        self.wfile.write(partial)
+        self.wfile.flush()
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                   struct.pack("ii", 1, 0))
+        self.connection.close()
+        self.close_connection = True
+        return len(partial)
+
+    def _sleep(self, seconds):
+        self.server.stopping.wait(seconds)
+
+    # -- control API ----------------------------------------------------------------------
+
+    def _control(self, path):
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        if path == "/_fake/faults" and self.command == "POST":
+            try:
+                rule = json.loads(body or b"{}")
+                self.server.faults.add(rule)
+            except ValueError as e:
+                return self._send(400, "text/plain", str(e).encode() + b"\n")
+            return self._send(200, "application/json", b'{"ok":true}\n')
+        if path == "/_fake/faults" and self.command == "GET":
+            return self._send(200, "application/json",
+                              json.dumps(self.server.faults.snapshot()).encode() + b"\n")
+        if path == "/_fake/reset" and self.command == "POST":
+            self.server.faults.reset()
+            return self._send(200, "application/json", b'{"ok":true}\n')
+        return self._send(404, "text/plain", b"unknown control call\n")
+
+    # -- API ------------------------------------------------------------------------------
+
+    def do_POST(self):
+        path = urllib.parse.urlsplit(self.path).path
+        if path.startswith("/_fake/"):
+            self._control(path)
+            return
+        self._html_error(405, "Method Not Allowed")
+
+    def do_GET(self):
+        url = urllib.parse.urlsplit(self.path)
+        if url.path.startswith("/_fake/"):
+            self._control(url.path)
+            return
+        entry = {"t": round(time.time(), 6), "method": "GET", "path": url.path,
+                 "status": 0, "bytes": 0, "fault": None}
+        try:
+            pairs = urllib.parse.parse_qsl(url.query, keep_blank_values=True, strict_parsing=False)
+            q = dict(pairs)
+            entry["query"] = q
+            endpoint = url.path[len(PREFIX):] if url.path.startswith(PREFIX) else None
+            entry["endpoint"] = endpoint
+            status, sent, fault = self._dispatch(endpoint, q)
+            entry.update(status=status, bytes=sent, fault=fault)
+        except (BrokenPipeError, ConnectionResetError):
+            entry["status"] = entry["status"] or -1
+            self.close_connection = True
+        finally:
+            entry["dt"] = round(time.time() - entry["t"], 6)
+            self.server.reqlog.write(entry)
+
+    def _dispatch(self, endpoint, q):
+        if endpoint not in ENDPOINTS:
+            return 404, self._html_error(404, "Not Found"), None
+        bad = [k for k in q if k not in ENDPOINTS[endpoint] and k != "format"]
+        if bad:
+            return 400, self._send(400, "text/plain",
+                                   ("unknown parameter: %s\n" % bad[0]).encode()), None
+        if self.server.delay:
+            self._sleep(self.server.delay)
+        rule = self.server.faults.take(endpoint, q)
+        kind = rule["kind"] if rule else None
+        if kind == "delay":
+            self._sleep(float(rule.get("seconds", 1)))
+        elif kind == "hang":
+            self._sleep(float(rule.get("seconds", 3600)))
+            self.close_connection = True
+            return 0, 0, kind
+        elif kind == "status":
+            code = int(rule.get("status", 500))
+            return code, self._html_error(code, "Internal Server Error"), kind
+        elif kind == "429":
+            body = HTML_ERROR.format(code=429, reason="Too Many Requests").encode()
+            extra = {"Retry-After": str(rule.get("retry_after", 1))}
+            return 429, self._send(429, "text/html", body, extra), kind
+        elif kind == "html":
+            body = HTML_ERROR.format(code=200, reason="Service Notice").encode()
+            return 200, self._send(200, "text/html;charset=utf-8", body), kind
+        elif kind == "empty":
+            return 200, self._send(200, "application/json", b""), kind
+        try:
+            result = self.server.api.call(endpoint, q)
+        except BadRequest as e:
+            return 400, self._send(400, "text/plain", (str(e) + "\n").encode()), kind
+        if result[0] == "zip":
+            return self._zip(result[1], result[2], kind)
+        ctype, body = result
+        if kind == "malformed" and body:
+            body = body[: max(1, len(body) // 2)] + b",{]"
+        elif kind == "malformed":
+            body = b"[{\"Collection\":"
+        elif kind == "reset":
+            return 200, self._reset(body[: max(1, len(body) // 2)]), kind
+        return 200, self._send(200, ctype, body), kind
+
+    def _zip(self, series, new_names, kind):
+        if series is None:
+            # An unknown series still gets 200 and an empty zip (tcia-api.md §3).
+            body = archive.empty_zip()
+            return 200, self._chunked(lambda w: w.write(body)), kind
+        if kind in ("truncate", "corrupt", "reset"):
+            data = series.zip_bytes(new_names)
+            if kind == "truncate":
+                data = data[: len(data) // 2]
+            elif kind == "corrupt":
+                data = archive.corrupt(data)
+            else:
+                return 200, self._reset(data[: len(data) // 2]), kind
+            return 200, self._chunked(lambda w: w.write(data)), kind
+        return 200, self._chunked(lambda w: series.write_zip(w, new_names)), kind
+
+    def _chunked(self, produce):
+        self.send_response(200)
+        self.send_header("Content-Type", "application/zip")
+        self.send_header("Content-Disposition", "attachment; filename=images.zip")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        w = ChunkedWriter(self.wfile)
+        produce(w)
+        w.finish()
+        return w.sent
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 64
+
+
+def write_atomic(path, text):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.rename(tmp, path)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="Fake TCIA (NBIA v4) server for tciafs tests.")
+    ap.add_argument("--port", type=int, default=0, help="port (default: a free one)")
+    ap.add_argument("--port-file", help="write the port here once listening")
+    ap.add_argument("--url-file", help="write the API base URL here once listening")
+    ap.add_argument("--log", help="append one JSON line per API request to this file")
+    ap.add_argument("--scale", type=int, default=0,
+                    help="add collection Scale-Test with this many patients (10 series each)")
+    ap.add_argument("--delay", type=float, default=0.0,
+                    help="seconds to wait before answering every API request")
+    ap.add_argument("--series-size-delay", type=float, default=0.3,
+                    help="seconds getSeriesSize takes (the real one is slow)")
+    args = ap.parse_args(argv)
+
+    arc = archive.Archive(scale=args.scale)
+    srv = Server(("127.0.0.1", args.port), Handler)
+    srv.api = Api(arc, args.series_size_delay)
+    srv.faults = Faults()
+    srv.reqlog = RequestLog(args.log)
+    srv.delay = args.delay
+    srv.stopping = threading.Event()
+    port = srv.server_address[1]
+    url = "http://127.0.0.1:%d%s" % (port, PREFIX.rstrip("/"))
+
+    def stop(signum, frame):
+        srv.stopping.set()
+        threading.Thread(target=srv.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    if args.port_file:
+        write_atomic(args.port_file, "%d\n" % port)
+    if args.url_file:
+        write_atomic(args.url_file, url + "\n")
+    print("fake-tcia: serving %s" % url, file=sys.stderr, flush=True)
+    srv.serve_forever(poll_interval=0.2)
+    srv.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
