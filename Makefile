@@ -32,6 +32,8 @@ BIN       := $(BUILD)/tciafs
 UNIT      := test_http test_tcia test_tree
 UNIT_BIN  := $(UNIT:%=$(BUILD)/%)
 
+.SECONDARY:
+
 .PHONY: all deps check unit unit-run valgrind integration check-build check-asan demo clean
 
 all: $(BIN)

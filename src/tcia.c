@@ -85,7 +85,7 @@ static int tcia_load_array(const char *body, size_t len, json_t **out)
 	*out = NULL;
 	if (tcia_blank(body, len))
 		return 0;
-	root = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &err);
+	root = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
 	if (!root) {
 		if (json_error_code(&err) == json_error_out_of_memory)
 			return -ENOMEM;
@@ -98,8 +98,8 @@ static int tcia_load_array(const char *body, size_t len, json_t **out)
 		return 0;
 	}
 	if (!json_is_array(root)) {
-		log_err("bad answer from TCIA: expected a list, got JSON type %d",
-			(int)json_typeof(root));
+		log_err("bad answer from TCIA: expected a list, got %s",
+			json_is_object(root) ? "an object" : "a scalar");
 		json_decref(root);
 		return -EBADMSG;
 	}
