@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.parse
@@ -15,6 +16,7 @@ import urllib.request
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FAKE = os.path.join(ROOT, "tests", "fake-tcia", "fake_tcia.py")
 PYTHON = "/usr/bin/python3"
+HERE_PYTHON = sys.executable
 
 
 class TestFailure(AssertionError):

@@ -1,0 +1,107 @@
+# SPDX-License-Identifier: MIT
+# tciafs through a real FUSE mount: mounting makes no request, / lists the collections
+# with safe names, README.txt says what this is, probes cost nothing, writes are EROFS,
+# answers are cached, and the daemon exits cleanly on unmount.
+
+import errno
+import os
+import subprocess
+
+from harness import run
+
+
+def test_mount_makes_no_request(ctx):
+    s = ctx.server()
+    m = ctx.mount(s)
+    os.stat(m.mountpoint)
+    with open(os.path.join(m.mountpoint, "README.txt")) as f:
+        f.read()
+    assert s.requests() == [], s.requests()
+    ctx.unmount(m)
+
+
+def test_ls_lists_collections(ctx):
+    s = ctx.server()
+    m = ctx.mount(s)
+    out = run(["ls", m.mountpoint]).stdout.splitlines()
+    want = sorted(["Lung-Phantom-CT", "CT COLONOGRAPHY", "Soft-tissue-Sarcoma",
+                   "Odd_Names_Collection", "README.txt"])
+    assert out == want, out
+    assert len(s.requests("getCollectionValues")) == 1
+    st = os.stat(os.path.join(m.mountpoint, "Lung-Phantom-CT"))
+    assert (st.st_mode & 0o777) == 0o555 and os.path.isdir(os.path.join(m.mountpoint, "CT COLONOGRAPHY"))
+    # Listing again, and stat of each entry, is answered from the cache.
+    run(["ls", "-l", m.mountpoint])
+    assert len(s.requests()) == 1, s.requests()
+    ctx.unmount(m)
+
+
+def test_readme(ctx):
+    s = ctx.server()
+    cache = ctx.path("my cache")
+    m = ctx.mount(s, cache_dir=cache)
+    path = os.path.join(m.mountpoint, "README.txt")
+    text = run(["cat", path]).stdout
+    assert cache in text and s.url in text and "<Collection>" in text
+    assert os.stat(path).st_size == len(text.encode())
+    assert os.path.isdir(cache) and (os.stat(cache).st_mode & 0o777) == 0o700
+
+
+def test_probe_names_make_no_request(ctx):
+    s = ctx.server()
+    m = ctx.mount(s)
+    for name in (".hidden", ".directory", "desktop.ini", "autorun.inf", ".DS_Store",
+                 "Thumbs.db", ".git", ".Trash", ".Trash-0", ".xdg-volume-info"):
+        assert not os.path.exists(os.path.join(m.mountpoint, name)), name
+    assert s.requests() == []
+
+
+def test_writes_are_erofs(ctx):
+    s = ctx.server()
+    m = ctx.mount(s)
+    mp = m.mountpoint
+    readme = os.path.join(mp, "README.txt")
+    coll = os.path.join(mp, "Lung-Phantom-CT")
+    for cmd in (["touch", os.path.join(mp, "new")], ["mkdir", os.path.join(mp, "d")],
+                ["rm", "-f", readme], ["mv", readme, os.path.join(mp, "x")],
+                ["rmdir", coll], ["chmod", "777", readme], ["ln", "-s", "x", os.path.join(mp, "l")],
+                ["sh", "-c", "echo hi > '%s'" % readme]):
+        r = run(cmd, check=False)
+        assert r.returncode != 0 and "Read-only file system" in r.stderr, (cmd, r.stderr)
+    try:
+        os.open(readme, os.O_WRONLY)
+        raise AssertionError("opened for writing")
+    except OSError as e:
+        assert e.errno == errno.EROFS
+    assert "fuse.tciafs" in open("/proc/mounts").read()
+
+
+def test_cached_list_survives_server_stop(ctx):
+    s = ctx.server()
+    m = ctx.mount(s)
+    first = run(["ls", m.mountpoint]).stdout
+    s.stop()
+    assert run(["ls", m.mountpoint]).stdout == first
+    ctx.unmount(m)
+
+
+def test_api_down_uncached_fails_fast(ctx):
+    m = ctx.mount(api="http://127.0.0.1:1/nbia-api/services/v4",
+                  options=["timeout=2", "retries=1"])
+    r = run(["ls", m.mountpoint], check=False)
+    assert r.returncode != 0 and "Input/output error" in r.stderr
+    assert "127.0.0.1:1" in m.log()
+    ctx.unmount(m)
+
+
+def test_version_and_help(ctx):
+    binary = os.environ["TCIAFS_BIN"]
+    r = run([binary, "--version"])
+    assert r.stdout.startswith("tciafs ")
+    r = run([binary, "--help"])
+    for opt in ("api=URL", "cache_dir=DIR", "timeout=", "retries=", "meta_ttl="):
+        assert opt in r.stdout, opt
+    r = run([binary, "-o", "api=notaurl", ctx.path()], check=False)
+    assert r.returncode == 1 and "api=notaurl" in r.stderr
+    r = run([binary], check=False)
+    assert r.returncode == 1 and "mount point" in r.stderr
