@@ -7,6 +7,7 @@
 #define TCIAFS_HTTP_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct http;
 
@@ -31,6 +32,18 @@ void http_free(struct http *http);
  * frees with free()) and its length in *len. Retries transient failures as configured.
  * Returns 0 on a 2xx answer, else -errno (see http_status_errno) with one log line. */
 int http_get(struct http *http, const char *url, char **body, size_t *len);
+
+/* Called as a download proceeds: bytes written so far, and the total the server
+ * announced (0 if it did not). */
+typedef void (*http_progress_fn)(void *arg, uint64_t done, uint64_t total);
+
+/* GETs url and streams a 2xx body into fd from its current offset, with bounded memory
+ * whatever the size. A failed attempt is truncated away before a retry when fd can seek;
+ * otherwise it is not retried. Returns 0 with *bytes the body's length, or -errno (the
+ * write's own errno, e.g. -ENOSPC, when fd refused data); fd may then hold a partial
+ * body, which the caller discards. progress may be NULL. */
+int http_download(struct http *http, const char *url, int fd, http_progress_fn progress,
+		  void *arg, uint64_t *bytes);
 
 /* Percent-encodes s for use as a query value. Returns a new string (caller frees with
  * free()), or NULL when out of memory. */

@@ -23,6 +23,10 @@ struct tree_opts {
 int tree_new(struct tcia *tcia, const struct tree_opts *opts, struct tree **out);
 void tree_free(struct tree *tree);
 
+/* Forgets what the tree knows of the archive (SIGHUP): the next look asks again, but
+ * the old answers still cover a failed refresh. */
+void tree_expire(struct tree *tree);
+
 /* Fills *st for path ("/" or "/a/b"). Returns 0, -ENOENT, or -errno from the API. */
 int tree_stat(struct tree *tree, const char *path, struct stat *st);
 

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -291,66 +292,124 @@ static void http_sleep_ms(long ms)
 		;
 }
 
-int http_get(struct http *http, const char *url, char **body, size_t *len)
+/* Where a response body goes. reset() is called before every attempt and returns 0, or
+ * -errno when the sink cannot start over (a stream already partly written). */
+struct http_sink {
+	curl_write_callback write;
+	void *data;
+	int (*reset)(struct http_sink *sink);
+	bool failed_write;	/* the sink refused data: do not blame the network */
+	int write_errno;
+	long buffer_size;	/* curl's receive buffer; 0 = its default */
+	CURL *h;		/* the handle of the attempt in progress */
+};
+
+static int http_buf_reset(struct http_sink *sink)
 {
-	struct http_buf buf = { .max = http->opts.max_body };
+	struct http_buf *b = sink->data;
+
+	b->len = 0;
+	b->too_big = false;
+	return 0;
+}
+
+/* Runs one GET with retries; the body goes to sink. Returns 0 or -errno, logging one
+ * line per failed attempt and one for the final failure. */
+static int http_perform(struct http *http, const char *url, struct http_sink *sink,
+			curl_xferinfo_callback xferinfo, void *xferdata)
+{
 	char errbuf[CURL_ERROR_SIZE];
-	unsigned seed = (unsigned)time(NULL) ^ (unsigned)(uintptr_t)&buf;
+	unsigned seed = (unsigned)time(NULL) ^ (unsigned)(uintptr_t)&errbuf;
 	int attempts = http->opts.retries + 1;
 	CURLcode cc = CURLE_OK;
 	long status = 0, retry_after = 0;
 	int attempt, rc = -EIO;
 	CURL *h;
 
-	*body = NULL;
-	*len = 0;
 	h = http_take(http);
 	if (!h)
 		return -ENOMEM;
 	for (attempt = 1; attempt <= attempts; attempt++) {
-		buf.len = 0;
-		buf.too_big = false;
 		errbuf[0] = '\0';
 		status = 0;
+		sink->failed_write = false;
+		rc = sink->reset(sink);
+		if (rc < 0)
+			break;
 		curl_easy_reset(h);
 		rc = http_setup(http, h, url, errbuf);
 		if (rc == 0 &&
-		    (curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, http_buf_write) != CURLE_OK ||
-		     curl_easy_setopt(h, CURLOPT_WRITEDATA, &buf) != CURLE_OK))
+		    (curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, sink->write) != CURLE_OK ||
+		     curl_easy_setopt(h, CURLOPT_WRITEDATA, sink) != CURLE_OK))
+			rc = -EIO;
+		if (rc == 0 && sink->buffer_size &&
+		    curl_easy_setopt(h, CURLOPT_BUFFERSIZE, sink->buffer_size) != CURLE_OK)
+			rc = -EIO;
+		if (rc == 0 && xferinfo &&
+		    (curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, xferinfo) != CURLE_OK ||
+		     curl_easy_setopt(h, CURLOPT_XFERINFODATA, xferdata) != CURLE_OK ||
+		     curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L) != CURLE_OK))
 			rc = -EIO;
 		if (rc < 0)
 			break;
 		log_debug("GET %s (attempt %d/%d)", url, attempt, attempts);
+		sink->h = h;
 		cc = curl_easy_perform(h);
-		if (cc == CURLE_OK) {
-			curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+		if (sink->failed_write)
+			rc = -sink->write_errno;
+		else if (cc == CURLE_OK)
 			rc = -http_status_errno(status);
-		} else if (buf.too_big) {
-			rc = -EFBIG;
-		} else {
+		else
 			rc = -http_curl_errno(cc);
-		}
 		if (rc == 0)
 			break;
-		if (cc == CURLE_OK)
+		if (sink->failed_write)
+			log_warn("GET %s: %s (attempt %d/%d)", url, strerror(-rc), attempt,
+				 attempts);
+		else if (cc == CURLE_OK)
 			log_warn("GET %s: HTTP %ld (attempt %d/%d)", url, status, attempt,
 				 attempts);
 		else
 			log_warn("GET %s: %s (attempt %d/%d)", url,
-				 buf.too_big ? "answer too large"
-					     : (errbuf[0] ? errbuf : curl_easy_strerror(cc)),
-				 attempt, attempts);
-		if (!http_transient(cc, status) || attempt == attempts)
+				 errbuf[0] ? errbuf : curl_easy_strerror(cc), attempt, attempts);
+		if (sink->failed_write || !http_transient(cc, status) || attempt == attempts)
 			break;
 		retry_after = 0;
 		if (cc == CURLE_OK)
 			curl_easy_getinfo(h, CURLINFO_RETRY_AFTER, &retry_after);
-		http_sleep_ms(http_backoff_ms(attempt, retry_after,
-					      http->opts.stall_timeout, &seed));
+		http_sleep_ms(http_backoff_ms(attempt, retry_after, http->opts.stall_timeout,
+					      &seed));
 	}
 	http_give(http, h);
-	if (rc < 0) {
+	if (rc < 0)
 		log_err("GET %s failed: %s", url, strerror(-rc));
+	return rc;
+}
+
+static size_t http_buf_sink_write(char *ptr, size_t size, size_t nmemb, void *u)
+{
+	struct http_sink *sink = u;
+	struct http_buf *b = sink->data;
+	size_t n = http_buf_write(ptr, size, nmemb, b);
+
+	if (n != size * nmemb) {
+		sink->failed_write = true;
+		sink->write_errno = b->too_big ? EFBIG : ENOMEM;
+	}
+	return n;
+}
+
+int http_get(struct http *http, const char *url, char **body, size_t *len)
+{
+	struct http_buf buf = { .max = http->opts.max_body };
+	struct http_sink sink = { http_buf_sink_write, &buf, http_buf_reset, false, 0, 0, NULL };
+	int rc;
+
+	*body = NULL;
+	*len = 0;
+	rc = http_perform(http, url, &sink, NULL, NULL);
+	if (rc < 0) {
 		free(buf.data);
 		return rc;
 	}
@@ -363,6 +422,82 @@ int http_get(struct http *http, const char *url, char **body, size_t *len)
 	*body = buf.data;
 	*len = buf.len;
 	return 0;
+}
+
+struct http_fd {
+	int fd;
+	off_t start;		/* -1 when fd cannot seek */
+	uint64_t written;
+	http_progress_fn progress;
+	void *arg;
+};
+
+static int http_fd_reset(struct http_sink *sink)
+{
+	struct http_fd *f = sink->data;
+
+	if (f->written == 0)
+		return 0;
+	if (f->start < 0)
+		return -EIO;	/* a pipe cannot take back what it was given */
+	if (ftruncate(f->fd, f->start) < 0 || lseek(f->fd, f->start, SEEK_SET) < 0)
+		return -errno;
+	f->written = 0;
+	return 0;
+}
+
+static size_t http_fd_write(char *ptr, size_t size, size_t nmemb, void *u)
+{
+	struct http_sink *sink = u;
+	struct http_fd *f = sink->data;
+	size_t n = size * nmemb, done = 0;
+	long status = 0;
+
+	/* Error pages are not the body the caller asked for: read and drop them. */
+	curl_easy_getinfo(sink->h, CURLINFO_RESPONSE_CODE, &status);
+	if (status < 200 || status > 299)
+		return n;
+	while (done < n) {
+		ssize_t w = write(f->fd, ptr + done, n - done);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			sink->failed_write = true;
+			sink->write_errno = w < 0 ? errno : EIO;
+			return 0;
+		}
+		done += (size_t)w;
+	}
+	f->written += n;
+	return n;
+}
+
+static int http_fd_xferinfo(void *u, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+			    curl_off_t ulnow)
+{
+	struct http_fd *f = u;
+
+	(void)dlnow;
+	(void)ultotal;
+	(void)ulnow;
+	if (f->progress)
+		f->progress(f->arg, f->written, dltotal > 0 ? (uint64_t)dltotal : 0);
+	return 0;
+}
+
+int http_download(struct http *http, const char *url, int fd, http_progress_fn progress,
+		  void *arg, uint64_t *bytes)
+{
+	struct http_fd f = { fd, lseek(fd, 0, SEEK_CUR), 0, progress, arg };
+	struct http_sink sink = { http_fd_write, &f, http_fd_reset, false, 0, 256 * 1024, NULL };
+	int rc;
+
+	*bytes = 0;
+	rc = http_perform(http, url, &sink, http_fd_xferinfo, &f);
+	if (rc == 0)
+		*bytes = f.written;
+	return rc;
 }
 
 char *http_escape(const char *s)

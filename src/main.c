@@ -5,6 +5,8 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +19,7 @@
 #include <fuse_lowlevel.h>
 #include "http.h"
 #include "log.h"
+#include "metacache.h"
 #include "tcia.h"
 #include "tree.h"
 
@@ -148,6 +151,50 @@ static int tciafs_conf_check(struct tciafs_conf *conf)
 	return 0;
 }
 
+struct tciafs_hup {
+	pthread_t thread;
+	struct metacache *cache;
+	struct tree *tree;
+};
+
+/* SIGHUP drops cached metadata. libfuse's handlers would end the session on SIGHUP, so
+ * the signal is blocked everywhere and taken here with sigwait(), where locks are safe. */
+static void *tciafs_hup_main(void *arg)
+{
+	struct tciafs_hup *hup = arg;
+	sigset_t set;
+	int sig;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGHUP);
+	for (;;) {
+		if (sigwait(&set, &sig) != 0)
+			continue;
+		log_info("SIGHUP: cached metadata dropped; the next look asks TCIA again");
+		metacache_expire_all(hup->cache);
+		tree_expire(hup->tree);
+	}
+	return NULL;
+}
+
+static int tciafs_hup_start(struct tciafs_hup *hup)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGHUP);
+	/* Blocked before the FUSE worker threads exist, so they inherit the mask. */
+	if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0)
+		return -EINVAL;
+	return -pthread_create(&hup->thread, NULL, tciafs_hup_main, hup);
+}
+
+static void tciafs_hup_stop(struct tciafs_hup *hup)
+{
+	pthread_cancel(hup->thread);
+	pthread_join(hup->thread, NULL);
+}
+
 static int tciafs_run(struct fuse_args *args, struct fuse_cmdline_opts *cmd,
 		      struct tciafs_conf *conf)
 {
@@ -159,12 +206,26 @@ static int tciafs_run(struct fuse_args *args, struct fuse_cmdline_opts *cmd,
 	struct tree_opts topts = { .cache_dir = conf->cache_dir, .meta_ttl = conf->meta_ttl };
 	struct fuse_loop_config loop = { .clone_fd = 0, .max_idle_threads = 10 };
 	struct tciafs ctx = { .entry_timeout = 3600.0, .negative_timeout = 5.0 };
+	struct metacache_opts mopts = { .ttl = conf->meta_ttl };
+	struct tciafs_hup hup = { 0 };
+	struct metacache *cache = NULL;
 	struct http *http = NULL;
 	struct tcia *tcia = NULL;
 	struct fuse *fuse;
+	char meta_dir[PATH_MAX];
 	int rc = 1;
 
-	if (http_new(&hopts, &http) < 0 || tcia_new(http, conf->api, &tcia) < 0 ||
+	if (snprintf(meta_dir, sizeof(meta_dir), "%s/meta", conf->cache_dir) >=
+	    (int)sizeof(meta_dir)) {
+		fprintf(stderr, "tciafs: cache_dir=%s: path too long\n", conf->cache_dir);
+		return 1;
+	}
+	mopts.dir = meta_dir;
+	if (metacache_new(&mopts, &cache) < 0) {
+		fprintf(stderr, "tciafs: cannot use %s\n", meta_dir);
+		return 1;
+	}
+	if (http_new(&hopts, &http) < 0 || tcia_new(http, cache, conf->api, &tcia) < 0 ||
 	    tree_new(tcia, &topts, &ctx.tree) < 0) {
 		fprintf(stderr, "tciafs: out of memory\n");
 		goto out_free_model;
@@ -178,11 +239,17 @@ static int tciafs_run(struct fuse_args *args, struct fuse_cmdline_opts *cmd,
 		goto out_unmount;
 	if (fuse_set_signal_handlers(fuse_get_session(fuse)) != 0)
 		goto out_unmount;
+	hup.cache = cache;
+	hup.tree = ctx.tree;
+	if (tciafs_hup_start(&hup) < 0)
+		goto out_remove_handlers;
 	log_info("mounted %s on %s (cache %s)", conf->api, cmd->mountpoint, conf->cache_dir);
 	if (cmd->singlethread)
 		rc = fuse_loop(fuse) ? 1 : 0;
 	else
 		rc = fuse_loop_mt(fuse, &loop) ? 1 : 0;
+	tciafs_hup_stop(&hup);
+out_remove_handlers:
 	fuse_remove_signal_handlers(fuse_get_session(fuse));
 out_unmount:
 	fuse_unmount(fuse);
@@ -192,6 +259,7 @@ out_free_model:
 	tree_free(ctx.tree);
 	tcia_free(tcia);
 	http_free(http);
+	metacache_free(cache);
 	return rc;
 }
 

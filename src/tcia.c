@@ -1,25 +1,32 @@
 /* SPDX-License-Identifier: MIT
  * tcia.c — endpoint URLs and JSON parsing for the TCIA (NBIA v4) API. Tolerates what the
- * real service does (tcia-api.md §2, §4): empty bodies for no results, missing keys,
- * numbers as strings and strings as numbers. jansson errors become -EBADMSG here only.
+ * real service does (tcia-api.md §2, §4): empty bodies for no results, missing keys and
+ * nulls, numbers as strings and strings as numbers, unknown extra fields. jansson errors
+ * become -EBADMSG here only. Answers go through the metacache when there is one.
  */
 #include "tcia.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <jansson.h>
+#include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "http.h"
 #include "log.h"
+#include "metacache.h"
 
 struct tcia {
-	struct http *http;	/* borrowed */
+	struct http *http;		/* borrowed */
+	struct metacache *cache;	/* borrowed, may be NULL */
 	char *base;
 };
 
-int tcia_new(struct http *http, const char *base_url, struct tcia **out)
+int tcia_new(struct http *http, struct metacache *cache, const char *base_url,
+	     struct tcia **out)
 {
 	struct tcia *t;
 	size_t n;
@@ -29,6 +36,7 @@ int tcia_new(struct http *http, const char *base_url, struct tcia **out)
 	if (!t)
 		return -ENOMEM;
 	t->http = http;
+	t->cache = cache;
 	t->base = strdup(base_url);
 	if (!t->base) {
 		free(t);
@@ -54,16 +62,99 @@ const char *tcia_base_url(const struct tcia *tcia)
 	return tcia->base;
 }
 
-void tcia_values_clear(struct tcia_values *v)
+/* ---- clearing ------------------------------------------------------------------------ */
+
+void tcia_values_clear(struct tcia_values *l)
 {
 	size_t i;
 
-	for (i = 0; i < v->count; i++)
-		free(v->values[i]);
-	free(v->values);
-	v->values = NULL;
-	v->count = 0;
+	for (i = 0; i < l->count; i++) {
+		free(l->v[i].value);
+		free(l->v[i].raw);
+	}
+	free(l->v);
+	l->v = NULL;
+	l->count = 0;
 }
+
+void tcia_patients_clear(struct tcia_patients *l)
+{
+	size_t i;
+
+	for (i = 0; i < l->count; i++) {
+		free(l->v[i].patient_id);
+		free(l->v[i].collection);
+		free(l->v[i].raw);
+	}
+	free(l->v);
+	l->v = NULL;
+	l->count = 0;
+}
+
+static void tcia_study_clear(struct tcia_study *s)
+{
+	free(s->study_uid);
+	free(s->patient_id);
+	free(s->collection);
+	free(s->date);
+	free(s->description);
+	free(s->raw);
+}
+
+void tcia_studies_clear(struct tcia_studies *l)
+{
+	size_t i;
+
+	for (i = 0; i < l->count; i++)
+		tcia_study_clear(&l->v[i]);
+	free(l->v);
+	l->v = NULL;
+	l->count = 0;
+}
+
+static void tcia_one_series_clear(struct tcia_series *s)
+{
+	free(s->series_uid);
+	free(s->study_uid);
+	free(s->patient_id);
+	free(s->collection);
+	free(s->modality);
+	free(s->description);
+	free(s->number);
+	free(s->date);
+	free(s->timestamp);
+	free(s->raw);
+}
+
+void tcia_series_list_clear(struct tcia_series_list *l)
+{
+	size_t i;
+
+	for (i = 0; i < l->count; i++)
+		tcia_one_series_clear(&l->v[i]);
+	free(l->v);
+	l->v = NULL;
+	l->count = 0;
+}
+
+void tcia_series_size_clear(struct tcia_series_size *s)
+{
+	free(s->raw);
+	s->raw = NULL;
+}
+
+void tcia_sizes_clear(struct tcia_sizes *l)
+{
+	size_t i;
+
+	for (i = 0; i < l->count; i++)
+		tcia_series_size_clear(&l->v[i]);
+	free(l->v);
+	l->v = NULL;
+	l->count = 0;
+}
+
+/* ---- JSON helpers --------------------------------------------------------------------- */
 
 static bool tcia_blank(const char *body, size_t len)
 {
@@ -75,8 +166,8 @@ static bool tcia_blank(const char *body, size_t len)
 	return true;
 }
 
-/* Loads an answer that should be a JSON array. *out is a new reference or NULL for "no
- * results". Returns 0, -ENOMEM or -EBADMSG. */
+/* Loads an answer that should be a JSON array. *out is a new reference, or NULL for "no
+ * results". Returns 0, -ENOMEM or -EBADMSG (with a log line giving jansson's reason). */
 static int tcia_load_array(const char *body, size_t len, json_t **out)
 {
 	json_error_t err;
@@ -85,7 +176,8 @@ static int tcia_load_array(const char *body, size_t len, json_t **out)
 	*out = NULL;
 	if (tcia_blank(body, len))
 		return 0;
-	root = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
+	root = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_ALLOW_NUL,
+			  &err);
 	if (!root) {
 		if (json_error_code(&err) == json_error_out_of_memory)
 			return -ENOMEM;
@@ -107,98 +199,609 @@ static int tcia_load_array(const char *body, size_t len, json_t **out)
 	return 0;
 }
 
-/* The text of a scalar as the service sent it: strings as they are, numbers printed.
- * Returns a new string, NULL for null/missing/other types, or sets *oom. */
-static char *tcia_scalar_text(const json_t *v, bool *oom)
+/* The text of a scalar member as the service sent it: strings as they are (cut at an
+ * embedded NUL), numbers printed. Returns 0 with *out a new string or NULL (missing, null,
+ * or not a scalar), or -ENOMEM. */
+static int tcia_text(const json_t *obj, const char *key, char **out)
 {
+	const json_t *v = json_object_get(obj, key);
 	char num[64];
+
+	*out = NULL;
+	if (json_is_string(v)) {
+		*out = strndup(json_string_value(v), json_string_length(v));
+	} else if (json_is_integer(v)) {
+		snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+		*out = strdup(num);
+	} else if (json_is_real(v)) {
+		snprintf(num, sizeof(num), "%.17g", json_real_value(v));
+		*out = strdup(num);
+	} else {
+		return 0;
+	}
+	return *out ? 0 : -ENOMEM;
+}
+
+/* An integer member, sent as a JSON integer, a real, or a string such as "25273786.0".
+ * Returns the value, or -1 when missing, negative, fractional or unreadable. */
+static int64_t tcia_int(const json_t *obj, const char *key)
+{
+	const json_t *v = json_object_get(obj, key);
+	double d;
+	char *end;
+
+	if (json_is_integer(v))
+		return json_integer_value(v) >= 0 ? (int64_t)json_integer_value(v) : -1;
+	if (json_is_real(v))
+		d = json_real_value(v);
+	else if (json_is_string(v) && json_string_length(v) > 0 &&
+		 strlen(json_string_value(v)) == json_string_length(v)) {
+		errno = 0;
+		d = strtod(json_string_value(v), &end);
+		if (errno || *end != '\0')
+			return -1;
+	} else {
+		return -1;
+	}
+	if (!isfinite(d) || d < 0 || d > 9.0e15 || d != floor(d))
+		return -1;
+	return (int64_t)d;
+}
+
+/* Chains tcia_text calls: stops at the first failure and remembers it. */
+struct tcia_fields {
+	const json_t *obj;
+	int rc;
+};
+
+static char *tcia_field(struct tcia_fields *f, const char *key)
+{
 	char *s = NULL;
 
-	if (json_is_string(v))
-		s = strndup(json_string_value(v), json_string_length(v));
-	else if (json_is_integer(v))
-		snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-	else if (json_is_real(v))
-		snprintf(num, sizeof(num), "%.17g", json_real_value(v));
-	else
-		return NULL;
-	if (!json_is_string(v))
-		s = strdup(num);
-	if (!s)
-		*oom = true;
+	if (f->rc == 0)
+		f->rc = tcia_text(f->obj, key, &s);
 	return s;
 }
 
-int tcia_parse_values(const char *body, size_t len, const char *key, struct tcia_values *out)
+static int tcia_raw(const json_t *obj, char **out)
 {
+	*out = json_dumps(obj, JSON_COMPACT | JSON_ENCODE_ANY);
+	return *out ? 0 : -ENOMEM;
+}
+
+/* Parses a list answer element by element with one_fn into an array of item_size
+ * records. On failure everything built so far is released with clear_fn. */
+typedef int (*tcia_one_fn)(const json_t *obj, void *item, const void *arg);
+typedef void (*tcia_clear_fn)(void *list);
+
+struct tcia_any_list {
+	size_t count;
+	void *v;
+};
+
+static int tcia_parse_list(const char *body, size_t len, size_t item_size, tcia_one_fn one_fn,
+			   const void *arg, tcia_clear_fn clear_fn, void *list)
+{
+	struct tcia_any_list *l = list;
 	json_t *root = NULL, *el;
-	bool oom = false;
 	size_t i;
 	int rc;
 
-	out->count = 0;
-	out->values = NULL;
+	l->count = 0;
+	l->v = NULL;
 	rc = tcia_load_array(body, len, &root);
 	if (rc < 0 || !root)
 		return rc;
 	rc = -ENOMEM;
 	if (json_array_size(root) > 0) {
-		out->values = calloc(json_array_size(root), sizeof(char *));
-		if (!out->values)
+		l->v = calloc(json_array_size(root), item_size);
+		if (!l->v)
 			goto out_decref;
 	}
 	json_array_foreach(root, i, el) {
-		char *s;
+		char *item = (char *)l->v + l->count * item_size;
 
 		if (!json_is_object(el)) {
 			log_err("bad answer from TCIA: element %zu is not an object", i);
 			rc = -EBADMSG;
 			goto out_clear;
 		}
-		s = tcia_scalar_text(json_object_get(el, key), &oom);
-		if (oom)
+		rc = one_fn(el, item, arg);
+		if (rc < 0)
 			goto out_clear;
-		if (s)
-			out->values[out->count++] = s;
+		if (rc > 0)
+			continue;	/* an element to leave out */
+		l->count++;
 	}
 	rc = 0;
 	goto out_decref;
 
 out_clear:
-	tcia_values_clear(out);
+	/* The item being built may hold part of its fields: count it so it is freed. */
+	if (l->v && l->count < json_array_size(root))
+		l->count++;
+	clear_fn(list);
 out_decref:
 	json_decref(root);
 	return rc;
 }
 
-/* GETs <base>/<endpoint> (with an optional query already escaped). */
-static int tcia_fetch(struct tcia *t, const char *endpoint, const char *query, char **body,
-		      size_t *len)
+/* ---- one record each ------------------------------------------------------------------ */
+
+static int tcia_one_value(const json_t *obj, void *item, const void *arg)
 {
-	size_t n = strlen(t->base) + strlen(endpoint) + (query ? strlen(query) : 0) + 3;
-	char *url = malloc(n);
+	struct tcia_value *v = item;
 	int rc;
 
+	rc = tcia_text(obj, arg, &v->value);
+	if (rc < 0)
+		return rc;
+	if (!v->value)
+		return 1;	/* some elements lack the key (getBodyPartValues) */
+	return tcia_raw(obj, &v->raw);
+}
+
+int tcia_parse_values(const char *body, size_t len, const char *key, struct tcia_values *out)
+{
+	return tcia_parse_list(body, len, sizeof(struct tcia_value), tcia_one_value, key,
+			       (tcia_clear_fn)tcia_values_clear, out);
+}
+
+static int tcia_one_patient(const json_t *obj, void *item, const void *arg)
+{
+	struct tcia_patient *p = item;
+	struct tcia_fields f = { obj, 0 };
+
+	(void)arg;
+	/* Clients since 2023 read PatientId; older ones PatientID: accept both. */
+	p->patient_id = tcia_field(&f, "PatientId");
+	if (f.rc == 0 && !p->patient_id)
+		p->patient_id = tcia_field(&f, "PatientID");
+	p->collection = tcia_field(&f, "Collection");
+	if (f.rc < 0)
+		return f.rc;
+	if (!p->patient_id) {
+		free(p->collection);
+		p->collection = NULL;
+		log_warn("TCIA answer: a patient without PatientId left out");
+		return 1;
+	}
+	return tcia_raw(obj, &p->raw);
+}
+
+int tcia_parse_patients(const char *body, size_t len, struct tcia_patients *out)
+{
+	return tcia_parse_list(body, len, sizeof(struct tcia_patient), tcia_one_patient, NULL,
+			       (tcia_clear_fn)tcia_patients_clear, out);
+}
+
+static int tcia_one_study(const json_t *obj, void *item, const void *arg)
+{
+	struct tcia_study *s = item;
+	struct tcia_fields f = { obj, 0 };
+
+	(void)arg;
+	s->study_uid = tcia_field(&f, "StudyInstanceUID");
+	s->patient_id = tcia_field(&f, "PatientID");
+	s->collection = tcia_field(&f, "Collection");
+	s->date = tcia_field(&f, "StudyDate");
+	s->description = tcia_field(&f, "StudyDescription");
+	s->series_count = tcia_int(obj, "SeriesCount");
+	if (f.rc == 0 && !s->study_uid) {
+		tcia_study_clear(s);
+		memset(s, 0, sizeof(*s));
+		log_warn("TCIA answer: a study without StudyInstanceUID left out");
+		return 1;
+	}
+	if (f.rc == 0)
+		f.rc = tcia_raw(obj, &s->raw);
+	return f.rc;
+}
+
+int tcia_parse_studies(const char *body, size_t len, struct tcia_studies *out)
+{
+	return tcia_parse_list(body, len, sizeof(struct tcia_study), tcia_one_study, NULL,
+			       (tcia_clear_fn)tcia_studies_clear, out);
+}
+
+static int tcia_one_series(const json_t *obj, void *item, const void *arg)
+{
+	struct tcia_series *s = item;
+	struct tcia_fields f = { obj, 0 };
+
+	(void)arg;
+	s->series_uid = tcia_field(&f, "SeriesInstanceUID");
+	s->study_uid = tcia_field(&f, "StudyInstanceUID");
+	s->patient_id = tcia_field(&f, "PatientID");
+	s->collection = tcia_field(&f, "Collection");
+	s->modality = tcia_field(&f, "Modality");
+	s->description = tcia_field(&f, "SeriesDescription");
+	s->number = tcia_field(&f, "SeriesNumber");
+	s->date = tcia_field(&f, "SeriesDate");
+	s->timestamp = tcia_field(&f, "TimeStamp");
+	if (f.rc == 0 && !s->timestamp)
+		s->timestamp = tcia_field(&f, "DateReleased");
+	s->image_count = tcia_int(obj, "ImageCount");
+	s->file_size = tcia_int(obj, "FileSize");
+	if (f.rc == 0 && !s->series_uid) {
+		tcia_one_series_clear(s);
+		memset(s, 0, sizeof(*s));
+		log_warn("TCIA answer: a series without SeriesInstanceUID left out");
+		return 1;
+	}
+	if (f.rc == 0)
+		f.rc = tcia_raw(obj, &s->raw);
+	return f.rc;
+}
+
+int tcia_parse_series(const char *body, size_t len, struct tcia_series_list *out)
+{
+	return tcia_parse_list(body, len, sizeof(struct tcia_series), tcia_one_series, NULL,
+			       (tcia_clear_fn)tcia_series_list_clear, out);
+}
+
+static int tcia_one_size(const json_t *obj, void *item, const void *arg)
+{
+	struct tcia_series_size *s = item;
+
+	(void)arg;
+	s->total_bytes = tcia_int(obj, "TotalSizeInBytes");
+	s->object_count = tcia_int(obj, "ObjectCount");
+	return tcia_raw(obj, &s->raw);
+}
+
+int tcia_parse_sizes(const char *body, size_t len, struct tcia_sizes *out)
+{
+	return tcia_parse_list(body, len, sizeof(struct tcia_series_size), tcia_one_size, NULL,
+			       (tcia_clear_fn)tcia_sizes_clear, out);
+}
+
+/* ---- requests ------------------------------------------------------------------------- */
+
+/* A query under construction: "?A=x&B=y" with every value escaped. */
+struct tcia_query {
+	char *s;
+	size_t len;
+	int rc;
+};
+
+static void tcia_query_add(struct tcia_query *q, const char *name, const char *value)
+{
+	size_t need;
+	char *esc, *p;
+
+	if (q->rc < 0 || !value)
+		return;
+	esc = http_escape(value);
+	if (!esc) {
+		q->rc = -ENOMEM;
+		return;
+	}
+	need = q->len + strlen(name) + strlen(esc) + 3;
+	p = realloc(q->s, need);
+	if (!p) {
+		free(esc);
+		q->rc = -ENOMEM;
+		return;
+	}
+	q->s = p;
+	q->len += (size_t)snprintf(q->s + q->len, need - q->len, "%c%s=%s",
+				   q->len ? '&' : '?', name, esc);
+	free(esc);
+}
+
+static void tcia_query_filter(struct tcia_query *q, const struct tcia_filter *f)
+{
+	if (!f)
+		return;
+	tcia_query_add(q, "Collection", f->collection);
+	tcia_query_add(q, "PatientID", f->patient_id);
+	tcia_query_add(q, "StudyInstanceUID", f->study_uid);
+	tcia_query_add(q, "SeriesInstanceUID", f->series_uid);
+	tcia_query_add(q, "Modality", f->modality);
+	tcia_query_add(q, "BodyPartExamined", f->body_part);
+	tcia_query_add(q, "Manufacturer", f->manufacturer);
+	tcia_query_add(q, "ManufacturerModelName", f->model);
+}
+
+/* Returns a new URL string "<base>/<endpoint><query>", or NULL when out of memory. */
+static char *tcia_url(const struct tcia *t, const char *endpoint, const struct tcia_query *q)
+{
+	size_t n = strlen(t->base) + strlen(endpoint) + (q->s ? q->len : 0) + 2;
+	char *url = malloc(n);
+
+	if (url)
+		snprintf(url, n, "%s/%s%s", t->base, endpoint, q->s ? q->s : "");
+	return url;
+}
+
+struct tcia_fetch_arg {
+	struct tcia *t;
+	const char *url;
+};
+
+static int tcia_fetch_cb(void *arg, char **body, size_t *len)
+{
+	struct tcia_fetch_arg *a = arg;
+
+	return http_get(a->t->http, a->url, body, len);
+}
+
+typedef int (*tcia_parse_fn)(const char *body, size_t len, const void *arg, void *out);
+
+/* GETs endpoint with query q (consumed), through the cache if any, and parses the answer.
+ * An answer that does not parse is dropped from the cache so the next call asks again. */
+static int tcia_call(struct tcia *t, const char *endpoint, struct tcia_query *q,
+		     tcia_parse_fn parse, const void *parse_arg, void *out)
+{
+	struct tcia_fetch_arg fa = { t, NULL };
+	char *url = NULL, *body = NULL;
+	size_t len = 0;
+	int rc = q->rc;
+
+	if (rc < 0)
+		goto out_free_query;
+	url = tcia_url(t, endpoint, q);
+	rc = -ENOMEM;
 	if (!url)
-		return -ENOMEM;
-	snprintf(url, n, "%s/%s%s%s", t->base, endpoint, query ? "?" : "", query ? query : "");
-	rc = http_get(t->http, url, body, len);
+		goto out_free_query;
+	fa.url = url;
+	if (t->cache)
+		rc = metacache_get(t->cache, url, tcia_fetch_cb, &fa, &body, &len);
+	else
+		rc = http_get(t->http, url, &body, &len);
+	if (rc < 0)
+		goto out_free_url;
+	rc = parse(body, len, parse_arg, out);
+	if (rc == -EBADMSG) {
+		log_err("%s: the answer is not what the API documents", url);
+		if (t->cache)
+			metacache_forget(t->cache, url);
+	}
+	free(body);
+out_free_url:
 	free(url);
+out_free_query:
+	free(q->s);
 	return rc;
 }
 
-int tcia_get_collections(struct tcia *tcia, struct tcia_values *out)
+static int tcia_parse_values_cb(const char *b, size_t n, const void *key, void *out)
 {
-	char *body = NULL;
-	size_t len = 0;
-	int rc;
+	return tcia_parse_values(b, n, key, out);
+}
+
+static int tcia_parse_patients_cb(const char *b, size_t n, const void *arg, void *out)
+{
+	(void)arg;
+	return tcia_parse_patients(b, n, out);
+}
+
+static int tcia_parse_studies_cb(const char *b, size_t n, const void *arg, void *out)
+{
+	(void)arg;
+	return tcia_parse_studies(b, n, out);
+}
+
+static int tcia_parse_series_cb(const char *b, size_t n, const void *arg, void *out)
+{
+	(void)arg;
+	return tcia_parse_series(b, n, out);
+}
+
+static int tcia_parse_sizes_cb(const char *b, size_t n, const void *arg, void *out)
+{
+	(void)arg;
+	return tcia_parse_sizes(b, n, out);
+}
+
+int tcia_get_collections(struct tcia *t, struct tcia_values *out)
+{
+	struct tcia_query q = { 0 };
+
+	return tcia_call(t, "getCollectionValues", &q, tcia_parse_values_cb, "Collection", out);
+}
+
+int tcia_get_modalities(struct tcia *t, const struct tcia_filter *f, struct tcia_values *out)
+{
+	struct tcia_query q = { 0 };
+
+	tcia_query_add(&q, "Collection", f ? f->collection : NULL);
+	tcia_query_add(&q, "BodyPartExamined", f ? f->body_part : NULL);
+	return tcia_call(t, "getModalityValues", &q, tcia_parse_values_cb, "Modality", out);
+}
+
+int tcia_get_body_parts(struct tcia *t, const struct tcia_filter *f, struct tcia_values *out)
+{
+	struct tcia_query q = { 0 };
+
+	tcia_query_add(&q, "Collection", f ? f->collection : NULL);
+	tcia_query_add(&q, "Modality", f ? f->modality : NULL);
+	return tcia_call(t, "getBodyPartValues", &q, tcia_parse_values_cb, "BodyPartExamined",
+			 out);
+}
+
+int tcia_get_manufacturers(struct tcia *t, const struct tcia_filter *f,
+			   struct tcia_values *out)
+{
+	struct tcia_query q = { 0 };
+
+	tcia_query_add(&q, "Collection", f ? f->collection : NULL);
+	tcia_query_add(&q, "Modality", f ? f->modality : NULL);
+	tcia_query_add(&q, "BodyPartExamined", f ? f->body_part : NULL);
+	return tcia_call(t, "getManufacturerValues", &q, tcia_parse_values_cb, "Manufacturer",
+			 out);
+}
+
+int tcia_get_patients(struct tcia *t, const char *collection, struct tcia_patients *out)
+{
+	struct tcia_query q = { 0 };
+
+	tcia_query_add(&q, "Collection", collection);
+	return tcia_call(t, "getPatient", &q, tcia_parse_patients_cb, NULL, out);
+}
+
+int tcia_get_patients_by_modality(struct tcia *t, const char *collection, const char *modality,
+				  struct tcia_patients *out)
+{
+	struct tcia_query q = { 0 };
 
 	out->count = 0;
-	out->values = NULL;
-	rc = tcia_fetch(tcia, "getCollectionValues", NULL, &body, &len);
+	out->v = NULL;
+	if (!collection || !modality)
+		return -EINVAL;
+	tcia_query_add(&q, "Collection", collection);
+	tcia_query_add(&q, "Modality", modality);
+	return tcia_call(t, "getPatientByCollectionAndModality", &q, tcia_parse_patients_cb,
+			 NULL, out);
+}
+
+int tcia_get_new_patients(struct tcia *t, const char *collection, const char *from_date,
+			  struct tcia_patients *out)
+{
+	struct tcia_query q = { 0 };
+
+	out->count = 0;
+	out->v = NULL;
+	if (!collection || !from_date)
+		return -EINVAL;
+	tcia_query_add(&q, "Collection", collection);
+	tcia_query_add(&q, "fromDate", from_date);
+	return tcia_call(t, "NewPatientsInCollection", &q, tcia_parse_patients_cb, NULL, out);
+}
+
+int tcia_get_studies(struct tcia *t, const struct tcia_filter *f, struct tcia_studies *out)
+{
+	struct tcia_query q = { 0 };
+
+	tcia_query_add(&q, "Collection", f ? f->collection : NULL);
+	tcia_query_add(&q, "PatientID", f ? f->patient_id : NULL);
+	tcia_query_add(&q, "StudyInstanceUID", f ? f->study_uid : NULL);
+	return tcia_call(t, "getPatientStudy", &q, tcia_parse_studies_cb, NULL, out);
+}
+
+int tcia_get_new_studies(struct tcia *t, const char *collection, const char *patient_id,
+			 const char *from_date, struct tcia_studies *out)
+{
+	struct tcia_query q = { 0 };
+
+	out->count = 0;
+	out->v = NULL;
+	if (!collection || !from_date)
+		return -EINVAL;
+	tcia_query_add(&q, "Collection", collection);
+	tcia_query_add(&q, "PatientID", patient_id);
+	tcia_query_add(&q, "fromDate", from_date);
+	return tcia_call(t, "NewStudiesInPatientCollection", &q, tcia_parse_studies_cb, NULL,
+			 out);
+}
+
+int tcia_get_series(struct tcia *t, const struct tcia_filter *f, struct tcia_series_list *out)
+{
+	struct tcia_query q = { 0 };
+
+	tcia_query_filter(&q, f);
+	return tcia_call(t, "getSeries", &q, tcia_parse_series_cb, NULL, out);
+}
+
+int tcia_get_updated_series(struct tcia *t, const char *from_date,
+			    struct tcia_series_list *out)
+{
+	struct tcia_query q = { 0 };
+
+	out->count = 0;
+	out->v = NULL;
+	if (!from_date)
+		return -EINVAL;
+	tcia_query_add(&q, "fromDate", from_date);
+	return tcia_call(t, "getUpdatedSeries", &q, tcia_parse_series_cb, NULL, out);
+}
+
+int tcia_get_series_size(struct tcia *t, const char *series_uid, struct tcia_series_size *out)
+{
+	struct tcia_query q = { 0 };
+	struct tcia_sizes l;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	out->total_bytes = out->object_count = -1;
+	tcia_query_add(&q, "SeriesInstanceUID", series_uid);
+	rc = tcia_call(t, "getSeriesSize", &q, tcia_parse_sizes_cb, NULL, &l);
 	if (rc < 0)
 		return rc;
-	rc = tcia_parse_values(body, len, "Collection", out);
-	free(body);
+	if (l.count == 0) {
+		tcia_sizes_clear(&l);
+		return -ENOENT;
+	}
+	*out = l.v[0];
+	l.v[0].raw = NULL;
+	tcia_sizes_clear(&l);
+	return 0;
+}
+
+int tcia_get_sop_uids(struct tcia *t, const char *series_uid, struct tcia_values *out)
+{
+	struct tcia_query q = { 0 };
+
+	tcia_query_add(&q, "SeriesInstanceUID", series_uid);
+	return tcia_call(t, "getSOPInstanceUIDs", &q, tcia_parse_values_cb, "SOPInstanceUID",
+			 out);
+}
+
+struct tcia_progress {
+	tcia_progress_fn fn;
+	void *arg;
+	uint64_t expected;
+};
+
+static void tcia_progress_cb(void *arg, uint64_t done, uint64_t total)
+{
+	struct tcia_progress *p = arg;
+
+	/* The zip is made on the fly: a Content-Length, if any, cannot be trusted. */
+	(void)total;
+	if (p->fn)
+		p->fn(p->arg, done, p->expected);
+}
+
+static int tcia_download(struct tcia *t, const char *endpoint, struct tcia_query *q, int fd,
+			 struct tcia_progress *p, uint64_t *bytes)
+{
+	char *url;
+	int rc = q->rc;
+
+	*bytes = 0;
+	if (rc < 0)
+		goto out_free_query;
+	rc = -ENOMEM;
+	url = tcia_url(t, endpoint, q);
+	if (!url)
+		goto out_free_query;
+	rc = http_download(t->http, url, fd, tcia_progress_cb, p, bytes);
+	free(url);
+out_free_query:
+	free(q->s);
 	return rc;
+}
+
+int tcia_get_image(struct tcia *t, const char *series_uid, int fd, uint64_t expected,
+		   tcia_progress_fn progress, void *arg, uint64_t *bytes)
+{
+	struct tcia_progress p = { progress, arg, expected };
+	struct tcia_query q = { 0 };
+
+	tcia_query_add(&q, "SeriesInstanceUID", series_uid);
+	tcia_query_add(&q, "NewFileNames", "Yes");
+	return tcia_download(t, "getImage", &q, fd, &p, bytes);
+}
+
+int tcia_get_single_image(struct tcia *t, const char *series_uid, const char *sop_uid, int fd,
+			  uint64_t *bytes)
+{
+	struct tcia_progress p = { NULL, NULL, 0 };
+	struct tcia_query q = { 0 };
+
+	tcia_query_add(&q, "SeriesInstanceUID", series_uid);
+	tcia_query_add(&q, "SOPInstanceUID", sop_uid);
+	return tcia_download(t, "getSingleImage", &q, fd, &p, bytes);
 }

@@ -222,7 +222,7 @@ static int tree_colls_build(struct tcia_values *v, struct tree_colls **out)
 	if (!c->names)
 		goto out_free;
 	for (i = 0; i < v->count; i++) {
-		c->names[i] = tree_sanitize_name(v->values[i]);
+		c->names[i] = tree_sanitize_name(v->v[i].value);
 		if (!c->names[i])
 			goto out_free;
 		c->count++;
@@ -366,6 +366,18 @@ static bool tree_path_has_probe(const char *path)
 		p = end;
 	}
 	return false;
+}
+
+void tree_expire(struct tree *tree)
+{
+	struct tree_colls *c;
+
+	pthread_mutex_lock(&tree->lock);
+	c = tree->colls;
+	/* Keep the snapshot for stale-if-error, but make it look old. */
+	if (c)
+		c->fetched = 0;
+	pthread_mutex_unlock(&tree->lock);
 }
 
 int tree_stat(struct tree *tree, const char *path, struct stat *st)

@@ -28,8 +28,8 @@ static void test_collections(void **state)
 			       "Collection", &v),
 			 0);
 	assert_int_equal(v.count, 2);
-	assert_string_equal(v.values[0], "4D-Lung");
-	assert_string_equal(v.values[1], "CT COLONOGRAPHY");
+	assert_string_equal(v.v[0].value, "4D-Lung");
+	assert_string_equal(v.v[1].value, "CT COLONOGRAPHY");
 	tcia_values_clear(&v);
 	assert_int_equal(v.count, 0);
 }
@@ -60,9 +60,9 @@ static void test_missing_key_and_types(void **state)
 			       "BodyPartExamined", &v),
 			 0);
 	assert_int_equal(v.count, 3);
-	assert_string_equal(v.values[0], "CHEST");
-	assert_string_equal(v.values[1], "7");
-	assert_string_equal(v.values[2], "2.5");
+	assert_string_equal(v.v[0].value, "CHEST");
+	assert_string_equal(v.v[1].value, "7");
+	assert_string_equal(v.v[2].value, "2.5");
 	tcia_values_clear(&v);
 }
 
@@ -73,7 +73,7 @@ static void test_non_ascii(void **state)
 	(void)state;
 	assert_int_equal(parse("[{\"Collection\":\"Odd/Names\\u0007\\u00dc\"}]", "Collection", &v), 0);
 	assert_int_equal(v.count, 1);
-	assert_string_equal(v.values[0], "Odd/Names\x07\xc3\x9c");
+	assert_string_equal(v.v[0].value, "Odd/Names\x07\xc3\x9c");
 	tcia_values_clear(&v);
 }
 
@@ -95,7 +95,7 @@ static void test_bad_answers(void **state)
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		assert_int_equal(parse(bad[i], "Collection", &v), -EBADMSG);
 		assert_int_equal(v.count, 0);
-		assert_null(v.values);
+		assert_null(v.v);
 	}
 }
 

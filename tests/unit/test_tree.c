@@ -93,7 +93,7 @@ static int setup(void **state)
 
 	assert_non_null(f);
 	assert_int_equal(http_new(&ho, &f->http), 0);
-	assert_int_equal(tcia_new(f->http, "http://127.0.0.1:1/nbia-api/services/v4/", &f->tcia), 0);
+	assert_int_equal(tcia_new(f->http, NULL, "http://127.0.0.1:1/nbia-api/services/v4/", &f->tcia), 0);
 	assert_int_equal(tree_new(f->tcia, &to, &f->tree), 0);
 	*state = f;
 	return 0;
