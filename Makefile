@@ -49,6 +49,13 @@ $(BUILD)/test_%.o: tests/unit/test_%.c | deps
 	@mkdir -p $(BUILD)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
 
+$(BUILD)/tool_%.o: tests/tools/%.c | deps
+	@mkdir -p $(BUILD)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
+
+$(BUILD)/tcia-query: $(BUILD)/tool_tcia_query.o $(MODEL_OBJ)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
 $(BIN): $(BUILD)/main.o $(BUILD)/fs.o $(MODEL_OBJ)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
@@ -65,7 +72,7 @@ valgrind: unit
 	  valgrind -q --leak-check=full --show-leak-kinds=definite,indirect,possible \
 	    --errors-for-leak-kinds=definite,indirect,possible --error-exitcode=99 ./$$t; done
 
-integration: $(BIN)
+integration: $(BIN) $(BUILD)/tcia-query
 	$(PYTHON) tests/integration/run.py --bin $(BIN)
 
 check-build:

@@ -535,10 +535,14 @@ static int tcia_call(struct tcia *t, const char *endpoint, struct tcia_query *q,
 		     tcia_parse_fn parse, const void *parse_arg, void *out)
 {
 	struct tcia_fetch_arg fa = { t, NULL };
+	struct tcia_any_list *l = out;
 	char *url = NULL, *body = NULL;
 	size_t len = 0;
 	int rc = q->rc;
 
+	/* Every out is a list: empty until parsed, so callers may always clear it. */
+	l->count = 0;
+	l->v = NULL;
 	if (rc < 0)
 		goto out_free_query;
 	url = tcia_url(t, endpoint, q);

@@ -41,7 +41,7 @@ class Series:
     """One series: its getSeries record plus what its zip holds."""
 
     def __init__(self, record, image_count, rows, cols, study_date_da, study_desc,
-                 patient_name):
+                 patient_name, noise=False):
         self.record = record
         self.uid = record["SeriesInstanceUID"]
         self.image_count = image_count
@@ -51,6 +51,9 @@ class Series:
         self._study_desc = study_desc
         self._patient_name = patient_name
         self._sizes = None
+        # Big noisy series are for benchmarks: deflate them fast, as a server in a hurry.
+        self.noise = noise
+        self.compresslevel = 1 if noise else None
 
     def image(self, i):
         r = self.record
@@ -70,6 +73,7 @@ class Series:
             "InstanceNumber": i,
             "Rows": self.rows,
             "Columns": self.cols,
+            "Noise": self.noise,
         }
 
     def sop_uids(self):
@@ -94,7 +98,8 @@ class Series:
         """Write the series zip to a binary stream (seekable or not): flat DICOM files plus
         LICENSE, as the real service does (tcia-api.md §3)."""
         stamp = tuple(int(x) for x in self.record["TimeStamp"][:10].split("-")) + (12, 0, 0)
-        with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED,
+                             compresslevel=self.compresslevel) as zf:
             for i in range(1, self.image_count + 1):
                 info = zipfile.ZipInfo(self.file_name(i, new_names), date_time=stamp)
                 info.compress_type = zipfile.ZIP_DEFLATED
@@ -121,7 +126,7 @@ class Series:
 
 
 class Archive:
-    def __init__(self, scale=0):
+    def __init__(self, scale=0, big_mb=0):
         self.collections = []      # names, in the order getCollectionValues answers
         self.patients = []         # getPatient records
         self.studies = []          # getPatientStudy records
@@ -129,6 +134,8 @@ class Archive:
         self._build_small()
         if scale:
             self._build_scale(scale)
+        if big_mb:
+            self._build_big(big_mb)
 
     # -- building -------------------------------------------------------------------------
 
@@ -170,7 +177,8 @@ class Archive:
 
     def _add_series(self, study, number, modality, desc, manufacturer, body_part,
                     images=3, size=64, lic="by4", released="2015-05-27 17:12:21.0",
-                    uid=None, model="FAKE_MODEL", software=None, protocol=None):
+                    uid=None, model="FAKE_MODEL", software=None, protocol=None,
+                    noise=False):
         suid = uid or make_uid("series", study["StudyInstanceUID"], number, desc)
         name, uri = LICENSES[lic]
         rec = {
@@ -201,7 +209,7 @@ class Archive:
         rec["StudyDesc"] = study["StudyDescription"]
         rec["StudyDate"] = study["StudyDate"]
         s = Series(rec, images, size, size, study["StudyDate"][:10].replace("-", ""),
-                   study["StudyDescription"], study["PatientName"])
+                   study["StudyDescription"], study["PatientName"], noise=noise)
         # FileSize is the sum of the DICOM files, an integer (tcia-api.md §2).
         rec["FileSize"] = None
         self.series[suid] = s
@@ -283,6 +291,16 @@ class Archive:
                 for k in range(5):
                     self._add_series(st, k + 1, "CT", "SCALE SERIES %d" % (k + 1),
                                      "SIEMENS", "CHEST", images=2, size=32)
+
+    def _build_big(self, mb):
+        """Collection Big-Series: one series of 512x512 noisy CT images, about mb MB."""
+        c = "Big-Series"
+        self._add_collection(c)
+        p = self._add_patient(c, "BIG-001", sex="F")
+        st = self._add_study(p, "2019-09-09", "CT CHEST HIGH RES")
+        images = max(1, (mb * 1024 * 1024 + 524287) // 524288)
+        self._add_series(st, 1, "CT", "Thin slices 0.5mm", "SIEMENS", "CHEST",
+                         images=images, size=512, noise=True)
 
     # -- queries --------------------------------------------------------------------------
 

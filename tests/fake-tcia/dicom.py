@@ -3,6 +3,7 @@
 # It writes just what a viewer needs to open an image and what tciafs tests check:
 # patient, study, series and SOP identifiers that match the fake archive's metadata.
 
+import random
 import struct
 
 EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
@@ -102,8 +103,11 @@ def dicom_header(image):
 
 
 def pixel_data(image):
-    """Deterministic 16-bit pixels: a gradient shifted by the instance number."""
+    """Deterministic 16-bit pixels: a gradient shifted by the instance number, or, for
+    images marked Noise, seeded noise that compresses as poorly as real CT does."""
     rows, cols = image["Rows"], image["Columns"]
+    if image.get("Noise"):
+        return random.Random(image["SOPInstanceUID"]).randbytes(rows * cols * 2)
     shift = image["InstanceNumber"] * 37
     row = bytearray()
     for x in range(cols):

@@ -486,13 +486,15 @@ def main(argv=None):
     ap.add_argument("--log", help="append one JSON line per API request to this file")
     ap.add_argument("--scale", type=int, default=0,
                     help="add collection Scale-Test with this many patients (10 series each)")
+    ap.add_argument("--big-mb", type=int, default=0,
+                    help="add collection Big-Series: one series of about this many MB")
     ap.add_argument("--delay", type=float, default=0.0,
                     help="seconds to wait before answering every API request")
     ap.add_argument("--series-size-delay", type=float, default=0.3,
                     help="seconds getSeriesSize takes (the real one is slow)")
     args = ap.parse_args(argv)
 
-    arc = archive.Archive(scale=args.scale)
+    arc = archive.Archive(scale=args.scale, big_mb=args.big_mb)
     srv = Server(("127.0.0.1", args.port), Handler)
     srv.api = Api(arc, args.series_size_delay)
     srv.faults = Faults()

@@ -53,6 +53,7 @@ def main():
         print("run.py: %s is not an executable" % binary, file=sys.stderr)
         return 2
     os.environ["TCIAFS_BIN"] = binary
+    os.environ["TCIAFS_QUERY"] = os.path.join(os.path.dirname(binary), "tcia-query")
 
     def on_signal(signum, frame):
         raise Interrupted("signal %d" % signum)
