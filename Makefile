@@ -29,7 +29,7 @@ ALL_LDFLAGS = $(SANFLAGS) $(LDFLAGS)
 MODEL     := log http metacache tcia tree
 MODEL_OBJ := $(MODEL:%=$(BUILD)/%.o)
 BIN       := $(BUILD)/tciafs
-UNIT      := test_http test_tcia test_tree
+UNIT      := test_http test_metacache test_tcia test_tree
 UNIT_BIN  := $(UNIT:%=$(BUILD)/%)
 
 .SECONDARY:
@@ -61,6 +61,10 @@ $(BIN): $(BUILD)/main.o $(BUILD)/fs.o $(MODEL_OBJ)
 
 $(BUILD)/test_%: $(BUILD)/test_%.o $(MODEL_OBJ)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS) $(CMOCKA_LIBS)
+
+# test_tcia fails allocations on purpose: route the parsers' allocations through it.
+$(BUILD)/test_tcia: ALL_LDFLAGS += -Wl,--wrap=malloc -Wl,--wrap=calloc -Wl,--wrap=realloc \
+	-Wl,--wrap=strdup -Wl,--wrap=strndup
 
 unit: $(UNIT_BIN)
 

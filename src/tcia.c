@@ -179,7 +179,8 @@ static int tcia_load_array(const char *body, size_t len, json_t **out)
 	root = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_ALLOW_NUL,
 			  &err);
 	if (!root) {
-		if (json_error_code(&err) == json_error_out_of_memory)
+		/* jansson leaves the error blank when its very first allocation fails. */
+		if (json_error_code(&err) == json_error_out_of_memory || err.text[0] == '\0')
 			return -ENOMEM;
 		log_err("bad answer from TCIA: %s at line %d column %d", err.text, err.line,
 			err.column);

@@ -11,8 +11,105 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdio.h>
 
 #include "tcia.h"
+
+/* ---- allocation failure injection ----------------------------------------------------
+ * The test binary is linked with -Wl,--wrap for these, so tcia.c's own allocations go
+ * through a counter that can fail the Nth. jansson's are left alone: jansson 2.14's lexer
+ * ignores a failed string-buffer append and returns damaged text as success (seen here:
+ * "SeriesInstanceUID" parsed as "SeriesInstanceID"), so failing them tests jansson, not
+ * us. */
+static long alloc_countdown = -1;	/* -1: never fail */
+static long alloc_calls;
+
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t n, size_t m);
+void *__real_realloc(void *p, size_t n);
+char *__real_strdup(const char *s);
+char *__real_strndup(const char *s, size_t n);
+void *__wrap_malloc(size_t n);
+void *__wrap_calloc(size_t n, size_t m);
+void *__wrap_realloc(void *p, size_t n);
+char *__wrap_strdup(const char *s);
+char *__wrap_strndup(const char *s, size_t n);
+
+static bool alloc_fails(void)
+{
+	alloc_calls++;
+	if (alloc_countdown < 0)
+		return false;
+	return alloc_countdown-- == 0;
+}
+
+void *__wrap_malloc(size_t n)
+{
+	return alloc_fails() ? NULL : __real_malloc(n);
+}
+
+void *__wrap_calloc(size_t n, size_t m)
+{
+	return alloc_fails() ? NULL : __real_calloc(n, m);
+}
+
+void *__wrap_realloc(void *p, size_t n)
+{
+	return alloc_fails() ? NULL : __real_realloc(p, n);
+}
+
+char *__wrap_strdup(const char *s)
+{
+	return alloc_fails() ? NULL : __real_strdup(s);
+}
+
+char *__wrap_strndup(const char *s, size_t n)
+{
+	return alloc_fails() ? NULL : __real_strndup(s, n);
+}
+
+/* Reads tests/fixtures/tcia/<name> (make runs tests from the project root). Returns a
+ * new buffer; the test fails if the file is missing. */
+static char *fixture(const char *name, size_t *len)
+{
+	char path[256];
+	FILE *f;
+	char *buf;
+	long n;
+
+	snprintf(path, sizeof(path), "tests/fixtures/tcia/%s", name);
+	f = fopen(path, "rb");
+	assert_non_null(f);
+	assert_int_equal(fseek(f, 0, SEEK_END), 0);
+	n = ftell(f);
+	rewind(f);
+	buf = __real_malloc((size_t)n + 1);
+	assert_non_null(buf);
+	assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
+	buf[n] = '\0';
+	fclose(f);
+	*len = (size_t)n;
+	return buf;
+}
+
+/* raw must be the same JSON as the fixture's element i, with the same key order. */
+static void assert_raw_is_element(const char *raw, const char *body, size_t len, size_t i)
+{
+	json_t *all = json_loadb(body, len, 0, NULL), *mine = json_loads(raw, 0, NULL);
+	char *a, *b;
+
+	assert_non_null(all);
+	assert_non_null(mine);
+	a = json_dumps(json_array_get(all, i), JSON_COMPACT);
+	b = json_dumps(mine, JSON_COMPACT);
+	assert_string_equal(a, b);
+	free(a);
+	free(b);
+	json_decref(all);
+	json_decref(mine);
+}
 
 static int parse(const char *body, const char *key, struct tcia_values *v)
 {
@@ -99,9 +196,227 @@ static void test_bad_answers(void **state)
 	}
 }
 
+static void test_series_sample(void **state)
+{
+	struct tcia_series_list l;
+	struct tcia_series *r;
+	size_t len;
+	char *body = fixture("series-sample.json", &len);
+
+	(void)state;
+	assert_int_equal(tcia_parse_series(body, len, &l), 0);
+	assert_int_equal(l.count, 1);
+	r = &l.v[0];
+	assert_string_equal(r->series_uid,
+			    "1.3.6.1.4.1.14519.5.2.1.5168.1900.104193299251798317056218297018");
+	assert_string_equal(r->study_uid,
+			    "1.3.6.1.4.1.14519.5.2.1.5168.1900.154535988064062152660648619556");
+	assert_string_equal(r->patient_id, "STS_010");
+	assert_string_equal(r->collection, "Soft-tissue-Sarcoma");
+	assert_string_equal(r->modality, "MR");
+	assert_string_equal(r->description, "2. AXIAL T1 BOTH LEGS - RESEARCH");
+	assert_string_equal(r->number, "2");
+	assert_string_equal(r->date, "2003-12-12 00:00:00.0");
+	assert_string_equal(r->timestamp, "2015-05-27 17:12:21.0");
+	assert_int_equal(r->image_count, 48);
+	assert_int_equal(r->file_size, 25273786);
+	assert_raw_is_element(r->raw, body, len, 0);
+	tcia_series_list_clear(&l);
+	free(body);
+}
+
+static void test_series_quirks(void **state)
+{
+	struct tcia_series_list l;
+	size_t len;
+	char *body = fixture("series-quirks.json", &len);
+
+	(void)state;
+	assert_int_equal(tcia_parse_series(body, len, &l), 0);
+	/* The element without a SeriesInstanceUID is left out. */
+	assert_int_equal(l.count, 4);
+	assert_string_equal(l.v[0].number, "7470024");
+	assert_int_equal(l.v[0].image_count, 48);		/* "48" */
+	assert_int_equal(l.v[0].file_size, 25273786);		/* "25273786.0" */
+	assert_null(l.v[0].modality);				/* null */
+	assert_string_equal(l.v[0].timestamp, "2020-01-02 03:04:05.0");	/* DateReleased */
+	assert_raw_is_element(l.v[0].raw, body, len, 0);	/* unknown fields kept */
+	assert_string_equal(l.v[1].number, "2");
+	assert_int_equal(l.v[1].image_count, 4);		/* 4.0 */
+	assert_int_equal(l.v[1].file_size, 25000000);		/* 2.5e7 */
+	assert_int_equal(l.v[2].image_count, -1);		/* negative */
+	assert_int_equal(l.v[2].file_size, -1);			/* "lots" */
+	assert_string_equal(l.v[2].number, "1.5");
+	assert_string_equal(l.v[3].series_uid, "12345");	/* a number where text is due */
+	assert_int_equal(l.v[3].file_size, -1);			/* true */
+	assert_int_equal(l.v[3].image_count, -1);		/* [1] */
+	tcia_series_list_clear(&l);
+	free(body);
+}
+
+static void test_patients(void **state)
+{
+	struct tcia_patients l;
+	size_t len;
+	char *body = fixture("patients.json", &len);
+
+	(void)state;
+	assert_int_equal(tcia_parse_patients(body, len, &l), 0);
+	assert_int_equal(l.count, 3);
+	assert_string_equal(l.v[0].patient_id, "STS_001");	/* PatientId, since 2023 */
+	assert_string_equal(l.v[0].collection, "Soft-tissue-Sarcoma");
+	assert_string_equal(l.v[1].patient_id, "OLD-01");	/* PatientID, before */
+	assert_string_equal(l.v[2].patient_id, "BOTH");	/* PatientId wins */
+	assert_raw_is_element(l.v[0].raw, body, len, 0);
+	assert_raw_is_element(l.v[2].raw, body, len, 3);
+	tcia_patients_clear(&l);
+	free(body);
+}
+
+static void test_studies(void **state)
+{
+	struct tcia_studies l;
+	size_t len;
+	char *body = fixture("studies.json", &len);
+
+	(void)state;
+	assert_int_equal(tcia_parse_studies(body, len, &l), 0);
+	assert_int_equal(l.count, 2);
+	assert_string_equal(l.v[0].study_uid, "1.2.840.1");
+	assert_string_equal(l.v[0].description, "MRI LT LEG +C");
+	assert_string_equal(l.v[0].date, "2003-12-12 00:00:00.0");
+	assert_int_equal(l.v[0].series_count, 3);
+	assert_int_equal(l.v[1].series_count, 5);		/* "5" */
+	assert_null(l.v[1].description);
+	assert_raw_is_element(l.v[0].raw, body, len, 0);
+	tcia_studies_clear(&l);
+	free(body);
+}
+
+static void test_sizes(void **state)
+{
+	struct tcia_sizes l;
+	size_t len;
+	char *body = fixture("size.json", &len);
+
+	(void)state;
+	assert_int_equal(tcia_parse_sizes(body, len, &l), 0);
+	assert_int_equal(l.count, 1);
+	assert_int_equal(l.v[0].total_bytes, 25273786);
+	assert_int_equal(l.v[0].object_count, 48);
+	assert_string_equal(l.v[0].raw, "{\"TotalSizeInBytes\":\"25273786.0\",\"ObjectCount\":48}");
+	tcia_sizes_clear(&l);
+	free(body);
+	body = fixture("size-quirks.json", &len);
+	assert_int_equal(tcia_parse_sizes(body, len, &l), 0);
+	assert_int_equal(l.count, 3);
+	assert_int_equal(l.v[0].total_bytes, 25273786);
+	assert_int_equal(l.v[0].object_count, 48);
+	assert_int_equal(l.v[1].total_bytes, -1);
+	assert_int_equal(l.v[1].object_count, -1);
+	assert_int_equal(l.v[2].total_bytes, -1);
+	tcia_sizes_clear(&l);
+	free(body);
+}
+
+static void test_body_parts_fixture(void **state)
+{
+	struct tcia_values l;
+	size_t len;
+	char *body = fixture("body-parts.json", &len);
+
+	(void)state;
+	assert_int_equal(tcia_parse_values(body, len, "BodyPartExamined", &l), 0);
+	assert_int_equal(l.count, 2);
+	assert_string_equal(l.v[1].value, "EXTREMITY");
+	assert_string_equal(l.v[1].raw, "{\"BodyPartExamined\":\"EXTREMITY\"}");
+	tcia_values_clear(&l);
+	free(body);
+}
+
+/* Fails the 1st, 2nd, 3rd … allocation in turn: each run must end in -ENOMEM with an
+ * empty list (valgrind and ASan check nothing leaked), until one run needs no failure. */
+typedef int (*parse_fn)(const char *body, size_t len, void *out);
+typedef void (*clear_fn)(void *list);
+
+static void alloc_loop(const char *name, parse_fn parse_list, clear_fn clear)
+{
+	struct {
+		size_t count;
+		void *v;
+	} list;
+	size_t len;
+	char *body = fixture(name, &len);
+	long n;
+	int rc;
+
+	for (n = 0;; n++) {
+		alloc_countdown = n;
+		alloc_calls = 0;
+		rc = parse_list(body, len, &list);
+		alloc_countdown = -1;
+		if (rc == 0) {
+			if (list.count == 0)
+				fail_msg("%s: success with no records when allocation %ld failed",
+					 name, n);
+			clear(&list);
+			break;
+		}
+		assert_int_equal(rc, -ENOMEM);
+		assert_int_equal(list.count, 0);
+		assert_null(list.v);
+		assert_true(n < 100000);
+	}
+	assert_true(n >= 1);	/* the loop did fail at least one allocation */
+	free(body);
+}
+
+static int parse_series_any(const char *b, size_t n, void *out)
+{
+	return tcia_parse_series(b, n, out);
+}
+
+static int parse_patients_any(const char *b, size_t n, void *out)
+{
+	return tcia_parse_patients(b, n, out);
+}
+
+static int parse_studies_any(const char *b, size_t n, void *out)
+{
+	return tcia_parse_studies(b, n, out);
+}
+
+static int parse_sizes_any(const char *b, size_t n, void *out)
+{
+	return tcia_parse_sizes(b, n, out);
+}
+
+static int parse_bodyparts_any(const char *b, size_t n, void *out)
+{
+	return tcia_parse_values(b, n, "BodyPartExamined", out);
+}
+
+static void test_allocation_failures(void **state)
+{
+	(void)state;
+	alloc_loop("series-sample.json", parse_series_any, (clear_fn)tcia_series_list_clear);
+	alloc_loop("series-quirks.json", parse_series_any, (clear_fn)tcia_series_list_clear);
+	alloc_loop("patients.json", parse_patients_any, (clear_fn)tcia_patients_clear);
+	alloc_loop("studies.json", parse_studies_any, (clear_fn)tcia_studies_clear);
+	alloc_loop("size-quirks.json", parse_sizes_any, (clear_fn)tcia_sizes_clear);
+	alloc_loop("body-parts.json", parse_bodyparts_any, (clear_fn)tcia_values_clear);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_series_sample),
+		cmocka_unit_test(test_series_quirks),
+		cmocka_unit_test(test_patients),
+		cmocka_unit_test(test_studies),
+		cmocka_unit_test(test_sizes),
+		cmocka_unit_test(test_body_parts_fixture),
+		cmocka_unit_test(test_allocation_failures),
 		cmocka_unit_test(test_collections),
 		cmocka_unit_test(test_no_results),
 		cmocka_unit_test(test_missing_key_and_types),
