@@ -33,6 +33,24 @@ void http_free(struct http *http);
  * Returns 0 on a 2xx answer, else -errno (see http_status_errno) with one log line. */
 int http_get(struct http *http, const char *url, char **body, size_t *len);
 
+/* A credentials provider (auth.c) for services that want a bearer token. token() returns
+ * a new string (caller frees) or -errno; rejected() is called when the service answered
+ * 401, after which the request is tried once more with a fresh token. */
+struct http_auth {
+	int (*token)(void *arg, char **token);
+	void (*rejected)(void *arg);
+	void *arg;
+};
+
+/* Installs a credentials provider for http_get and http_download (not http_post_form).
+ * Call before threads use the client. */
+void http_set_auth(struct http *http, const struct http_auth *auth);
+
+/* POSTs an application/x-www-form-urlencoded body (e.g. a token request) and returns the
+ * answer as http_get does; the form is never logged. */
+int http_post_form(struct http *http, const char *url, const char *form, char **body,
+		   size_t *len);
+
 /* Called as a download proceeds: bytes written so far, and the total the server
  * announced (0 if it did not). */
 typedef void (*http_progress_fn)(void *arg, uint64_t done, uint64_t total);

@@ -33,6 +33,7 @@ struct http {
 	pthread_mutex_t pool_lock;
 	CURL *pool[HTTP_POOL_MAX];	/* idle handles; protected by pool_lock */
 	int pool_len;			/* protected by pool_lock */
+	struct http_auth auth;		/* set before threads start; fn NULL = none */
 };
 
 struct http_buf {
@@ -315,9 +316,57 @@ static int http_buf_reset(struct http_sink *sink)
 
 /* Runs one GET with retries; the body goes to sink. Returns 0 or -errno, logging one
  * line per failed attempt and one for the final failure. */
-static int http_perform(struct http *http, const char *url, struct http_sink *sink,
-			curl_xferinfo_callback xferinfo, void *xferdata)
+void http_set_auth(struct http *http, const struct http_auth *auth)
 {
+	http->auth = *auth;
+}
+
+/* Adds "Authorization: Bearer …" for this attempt. The token is never logged. Returns 0
+ * (with *headers set, or NULL without auth) or -errno from the credentials provider. */
+static int http_auth_headers(struct http *http, CURL *h, struct curl_slist **headers)
+{
+	char *token = NULL, *line;
+	size_t n;
+	int rc;
+
+	*headers = NULL;
+	if (!http->auth.token)
+		return 0;
+	rc = http->auth.token(http->auth.arg, &token);
+	if (rc < 0)
+		return rc;
+	n = strlen(token) + sizeof("Authorization: Bearer ");
+	line = malloc(n);
+	if (!line) {
+		free(token);
+		return -ENOMEM;
+	}
+	snprintf(line, n, "Authorization: Bearer %s", token);
+	explicit_bzero(token, strlen(token));
+	free(token);
+	*headers = curl_slist_append(NULL, line);
+	explicit_bzero(line, n);
+	free(line);
+	if (!*headers)
+		return -ENOMEM;
+	if (curl_easy_setopt(h, CURLOPT_HTTPHEADER, *headers) != CURLE_OK) {
+		curl_slist_free_all(*headers);
+		*headers = NULL;
+		return -EIO;
+	}
+	return 0;
+}
+
+static bool http_uses_auth(bool use_auth, const struct http *http)
+{
+	return use_auth && http->auth.token && http->auth.rejected;
+}
+
+static int http_perform(struct http *http, const char *url, const char *form, bool use_auth,
+			struct http_sink *sink, curl_xferinfo_callback xferinfo, void *xferdata)
+{
+	struct curl_slist *headers = NULL;
+	bool reauthed = false;
 	char errbuf[CURL_ERROR_SIZE];
 	unsigned seed = (unsigned)time(NULL) ^ (unsigned)(uintptr_t)&errbuf;
 	int attempts = http->opts.retries + 1;
@@ -342,6 +391,11 @@ static int http_perform(struct http *http, const char *url, struct http_sink *si
 		    (curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, sink->write) != CURLE_OK ||
 		     curl_easy_setopt(h, CURLOPT_WRITEDATA, sink) != CURLE_OK))
 			rc = -EIO;
+		if (rc == 0 && form &&
+		    curl_easy_setopt(h, CURLOPT_POSTFIELDS, form) != CURLE_OK)
+			rc = -EIO;
+		if (rc == 0 && use_auth)
+			rc = http_auth_headers(http, h, &headers);
 		if (rc == 0 && sink->buffer_size &&
 		    curl_easy_setopt(h, CURLOPT_BUFFERSIZE, sink->buffer_size) != CURLE_OK)
 			rc = -EIO;
@@ -352,10 +406,20 @@ static int http_perform(struct http *http, const char *url, struct http_sink *si
 			rc = -EIO;
 		if (rc < 0)
 			break;
-		log_debug("GET %s (attempt %d/%d)", url, attempt, attempts);
+		log_debug("%s %s (attempt %d/%d)", form ? "POST" : "GET", url, attempt, attempts);
 		sink->h = h;
 		cc = curl_easy_perform(h);
 		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+		curl_slist_free_all(headers);
+		headers = NULL;
+		if (cc == CURLE_OK && status == 401 && http_uses_auth(use_auth, http) && !reauthed) {
+			/* The token was refused (expired, revoked): get a new one, try again once. */
+			log_info("GET %s: HTTP 401, renewing the access token", url);
+			http->auth.rejected(http->auth.arg);
+			reauthed = true;
+			attempt--;
+			continue;
+		}
 		if (sink->failed_write)
 			rc = -sink->write_errno;
 		else if (cc == CURLE_OK)
@@ -408,7 +472,7 @@ int http_get(struct http *http, const char *url, char **body, size_t *len)
 
 	*body = NULL;
 	*len = 0;
-	rc = http_perform(http, url, &sink, NULL, NULL);
+	rc = http_perform(http, url, NULL, true, &sink, NULL, NULL);
 	if (rc < 0) {
 		free(buf.data);
 		return rc;
@@ -422,6 +486,25 @@ int http_get(struct http *http, const char *url, char **body, size_t *len)
 	*body = buf.data;
 	*len = buf.len;
 	return 0;
+}
+
+int http_post_form(struct http *http, const char *url, const char *form, char **body,
+		   size_t *len)
+{
+	struct http_buf buf = { .max = (size_t)1 << 20 };
+	struct http_sink sink = { http_buf_sink_write, &buf, http_buf_reset, false, 0, 0, NULL };
+	int rc;
+
+	*body = NULL;
+	*len = 0;
+	rc = http_perform(http, url, form, false, &sink, NULL, NULL);
+	if (rc < 0) {
+		free(buf.data);
+		return rc;
+	}
+	*body = buf.data ? buf.data : strdup("");
+	*len = buf.len;
+	return *body ? 0 : -ENOMEM;
 }
 
 struct http_fd {
@@ -494,7 +577,7 @@ int http_download(struct http *http, const char *url, int fd, http_progress_fn p
 	int rc;
 
 	*bytes = 0;
-	rc = http_perform(http, url, &sink, http_fd_xferinfo, &f);
+	rc = http_perform(http, url, NULL, true, &sink, http_fd_xferinfo, &f);
 	if (rc == 0)
 		*bytes = f.written;
 	return rc;

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "fs.h"
 
 #include <fuse_lowlevel.h>
@@ -32,6 +33,7 @@
 struct tciafs_conf {
 	char *api;
 	char *cache_dir;
+	char *token_file;
 	int timeout;
 	int retries;
 	int meta_ttl;
@@ -44,6 +46,7 @@ struct tciafs_conf {
 static const struct fuse_opt tciafs_opt_spec[] = {
 	TCIAFS_OPT("api=%s", api),
 	TCIAFS_OPT("cache_dir=%s", cache_dir),
+	TCIAFS_OPT("token_file=%s", token_file),
 	TCIAFS_OPT("timeout=%d", timeout),
 	TCIAFS_OPT("retries=%d", retries),
 	TCIAFS_OPT("meta_ttl=%d", meta_ttl),
@@ -66,6 +69,9 @@ static void tciafs_usage(const char *prog)
 	       "    -o timeout=SECONDS     connect and stall limit per request (default: 30)\n"
 	       "    -o retries=N           retries on connection errors, 5xx, 429 (default: 4)\n"
 	       "    -o meta_ttl=SECONDS    how long API answers are trusted (default: 86400)\n"
+	       "    -o token_file=FILE     credentials for deployments that want a bearer token\n"
+	       "                           (username=, password=, token_url=; chmod 600);\n"
+	       "                           else TCIA_USERNAME / TCIA_PASSWORD if set\n"
 	       "    -V, --version          print the version and exit\n"
 	       "\n",
 	       prog, TCIAFS_DEFAULT_API);
@@ -209,6 +215,7 @@ static int tciafs_run(struct fuse_args *args, struct fuse_cmdline_opts *cmd,
 	struct metacache_opts mopts = { .ttl = conf->meta_ttl };
 	struct tciafs_hup hup = { 0 };
 	struct metacache *cache = NULL;
+	struct auth *auth = NULL;
 	struct http *http = NULL;
 	struct tcia *tcia = NULL;
 	struct fuse *fuse;
@@ -230,6 +237,12 @@ static int tciafs_run(struct fuse_args *args, struct fuse_cmdline_opts *cmd,
 		fprintf(stderr, "tciafs: out of memory\n");
 		goto out_free_model;
 	}
+	/* Credentials: a file named by the user, else the environment, else none. */
+	if ((conf->token_file ? auth_new_from_file(http, conf->token_file, &auth)
+			      : auth_new_from_env(http, &auth)) < 0)
+		goto out_free_model;
+	if (auth)
+		auth_attach(auth, http);
 	fuse = fuse_new(args, fs_operations(), sizeof(struct fuse_operations), &ctx);
 	if (!fuse)
 		goto out_free_model;
@@ -259,6 +272,7 @@ out_free_model:
 	tree_free(ctx.tree);
 	tcia_free(tcia);
 	http_free(http);
+	auth_free(auth);
 	metacache_free(cache);
 	return rc;
 }
@@ -309,5 +323,6 @@ out_free_args:
 	fuse_opt_free_args(&args);
 	free(conf.api);
 	free(conf.cache_dir);
+	free(conf.token_file);
 	return rc;
 }

@@ -101,6 +101,57 @@ class Faults:
             return [dict(r) for r in self.rules]
 
 
+TOKEN_PATH = "/auth/token"
+
+
+class Tokens:
+    """Bearer tokens for --auth USER:PASS: password and refresh grants, client_id nbia."""
+
+    def __init__(self, auth, ttl):
+        self.enabled = bool(auth)
+        self.user, _, self.password = (auth or "").partition(":")
+        self.ttl = ttl
+        self.lock = threading.Lock()
+        self.access = {}
+        self.refresh = {}
+        self.n = 0
+
+    def _issue(self):
+        now = time.time()
+        self.n += 1
+        acc = "acc-%d-%s" % (self.n, os.urandom(8).hex())
+        ref = "ref-%d-%s" % (self.n, os.urandom(8).hex())
+        self.access[acc] = now + self.ttl
+        self.refresh[ref] = now + self.ttl * 10
+        return 200, {"access_token": acc, "expires_in": self.ttl, "refresh_token": ref,
+                     "refresh_expires_in": self.ttl * 10, "token_type": "bearer"}
+
+    def grant(self, form):
+        with self.lock:
+            if form.get("client_id") != "nbia":
+                return 400, {"error": "invalid_client"}
+            if form.get("grant_type") == "password":
+                if form.get("username") == self.user and form.get("password") == self.password:
+                    return self._issue()
+                return 401, {"error": "invalid_grant"}
+            if form.get("grant_type") == "refresh_token":
+                until = self.refresh.pop(form.get("refresh_token"), 0)
+                if until > time.time():
+                    return self._issue()
+                return 400, {"error": "invalid_grant"}
+            return 400, {"error": "unsupported_grant_type"}
+
+    def valid(self, header):
+        if not header.startswith("Bearer "):
+            return False
+        with self.lock:
+            return self.access.get(header[7:], 0) > time.time()
+
+    def revoke_all(self):
+        with self.lock:
+            self.access.clear()
+
+
 class RequestLog:
     def __init__(self, path):
         self.lock = threading.Lock()
@@ -357,6 +408,9 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/_fake/faults" and self.command == "GET":
             return self._send(200, "application/json",
                               json.dumps(self.server.faults.snapshot()).encode() + b"\n")
+        if path == "/_fake/revoke" and self.command == "POST":
+            self.server.tokens.revoke_all()
+            return self._send(200, "application/json", b'{"ok":true}\n')
         if path == "/_fake/reset" and self.command == "POST":
             self.server.faults.reset()
             return self._send(200, "application/json", b'{"ok":true}\n')
@@ -369,7 +423,25 @@ class Handler(BaseHTTPRequestHandler):
         if path.startswith("/_fake/"):
             self._control(path)
             return
+        if path == TOKEN_PATH:
+            self._token()
+            return
         self._html_error(405, "Method Not Allowed")
+
+    # -- the legacy OpenID token endpoint (tcia-api.md §1), only with --auth -------------
+
+    def _token(self):
+        t0 = time.time()
+        length = int(self.headers.get("Content-Length") or 0)
+        form = dict(urllib.parse.parse_qsl(self.rfile.read(length).decode("utf-8", "replace")))
+        grant = form.get("grant_type")
+        status, body = self.server.tokens.grant(form)
+        sent = self._send(status, "application/json", json.dumps(body).encode())
+        # Never log secrets: the grant type is enough to count what the client did.
+        self.server.reqlog.write({"t": round(t0, 6), "method": "POST", "path": TOKEN_PATH,
+                                  "endpoint": "token", "query": {"grant_type": grant},
+                                  "status": status, "bytes": sent, "fault": None,
+                                  "dt": round(time.time() - t0, 6)})
 
     def do_GET(self):
         url = urllib.parse.urlsplit(self.path)
@@ -396,6 +468,9 @@ class Handler(BaseHTTPRequestHandler):
     def _dispatch(self, endpoint, q):
         if endpoint not in ENDPOINTS:
             return 404, self._html_error(404, "Not Found"), None
+        if self.server.tokens.enabled and not self.server.tokens.valid(
+                self.headers.get("Authorization", "")):
+            return 401, self._html_error(401, "Unauthorized"), None
         bad = [k for k in q if k not in ENDPOINTS[endpoint] and k != "format"]
         if bad:
             return 400, self._send(400, "text/plain",
@@ -490,6 +565,10 @@ def main(argv=None):
                     help="add collection Big-Series: one series of about this many MB")
     ap.add_argument("--delay", type=float, default=0.0,
                     help="seconds to wait before answering every API request")
+    ap.add_argument("--auth", metavar="USER:PASS",
+                    help="require bearer tokens from POST %s (legacy v2 flow)" % TOKEN_PATH)
+    ap.add_argument("--token-ttl", type=int, default=7200,
+                    help="seconds an access token lives (default 7200, as TCIA's did)")
     ap.add_argument("--series-size-delay", type=float, default=0.3,
                     help="seconds getSeriesSize takes (the real one is slow)")
     args = ap.parse_args(argv)
@@ -498,6 +577,7 @@ def main(argv=None):
     srv = Server(("127.0.0.1", args.port), Handler)
     srv.api = Api(arc, args.series_size_delay)
     srv.faults = Faults()
+    srv.tokens = Tokens(args.auth, args.token_ttl)
     srv.reqlog = RequestLog(args.log)
     srv.delay = args.delay
     srv.stopping = threading.Event()

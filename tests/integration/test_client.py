@@ -12,6 +12,7 @@ import time
 from harness import TestFailure
 
 EBADMSG, EIO, ENOENT, ETIMEDOUT, EINVAL, ENETDOWN = 74, 5, 2, 110, 22, 100
+EACCES_CODE = 13
 
 
 def query(s, endpoint, *params, opts=(), expect=0, timeout=120):

@@ -3,8 +3,8 @@
  * so integration tests (and developers) can drive the client against the fake server.
  * Exit status: 0, or the errno the call returned (e.g. 5 EIO, 74 EBADMSG, 110 ETIMEDOUT).
  *
- *   tcia-query [-c CACHE_DIR] [-t TTL] [-T TIMEOUT] [-r RETRIES] [-j THREADS] [-o]
- *              URL ENDPOINT [Name=value ...]
+ *   tcia-query [-a TOKEN_FILE] [-n REPEAT [-w MS]] [-c CACHE_DIR] [-t TTL] [-T TIMEOUT]
+ *              [-r RETRIES] [-j THREADS] [-o] URL ENDPOINT [Name=value ...]
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -16,6 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "http.h"
 #include "log.h"
 #include "metacache.h"
@@ -272,14 +273,27 @@ int main(int argc, char **argv)
 	struct http_opts ho = { .connect_timeout = 10, .stall_timeout = 10, .retries = 2 };
 	struct metacache_opts mo = { .ttl = 3600 };
 	struct metacache *mc = NULL;
+	struct auth *auth = NULL;
+	const char *token_file = NULL;
+	int repeat = 1, round;
+	long wait_ms = 0;
 	struct http *http = NULL;
 	struct tcia *tcia = NULL;
 	struct query *qs;
 	int threads = 1, opt, i, rc, ok = 0;
 	bool use_cache = false;
 
-	while ((opt = getopt(argc, argv, "c:t:T:r:j:o")) != -1) {
+	while ((opt = getopt(argc, argv, "a:n:w:c:t:T:r:j:o")) != -1) {
 		switch (opt) {
+		case 'a':
+			token_file = optarg;
+			break;
+		case 'n':
+			repeat = atoi(optarg);
+			break;
+		case 'w':
+			wait_ms = atol(optarg);
+			break;
 		case 'c':
 			mo.dir = optarg;
 			use_cache = true;
@@ -314,6 +328,12 @@ int main(int argc, char **argv)
 	log_init(LOG_LEVEL_INFO, false);
 	if (http_global_init() < 0 || http_new(&ho, &http) < 0)
 		return ENOMEM;
+	if (token_file) {
+		rc = auth_new_from_file(http, token_file, &auth);
+		if (rc < 0)
+			return -rc;
+		auth_attach(auth, http);
+	}
 	if (use_cache && metacache_new(&mo, &mc) < 0)
 		return EIO;
 	if (tcia_new(http, mc, argv[optind], &tcia) < 0)
@@ -325,7 +345,15 @@ int main(int argc, char **argv)
 		qs[i] = (struct query){ tcia, argv[optind + 1], argc - optind - 2, argv + optind + 2,
 					0, NULL };
 	if (threads == 1) {
-		thread_main(&qs[0]);
+		for (round = 0; round < repeat; round++) {
+			if (round > 0 && wait_ms > 0)
+				usleep((useconds_t)wait_ms * 1000);
+			json_decref(qs[0].out);
+			qs[0].out = NULL;
+			thread_main(&qs[0]);
+			if (qs[0].rc < 0)
+				break;
+		}
 	} else {
 		pthread_t *t = calloc((size_t)threads, sizeof(*t));
 
@@ -343,7 +371,9 @@ int main(int argc, char **argv)
 			rc = qs[i].rc;
 	}
 	if (rc == 0) {
-		json_t *res = json_pack("{s:i,s:o}", "ok_threads", ok, "result", qs[0].out);
+		json_t *res = json_pack("{s:i,s:I,s:o}", "ok_threads", ok, "token_requests",
+					(json_int_t)(auth ? auth_token_requests(auth) : 0), "result",
+					qs[0].out);
 
 		json_dumpf(res, stdout, JSON_INDENT(1) | JSON_ENSURE_ASCII);
 		putchar('\n');
@@ -358,6 +388,7 @@ int main(int argc, char **argv)
 	tcia_free(tcia);
 	metacache_free(mc);
 	http_free(http);
+	auth_free(auth);
 	http_global_cleanup();
 	return rc < 0 ? -rc : 0;
 }
