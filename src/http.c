@@ -223,7 +223,8 @@ static size_t http_buf_write(char *ptr, size_t size, size_t nmemb, void *u)
 	return n;
 }
 
-static int http_setup(struct http *http, CURL *h, const char *url, char *errbuf)
+static int http_setup(struct http *http, CURL *h, const char *url, char *errbuf,
+		      bool download)
 {
 	CURLcode rc = CURLE_OK;
 
@@ -243,9 +244,13 @@ static int http_setup(struct http *http, CURL *h, const char *url, char *errbuf)
 	HTTP_SET(CURLOPT_PROTOCOLS_STR, "http,https");
 	HTTP_SET(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
 	HTTP_SET(CURLOPT_CONNECTTIMEOUT, http->opts.connect_timeout);
-	/* A transfer slower than 1 byte/s for stall_timeout seconds is dead. */
-	HTTP_SET(CURLOPT_LOW_SPEED_LIMIT, 1L);
+	/* A transfer slower than 100 bytes/s for stall_timeout seconds is dead. */
+	HTTP_SET(CURLOPT_LOW_SPEED_LIMIT, 100L);
 	HTTP_SET(CURLOPT_LOW_SPEED_TIME, http->opts.stall_timeout);
+	/* Answers held in memory also get an overall limit, so that a trickle cannot hold a
+	 * caller for ever; downloads are bounded by the stall limit alone (they may be big). */
+	if (!download)
+		HTTP_SET(CURLOPT_TIMEOUT, http->opts.stall_timeout * 10);
 #undef HTTP_SET
 	return rc == CURLE_OK ? 0 : -EIO;
 }
@@ -386,7 +391,7 @@ static int http_perform(struct http *http, const char *url, const char *form, bo
 		if (rc < 0)
 			break;
 		curl_easy_reset(h);
-		rc = http_setup(http, h, url, errbuf);
+		rc = http_setup(http, h, url, errbuf, sink->buffer_size != 0);
 		if (rc == 0 &&
 		    (curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, sink->write) != CURLE_OK ||
 		     curl_easy_setopt(h, CURLOPT_WRITEDATA, sink) != CURLE_OK))

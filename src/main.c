@@ -35,6 +35,7 @@ struct tciafs_conf {
 	char *cache_dir;
 	char *token_file;
 	int timeout;
+	int connect_timeout;
 	int retries;
 	int meta_ttl;
 	int show_help;
@@ -48,6 +49,7 @@ static const struct fuse_opt tciafs_opt_spec[] = {
 	TCIAFS_OPT("cache_dir=%s", cache_dir),
 	TCIAFS_OPT("token_file=%s", token_file),
 	TCIAFS_OPT("timeout=%d", timeout),
+	TCIAFS_OPT("connect_timeout=%d", connect_timeout),
 	TCIAFS_OPT("retries=%d", retries),
 	TCIAFS_OPT("meta_ttl=%d", meta_ttl),
 	TCIAFS_OPT("-h", show_help),
@@ -66,7 +68,9 @@ static void tciafs_usage(const char *prog)
 	       "tciafs options:\n"
 	       "    -o api=URL             API base URL (default: %s)\n"
 	       "    -o cache_dir=DIR       cache folder (default: $XDG_CACHE_HOME/tciafs)\n"
-	       "    -o timeout=SECONDS     connect and stall limit per request (default: 30)\n"
+	       "    -o timeout=SECONDS     stall limit per request: a transfer making no progress\n"
+	       "                           this long fails (default: 30)\n"
+	       "    -o connect_timeout=SECONDS  limit on connecting (default: timeout)\n"
 	       "    -o retries=N           retries on connection errors, 5xx, 429 (default: 4)\n"
 	       "    -o meta_ttl=SECONDS    how long API answers are trusted (default: 86400)\n"
 	       "    -o token_file=FILE     credentials for deployments that want a bearer token\n"
@@ -131,9 +135,10 @@ static int tciafs_conf_check(struct tciafs_conf *conf)
 		fprintf(stderr, "tciafs: api=%s: not an http:// or https:// URL\n", conf->api);
 		return -EINVAL;
 	}
-	if (conf->timeout <= 0 || conf->retries < 0 || conf->retries > 20 ||
-	    conf->meta_ttl < 0) {
-		fprintf(stderr, "tciafs: timeout must be > 0, retries 0..20, meta_ttl >= 0\n");
+	if (conf->timeout <= 0 || conf->connect_timeout < 0 || conf->retries < 0 ||
+	    conf->retries > 20 || conf->meta_ttl < 0) {
+		fprintf(stderr, "tciafs: timeout must be > 0, connect_timeout >= 0, retries 0..20, "
+				"meta_ttl >= 0\n");
 		return -EINVAL;
 	}
 	if (!conf->cache_dir) {
@@ -205,7 +210,7 @@ static int tciafs_run(struct fuse_args *args, struct fuse_cmdline_opts *cmd,
 		      struct tciafs_conf *conf)
 {
 	struct http_opts hopts = {
-		.connect_timeout = conf->timeout,
+		.connect_timeout = conf->connect_timeout ? conf->connect_timeout : conf->timeout,
 		.stall_timeout = conf->timeout,
 		.retries = conf->retries,
 	};

@@ -7,10 +7,12 @@
 
 import argparse
 import datetime
+import gzip
 import json
 import os
 import signal
 import socket
+import ssl
 import struct
 import sys
 import threading
@@ -449,7 +451,9 @@ class Handler(BaseHTTPRequestHandler):
             self._control(url.path)
             return
         entry = {"t": round(time.time(), 6), "method": "GET", "path": url.path,
-                 "status": 0, "bytes": 0, "fault": None}
+                 "status": 0, "bytes": 0, "fault": None,
+                 "ua": self.headers.get("User-Agent", ""), "gzip": False}
+        self.gzipped = False
         try:
             pairs = urllib.parse.parse_qsl(url.query, keep_blank_values=True, strict_parsing=False)
             q = dict(pairs)
@@ -462,6 +466,7 @@ class Handler(BaseHTTPRequestHandler):
             entry["status"] = entry["status"] or -1
             self.close_connection = True
         finally:
+            entry["gzip"] = self.gzipped
             entry["dt"] = round(time.time() - entry["t"], 6)
             self.server.reqlog.write(entry)
 
@@ -510,7 +515,13 @@ class Handler(BaseHTTPRequestHandler):
             body = b"[{\"Collection\":"
         elif kind == "reset":
             return 200, self._reset(body[: max(1, len(body) // 2)]), kind
-        return 200, self._send(200, ctype, body), kind
+        extra = None
+        if len(body) > 512 and "gzip" in self.headers.get("Accept-Encoding", ""):
+            # Compress JSON when the client accepts it, as a servlet container's filter does.
+            body = gzip.compress(body, mtime=0)
+            extra = {"Content-Encoding": "gzip"}
+            self.gzipped = True
+        return 200, self._send(200, ctype, body, extra), kind
 
     def _zip(self, series, new_names, kind):
         if series is None:
@@ -569,6 +580,8 @@ def main(argv=None):
                     help="require bearer tokens from POST %s (legacy v2 flow)" % TOKEN_PATH)
     ap.add_argument("--token-ttl", type=int, default=7200,
                     help="seconds an access token lives (default 7200, as TCIA's did)")
+    ap.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"),
+                    help="serve HTTPS with this certificate and key")
     ap.add_argument("--series-size-delay", type=float, default=0.3,
                     help="seconds getSeriesSize takes (the real one is slow)")
     args = ap.parse_args(argv)
@@ -582,7 +595,13 @@ def main(argv=None):
     srv.delay = args.delay
     srv.stopping = threading.Event()
     port = srv.server_address[1]
-    url = "http://127.0.0.1:%d%s" % (port, PREFIX.rstrip("/"))
+    scheme = "http"
+    if args.tls:
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(args.tls[0], args.tls[1])
+        srv.socket = tls.wrap_socket(srv.socket, server_side=True)
+        scheme = "https"
+    url = "%s://127.0.0.1:%d%s" % (scheme, port, PREFIX.rstrip("/"))
 
     def stop(signum, frame):
         srv.stopping.set()

@@ -257,3 +257,36 @@ def test_download_memory_is_bounded(ctx):
     assert size > 96 * 1024 * 1024, size
     # Streaming 100 MB costs no more than a few buffers over a 5 kB download.
     assert big_kib - base_kib < 8 * 1024, (base_kib, big_kib)
+
+
+def test_user_agent_and_gzip(ctx):
+    s = ctx.server()
+    out, _, _ = query(s, "series", "Collection=Soft-tissue-Sarcoma")
+    e = s.requests("getSeries")[0]
+    assert e["ua"].startswith("tciafs/"), e["ua"]
+    assert e["gzip"] is True           # accepted, and decoded: the records parsed
+    assert len(out["result"]) >= 6
+
+
+def test_proxy_from_environment(ctx):
+    # The API URL points at a closed port; only a proxy taken from http_proxy can answer.
+    # The fake serves absolute-form request lines too, so it can stand in as the proxy.
+    proxy = ctx.server()
+    env = dict(os.environ, http_proxy=proxy.base, no_proxy="", NO_PROXY="")
+    r = subprocess.run([os.environ["TCIAFS_QUERY"], "-r", "0",
+                        "http://127.0.0.1:9/nbia-api/services/v4", "collections"],
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert len(proxy.requests("getCollectionValues")) == 1
+
+
+def test_tls_is_verified(ctx):
+    key, cert = ctx.path("key.pem"), ctx.path("cert.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                    "-out", cert, "-days", "1", "-subj", "/CN=127.0.0.1"], check=True,
+                   capture_output=True)
+    s = ctx.server("--tls", cert, key)
+    assert s.url.startswith("https://")
+    _, err, _ = query(s, "collections", opts=["-r", "0"], expect=EIO)
+    assert "certificate" in err.lower(), err
+    assert s.requests() == []
