@@ -51,6 +51,9 @@ struct tcia_series {		/* getSeries, getUpdatedSeries */
 	char *timestamp;	/* TimeStamp, else DateReleased */
 	int64_t image_count;
 	int64_t file_size;	/* sum of the DICOM files' sizes */
+	char *license_name;
+	char *license_uri;
+	char *collection_uri;	/* the collection's DOI */
 	char *raw;
 };
 

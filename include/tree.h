@@ -1,6 +1,15 @@
 /* SPDX-License-Identifier: MIT
  * tree.h — the namespace tciafs shows: path → node, names, listings, generated files.
+ *
+ *   /README.txt
+ *   /<Collection>/collection.json
+ *   /<Collection>/<PatientID>/patient.json
+ *   /<Collection>/<PatientID>/<Study>/study.json
+ *   /<Collection>/<PatientID>/<Study>/<Series>/series.json
+ *
  * Plain C types only (no FUSE): fs.c translates, and the unit tests call it directly.
+ * A collection's patients, studies and series are each loaded in one request for the
+ * whole collection, so walking it costs a constant number of requests.
  */
 #ifndef TCIAFS_TREE_H
 #define TCIAFS_TREE_H
@@ -12,10 +21,12 @@
 
 struct tcia;
 struct tree;
+struct tree_file;
 
 struct tree_opts {
 	const char *cache_dir;	/* shown in README.txt; copied */
 	long meta_ttl;		/* seconds an API answer is trusted */
+	bool naming_uid;	/* study and series folders named by bare UID */
 };
 
 /* Creates the tree over a TCIA client (borrowed; must outlive the tree). Makes no
@@ -30,22 +41,46 @@ void tree_expire(struct tree *tree);
 /* Fills *st for path ("/" or "/a/b"). Returns 0, -ENOENT, or -errno from the API. */
 int tree_stat(struct tree *tree, const char *path, struct stat *st);
 
-/* Called once per entry of a listing, "." and ".." excluded; returns nonzero to stop. */
-typedef int (*tree_fill_fn)(void *ctx, const char *name, const struct stat *st);
+/* Called once per entry of a listing, "." and ".." excluded. complete is false when the
+ * entry's attributes would cost a request: then only st's file type is meaningful and
+ * the caller leaves the rest to a later stat. Returns nonzero to stop. */
+typedef int (*tree_fill_fn)(void *ctx, const char *name, const struct stat *st,
+			    bool complete);
 
 /* Lists a directory in sorted order. Returns 0, -ENOTDIR, -ENOENT, or -errno. */
 int tree_list(struct tree *tree, const char *path, tree_fill_fn fill, void *ctx);
 
-/* Checks that path is a readable file (read-only access). Returns 0 or -errno. */
-int tree_open(struct tree *tree, const char *path, int flags);
+/* Opens a file for reading: generated files are rendered once, here. Returns 0 with *out
+ * (release with tree_close), -EROFS for any write access, -EISDIR, or -errno. */
+int tree_open(struct tree *tree, const char *path, int flags, struct tree_file **out);
 
-/* Copies up to size bytes at off of a generated file. Returns the count or -errno. */
-ssize_t tree_read(struct tree *tree, const char *path, char *buf, size_t size, off_t off);
+/* Copies up to size bytes at off. Returns the count (0 at the end) or -errno. */
+ssize_t tree_read(struct tree_file *f, char *buf, size_t size, off_t off);
+
+/* Accepts NULL. */
+void tree_close(struct tree_file *f);
+
+/* Extended attributes user.tcia.collection, user.tcia.patient_id, user.tcia.study_uid
+ * and user.tcia.series_uid, where they apply: the identifiers as the API sent them.
+ * As getxattr(2)/listxattr(2): with size 0 returns the size needed; -ERANGE when buf is
+ * too small; -ENODATA for a name that does not apply. */
+ssize_t tree_getxattr(struct tree *tree, const char *path, const char *name, char *buf,
+		      size_t size);
+ssize_t tree_listxattr(struct tree *tree, const char *path, char *buf, size_t size);
 
 /* Makes a name from the API safe as one path component: '/' and control characters
- * become '_', "." / ".." / "" become visible placeholders, and the result is cut to 255
- * bytes on a UTF-8 boundary. Returns a new string (caller frees), NULL if out of memory. */
+ * become '_', "." / ".." / "" become visible placeholders, a leading dot becomes '_', and
+ * the result is cut to 255 bytes on a UTF-8 boundary. Returns a new string (caller
+ * frees), NULL if out of memory. */
 char *tree_sanitize_name(const char *name);
+
+/* The folder name of a study ("<date> <description>") or series ("<number> <modality>
+ * <description>"): the parts that exist, sanitised, then "-" and the last five
+ * characters of uid (the whole uid when full is set), within 255 bytes. Returns a new
+ * string or NULL when out of memory. */
+char *tree_study_name(const char *date, const char *description, const char *uid, bool full);
+char *tree_series_name(const char *number, const char *modality, const char *description,
+		       const char *uid, bool full);
 
 /* True for names that file managers and indexers probe for and that can never exist
  * here (".hidden", "desktop.ini", …): they are answered without any request. */

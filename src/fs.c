@@ -6,7 +6,9 @@
 #include "fs.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <string.h>
+#include <sys/statvfs.h>
 
 #include "tree.h"
 
@@ -41,11 +43,12 @@ struct fs_fill {
 	enum fuse_fill_dir_flags flags;
 };
 
-static int fs_fill_one(void *ctx, const char *name, const struct stat *st)
+static int fs_fill_one(void *ctx, const char *name, const struct stat *st, bool complete)
 {
 	struct fs_fill *f = ctx;
 
-	return f->filler(f->buf, name, st, 0, f->flags);
+	/* Without complete attributes, only the type goes out; the kernel asks later. */
+	return f->filler(f->buf, name, st, 0, complete ? f->flags : 0);
 }
 
 static int fs_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t off,
@@ -65,18 +68,50 @@ static int fs_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t
 
 static int fs_open(const char *path, struct fuse_file_info *fi)
 {
-	int rc = tree_open(fs_ctx()->tree, path, fi->flags);
+	struct tree_file *f;
+	int rc = tree_open(fs_ctx()->tree, path, fi->flags, &f);
 
-	if (rc == 0)
-		fi->keep_cache = 1;
-	return rc;
+	if (rc < 0)
+		return rc;
+	fi->fh = (uintptr_t)f;
+	/* The content is fixed until the metadata is refreshed: keep pages across opens. */
+	fi->keep_cache = 1;
+	return 0;
 }
 
 static int fs_read(const char *path, char *buf, size_t size, off_t off,
 		   struct fuse_file_info *fi)
 {
-	(void)fi;
-	return (int)tree_read(fs_ctx()->tree, path, buf, size, off);
+	(void)path;
+	return (int)tree_read((struct tree_file *)(uintptr_t)fi->fh, buf, size, off);
+}
+
+static int fs_release(const char *path, struct fuse_file_info *fi)
+{
+	(void)path;
+	tree_close((struct tree_file *)(uintptr_t)fi->fh);
+	return 0;
+}
+
+static int fs_getxattr(const char *path, const char *name, char *value, size_t size)
+{
+	return (int)tree_getxattr(fs_ctx()->tree, path, name, value, size);
+}
+
+static int fs_listxattr(const char *path, char *list, size_t size)
+{
+	return (int)tree_listxattr(fs_ctx()->tree, path, list, size);
+}
+
+static int fs_statfs(const char *path, struct statvfs *sv)
+{
+	(void)path;
+	memset(sv, 0, sizeof(*sv));
+	sv->f_bsize = 4096;
+	sv->f_frsize = 4096;
+	sv->f_namemax = 255;
+	sv->f_flag = ST_RDONLY;
+	return 0;
 }
 
 static int fs_erofs_path(const char *path)
@@ -178,6 +213,10 @@ static const struct fuse_operations fs_ops = {
 	.readdir = fs_readdir,
 	.open = fs_open,
 	.read = fs_read,
+	.release = fs_release,
+	.getxattr = fs_getxattr,
+	.listxattr = fs_listxattr,
+	.statfs = fs_statfs,
 	.mknod = fs_erofs_mknod,
 	.mkdir = fs_erofs_mode,
 	.unlink = fs_erofs_path,

@@ -34,6 +34,7 @@ struct tciafs_conf {
 	char *api;
 	char *cache_dir;
 	char *token_file;
+	char *naming;
 	int timeout;
 	int connect_timeout;
 	int retries;
@@ -48,6 +49,7 @@ static const struct fuse_opt tciafs_opt_spec[] = {
 	TCIAFS_OPT("api=%s", api),
 	TCIAFS_OPT("cache_dir=%s", cache_dir),
 	TCIAFS_OPT("token_file=%s", token_file),
+	TCIAFS_OPT("naming=%s", naming),
 	TCIAFS_OPT("timeout=%d", timeout),
 	TCIAFS_OPT("connect_timeout=%d", connect_timeout),
 	TCIAFS_OPT("retries=%d", retries),
@@ -73,6 +75,7 @@ static void tciafs_usage(const char *prog)
 	       "    -o connect_timeout=SECONDS  limit on connecting (default: timeout)\n"
 	       "    -o retries=N           retries on connection errors, 5xx, 429 (default: 4)\n"
 	       "    -o meta_ttl=SECONDS    how long API answers are trusted (default: 86400)\n"
+	       "    -o naming=readable|uid study and series folder names (default: readable)\n"
 	       "    -o token_file=FILE     credentials for deployments that want a bearer token\n"
 	       "                           (username=, password=, token_url=; chmod 600);\n"
 	       "                           else TCIA_USERNAME / TCIA_PASSWORD if set\n"
@@ -139,6 +142,11 @@ static int tciafs_conf_check(struct tciafs_conf *conf)
 	    conf->retries > 20 || conf->meta_ttl < 0) {
 		fprintf(stderr, "tciafs: timeout must be > 0, connect_timeout >= 0, retries 0..20, "
 				"meta_ttl >= 0\n");
+		return -EINVAL;
+	}
+	if (conf->naming && strcmp(conf->naming, "readable") != 0 &&
+	    strcmp(conf->naming, "uid") != 0) {
+		fprintf(stderr, "tciafs: naming=%s: use readable or uid\n", conf->naming);
 		return -EINVAL;
 	}
 	if (!conf->cache_dir) {
@@ -214,7 +222,11 @@ static int tciafs_run(struct fuse_args *args, struct fuse_cmdline_opts *cmd,
 		.stall_timeout = conf->timeout,
 		.retries = conf->retries,
 	};
-	struct tree_opts topts = { .cache_dir = conf->cache_dir, .meta_ttl = conf->meta_ttl };
+	struct tree_opts topts = {
+		.cache_dir = conf->cache_dir,
+		.meta_ttl = conf->meta_ttl,
+		.naming_uid = conf->naming && strcmp(conf->naming, "uid") == 0,
+	};
 	struct fuse_loop_config loop = { .clone_fd = 0, .max_idle_threads = 10 };
 	struct tciafs ctx = { .entry_timeout = 3600.0, .negative_timeout = 5.0 };
 	struct metacache_opts mopts = { .ttl = conf->meta_ttl };
@@ -329,5 +341,6 @@ out_free_args:
 	free(conf.api);
 	free(conf.cache_dir);
 	free(conf.token_file);
+	free(conf.naming);
 	return rc;
 }

@@ -123,6 +123,9 @@ static void tcia_one_series_clear(struct tcia_series *s)
 	free(s->number);
 	free(s->date);
 	free(s->timestamp);
+	free(s->license_name);
+	free(s->license_uri);
+	free(s->collection_uri);
 	free(s->raw);
 }
 
@@ -422,6 +425,9 @@ static int tcia_one_series(const json_t *obj, void *item, const void *arg)
 	s->timestamp = tcia_field(&f, "TimeStamp");
 	if (f.rc == 0 && !s->timestamp)
 		s->timestamp = tcia_field(&f, "DateReleased");
+	s->license_name = tcia_field(&f, "LicenseName");
+	s->license_uri = tcia_field(&f, "LicenseURI");
+	s->collection_uri = tcia_field(&f, "CollectionURI");
 	s->image_count = tcia_int(obj, "ImageCount");
 	s->file_size = tcia_int(obj, "FileSize");
 	if (f.rc == 0 && !s->series_uid) {

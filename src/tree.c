@@ -1,12 +1,16 @@
 /* SPDX-License-Identifier: MIT
  * tree.c — the namespace: which paths exist, what they list and what generated files
- * hold. Collection names come from the API through tcia.c, are sanitised here, and are
- * kept for meta_ttl seconds; no request is made until someone looks.
+ * hold. What the API says is kept as immutable, reference-counted snapshots: the list of
+ * collections, and per collection its patients, its studies, its series and its value
+ * lists, each loaded by one request for the whole collection and trusted for meta_ttl.
+ * One mutex guards the slots that hold them; it is never held across a request.
  */
 #include "tree.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,32 +22,133 @@
 #include "tcia.h"
 
 #define TREE_NAME_MAX 255
+#define TREE_DEPTH_MAX 6
 
-/* One immutable snapshot of the collection list; shared by reference count so that
- * readers never hold the tree lock while they use it. */
-struct tree_colls {
+/* ---- snapshots --------------------------------------------------------------------- */
+
+struct tree_snap {
 	int refs;		/* protected by tree->lock */
 	time_t fetched;
+	unsigned gen;		/* tree->gen when loaded; an older one is expired */
+	void (*destroy)(struct tree_snap *snap);
+};
+
+/* Where a snapshot lives, and the single load in progress for it. */
+struct tree_slot {
+	struct tree_snap *snap;	/* protected by tree->lock */
+	bool loading;		/* protected by tree->lock */
+	unsigned done;		/* loads finished; protected by tree->lock */
+	int last_rc;		/* protected by tree->lock */
+};
+
+struct tree_coll {
+	char *name;		/* sanitised, unique among collections */
+	char *api;		/* as the API sent it */
+	struct tree_slot pats, studs, sers, vals;
+};
+
+struct tree_colls {
+	struct tree_snap hdr;
 	size_t count;
-	char **names;		/* sanitised, sorted, unique */
+	struct tree_coll *v;	/* sorted by name */
+};
+
+struct tree_pat {
+	char *name;
+	char *id;		/* PatientId as sent */
+	char *raw;
+};
+
+struct tree_pats {
+	struct tree_snap hdr;
+	size_t count;
+	struct tree_pat *v;	/* sorted by name */
+};
+
+struct tree_stud {
+	char *name;
+	char *uid;
+	char *pid;
+	char *raw;
+	time_t mtime;
+};
+
+struct tree_studs {
+	struct tree_snap hdr;
+	size_t count;
+	struct tree_stud *v;	/* sorted by (pid, name) */
+};
+
+struct tree_ser {
+	char *name;
+	char *uid;
+	char *study_uid;
+	char *raw;
+	time_t mtime;
+};
+
+struct tree_sers {
+	struct tree_snap hdr;
+	size_t count;
+	struct tree_ser *v;	/* sorted by (study_uid, name) */
+	json_t *licence;	/* LicenseName, LicenseURI, CollectionURI seen in the series */
+};
+
+struct tree_vals {
+	struct tree_snap hdr;
+	struct tcia_values mods, parts, manus;
 };
 
 struct tree {
 	struct tcia *tcia;	/* borrowed */
 	char *cache_dir;
 	long meta_ttl;
+	bool naming_uid;
 	time_t mounted;
 	uid_t uid;
 	gid_t gid;
 	char *readme;
 	size_t readme_len;
 	pthread_mutex_t lock;
-	struct tree_colls *colls;	/* protected by lock; NULL until first asked */
+	pthread_cond_t cond;	/* a load finished */
+	unsigned gen;		/* bumped by tree_expire; protected by lock */
+	struct tree_slot colls;
+};
+
+struct tree_file {
+	char *data;
+	size_t len;
+};
+
+/* A resolved path. Holds references on the snapshots its pointers point into. */
+enum tree_kind {
+	TK_ROOT,
+	TK_README,
+	TK_COLL,
+	TK_COLL_JSON,
+	TK_PAT,
+	TK_PAT_JSON,
+	TK_STUDY,
+	TK_STUDY_JSON,
+	TK_SERIES,
+	TK_SERIES_JSON,
+};
+
+struct tree_node {
+	enum tree_kind kind;
+	struct tree_colls *colls;
+	struct tree_coll *coll;
+	struct tree_pats *pats;
+	const struct tree_pat *pat;
+	struct tree_studs *studs;
+	const struct tree_stud *stud;
+	struct tree_sers *sers;
+	const struct tree_ser *ser;
 };
 
 static const char *const tree_probe_names[] = {
-	"desktop.ini", "autorun.inf", "Thumbs.db", "folder.jpg", "folder.gif",
-	"AlbumArtSmall.jpg", "Desktop.ini", "AUTORUN.INF",
+	"desktop.ini", "Desktop.ini", "autorun.inf", "AUTORUN.INF", "Thumbs.db",
+	"folder.jpg", "folder.gif", "AlbumArtSmall.jpg",
 };
 
 bool tree_is_probe_name(const char *name)
@@ -60,23 +165,31 @@ bool tree_is_probe_name(const char *name)
 	return false;
 }
 
+/* The length of s cut to at most max bytes without splitting a UTF-8 sequence. */
+static size_t tree_utf8_cut(const char *s, size_t max)
+{
+	size_t n = strlen(s);
+
+	if (n <= max)
+		return n;
+	n = max;
+	while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+		n--;
+	return n;
+}
+
 char *tree_sanitize_name(const char *name)
 {
-	size_t n = strlen(name), i;
+	size_t n, i;
 	char *out;
 
-	if (n == 0)
+	if (name[0] == '\0')
 		return strdup("_empty_");
 	if (strcmp(name, ".") == 0)
 		return strdup("_dot_");
 	if (strcmp(name, "..") == 0)
 		return strdup("_dotdot_");
-	if (n > TREE_NAME_MAX) {
-		n = TREE_NAME_MAX;
-		/* Back off continuation bytes so no UTF-8 sequence is split. */
-		while (n > 0 && ((unsigned char)name[n] & 0xC0) == 0x80)
-			n--;
-	}
+	n = tree_utf8_cut(name, TREE_NAME_MAX);
 	out = strndup(name, n);
 	if (!out)
 		return NULL;
@@ -92,6 +205,107 @@ char *tree_sanitize_name(const char *name)
 	return out;
 }
 
+/* Joins the non-empty parts with spaces, sanitises, and appends "-<uid tail>" within
+ * 255 bytes. Returns a new string or NULL. */
+static char *tree_readable_name(const char *const *parts, size_t nparts, const char *uid,
+				bool full)
+{
+	char base[1024], *clean, *out;
+	const char *tail = uid ? uid : "";
+	size_t len = 0, i, cut, tlen;
+
+	base[0] = '\0';
+	for (i = 0; i < nparts; i++) {
+		if (!parts[i] || !parts[i][0])
+			continue;
+		len += (size_t)snprintf(base + len, sizeof(base) - len, "%s%s", len ? " " : "",
+					parts[i]);
+		if (len >= sizeof(base) - 1) {
+			len = tree_utf8_cut(base, sizeof(base) - 2);
+			base[len] = '\0';
+			break;
+		}
+	}
+	if (!full && strlen(tail) > 5)
+		tail += strlen(tail) - 5;
+	if (len == 0)
+		return tree_sanitize_name(tail[0] ? tail : "");
+	clean = tree_sanitize_name(base);
+	if (!clean)
+		return NULL;
+	tlen = strlen(tail);
+	/* Keep the UID tail whole: it is what makes the name unique. */
+	cut = tree_utf8_cut(clean, tlen + 1 < TREE_NAME_MAX ? TREE_NAME_MAX - tlen - 1 : 0);
+	out = malloc(cut + tlen + 2);
+	if (out) {
+		memcpy(out, clean, cut);
+		out[cut] = '-';
+		memcpy(out + cut + 1, tail, tlen + 1);
+	}
+	free(clean);
+	if (out && strlen(out) > TREE_NAME_MAX)
+		out[tree_utf8_cut(out, TREE_NAME_MAX)] = '\0';
+	if (out)
+		for (i = 0; out[i]; i++)
+			if (out[i] == '/' || (unsigned char)out[i] < 0x20)
+				out[i] = '_';
+	return out;
+}
+
+/* "2003-12-12 00:00:00.0" → "2003-12-12"; anything else as it is. */
+static void tree_date_part(const char *date, char *out, size_t size)
+{
+	size_t n = date ? strlen(date) : 0;
+
+	if (n >= 10 && date[4] == '-' && date[7] == '-')
+		n = 10;
+	if (n >= size)
+		n = size - 1;
+	if (n)
+		memcpy(out, date, n);
+	out[n] = '\0';
+}
+
+char *tree_study_name(const char *date, const char *description, const char *uid, bool full)
+{
+	char day[64];
+	const char *parts[2];
+
+	tree_date_part(date, day, sizeof(day));
+	parts[0] = day;
+	parts[1] = description;
+	return tree_readable_name(parts, 2, uid, full);
+}
+
+char *tree_series_name(const char *number, const char *modality, const char *description,
+		       const char *uid, bool full)
+{
+	const char *parts[3] = { number, modality, description };
+
+	return tree_readable_name(parts, 3, uid, full);
+}
+
+/* "YYYY-MM-DD[ HH:MM:SS…]" as UTC seconds, or fallback. */
+static time_t tree_parse_time(const char *s, time_t fallback)
+{
+	struct tm tm = { 0 };
+	int y, mo, d, h = 0, mi = 0, sec = 0;
+
+	if (!s || sscanf(s, "%4d-%2d-%2d %2d:%2d:%2d", &y, &mo, &d, &h, &mi, &sec) < 3)
+		return fallback;
+	if (y < 1900 || mo < 1 || mo > 12 || d < 1 || d > 31)
+		return fallback;
+	tm.tm_year = y - 1900;
+	tm.tm_mon = mo - 1;
+	tm.tm_mday = d;
+	tm.tm_hour = h;
+	tm.tm_min = mi;
+	tm.tm_sec = sec;
+	return timegm(&tm);
+}
+
+/* ---- README ------------------------------------------------------------------------ */
+
 static int tree_make_readme(struct tree *t)
 {
 	static const char fmt[] =
@@ -101,11 +315,17 @@ static int tree_make_readme(struct tree *t)
 		"Cache:  %s\n"
 		"\n"
 		"Layout\n"
-		"  /README.txt       this file\n"
-		"  /<Collection>/    one folder per TCIA collection (getCollectionValues)\n"
+		"  /<Collection>/collection.json      the collection: its modalities, body\n"
+		"                                     parts, manufacturers, licence and DOI\n"
+		"  /<Collection>/<PatientID>/patient.json\n"
+		"  .../<StudyDate> <StudyDescription>-<last 5 digits of the UID>/study.json\n"
+		"  .../<SeriesNumber> <Modality> <SeriesDescription>-<UID tail>/series.json\n"
 		"\n"
-		"Names from the archive are made safe for a filesystem: '/' and control\n"
-		"characters become '_'. Everything here is read-only.\n"
+		"The JSON files hold every attribute TCIA returns for the object, as it\n"
+		"returned them. Folder names are made safe ('/' and control characters\n"
+		"become '_'); a study or series folder can also be reached by its bare UID.\n"
+		"Every object's identifiers are in its user.tcia.* extended attributes\n"
+		"(getfattr -d). Everything here is read-only.\n"
 		"\n"
 		"Unmount with:  fusermount3 -u <mountpoint>\n";
 	const char *api = tcia_base_url(t->tcia);
@@ -131,6 +351,7 @@ int tree_new(struct tcia *tcia, const struct tree_opts *opts, struct tree **out)
 		return -ENOMEM;
 	t->tcia = tcia;
 	t->meta_ttl = opts->meta_ttl;
+	t->naming_uid = opts->naming_uid;
 	t->mounted = time(NULL);
 	t->uid = getuid();
 	t->gid = getgid();
@@ -141,167 +362,1030 @@ int tree_new(struct tcia *tcia, const struct tree_opts *opts, struct tree **out)
 		return -ENOMEM;
 	}
 	pthread_mutex_init(&t->lock, NULL);
+	pthread_cond_init(&t->cond, NULL);
 	*out = t;
 	return 0;
 }
 
-static void tree_colls_free(struct tree_colls *c)
-{
-	size_t i;
-
-	if (!c)
-		return;
-	for (i = 0; i < c->count; i++)
-		free(c->names[i]);
-	free(c->names);
-	free(c);
-}
-
-static void tree_colls_put(struct tree *t, struct tree_colls *c)
+static void tree_snap_put(struct tree *t, struct tree_snap *s)
 {
 	bool last;
 
-	if (!c)
+	if (!s)
 		return;
 	pthread_mutex_lock(&t->lock);
-	last = --c->refs == 0;
+	last = --s->refs == 0;
 	pthread_mutex_unlock(&t->lock);
 	if (last)
-		tree_colls_free(c);
+		s->destroy(s);
 }
 
 void tree_free(struct tree *tree)
 {
 	if (!tree)
 		return;
-	if (tree->colls)
-		tree_colls_put(tree, tree->colls);
+	if (tree->colls.snap)
+		tree_snap_put(tree, tree->colls.snap);
+	pthread_cond_destroy(&tree->cond);
 	pthread_mutex_destroy(&tree->lock);
 	free(tree->readme);
 	free(tree->cache_dir);
 	free(tree);
 }
 
-static int tree_cmp_names(const void *a, const void *b)
+void tree_expire(struct tree *tree)
 {
-	return strcmp(*(char *const *)a, *(char *const *)b);
+	pthread_mutex_lock(&tree->lock);
+	tree->gen++;
+	pthread_mutex_unlock(&tree->lock);
 }
 
-/* Two API names can sanitise to the same text ("a/b" and "a_b"): later ones get a
- * numbered suffix so that every collection stays reachable. */
-static int tree_uniquify(char **names, size_t count)
+typedef int (*tree_load_fn)(struct tree *t, void *arg, struct tree_snap **out);
+
+/* Returns a referenced snapshot from slot (release with tree_snap_put), loading it when
+ * there is none or it has expired. Concurrent callers share one load and its result; a
+ * failed load is covered by the old snapshot when there is one (stale-if-error). */
+static int tree_slot_get(struct tree *t, struct tree_slot *slot, tree_load_fn load, void *arg,
+			 struct tree_snap **out)
 {
-	size_t i;
+	struct tree_snap *s, *fresh = NULL, *old = NULL;
+	unsigned seen;
+	int rc;
+
+	*out = NULL;
+	pthread_mutex_lock(&t->lock);
+	for (;;) {
+		s = slot->snap;
+		if (s && s->gen == t->gen && time(NULL) - s->fetched < t->meta_ttl)
+			goto out_ref;
+		if (!slot->loading)
+			break;
+		seen = slot->done;
+		while (slot->loading && slot->done == seen)
+			pthread_cond_wait(&t->cond, &t->lock);
+		if (slot->last_rc < 0) {
+			/* The load we waited for failed: share its outcome, do not retry. */
+			s = slot->snap;
+			if (s)
+				goto out_ref;
+			rc = slot->last_rc;
+			pthread_mutex_unlock(&t->lock);
+			return rc;
+		}
+		if (slot->snap)
+			goto out_ref_any;
+	}
+	slot->loading = true;
+	pthread_mutex_unlock(&t->lock);
+
+	rc = load(t, arg, &fresh);
+
+	pthread_mutex_lock(&t->lock);
+	slot->loading = false;
+	slot->done++;
+	slot->last_rc = rc;
+	pthread_cond_broadcast(&t->cond);
+	if (rc == 0) {
+		fresh->refs = 2;	/* the slot's and the caller's */
+		fresh->gen = t->gen;
+		old = slot->snap;
+		slot->snap = fresh;
+		*out = fresh;
+	} else if (slot->snap) {
+		log_warn("serving what was listed %lds ago: %s",
+			 (long)(time(NULL) - slot->snap->fetched), strerror(-rc));
+		slot->snap->refs++;
+		*out = slot->snap;
+		rc = 0;
+	}
+	pthread_mutex_unlock(&t->lock);
+	tree_snap_put(t, old);
+	return rc;
+
+out_ref_any:
+	s = slot->snap;
+out_ref:
+	s->refs++;
+	pthread_mutex_unlock(&t->lock);
+	*out = s;
+	return 0;
+}
+
+/* Drops a slot's snapshot; used when the owning collection goes away. */
+static void tree_slot_clear(struct tree *t, struct tree_slot *slot)
+{
+	struct tree_snap *s = slot->snap;
+
+	slot->snap = NULL;
+	tree_snap_put(t, s);
+}
+
+static int tree_cmp_str(const char *a, const char *b)
+{
+	return strcmp(a ? a : "", b ? b : "");
+}
+
+/* Two different API names can sanitise to the same text ("a/b" and "a_b"): later ones
+ * get a "~N" suffix so that every object stays reachable. names are sorted; ptrs point
+ * at each element's name field, stride bytes apart. */
+static int tree_uniquify(char *base, size_t count, size_t stride, size_t name_off)
+{
+	size_t i, run = 0;
 
 	for (i = 1; i < count; i++) {
+		char **prev = (char **)(base + (i - 1) * stride + name_off);
+		char **cur = (char **)(base + i * stride + name_off);
 		char *fixed;
 		size_t len;
 
-		if (strcmp(names[i], names[i - 1]) != 0)
+		if (strcmp(*cur, *prev) != 0) {
+			run = 0;
 			continue;
-		len = strlen(names[i]) + 16;
+		}
+		run++;
+		len = strlen(*cur) + 24;
 		fixed = malloc(len);
 		if (!fixed)
 			return -ENOMEM;
-		snprintf(fixed, len, "%s~%zu", names[i], i);
-		free(names[i]);
-		names[i] = fixed;
+		snprintf(fixed, len, "%.*s~%zu", (int)tree_utf8_cut(*cur, TREE_NAME_MAX - 22), *cur,
+			 run + 1);
+		free(*cur);
+		*cur = fixed;
 	}
 	return 0;
 }
 
-static int tree_colls_build(struct tcia_values *v, struct tree_colls **out)
+/* ---- the collections --------------------------------------------------------------- */
+
+static void tree_colls_destroy_with(struct tree *t, struct tree_colls *c)
 {
-	struct tree_colls *c = calloc(1, sizeof(*c));
 	size_t i;
 
-	*out = NULL;
-	if (!c)
-		return -ENOMEM;
-	c->names = calloc(v->count ? v->count : 1, sizeof(char *));
-	if (!c->names)
-		goto out_free;
-	for (i = 0; i < v->count; i++) {
-		c->names[i] = tree_sanitize_name(v->v[i].value);
-		if (!c->names[i])
-			goto out_free;
-		c->count++;
+	for (i = 0; i < c->count; i++) {
+		tree_slot_clear(t, &c->v[i].pats);
+		tree_slot_clear(t, &c->v[i].studs);
+		tree_slot_clear(t, &c->v[i].sers);
+		tree_slot_clear(t, &c->v[i].vals);
+		free(c->v[i].name);
+		free(c->v[i].api);
 	}
-	qsort(c->names, c->count, sizeof(char *), tree_cmp_names);
-	if (tree_uniquify(c->names, c->count) < 0)
-		goto out_free;
-	c->refs = 1;
-	c->fetched = time(NULL);
-	*out = c;
-	return 0;
-
-out_free:
-	tree_colls_free(c);
-	return -ENOMEM;
+	free(c->v);
+	free(c);
 }
 
-/* Returns a referenced snapshot of the collections (release with tree_colls_put), asking
- * the API when there is none or it is older than meta_ttl. On a failed refresh an older
- * snapshot is served (stale-if-error). The lock is never held across the request. */
-static int tree_colls_get(struct tree *t, struct tree_colls **out)
+static int tree_cmp_coll(const void *a, const void *b)
 {
-	struct tree_colls *c, *fresh = NULL;
+	return strcmp(((const struct tree_coll *)a)->name, ((const struct tree_coll *)b)->name);
+}
+
+struct tree_colls_snap {
+	struct tree_colls colls;
+	struct tree *tree;	/* to release the per-collection slots on destroy */
+};
+
+static void tree_colls_destroy(struct tree_snap *s)
+{
+	struct tree_colls_snap *cs = (struct tree_colls_snap *)s;
+
+	tree_colls_destroy_with(cs->tree, &cs->colls);
+}
+
+static int tree_load_colls(struct tree *t, void *arg, struct tree_snap **out)
+{
+	struct tree_colls_snap *cs;
 	struct tcia_values v;
+	size_t i;
 	int rc;
 
-	pthread_mutex_lock(&t->lock);
-	c = t->colls;
-	if (c && time(NULL) - c->fetched < t->meta_ttl) {
-		c->refs++;
-		pthread_mutex_unlock(&t->lock);
-		*out = c;
-		return 0;
-	}
-	pthread_mutex_unlock(&t->lock);
-
+	(void)arg;
 	rc = tcia_get_collections(t->tcia, &v);
-	if (rc == 0) {
-		rc = tree_colls_build(&v, &fresh);
-		tcia_values_clear(&v);
+	if (rc < 0)
+		return rc;
+	rc = -ENOMEM;
+	cs = calloc(1, sizeof(*cs));
+	if (!cs)
+		goto out_clear;
+	cs->tree = t;
+	cs->colls.hdr.destroy = tree_colls_destroy;
+	cs->colls.hdr.fetched = time(NULL);
+	cs->colls.v = calloc(v.count ? v.count : 1, sizeof(struct tree_coll));
+	if (!cs->colls.v)
+		goto out_free;
+	for (i = 0; i < v.count; i++) {
+		struct tree_coll *c = &cs->colls.v[cs->colls.count];
+
+		c->api = strdup(v.v[i].value);
+		c->name = tree_sanitize_name(v.v[i].value);
+		cs->colls.count++;
+		if (!c->api || !c->name)
+			goto out_free;
 	}
-	pthread_mutex_lock(&t->lock);
-	if (rc == 0) {
-		c = t->colls;
-		t->colls = fresh;
-		fresh->refs++;
-		*out = fresh;
-	} else if (t->colls) {
-		log_warn("collections: serving the list from %lds ago: %s",
-			 (long)(time(NULL) - t->colls->fetched), strerror(-rc));
-		t->colls->refs++;
-		*out = t->colls;
-		c = NULL;
-		rc = 0;
-	} else {
-		c = NULL;
-	}
-	pthread_mutex_unlock(&t->lock);
-	if (rc == 0 && c && c != *out)
-		tree_colls_put(t, c);
+	qsort(cs->colls.v, cs->colls.count, sizeof(struct tree_coll), tree_cmp_coll);
+	if (tree_uniquify((char *)cs->colls.v, cs->colls.count, sizeof(struct tree_coll),
+			  offsetof(struct tree_coll, name)) < 0)
+		goto out_free;
+	qsort(cs->colls.v, cs->colls.count, sizeof(struct tree_coll), tree_cmp_coll);
+	*out = &cs->colls.hdr;
+	rc = 0;
+	goto out_clear;
+
+out_free:
+	tree_colls_destroy_with(t, &cs->colls);
+out_clear:
+	tcia_values_clear(&v);
 	return rc;
 }
 
-static bool tree_colls_has(const struct tree_colls *c, const char *name)
+/* ---- a collection's patients ------------------------------------------------------- */
+
+static void tree_pats_destroy(struct tree_snap *s)
 {
-	return bsearch(&name, c->names, c->count, sizeof(char *), tree_cmp_names) != NULL;
+	struct tree_pats *p = (struct tree_pats *)s;
+	size_t i;
+
+	for (i = 0; i < p->count; i++) {
+		free(p->v[i].name);
+		free(p->v[i].id);
+		free(p->v[i].raw);
+	}
+	free(p->v);
+	free(p);
 }
 
-static void tree_fill_dir(const struct tree *t, struct stat *st)
+static int tree_cmp_pat(const void *a, const void *b)
+{
+	return strcmp(((const struct tree_pat *)a)->name, ((const struct tree_pat *)b)->name);
+}
+
+static int tree_load_pats(struct tree *t, void *arg, struct tree_snap **out)
+{
+	struct tree_coll *c = arg;
+	struct tcia_patients l;
+	struct tree_pats *p;
+	size_t i;
+	int rc;
+
+	rc = tcia_get_patients(t->tcia, c->api, &l);
+	if (rc < 0)
+		return rc;
+	rc = -ENOMEM;
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		goto out_clear;
+	p->hdr.destroy = tree_pats_destroy;
+	p->hdr.fetched = time(NULL);
+	p->v = calloc(l.count ? l.count : 1, sizeof(*p->v));
+	if (!p->v)
+		goto out_free;
+	for (i = 0; i < l.count; i++) {
+		struct tree_pat *e = &p->v[p->count++];
+
+		/* Steal the strings: the list is cleared below. */
+		e->id = l.v[i].patient_id;
+		e->raw = l.v[i].raw;
+		l.v[i].patient_id = l.v[i].raw = NULL;
+		e->name = tree_sanitize_name(e->id);
+		if (!e->name)
+			goto out_free;
+	}
+	qsort(p->v, p->count, sizeof(*p->v), tree_cmp_pat);
+	if (tree_uniquify((char *)p->v, p->count, sizeof(*p->v), offsetof(struct tree_pat, name)))
+		goto out_free;
+	qsort(p->v, p->count, sizeof(*p->v), tree_cmp_pat);
+	*out = &p->hdr;
+	rc = 0;
+	goto out_clear;
+
+out_free:
+	tree_pats_destroy(&p->hdr);
+out_clear:
+	tcia_patients_clear(&l);
+	return rc;
+}
+
+/* ---- a collection's studies -------------------------------------------------------- */
+
+static void tree_studs_destroy(struct tree_snap *s)
+{
+	struct tree_studs *p = (struct tree_studs *)s;
+	size_t i;
+
+	for (i = 0; i < p->count; i++) {
+		free(p->v[i].name);
+		free(p->v[i].uid);
+		free(p->v[i].pid);
+		free(p->v[i].raw);
+	}
+	free(p->v);
+	free(p);
+}
+
+static int tree_cmp_stud_pid(const void *a, const void *b)
+{
+	return tree_cmp_str(((const struct tree_stud *)a)->pid, ((const struct tree_stud *)b)->pid);
+}
+
+static int tree_cmp_stud(const void *a, const void *b)
+{
+	const struct tree_stud *x = a, *y = b;
+	int c = tree_cmp_str(x->pid, y->pid);
+
+	return c ? c : strcmp(x->name, y->name);
+}
+
+/* Names the folders of one group of siblings: readable names, and for any that collide
+ * the full UID instead of its tail; whatever still collides gets "~N". name_fn builds
+ * one name. Sorts the group by name. */
+typedef char *(*tree_name_fn)(const void *rec, bool full, bool uid_only);
+
+static int tree_name_group(struct tree *t, char *base, size_t count, size_t stride,
+			   size_t name_off, tree_name_fn name_fn,
+			   int (*cmp)(const void *, const void *))
+{
+	size_t i, j;
+
+	for (i = 0; i < count; i++) {
+		char **name = (char **)(base + i * stride + name_off);
+
+		*name = name_fn(base + i * stride, false, t->naming_uid);
+		if (!*name)
+			return -ENOMEM;
+	}
+	qsort(base, count, stride, cmp);
+	for (i = 0; i < count; i = j) {
+		char **first = (char **)(base + i * stride + name_off);
+
+		for (j = i + 1; j < count; j++)
+			if (strcmp(*(char **)(base + j * stride + name_off), *first) != 0)
+				break;
+		if (j - i < 2 || t->naming_uid)
+			continue;
+		for (; i < j; i++) {
+			char **name = (char **)(base + i * stride + name_off);
+
+			free(*name);
+			*name = name_fn(base + i * stride, true, false);
+			if (!*name)
+				return -ENOMEM;
+		}
+	}
+	qsort(base, count, stride, cmp);
+	if (tree_uniquify(base, count, stride, name_off) < 0)
+		return -ENOMEM;
+	qsort(base, count, stride, cmp);
+	return 0;
+}
+
+/* The studs being built keep their API date and description in raw-derived strings
+ * until named; this carries them. */
+struct tree_stud_build {
+	struct tree_stud s;
+	const struct tcia_study *rec;
+};
+
+static char *tree_stud_name_fn(const void *p, bool full, bool uid_only)
+{
+	const struct tree_stud_build *b = p;
+
+	if (uid_only)
+		return tree_sanitize_name(b->rec->study_uid);
+	return tree_study_name(b->rec->date, b->rec->description, b->rec->study_uid, full);
+}
+
+static int tree_cmp_stud_build(const void *a, const void *b)
+{
+	return tree_cmp_stud(&((const struct tree_stud_build *)a)->s,
+			     &((const struct tree_stud_build *)b)->s);
+}
+
+static int tree_cmp_stud_build_pid(const void *a, const void *b)
+{
+	return tree_cmp_stud_pid(&((const struct tree_stud_build *)a)->s,
+				 &((const struct tree_stud_build *)b)->s);
+}
+
+static int tree_load_studs(struct tree *t, void *arg, struct tree_snap **out)
+{
+	struct tree_coll *c = arg;
+	struct tree_stud_build *b = NULL;
+	struct tcia_filter f = { .collection = c->api };
+	struct tcia_studies l;
+	struct tree_studs *p;
+	size_t i, j, n = 0;
+	int rc;
+
+	rc = tcia_get_studies(t->tcia, &f, &l);
+	if (rc < 0)
+		return rc;
+	rc = -ENOMEM;
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		goto out_clear;
+	p->hdr.destroy = tree_studs_destroy;
+	p->hdr.fetched = time(NULL);
+	b = calloc(l.count ? l.count : 1, sizeof(*b));
+	p->v = calloc(l.count ? l.count : 1, sizeof(*p->v));
+	if (!b || !p->v)
+		goto out_free;
+	for (i = 0; i < l.count; i++) {
+		b[n].rec = &l.v[i];
+		b[n].s.uid = l.v[i].study_uid;
+		b[n].s.pid = l.v[i].patient_id;
+		b[n].s.mtime = tree_parse_time(l.v[i].date, t->mounted);
+		b[n].s.name = NULL;
+		n++;
+	}
+	/* Name each patient's studies as one group of siblings. */
+	qsort(b, n, sizeof(*b), tree_cmp_stud_build_pid);
+	for (i = 0; i < n; i = j) {
+		for (j = i + 1; j < n && tree_cmp_str(b[j].s.pid, b[i].s.pid) == 0; j++)
+			;
+		rc = tree_name_group(t, (char *)&b[i], j - i, sizeof(*b),
+				     offsetof(struct tree_stud_build, s.name), tree_stud_name_fn,
+				     tree_cmp_stud_build);
+		if (rc < 0)
+			goto out_free;
+	}
+	qsort(b, n, sizeof(*b), tree_cmp_stud_build);
+	for (i = 0; i < n; i++) {
+		struct tcia_study *r = (struct tcia_study *)b[i].rec;
+
+		p->v[i] = b[i].s;
+		p->v[i].raw = r->raw;
+		/* Stolen into the snapshot; the list is cleared below. */
+		r->raw = NULL;
+		r->study_uid = NULL;
+		r->patient_id = NULL;
+		b[i].s.name = NULL;
+		p->count++;
+	}
+	*out = &p->hdr;
+	rc = 0;
+	goto out_free_build;
+
+out_free:
+	for (i = 0; i < n; i++)
+		free(b[i].s.name);
+	tree_studs_destroy(&p->hdr);
+out_free_build:
+	free(b);
+out_clear:
+	tcia_studies_clear(&l);
+	return rc;
+}
+
+/* ---- a collection's series --------------------------------------------------------- */
+
+static void tree_sers_destroy(struct tree_snap *s)
+{
+	struct tree_sers *p = (struct tree_sers *)s;
+	size_t i;
+
+	for (i = 0; i < p->count; i++) {
+		free(p->v[i].name);
+		free(p->v[i].uid);
+		free(p->v[i].study_uid);
+		free(p->v[i].raw);
+	}
+	json_decref(p->licence);
+	free(p->v);
+	free(p);
+}
+
+struct tree_ser_build {
+	struct tree_ser s;
+	const struct tcia_series *rec;
+};
+
+static char *tree_ser_name_fn(const void *p, bool full, bool uid_only)
+{
+	const struct tree_ser_build *b = p;
+
+	if (uid_only)
+		return tree_sanitize_name(b->rec->series_uid);
+	return tree_series_name(b->rec->number, b->rec->modality, b->rec->description,
+				b->rec->series_uid, full);
+}
+
+static int tree_cmp_ser_build(const void *a, const void *b)
+{
+	const struct tree_ser *x = &((const struct tree_ser_build *)a)->s;
+	const struct tree_ser *y = &((const struct tree_ser_build *)b)->s;
+	int c = tree_cmp_str(x->study_uid, y->study_uid);
+
+	return c ? c : tree_cmp_str(x->name, y->name);
+}
+
+static int tree_cmp_ser_build_study(const void *a, const void *b)
+{
+	return tree_cmp_str(((const struct tree_ser_build *)a)->s.study_uid,
+			    ((const struct tree_ser_build *)b)->s.study_uid);
+}
+
+/* Adds value to the set of distinct values kept under key in obj (a string while there
+ * is one, an array once they differ). */
+static int tree_licence_add(json_t *obj, const char *key, const char *value)
+{
+	json_t *cur = json_object_get(obj, key), *arr;
+	size_t i;
+
+	if (!value)
+		return 0;
+	if (!cur)
+		return json_object_set_new(obj, key, json_string(value)) ? -ENOMEM : 0;
+	if (json_is_string(cur)) {
+		if (strcmp(json_string_value(cur), value) == 0)
+			return 0;
+		arr = json_array();
+		if (!arr || json_array_append(arr, cur) || json_object_set_new(obj, key, arr))
+			return -ENOMEM;
+		cur = arr;
+	}
+	for (i = 0; i < json_array_size(cur); i++)
+		if (strcmp(json_string_value(json_array_get(cur, i)), value) == 0)
+			return 0;
+	return json_array_append_new(cur, json_string(value)) ? -ENOMEM : 0;
+}
+
+static int tree_load_sers(struct tree *t, void *arg, struct tree_snap **out)
+{
+	struct tree_coll *c = arg;
+	struct tree_ser_build *b = NULL;
+	struct tcia_filter f = { .collection = c->api };
+	struct tcia_series_list l;
+	struct tree_sers *p;
+	size_t i, j, n = 0;
+	int rc;
+
+	rc = tcia_get_series(t->tcia, &f, &l);
+	if (rc < 0)
+		return rc;
+	rc = -ENOMEM;
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		goto out_clear;
+	p->hdr.destroy = tree_sers_destroy;
+	p->hdr.fetched = time(NULL);
+	p->licence = json_object();
+	b = calloc(l.count ? l.count : 1, sizeof(*b));
+	p->v = calloc(l.count ? l.count : 1, sizeof(*p->v));
+	if (!b || !p->v || !p->licence)
+		goto out_free;
+	for (i = 0; i < l.count; i++) {
+		const struct tcia_series *r = &l.v[i];
+
+		if (tree_licence_add(p->licence, "LicenseName", r->license_name) < 0 ||
+		    tree_licence_add(p->licence, "LicenseURI", r->license_uri) < 0 ||
+		    tree_licence_add(p->licence, "CollectionURI", r->collection_uri) < 0)
+			goto out_free;
+		b[n].rec = r;
+		b[n].s.uid = r->series_uid;
+		b[n].s.study_uid = r->study_uid;
+		b[n].s.mtime = tree_parse_time(r->timestamp,
+					       tree_parse_time(r->date, t->mounted));
+		n++;
+	}
+	qsort(b, n, sizeof(*b), tree_cmp_ser_build_study);
+	for (i = 0; i < n; i = j) {
+		for (j = i + 1; j < n && tree_cmp_str(b[j].s.study_uid, b[i].s.study_uid) == 0; j++)
+			;
+		rc = tree_name_group(t, (char *)&b[i], j - i, sizeof(*b),
+				     offsetof(struct tree_ser_build, s.name), tree_ser_name_fn,
+				     tree_cmp_ser_build);
+		if (rc < 0)
+			goto out_free;
+	}
+	qsort(b, n, sizeof(*b), tree_cmp_ser_build);
+	for (i = 0; i < n; i++) {
+		struct tcia_series *r = (struct tcia_series *)b[i].rec;
+
+		p->v[i] = b[i].s;
+		p->v[i].raw = r->raw;
+		r->raw = NULL;
+		r->series_uid = NULL;
+		r->study_uid = NULL;
+		b[i].s.name = NULL;
+		p->count++;
+	}
+	*out = &p->hdr;
+	rc = 0;
+	goto out_free_build;
+
+out_free:
+	for (i = 0; i < n; i++)
+		free(b[i].s.name);
+	tree_sers_destroy(&p->hdr);
+out_free_build:
+	free(b);
+out_clear:
+	tcia_series_list_clear(&l);
+	return rc;
+}
+
+/* ---- a collection's value lists (for collection.json) -------------------------------- */
+
+static void tree_vals_destroy(struct tree_snap *s)
+{
+	struct tree_vals *v = (struct tree_vals *)s;
+
+	tcia_values_clear(&v->mods);
+	tcia_values_clear(&v->parts);
+	tcia_values_clear(&v->manus);
+	free(v);
+}
+
+static int tree_load_vals(struct tree *t, void *arg, struct tree_snap **out)
+{
+	struct tree_coll *c = arg;
+	struct tcia_filter f = { .collection = c->api };
+	struct tree_vals *v = calloc(1, sizeof(*v));
+	int rc;
+
+	if (!v)
+		return -ENOMEM;
+	v->hdr.destroy = tree_vals_destroy;
+	v->hdr.fetched = time(NULL);
+	rc = tcia_get_modalities(t->tcia, &f, &v->mods);
+	if (rc == 0)
+		rc = tcia_get_body_parts(t->tcia, &f, &v->parts);
+	if (rc == 0)
+		rc = tcia_get_manufacturers(t->tcia, &f, &v->manus);
+	if (rc < 0) {
+		tree_vals_destroy(&v->hdr);
+		return rc;
+	}
+	*out = &v->hdr;
+	return 0;
+}
+
+/* ---- resolving paths --------------------------------------------------------------- */
+
+static void tree_node_put(struct tree *t, struct tree_node *n)
+{
+	tree_snap_put(t, n->sers ? &n->sers->hdr : NULL);
+	tree_snap_put(t, n->studs ? &n->studs->hdr : NULL);
+	tree_snap_put(t, n->pats ? &n->pats->hdr : NULL);
+	tree_snap_put(t, n->colls ? &n->colls->hdr : NULL);
+	memset(n, 0, sizeof(*n));
+}
+
+static int tree_get_colls(struct tree *t, struct tree_colls **out)
+{
+	struct tree_snap *s;
+	int rc = tree_slot_get(t, &t->colls, tree_load_colls, NULL, &s);
+
+	*out = rc == 0 ? (struct tree_colls *)s : NULL;
+	return rc;
+}
+
+/* Loads (or finds) one of a collection's snapshots; *out is the snapshot's outer type. */
+static int tree_coll_get(struct tree *t, struct tree_coll *c, struct tree_slot *slot,
+			 tree_load_fn load, void *out)
+{
+	struct tree_snap *s;
+	int rc = tree_slot_get(t, slot, load, c, &s);
+
+	*(struct tree_snap **)out = rc == 0 ? s : NULL;
+	return rc;
+}
+
+static struct tree_coll *tree_find_coll(struct tree_colls *cs, const char *name)
+{
+	struct tree_coll key = { .name = (char *)name };
+
+	return bsearch(&key, cs->v, cs->count, sizeof(*cs->v), tree_cmp_coll);
+}
+
+static const struct tree_pat *tree_find_pat(const struct tree_pats *p, const char *name)
+{
+	struct tree_pat key = { .name = (char *)name };
+
+	return bsearch(&key, p->v, p->count, sizeof(*p->v), tree_cmp_pat);
+}
+
+/* The first study of patient pid (the array is sorted by pid, then name). */
+static size_t tree_studs_lower(const struct tree_studs *p, const char *pid)
+{
+	size_t lo = 0, hi = p->count;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (tree_cmp_str(p->v[mid].pid, pid) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static size_t tree_sers_lower(const struct tree_sers *p, const char *study_uid)
+{
+	size_t lo = 0, hi = p->count;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (tree_cmp_str(p->v[mid].study_uid, study_uid) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* A study of the patient by folder name, else by bare StudyInstanceUID. */
+static const struct tree_stud *tree_find_stud(const struct tree_studs *p, const char *pid,
+					      const char *name)
+{
+	size_t i = tree_studs_lower(p, pid), first = i;
+
+	for (; i < p->count && tree_cmp_str(p->v[i].pid, pid) == 0; i++)
+		if (strcmp(p->v[i].name, name) == 0)
+			return &p->v[i];
+	for (i = first; i < p->count && tree_cmp_str(p->v[i].pid, pid) == 0; i++)
+		if (tree_cmp_str(p->v[i].uid, name) == 0)
+			return &p->v[i];
+	return NULL;
+}
+
+static const struct tree_ser *tree_find_ser(const struct tree_sers *p, const char *study_uid,
+					    const char *name)
+{
+	size_t i = tree_sers_lower(p, study_uid), first = i;
+
+	for (; i < p->count && tree_cmp_str(p->v[i].study_uid, study_uid) == 0; i++)
+		if (strcmp(p->v[i].name, name) == 0)
+			return &p->v[i];
+	for (i = first; i < p->count && tree_cmp_str(p->v[i].study_uid, study_uid) == 0; i++)
+		if (tree_cmp_str(p->v[i].uid, name) == 0)
+			return &p->v[i];
+	return NULL;
+}
+
+static bool tree_ends_with(const char *s, const char *suffix)
+{
+	size_t n = strlen(s), m = strlen(suffix);
+
+	return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+/* Splits path into components. Returns their count, or -ENAMETOOLONG / -ENOENT. */
+static int tree_split(const char *path, char comps[][TREE_NAME_MAX + 1])
+{
+	const char *p = path;
+	int n = 0;
+
+	while (*p) {
+		const char *end;
+		size_t len;
+
+		while (*p == '/')
+			p++;
+		if (!*p)
+			break;
+		end = strchrnul(p, '/');
+		len = (size_t)(end - p);
+		if (len > TREE_NAME_MAX)
+			return -ENAMETOOLONG;
+		if (n == TREE_DEPTH_MAX)
+			return -ENOENT;
+		memcpy(comps[n], p, len);
+		comps[n][len] = '\0';
+		n++;
+		p = end;
+	}
+	return n;
+}
+
+/* Resolves path into *n (release with tree_node_put). Names that cannot exist are
+ * answered before anything is loaded, so they never cost a request. */
+static int tree_resolve(struct tree *t, const char *path, struct tree_node *n)
+{
+	char comps[TREE_DEPTH_MAX][TREE_NAME_MAX + 1];
+	int depth, i, rc;
+
+	memset(n, 0, sizeof(*n));
+	depth = tree_split(path, comps);
+	if (depth < 0)
+		return depth;
+	if (depth == 0) {
+		n->kind = TK_ROOT;
+		return 0;
+	}
+	if (depth == 1 && strcmp(comps[0], "README.txt") == 0) {
+		n->kind = TK_README;
+		return 0;
+	}
+	for (i = 0; i < depth; i++)
+		if (tree_is_probe_name(comps[i]))
+			return -ENOENT;
+	/* Our JSON files have fixed names and places; any other *.json cannot exist. */
+	static const char *const json_at[] = { "", "collection.json", "patient.json",
+					       "study.json", "series.json" };
+	for (i = 0; i < depth; i++)
+		if (tree_ends_with(comps[i], ".json") &&
+		    (i + 1 != depth || i > 4 || strcmp(comps[i], json_at[i]) != 0))
+			return -ENOENT;
+	if (depth > 5)
+		return -ENOENT;
+
+	rc = tree_get_colls(t, &n->colls);
+	if (rc < 0)
+		goto out_put;
+	rc = -ENOENT;
+	n->coll = tree_find_coll(n->colls, comps[0]);
+	if (!n->coll)
+		goto out_put;
+	n->kind = TK_COLL;
+	if (depth == 1)
+		return 0;
+	if (depth == 2 && strcmp(comps[1], "collection.json") == 0) {
+		n->kind = TK_COLL_JSON;
+		return 0;
+	}
+	rc = tree_coll_get(t, n->coll, &n->coll->pats, tree_load_pats, &n->pats);
+	if (rc < 0)
+		goto out_put;
+	rc = -ENOENT;
+	n->pat = tree_find_pat(n->pats, comps[1]);
+	if (!n->pat)
+		goto out_put;
+	n->kind = TK_PAT;
+	if (depth == 2)
+		return 0;
+	if (depth == 3 && strcmp(comps[2], "patient.json") == 0) {
+		n->kind = TK_PAT_JSON;
+		return 0;
+	}
+	rc = tree_coll_get(t, n->coll, &n->coll->studs, tree_load_studs, &n->studs);
+	if (rc < 0)
+		goto out_put;
+	rc = -ENOENT;
+	n->stud = tree_find_stud(n->studs, n->pat->id, comps[2]);
+	if (!n->stud)
+		goto out_put;
+	n->kind = TK_STUDY;
+	if (depth == 3)
+		return 0;
+	if (depth == 4 && strcmp(comps[3], "study.json") == 0) {
+		n->kind = TK_STUDY_JSON;
+		return 0;
+	}
+	rc = tree_coll_get(t, n->coll, &n->coll->sers, tree_load_sers, &n->sers);
+	if (rc < 0)
+		goto out_put;
+	rc = -ENOENT;
+	n->ser = tree_find_ser(n->sers, n->stud->uid, comps[3]);
+	if (!n->ser)
+		goto out_put;
+	n->kind = TK_SERIES;
+	if (depth == 4)
+		return 0;
+	if (strcmp(comps[4], "series.json") == 0) {
+		n->kind = TK_SERIES_JSON;
+		return 0;
+	}
+out_put:
+	tree_node_put(t, n);
+	return rc;
+}
+
+/* ---- rendering the JSON files ------------------------------------------------------- */
+
+/* Pretty-prints obj (2-space indent, trailing newline) into a new buffer. */
+static int tree_render_obj(json_t *obj, char **out, size_t *len)
+{
+	char *s = json_dumps(obj, JSON_INDENT(2) | JSON_ENCODE_ANY);
+	size_t n;
+
+	if (!s)
+		return -ENOMEM;
+	n = strlen(s);
+	*out = malloc(n + 2);
+	if (!*out) {
+		free(s);
+		return -ENOMEM;
+	}
+	memcpy(*out, s, n);
+	(*out)[n] = '\n';
+	(*out)[n + 1] = '\0';
+	*len = n + 1;
+	free(s);
+	return 0;
+}
+
+static int tree_render_raw(const char *raw, json_t *extra, char **out, size_t *len)
+{
+	json_t *obj = json_loads(raw, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+	int rc;
+
+	if (!obj)
+		return -ENOMEM;	/* raw was produced by json_dumps: only memory can fail */
+	if (extra && json_is_object(obj))
+		json_object_update(obj, extra);
+	rc = tree_render_obj(obj, out, len);
+	json_decref(obj);
+	return rc;
+}
+
+static json_t *tree_values_array(const struct tcia_values *v)
+{
+	json_t *a = json_array();
+	size_t i;
+
+	for (i = 0; a && i < v->count; i++)
+		if (json_array_append_new(a, json_string(v->v[i].value))) {
+			json_decref(a);
+			return NULL;
+		}
+	return a;
+}
+
+static int tree_render_coll(struct tree *t, struct tree_node *n, char **out, size_t *len)
+{
+	struct tree_vals *v = NULL;
+	struct tree_sers *s = NULL;
+	json_t *obj;
+	int rc;
+
+	rc = tree_coll_get(t, n->coll, &n->coll->vals, tree_load_vals, &v);
+	if (rc == 0)
+		rc = tree_coll_get(t, n->coll, &n->coll->sers, tree_load_sers, &s);
+	if (rc < 0)
+		goto out_put;
+	rc = -ENOMEM;
+	obj = json_object();
+	if (!obj || json_object_set_new(obj, "Collection", json_string(n->coll->api)) ||
+	    json_object_set_new(obj, "Modality", tree_values_array(&v->mods)) ||
+	    json_object_set_new(obj, "BodyPartExamined", tree_values_array(&v->parts)) ||
+	    json_object_set_new(obj, "Manufacturer", tree_values_array(&v->manus)) ||
+	    json_object_update(obj, s->licence))
+		goto out_decref;
+	rc = tree_render_obj(obj, out, len);
+out_decref:
+	json_decref(obj);
+out_put:
+	tree_snap_put(t, v ? &v->hdr : NULL);
+	tree_snap_put(t, s ? &s->hdr : NULL);
+	return rc;
+}
+
+static int tree_render_series(struct tree *t, struct tree_node *n, char **out, size_t *len)
+{
+	struct tcia_series_size size;
+	json_t *extra = NULL;
+	int rc;
+
+	/* SeriesSize is slow and per series: asked only here, when series.json is looked at. */
+	rc = tcia_get_series_size(t->tcia, n->ser->uid, &size);
+	if (rc == -ENOENT)
+		return tree_render_raw(n->ser->raw, NULL, out, len);
+	if (rc < 0)
+		return rc;
+	extra = json_loads(size.raw, JSON_DECODE_ANY, NULL);
+	tcia_series_size_clear(&size);
+	if (!extra)
+		return -ENOMEM;
+	rc = tree_render_raw(n->ser->raw, extra, out, len);
+	json_decref(extra);
+	return rc;
+}
+
+/* Renders the generated file the node is. Returns 0 with a new buffer, or -errno. */
+static int tree_render(struct tree *t, struct tree_node *n, char **out, size_t *len)
+{
+	switch (n->kind) {
+	case TK_README:
+		*out = strdup(t->readme);
+		*len = t->readme_len;
+		return *out ? 0 : -ENOMEM;
+	case TK_COLL_JSON:
+		return tree_render_coll(t, n, out, len);
+	case TK_PAT_JSON:
+		return tree_render_raw(n->pat->raw, NULL, out, len);
+	case TK_STUDY_JSON:
+		return tree_render_raw(n->stud->raw, NULL, out, len);
+	case TK_SERIES_JSON:
+		return tree_render_series(t, n, out, len);
+	default:
+		return -EISDIR;
+	}
+}
+
+/* ---- attributes -------------------------------------------------------------------- */
+
+static void tree_fill_dir(const struct tree *t, time_t mtime, struct stat *st)
 {
 	memset(st, 0, sizeof(*st));
 	st->st_mode = S_IFDIR | 0555;
 	st->st_nlink = 2;
 	st->st_uid = t->uid;
 	st->st_gid = t->gid;
-	st->st_mtime = st->st_ctime = st->st_atime = t->mounted;
+	st->st_mtime = st->st_ctime = st->st_atime = mtime;
 }
 
-static void tree_fill_file(const struct tree *t, size_t size, struct stat *st)
+static void tree_fill_file(const struct tree *t, size_t size, time_t mtime, struct stat *st)
 {
 	memset(st, 0, sizeof(*st));
 	st->st_mode = S_IFREG | 0444;
@@ -310,163 +1394,392 @@ static void tree_fill_file(const struct tree *t, size_t size, struct stat *st)
 	st->st_blocks = (blkcnt_t)((size + 511) / 512);
 	st->st_uid = t->uid;
 	st->st_gid = t->gid;
-	st->st_mtime = st->st_ctime = st->st_atime = t->mounted;
+	st->st_mtime = st->st_ctime = st->st_atime = mtime;
 }
 
-/* Splits "/a/b" into its first component (copied into first, at most 255 bytes) and the
- * rest (pointing into path, "" at the end). Returns the depth, or -ENAMETOOLONG. */
-static int tree_split(const char *path, char *first, size_t first_size, const char **rest)
+static time_t tree_node_mtime(const struct tree *t, const struct tree_node *n)
 {
-	const char *p = path, *slash;
-	size_t n;
-	int depth = 0;
+	if (n->ser)
+		return n->ser->mtime;
+	if (n->stud)
+		return n->stud->mtime;
+	return t->mounted;
+}
 
-	while (*p == '/')
-		p++;
-	*rest = "";
-	first[0] = '\0';
-	if (*p == '\0')
+static bool tree_is_dir(enum tree_kind k)
+{
+	return k == TK_ROOT || k == TK_COLL || k == TK_PAT || k == TK_STUDY || k == TK_SERIES;
+}
+
+static int tree_node_stat(struct tree *t, struct tree_node *n, struct stat *st)
+{
+	char *data;
+	size_t len;
+	int rc;
+
+	if (tree_is_dir(n->kind)) {
+		tree_fill_dir(t, tree_node_mtime(t, n), st);
 		return 0;
-	slash = strchr(p, '/');
-	n = slash ? (size_t)(slash - p) : strlen(p);
-	if (n >= first_size)
-		return -ENAMETOOLONG;
-	memcpy(first, p, n);
-	first[n] = '\0';
-	depth = 1;
-	if (slash) {
-		*rest = slash + 1;
-		while (**rest == '/')
-			(*rest)++;
-		if (**rest)
-			depth = 2;
 	}
-	return depth;
-}
-
-static bool tree_path_has_probe(const char *path)
-{
-	const char *p = path;
-
-	while (*p) {
-		const char *end;
-		char comp[TREE_NAME_MAX + 1];
-		size_t n;
-
-		while (*p == '/')
-			p++;
-		end = strchrnul(p, '/');
-		n = (size_t)(end - p);
-		if (n > 0 && n <= TREE_NAME_MAX) {
-			memcpy(comp, p, n);
-			comp[n] = '\0';
-			if (tree_is_probe_name(comp))
-				return true;
-		}
-		p = end;
+	if (n->kind == TK_README) {
+		tree_fill_file(t, t->readme_len, t->mounted, st);
+		return 0;
 	}
-	return false;
-}
-
-void tree_expire(struct tree *tree)
-{
-	struct tree_colls *c;
-
-	pthread_mutex_lock(&tree->lock);
-	c = tree->colls;
-	/* Keep the snapshot for stale-if-error, but make it look old. */
-	if (c)
-		c->fetched = 0;
-	pthread_mutex_unlock(&tree->lock);
+	/* Sizes must be exact at stat time: render to know. */
+	rc = tree_render(t, n, &data, &len);
+	if (rc < 0)
+		return rc;
+	free(data);
+	tree_fill_file(t, len, tree_node_mtime(t, n), st);
+	return 0;
 }
 
 int tree_stat(struct tree *tree, const char *path, struct stat *st)
 {
-	char first[TREE_NAME_MAX + 1];
-	struct tree_colls *c;
-	const char *rest;
-	int depth, rc;
+	struct tree_node n;
+	int rc = tree_resolve(tree, path, &n);
 
-	depth = tree_split(path, first, sizeof(first), &rest);
-	if (depth < 0)
-		return depth;
-	if (depth == 0) {
-		tree_fill_dir(tree, st);
-		return 0;
-	}
-	if (depth == 1 && strcmp(first, "README.txt") == 0) {
-		tree_fill_file(tree, tree->readme_len, st);
-		return 0;
-	}
-	if (tree_path_has_probe(path))
-		return -ENOENT;
-	rc = tree_colls_get(tree, &c);
 	if (rc < 0)
 		return rc;
-	rc = tree_colls_has(c, first) ? 0 : -ENOENT;
-	tree_colls_put(tree, c);
+	rc = tree_node_stat(tree, &n, st);
+	tree_node_put(tree, &n);
+	return rc;
+}
+
+/* ---- listings ---------------------------------------------------------------------- */
+
+/* Emits a listing in sorted order: the folder's own generated file (README.txt,
+ * *.json) is held back until its place among the children comes. */
+struct tree_lister {
+	tree_fill_fn fill;
+	void *ctx;
+	const char *pend;	/* the generated file not yet emitted */
+	struct stat pend_st;
+	bool pend_complete;
+	bool stopped;
+};
+
+static void tree_emit_pending(struct tree_lister *l)
+{
+	if (l->pend && !l->stopped)
+		l->stopped = l->fill(l->ctx, l->pend, &l->pend_st, l->pend_complete) != 0;
+	l->pend = NULL;
+}
+
+static void tree_hold(struct tree_lister *l, const char *name, const struct stat *st,
+		      bool complete)
+{
+	l->pend = name;
+	l->pend_st = *st;
+	l->pend_complete = complete;
+}
+
+/* Returns nonzero once the caller's buffer is full. */
+static int tree_emit(struct tree_lister *l, const char *name, const struct stat *st,
+		     bool complete)
+{
+	if (l->pend && strcmp(l->pend, name) < 0)
+		tree_emit_pending(l);
+	if (!l->stopped)
+		l->stopped = l->fill(l->ctx, name, st, complete) != 0;
+	return l->stopped;
+}
+
+/* A slot's snapshot if it is already loaded and fresh (no request), else NULL. */
+static struct tree_snap *tree_peek(struct tree *t, struct tree_slot *slot)
+{
+	struct tree_snap *s;
+
+	pthread_mutex_lock(&t->lock);
+	s = slot->snap;
+	if (s && s->gen == t->gen && time(NULL) - s->fetched < t->meta_ttl)
+		s->refs++;
+	else
+		s = NULL;
+	pthread_mutex_unlock(&t->lock);
+	return s;
+}
+
+static int tree_list_root(struct tree *t, struct tree_lister *l)
+{
+	struct tree_colls *cs;
+	struct stat st;
+	size_t i;
+	int rc = tree_get_colls(t, &cs);
+
 	if (rc < 0)
 		return rc;
-	if (depth > 1)
-		return -ENOENT;	/* collection contents arrive with the browse work */
-	tree_fill_dir(tree, st);
+	tree_fill_file(t, t->readme_len, t->mounted, &st);
+	tree_hold(l, "README.txt", &st, true);
+	tree_fill_dir(t, t->mounted, &st);
+	for (i = 0; i < cs->count; i++)
+		if (tree_emit(l, cs->v[i].name, &st, true))
+			break;
+	tree_emit_pending(l);
+	tree_snap_put(t, &cs->hdr);
+	return 0;
+}
+
+static int tree_list_coll(struct tree *t, struct tree_node *n, struct tree_lister *l)
+{
+	struct tree_snap *v, *s;
+	struct stat st;
+	size_t i;
+	int rc;
+
+	rc = tree_coll_get(t, n->coll, &n->coll->pats, tree_load_pats, &n->pats);
+	if (rc < 0)
+		return rc;
+	/* collection.json costs four requests to size: give its attributes only when they
+	 * are at hand, so that `find` walking past it asks for nothing. */
+	v = tree_peek(t, &n->coll->vals);
+	s = tree_peek(t, &n->coll->sers);
+	memset(&st, 0, sizeof(st));
+	st.st_mode = S_IFREG | 0444;
+	if (v && s) {
+		struct tree_node jn = *n;
+
+		jn.kind = TK_COLL_JSON;
+		rc = tree_node_stat(t, &jn, &st);
+	}
+	tree_snap_put(t, v);
+	tree_snap_put(t, s);
+	tree_hold(l, "collection.json", &st, v && s && rc == 0);
+	tree_fill_dir(t, t->mounted, &st);
+	for (i = 0; i < n->pats->count; i++)
+		if (tree_emit(l, n->pats->v[i].name, &st, true))
+			break;
+	tree_emit_pending(l);
+	return 0;
+}
+
+static int tree_list_pat(struct tree *t, struct tree_node *n, struct tree_lister *l)
+{
+	struct tree_node jn = *n;
+	struct stat st;
+	size_t i;
+	int rc;
+
+	rc = tree_coll_get(t, n->coll, &n->coll->studs, tree_load_studs, &n->studs);
+	if (rc < 0)
+		return rc;
+	jn.kind = TK_PAT_JSON;
+	rc = tree_node_stat(t, &jn, &st);
+	if (rc < 0)
+		return rc;
+	tree_hold(l, "patient.json", &st, true);
+	for (i = tree_studs_lower(n->studs, n->pat->id);
+	     i < n->studs->count && tree_cmp_str(n->studs->v[i].pid, n->pat->id) == 0; i++) {
+		tree_fill_dir(t, n->studs->v[i].mtime, &st);
+		if (tree_emit(l, n->studs->v[i].name, &st, true))
+			break;
+	}
+	tree_emit_pending(l);
+	return 0;
+}
+
+static int tree_list_study(struct tree *t, struct tree_node *n, struct tree_lister *l)
+{
+	struct tree_node jn = *n;
+	struct stat st;
+	size_t i;
+	int rc;
+
+	rc = tree_coll_get(t, n->coll, &n->coll->sers, tree_load_sers, &n->sers);
+	if (rc < 0)
+		return rc;
+	jn.kind = TK_STUDY_JSON;
+	rc = tree_node_stat(t, &jn, &st);
+	if (rc < 0)
+		return rc;
+	tree_hold(l, "study.json", &st, true);
+	for (i = tree_sers_lower(n->sers, n->stud->uid);
+	     i < n->sers->count && tree_cmp_str(n->sers->v[i].study_uid, n->stud->uid) == 0;
+	     i++) {
+		tree_fill_dir(t, n->sers->v[i].mtime, &st);
+		if (tree_emit(l, n->sers->v[i].name, &st, true))
+			break;
+	}
+	tree_emit_pending(l);
+	return 0;
+}
+
+static int tree_list_series(struct tree *t, struct tree_node *n, struct tree_lister *l)
+{
+	struct stat st;
+
+	/* series.json's size needs getSeriesSize (slow): left to a stat of its own. */
+	tree_fill_file(t, 0, tree_node_mtime(t, n), &st);
+	tree_emit(l, "series.json", &st, false);
 	return 0;
 }
 
 int tree_list(struct tree *tree, const char *path, tree_fill_fn fill, void *ctx)
 {
-	struct tree_colls *c;
-	struct stat st;
-	size_t i;
-	int rc;
+	struct tree_lister l = { .fill = fill, .ctx = ctx };
+	struct tree_node n;
+	int rc = tree_resolve(tree, path, &n);
 
-	rc = tree_stat(tree, path, &st);
 	if (rc < 0)
 		return rc;
-	if (!S_ISDIR(st.st_mode))
-		return -ENOTDIR;
-	if (path[strspn(path, "/")] != '\0')
-		return 0;	/* a collection: nothing below it yet */
-	rc = tree_colls_get(tree, &c);
-	if (rc < 0)
-		return rc;
-	tree_fill_file(tree, tree->readme_len, &st);
-	if (fill(ctx, "README.txt", &st) == 0) {
-		tree_fill_dir(tree, &st);
-		for (i = 0; i < c->count; i++)
-			if (fill(ctx, c->names[i], &st) != 0)
-				break;
+	switch (n.kind) {
+	case TK_ROOT:
+		rc = tree_list_root(tree, &l);
+		break;
+	case TK_COLL:
+		rc = tree_list_coll(tree, &n, &l);
+		break;
+	case TK_PAT:
+		rc = tree_list_pat(tree, &n, &l);
+		break;
+	case TK_STUDY:
+		rc = tree_list_study(tree, &n, &l);
+		break;
+	case TK_SERIES:
+		rc = tree_list_series(tree, &n, &l);
+		break;
+	default:
+		rc = -ENOTDIR;
 	}
-	tree_colls_put(tree, c);
-	return 0;
+	tree_node_put(tree, &n);
+	return rc;
 }
 
-int tree_open(struct tree *tree, const char *path, int flags)
+/* ---- files ------------------------------------------------------------------------- */
+
+int tree_open(struct tree *tree, const char *path, int flags, struct tree_file **out)
 {
-	struct stat st;
+	struct tree_file *f;
+	struct tree_node n;
 	int rc;
 
+	*out = NULL;
 	if ((flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC))
 		return -EROFS;
-	rc = tree_stat(tree, path, &st);
+	rc = tree_resolve(tree, path, &n);
 	if (rc < 0)
 		return rc;
-	return S_ISDIR(st.st_mode) ? -EISDIR : 0;
+	rc = -EISDIR;
+	if (tree_is_dir(n.kind))
+		goto out_put;
+	rc = -ENOMEM;
+	f = calloc(1, sizeof(*f));
+	if (!f)
+		goto out_put;
+	rc = tree_render(tree, &n, &f->data, &f->len);
+	if (rc < 0) {
+		free(f);
+		goto out_put;
+	}
+	*out = f;
+out_put:
+	tree_node_put(tree, &n);
+	return rc;
 }
 
-ssize_t tree_read(struct tree *tree, const char *path, char *buf, size_t size, off_t off)
+ssize_t tree_read(struct tree_file *f, char *buf, size_t size, off_t off)
 {
 	size_t n;
 
-	if (strcmp(path, "/README.txt") != 0)
-		return -ENOENT;
 	if (off < 0)
 		return -EINVAL;
-	if ((size_t)off >= tree->readme_len)
+	if ((size_t)off >= f->len)
 		return 0;
-	n = tree->readme_len - (size_t)off;
+	n = f->len - (size_t)off;
 	if (n > size)
 		n = size;
-	memcpy(buf, tree->readme + off, n);
+	memcpy(buf, f->data + off, n);
 	return (ssize_t)n;
+}
+
+void tree_close(struct tree_file *f)
+{
+	if (!f)
+		return;
+	free(f->data);
+	free(f);
+}
+
+/* ---- extended attributes ----------------------------------------------------------- */
+
+struct tree_xattr {
+	const char *name;
+	const char *value;
+};
+
+/* The node's identifiers, outermost first. Returns how many. */
+static size_t tree_xattrs(const struct tree_node *n, struct tree_xattr out[4])
+{
+	size_t k = 0;
+
+	if (n->coll)
+		out[k++] = (struct tree_xattr){ "user.tcia.collection", n->coll->api };
+	if (n->pat)
+		out[k++] = (struct tree_xattr){ "user.tcia.patient_id", n->pat->id };
+	if (n->stud && n->stud->uid)
+		out[k++] = (struct tree_xattr){ "user.tcia.study_uid", n->stud->uid };
+	if (n->ser && n->ser->uid)
+		out[k++] = (struct tree_xattr){ "user.tcia.series_uid", n->ser->uid };
+	return k;
+}
+
+ssize_t tree_getxattr(struct tree *tree, const char *path, const char *name, char *buf,
+		      size_t size)
+{
+	struct tree_xattr x[4];
+	struct tree_node n;
+	ssize_t rc;
+	size_t i, k, len;
+
+	rc = tree_resolve(tree, path, &n);
+	if (rc < 0)
+		return rc;
+	rc = -ENODATA;
+	k = tree_xattrs(&n, x);
+	for (i = 0; i < k; i++) {
+		if (strcmp(x[i].name, name) != 0)
+			continue;
+		len = strlen(x[i].value);
+		if (size == 0)
+			rc = (ssize_t)len;
+		else if (size < len)
+			rc = -ERANGE;
+		else {
+			memcpy(buf, x[i].value, len);
+			rc = (ssize_t)len;
+		}
+		break;
+	}
+	tree_node_put(tree, &n);
+	return rc;
+}
+
+ssize_t tree_listxattr(struct tree *tree, const char *path, char *buf, size_t size)
+{
+	struct tree_xattr x[4];
+	struct tree_node n;
+	size_t i, k, need = 0;
+	ssize_t rc;
+
+	rc = tree_resolve(tree, path, &n);
+	if (rc < 0)
+		return rc;
+	k = tree_xattrs(&n, x);
+	for (i = 0; i < k; i++)
+		need += strlen(x[i].name) + 1;
+	rc = (ssize_t)need;
+	if (size > 0 && size < need) {
+		rc = -ERANGE;
+	} else if (size > 0) {
+		char *p = buf;
+
+		for (i = 0; i < k; i++) {
+			size_t len = strlen(x[i].name) + 1;
+
+			memcpy(p, x[i].name, len);
+			p += len;
+		}
+	}
+	tree_node_put(tree, &n);
+	return rc;
 }

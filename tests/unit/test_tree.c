@@ -88,7 +88,7 @@ struct fixture {
 static int setup(void **state)
 {
 	struct http_opts ho = { .connect_timeout = 1, .stall_timeout = 1, .retries = 0 };
-	struct tree_opts to = { .cache_dir = "/nonexistent/cache", .meta_ttl = 60 };
+	struct tree_opts to = { .cache_dir = "/nonexistent/cache", .meta_ttl = 60, .naming_uid = false };
 	struct fixture *f = calloc(1, sizeof(*f));
 
 	assert_non_null(f);
@@ -113,6 +113,7 @@ static int teardown(void **state)
 static void test_offline_nodes(void **state)
 {
 	struct fixture *f = *state;
+	struct tree_file *fh;
 	struct stat st;
 	char buf[4096];
 	ssize_t n;
@@ -122,22 +123,28 @@ static void test_offline_nodes(void **state)
 	assert_int_equal(st.st_mode & 0777, 0555);
 	assert_int_equal(tree_stat(f->tree, "/README.txt", &st), 0);
 	assert_true(S_ISREG(st.st_mode));
-	n = tree_read(f->tree, "/README.txt", buf, sizeof(buf) - 1, 0);
+	assert_int_equal(tree_open(f->tree, "/README.txt", O_RDONLY, &fh), 0);
+	n = tree_read(fh, buf, sizeof(buf) - 1, 0);
 	assert_int_equal(n, st.st_size);
 	buf[n] = '\0';
 	assert_non_null(strstr(buf, "/nonexistent/cache"));
 	assert_non_null(strstr(buf, "http://127.0.0.1:1/nbia-api/services/v4\n"));
-	assert_int_equal(tree_read(f->tree, "/README.txt", buf, 10, st.st_size), 0);
-	assert_int_equal(tree_read(f->tree, "/README.txt", buf, 4, 2), 4);
+	assert_int_equal(tree_read(fh, buf, 10, st.st_size), 0);
+	assert_int_equal(tree_read(fh, buf, 4, 2), 4);
 	assert_memory_equal(buf, "iafs", 4);
+	tree_close(fh);
 	/* Probe names never reach the network: ENOENT, not EIO. */
 	assert_int_equal(tree_stat(f->tree, "/.hidden", &st), -ENOENT);
 	assert_int_equal(tree_stat(f->tree, "/desktop.ini", &st), -ENOENT);
 	assert_int_equal(tree_stat(f->tree, "/X/.git", &st), -ENOENT);
-	assert_int_equal(tree_open(f->tree, "/README.txt", O_RDONLY), 0);
-	assert_int_equal(tree_open(f->tree, "/README.txt", O_WRONLY), -EROFS);
-	assert_int_equal(tree_open(f->tree, "/README.txt", O_RDWR), -EROFS);
-	assert_int_equal(tree_open(f->tree, "/", O_RDONLY), -EISDIR);
+	/* *.json that is not ours, anywhere: no request either. */
+	assert_int_equal(tree_stat(f->tree, "/x.json", &st), -ENOENT);
+	assert_int_equal(tree_stat(f->tree, "/C/patient.json", &st), -ENOENT);
+	assert_int_equal(tree_stat(f->tree, "/C/P/collection.json", &st), -ENOENT);
+	assert_int_equal(tree_open(f->tree, "/README.txt", O_WRONLY, &fh), -EROFS);
+	assert_int_equal(tree_open(f->tree, "/README.txt", O_RDWR, &fh), -EROFS);
+	assert_int_equal(tree_open(f->tree, "/", O_RDONLY, &fh), -EISDIR);
+	assert_null(fh);
 }
 
 static void test_api_down(void **state)
@@ -149,12 +156,54 @@ static void test_api_down(void **state)
 	assert_int_equal(tree_stat(f->tree, "/LIDC-IDRI", &st), -EIO);
 }
 
+static void check_study(const char *date, const char *desc, const char *uid, bool full,
+			const char *want)
+{
+	char *s = tree_study_name(date, desc, uid, full);
+
+	assert_non_null(s);
+	assert_string_equal(s, want);
+	free(s);
+}
+
+static void test_folder_names(void **state)
+{
+	char desc[400], *s;
+
+	(void)state;
+	check_study("2000-01-01 00:00:00.0", "CT CHEST", "1.2.3.30178", false,
+		    "2000-01-01 CT CHEST-30178");
+	check_study("2000-01-01 00:00:00.0", "CT CHEST", "1.2.3.30178", true,
+		    "2000-01-01 CT CHEST-1.2.3.30178");
+	check_study(NULL, "CT/CHEST", "1.2.3.30178", false, "CT_CHEST-30178");
+	check_study("2000-01-01", NULL, "7", false, "2000-01-01-7");
+	check_study(NULL, NULL, "1.2.3.30178", false, "30178");
+	s = tree_series_name("3000566", "CT", "Recon 2", "1.2.61228", false);
+	assert_string_equal(s, "3000566 CT Recon 2-61228");
+	free(s);
+	s = tree_series_name("2", "MR", "Axial FSE/T2\x01", "9.99999", false);
+	assert_string_equal(s, "2 MR Axial FSE_T2_-99999");
+	free(s);
+	/* Over-long: the description is cut on a UTF-8 boundary, the UID tail kept whole. */
+	memset(desc, 0, sizeof(desc));
+	for (size_t i = 0; i + 1 < 380; i += 2) {
+		desc[i] = (char)0xC3;
+		desc[i + 1] = (char)0x9C;
+	}
+	s = tree_series_name("1", "CT", desc, "1.2.3.4.56789", false);
+	assert_true(strlen(s) <= 255);
+	assert_string_equal(s + strlen(s) - 6, "-56789");
+	assert_true(((unsigned char)s[strlen(s) - 7] & 0xC0) != 0xC0);
+	free(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_sanitize),
 		cmocka_unit_test(test_sanitize_long),
 		cmocka_unit_test(test_probe_names),
+		cmocka_unit_test(test_folder_names),
 		cmocka_unit_test_setup_teardown(test_offline_nodes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_api_down, setup, teardown),
 	};
