@@ -11,6 +11,7 @@
 #include <jansson.h>
 #include <math.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -273,8 +274,51 @@ static int tcia_raw(const json_t *obj, char **out)
 	return *out ? 0 : -ENOMEM;
 }
 
+/* Finds the extent of the element starting at *pos (after the '[' or a ','): on return
+ * [*start, *end) is its text and *pos is at the ',' or ']' after it. Only delimits: the
+ * element's own syntax is jansson's to check. Returns 1 for an element, 0 at the ']'
+ * that closes the list, -EBADMSG when the text ends first. */
+static int tcia_next_element(const char *b, size_t len, size_t *pos, size_t *start,
+			     size_t *end)
+{
+	size_t i = *pos, depth = 0;
+	bool in_string = false;
+
+	while (i < len && (b[i] == ' ' || b[i] == '\t' || b[i] == '\r' || b[i] == '\n'))
+		i++;
+	if (i < len && b[i] == ']') {
+		*pos = i;
+		return 0;
+	}
+	*start = i;
+	for (; i < len; i++) {
+		char c = b[i];
+
+		if (in_string) {
+			if (c == '\\')
+				i++;
+			else if (c == '"')
+				in_string = false;
+		} else if (c == '"') {
+			in_string = true;
+		} else if (c == '{' || c == '[') {
+			depth++;
+		} else if ((c == '}' || c == ']') && depth > 0) {
+			depth--;
+		} else if ((c == ',' || c == ']') && depth == 0) {
+			*end = i;
+			*pos = i;
+			return 1;
+		}
+	}
+	log_err("bad answer from TCIA: the list ends in the middle of element text");
+	return -EBADMSG;
+}
+
 /* Parses a list answer element by element with one_fn into an array of item_size
- * records. On failure everything built so far is released with clear_fn. */
+ * records. Each element is loaded on its own, so memory peaks at one element's JSON tree
+ * rather than the whole answer's (a 10,000-series getSeries is ~8 MB of text and several
+ * times that as a tree). On failure everything built so far is released with clear_fn. */
 typedef int (*tcia_one_fn)(const json_t *obj, void *item, const void *arg);
 typedef void (*tcia_clear_fn)(void *list);
 
@@ -283,50 +327,113 @@ struct tcia_any_list {
 	void *v;
 };
 
+/* Makes room for one more item. Returns 0 or -ENOMEM. */
+static int tcia_list_grow(struct tcia_any_list *l, size_t *cap, size_t item_size)
+{
+	size_t ncap;
+	void *p;
+
+	if (l->count < *cap)
+		return 0;
+	ncap = *cap ? *cap * 2 : 16;
+	if (ncap > SIZE_MAX / item_size)
+		return -ENOMEM;
+	p = realloc(l->v, ncap * item_size);
+	if (!p)
+		return -ENOMEM;
+	memset((char *)p + *cap * item_size, 0, (ncap - *cap) * item_size);
+	l->v = p;
+	*cap = ncap;
+	return 0;
+}
+
+static int tcia_parse_one(const char *text, size_t n, size_t index, json_t **out)
+{
+	json_error_t err;
+
+	*out = json_loadb(text, n, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &err);
+	if (*out) {
+		if (json_is_object(*out))
+			return 0;
+		json_decref(*out);
+		*out = NULL;
+		log_err("bad answer from TCIA: element %zu is not an object", index);
+		return -EBADMSG;
+	}
+	if (json_error_code(&err) == json_error_out_of_memory || err.text[0] == '\0')
+		return -ENOMEM;
+	log_err("bad answer from TCIA: element %zu: %s at column %d", index, err.text,
+		err.column);
+	return -EBADMSG;
+}
+
 static int tcia_parse_list(const char *body, size_t len, size_t item_size, tcia_one_fn one_fn,
 			   const void *arg, tcia_clear_fn clear_fn, void *list)
 {
 	struct tcia_any_list *l = list;
+	size_t pos = 0, start = 0, end = 0, cap = 0, index = 0;
 	json_t *root = NULL, *el;
-	size_t i;
-	int rc;
+	int rc, more;
 
 	l->count = 0;
 	l->v = NULL;
-	rc = tcia_load_array(body, len, &root);
-	if (rc < 0 || !root)
-		return rc;
-	rc = -ENOMEM;
-	if (json_array_size(root) > 0) {
-		l->v = calloc(json_array_size(root), item_size);
-		if (!l->v)
-			goto out_decref;
-	}
-	json_array_foreach(root, i, el) {
-		char *item = (char *)l->v + l->count * item_size;
-
-		if (!json_is_object(el)) {
-			log_err("bad answer from TCIA: element %zu is not an object", i);
+	while (pos < len && (body[pos] == ' ' || body[pos] == '\t' || body[pos] == '\r' ||
+			     body[pos] == '\n'))
+		pos++;
+	if (pos == len || body[pos] != '[') {
+		/* Not a list: let jansson say what it is (empty, null, an object, HTML). */
+		rc = tcia_load_array(body, len, &root);
+		json_decref(root);
+		if (rc == 0 && root) {
+			log_err("bad answer from TCIA: a list that does not start with '['");
 			rc = -EBADMSG;
-			goto out_clear;
 		}
-		rc = one_fn(el, item, arg);
-		if (rc < 0)
-			goto out_clear;
-		if (rc > 0)
-			continue;	/* an element to leave out */
-		l->count++;
+		return rc;
 	}
-	rc = 0;
-	goto out_decref;
-
-out_clear:
-	/* The item being built may hold part of its fields: count it so it is freed. */
-	if (l->v && l->count < json_array_size(root))
-		l->count++;
-	clear_fn(list);
-out_decref:
-	json_decref(root);
+	pos++;
+	for (;;) {
+		more = tcia_next_element(body, len, &pos, &start, &end);
+		if (more <= 0) {
+			rc = more;
+			if (more == 0 && index > 0) {
+				log_err("bad answer from TCIA: a ',' before the closing ']'");
+				rc = -EBADMSG;
+			}
+			break;
+		}
+		rc = tcia_list_grow(l, &cap, item_size);
+		if (rc == 0)
+			rc = tcia_parse_one(body + start, end - start, index, &el);
+		if (rc < 0)
+			break;
+		rc = one_fn(el, (char *)l->v + l->count * item_size, arg);
+		json_decref(el);
+		if (rc < 0) {
+			/* The item being built may hold part of its fields: free it too. */
+			l->count++;
+			break;
+		}
+		if (rc == 0)
+			l->count++;
+		index++;
+		if (body[pos] == ']') {
+			rc = 0;
+			break;
+		}
+		pos++;	/* past the ',' */
+	}
+	if (rc == 0) {
+		/* Only whitespace may follow the list. */
+		for (pos++; pos < len; pos++)
+			if (body[pos] != ' ' && body[pos] != '\t' && body[pos] != '\r' &&
+			    body[pos] != '\n') {
+				log_err("bad answer from TCIA: text after the list");
+				rc = -EBADMSG;
+				break;
+			}
+	}
+	if (rc < 0)
+		clear_fn(list);
 	return rc;
 }
 

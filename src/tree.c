@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <limits.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -439,6 +440,9 @@ static int tree_slot_get(struct tree *t, struct tree_slot *slot, tree_load_fn lo
 	pthread_mutex_unlock(&t->lock);
 
 	rc = load(t, arg, &fresh);
+	/* Parsing a big answer leaves megabytes of freed heap behind (a 10,000-series
+	 * getSeries is ~8 MB of JSON): give them back rather than sit on them. */
+	malloc_trim(0);
 
 	pthread_mutex_lock(&t->lock);
 	slot->loading = false;

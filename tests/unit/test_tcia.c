@@ -131,6 +131,23 @@ static void test_collections(void **state)
 	assert_int_equal(v.count, 0);
 }
 
+/* The list is split into elements before each is parsed: brackets, braces, commas and
+ * quotes inside strings, and nesting inside elements, must not confuse the split. */
+static void test_element_split(void **state)
+{
+	struct tcia_values v;
+
+	(void)state;
+	assert_int_equal(parse("[ {\"Collection\":\"a],{\\\"b\", \"x\":[1,{\"y\":[]}]} ,\n"
+			       "{\"Collection\":\"c\\\\\"}\t]\n",
+			       "Collection", &v),
+			 0);
+	assert_int_equal(v.count, 2);
+	assert_string_equal(v.v[0].value, "a],{\"b");
+	assert_string_equal(v.v[1].value, "c\\");
+	tcia_values_clear(&v);
+}
+
 static void test_no_results(void **state)
 {
 	static const char *const empties[] = { "", "  \r\n", "[]", "null", " [ ] " };
@@ -184,6 +201,12 @@ static void test_bad_answers(void **state)
 		"[1,2]",
 		"\"text\"",
 		"[{\"Collection\":\"a\",\"Collection\":\"b\"}]",
+		"[{\"Collection\":\"a\"},]",
+		"[{\"Collection\":\"a\"}] x",
+		"[{\"Collection\":\"a\"}",
+		"[{\"Collection\":\"a]",
+		"[,{\"Collection\":\"a\"}]",
+		"[{\"Collection\":\"a\"} {\"Collection\":\"b\"}]",
 	};
 	struct tcia_values v;
 	size_t i;
@@ -419,6 +442,7 @@ int main(void)
 		cmocka_unit_test(test_allocation_failures),
 		cmocka_unit_test(test_collections),
 		cmocka_unit_test(test_no_results),
+		cmocka_unit_test(test_element_split),
 		cmocka_unit_test(test_missing_key_and_types),
 		cmocka_unit_test(test_non_ascii),
 		cmocka_unit_test(test_bad_answers),
