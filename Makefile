@@ -26,10 +26,10 @@ endif
 ALL_CFLAGS = $(WARN) $(OPT) $(SANFLAGS) $(PKG_CFLAGS) $(CFLAGS)
 ALL_LDFLAGS = $(SANFLAGS) $(LDFLAGS)
 
-MODEL     := log http auth metacache tcia tree
+MODEL     := log http auth metacache tcia unzip tree
 MODEL_OBJ := $(MODEL:%=$(BUILD)/%.o)
 BIN       := $(BUILD)/tciafs
-UNIT      := test_http test_metacache test_tcia test_tree
+UNIT      := test_http test_metacache test_tcia test_tree test_unzip
 UNIT_BIN  := $(UNIT:%=$(BUILD)/%)
 
 .SECONDARY:
