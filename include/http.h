@@ -63,6 +63,13 @@ typedef void (*http_progress_fn)(void *arg, uint64_t done, uint64_t total);
 int http_download(struct http *http, const char *url, int fd, http_progress_fn progress,
 		  void *arg, uint64_t *bytes);
 
+/* Counters since http_new: requests sent (every attempt), retries among them, and
+ * requests that failed in the end. */
+struct http_stats {
+	unsigned long requests, retries, failures;
+};
+void http_stats(struct http *http, struct http_stats *out);
+
 /* Percent-encodes s for use as a query value. Returns a new string (caller frees with
  * free()), or NULL when out of memory. */
 char *http_escape(const char *s);

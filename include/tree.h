@@ -19,6 +19,8 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include "store.h"
+
 struct tcia;
 struct tree;
 struct tree_file;
@@ -27,6 +29,10 @@ struct tree_opts {
 	const char *cache_dir;	/* shown in README.txt; copied */
 	long meta_ttl;		/* seconds an API answer is trusted */
 	bool naming_uid;	/* study and series folders named by bare UID */
+	struct store *store;	/* where series' files come from; borrowed; NULL = none */
+	/* Renders /.tciafs/status: a new NUL-terminated string, or NULL. */
+	char *(*status)(void *arg);
+	void *status_arg;
 };
 
 /* Creates the tree over a TCIA client (borrowed; must outlive the tree). Makes no
@@ -38,8 +44,11 @@ void tree_free(struct tree *tree);
  * the old answers still cover a failed refresh. */
 void tree_expire(struct tree *tree);
 
-/* Fills *st for path ("/" or "/a/b"). Returns 0, -ENOENT, or -errno from the API. */
-int tree_stat(struct tree *tree, const char *path, struct stat *st);
+/* Fills *st for path ("/" or "/a/b"). A name inside a series folder fetches the series
+ * (who is asked about: the walk guard, interruption; NULL = nobody in particular).
+ * Returns 0, -ENOENT, or -errno from the API or the store. */
+int tree_stat(struct tree *tree, const char *path, const struct store_caller *who,
+	      struct stat *st);
 
 /* Called once per entry of a listing, "." and ".." excluded. complete is false when the
  * entry's attributes would cost a request: then only st's file type is meaningful and
@@ -47,12 +56,23 @@ int tree_stat(struct tree *tree, const char *path, struct stat *st);
 typedef int (*tree_fill_fn)(void *ctx, const char *name, const struct stat *st,
 			    bool complete);
 
-/* Lists a directory in sorted order. Returns 0, -ENOTDIR, -ENOENT, or -errno. */
-int tree_list(struct tree *tree, const char *path, tree_fill_fn fill, void *ctx);
+/* Lists a directory in sorted order; listing a series folder fetches the series. Returns
+ * 0, -ENOTDIR, -ENOENT, or -errno. */
+int tree_list(struct tree *tree, const char *path, const struct store_caller *who,
+	      tree_fill_fn fill, void *ctx);
 
-/* Opens a file for reading: generated files are rendered once, here. Returns 0 with *out
- * (release with tree_close), -EROFS for any write access, -EISDIR, or -errno. */
-int tree_open(struct tree *tree, const char *path, int flags, struct tree_file **out);
+/* Opens a file for reading: generated files are rendered once, here; DICOM files are
+ * opened in the store. Returns 0 with *out (release with tree_close), -EROFS for any
+ * write access, -EISDIR, or -errno. */
+int tree_open(struct tree *tree, const char *path, int flags, const struct store_caller *who,
+	      struct tree_file **out);
+
+/* The file descriptor behind an open file (a stored DICOM file), or -1 for generated
+ * content; lets fs.c hand reads to the kernel without copying. */
+int tree_file_fd(const struct tree_file *f);
+
+/* True for content made fresh on each open (/.tciafs/status): no page caching. */
+bool tree_file_live(const struct tree_file *f);
 
 /* Copies up to size bytes at off. Returns the count (0 at the end) or -errno. */
 ssize_t tree_read(struct tree_file *f, char *buf, size_t size, off_t off);

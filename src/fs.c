@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/statvfs.h>
 
@@ -17,11 +18,28 @@ static struct tciafs *fs_ctx(void)
 	return fuse_get_context()->private_data;
 }
 
+static bool fs_interrupted(void *arg)
+{
+	(void)arg;
+	return fuse_interrupted() != 0;
+}
+
+/* Who is calling: the walk guard counts per process; a wait can be interrupted. */
+static struct store_caller fs_caller(void)
+{
+	struct store_caller who = { fuse_get_context()->pid, fs_interrupted, NULL };
+
+	return who;
+}
+
 static void *fs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 {
 	struct tciafs *fs = fs_ctx();
 
-	(void)conn;
+	/* Big reads and readahead: DICOM files are read whole, front to back. */
+	conn->max_readahead = 4 << 20;
+	if (conn->capable & FUSE_CAP_SPLICE_READ)
+		conn->want |= FUSE_CAP_SPLICE_READ;
 	/* The archive is immutable between refreshes: let the kernel cache names,
 	 * attributes and file pages, and remember misses for a little while. */
 	cfg->entry_timeout = fs->entry_timeout;
@@ -33,8 +51,10 @@ static void *fs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 
 static int fs_getattr(const char *path, struct stat *st, struct fuse_file_info *fi)
 {
+	struct store_caller who = fs_caller();
+
 	(void)fi;
-	return tree_stat(fs_ctx()->tree, path, st);
+	return tree_stat(fs_ctx()->tree, path, &who, st);
 }
 
 struct fs_fill {
@@ -55,6 +75,7 @@ static int fs_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t
 		      struct fuse_file_info *fi, enum fuse_readdir_flags flags)
 {
 	struct fs_fill f = { buf, filler, 0 };
+	struct store_caller who = fs_caller();
 
 	(void)off;
 	(void)fi;
@@ -63,19 +84,63 @@ static int fs_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t
 		f.flags = FUSE_FILL_DIR_PLUS;
 	filler(buf, ".", NULL, 0, 0);
 	filler(buf, "..", NULL, 0, 0);
-	return tree_list(fs_ctx()->tree, path, fs_fill_one, &f);
+	return tree_list(fs_ctx()->tree, path, &who, fs_fill_one, &f);
 }
 
 static int fs_open(const char *path, struct fuse_file_info *fi)
 {
+	struct store_caller who = fs_caller();
 	struct tree_file *f;
-	int rc = tree_open(fs_ctx()->tree, path, fi->flags, &f);
+	int rc = tree_open(fs_ctx()->tree, path, fi->flags, &who, &f);
 
 	if (rc < 0)
 		return rc;
 	fi->fh = (uintptr_t)f;
-	/* The content is fixed until the metadata is refreshed: keep pages across opens. */
-	fi->keep_cache = 1;
+	if (tree_file_live(f)) {
+		fi->direct_io = 1;	/* made fresh on each open: never from the page cache */
+	} else {
+		/* Stored and generated files do not change: keep pages across opens. */
+		fi->keep_cache = 1;
+	}
+	return 0;
+}
+
+/* Stored files are handed over as a file descriptor, so libfuse can splice them to the
+ * kernel instead of copying through a buffer. */
+static int fs_read_buf(const char *path, struct fuse_bufvec **bufp, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	struct tree_file *f = (struct tree_file *)(uintptr_t)fi->fh;
+	struct fuse_bufvec *bv;
+	ssize_t n;
+	char *mem;
+
+	(void)path;
+	bv = malloc(sizeof(*bv));
+	if (!bv)
+		return -ENOMEM;
+	if (tree_file_fd(f) >= 0) {
+		*bv = FUSE_BUFVEC_INIT(size);
+		bv->buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+		bv->buf[0].fd = tree_file_fd(f);
+		bv->buf[0].pos = off;
+		*bufp = bv;
+		return 0;
+	}
+	mem = malloc(size ? size : 1);
+	if (!mem) {
+		free(bv);
+		return -ENOMEM;
+	}
+	n = tree_read(f, mem, size, off);
+	if (n < 0) {
+		free(mem);
+		free(bv);
+		return (int)n;
+	}
+	*bv = FUSE_BUFVEC_INIT((size_t)n);
+	bv->buf[0].mem = mem;
+	*bufp = bv;
 	return 0;
 }
 
@@ -213,6 +278,7 @@ static const struct fuse_operations fs_ops = {
 	.readdir = fs_readdir,
 	.open = fs_open,
 	.read = fs_read,
+	.read_buf = fs_read_buf,
 	.release = fs_release,
 	.getxattr = fs_getxattr,
 	.listxattr = fs_listxattr,

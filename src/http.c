@@ -34,7 +34,15 @@ struct http {
 	CURL *pool[HTTP_POOL_MAX];	/* idle handles; protected by pool_lock */
 	int pool_len;			/* protected by pool_lock */
 	struct http_auth auth;		/* set before threads start; fn NULL = none */
+	unsigned long n_requests, n_retries, n_failures;	/* __atomic counters */
 };
+
+void http_stats(struct http *http, struct http_stats *out)
+{
+	out->requests = __atomic_load_n(&http->n_requests, __ATOMIC_RELAXED);
+	out->retries = __atomic_load_n(&http->n_retries, __ATOMIC_RELAXED);
+	out->failures = __atomic_load_n(&http->n_failures, __ATOMIC_RELAXED);
+}
 
 struct http_buf {
 	char *data;
@@ -413,6 +421,9 @@ static int http_perform(struct http *http, const char *url, const char *form, bo
 			break;
 		log_debug("%s %s (attempt %d/%d)", form ? "POST" : "GET", url, attempt, attempts);
 		sink->h = h;
+		__atomic_add_fetch(&http->n_requests, 1, __ATOMIC_RELAXED);
+		if (attempt > 1)
+			__atomic_add_fetch(&http->n_retries, 1, __ATOMIC_RELAXED);
 		cc = curl_easy_perform(h);
 		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
 		curl_slist_free_all(headers);
@@ -451,8 +462,10 @@ static int http_perform(struct http *http, const char *url, const char *form, bo
 					      &seed));
 	}
 	http_give(http, h);
-	if (rc < 0)
+	if (rc < 0) {
+		__atomic_add_fetch(&http->n_failures, 1, __ATOMIC_RELAXED);
 		log_err("GET %s failed: %s", url, strerror(-rc));
+	}
 	return rc;
 }
 

@@ -4,7 +4,9 @@
  * filesystem call: mounting is instant and works offline.
  */
 #include <errno.h>
+#include <jansson.h>
 #include <limits.h>
+#include <stdint.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stddef.h>
@@ -21,6 +23,7 @@
 #include "http.h"
 #include "log.h"
 #include "metacache.h"
+#include "store.h"
 #include "tcia.h"
 #include "tree.h"
 
@@ -35,6 +38,11 @@ struct tciafs_conf {
 	char *cache_dir;
 	char *token_file;
 	char *naming;
+	char *cache_size;
+	int max_fetches;
+	int walk_budget;
+	int offline;
+	uint64_t cache_bytes;
 	int timeout;
 	int connect_timeout;
 	int retries;
@@ -50,6 +58,10 @@ static const struct fuse_opt tciafs_opt_spec[] = {
 	TCIAFS_OPT("cache_dir=%s", cache_dir),
 	TCIAFS_OPT("token_file=%s", token_file),
 	TCIAFS_OPT("naming=%s", naming),
+	TCIAFS_OPT("cache_size=%s", cache_size),
+	TCIAFS_OPT("max_fetches=%d", max_fetches),
+	TCIAFS_OPT("walk_budget=%d", walk_budget),
+	TCIAFS_OPT("offline", offline),
 	TCIAFS_OPT("timeout=%d", timeout),
 	TCIAFS_OPT("connect_timeout=%d", connect_timeout),
 	TCIAFS_OPT("retries=%d", retries),
@@ -76,6 +88,12 @@ static void tciafs_usage(const char *prog)
 	       "    -o retries=N           retries on connection errors, 5xx, 429 (default: 4)\n"
 	       "    -o meta_ttl=SECONDS    how long API answers are trusted (default: 86400)\n"
 	       "    -o naming=readable|uid study and series folder names (default: readable)\n"
+	       "    -o cache_size=SIZE     cap on stored series, K/M/G/T (default: 20G)\n"
+	       "    -o max_fetches=N       series downloads at once (default: 4)\n"
+	       "    -o walk_budget=N       series downloads one process may start within a\n"
+	       "                           minute before it is taken for a recursive walk\n"
+	       "                           and held back (default: 16; 0 = no guard)\n"
+	       "    -o offline             no requests at all: browse and read the cache\n"
 	       "    -o token_file=FILE     credentials for deployments that want a bearer token\n"
 	       "                           (username=, password=, token_url=; chmod 600);\n"
 	       "                           else TCIA_USERNAME / TCIA_PASSWORD if set\n"
@@ -144,6 +162,15 @@ static int tciafs_conf_check(struct tciafs_conf *conf)
 				"meta_ttl >= 0\n");
 		return -EINVAL;
 	}
+	if (conf->cache_size && store_parse_size(conf->cache_size, &conf->cache_bytes) < 0) {
+		fprintf(stderr, "tciafs: cache_size=%s: use a number with K, M, G or T\n",
+			conf->cache_size);
+		return -EINVAL;
+	}
+	if (conf->max_fetches < 1 || conf->max_fetches > 32 || conf->walk_budget < 0) {
+		fprintf(stderr, "tciafs: max_fetches must be 1..32, walk_budget >= 0\n");
+		return -EINVAL;
+	}
 	if (conf->naming && strcmp(conf->naming, "readable") != 0 &&
 	    strcmp(conf->naming, "uid") != 0) {
 		fprintf(stderr, "tciafs: naming=%s: use readable or uid\n", conf->naming);
@@ -168,6 +195,42 @@ static int tciafs_conf_check(struct tciafs_conf *conf)
 	free(conf->cache_dir);
 	conf->cache_dir = abs;
 	return 0;
+}
+
+/* Everything /.tciafs/status reports, gathered from the modules that keep it. */
+struct tciafs_status {
+	struct store *store;
+	struct http *http;
+	struct metacache *cache;
+};
+
+static char *tciafs_status_json(void *arg)
+{
+	struct tciafs_status *st = arg;
+	struct metacache_stats ms;
+	struct http_stats hs;
+	json_t *root;
+	char *store_text, *text;
+
+	store_text = store_status_json(st->store);
+	root = store_text ? json_loads(store_text, 0, NULL) : NULL;
+	free(store_text);
+	if (!root)
+		return NULL;
+	http_stats(st->http, &hs);
+	metacache_stats(st->cache, &ms);
+	json_object_set_new(root, "requests",
+			    json_pack("{s:I,s:I,s:I}", "sent", (json_int_t)hs.requests, "retries",
+				      (json_int_t)hs.retries, "failed", (json_int_t)hs.failures));
+	json_object_set_new(root, "metadata",
+			    json_pack("{s:I,s:I,s:I,s:I,s:I}", "hits", (json_int_t)ms.hits,
+				      "misses", (json_int_t)ms.misses, "fetches",
+				      (json_int_t)ms.fetches, "stale_served",
+				      (json_int_t)ms.stale_served, "memory_bytes",
+				      (json_int_t)ms.mem_bytes));
+	text = json_dumps(root, JSON_INDENT(2));
+	json_decref(root);
+	return text;
 }
 
 struct tciafs_hup {
@@ -196,15 +259,19 @@ static void *tciafs_hup_main(void *arg)
 	return NULL;
 }
 
-static int tciafs_hup_start(struct tciafs_hup *hup)
+/* SIGHUP must be blocked before any thread starts (the store's workers, FUSE's), so that
+ * they all inherit the mask and only the sigwait thread ever takes it. */
+static int tciafs_block_hup(void)
 {
 	sigset_t set;
 
 	sigemptyset(&set);
 	sigaddset(&set, SIGHUP);
-	/* Blocked before the FUSE worker threads exist, so they inherit the mask. */
-	if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0)
-		return -EINVAL;
+	return pthread_sigmask(SIG_BLOCK, &set, NULL) == 0 ? 0 : -EINVAL;
+}
+
+static int tciafs_hup_start(struct tciafs_hup *hup)
+{
 	return -pthread_create(&hup->thread, NULL, tciafs_hup_main, hup);
 }
 
@@ -229,8 +296,19 @@ static int tciafs_run(struct fuse_args *args, struct fuse_cmdline_opts *cmd,
 	};
 	struct fuse_loop_config loop = { .clone_fd = 0, .max_idle_threads = 10 };
 	struct tciafs ctx = { .entry_timeout = 3600.0, .negative_timeout = 5.0 };
-	struct metacache_opts mopts = { .ttl = conf->meta_ttl };
+	struct metacache_opts mopts = { .ttl = conf->meta_ttl, .offline = conf->offline };
+	struct store_opts sopts = {
+		.dir = conf->cache_dir,
+		.cap = conf->cache_bytes,
+		.max_fetches = conf->max_fetches,
+		.walk_budget = conf->walk_budget,
+		.walk_window = 60,
+		.unzip_threads = 2,
+		.offline = conf->offline,
+	};
+	struct tciafs_status status = { 0 };
 	struct tciafs_hup hup = { 0 };
+	struct store *store = NULL;
 	struct metacache *cache = NULL;
 	struct auth *auth = NULL;
 	struct http *http = NULL;
@@ -239,6 +317,8 @@ static int tciafs_run(struct fuse_args *args, struct fuse_cmdline_opts *cmd,
 	char meta_dir[PATH_MAX];
 	int rc = 1;
 
+	if (tciafs_block_hup() < 0)
+		return 1;
 	if (snprintf(meta_dir, sizeof(meta_dir), "%s/meta", conf->cache_dir) >=
 	    (int)sizeof(meta_dir)) {
 		fprintf(stderr, "tciafs: cache_dir=%s: path too long\n", conf->cache_dir);
@@ -249,8 +329,19 @@ static int tciafs_run(struct fuse_args *args, struct fuse_cmdline_opts *cmd,
 		fprintf(stderr, "tciafs: cannot use %s\n", meta_dir);
 		return 1;
 	}
-	if (http_new(&hopts, &http) < 0 || tcia_new(http, cache, conf->api, &tcia) < 0 ||
-	    tree_new(tcia, &topts, &ctx.tree) < 0) {
+	if (http_new(&hopts, &http) < 0 || tcia_new(http, cache, conf->api, &tcia) < 0) {
+		fprintf(stderr, "tciafs: out of memory\n");
+		goto out_free_model;
+	}
+	if (store_new(&sopts, tcia, &store) < 0) {
+		fprintf(stderr, "tciafs: cannot use the cache folder %s\n", conf->cache_dir);
+		goto out_free_model;
+	}
+	status = (struct tciafs_status){ store, http, cache };
+	topts.store = store;
+	topts.status = tciafs_status_json;
+	topts.status_arg = &status;
+	if (tree_new(tcia, &topts, &ctx.tree) < 0) {
 		fprintf(stderr, "tciafs: out of memory\n");
 		goto out_free_model;
 	}
@@ -287,6 +378,7 @@ out_destroy:
 	fuse_destroy(fuse);
 out_free_model:
 	tree_free(ctx.tree);
+	store_free(store);
 	tcia_free(tcia);
 	http_free(http);
 	auth_free(auth);
@@ -297,7 +389,9 @@ out_free_model:
 int main(int argc, char *argv[])
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
-	struct tciafs_conf conf = { .timeout = 30, .retries = 4, .meta_ttl = 86400 };
+	struct tciafs_conf conf = { .timeout = 30, .retries = 4, .meta_ttl = 86400,
+				    .max_fetches = 4, .walk_budget = 16,
+				    .cache_bytes = (uint64_t)20 << 30 };
 	struct fuse_cmdline_opts cmd = { 0 };
 	int rc = 1;
 
@@ -342,5 +436,6 @@ out_free_args:
 	free(conf.cache_dir);
 	free(conf.token_file);
 	free(conf.naming);
+	free(conf.cache_size);
 	return rc;
 }

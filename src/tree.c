@@ -86,6 +86,8 @@ struct tree_ser {
 	char *study_uid;
 	char *raw;
 	time_t mtime;
+	int64_t image_count;	/* -1 unknown */
+	int64_t file_size;	/* -1 unknown */
 };
 
 struct tree_sers {
@@ -102,6 +104,9 @@ struct tree_vals {
 
 struct tree {
 	struct tcia *tcia;	/* borrowed */
+	struct store *store;	/* borrowed, may be NULL */
+	char *(*status)(void *arg);
+	void *status_arg;
 	char *cache_dir;
 	long meta_ttl;
 	bool naming_uid;
@@ -117,8 +122,12 @@ struct tree {
 };
 
 struct tree_file {
-	char *data;
+	char *data;		/* generated content, or NULL */
 	size_t len;
+	int fd;			/* a stored file, or -1 */
+	struct store *store;
+	struct store_series *ss;	/* the reference that keeps fd's series in use */
+	bool live;
 };
 
 /* A resolved path. Holds references on the snapshots its pointers point into. */
@@ -133,6 +142,9 @@ enum tree_kind {
 	TK_STUDY_JSON,
 	TK_SERIES,
 	TK_SERIES_JSON,
+	TK_SERIES_FILE,
+	TK_TCIAFS_DIR,
+	TK_STATUS,
 };
 
 struct tree_node {
@@ -145,6 +157,8 @@ struct tree_node {
 	const struct tree_stud *stud;
 	struct tree_sers *sers;
 	const struct tree_ser *ser;
+	struct store_series *ss;	/* TK_SERIES_FILE: the stored series, referenced */
+	size_t file;			/* and the file's index in it */
 };
 
 static const char *const tree_probe_names[] = {
@@ -351,6 +365,9 @@ int tree_new(struct tcia *tcia, const struct tree_opts *opts, struct tree **out)
 	if (!t)
 		return -ENOMEM;
 	t->tcia = tcia;
+	t->store = opts->store;
+	t->status = opts->status;
+	t->status_arg = opts->status_arg;
 	t->meta_ttl = opts->meta_ttl;
 	t->naming_uid = opts->naming_uid;
 	t->mounted = time(NULL);
@@ -487,6 +504,11 @@ static void tree_slot_clear(struct tree *t, struct tree_slot *slot)
 static int tree_cmp_str(const char *a, const char *b)
 {
 	return strcmp(a ? a : "", b ? b : "");
+}
+
+static int tree_cmp_names(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
 /* Two different API names can sanitise to the same text ("a/b" and "a_b"): later ones
@@ -947,6 +969,8 @@ static int tree_load_sers(struct tree *t, void *arg, struct tree_snap **out)
 		b[n].s.study_uid = r->study_uid;
 		b[n].s.mtime = tree_parse_time(r->timestamp,
 					       tree_parse_time(r->date, t->mounted));
+		b[n].s.image_count = r->image_count;
+		b[n].s.file_size = r->file_size;
 		n++;
 	}
 	qsort(b, n, sizeof(*b), tree_cmp_ser_build_study);
@@ -1026,6 +1050,8 @@ static int tree_load_vals(struct tree *t, void *arg, struct tree_snap **out)
 
 static void tree_node_put(struct tree *t, struct tree_node *n)
 {
+	if (n->ss)
+		store_series_put(t->store, n->ss);
 	tree_snap_put(t, n->sers ? &n->sers->hdr : NULL);
 	tree_snap_put(t, n->studs ? &n->studs->hdr : NULL);
 	tree_snap_put(t, n->pats ? &n->pats->hdr : NULL);
@@ -1162,12 +1188,31 @@ static int tree_split(const char *path, char comps[][TREE_NAME_MAX + 1])
 	return n;
 }
 
+/* The series in the store: at hand if it is there, else fetched (when fetch is set). */
+static int tree_series_files(struct tree *t, const struct tree_ser *ser, bool fetch,
+			     const struct store_caller *who, struct store_series **out)
+{
+	struct store_expect exp = { ser->image_count, ser->file_size };
+	int rc;
+
+	*out = NULL;
+	if (!t->store || !ser->uid)
+		return -ENOENT;
+	rc = store_peek(t->store, ser->uid, out);
+	if (rc == 0 || !fetch)
+		return rc;
+	return store_get(t->store, ser->uid, &exp, who, out);
+}
+
 /* Resolves path into *n (release with tree_node_put). Names that cannot exist are
- * answered before anything is loaded, so they never cost a request. */
-static int tree_resolve(struct tree *t, const char *path, struct tree_node *n)
+ * answered before anything is loaded, so they never cost a request. A name inside a
+ * series folder (other than series.json) fetches the series. */
+static int tree_resolve(struct tree *t, const char *path, const struct store_caller *who,
+			struct tree_node *n)
 {
 	char comps[TREE_DEPTH_MAX][TREE_NAME_MAX + 1];
 	int depth, i, rc;
+	long found;
 
 	memset(n, 0, sizeof(*n));
 	depth = tree_split(path, comps);
@@ -1180,6 +1225,17 @@ static int tree_resolve(struct tree *t, const char *path, struct tree_node *n)
 	if (depth == 1 && strcmp(comps[0], "README.txt") == 0) {
 		n->kind = TK_README;
 		return 0;
+	}
+	if (strcmp(comps[0], ".tciafs") == 0) {
+		if (depth == 1) {
+			n->kind = TK_TCIAFS_DIR;
+			return 0;
+		}
+		if (depth == 2 && strcmp(comps[1], "status") == 0) {
+			n->kind = TK_STATUS;
+			return 0;
+		}
+		return -ENOENT;
 	}
 	for (i = 0; i < depth; i++)
 		if (tree_is_probe_name(comps[i]))
@@ -1250,6 +1306,16 @@ static int tree_resolve(struct tree *t, const char *path, struct tree_node *n)
 		n->kind = TK_SERIES_JSON;
 		return 0;
 	}
+	rc = tree_series_files(t, n->ser, true, who, &n->ss);
+	if (rc < 0)
+		goto out_put;
+	rc = -ENOENT;
+	found = store_series_find(n->ss, comps[4]);
+	if (found < 0)
+		goto out_put;
+	n->file = (size_t)found;
+	n->kind = TK_SERIES_FILE;
+	return 0;
 out_put:
 	tree_node_put(t, n);
 	return rc;
@@ -1356,6 +1422,27 @@ static int tree_render_series(struct tree *t, struct tree_node *n, char **out, s
 	return rc;
 }
 
+static int tree_render_status(struct tree *t, char **out, size_t *len)
+{
+	char *text = t->status ? t->status(t->status_arg) : strdup("{}");
+	size_t n;
+
+	if (!text)
+		return -ENOMEM;
+	n = strlen(text);
+	*out = malloc(n + 2);
+	if (!*out) {
+		free(text);
+		return -ENOMEM;
+	}
+	memcpy(*out, text, n);
+	(*out)[n] = '\n';
+	(*out)[n + 1] = '\0';
+	*len = n + 1;
+	free(text);
+	return 0;
+}
+
 /* Renders the generated file the node is. Returns 0 with a new buffer, or -errno. */
 static int tree_render(struct tree *t, struct tree_node *n, char **out, size_t *len)
 {
@@ -1372,6 +1459,8 @@ static int tree_render(struct tree *t, struct tree_node *n, char **out, size_t *
 		return tree_render_raw(n->stud->raw, NULL, out, len);
 	case TK_SERIES_JSON:
 		return tree_render_series(t, n, out, len);
+	case TK_STATUS:
+		return tree_render_status(t, out, len);
 	default:
 		return -EISDIR;
 	}
@@ -1412,7 +1501,8 @@ static time_t tree_node_mtime(const struct tree *t, const struct tree_node *n)
 
 static bool tree_is_dir(enum tree_kind k)
 {
-	return k == TK_ROOT || k == TK_COLL || k == TK_PAT || k == TK_STUDY || k == TK_SERIES;
+	return k == TK_ROOT || k == TK_COLL || k == TK_PAT || k == TK_STUDY || k == TK_SERIES ||
+	       k == TK_TCIAFS_DIR;
 }
 
 static int tree_node_stat(struct tree *t, struct tree_node *n, struct stat *st)
@@ -1429,6 +1519,10 @@ static int tree_node_stat(struct tree *t, struct tree_node *n, struct stat *st)
 		tree_fill_file(t, t->readme_len, t->mounted, st);
 		return 0;
 	}
+	if (n->kind == TK_SERIES_FILE) {
+		tree_fill_file(t, store_series_size(n->ss, n->file), n->ser->mtime, st);
+		return 0;
+	}
 	/* Sizes must be exact at stat time: render to know. */
 	rc = tree_render(t, n, &data, &len);
 	if (rc < 0)
@@ -1438,10 +1532,11 @@ static int tree_node_stat(struct tree *t, struct tree_node *n, struct stat *st)
 	return 0;
 }
 
-int tree_stat(struct tree *tree, const char *path, struct stat *st)
+int tree_stat(struct tree *tree, const char *path, const struct store_caller *who,
+	      struct stat *st)
 {
 	struct tree_node n;
-	int rc = tree_resolve(tree, path, &n);
+	int rc = tree_resolve(tree, path, who, &n);
 
 	if (rc < 0)
 		return rc;
@@ -1608,21 +1703,60 @@ static int tree_list_study(struct tree *t, struct tree_node *n, struct tree_list
 	return 0;
 }
 
-static int tree_list_series(struct tree *t, struct tree_node *n, struct tree_lister *l)
+/* Opening a series folder is what fetches the series: its files are listed with their
+ * sizes, beside series.json. */
+static int tree_list_series(struct tree *t, struct tree_node *n, const struct store_caller *who,
+			    struct tree_lister *l)
 {
+	struct store_series *ss;
+	char **names;
 	struct stat st;
+	size_t i, count;
+	int rc;
 
+	rc = tree_series_files(t, n->ser, true, who, &ss);
+	if (rc < 0)
+		return rc;
+	count = store_series_count(ss);
+	names = calloc(count ? count : 1, sizeof(*names));
+	if (!names) {
+		store_series_put(t->store, ss);
+		return -ENOMEM;
+	}
+	for (i = 0; i < count; i++)
+		names[i] = (char *)store_series_name(ss, i);
+	qsort(names, count, sizeof(*names), tree_cmp_names);
 	/* series.json's size needs getSeriesSize (slow): left to a stat of its own. */
-	tree_fill_file(t, 0, tree_node_mtime(t, n), &st);
-	tree_emit(l, "series.json", &st, false);
+	tree_fill_file(t, 0, n->ser->mtime, &st);
+	tree_hold(l, "series.json", &st, false);
+	for (i = 0; i < count; i++) {
+		uint64_t size = store_series_size(ss, (size_t)store_series_find(ss, names[i]));
+
+		tree_fill_file(t, size, n->ser->mtime, &st);
+		if (tree_emit(l, names[i], &st, true))
+			break;
+	}
+	tree_emit_pending(l);
+	free(names);
+	store_series_put(t->store, ss);
 	return 0;
 }
 
-int tree_list(struct tree *tree, const char *path, tree_fill_fn fill, void *ctx)
+static int tree_list_tciafs(struct tree *t, struct tree_lister *l)
+{
+	struct stat st;
+
+	tree_fill_file(t, 0, time(NULL), &st);
+	tree_emit(l, "status", &st, false);
+	return 0;
+}
+
+int tree_list(struct tree *tree, const char *path, const struct store_caller *who,
+	      tree_fill_fn fill, void *ctx)
 {
 	struct tree_lister l = { .fill = fill, .ctx = ctx };
 	struct tree_node n;
-	int rc = tree_resolve(tree, path, &n);
+	int rc = tree_resolve(tree, path, who, &n);
 
 	if (rc < 0)
 		return rc;
@@ -1640,7 +1774,10 @@ int tree_list(struct tree *tree, const char *path, tree_fill_fn fill, void *ctx)
 		rc = tree_list_study(tree, &n, &l);
 		break;
 	case TK_SERIES:
-		rc = tree_list_series(tree, &n, &l);
+		rc = tree_list_series(tree, &n, who, &l);
+		break;
+	case TK_TCIAFS_DIR:
+		rc = tree_list_tciafs(tree, &l);
 		break;
 	default:
 		rc = -ENOTDIR;
@@ -1651,7 +1788,8 @@ int tree_list(struct tree *tree, const char *path, tree_fill_fn fill, void *ctx)
 
 /* ---- files ------------------------------------------------------------------------- */
 
-int tree_open(struct tree *tree, const char *path, int flags, struct tree_file **out)
+int tree_open(struct tree *tree, const char *path, int flags, const struct store_caller *who,
+	      struct tree_file **out)
 {
 	struct tree_file *f;
 	struct tree_node n;
@@ -1660,7 +1798,7 @@ int tree_open(struct tree *tree, const char *path, int flags, struct tree_file *
 	*out = NULL;
 	if ((flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC))
 		return -EROFS;
-	rc = tree_resolve(tree, path, &n);
+	rc = tree_resolve(tree, path, who, &n);
 	if (rc < 0)
 		return rc;
 	rc = -EISDIR;
@@ -1670,7 +1808,19 @@ int tree_open(struct tree *tree, const char *path, int flags, struct tree_file *
 	f = calloc(1, sizeof(*f));
 	if (!f)
 		goto out_put;
-	rc = tree_render(tree, &n, &f->data, &f->len);
+	f->fd = -1;
+	if (n.kind == TK_SERIES_FILE) {
+		rc = store_open(tree->store, n.ss, n.file, &f->fd);
+		if (rc == 0) {
+			/* The file keeps the node's reference on its series. */
+			f->store = tree->store;
+			f->ss = n.ss;
+			n.ss = NULL;
+		}
+	} else {
+		f->live = n.kind == TK_STATUS;
+		rc = tree_render(tree, &n, &f->data, &f->len);
+	}
 	if (rc < 0) {
 		free(f);
 		goto out_put;
@@ -1681,12 +1831,27 @@ out_put:
 	return rc;
 }
 
+int tree_file_fd(const struct tree_file *f)
+{
+	return f->fd;
+}
+
+bool tree_file_live(const struct tree_file *f)
+{
+	return f->live;
+}
+
 ssize_t tree_read(struct tree_file *f, char *buf, size_t size, off_t off)
 {
+	ssize_t got;
 	size_t n;
 
 	if (off < 0)
 		return -EINVAL;
+	if (f->fd >= 0) {
+		got = pread(f->fd, buf, size, off);
+		return got < 0 ? -errno : got;
+	}
 	if ((size_t)off >= f->len)
 		return 0;
 	n = f->len - (size_t)off;
@@ -1700,6 +1865,10 @@ void tree_close(struct tree_file *f)
 {
 	if (!f)
 		return;
+	if (f->ss) {
+		store_close(f->store, f->ss, f->fd);
+		store_series_put(f->store, f->ss);
+	}
 	free(f->data);
 	free(f);
 }
@@ -1735,7 +1904,7 @@ ssize_t tree_getxattr(struct tree *tree, const char *path, const char *name, cha
 	ssize_t rc;
 	size_t i, k, len;
 
-	rc = tree_resolve(tree, path, &n);
+	rc = tree_resolve(tree, path, NULL, &n);
 	if (rc < 0)
 		return rc;
 	rc = -ENODATA;
@@ -1765,7 +1934,7 @@ ssize_t tree_listxattr(struct tree *tree, const char *path, char *buf, size_t si
 	size_t i, k, need = 0;
 	ssize_t rc;
 
-	rc = tree_resolve(tree, path, &n);
+	rc = tree_resolve(tree, path, NULL, &n);
 	if (rc < 0)
 		return rc;
 	k = tree_xattrs(&n, x);

@@ -255,8 +255,11 @@ static int unzip_survey(struct unzip_job *j, zip_t *za, const struct unzip_limit
 				"names may be created)", j->what, st.name);
 			goto out;
 		}
+		/* Many writers store permission bits only; a type, when given, must be a
+		 * regular file (not a link, folder, device or FIFO). */
 		if (zip_file_get_external_attributes(za, i, 0, &opsys, &attr) == 0 &&
-		    opsys == ZIP_OPSYS_UNIX && (attr >> 16) != 0 && !S_ISREG(attr >> 16)) {
+		    opsys == ZIP_OPSYS_UNIX && ((attr >> 16) & S_IFMT) != 0 &&
+		    !S_ISREG(attr >> 16)) {
 			log_err("%s: bad zip: entry %s is not a regular file (mode %o)", j->what,
 				st.name, (unsigned)(attr >> 16));
 			goto out;

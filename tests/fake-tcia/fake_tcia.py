@@ -362,7 +362,19 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- plumbing -------------------------------------------------------------------------
 
+    def _log(self, status, nbytes):
+        """Writes the request's log line once, before the response can complete, so that
+        a client that has its answer always finds the request in the log."""
+        entry = getattr(self, "_entry", None)
+        if entry is None or self._logged:
+            return
+        self._logged = True
+        entry.update(status=status, bytes=nbytes, fault=self._fault, gzip=self.gzipped)
+        entry["dt"] = round(time.time() - entry["t"], 6)
+        self.server.reqlog.write(entry)
+
     def _send(self, status, ctype, body, extra=None):
+        self._log(status, len(body))
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
@@ -379,6 +391,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _reset(self, partial):
         """Send the start of a body, then reset the connection (RST, not FIN)."""
+        self._log(200, len(partial))
         self.send_response(200)
         self.send_header("Content-Type", "application/zip" if partial[:2] == b"PK"
                          else "application/json")
@@ -438,12 +451,14 @@ class Handler(BaseHTTPRequestHandler):
         form = dict(urllib.parse.parse_qsl(self.rfile.read(length).decode("utf-8", "replace")))
         grant = form.get("grant_type")
         status, body = self.server.tokens.grant(form)
-        sent = self._send(status, "application/json", json.dumps(body).encode())
+        body = json.dumps(body).encode()
         # Never log secrets: the grant type is enough to count what the client did.
         self.server.reqlog.write({"t": round(t0, 6), "method": "POST", "path": TOKEN_PATH,
                                   "endpoint": "token", "query": {"grant_type": grant},
-                                  "status": status, "bytes": sent, "fault": None,
+                                  "status": status, "bytes": len(body), "fault": None,
                                   "dt": round(time.time() - t0, 6)})
+        self._entry = None
+        self._send(status, "application/json", body)
 
     def do_GET(self):
         url = urllib.parse.urlsplit(self.path)
@@ -454,6 +469,9 @@ class Handler(BaseHTTPRequestHandler):
                  "status": 0, "bytes": 0, "fault": None,
                  "ua": self.headers.get("User-Agent", ""), "gzip": False}
         self.gzipped = False
+        self._entry = entry
+        self._logged = False
+        self._fault = None
         try:
             pairs = urllib.parse.parse_qsl(url.query, keep_blank_values=True, strict_parsing=False)
             q = dict(pairs)
@@ -461,14 +479,13 @@ class Handler(BaseHTTPRequestHandler):
             endpoint = url.path[len(PREFIX):] if url.path.startswith(PREFIX) else None
             entry["endpoint"] = endpoint
             status, sent, fault = self._dispatch(endpoint, q)
-            entry.update(status=status, bytes=sent, fault=fault)
+            self._fault = fault
+            self._log(status, sent)
         except (BrokenPipeError, ConnectionResetError):
-            entry["status"] = entry["status"] or -1
             self.close_connection = True
+            self._log(-1, 0)
         finally:
-            entry["gzip"] = self.gzipped
-            entry["dt"] = round(time.time() - entry["t"], 6)
-            self.server.reqlog.write(entry)
+            self._log(0, 0)
 
     def _dispatch(self, endpoint, q):
         if endpoint not in ENDPOINTS:
@@ -484,6 +501,7 @@ class Handler(BaseHTTPRequestHandler):
             self._sleep(self.server.delay)
         rule = self.server.faults.take(endpoint, q)
         kind = rule["kind"] if rule else None
+        self._fault = kind
         if kind == "delay":
             self._sleep(float(rule.get("seconds", 1)))
         elif kind == "hang":
@@ -547,6 +565,7 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         w = ChunkedWriter(self.wfile)
         produce(w)
+        self._log(200, w.sent)
         w.finish()
         return w.sent
 

@@ -118,12 +118,12 @@ static void test_offline_nodes(void **state)
 	char buf[4096];
 	ssize_t n;
 
-	assert_int_equal(tree_stat(f->tree, "/", &st), 0);
+	assert_int_equal(tree_stat(f->tree, "/", NULL, &st), 0);
 	assert_true(S_ISDIR(st.st_mode));
 	assert_int_equal(st.st_mode & 0777, 0555);
-	assert_int_equal(tree_stat(f->tree, "/README.txt", &st), 0);
+	assert_int_equal(tree_stat(f->tree, "/README.txt", NULL, &st), 0);
 	assert_true(S_ISREG(st.st_mode));
-	assert_int_equal(tree_open(f->tree, "/README.txt", O_RDONLY, &fh), 0);
+	assert_int_equal(tree_open(f->tree, "/README.txt", O_RDONLY, NULL, &fh), 0);
 	n = tree_read(fh, buf, sizeof(buf) - 1, 0);
 	assert_int_equal(n, st.st_size);
 	buf[n] = '\0';
@@ -134,16 +134,16 @@ static void test_offline_nodes(void **state)
 	assert_memory_equal(buf, "iafs", 4);
 	tree_close(fh);
 	/* Probe names never reach the network: ENOENT, not EIO. */
-	assert_int_equal(tree_stat(f->tree, "/.hidden", &st), -ENOENT);
-	assert_int_equal(tree_stat(f->tree, "/desktop.ini", &st), -ENOENT);
-	assert_int_equal(tree_stat(f->tree, "/X/.git", &st), -ENOENT);
+	assert_int_equal(tree_stat(f->tree, "/.hidden", NULL, &st), -ENOENT);
+	assert_int_equal(tree_stat(f->tree, "/desktop.ini", NULL, &st), -ENOENT);
+	assert_int_equal(tree_stat(f->tree, "/X/.git", NULL, &st), -ENOENT);
 	/* *.json that is not ours, anywhere: no request either. */
-	assert_int_equal(tree_stat(f->tree, "/x.json", &st), -ENOENT);
-	assert_int_equal(tree_stat(f->tree, "/C/patient.json", &st), -ENOENT);
-	assert_int_equal(tree_stat(f->tree, "/C/P/collection.json", &st), -ENOENT);
-	assert_int_equal(tree_open(f->tree, "/README.txt", O_WRONLY, &fh), -EROFS);
-	assert_int_equal(tree_open(f->tree, "/README.txt", O_RDWR, &fh), -EROFS);
-	assert_int_equal(tree_open(f->tree, "/", O_RDONLY, &fh), -EISDIR);
+	assert_int_equal(tree_stat(f->tree, "/x.json", NULL, &st), -ENOENT);
+	assert_int_equal(tree_stat(f->tree, "/C/patient.json", NULL, &st), -ENOENT);
+	assert_int_equal(tree_stat(f->tree, "/C/P/collection.json", NULL, &st), -ENOENT);
+	assert_int_equal(tree_open(f->tree, "/README.txt", O_WRONLY, NULL, &fh), -EROFS);
+	assert_int_equal(tree_open(f->tree, "/README.txt", O_RDWR, NULL, &fh), -EROFS);
+	assert_int_equal(tree_open(f->tree, "/", O_RDONLY, NULL, &fh), -EISDIR);
 	assert_null(fh);
 }
 
@@ -153,7 +153,7 @@ static void test_api_down(void **state)
 	struct stat st;
 
 	/* A collection needs the list: the API is unreachable, so the errno comes back. */
-	assert_int_equal(tree_stat(f->tree, "/LIDC-IDRI", &st), -EIO);
+	assert_int_equal(tree_stat(f->tree, "/LIDC-IDRI", NULL, &st), -EIO);
 }
 
 static void check_study(const char *date, const char *desc, const char *uid, bool full,

@@ -1,0 +1,86 @@
+/* SPDX-License-Identifier: MIT
+ * store.h — the on-disk series store (design.md §3): series/<SeriesInstanceUID>/ holds a
+ * series' extracted files and a manifest; tmp/ holds work in progress; locks/ one lock
+ * file per series. A series is fetched (getImage), verified and extracted by worker
+ * threads and renamed into place whole, or not at all. Several processes may share one
+ * store: the per-series lock lets one download while the others wait, and keeps a
+ * series with open files from being evicted. Knows nothing of FUSE or of paths in the
+ * mount.
+ */
+#ifndef TCIAFS_STORE_H
+#define TCIAFS_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct store;
+struct store_series;
+struct tcia;
+
+struct store_opts {
+	const char *dir;	/* the cache folder (series/, tmp/, locks/ go inside) */
+	uint64_t cap;		/* bytes of series kept before least-recently-used go */
+	int max_fetches;	/* downloads at once */
+	int walk_budget;	/* fetches a process may start within walk_window; 0 = no guard */
+	int walk_window;	/* seconds */
+	int unzip_threads;	/* extraction threads per series */
+	bool offline;		/* never fetch */
+};
+
+/* What the metadata says a series holds; -1 where unknown. */
+struct store_expect {
+	int64_t count;		/* DICOM files (ImageCount) */
+	int64_t bytes;		/* their total size (FileSize) */
+};
+
+/* Who is asking: the walk guard counts fetches per process, and a waiting caller can be
+ * interrupted (interrupted() is polled while waiting; NULL = never). */
+struct store_caller {
+	pid_t pid;
+	bool (*interrupted)(void *arg);
+	void *arg;
+};
+
+/* Makes the folders, removes what dead processes left in tmp/, and starts the fetch
+ * workers. tcia is borrowed. Returns 0 or -errno (logged). */
+int store_new(const struct store_opts *opts, struct tcia *tcia, struct store **out);
+
+/* Stops the workers (a download in progress is abandoned and cleaned) and frees. */
+void store_free(struct store *s);
+
+/* The series, fetching it if it is not in the store. Concurrent callers, in this process
+ * or others sharing the store, share one download. Returns 0 with a reference in *out
+ * (release with store_series_put), or -errno: -EINTR when the caller was interrupted
+ * (the download carries on), -EAGAIN when the walk guard held the fetch back, -EIO when
+ * offline and absent, or the fetch's own error (logged once). */
+int store_get(struct store *s, const char *uid, const struct store_expect *exp,
+	      const struct store_caller *who, struct store_series **out);
+
+/* The series if it is in the store already; never fetches. -ENOENT otherwise. */
+int store_peek(struct store *s, const char *uid, struct store_series **out);
+
+void store_series_put(struct store *s, struct store_series *ss);
+
+/* The series' files, in the zip's order. Borrowed: valid while the reference is held. */
+size_t store_series_count(const struct store_series *ss);
+const char *store_series_name(const struct store_series *ss, size_t i);
+uint64_t store_series_size(const struct store_series *ss, size_t i);
+time_t store_series_time(const struct store_series *ss);
+/* The index of name, or -1. */
+long store_series_find(const struct store_series *ss, const char *name);
+
+/* Opens file i for reading and marks the series in use (never evicted while any of its
+ * files is open, in any process). Returns 0 with *fd, or -errno. */
+int store_open(struct store *s, struct store_series *ss, size_t i, int *fd);
+void store_close(struct store *s, struct store_series *ss, int fd);
+
+/* The store's state as a JSON object (fetches in flight with bytes done/expected, queued
+ * fetches, bytes used and cap, counters). Returns a new string (caller frees) or NULL. */
+char *store_status_json(struct store *s);
+
+/* Parses "20G", "512M", "1T", "1000" (bytes). Returns 0 or -EINVAL. */
+int store_parse_size(const char *text, uint64_t *out);
+
+#endif

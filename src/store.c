@@ -1,0 +1,1166 @@
+/* SPDX-License-Identifier: MIT
+ * store.c — the series store: the fetch protocol (lock, download to tmp/, verify and
+ * extract, manifest, sync, rename into series/), worker threads with single-flight per
+ * series, the walk guard, LRU eviction under a byte cap, and cleanup of what crashed
+ * processes left. One mutex guards the in-memory tables; no lock is held across a
+ * download, an extraction or a flock wait.
+ */
+#include "store.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "tcia.h"
+#include "unzip.h"
+
+#define STORE_MANIFEST ".manifest"
+#define STORE_TOUCH_EVERY 60	/* seconds between LRU time updates of one series */
+#define STORE_WAIT_TICK_MS 100
+#define STORE_MAX_WORKERS 32
+#define STORE_MAX_PIDS 256
+/* A failed fetch answers later callers for this long before a new attempt: one `ls -l`
+ * makes several calls, and a broken series must not be downloaded for each. */
+#define STORE_FAIL_MEMORY 3
+
+struct store_file {
+	char *name;
+	uint64_t size;
+};
+
+struct store_series {
+	char *uid;
+	size_t count;
+	struct store_file *files;
+	uint64_t bytes;
+	time_t fetched;
+	int refs;		/* protected by store->lock */
+	int open_files;		/* protected by store->lock */
+	int lock_fd;		/* holds LOCK_SH while open_files > 0; protected by lock */
+	time_t touched;		/* protected by store->lock */
+	bool gone;		/* evicted or vanished: no longer in the table */
+	struct store_series *next;
+};
+
+/* One download, shared by everyone who asks for the series meanwhile. */
+struct store_fetch {
+	char *uid;
+	struct store_expect exp;
+	bool started;
+	bool done;
+	int rc;
+	time_t finished;
+	int waiters;
+	uint64_t bytes_done;	/* written by the worker, read for status; under lock */
+	uint64_t bytes_expected;
+	struct store_fetch *next;
+};
+
+/* Recent fetch starts of one process, for the walk guard. */
+struct store_pid {
+	pid_t pid;
+	unsigned long long start;	/* process start time: tells a reused pid apart */
+	time_t times[64];		/* ring of recent fetch starts */
+	int n;
+	bool blocked;
+	char comm[32];
+};
+
+struct store {
+	char *dir;
+	char *series_dir;
+	char *tmp_dir;
+	char *locks_dir;
+	struct store_opts opts;
+	struct tcia *tcia;	/* borrowed */
+	char host[64];
+	pthread_mutex_t lock;
+	pthread_cond_t work;	/* a fetch was queued, or stopping */
+	pthread_cond_t done;	/* a fetch finished */
+	/* Protected by lock: */
+	struct store_series *series;
+	struct store_fetch *fetches;	/* queued and running */
+	struct store_pid pids[STORE_MAX_PIDS];
+	bool stopping;
+	unsigned long n_fetched, n_fetch_errors, n_evicted, n_refused, n_hits;
+	uint64_t used;			/* bytes in series/, as of the last scan */
+	size_t used_series;
+	int nworkers;
+	pthread_t workers[STORE_MAX_WORKERS];
+};
+
+/* ---- small helpers ------------------------------------------------------------------ */
+
+int store_parse_size(const char *text, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+	int shift = 0;
+
+	if (!text || !*text)
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(text, &end, 10);
+	if (errno || end == text)
+		return -EINVAL;
+	switch (*end) {
+	case '\0':
+		break;
+	case 'K': case 'k':
+		shift = 10;
+		break;
+	case 'M': case 'm':
+		shift = 20;
+		break;
+	case 'G': case 'g':
+		shift = 30;
+		break;
+	case 'T': case 't':
+		shift = 40;
+		break;
+	default:
+		return -EINVAL;
+	}
+	if (*end && end[1] != '\0' && !(end[1] == 'B' && end[2] == '\0') &&
+	    !(end[1] == 'i' && end[2] == 'B' && end[3] == '\0'))
+		return -EINVAL;
+	if (shift && v > (UINT64_MAX >> shift))
+		return -EINVAL;
+	*out = (uint64_t)v << shift;
+	return 0;
+}
+
+/* DICOM UIDs are digits and dots; anything else from the API is refused here rather than
+ * turned into a path. */
+static bool store_uid_ok(const char *uid)
+{
+	size_t n = strlen(uid), i;
+
+	if (n == 0 || n > 64 || uid[0] == '.')
+		return false;
+	for (i = 0; i < n; i++)
+		if (!((uid[i] >= '0' && uid[i] <= '9') || uid[i] == '.'))
+			return false;
+	return true;
+}
+
+static char *store_join(const char *a, const char *b)
+{
+	size_t n = strlen(a) + strlen(b) + 2;
+	char *p = malloc(n);
+
+	if (p)
+		snprintf(p, n, "%s/%s", a, b);
+	return p;
+}
+
+static int store_mkdir(const char *path)
+{
+	if (mkdir(path, 0700) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+/* rm -rf of a folder holding only plain files (what tmp/ and series/ hold). */
+static void store_rmtree(const char *path)
+{
+	DIR *d = opendir(path);
+	struct dirent *de;
+
+	if (!d) {
+		unlink(path);
+		return;
+	}
+	while ((de = readdir(d))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		if (unlinkat(dirfd(d), de->d_name, 0) < 0 && errno == EISDIR) {
+			char *sub = store_join(path, de->d_name);
+
+			if (sub)
+				store_rmtree(sub);
+			free(sub);
+		}
+	}
+	closedir(d);
+	rmdir(path);
+}
+
+static void store_series_free(struct store_series *ss)
+{
+	size_t i;
+
+	if (!ss)
+		return;
+	for (i = 0; i < ss->count; i++)
+		free(ss->files[i].name);
+	free(ss->files);
+	free(ss->uid);
+	if (ss->lock_fd >= 0)
+		close(ss->lock_fd);
+	free(ss);
+}
+
+/* ---- manifests ---------------------------------------------------------------------- */
+
+static int store_write_manifest(int dir_fd, const char *uid, const struct unzip_result *r,
+				uint64_t zip_bytes, time_t when)
+{
+	json_t *root, *files;
+	char *text = NULL;
+	size_t i, n, done = 0;
+	int fd, rc = -ENOMEM;
+
+	root = json_pack("{s:s,s:I,s:I,s:[]}", "series", uid, "fetched", (json_int_t)when,
+			 "zip_bytes", (json_int_t)zip_bytes, "files");
+	if (!root)
+		return -ENOMEM;
+	files = json_object_get(root, "files");
+	for (i = 0; i < r->count; i++)
+		if (json_array_append_new(files, json_pack("{s:s,s:I}", "name", r->v[i].name,
+							   "size", (json_int_t)r->v[i].size)))
+			goto out;
+	text = json_dumps(root, JSON_COMPACT);
+	if (!text)
+		goto out;
+	fd = openat(dir_fd, STORE_MANIFEST, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		rc = -errno;
+		goto out;
+	}
+	n = strlen(text);
+	rc = 0;
+	while (done < n) {
+		ssize_t w = write(fd, text + done, n - done);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0) {
+			rc = -errno;
+			break;
+		}
+		done += (size_t)w;
+	}
+	if (close(fd) < 0 && rc == 0)
+		rc = -errno;
+out:
+	free(text);
+	json_decref(root);
+	return rc;
+}
+
+/* Loads series/<uid>/.manifest. Returns 0 with a new series, -ENOENT when the series is
+ * not in the store, or -EIO for a damaged manifest (logged). */
+static int store_load(struct store *s, const char *uid, struct store_series **out)
+{
+	char path[PATH_MAX];
+	struct store_series *ss;
+	json_error_t err;
+	json_t *root, *files, *f;
+	size_t i;
+	int rc = -ENOMEM;
+
+	*out = NULL;
+	if (snprintf(path, sizeof(path), "%s/%s/%s", s->series_dir, uid, STORE_MANIFEST) >=
+	    (int)sizeof(path))
+		return -ENAMETOOLONG;
+	root = json_load_file(path, 0, &err);
+	if (!root) {
+		if (access(path, F_OK) < 0)
+			return -ENOENT;
+		log_err("store: damaged manifest %s: %s", path, err.text);
+		return -EIO;
+	}
+	files = json_object_get(root, "files");
+	ss = calloc(1, sizeof(*ss));
+	if (!ss)
+		goto out_decref;
+	ss->lock_fd = -1;
+	ss->uid = strdup(uid);
+	ss->files = calloc(json_array_size(files) + 1, sizeof(*ss->files));
+	if (!ss->uid || !ss->files)
+		goto out_free;
+	ss->fetched = (time_t)json_integer_value(json_object_get(root, "fetched"));
+	json_array_foreach(files, i, f) {
+		const char *name = json_string_value(json_object_get(f, "name"));
+		json_int_t size = json_integer_value(json_object_get(f, "size"));
+
+		if (!name || !unzip_name_ok(name) || size < 0) {
+			log_err("store: damaged manifest %s: bad file entry %zu", path, i);
+			rc = -EIO;
+			goto out_free;
+		}
+		ss->files[ss->count].name = strdup(name);
+		if (!ss->files[ss->count].name)
+			goto out_free;
+		ss->files[ss->count].size = (uint64_t)size;
+		ss->bytes += (uint64_t)size;
+		ss->count++;
+	}
+	*out = ss;
+	rc = 0;
+	goto out_decref;
+
+out_free:
+	store_series_free(ss);
+out_decref:
+	json_decref(root);
+	return rc;
+}
+
+/* ---- the in-memory table (under s->lock) ---------------------------------------------- */
+
+static struct store_series *store_find(struct store *s, const char *uid)
+{
+	struct store_series *ss;
+
+	for (ss = s->series; ss; ss = ss->next)
+		if (strcmp(ss->uid, uid) == 0)
+			return ss;
+	return NULL;
+}
+
+static void store_unlink_series(struct store *s, struct store_series *ss)
+{
+	struct store_series **p;
+
+	for (p = &s->series; *p; p = &(*p)->next)
+		if (*p == ss) {
+			*p = ss->next;
+			ss->gone = true;
+			return;
+		}
+}
+
+void store_series_put(struct store *s, struct store_series *ss)
+{
+	bool last;
+
+	if (!ss)
+		return;
+	pthread_mutex_lock(&s->lock);
+	last = --ss->refs == 0 && ss->gone;
+	pthread_mutex_unlock(&s->lock);
+	if (last)
+		store_series_free(ss);
+}
+
+/* Updates the series folder's mtime, which orders eviction (least recently used first). */
+static void store_touch(struct store *s, struct store_series *ss)
+{
+	char path[PATH_MAX];
+	time_t now = time(NULL);
+	bool due;
+
+	pthread_mutex_lock(&s->lock);
+	due = now - ss->touched >= STORE_TOUCH_EVERY;
+	if (due)
+		ss->touched = now;
+	pthread_mutex_unlock(&s->lock);
+	if (due && snprintf(path, sizeof(path), "%s/%s", s->series_dir, ss->uid) <
+			   (int)sizeof(path))
+		utimensat(AT_FDCWD, path, NULL, 0);
+}
+
+/* The series from the table, or from its manifest on disk; checks it is still there
+ * (another process may have evicted it). Returns 0 with a reference, or -ENOENT. */
+static int store_lookup(struct store *s, const char *uid, struct store_series **out)
+{
+	char path[PATH_MAX];
+	struct store_series *ss, *loaded = NULL;
+	int rc;
+
+	*out = NULL;
+	snprintf(path, sizeof(path), "%s/%s/%s", s->series_dir, uid, STORE_MANIFEST);
+	pthread_mutex_lock(&s->lock);
+	ss = store_find(s, uid);
+	if (ss && access(path, F_OK) < 0) {
+		store_unlink_series(s, ss);
+		if (ss->refs == 0) {
+			pthread_mutex_unlock(&s->lock);
+			store_series_free(ss);
+			pthread_mutex_lock(&s->lock);
+		}
+		ss = NULL;
+	}
+	if (ss) {
+		ss->refs++;
+		pthread_mutex_unlock(&s->lock);
+		*out = ss;
+		store_touch(s, ss);
+		return 0;
+	}
+	pthread_mutex_unlock(&s->lock);
+	rc = store_load(s, uid, &loaded);
+	if (rc < 0)
+		return rc;
+	pthread_mutex_lock(&s->lock);
+	ss = store_find(s, uid);
+	if (!ss) {
+		ss = loaded;
+		ss->next = s->series;
+		s->series = ss;
+		loaded = NULL;
+	}
+	ss->refs++;
+	pthread_mutex_unlock(&s->lock);
+	store_series_free(loaded);
+	*out = ss;
+	store_touch(s, ss);
+	return 0;
+}
+
+/* ---- the walk guard (under s->lock) --------------------------------------------------- */
+
+static unsigned long long store_proc_start(pid_t pid, char *comm, size_t comm_size)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long start = 0;
+	FILE *f;
+	int field;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	if (!fgets(buf, sizeof(buf), f)) {
+		fclose(f);
+		return 0;
+	}
+	fclose(f);
+	p = strchr(buf, '(');
+	if (p && strrchr(buf, ')')) {
+		size_t n = (size_t)(strrchr(buf, ')') - p - 1);
+
+		if (n >= comm_size)
+			n = comm_size - 1;
+		memcpy(comm, p + 1, n);
+		comm[n] = '\0';
+		p = strrchr(buf, ')') + 2;
+		/* Field 3 is the state; the start time is field 22. */
+		for (field = 3; p && field < 22; field++) {
+			p = strchr(p, ' ');
+			if (p)
+				p++;
+		}
+		if (p)
+			start = strtoull(p, NULL, 10);
+	}
+	return start;
+}
+
+/* May pid start one more fetch? A process that starts more than walk_budget within
+ * walk_window seconds is taken for a recursive walk (find, du, an indexer) and refused
+ * for the rest of its life. */
+static bool store_walk_allows(struct store *s, pid_t pid)
+{
+	char comm[32] = "?";
+	unsigned long long start;
+	struct store_pid *p = NULL, *oldest = NULL;
+	time_t now = time(NULL);
+	int i, recent = 0;
+
+	if (s->opts.walk_budget <= 0 || pid <= 0)
+		return true;
+	start = store_proc_start(pid, comm, sizeof(comm));
+	for (i = 0; i < STORE_MAX_PIDS; i++) {
+		struct store_pid *q = &s->pids[i];
+
+		if (q->pid == pid && q->start == start) {
+			p = q;
+			break;
+		}
+		/* Reuse a free slot, else the one whose last fetch is oldest. */
+		if (!oldest || (oldest->pid != 0 &&
+				(q->pid == 0 || q->times[(q->n + 63) % 64] <
+						       oldest->times[(oldest->n + 63) % 64])))
+			oldest = q;
+	}
+	if (!p) {
+		p = oldest;
+		memset(p, 0, sizeof(*p));
+		p->pid = pid;
+		p->start = start;
+		snprintf(p->comm, sizeof(p->comm), "%s", comm);
+	}
+	if (p->blocked)
+		return false;
+	for (i = 0; i < p->n && i < 64; i++)
+		if (now - p->times[i] < s->opts.walk_window)
+			recent++;
+	if (recent >= s->opts.walk_budget) {
+		p->blocked = true;
+		log_warn("walk guard: %s (pid %d) started %d series downloads within %ds; "
+			 "holding back its further ones (raise -o walk_budget, or 0 to turn "
+			 "the guard off)", p->comm, (int)pid, recent, s->opts.walk_window);
+		return false;
+	}
+	p->times[p->n % 64] = now;
+	p->n++;
+	return true;
+}
+
+/* ---- eviction ----------------------------------------------------------------------- */
+
+struct store_victim {
+	char uid[72];
+	time_t used;
+	uint64_t bytes;
+};
+
+static int store_cmp_victim(const void *a, const void *b)
+{
+	const struct store_victim *x = a, *y = b;
+
+	return (x->used > y->used) - (x->used < y->used);
+}
+
+/* Evicts series/<uid> if no process has it open or is fetching it. Returns true if it
+ * went. */
+static bool store_evict_one(struct store *s, const char *uid)
+{
+	char lock_path[PATH_MAX], from[PATH_MAX], to[PATH_MAX];
+	struct store_series *ss;
+	bool gone = false;
+	int fd;
+
+	snprintf(lock_path, sizeof(lock_path), "%s/%s.lock", s->locks_dir, uid);
+	fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return false;
+	if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+		snprintf(from, sizeof(from), "%s/%s", s->series_dir, uid);
+		snprintf(to, sizeof(to), "%s/evict.%s.%s.%d", s->tmp_dir, uid, s->host,
+			 (int)getpid());
+		/* One rename takes the whole series away; deleting it is then private. */
+		if (rename(from, to) == 0) {
+			store_rmtree(to);
+			gone = true;
+		}
+		flock(fd, LOCK_UN);
+	}
+	close(fd);
+	if (gone) {
+		pthread_mutex_lock(&s->lock);
+		ss = store_find(s, uid);
+		if (ss) {
+			store_unlink_series(s, ss);
+			if (ss->refs == 0) {
+				pthread_mutex_unlock(&s->lock);
+				store_series_free(ss);
+				pthread_mutex_lock(&s->lock);
+			}
+		}
+		s->n_evicted++;
+		pthread_mutex_unlock(&s->lock);
+		log_info("store: evicted series %s (least recently used)", uid);
+	}
+	return gone;
+}
+
+/* Scans series/ (other processes add to it too), and while the total is over the cap
+ * evicts the least recently used series that nobody has open. keep is not evicted
+ * unless it alone is over the cap (a series bigger than the cap is still served once). */
+static void store_evict(struct store *s, const char *keep)
+{
+	struct store_victim *v = NULL, *nv;
+	size_t n = 0, cap = 0, i;
+	uint64_t used = 0;
+	struct dirent *de;
+	DIR *d;
+
+	d = opendir(s->series_dir);
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		struct store_series *ss;
+		struct stat st;
+
+		if (de->d_name[0] == '.' || !store_uid_ok(de->d_name))
+			continue;
+		if (fstatat(dirfd(d), de->d_name, &st, 0) < 0 || !S_ISDIR(st.st_mode))
+			continue;
+		if (store_load(s, de->d_name, &ss) < 0)
+			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 64;
+			nv = realloc(v, cap * sizeof(*v));
+			if (!nv) {
+				store_series_free(ss);
+				break;
+			}
+			v = nv;
+		}
+		snprintf(v[n].uid, sizeof(v[n].uid), "%.64s", de->d_name);
+		v[n].used = st.st_mtime;
+		v[n].bytes = ss->bytes;
+		used += ss->bytes;
+		n++;
+		store_series_free(ss);
+	}
+	closedir(d);
+	qsort(v, n, sizeof(*v), store_cmp_victim);
+	for (i = 0; i < n && used > s->opts.cap; i++) {
+		if (keep && strcmp(v[i].uid, keep) == 0)
+			continue;
+		if (store_evict_one(s, v[i].uid))
+			used -= v[i].bytes;
+	}
+	pthread_mutex_lock(&s->lock);
+	s->used = used;
+	s->used_series = n;
+	pthread_mutex_unlock(&s->lock);
+	free(v);
+}
+
+/* ---- fetching ----------------------------------------------------------------------- */
+
+static void store_progress(void *arg, uint64_t done, uint64_t total)
+{
+	struct store_fetch *f = arg;
+
+	/* Read under the lock by status; a torn read of a counter is harmless, but keep
+	 * the writes simple and atomic-sized. */
+	__atomic_store_n(&f->bytes_done, done, __ATOMIC_RELAXED);
+	if (total)
+		__atomic_store_n(&f->bytes_expected, total, __ATOMIC_RELAXED);
+}
+
+/* The fetch protocol for one series. Called by a worker with no lock held. */
+static int store_fetch_series(struct store *s, struct store_fetch *f)
+{
+	char lock_path[PATH_MAX], zip_path[PATH_MAX], work[PATH_MAX], final[PATH_MAX];
+	struct unzip_limits lim = { f->exp.count, f->exp.bytes, 0, s->opts.unzip_threads };
+	struct unzip_result r;
+	uint64_t zip_bytes = 0;
+	int lock_fd, zip_fd = -1, dir_fd = -1, rc;
+	char what[128];
+
+	snprintf(what, sizeof(what), "series %s", f->uid);
+	snprintf(lock_path, sizeof(lock_path), "%s/%s.lock", s->locks_dir, f->uid);
+	snprintf(zip_path, sizeof(zip_path), "%s/%s.%s.%d.%lu.zip", s->tmp_dir, f->uid, s->host,
+		 (int)getpid(), (unsigned long)pthread_self());
+	snprintf(work, sizeof(work), "%s/%s.%s.%d.%lu.d", s->tmp_dir, f->uid, s->host,
+		 (int)getpid(), (unsigned long)pthread_self());
+	snprintf(final, sizeof(final), "%s/%s", s->series_dir, f->uid);
+
+	lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (lock_fd < 0)
+		return -errno;
+	/* Another process may be fetching it: wait for it, then find it done. */
+	while (flock(lock_fd, LOCK_EX) < 0)
+		if (errno != EINTR) {
+			rc = -errno;
+			goto out_close_lock;
+		}
+	rc = 0;
+	if (access(final, F_OK) == 0)
+		goto out_unlock;
+
+	log_info("%s: downloading", what);
+	zip_fd = open(zip_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (zip_fd < 0) {
+		rc = -errno;
+		log_err("%s: cannot create %s: %s", what, zip_path, strerror(-rc));
+		goto out_unlock;
+	}
+	rc = tcia_get_image(s->tcia, f->uid, zip_fd,
+			    f->exp.bytes > 0 ? (uint64_t)f->exp.bytes : 0, store_progress, f,
+			    &zip_bytes);
+	close(zip_fd);
+	if (rc < 0) {
+		log_err("%s: download failed: %s", what, strerror(-rc));
+		goto out_rm_zip;
+	}
+	if (mkdir(work, 0755) < 0) {
+		rc = -errno;
+		goto out_rm_zip;
+	}
+	dir_fd = open(work, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dir_fd < 0) {
+		rc = -errno;
+		goto out_rm_work;
+	}
+	rc = unzip_extract(zip_path, dir_fd, &lim, what, &r);
+	if (rc < 0)
+		goto out_rm_work;
+	rc = store_write_manifest(dir_fd, f->uid, &r, zip_bytes, time(NULL));
+	unzip_result_clear(&r);
+	/* Everything on disk before the rename makes it visible: whole or absent. */
+	if (rc == 0 && syncfs(dir_fd) < 0)
+		rc = -errno;
+	if (rc == 0 && rename(work, final) < 0)
+		rc = -errno;
+	if (rc < 0) {
+		log_err("%s: cannot store it: %s", what, strerror(-rc));
+		goto out_rm_work;
+	}
+	close(dir_fd);
+	dir_fd = open(s->series_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dir_fd >= 0)
+		fsync(dir_fd);
+	log_info("%s: stored (%" PRIu64 " bytes downloaded)", what, zip_bytes);
+	goto out_rm_zip;
+
+out_rm_work:
+	store_rmtree(work);
+out_rm_zip:
+	if (dir_fd >= 0)
+		close(dir_fd);
+	unlink(zip_path);
+out_unlock:
+	flock(lock_fd, LOCK_UN);
+out_close_lock:
+	close(lock_fd);
+	return rc;
+}
+
+static void store_fetch_drop(struct store *s, struct store_fetch *f)
+{
+	struct store_fetch **p;
+
+	for (p = &s->fetches; *p; p = &(*p)->next)
+		if (*p == f) {
+			*p = f->next;
+			break;
+		}
+	free(f->uid);
+	free(f);
+}
+
+static void *store_worker(void *arg)
+{
+	struct store *s = arg;
+	struct store_fetch *f;
+	int rc;
+
+	pthread_mutex_lock(&s->lock);
+	for (;;) {
+		for (f = s->fetches; f && f->started; f = f->next)
+			;
+		if (s->stopping)
+			break;
+		if (!f) {
+			pthread_cond_wait(&s->work, &s->lock);
+			continue;
+		}
+		f->started = true;
+		pthread_mutex_unlock(&s->lock);
+		rc = store_fetch_series(s, f);
+		if (rc == 0)
+			store_evict(s, f->uid);
+		pthread_mutex_lock(&s->lock);
+		f->rc = rc;
+		f->done = true;
+		if (rc == 0)
+			s->n_fetched++;
+		else
+			s->n_fetch_errors++;
+		f->finished = time(NULL);
+		pthread_cond_broadcast(&s->done);
+		/* Everyone who waited gave up (interrupted): nobody else will drop it. A
+		 * failure stays a little while, to answer the callers right behind. */
+		if (f->waiters == 0 && rc == 0)
+			store_fetch_drop(s, f);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return NULL;
+}
+
+/* Drops failed fetches older than STORE_FAIL_MEMORY that nobody waits on. Lock held. */
+static void store_forget_failures(struct store *s)
+{
+	struct store_fetch *f, *next;
+	time_t now = time(NULL);
+
+	for (f = s->fetches; f; f = next) {
+		next = f->next;
+		if (f->done && f->waiters == 0 && now - f->finished >= STORE_FAIL_MEMORY)
+			store_fetch_drop(s, f);
+	}
+}
+
+int store_peek(struct store *s, const char *uid, struct store_series **out)
+{
+	*out = NULL;
+	if (!store_uid_ok(uid))
+		return -ENOENT;
+	return store_lookup(s, uid, out);
+}
+
+static bool store_ms_wait(struct store *s)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_nsec += STORE_WAIT_TICK_MS * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	return pthread_cond_timedwait(&s->done, &s->lock, &ts) == 0;
+}
+
+int store_get(struct store *s, const char *uid, const struct store_expect *exp,
+	      const struct store_caller *who, struct store_series **out)
+{
+	struct store_fetch *f, **tail;
+	int rc, round;
+
+	*out = NULL;
+	if (!store_uid_ok(uid)) {
+		log_err("store: refusing series UID \"%.80s\": not a DICOM UID", uid);
+		return -EIO;
+	}
+	for (round = 0; round < 2; round++) {
+		rc = store_lookup(s, uid, out);
+		if (rc != -ENOENT) {
+			if (rc == 0) {
+				pthread_mutex_lock(&s->lock);
+				s->n_hits++;
+				pthread_mutex_unlock(&s->lock);
+			}
+			return rc;
+		}
+		if (round == 1)
+			break;	/* fetched, yet not there: the fetch's error said why */
+		if (s->opts.offline) {
+			log_err("offline: series %s is not in the cache", uid);
+			return -EIO;
+		}
+		pthread_mutex_lock(&s->lock);
+		store_forget_failures(s);
+		for (f = s->fetches; f; f = f->next)
+			if (strcmp(f->uid, uid) == 0)
+				break;
+		if (f && f->done) {
+			/* It failed moments ago: say so again rather than fetch again. */
+			rc = f->rc;
+			pthread_mutex_unlock(&s->lock);
+			return rc;
+		}
+		if (!f) {
+			if (!store_walk_allows(s, who ? who->pid : 0)) {
+				s->n_refused++;
+				pthread_mutex_unlock(&s->lock);
+				return -EAGAIN;
+			}
+			f = calloc(1, sizeof(*f));
+			if (f)
+				f->uid = strdup(uid);
+			if (!f || !f->uid) {
+				free(f);
+				pthread_mutex_unlock(&s->lock);
+				return -ENOMEM;
+			}
+			f->exp = exp ? *exp : (struct store_expect){ -1, -1 };
+			f->bytes_expected = f->exp.bytes > 0 ? (uint64_t)f->exp.bytes : 0;
+			/* Appended: the workers take fetches in the order they were asked for. */
+			for (tail = &s->fetches; *tail; tail = &(*tail)->next)
+				;
+			*tail = f;
+			pthread_cond_signal(&s->work);
+		}
+		f->waiters++;
+		rc = 0;
+		while (!f->done) {
+			store_ms_wait(s);
+			if (!f->done && who && who->interrupted && who->interrupted(who->arg)) {
+				rc = -EINTR;	/* the download carries on without us */
+				break;
+			}
+		}
+		if (rc == 0)
+			rc = f->rc;
+		f->waiters--;
+		if (f->done && f->waiters == 0 && f->rc == 0)
+			store_fetch_drop(s, f);
+		pthread_mutex_unlock(&s->lock);
+		if (rc < 0)
+			return rc;
+	}
+	return -EIO;
+}
+
+/* ---- reading ------------------------------------------------------------------------ */
+
+size_t store_series_count(const struct store_series *ss)
+{
+	return ss->count;
+}
+
+const char *store_series_name(const struct store_series *ss, size_t i)
+{
+	return ss->files[i].name;
+}
+
+uint64_t store_series_size(const struct store_series *ss, size_t i)
+{
+	return ss->files[i].size;
+}
+
+time_t store_series_time(const struct store_series *ss)
+{
+	return ss->fetched;
+}
+
+long store_series_find(const struct store_series *ss, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < ss->count; i++)
+		if (strcmp(ss->files[i].name, name) == 0)
+			return (long)i;
+	return -1;
+}
+
+int store_open(struct store *s, struct store_series *ss, size_t i, int *fd)
+{
+	char path[PATH_MAX];
+	int lock_fd = -1, rc = 0;
+
+	*fd = -1;
+	if (i >= ss->count)
+		return -ENOENT;
+	pthread_mutex_lock(&s->lock);
+	if (ss->open_files == 0) {
+		/* A shared lock for as long as any file is open: evictors skip the series. */
+		snprintf(path, sizeof(path), "%s/%s.lock", s->locks_dir, ss->uid);
+		lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+		if (lock_fd < 0 || flock(lock_fd, LOCK_SH | LOCK_NB) < 0) {
+			rc = -errno;
+			if (lock_fd >= 0)
+				close(lock_fd);
+		} else {
+			ss->lock_fd = lock_fd;
+		}
+	}
+	if (rc == 0)
+		ss->open_files++;
+	pthread_mutex_unlock(&s->lock);
+	if (rc == -EWOULDBLOCK)
+		rc = -EBUSY;	/* being evicted or refetched right now */
+	if (rc < 0)
+		return rc;
+	snprintf(path, sizeof(path), "%s/%s/%s", s->series_dir, ss->uid, ss->files[i].name);
+	*fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (*fd < 0) {
+		rc = -errno;
+		store_close(s, ss, -1);
+	}
+	return rc;
+}
+
+void store_close(struct store *s, struct store_series *ss, int fd)
+{
+	int lock_fd = -1;
+
+	if (fd >= 0)
+		close(fd);
+	pthread_mutex_lock(&s->lock);
+	if (--ss->open_files == 0) {
+		lock_fd = ss->lock_fd;
+		ss->lock_fd = -1;
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (lock_fd >= 0)
+		close(lock_fd);	/* drops the shared lock */
+}
+
+/* ---- status ------------------------------------------------------------------------- */
+
+char *store_status_json(struct store *s)
+{
+	json_t *root, *fetches, *blocked;
+	struct store_fetch *f;
+	size_t queued = 0, i;
+	char *text;
+
+	fetches = json_array();
+	blocked = json_array();
+	pthread_mutex_lock(&s->lock);
+	for (f = s->fetches; f; f = f->next) {
+		if (f->done)
+			continue;
+		if (!f->started) {
+			queued++;
+			continue;
+		}
+		json_array_append_new(fetches, json_pack(
+			"{s:s,s:I,s:I,s:i}", "series", f->uid, "bytes_done",
+			(json_int_t)__atomic_load_n(&f->bytes_done, __ATOMIC_RELAXED),
+			"bytes_expected",
+			(json_int_t)__atomic_load_n(&f->bytes_expected, __ATOMIC_RELAXED),
+			"waiting", f->waiters));
+	}
+	for (i = 0; i < STORE_MAX_PIDS; i++)
+		if (s->pids[i].pid && s->pids[i].blocked)
+			json_array_append_new(blocked, json_pack("{s:i,s:s}", "pid",
+								 (int)s->pids[i].pid, "command",
+								 s->pids[i].comm));
+	root = json_pack("{s:o,s:I,s:{s:s,s:I,s:I,s:I},s:{s:I,s:I,s:I,s:I,s:I},"
+			 "s:{s:i,s:i,s:o}}",
+			 "fetches", fetches, "queued", (json_int_t)queued,
+			 "store", "dir", s->dir, "bytes", (json_int_t)s->used, "cap",
+			 (json_int_t)s->opts.cap, "series", (json_int_t)s->used_series,
+			 "counters", "fetched", (json_int_t)s->n_fetched, "fetch_errors",
+			 (json_int_t)s->n_fetch_errors, "evictions", (json_int_t)s->n_evicted,
+			 "walk_refusals", (json_int_t)s->n_refused, "cache_hits",
+			 (json_int_t)s->n_hits,
+			 "walk_guard", "budget", s->opts.walk_budget, "window_seconds",
+			 s->opts.walk_window, "held_back_processes", blocked);
+	pthread_mutex_unlock(&s->lock);
+	if (!root)
+		return NULL;
+	text = json_dumps(root, JSON_INDENT(2));
+	json_decref(root);
+	return text;
+}
+
+/* ---- life cycle --------------------------------------------------------------------- */
+
+/* Removes what dead processes left in tmp/: names end in .<host>.<pid>.<tid>.zip or .d,
+ * or are evict.<uid>.<host>.<pid>. Work of live processes (this host) and recent work
+ * of other hosts (a shared store) is left alone. */
+static void store_clean_tmp(struct store *s)
+{
+	time_t now = time(NULL);
+	struct dirent *de;
+	DIR *d = opendir(s->tmp_dir);
+	int removed = 0;
+
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		char *path;
+		const char *p;
+		struct stat st;
+		int pid = 0;
+		bool mine = false, dead = false;
+
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		p = strstr(de->d_name, s->host);
+		if (p && p[strlen(s->host)] == '.' && (p == de->d_name || p[-1] == '.')) {
+			mine = true;
+			pid = atoi(p + strlen(s->host) + 1);
+			dead = pid > 0 && kill(pid, 0) < 0 && errno == ESRCH;
+		}
+		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			continue;
+		if (!(mine ? dead : now - st.st_mtime > 24 * 3600))
+			continue;
+		path = store_join(s->tmp_dir, de->d_name);
+		if (path) {
+			store_rmtree(path);
+			removed++;
+		}
+		free(path);
+	}
+	closedir(d);
+	if (removed)
+		log_info("store: removed %d leftovers of interrupted fetches from %s", removed,
+			 s->tmp_dir);
+}
+
+int store_new(const struct store_opts *opts, struct tcia *tcia, struct store **out)
+{
+	struct store *s;
+	int rc = -ENOMEM, i;
+
+	*out = NULL;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->opts = *opts;
+	if (s->opts.max_fetches < 1)
+		s->opts.max_fetches = 1;
+	if (s->opts.max_fetches > STORE_MAX_WORKERS)
+		s->opts.max_fetches = STORE_MAX_WORKERS;
+	if (s->opts.walk_window < 1)
+		s->opts.walk_window = 60;
+	s->tcia = tcia;
+	if (gethostname(s->host, sizeof(s->host) - 1) < 0 || !s->host[0])
+		snprintf(s->host, sizeof(s->host), "localhost");
+	for (i = 0; s->host[i]; i++)
+		if (s->host[i] == '.' || s->host[i] == '/')
+			s->host[i] = '_';
+	s->dir = strdup(opts->dir);
+	s->series_dir = store_join(opts->dir, "series");
+	s->tmp_dir = store_join(opts->dir, "tmp");
+	s->locks_dir = store_join(opts->dir, "locks");
+	if (!s->dir || !s->series_dir || !s->tmp_dir || !s->locks_dir)
+		goto out_free;
+	if ((rc = store_mkdir(s->series_dir)) < 0 || (rc = store_mkdir(s->tmp_dir)) < 0 ||
+	    (rc = store_mkdir(s->locks_dir)) < 0) {
+		log_err("store %s: %s", s->dir, strerror(-rc));
+		goto out_free;
+	}
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->work, NULL);
+	pthread_cond_init(&s->done, NULL);
+	store_clean_tmp(s);
+	store_evict(s, NULL);
+	for (i = 0; i < s->opts.max_fetches && !s->opts.offline; i++) {
+		if (pthread_create(&s->workers[i], NULL, store_worker, s) != 0)
+			break;
+		s->nworkers++;
+	}
+	*out = s;
+	return 0;
+
+out_free:
+	free(s->dir);
+	free(s->series_dir);
+	free(s->tmp_dir);
+	free(s->locks_dir);
+	free(s);
+	return rc;
+}
+
+void store_free(struct store *s)
+{
+	struct store_series *ss, *next;
+	struct store_fetch *f, *fn;
+	int i;
+
+	if (!s)
+		return;
+	pthread_mutex_lock(&s->lock);
+	s->stopping = true;
+	pthread_cond_broadcast(&s->work);
+	pthread_mutex_unlock(&s->lock);
+	/* A worker in a download finishes it first (bounded by the HTTP timeouts). */
+	for (i = 0; i < s->nworkers; i++)
+		pthread_join(s->workers[i], NULL);
+	for (f = s->fetches; f; f = fn) {
+		fn = f->next;
+		free(f->uid);
+		free(f);
+	}
+	for (ss = s->series; ss; ss = next) {
+		next = ss->next;
+		store_series_free(ss);
+	}
+	pthread_cond_destroy(&s->done);
+	pthread_cond_destroy(&s->work);
+	pthread_mutex_destroy(&s->lock);
+	free(s->dir);
+	free(s->series_dir);
+	free(s->tmp_dir);
+	free(s->locks_dir);
+	free(s);
+}
