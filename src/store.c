@@ -612,7 +612,8 @@ static void store_evict(struct store *s, const char *keep)
 		store_series_free(ss);
 	}
 	closedir(d);
-	qsort(v, n, sizeof(*v), store_cmp_victim);
+	if (n > 1)
+		qsort(v, n, sizeof(*v), store_cmp_victim);
 	for (i = 0; i < n && used > s->opts.cap; i++) {
 		if (keep && strcmp(v[i].uid, keep) == 0)
 			continue;

@@ -56,7 +56,7 @@ HTML_ERROR = (
 )
 
 FAULT_KINDS = {"delay", "status", "429", "reset", "truncate", "corrupt", "malformed",
-               "html", "empty", "hang"}
+               "html", "empty", "hang", "zipfile", "slow"}
 
 
 class Faults:
@@ -352,6 +352,29 @@ class ChunkedWriter:
         self.wfile.flush()
 
 
+class SlowWriter:
+    """Passes writes on at about `rate` bytes a second (a slow link), in small pieces."""
+
+    def __init__(self, inner, rate, stopping):
+        self.inner = inner
+        self.rate = rate
+        self.stopping = stopping
+
+    def write(self, data):
+        data = bytes(data)
+        step = max(1024, int(self.rate / 20))
+        for i in range(0, len(data), step):
+            if self.stopping.is_set():
+                raise BrokenPipeError("server stopping")
+            self.inner.write(data[i:i + step])
+            self.inner.flush()
+            time.sleep(len(data[i:i + step]) / self.rate)
+        return len(data)
+
+    def flush(self):
+        self.inner.flush()
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "Apache-Coyote/1.1"
@@ -502,6 +525,7 @@ class Handler(BaseHTTPRequestHandler):
         rule = self.server.faults.take(endpoint, q)
         kind = rule["kind"] if rule else None
         self._fault = kind
+        self._rule = rule
         if kind == "delay":
             self._sleep(float(rule.get("seconds", 1)))
         elif kind == "hang":
@@ -546,6 +570,14 @@ class Handler(BaseHTTPRequestHandler):
             # An unknown series still gets 200 and an empty zip (tcia-api.md §3).
             body = archive.empty_zip()
             return 200, self._chunked(lambda w: w.write(body)), kind
+        if kind == "zipfile":
+            # Serve a prepared (hostile) zip as this series' answer.
+            with open(self._rule["path"], "rb") as f:
+                data = f.read()
+            return 200, self._chunked(lambda w: w.write(data)), kind
+        if kind == "slow":
+            rate = float(self._rule.get("rate", 65536))
+            return 200, self._chunked(lambda w: series.write_zip(SlowWriter(w, rate, self.server.stopping), new_names)), kind
         if kind in ("truncate", "corrupt", "reset"):
             data = series.zip_bytes(new_names)
             if kind == "truncate":
