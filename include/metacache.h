@@ -30,7 +30,7 @@ void metacache_free(struct metacache *mc);
 /* The answer for key: from memory or disk while fresh; otherwise fetch() is called once
  * however many threads ask at the same time, and the others wait for its result. If the
  * fetch fails and an older answer exists, that one is returned with a warning. Offline,
- * a missing answer is -ENETDOWN. Returns 0 with *body (a new copy, NUL-terminated; the
+ * a missing answer is -EIO (logged). Returns 0 with *body (a new copy, NUL-terminated; the
  * caller frees it) and *len, or -errno. */
 int metacache_get(struct metacache *mc, const char *key, metacache_fetch_fn fetch, void *arg,
 		  char **body, size_t *len);

@@ -529,7 +529,7 @@ int metacache_get(struct metacache *mc, const char *key, metacache_fetch_fn fetc
 	pthread_mutex_unlock(&mc->lock);
 	if (mc->offline) {
 		log_err("offline: no cached answer for %s", key);
-		rc = -ENETDOWN;
+		rc = -EIO;
 	} else {
 		rc = mc_refresh(mc, e, fetch, arg);
 	}

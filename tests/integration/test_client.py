@@ -224,12 +224,12 @@ def test_disk_cache_and_offline(ctx):
     out, err, _ = query(s, "patients", "Collection=CT COLONOGRAPHY",
                         opts=["-c", cache, "-t", "0", "-r", "0"])
     assert len(out["result"]) == 2 and "serving an answer from" in err, err
-    # Offline: no request at all; what is held is served, the rest is ENETDOWN.
+    # Offline: no request at all; what is held is served, the rest is EIO.
     n = len(s.requests())
     out, _, _ = query(s, "patients", "Collection=CT COLONOGRAPHY", opts=["-c", cache, "-o"])
     assert len(out["result"]) == 2
     query(s, "patients", "Collection=Lung-Phantom-CT", opts=["-c", cache, "-o"],
-          expect=ENETDOWN)
+          expect=EIO)
     assert len(s.requests()) == n
 
 

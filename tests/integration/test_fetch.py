@@ -256,6 +256,9 @@ def test_offline_after_a_session(ctx):
     r = run(["ls", series_dir(m2.mountpoint, recs[1])], check=False)
     assert r.returncode != 0 and time.monotonic() - t0 < 2
     assert "offline" in m2.log()
+    # Metadata never seen: fails at once too, with EIO.
+    r = run(["ls", os.path.join(m2.mountpoint, "Lung-Phantom-CT")], check=False)
+    assert r.returncode != 0 and "Input/output error" in r.stderr, r.stderr
     assert len(s.requests()) == n      # not one request
 
 

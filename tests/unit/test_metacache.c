@@ -213,10 +213,10 @@ static void test_disk_and_offline(void **state)
 	get_expect(mc, "http://x/getPatient?Collection=A", &s, 0, "[\"disk\"]");
 	assert_int_equal(s.calls, 1);
 	metacache_free(mc);
-	/* Offline: served whatever its age; a missing key is ENETDOWN without a fetch. */
+	/* Offline: served whatever its age; a missing key is EIO without a fetch. */
 	mc = mc_open(0, true, 0);
 	get_expect(mc, "http://x/getPatient?Collection=A", &s, 0, "[\"disk\"]");
-	get_expect(mc, "http://x/getPatient?Collection=B", &s, -ENETDOWN, NULL);
+	get_expect(mc, "http://x/getPatient?Collection=B", &s, -EIO, NULL);
 	assert_int_equal(s.calls, 1);
 	metacache_free(mc);
 }
