@@ -34,7 +34,8 @@ UNIT_BIN  := $(UNIT:%=$(BUILD)/%)
 
 .SECONDARY:
 
-.PHONY: all deps check unit unit-run valgrind integration check-build check-asan demo clean
+
+.PHONY: bench all deps check unit unit-run valgrind integration check-build check-asan demo clean
 
 all: $(BIN)
 
@@ -90,6 +91,10 @@ check: deps
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
 	  $(MAKE) check-asan
 	@echo "make check: all suites passed"
+
+# Not part of check: timings on shared machines are for reading, not for asserting.
+bench: $(BIN)
+	$(PYTHON) scripts/bench.py $(BIN)
 
 demo: $(BIN)
 	@sh scripts/demo.sh $(BIN)

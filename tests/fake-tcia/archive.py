@@ -297,7 +297,9 @@ class Archive:
         c = "Big-Series"
         self._add_collection(c)
         p = self._add_patient(c, "BIG-001", sex="F")
-        st = self._add_study(p, "2019-09-09", "CT CHEST HIGH RES")
+        # A UID of its own, not one that depends on what else the archive holds, so the
+        # series is the same whatever --scale says (benchmarks cache its zip).
+        st = self._add_study(p, "2019-09-09", "CT CHEST HIGH RES", uid=make_uid("big", mb))
         images = max(1, (mb * 1024 * 1024 + 524287) // 524288)
         self._add_series(st, 1, "CT", "Thin slices 0.5mm", "SIEMENS", "CHEST",
                          images=images, size=512, noise=True)

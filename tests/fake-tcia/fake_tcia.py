@@ -587,7 +587,25 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 return 200, self._reset(data[: len(data) // 2]), kind
             return 200, self._chunked(lambda w: w.write(data)), kind
+        cache = self.server.zip_cache
+        if cache:
+            path = os.path.join(cache, "%s.%d.zip" % (series.uid, int(new_names)))
+            if not os.path.exists(path):
+                tmp = "%s.%d.tmp" % (path, threading.get_ident())
+                with open(tmp, "wb") as f:
+                    series.write_zip(f, new_names)
+                os.rename(tmp, path)
+            return 200, self._chunked(lambda w: self._copy_file(path, w)), kind
         return 200, self._chunked(lambda w: series.write_zip(w, new_names)), kind
+
+    @staticmethod
+    def _copy_file(path, w):
+        with open(path, "rb") as f:
+            while True:
+                block = f.read(1 << 20)
+                if not block:
+                    break
+                w.write(block)
 
     def _chunked(self, produce):
         self.send_response(200)
@@ -625,6 +643,8 @@ def main(argv=None):
                     help="add collection Scale-Test with this many patients (10 series each)")
     ap.add_argument("--big-mb", type=int, default=0,
                     help="add collection Big-Series: one series of about this many MB")
+    ap.add_argument("--zip-cache", metavar="DIR",
+                    help="keep each generated zip in DIR and serve it from there after")
     ap.add_argument("--delay", type=float, default=0.0,
                     help="seconds to wait before answering every API request")
     ap.add_argument("--auth", metavar="USER:PASS",
@@ -644,6 +664,7 @@ def main(argv=None):
     srv.tokens = Tokens(args.auth, args.token_ttl)
     srv.reqlog = RequestLog(args.log)
     srv.delay = args.delay
+    srv.zip_cache = args.zip_cache
     srv.stopping = threading.Event()
     port = srv.server_address[1]
     scheme = "http"

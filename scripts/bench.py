@@ -1,0 +1,292 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+# make bench: measures tciafs against baselines run in the same command on the same
+# machine (plain curl + unzip, a local folder, a direct read of the stored files), and
+# writes the table to docs/benchmarks.md. Times are medians of several runs, with the
+# spread (min–max); ratios compare medians. Not part of make check: these machines are
+# noisy, so no test depends on a time.
+
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+import harness  # noqa: E402
+
+BIG_MB = int(os.environ.get("BENCH_BIG_MB", "500"))
+SCALE = int(os.environ.get("BENCH_SCALE", "1000"))
+RSS_SCALE = int(os.environ.get("BENCH_RSS_SCALE", "6250"))
+
+
+def timed(fn, runs):
+    out = []
+    for _ in range(runs):
+        t0 = time.monotonic()
+        fn()
+        out.append(time.monotonic() - t0)
+    return out
+
+
+def med(xs):
+    return statistics.median(xs)
+
+
+def spread(xs):
+    return "%.3f–%.3f s" % (min(xs), max(xs))
+
+
+def sh(cmd, **kw):
+    return subprocess.run(cmd, shell=isinstance(cmd, str), check=True,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **kw)
+
+
+def api_requests(s):
+    return [e for e in s.requests() if e.get("endpoint")]
+
+
+class Bench:
+    def __init__(self, binary, work):
+        self.ctx = harness.Context(os.path.abspath(binary), work)
+        self.work = work
+        self.rows = []
+        self.notes = []
+
+    def row(self, measure, ours, baseline, result, target, met):
+        self.rows.append((measure, ours, baseline, result, target,
+                          "met" if met else "**missed**"))
+        print("%-60s %s | %s | %s | %s | %s" % self.rows[-1], flush=True)
+
+    # -- the walk -------------------------------------------------------------------
+
+    def walk(self):
+        s = self.ctx.server("--scale", str(SCALE), "--series-size-delay", "0")
+        cold, warm, reqs = [], [], []
+        for i in range(3):
+            m = self.ctx.mount(s, name="walk%d" % i)
+            root = os.path.join(m.mountpoint, "Scale-Test")
+            n0 = len(api_requests(s))
+            cold += timed(lambda: sh(["find", root, "-maxdepth", "3"]), 1)
+            reqs.append(len(api_requests(s)) - n0)
+            warm += timed(lambda: sh(["find", root, "-maxdepth", "3"]), 3)
+            if i == 2:
+                self.ls_l(root)
+            self.ctx.unmount(m)
+        series = SCALE * 10
+        self.row("requests to walk %d series to their folders (find -maxdepth 3)" % series,
+                 "%d" % max(reqs), "—", "%d" % max(reqs), "≤ 8", max(reqs) <= 8)
+        self.row("cold walk of %d series (find -maxdepth 3)" % series,
+                 "%.3f s (%s)" % (med(cold), spread(cold)), "—", "", "≤ 2 s", med(cold) <= 2)
+        self.row("warm walk of %d series" % series,
+                 "%.3f s (%s)" % (med(warm), spread(warm)), "—", "", "≤ 0.2 s", med(warm) <= 0.2)
+
+    def ls_l(self, root):
+        local = os.path.join(self.work, "local-ls")
+        os.makedirs(local)
+        for name in os.listdir(root):
+            if name.endswith(".json"):
+                open(os.path.join(local, name), "w").write("{}\n")
+            else:
+                os.mkdir(os.path.join(local, name))
+        sh(["ls", "-l", root])
+        ours = timed(lambda: sh(["ls", "-l", root]), 7)
+        base = timed(lambda: sh(["ls", "-l", local]), 7)
+        ratio = med(ours) / med(base)
+        self.row("ls -l of a folder of %d entries, warm" % len(os.listdir(root)),
+                 "%.4f s (%s)" % (med(ours), spread(ours)),
+                 "%.4f s local (%s)" % (med(base), spread(base)), "%.2f×" % ratio, "≤ 3×",
+                 ratio <= 3)
+
+    # -- fetching a big series ------------------------------------------------------
+
+    def big_series(self):
+        zcache = os.path.join(self.work, "zip-cache")
+        os.makedirs(zcache, exist_ok=True)
+        s = self.ctx.server("--big-mb", str(BIG_MB), "--series-size-delay", "0",
+                            "--zip-cache", zcache)
+        rec = s.get_json("getSeries", Collection="Big-Series")[0]
+        url = "%s/getImage?SeriesInstanceUID=%s&NewFileNames=Yes" % (s.url, rec["SeriesInstanceUID"])
+        sh(["curl", "-s", "-o", "/dev/null", url])      # the fake makes and keeps the zip once
+        base_dir = os.path.join(self.work, "baseline")
+
+        def baseline():
+            shutil.rmtree(base_dir, ignore_errors=True)
+            os.makedirs(base_dir)
+            sh("curl -s -o s.zip '%s' && unzip -q s.zip -d out" % url, cwd=base_dir)
+
+        base = timed(baseline, 3)
+        ours = []
+        for i in range(3):
+            cache = os.path.join(self.work, "bigcache%d" % i)
+            m = self.ctx.mount(s, cache_dir=cache, name="big%d" % i,
+                               options=["walk_budget=0"])
+            d = os.path.join(m.mountpoint, rec["Collection"], rec["PatientID"],
+                             rec["StudyInstanceUID"], rec["SeriesInstanceUID"])
+            ours += timed(lambda: sh("ls '%s' >/dev/null && cat '%s'/*.dcm >/dev/null" % (d, d)), 1)
+            if i < 2:
+                self.ctx.unmount(m)
+                shutil.rmtree(cache)
+        ratio = med(ours) / med(base)
+        self.row("cold fetch of a %d MB series (opendir, every file read once)" % BIG_MB,
+                 "%.2f s (%s)" % (med(ours), spread(ours)),
+                 "%.2f s curl + unzip (%s)" % (med(base), spread(base)), "%.2f×" % ratio,
+                 "≤ 1.0× (aim 0.9×)", ratio <= 1.0)
+        self.notes.append("The fake server serves the %d MB zip from a file it made once "
+                          "(--zip-cache), so both sides download at loopback speed." % BIG_MB)
+        self.warm_reads(m, d, cache, rec)
+        self.ctx.unmount(m)
+        return s, rec, cache
+
+    def warm_reads(self, m, d, cache, rec):
+        rel = os.path.relpath(d, m.mountpoint)
+        store = os.path.join(cache, "series", rec["SeriesInstanceUID"])
+        sh("cat '%s'/*.dcm > /dev/null" % store)
+        direct = timed(lambda: sh("cat '%s'/*.dcm > /dev/null" % store), 5)
+        repeat = timed(lambda: sh("cat '%s'/*.dcm > /dev/null" % d), 5)
+        first = []
+        for i in range(3):
+            # A fresh mount: the files are cached on disk but not in the mount's pages.
+            self.ctx.unmount(m)
+            m = self.ctx.mount(api=self.ctx.servers[-1].url, cache_dir=cache,
+                               name="warm%d" % i)
+            d2 = os.path.join(m.mountpoint, rel)
+            sh(["ls", d2])
+            first += timed(lambda: sh("cat '%s'/*.dcm > /dev/null" % d2), 1)
+        r1 = med(direct) / med(first)
+        r2 = med(direct) / med(repeat)
+        self.row("warm sequential read of a cached %d MB series, first read after mount" % BIG_MB,
+                 "%.3f s (%s)" % (med(first), spread(first)),
+                 "%.3f s cat of the store (%s)" % (med(direct), spread(direct)),
+                 "%.2f× the speed" % r1, "≥ 0.8×", r1 >= 0.8)
+        self.row("warm sequential read, again (the mount's page cache)",
+                 "%.3f s (%s)" % (med(repeat), spread(repeat)),
+                 "%.3f s" % med(direct), "%.2f× the speed" % r2, "≥ 0.8×", r2 >= 0.8)
+        self.concurrent_readers(d2)
+        self.mount_for_rss = m
+
+    def concurrent_readers(self, d):
+        cmd = "cat '%s'/*.dcm > /dev/null" % d
+        sh(cmd)
+        one = timed(lambda: sh(cmd), 3)
+
+        def sixteen():
+            ps = [subprocess.Popen(cmd, shell=True) for _ in range(16)]
+            for p in ps:
+                p.wait()
+        many = timed(sixteen, 3)
+        speedup = 16 * med(one) / med(many)
+        self.row("16 concurrent readers of one cached series, aggregate",
+                 "%.3f s for 16 (%s)" % (med(many), spread(many)),
+                 "%.3f s for one (%s)" % (med(one), spread(one)), "%.2f×" % speedup, "≥ 1.5×",
+                 speedup >= 1.5)
+
+    # -- parallel fetches -----------------------------------------------------------
+
+    def parallel(self):
+        s = self.ctx.server("--scale", "10", "--series-size-delay", "0")
+        recs = s.get_json("getSeries", Collection="Scale-Test")[:8]
+        s.fault(kind="delay", endpoint="getImage", seconds=1.0)
+
+        def dirs(m):
+            return [os.path.join(m.mountpoint, r["Collection"], r["PatientID"],
+                                 r["StudyInstanceUID"], r["SeriesInstanceUID"]) for r in recs]
+
+        seq, par = [], []
+        for i in range(2):
+            m = self.ctx.mount(s, name="seq%d" % i, options=["max_fetches=8"])
+            seq += timed(lambda: [sh(["ls", d]) for d in dirs(m)], 1)
+            self.ctx.unmount(m)
+            m = self.ctx.mount(s, name="par%d" % i, options=["max_fetches=8"])
+
+            def at_once():
+                ps = [subprocess.Popen(["ls", d], stdout=subprocess.DEVNULL) for d in dirs(m)]
+                for p in ps:
+                    p.wait()
+            par += timed(at_once, 1)
+            self.ctx.unmount(m)
+        speedup = med(seq) / med(par)
+        self.row("8 series fetched at once vs one after another (1 s server delay each)",
+                 "%.2f s at once (%s)" % (med(par), spread(par)),
+                 "%.2f s one by one (%s)" % (med(seq), spread(seq)), "%.2f×" % speedup,
+                 "≥ 1.8×", speedup >= 1.8)
+
+    # -- memory ---------------------------------------------------------------------
+
+    def rss(self, zcache):
+        s = self.ctx.server("--scale", str(RSS_SCALE), "--big-mb", str(BIG_MB),
+                            "--series-size-delay", "0", "--zip-cache", zcache)
+        m = self.ctx.mount(s, name="rss", options=["walk_budget=0"])
+        root = os.path.join(m.mountpoint, "Scale-Test")
+        out = subprocess.run(["find", root, "-maxdepth", "3"], capture_output=True, text=True,
+                             check=True).stdout
+        nodes = len(out.splitlines())
+        rec = s.get_json("getSeries", Collection="Big-Series")[0]
+        d = os.path.join(m.mountpoint, rec["Collection"], rec["PatientID"],
+                         rec["StudyInstanceUID"], rec["SeriesInstanceUID"])
+        sh("ls '%s' >/dev/null && cat '%s'/*.dcm >/dev/null" % (d, d))
+        with open("/proc/%d/status" % m.proc.pid) as f:
+            hwm = [l for l in f if l.startswith("VmHWM")][0].split()[1]
+        mib = int(hwm) / 1024
+        self.ctx.unmount(m)
+        self.row("daemon peak RSS after walking %d nodes and fetching %d MB" % (nodes, BIG_MB),
+                 "%.1f MiB" % mib, "—", "", "≤ 64 MiB", mib <= 64)
+
+
+def machine():
+    cpu = "?"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip()
+    return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "cores": os.cpu_count(), "cpu": cpu, "kernel": platform.release(),
+            "commit": commit or "?"}
+
+
+def main():
+    binary = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "build", "tciafs")
+    work = tempfile.mkdtemp(prefix="tciafs-bench-", dir="/var/tmp")
+    b = Bench(binary, work)
+    t0 = time.monotonic()
+    try:
+        b.walk()
+        b.big_series()
+        b.parallel()
+        b.rss(os.path.join(work, "zip-cache"))
+    finally:
+        problems = b.ctx.cleanup()
+        shutil.rmtree(work, ignore_errors=True)
+    if problems:
+        print("\n".join(problems), file=sys.stderr)
+    info = machine()
+    lines = ["# tciafs benchmarks", "",
+             "Written by `make bench` (scripts/bench.py) on %s, commit %s: %d cores (%s), "
+             "Linux %s. Every baseline ran in the same command on the same machine; times "
+             "are medians with the spread of the runs; a ratio compares medians." %
+             (info["date"], info["commit"], info["cores"], info["cpu"], info["kernel"]), "",
+             "| measure | tciafs | baseline | result | target | |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for r in b.rows:
+        lines.append("| %s | %s | %s | %s | %s | %s |" % r)
+    lines += [""] + ["- " + n for n in b.notes] + \
+        ["- Whole run: %.0f s." % (time.monotonic() - t0), ""]
+    with open(os.path.join(ROOT, "docs", "benchmarks.md"), "w") as f:
+        f.write("\n".join(lines))
+    print("\n".join(lines))
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
