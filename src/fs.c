@@ -38,8 +38,12 @@ static void *fs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 
 	/* Big reads and readahead: DICOM files are read whole, front to back. */
 	conn->max_readahead = 4 << 20;
-	if (conn->capable & FUSE_CAP_SPLICE_READ)
-		conn->want |= FUSE_CAP_SPLICE_READ;
+	/* Replies from stored files go fd → pipe → /dev/fuse with splice, never through a
+	 * buffer of ours (SPLICE_WRITE is the reply direction in libfuse's terms). */
+	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
+		conn->want |= FUSE_CAP_SPLICE_WRITE;
+	if (conn->capable & FUSE_CAP_SPLICE_MOVE)
+		conn->want |= FUSE_CAP_SPLICE_MOVE;
 	/* The archive is immutable between refreshes: let the kernel cache names,
 	 * attributes and file pages, and remember misses for a little while. */
 	cfg->entry_timeout = fs->entry_timeout;
