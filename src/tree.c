@@ -1492,9 +1492,6 @@ static void tree_fill_file(const struct tree *t, size_t size, time_t mtime, stru
 	st->st_nlink = 1;
 	st->st_size = (off_t)size;
 	st->st_blocks = (blkcnt_t)((size + 511) / 512);
-	/* Tools size their reads by st_blksize (cat, cp): big reads mean fewer FUSE
-	 * round trips, each of which costs more than the copy it carries. */
-	st->st_blksize = 1 << 20;
 	st->st_uid = t->uid;
 	st->st_gid = t->gid;
 	st->st_mtime = st->st_ctime = st->st_atime = mtime;
