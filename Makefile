@@ -35,7 +35,7 @@ UNIT_BIN  := $(UNIT:%=$(BUILD)/%)
 .SECONDARY:
 
 
-.PHONY: bench all deps check unit unit-run valgrind integration check-build check-asan demo clean
+.PHONY: install uninstall bench all deps check unit unit-run valgrind integration check-build check-asan demo clean
 
 all: $(BIN)
 
@@ -91,6 +91,23 @@ check: deps
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
 	  $(MAKE) check-asan
 	@echo "make check: all suites passed"
+
+PREFIX    ?= /usr/local
+BINDIR    ?= $(PREFIX)/bin
+MANDIR    ?= $(PREFIX)/share/man
+DOCDIR    ?= $(PREFIX)/share/doc/tciafs
+
+install: $(BIN)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(DOCDIR)
+	install -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/tciafs
+	install -m 0644 docs/tciafs.1 $(DESTDIR)$(MANDIR)/man1/tciafs.1
+	install -m 0644 README.md docs/mnt-tcia.mount LICENSE $(DESTDIR)$(DOCDIR)/
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/tciafs $(DESTDIR)$(MANDIR)/man1/tciafs.1
+	rm -f $(DESTDIR)$(DOCDIR)/README.md $(DESTDIR)$(DOCDIR)/mnt-tcia.mount \
+	  $(DESTDIR)$(DOCDIR)/LICENSE
+	-rmdir $(DESTDIR)$(DOCDIR)
 
 # Not part of check: timings on shared machines are for reading, not for asserting.
 bench: $(BIN)

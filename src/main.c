@@ -3,6 +3,7 @@
  * mount, and tearing both down. Nothing here touches the network before the first
  * filesystem call: mounting is instant and works offline.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
 #include <limits.h>
@@ -43,6 +44,8 @@ struct tciafs_conf {
 	int walk_budget;
 	int offline;
 	uint64_t cache_bytes;
+	char *positional[2];	/* [SOURCE] MOUNTPOINT, as mount.fuse3 passes them */
+	int npositional;
 	int timeout;
 	int connect_timeout;
 	int retries;
@@ -73,9 +76,53 @@ static const struct fuse_opt tciafs_opt_spec[] = {
 	FUSE_OPT_END
 };
 
+/* Takes the positional arguments aside: `tciafs MOUNTPOINT` and the mount-helper form
+ * `tciafs SOURCE MOUNTPOINT -o opts` (mount -t fuse.tciafs, fstab) are both accepted. */
+static int tciafs_opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
+{
+	struct tciafs_conf *conf = data;
+
+	(void)outargs;
+	if (key != FUSE_OPT_KEY_NONOPT)
+		return 1;
+	if (conf->npositional == 2) {
+		fprintf(stderr, "tciafs: too many arguments: %s (try --help)\n", arg);
+		return -1;
+	}
+	conf->positional[conf->npositional] = strdup(arg);
+	if (!conf->positional[conf->npositional])
+		return -1;
+	conf->npositional++;
+	return 0;
+}
+
+/* Refuses a mount point that is not an empty folder: mounting over files would hide
+ * them, which FUSE 3 no longer prevents by itself. */
+static int tciafs_check_mountpoint(const char *path)
+{
+	struct dirent *de;
+	DIR *d = opendir(path);
+	int n = 0;
+
+	if (!d) {
+		fprintf(stderr, "tciafs: mount point %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	while ((de = readdir(d)))
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+			n++;
+	closedir(d);
+	if (n) {
+		fprintf(stderr, "tciafs: mount point %s is not empty\n", path);
+		return -1;
+	}
+	return 0;
+}
+
 static void tciafs_usage(const char *prog)
 {
 	printf("usage: %s [options] MOUNTPOINT\n"
+	       "       %s SOURCE MOUNTPOINT -o options   (the form mount(8) and fstab use)\n"
 	       "\n"
 	       "Mounts The Cancer Imaging Archive (TCIA) as a read-only filesystem.\n"
 	       "\n"
@@ -99,7 +146,7 @@ static void tciafs_usage(const char *prog)
 	       "                           else TCIA_USERNAME / TCIA_PASSWORD if set\n"
 	       "    -V, --version          print the version and exit\n"
 	       "\n",
-	       prog, TCIAFS_DEFAULT_API);
+	       prog, prog, TCIAFS_DEFAULT_API);
 }
 
 /* Returns a new string: the cache folder to use when none was given. */
@@ -395,7 +442,11 @@ int main(int argc, char *argv[])
 	struct fuse_cmdline_opts cmd = { 0 };
 	int rc = 1;
 
-	if (fuse_opt_parse(&args, &conf, tciafs_opt_spec, NULL) != 0)
+	if (fuse_opt_parse(&args, &conf, tciafs_opt_spec, tciafs_opt_proc) != 0)
+		goto out_free_args;
+	/* The mount point is the last positional argument; a SOURCE before it is ignored. */
+	if (conf.npositional > 0 &&
+	    fuse_opt_add_arg(&args, conf.positional[conf.npositional - 1]) != 0)
 		goto out_free_args;
 	if (conf.show_version) {
 		printf("tciafs %s (libfuse %s)\n", TCIAFS_VERSION, fuse_pkgversion());
@@ -416,6 +467,8 @@ int main(int argc, char *argv[])
 		fprintf(stderr, "tciafs: no mount point given (try --help)\n");
 		goto out_free_cmd;
 	}
+	if (tciafs_check_mountpoint(cmd.mountpoint) < 0)
+		goto out_free_cmd;
 	if (tciafs_conf_check(&conf) < 0)
 		goto out_free_cmd;
 	/* Read-only at the VFS too, and name ourselves in /proc/mounts. */
@@ -437,5 +490,7 @@ out_free_args:
 	free(conf.token_file);
 	free(conf.naming);
 	free(conf.cache_size);
+	free(conf.positional[0]);
+	free(conf.positional[1]);
 	return rc;
 }

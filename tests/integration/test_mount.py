@@ -6,8 +6,9 @@
 import errno
 import os
 import subprocess
+import time
 
-from harness import run
+from harness import ROOT, run
 
 
 def test_mount_makes_no_request(ctx):
@@ -105,3 +106,55 @@ def test_version_and_help(ctx):
     assert r.returncode == 1 and "api=notaurl" in r.stderr
     r = run([binary], check=False)
     assert r.returncode == 1 and "mount point" in r.stderr
+
+
+def test_mount_helper_form_and_bad_mountpoints(ctx):
+    # mount -t fuse.tciafs runs mount.fuse3, which runs `tciafs SOURCE MOUNTPOINT -o opts`;
+    # the daemon detaches (logs go to syslog) and unmounting ends it.
+    s = ctx.server()
+    mp = ctx.path("helper")
+    cache = ctx.path("helper-cache")
+    os.makedirs(mp)
+    env = dict(os.environ, PATH=os.path.dirname(os.environ["TCIAFS_BIN"]) + ":" +
+               os.environ["PATH"])
+    # mount(8) resets PATH for safety, so call its FUSE helper directly, as it would.
+    r = subprocess.run(["mount.fuse3", "tcia", mp, "-t", "tciafs", "-o",
+                        "api=%s,cache_dir=%s" % (s.url, cache)], capture_output=True, text=True,
+                       env=env, timeout=30)
+    try:
+        assert r.returncode == 0, r.stderr
+        assert "Lung-Phantom-CT" in run(["ls", mp]).stdout
+    finally:
+        subprocess.run(["fusermount3", "-u", mp], capture_output=True)
+    r = subprocess.run(["pgrep", "-f", cache], capture_output=True, text=True)
+    deadline = time.monotonic() + 10
+    while r.stdout.strip() and time.monotonic() < deadline:
+        time.sleep(0.1)
+        r = subprocess.run(["pgrep", "-f", cache], capture_output=True, text=True)
+    assert r.stdout.strip() == "", "daemon still running after unmount"
+    binary = os.environ["TCIAFS_BIN"]
+    full = ctx.path("full")
+    os.makedirs(full)
+    open(os.path.join(full, "x"), "w").close()
+    for args, msg in ((["-o", "api=" + s.url, full], "not empty"),
+                      (["-o", "cache_size=lots", mp], "cache_size=lots"),
+                      (["-o", "naming=odd", mp], "naming=odd"),
+                      ([ctx.path("missing")], "No such file"),
+                      (["a", "b", "c"], "too many arguments")):
+        r = run([binary] + args, check=False)
+        assert r.returncode == 1 and msg in r.stderr, (args, r.stderr)
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_install_and_uninstall(ctx):
+    dest = ctx.path("dest")
+    env = dict(os.environ, MAKEFLAGS="")
+    run(["make", "-C", ROOT, "install", "DESTDIR=" + dest, "PREFIX=/usr",
+         "BUILD=" + os.path.dirname(os.environ["TCIAFS_BIN"])], env=env, timeout=300)
+    for p in ("usr/bin/tciafs", "usr/share/man/man1/tciafs.1",
+              "usr/share/doc/tciafs/mnt-tcia.mount"):
+        assert os.path.exists(os.path.join(dest, p)), p
+    assert run([os.path.join(dest, "usr/bin/tciafs"), "--version"]).stdout.startswith("tciafs")
+    run(["make", "-C", ROOT, "uninstall", "DESTDIR=" + dest, "PREFIX=/usr"], env=env)
+    left = [os.path.join(d, f) for d, _, fs in os.walk(dest) for f in fs]
+    assert left == [], left
