@@ -43,9 +43,13 @@ struct store_caller {
 	void *arg;
 };
 
-/* Makes the folders, removes what dead processes left in tmp/, and starts the fetch
- * workers. tcia is borrowed. Returns 0 or -errno (logged). */
+/* Makes the folders and removes what dead processes left in tmp/. tcia is borrowed.
+ * Returns 0 or -errno (logged). */
 int store_new(const struct store_opts *opts, struct tcia *tcia, struct store **out);
+
+/* Starts the fetch workers. Separate from store_new because a daemon forks after setting
+ * up, and threads do not survive fork(): call it in the process that will serve. */
+int store_start(struct store *s);
 
 /* Stops the workers (a download in progress is abandoned and cleaned) and frees. */
 void store_free(struct store *s);

@@ -409,7 +409,8 @@ static int tciafs_run(struct fuse_args *args, struct fuse_cmdline_opts *cmd,
 		goto out_unmount;
 	hup.cache = cache;
 	hup.tree = ctx.tree;
-	if (tciafs_hup_start(&hup) < 0)
+	/* Threads only now, in the process that serves (fuse_daemonize forked). */
+	if (store_start(store) < 0 || tciafs_hup_start(&hup) < 0)
 		goto out_remove_handlers;
 	log_info("mounted %s on %s (cache %s)", conf->api, cmd->mountpoint, conf->cache_dir);
 	if (cmd->singlethread)

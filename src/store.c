@@ -1115,11 +1115,6 @@ int store_new(const struct store_opts *opts, struct tcia *tcia, struct store **o
 	pthread_cond_init(&s->done, NULL);
 	store_clean_tmp(s);
 	store_evict(s, NULL);
-	for (i = 0; i < s->opts.max_fetches && !s->opts.offline; i++) {
-		if (pthread_create(&s->workers[i], NULL, store_worker, s) != 0)
-			break;
-		s->nworkers++;
-	}
 	*out = s;
 	return 0;
 
@@ -1130,6 +1125,22 @@ out_free:
 	free(s->locks_dir);
 	free(s);
 	return rc;
+}
+
+int store_start(struct store *s)
+{
+	int i;
+
+	for (i = 0; i < s->opts.max_fetches && !s->opts.offline; i++) {
+		if (pthread_create(&s->workers[i], NULL, store_worker, s) != 0)
+			break;
+		s->nworkers++;
+	}
+	if (s->nworkers == 0 && !s->opts.offline) {
+		log_err("store: cannot start any fetch worker");
+		return -EAGAIN;
+	}
+	return 0;
 }
 
 void store_free(struct store *s)

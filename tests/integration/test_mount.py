@@ -124,6 +124,11 @@ def test_mount_helper_form_and_bad_mountpoints(ctx):
     try:
         assert r.returncode == 0, r.stderr
         assert "Lung-Phantom-CT" in run(["ls", mp]).stdout
+        # The detached daemon fetches series too (its workers start after the fork).
+        rec = s.get_json("getSeries", Collection="CT COLONOGRAPHY")[0]
+        d = os.path.join(mp, rec["Collection"], rec["PatientID"], rec["StudyInstanceUID"],
+                         rec["SeriesInstanceUID"])
+        assert "LICENSE" in run(["ls", d], timeout=60).stdout
     finally:
         subprocess.run(["fusermount3", "-u", mp], capture_output=True)
     r = subprocess.run(["pgrep", "-f", cache], capture_output=True, text=True)
