@@ -37,7 +37,7 @@ UNIT_BIN  := $(UNIT:%=$(BUILD)/%)
 
 .PHONY: install uninstall bench all deps check unit unit-run valgrind integration check-build check-asan demo clean
 
-all: $(BIN)
+all: $(BIN) $(BUILD)/tciafs-prefetch
 
 deps:
 	@sh scripts/deps.sh
@@ -56,6 +56,9 @@ $(BUILD)/tool_%.o: tests/tools/%.c | deps
 
 $(BUILD)/tcia-query: $(BUILD)/tool_tcia_query.o $(MODEL_OBJ)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(BUILD)/tciafs-prefetch: $(BUILD)/prefetch.o
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lpthread
 
 $(BIN): $(BUILD)/main.o $(BUILD)/fs.o $(MODEL_OBJ)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
@@ -77,7 +80,7 @@ valgrind: unit
 	  valgrind -q --leak-check=full --show-leak-kinds=definite,indirect,possible \
 	    --errors-for-leak-kinds=definite,indirect,possible --error-exitcode=99 ./$$t; done
 
-integration: $(BIN) $(BUILD)/tcia-query
+integration: $(BIN) $(BUILD)/tcia-query $(BUILD)/tciafs-prefetch
 	$(PYTHON) tests/integration/run.py --bin $(BIN)
 
 check-build:
@@ -97,14 +100,15 @@ BINDIR    ?= $(PREFIX)/bin
 MANDIR    ?= $(PREFIX)/share/man
 DOCDIR    ?= $(PREFIX)/share/doc/tciafs
 
-install: $(BIN)
+install: $(BIN) $(BUILD)/tciafs-prefetch
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(DOCDIR)
-	install -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/tciafs
-	install -m 0644 docs/tciafs.1 $(DESTDIR)$(MANDIR)/man1/tciafs.1
+	install -m 0755 $(BIN) $(BUILD)/tciafs-prefetch $(DESTDIR)$(BINDIR)/
+	install -m 0644 docs/tciafs.1 docs/tciafs-prefetch.1 $(DESTDIR)$(MANDIR)/man1/
 	install -m 0644 README.md docs/mnt-tcia.mount LICENSE $(DESTDIR)$(DOCDIR)/
 
 uninstall:
-	rm -f $(DESTDIR)$(BINDIR)/tciafs $(DESTDIR)$(MANDIR)/man1/tciafs.1
+	rm -f $(DESTDIR)$(BINDIR)/tciafs $(DESTDIR)$(BINDIR)/tciafs-prefetch
+	rm -f $(DESTDIR)$(MANDIR)/man1/tciafs.1 $(DESTDIR)$(MANDIR)/man1/tciafs-prefetch.1
 	rm -f $(DESTDIR)$(DOCDIR)/README.md $(DESTDIR)$(DOCDIR)/mnt-tcia.mount \
 	  $(DESTDIR)$(DOCDIR)/LICENSE
 	-rmdir $(DESTDIR)$(DOCDIR)

@@ -144,6 +144,7 @@ enum tree_kind {
 	TK_SERIES_JSON,
 	TK_SERIES_FILE,
 	TK_TCIAFS_DIR,
+	TK_UID_DIR,
 	TK_STATUS,
 };
 
@@ -1211,6 +1212,62 @@ static int tree_series_files(struct tree *t, const struct tree_ser *ser, bool fe
 	return store_get(t->store, ser->uid, &exp, who, out);
 }
 
+static int tree_resolve(struct tree *t, const char *path, const struct store_caller *who,
+			struct tree_node *n);
+
+/* /.tciafs/series/<SeriesInstanceUID>[/name]: the series wherever it is in the tree, for
+ * tools holding UIDs (tciafs-prefetch --uids). One getSeries by UID says where; the rest
+ * is the normal resolution of its folder by bare UIDs. */
+static int tree_resolve_uid(struct tree *t, const char *uid, const char *name,
+			    const struct store_caller *who, struct tree_node *n)
+{
+	struct tcia_filter f = { .series_uid = uid };
+	struct tcia_series_list l;
+	struct tree_colls *cs = NULL;
+	struct tree_pats *ps = NULL;
+	const char *coll = NULL, *pat = NULL;
+	char path[PATH_MAX];
+	size_t i;
+	int rc;
+
+	if (tree_is_probe_name(uid) || (name && tree_is_probe_name(name)))
+		return -ENOENT;
+	rc = tcia_get_series(t->tcia, &f, &l);
+	if (rc < 0)
+		return rc;
+	rc = -ENOENT;
+	if (l.count != 1 || !l.v[0].collection || !l.v[0].patient_id || !l.v[0].study_uid)
+		goto out_clear;
+	rc = tree_get_colls(t, &cs);
+	if (rc < 0)
+		goto out_clear;
+	rc = -ENOENT;
+	for (i = 0; i < cs->count; i++)
+		if (strcmp(cs->v[i].api, l.v[0].collection) == 0)
+			coll = cs->v[i].name;
+	if (!coll)
+		goto out_put;
+	for (i = 0; i < cs->count; i++)
+		if (strcmp(cs->v[i].name, coll) == 0)
+			break;
+	rc = tree_coll_get(t, &cs->v[i], &cs->v[i].pats, tree_load_pats, &ps);
+	if (rc < 0)
+		goto out_put;
+	rc = -ENOENT;
+	for (i = 0; i < ps->count; i++)
+		if (strcmp(ps->v[i].id, l.v[0].patient_id) == 0)
+			pat = ps->v[i].name;
+	if (pat && snprintf(path, sizeof(path), "/%s/%s/%s/%s%s%s", coll, pat, l.v[0].study_uid,
+			    uid, name ? "/" : "", name ? name : "") < (int)sizeof(path))
+		rc = tree_resolve(t, path, who, n);
+out_put:
+	tree_snap_put(t, ps ? &ps->hdr : NULL);
+	tree_snap_put(t, &cs->hdr);
+out_clear:
+	tcia_series_list_clear(&l);
+	return rc;
+}
+
 /* Resolves path into *n (release with tree_node_put). Names that cannot exist are
  * answered before anything is loaded, so they never cost a request. A name inside a
  * series folder (other than series.json) fetches the series. */
@@ -1242,6 +1299,12 @@ static int tree_resolve(struct tree *t, const char *path, const struct store_cal
 			n->kind = TK_STATUS;
 			return 0;
 		}
+		if (depth == 2 && strcmp(comps[1], "series") == 0) {
+			n->kind = TK_UID_DIR;	/* lookups only: nothing is listed */
+			return 0;
+		}
+		if (depth >= 3 && strcmp(comps[1], "series") == 0)
+			return tree_resolve_uid(t, comps[2], depth > 3 ? comps[3] : NULL, who, n);
 		return -ENOENT;
 	}
 	for (i = 0; i < depth; i++)
@@ -1509,7 +1572,7 @@ static time_t tree_node_mtime(const struct tree *t, const struct tree_node *n)
 static bool tree_is_dir(enum tree_kind k)
 {
 	return k == TK_ROOT || k == TK_COLL || k == TK_PAT || k == TK_STUDY || k == TK_SERIES ||
-	       k == TK_TCIAFS_DIR;
+	       k == TK_TCIAFS_DIR || k == TK_UID_DIR;
 }
 
 static int tree_node_stat(struct tree *t, struct tree_node *n, struct stat *st)
@@ -1753,6 +1816,8 @@ static int tree_list_tciafs(struct tree *t, struct tree_lister *l)
 {
 	struct stat st;
 
+	tree_fill_dir(t, t->mounted, &st);
+	tree_emit(l, "series", &st, true);
 	tree_fill_file(t, 0, time(NULL), &st);
 	tree_emit(l, "status", &st, false);
 	return 0;
@@ -1785,6 +1850,9 @@ int tree_list(struct tree *tree, const char *path, const struct store_caller *wh
 		break;
 	case TK_TCIAFS_DIR:
 		rc = tree_list_tciafs(tree, &l);
+		break;
+	case TK_UID_DIR:
+		rc = 0;
 		break;
 	default:
 		rc = -ENOTDIR;
@@ -1885,28 +1953,43 @@ void tree_close(struct tree_file *f)
 struct tree_xattr {
 	const char *name;
 	const char *value;
+	char num[24];		/* for values that are numbers */
 };
 
 /* The node's identifiers, outermost first. Returns how many. */
-static size_t tree_xattrs(const struct tree_node *n, struct tree_xattr out[4])
+static size_t tree_xattrs(const struct tree_node *n, struct tree_xattr out[6])
 {
 	size_t k = 0;
 
 	if (n->coll)
-		out[k++] = (struct tree_xattr){ "user.tcia.collection", n->coll->api };
+		out[k++] = (struct tree_xattr){ "user.tcia.collection", n->coll->api, "" };
 	if (n->pat)
-		out[k++] = (struct tree_xattr){ "user.tcia.patient_id", n->pat->id };
+		out[k++] = (struct tree_xattr){ "user.tcia.patient_id", n->pat->id, "" };
 	if (n->stud && n->stud->uid)
-		out[k++] = (struct tree_xattr){ "user.tcia.study_uid", n->stud->uid };
+		out[k++] = (struct tree_xattr){ "user.tcia.study_uid", n->stud->uid, "" };
 	if (n->ser && n->ser->uid)
-		out[k++] = (struct tree_xattr){ "user.tcia.series_uid", n->ser->uid };
+		out[k++] = (struct tree_xattr){ "user.tcia.series_uid", n->ser->uid, "" };
+	/* What the metadata says a series holds, so tools can size work before fetching. */
+	if (n->ser && n->ser->file_size >= 0) {
+		out[k] = (struct tree_xattr){ "user.tcia.file_size", NULL, "" };
+		snprintf(out[k].num, sizeof(out[k].num), "%lld", (long long)n->ser->file_size);
+		k++;
+	}
+	if (n->ser && n->ser->image_count >= 0) {
+		out[k] = (struct tree_xattr){ "user.tcia.image_count", NULL, "" };
+		snprintf(out[k].num, sizeof(out[k].num), "%lld", (long long)n->ser->image_count);
+		k++;
+	}
+	for (size_t i = 0; i < k; i++)
+		if (!out[i].value)
+			out[i].value = out[i].num;
 	return k;
 }
 
 ssize_t tree_getxattr(struct tree *tree, const char *path, const char *name, char *buf,
 		      size_t size)
 {
-	struct tree_xattr x[4];
+	struct tree_xattr x[6];
 	struct tree_node n;
 	ssize_t rc;
 	size_t i, k, len;
@@ -1936,7 +2019,7 @@ ssize_t tree_getxattr(struct tree *tree, const char *path, const char *name, cha
 
 ssize_t tree_listxattr(struct tree *tree, const char *path, char *buf, size_t size)
 {
-	struct tree_xattr x[4];
+	struct tree_xattr x[6];
 	struct tree_node n;
 	size_t i, k, need = 0;
 	ssize_t rc;

@@ -258,7 +258,12 @@ def test_xattrs(ctx):
     assert os.listxattr(coll) == ["user.tcia.collection"]
     assert os.listxattr(pdir) == ["user.tcia.collection", "user.tcia.patient_id"]
     assert os.listxattr(rdir) == ["user.tcia.collection", "user.tcia.patient_id",
-                                  "user.tcia.study_uid", "user.tcia.series_uid"]
+                                  "user.tcia.study_uid", "user.tcia.series_uid",
+                                  "user.tcia.file_size", "user.tcia.image_count"]
+    srec = s.get_json("getSeries", SeriesInstanceUID=os.getxattr(
+        rdir, "user.tcia.series_uid").decode())[0]
+    assert int(os.getxattr(rdir, "user.tcia.file_size")) == srec["FileSize"]
+    assert int(os.getxattr(rdir, "user.tcia.image_count")) == srec["ImageCount"]
     assert os.getxattr(sdir, "user.tcia.study_uid").decode() == study["StudyInstanceUID"]
     assert os.getxattr(os.path.join(sdir, "study.json"), "user.tcia.patient_id") == b"LPC-002"
     assert os.listxattr(m.mountpoint) == []

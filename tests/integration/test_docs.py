@@ -14,12 +14,14 @@ def help_options():
     return sorted(set(re.findall(r"^\s+-o ([a-z_]+)", out.split("FUSE options:")[0], re.M)))
 
 
-def test_man_page_renders_cleanly(ctx):
-    r = subprocess.run(["groff", "-ww", "-man", "-Tutf8", os.path.join(ROOT, "docs", "tciafs.1")],
-                       capture_output=True, text=True, env=dict(os.environ, LC_ALL="C.UTF-8"))
-    assert r.returncode == 0 and r.stderr == "", r.stderr
-    text = re.sub(".\b", "", r.stdout)      # drop the overstrike used for bold
-    assert "THE WALK GUARD" in text, text[:500]
+def test_man_pages_render_cleanly(ctx):
+    for page, heading in (("tciafs.1", "THE WALK GUARD"), ("tciafs-prefetch.1", "EXIT STATUS")):
+        r = subprocess.run(["groff", "-ww", "-man", "-Tutf8", os.path.join(ROOT, "docs", page)],
+                           capture_output=True, text=True,
+                           env=dict(os.environ, LC_ALL="C.UTF-8"))
+        assert r.returncode == 0 and r.stderr == "", (page, r.stderr)
+        text = re.sub(".\b", "", r.stdout)      # drop the overstrike used for bold
+        assert heading in text, text[:500]
 
 
 def test_every_option_is_documented(ctx):

@@ -156,7 +156,8 @@ def test_install_and_uninstall(ctx):
     env = dict(os.environ, MAKEFLAGS="")
     run(["make", "-C", ROOT, "install", "DESTDIR=" + dest, "PREFIX=/usr",
          "BUILD=" + os.path.dirname(os.environ["TCIAFS_BIN"])], env=env, timeout=300)
-    for p in ("usr/bin/tciafs", "usr/share/man/man1/tciafs.1",
+    for p in ("usr/bin/tciafs", "usr/bin/tciafs-prefetch", "usr/share/man/man1/tciafs.1",
+              "usr/share/man/man1/tciafs-prefetch.1",
               "usr/share/doc/tciafs/mnt-tcia.mount"):
         assert os.path.exists(os.path.join(dest, p)), p
     assert run([os.path.join(dest, "usr/bin/tciafs"), "--version"]).stdout.startswith("tciafs")

@@ -1,0 +1,364 @@
+/* SPDX-License-Identifier: MIT
+ * tciafs-prefetch — fetches every series below folders of a mounted tciafs tree (or the
+ * series named in a file of SeriesInstanceUIDs) into the cache, in parallel, with
+ * progress. It works only through the mount: opening a series folder is what makes
+ * tciafs fetch it, so the store keeps a single owner. Plain system calls, no FUSE.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef TCIAFS_VERSION
+#define TCIAFS_VERSION "0"
+#endif
+
+struct pf_series {
+	char *path;
+	char *uid;
+	uint64_t bytes;		/* FileSize from the metadata; 0 unknown */
+	int rc;			/* 0, or the errno the fetch ended with */
+};
+
+struct pf {
+	struct pf_series *v;
+	size_t count, cap;
+	int jobs;
+	bool dry_run;
+	bool tty;
+	atomic_size_t next;
+	atomic_size_t done, failed;
+	atomic_int running;
+	atomic_uint_fast64_t bytes_done;
+	uint64_t bytes_total;
+	struct timespec start;
+	pthread_mutex_t print_lock;
+};
+
+static volatile sig_atomic_t pf_stop;	/* set by SIGINT/SIGTERM; read by the workers */
+
+static void pf_on_signal(int sig)
+{
+	(void)sig;
+	pf_stop = 1;
+}
+
+static double pf_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static char *pf_xattr(const char *path, const char *name)
+{
+	char buf[256];
+	ssize_t n = getxattr(path, name, buf, sizeof(buf) - 1);
+
+	if (n < 0)
+		return NULL;
+	buf[n] = '\0';
+	return strdup(buf);
+}
+
+static int pf_add(struct pf *p, const char *path, const char *uid)
+{
+	struct pf_series *nv;
+	char *size;
+
+	if (p->count == p->cap) {
+		size_t cap = p->cap ? p->cap * 2 : 64;
+
+		nv = realloc(p->v, cap * sizeof(*nv));
+		if (!nv)
+			return -ENOMEM;
+		p->v = nv;
+		p->cap = cap;
+	}
+	memset(&p->v[p->count], 0, sizeof(p->v[p->count]));
+	p->v[p->count].path = strdup(path);
+	p->v[p->count].uid = strdup(uid);
+	if (!p->v[p->count].path || !p->v[p->count].uid)
+		return -ENOMEM;
+	size = pf_xattr(path, "user.tcia.file_size");
+	if (size) {
+		p->v[p->count].bytes = strtoull(size, NULL, 10);
+		p->bytes_total += p->v[p->count].bytes;
+		free(size);
+	}
+	p->count++;
+	return 0;
+}
+
+/* Collects the series folders at or below path: a folder with user.tcia.series_uid is a
+ * series; other folders are walked (collection → patient → study), which costs only
+ * metadata. Returns 0 or -errno. */
+static int pf_collect(struct pf *p, const char *path, int depth)
+{
+	char *uid = pf_xattr(path, "user.tcia.series_uid");
+	struct dirent *de;
+	DIR *d;
+	int rc = 0;
+
+	if (uid) {
+		rc = pf_add(p, path, uid);
+		free(uid);
+		return rc;
+	}
+	if (depth > 4)
+		return 0;
+	d = opendir(path);
+	if (!d)
+		return -errno;
+	while (!pf_stop && (de = readdir(d))) {
+		char sub[PATH_MAX];
+
+		if (de->d_name[0] == '.' || de->d_type != DT_DIR)
+			continue;
+		if (snprintf(sub, sizeof(sub), "%s/%s", path, de->d_name) >= (int)sizeof(sub))
+			continue;
+		rc = pf_collect(p, sub, depth + 1);
+		if (rc < 0)
+			break;
+	}
+	closedir(d);
+	return rc;
+}
+
+static void pf_human(uint64_t n, char *buf, size_t size)
+{
+	static const char *const unit[] = { "B", "kB", "MB", "GB", "TB" };
+	double v = (double)n;
+	int i = 0;
+
+	while (v >= 1000 && i < 4) {
+		v /= 1000;
+		i++;
+	}
+	snprintf(buf, size, i ? "%.1f %s" : "%.0f %s", v, unit[i]);
+}
+
+static void pf_progress(struct pf *p, bool final)
+{
+	char done[32], total[32], rate[32];
+	double dt = pf_now() - ((double)p->start.tv_sec + (double)p->start.tv_nsec / 1e9);
+	uint64_t bytes = atomic_load(&p->bytes_done);
+	double bps = dt > 0 ? (double)bytes / dt : 0;
+	double eta = bps > 0 && p->bytes_total > bytes ? (double)(p->bytes_total - bytes) / bps : 0;
+
+	pf_human(bytes, done, sizeof(done));
+	pf_human(p->bytes_total, total, sizeof(total));
+	pf_human((uint64_t)bps, rate, sizeof(rate));
+	pthread_mutex_lock(&p->print_lock);
+	if (p->tty) {
+		int width = 30, filled = p->count ? (int)(width * atomic_load(&p->done) / p->count) : 0;
+
+		fprintf(stderr, "\r[%.*s%*s] %zu/%zu series, %s / %s, %s/s, ETA %.0fs   ", filled,
+			"##############################", width - filled, "", atomic_load(&p->done),
+			p->count, done, total, rate, eta);
+		if (final)
+			fputc('\n', stderr);
+	} else {
+		fprintf(stderr, "tciafs-prefetch: %zu/%zu series, %s / %s, %s/s%s\n",
+			atomic_load(&p->done), p->count, done, total, rate,
+			atomic_load(&p->failed) ? " (some failed)" : "");
+	}
+	fflush(stderr);
+	pthread_mutex_unlock(&p->print_lock);
+}
+
+static void *pf_worker(void *arg)
+{
+	struct pf *p = arg;
+	size_t i;
+
+	while (!pf_stop && (i = atomic_fetch_add(&p->next, 1)) < p->count) {
+		struct pf_series *s = &p->v[i];
+		DIR *d = opendir(s->path);
+
+		/* Listing the folder is what makes tciafs fetch the series. */
+		if (!d) {
+			s->rc = errno;
+		} else {
+			errno = 0;
+			while (readdir(d))
+				;
+			s->rc = errno;
+			closedir(d);
+		}
+		if (s->rc == EINTR && pf_stop)
+			break;
+		if (s->rc) {
+			atomic_fetch_add(&p->failed, 1);
+			pthread_mutex_lock(&p->print_lock);
+			fprintf(stderr, "%stciafs-prefetch: %s: %s\n", p->tty ? "\n" : "", s->path,
+				strerror(s->rc));
+			pthread_mutex_unlock(&p->print_lock);
+		}
+		atomic_fetch_add(&p->bytes_done, s->bytes);
+		atomic_fetch_add(&p->done, 1);
+		if (!p->tty)
+			pf_progress(p, false);
+	}
+	atomic_fetch_sub(&p->running, 1);
+	return NULL;
+}
+
+static int pf_read_uid_file(struct pf *p, const char *file, const char *mount)
+{
+	char line[256], path[PATH_MAX];
+	FILE *f = strcmp(file, "-") ? fopen(file, "r") : stdin;
+	int rc = 0;
+
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f)) {
+		line[strcspn(line, " \t\r\n#")] = '\0';
+		if (!line[0])
+			continue;
+		/* tciafs resolves a bare UID under /.tciafs/series/. */
+		snprintf(path, sizeof(path), "%s/.tciafs/series/%s", mount, line);
+		rc = pf_collect(p, path, 4);
+		if (rc < 0) {
+			fprintf(stderr, "tciafs-prefetch: %s: %s\n", line, strerror(-rc));
+			rc = 0;
+			atomic_fetch_add(&p->failed, 1);
+		}
+	}
+	if (f != stdin)
+		fclose(f);
+	return rc;
+}
+
+static void pf_usage(FILE *out)
+{
+	fprintf(out,
+		"usage: tciafs-prefetch [-j N] [--dry-run] PATH...\n"
+		"       tciafs-prefetch [-j N] [--dry-run] --uids FILE MOUNTPOINT\n"
+		"\n"
+		"Fetches into the tciafs cache every series below the given folders of a\n"
+		"mounted tciafs (a collection, patient, study or series), or the series\n"
+		"listed by SeriesInstanceUID in FILE (one a line; - for standard input).\n"
+		"\n"
+		"  -j, --jobs N    series fetched at once (default 4)\n"
+		"  -n, --dry-run   print how many series and how many bytes, fetch nothing\n"
+		"  -u, --uids FILE read SeriesInstanceUIDs from FILE\n"
+		"  -V, --version   print the version\n"
+		"\n"
+		"Exit status: 0 when every series arrived, 1 when some did not, 2 for bad\n"
+		"usage, 130 when stopped with Ctrl-C.\n");
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "jobs", required_argument, NULL, 'j' }, { "dry-run", no_argument, NULL, 'n' },
+		{ "uids", required_argument, NULL, 'u' }, { "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' }, { NULL, 0, NULL, 0 },
+	};
+	struct pf p = { .jobs = 4 };
+	const char *uids = NULL;
+	struct sigaction sa;
+	pthread_t *threads;
+	char total[32];
+	int opt, i, rc = 0, started = 0;
+
+	while ((opt = getopt_long(argc, argv, "j:nu:hV", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'j':
+			p.jobs = atoi(optarg);
+			break;
+		case 'n':
+			p.dry_run = true;
+			break;
+		case 'u':
+			uids = optarg;
+			break;
+		case 'h':
+			pf_usage(stdout);
+			return 0;
+		case 'V':
+			printf("tciafs-prefetch %s\n", TCIAFS_VERSION);
+			return 0;
+		default:
+			pf_usage(stderr);
+			return 2;
+		}
+	}
+	if (optind >= argc || p.jobs < 1 || p.jobs > 64 || (uids && argc - optind != 1)) {
+		pf_usage(stderr);
+		return 2;
+	}
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = pf_on_signal;	/* no SA_RESTART: a waiting readdir returns EINTR */
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	pthread_mutex_init(&p.print_lock, NULL);
+	p.tty = isatty(STDERR_FILENO);
+	if (uids) {
+		rc = pf_read_uid_file(&p, uids, argv[optind]);
+	} else {
+		for (i = optind; i < argc && rc == 0; i++) {
+			rc = pf_collect(&p, argv[i], 0);
+			if (rc < 0)
+				fprintf(stderr, "tciafs-prefetch: %s: %s\n", argv[i], strerror(-rc));
+		}
+	}
+	if (rc < 0)
+		return 1;
+	pf_human(p.bytes_total, total, sizeof(total));
+	printf("%zu series, %s\n", p.count, total);
+	fflush(stdout);
+	if (p.dry_run || p.count == 0)
+		return atomic_load(&p.failed) ? 1 : 0;
+	clock_gettime(CLOCK_MONOTONIC, &p.start);
+	threads = calloc((size_t)p.jobs, sizeof(*threads));
+	if (!threads)
+		return 1;
+	for (i = 0; i < p.jobs; i++) {
+		atomic_fetch_add(&p.running, 1);
+		if (pthread_create(&threads[i], NULL, pf_worker, &p) == 0)
+			started++;
+		else
+			atomic_fetch_sub(&p.running, 1);
+	}
+	for (i = 0; atomic_load(&p.running) > 0 && !pf_stop; i++) {
+		if (p.tty && i % 5 == 0)
+			pf_progress(&p, false);
+		usleep(50000);
+	}
+	/* The signal interrupted only one thread: the others may be waiting on a series in
+	 * the kernel. A signal each makes their waits return EINTR (tciafs lets the
+	 * downloads carry on). */
+	for (i = 0; pf_stop && i < started; i++)
+		pthread_kill(threads[i], SIGINT);
+	for (i = 0; i < started; i++)
+		pthread_join(threads[i], NULL);
+	free(threads);
+	pf_progress(&p, true);
+	for (size_t k = 0; k < p.count; k++) {
+		free(p.v[k].path);
+		free(p.v[k].uid);
+	}
+	free(p.v);
+	if (pf_stop) {
+		fprintf(stderr, "tciafs-prefetch: stopped; downloads already under way finish in "
+				"the background\n");
+		return 130;
+	}
+	return atomic_load(&p.failed) ? 1 : 0;
+}

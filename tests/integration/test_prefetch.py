@@ -1,0 +1,121 @@
+# SPDX-License-Identifier: MIT
+# tciafs-prefetch through a real mount: --dry-run sizes the work without fetching; a
+# collection or a file of UIDs is fetched in parallel (past the walk guard, which is for
+# accidental walks), with progress lines off a terminal and a bar on one; failures make
+# exit status 1; Ctrl-C stops at once with status 130.
+
+import os
+import pty
+import select
+import signal
+import subprocess
+import time
+
+from harness import run, wait_for
+
+
+def prefetch(*args, check=True, timeout=120):
+    return run([os.path.join(os.path.dirname(os.environ["TCIAFS_BIN"]), "tciafs-prefetch")]
+               + list(args), check=check, timeout=timeout)
+
+
+def getimage(s):
+    return [e for e in s.requests("getImage") if e["ua"].startswith("tciafs/")]
+
+
+def test_dry_run_then_fetch_a_collection(ctx):
+    s = ctx.server()
+    cache = ctx.path("cache")
+    m = ctx.mount(s, cache_dir=cache, options=["walk_budget=2"])
+    coll = os.path.join(m.mountpoint, "Soft-tissue-Sarcoma")
+    series = s.get_json("getSeries", Collection="Soft-tissue-Sarcoma")
+    r = prefetch("--dry-run", coll)
+    assert r.stdout.startswith("%d series, " % len(series)), r.stdout
+    assert getimage(s) == []
+    r = prefetch("-j", "3", coll)
+    assert r.returncode == 0
+    assert sorted(os.listdir(os.path.join(cache, "series"))) == \
+        sorted(x["SeriesInstanceUID"] for x in series)
+    assert len(getimage(s)) == len(series)      # not held back by walk_budget=2
+    lines = r.stderr.strip().splitlines()
+    assert lines[-1].startswith("tciafs-prefetch: %d/%d series" % (len(series), len(series)))
+    # Again: everything is there, nothing is fetched.
+    prefetch(coll)
+    assert len(getimage(s)) == len(series)
+
+
+def test_uid_file(ctx):
+    s = ctx.server()
+    cache = ctx.path("cache")
+    m = ctx.mount(s, cache_dir=cache)
+    uids = [x["SeriesInstanceUID"] for x in s.get_json("getSeries", Collection="CT COLONOGRAPHY")]
+    path = ctx.path("uids.txt")
+    with open(path, "w") as f:
+        f.write("# a manifest\n" + "\n".join(uids) + "\n\n")
+    r = prefetch("--uids", path, m.mountpoint)
+    assert r.stdout.startswith("%d series" % len(uids)), r.stdout
+    assert sorted(os.listdir(os.path.join(cache, "series"))) == sorted(uids)
+    with open(path, "a") as f:
+        f.write("1.2.3.999\n")
+    r = prefetch("--uids", path, m.mountpoint, check=False)
+    assert r.returncode == 1 and "1.2.3.999" in r.stderr
+
+
+def test_failures_set_the_exit_status(ctx):
+    s = ctx.server()
+    m = ctx.mount(s, options=["retries=0"])
+    bad = s.get_json("getSeries", Collection="Lung-Phantom-CT")[0]["SeriesInstanceUID"]
+    s.fault(kind="status", status=500, endpoint="getImage", series=bad)
+    r = prefetch(os.path.join(m.mountpoint, "Lung-Phantom-CT"), check=False)
+    assert r.returncode == 1, r.stderr
+    assert "Input/output error" in r.stderr
+
+
+def test_ctrl_c_stops_at_once(ctx):
+    s = ctx.server("--big-mb", "6")
+    s.fault(kind="slow", endpoint="getImage", rate=500000)
+    m = ctx.mount(s)
+    p = subprocess.Popen([os.path.join(os.path.dirname(os.environ["TCIAFS_BIN"]),
+                                       "tciafs-prefetch"), os.path.join(m.mountpoint, "Big-Series")],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: getimage(s) or os.path.exists("/nonexistent") or _fetching(m), 30,
+             "the download to start")
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=20)
+    assert p.returncode == 130, (p.returncode, err)
+    assert time.monotonic() - t0 < 3
+    assert "stopped" in err
+
+
+def _fetching(m):
+    import json
+    with open(os.path.join(m.mountpoint, ".tciafs", "status")) as f:
+        return bool(json.load(f)["fetches"])
+
+
+def test_progress_bar_on_a_terminal(ctx):
+    s = ctx.server()
+    m = ctx.mount(s)
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(os.path.join(os.path.dirname(os.environ["TCIAFS_BIN"]), "tciafs-prefetch"),
+                 ["tciafs-prefetch", os.path.join(m.mountpoint, "Lung-Phantom-CT")])
+    out = b""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        r, _, _ = select.select([fd], [], [], 1)
+        if not r:
+            continue
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, out
+    text = out.decode(errors="replace")
+    assert "\r[" in text and "series" in text and "ETA" in text, text
