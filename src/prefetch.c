@@ -244,6 +244,16 @@ static int pf_read_uid_file(struct pf *p, const char *file, const char *mount)
 	return rc;
 }
 
+static void pf_free(struct pf *p)
+{
+	for (size_t k = 0; k < p->count; k++) {
+		free(p->v[k].path);
+		free(p->v[k].uid);
+	}
+	free(p->v);
+	pthread_mutex_destroy(&p->print_lock);
+}
+
 static void pf_usage(FILE *out)
 {
 	fprintf(out,
@@ -318,17 +328,21 @@ int main(int argc, char **argv)
 				fprintf(stderr, "tciafs-prefetch: %s: %s\n", argv[i], strerror(-rc));
 		}
 	}
-	if (rc < 0)
-		return 1;
+	if (rc < 0) {
+		rc = 1;
+		goto out_free;
+	}
 	pf_human(p.bytes_total, total, sizeof(total));
 	printf("%zu series, %s\n", p.count, total);
 	fflush(stdout);
+	rc = atomic_load(&p.failed) ? 1 : 0;
 	if (p.dry_run || p.count == 0)
-		return atomic_load(&p.failed) ? 1 : 0;
+		goto out_free;
 	clock_gettime(CLOCK_MONOTONIC, &p.start);
+	rc = 1;
 	threads = calloc((size_t)p.jobs, sizeof(*threads));
 	if (!threads)
-		return 1;
+		goto out_free;
 	for (i = 0; i < p.jobs; i++) {
 		atomic_fetch_add(&p.running, 1);
 		if (pthread_create(&threads[i], NULL, pf_worker, &p) == 0)
@@ -350,15 +364,13 @@ int main(int argc, char **argv)
 		pthread_join(threads[i], NULL);
 	free(threads);
 	pf_progress(&p, true);
-	for (size_t k = 0; k < p.count; k++) {
-		free(p.v[k].path);
-		free(p.v[k].uid);
-	}
-	free(p.v);
+	rc = atomic_load(&p.failed) ? 1 : 0;
 	if (pf_stop) {
 		fprintf(stderr, "tciafs-prefetch: stopped; downloads already under way finish in "
 				"the background\n");
-		return 130;
+		rc = 130;
 	}
-	return atomic_load(&p.failed) ? 1 : 0;
+out_free:
+	pf_free(&p);
+	return rc;
 }

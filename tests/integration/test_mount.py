@@ -164,3 +164,38 @@ def test_install_and_uninstall(ctx):
     run(["make", "-C", ROOT, "uninstall", "DESTDIR=" + dest, "PREFIX=/usr"], env=env)
     left = [os.path.join(d, f) for d, _, fs in os.walk(dest) for f in fs]
     assert left == [], left
+
+
+def test_mount_t_and_fstab_line(ctx):
+    # mount(8) finds the helper's program on its own PATH, not ours: put tciafs where an
+    # installed one would be for the length of the test.
+    link = "/usr/local/bin/tciafs"
+    binary = os.environ["TCIAFS_BIN"]
+    if os.path.lexists(link):
+        assert os.path.realpath(link) == os.path.realpath(binary), \
+            "%s exists and is another tciafs; cannot test mount(8) here" % link
+        made = False
+    else:
+        os.symlink(binary, link)
+        made = True
+    s = ctx.server()
+    mp = ctx.path("mt")
+    os.makedirs(mp)
+    fstab = ctx.path("fstab")
+    with open(fstab, "w") as f:
+        f.write("tcia %s fuse.tciafs ro,api=%s,cache_dir=%s 0 0\n" % (mp, s.url, ctx.path("c2")))
+    try:
+        r = run(["mount", "-t", "fuse.tciafs", "tcia", mp, "-o",
+                 "api=%s,cache_dir=%s" % (s.url, ctx.path("c1"))])
+        assert "fuse.tciafs" in open("/proc/mounts").read()
+        assert "Lung-Phantom-CT" in run(["ls", mp]).stdout
+        run(["umount", mp])
+        assert mp not in open("/proc/mounts").read()
+        run(["mount", "-T", fstab, mp])
+        assert "CT COLONOGRAPHY" in run(["ls", mp]).stdout
+        run(["fusermount3", "-u", mp])
+        assert mp not in open("/proc/mounts").read()
+    finally:
+        subprocess.run(["fusermount3", "-u", "-z", mp], capture_output=True)
+        if made:
+            os.unlink(link)

@@ -97,7 +97,8 @@ def _fetching(m):
 
 def test_progress_bar_on_a_terminal(ctx):
     s = ctx.server()
-    m = ctx.mount(s)
+    cache = ctx.path("cache")
+    m = ctx.mount(s, cache_dir=cache)
     pid, fd = pty.fork()
     if pid == 0:
         os.execv(os.path.join(os.path.dirname(os.environ["TCIAFS_BIN"]), "tciafs-prefetch"),
@@ -118,4 +119,9 @@ def test_progress_bar_on_a_terminal(ctx):
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0, out
     text = out.decode(errors="replace")
-    assert "\r[" in text and "series" in text and "ETA" in text, text
+    n = len(s.get_json("getSeries", Collection="Lung-Phantom-CT"))
+    assert "\r[" in text and "ETA" in text, text
+    # The bar's last state: full, every series done.
+    last = text.rstrip().split("\r")[-1]
+    assert "[" + "#" * 30 + "]" in last and "%d/%d series" % (n, n) in last, last
+    assert len(os.listdir(os.path.join(cache, "series"))) == n
