@@ -145,7 +145,8 @@ def test_mount_helper_form_and_bad_mountpoints(ctx):
                       (["-o", "cache_size=lots", mp], "cache_size=lots"),
                       (["-o", "naming=odd", mp], "naming=odd"),
                       ([ctx.path("missing")], "No such file"),
-                      (["a", "b", "c"], "too many arguments")):
+                      (["a", "b", "c"], "too many arguments"),
+                      (["-o", "bogus=1,cache_dir=" + ctx.path("c3"), mp], "unknown option")):
         r = run([binary] + args, check=False)
         assert r.returncode == 1 and msg in r.stderr, (args, r.stderr)
         assert len(r.stderr.strip().splitlines()) == 1, r.stderr
