@@ -35,7 +35,7 @@ UNIT_BIN  := $(UNIT:%=$(BUILD)/%)
 .SECONDARY:
 
 
-.PHONY: install uninstall bench all deps check unit unit-run valgrind integration check-build check-asan demo clean
+.PHONY: fuzz install uninstall bench all deps check unit unit-run valgrind integration check-build check-asan demo clean
 
 all: $(BIN) $(BUILD)/tciafs-prefetch
 
@@ -93,6 +93,7 @@ check: deps
 	$(MAKE) check-build
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
 	  $(MAKE) check-asan
+	$(MAKE) fuzz FUZZ_SECONDS=10
 	@echo "make check: all suites passed"
 
 PREFIX    ?= /usr/local
@@ -113,6 +114,37 @@ uninstall:
 	  $(DESTDIR)$(DOCDIR)/LICENSE
 	-rmdir $(DESTDIR)$(DOCDIR)
 
+# Fuzzing with libFuzzer (clang): the parsers, the name sanitiser and the zip
+# extractor. Corpora grow in build-fuzz/; the fixtures and the hostile zips seed them.
+FUZZ_SECONDS ?= 60
+FUZZ_BUILD   := build-fuzz
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all
+FUZZ_CFLAGS   = $(WARN) -g -O1 $(FUZZ_SAN) -fsanitize=fuzzer-no-link $(PKG_CFLAGS)
+FUZZ_OBJ     := $(MODEL:%=$(FUZZ_BUILD)/%.o)
+FUZZERS      := tcia names unzip
+
+$(FUZZ_BUILD)/%.o: src/%.c | deps
+	@mkdir -p $(FUZZ_BUILD)
+	clang $(CPPFLAGS) $(FUZZ_CFLAGS) -c -o $@ $<
+
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_OBJ)
+	clang $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(PKG_LIBS)
+
+fuzz: $(FUZZERS:%=$(FUZZ_BUILD)/fuzz_%)
+	@set -e; for t in $(FUZZERS); do \
+	  mkdir -p $(FUZZ_BUILD)/corpus-$$t; \
+	  case $$t in tcia) seeds=tests/fixtures/tcia;; unzip) seeds=tests/hostile/zips;; \
+	    *) seeds=tests/fuzz/seeds-names;; esac; \
+	  echo "== fuzz_$$t for $(FUZZ_SECONDS) s"; \
+	  if ! $(FUZZ_BUILD)/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -close_fd_mask=2 \
+	    -artifact_prefix=$(FUZZ_BUILD)/ $(FUZZ_BUILD)/corpus-$$t $$seeds \
+	    tests/fuzz/regressions-$$t > $(FUZZ_BUILD)/fuzz_$$t.log 2>&1; then \
+	    tail -40 $(FUZZ_BUILD)/fuzz_$$t.log; \
+	    echo "fuzz_$$t found a crash: see $(FUZZ_BUILD)/ (add it to tests/fuzz/regressions-$$t)"; \
+	    exit 1; fi; \
+	  tail -1 $(FUZZ_BUILD)/fuzz_$$t.log; \
+	done
+
 # Not part of check: timings on shared machines are for reading, not for asserting.
 bench: $(BIN)
 	$(PYTHON) scripts/bench.py $(BIN)
@@ -121,6 +153,6 @@ demo: $(BIN)
 	@sh scripts/demo.sh $(BIN)
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 
 -include $(wildcard $(BUILD)/*.d)

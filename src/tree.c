@@ -189,8 +189,12 @@ static size_t tree_utf8_cut(const char *s, size_t max)
 	if (n <= max)
 		return n;
 	n = max;
-	while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+	/* A UTF-8 sequence is at most 4 bytes: back off at most 3. Longer runs of
+	 * continuation bytes are not UTF-8 at all, and are cut where they stand. */
+	while (n > 0 && max - n < 3 && ((unsigned char)s[n] & 0xC0) == 0x80)
 		n--;
+	if (((unsigned char)s[n] & 0xC0) == 0x80)
+		n = max;
 	return n;
 }
 

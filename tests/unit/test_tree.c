@@ -63,6 +63,16 @@ static void test_sanitize_long(void **state)
 	s = tree_sanitize_name(in);
 	assert_int_equal(strlen(s), 255);
 	free(s);
+
+	/* Found by fuzz_names: a dot and then only continuation bytes (not UTF-8) once
+	 * backed off to an empty name. */
+	in[0] = '.';
+	memset(in + 1, 0xA1, 350);
+	in[351] = '\0';
+	s = tree_sanitize_name(in);
+	assert_int_equal(strlen(s), 255);
+	assert_int_equal(s[0], '_');
+	free(s);
 }
 
 static void test_probe_names(void **state)
