@@ -5,7 +5,7 @@
 #ifndef TCIAFS_FS_H
 #define TCIAFS_FS_H
 
-#define FUSE_USE_VERSION 35
+#define FUSE_USE_VERSION 312
 #include <fuse.h>
 
 struct tree;

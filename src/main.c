@@ -328,6 +328,22 @@ static void tciafs_hup_stop(struct tciafs_hup *hup)
 	pthread_join(hup->thread, NULL);
 }
 
+/* Serves with many threads: every caller waiting for a download or a slow answer holds
+ * one, and libfuse's default of 10 would let ten such waits stall the whole mount. */
+static int tciafs_loop_mt(struct fuse *fuse)
+{
+	struct fuse_loop_config *loop = fuse_loop_cfg_create();
+	int rc;
+
+	if (!loop)
+		return 1;
+	fuse_loop_cfg_set_max_threads(loop, 64);
+	fuse_loop_cfg_set_idle_threads(loop, 10);
+	rc = fuse_loop_mt(fuse, loop) ? 1 : 0;
+	fuse_loop_cfg_destroy(loop);
+	return rc;
+}
+
 static int tciafs_run(struct fuse_args *args, struct fuse_cmdline_opts *cmd,
 		      struct tciafs_conf *conf)
 {
@@ -341,7 +357,6 @@ static int tciafs_run(struct fuse_args *args, struct fuse_cmdline_opts *cmd,
 		.meta_ttl = conf->meta_ttl,
 		.naming_uid = conf->naming && strcmp(conf->naming, "uid") == 0,
 	};
-	struct fuse_loop_config loop = { .clone_fd = 0, .max_idle_threads = 10 };
 	struct tciafs ctx = { .entry_timeout = 3600.0, .negative_timeout = 5.0 };
 	struct metacache_opts mopts = { .ttl = conf->meta_ttl, .offline = conf->offline };
 	struct store_opts sopts = {
@@ -416,7 +431,7 @@ static int tciafs_run(struct fuse_args *args, struct fuse_cmdline_opts *cmd,
 	if (cmd->singlethread)
 		rc = fuse_loop(fuse) ? 1 : 0;
 	else
-		rc = fuse_loop_mt(fuse, &loop) ? 1 : 0;
+		rc = tciafs_loop_mt(fuse);
 	tciafs_hup_stop(&hup);
 out_remove_handlers:
 	fuse_remove_signal_handlers(fuse_get_session(fuse));

@@ -40,7 +40,13 @@ struct tree_slot {
 	bool loading;		/* protected by tree->lock */
 	unsigned done;		/* loads finished; protected by tree->lock */
 	int last_rc;		/* protected by tree->lock */
+	time_t failed_at;	/* when the last load failed; protected by tree->lock */
 };
+
+/* A slow failed load (a silent server: it took a second or more) answers the callers
+ * right behind it for this long instead of each starting another: sixteen callers
+ * would otherwise queue up one timeout after another. Quick failures are retried. */
+#define TREE_FAIL_MEMORY 3
 
 struct tree_coll {
 	char *name;		/* sanitised, unique among collections */
@@ -439,6 +445,7 @@ static int tree_slot_get(struct tree *t, struct tree_slot *slot, tree_load_fn lo
 			 struct tree_snap **out)
 {
 	struct tree_snap *s, *fresh = NULL, *old = NULL;
+	time_t started;
 	unsigned seen;
 	int rc;
 
@@ -448,6 +455,12 @@ static int tree_slot_get(struct tree *t, struct tree_slot *slot, tree_load_fn lo
 		s = slot->snap;
 		if (s && s->gen == t->gen && time(NULL) - s->fetched < t->meta_ttl)
 			goto out_ref;
+		if (!slot->loading && !s && slot->last_rc < 0 &&
+		    time(NULL) - slot->failed_at < TREE_FAIL_MEMORY) {
+			rc = slot->last_rc;
+			pthread_mutex_unlock(&t->lock);
+			return rc;
+		}
 		if (!slot->loading)
 			break;
 		seen = slot->done;
@@ -468,6 +481,7 @@ static int tree_slot_get(struct tree *t, struct tree_slot *slot, tree_load_fn lo
 	slot->loading = true;
 	pthread_mutex_unlock(&t->lock);
 
+	started = time(NULL);
 	rc = load(t, arg, &fresh);
 	/* Parsing a big answer leaves megabytes of freed heap behind (a 10,000-series
 	 * getSeries is ~8 MB of JSON): give them back rather than sit on them. */
@@ -477,6 +491,8 @@ static int tree_slot_get(struct tree *t, struct tree_slot *slot, tree_load_fn lo
 	slot->loading = false;
 	slot->done++;
 	slot->last_rc = rc;
+	if (rc < 0 && time(NULL) - started >= 1)
+		slot->failed_at = time(NULL);
 	pthread_cond_broadcast(&t->cond);
 	if (rc == 0) {
 		fresh->refs = 2;	/* the slot's and the caller's */
