@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fileio.h"
 #include "log.h"
 
 #ifndef TCIAFS_VERSION
@@ -551,24 +552,19 @@ static size_t http_fd_write(char *ptr, size_t size, size_t nmemb, void *u)
 {
 	struct http_sink *sink = u;
 	struct http_fd *f = sink->data;
-	size_t n = size * nmemb, done = 0;
+	size_t n = size * nmemb;
 	long status = 0;
+	int rc;
 
 	/* Error pages are not the body the caller asked for: read and drop them. */
 	curl_easy_getinfo(sink->h, CURLINFO_RESPONSE_CODE, &status);
 	if (status < 200 || status > 299)
 		return n;
-	while (done < n) {
-		ssize_t w = write(f->fd, ptr + done, n - done);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0) {
-			sink->failed_write = true;
-			sink->write_errno = w < 0 ? errno : EIO;
-			return 0;
-		}
-		done += (size_t)w;
+	rc = fileio_write_all(f->fd, ptr, n);
+	if (rc < 0) {
+		sink->failed_write = true;
+		sink->write_errno = -rc;
+		return 0;
 	}
 	f->written += n;
 	return n;

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fileio.h"
 #include "log.h"
 
 #define MC_BUCKETS 4096
@@ -337,21 +338,6 @@ out_bad:
 	return rc;
 }
 
-static int mc_write_all(int fd, const char *buf, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, buf, n);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return -errno;
-		buf += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 /* Stores the answer for key: written beside its final name, then renamed over it. */
 static int mc_disk_store(const struct metacache *mc, const char *key, uint64_t hash,
 			 const char *body, size_t len, time_t fetched)
@@ -372,13 +358,13 @@ static int mc_disk_store(const struct metacache *mc, const char *key, uint64_t h
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -errno;
-	rc = mc_write_all(fd, head, (size_t)n);
+	rc = fileio_write_all(fd, head, (size_t)n);
 	if (rc == 0)
-		rc = mc_write_all(fd, key, strlen(key));
+		rc = fileio_write_all(fd, key, strlen(key));
 	if (rc == 0)
-		rc = mc_write_all(fd, "\n", 1);
+		rc = fileio_write_all(fd, "\n", 1);
 	if (rc == 0)
-		rc = mc_write_all(fd, body, len);
+		rc = fileio_write_all(fd, body, len);
 	if (close(fd) < 0 && rc == 0)
 		rc = -errno;
 	if (rc == 0 && rename(tmp, path) < 0)

@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fileio.h"
 #include "log.h"
 #include "tcia.h"
 #include "unzip.h"
@@ -221,7 +222,7 @@ static int store_write_manifest(int dir_fd, const char *uid, const struct unzip_
 {
 	json_t *root, *files;
 	char *text = NULL;
-	size_t i, n, done = 0;
+	size_t i;
 	int fd, rc = -ENOMEM;
 
 	root = json_pack("{s:s,s:I,s:I,s:[]}", "series", uid, "fetched", (json_int_t)when,
@@ -241,19 +242,7 @@ static int store_write_manifest(int dir_fd, const char *uid, const struct unzip_
 		rc = -errno;
 		goto out;
 	}
-	n = strlen(text);
-	rc = 0;
-	while (done < n) {
-		ssize_t w = write(fd, text + done, n - done);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0) {
-			rc = -errno;
-			break;
-		}
-		done += (size_t)w;
-	}
+	rc = fileio_write_all(fd, text, strlen(text));
 	if (close(fd) < 0 && rc == 0)
 		rc = -errno;
 out:

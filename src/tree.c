@@ -1121,15 +1121,38 @@ static const struct tree_pat *tree_find_pat(const struct tree_pats *p, const cha
 	return bsearch(&key, p->v, p->count, sizeof(*p->v), tree_cmp_pat);
 }
 
-/* The first study of patient pid (the array is sorted by pid, then name). */
-static size_t tree_studs_lower(const struct tree_studs *p, const char *pid)
+/* Studies and series are kept sorted by the folder they belong in (patient, study), then
+ * by name; one set of helpers finds a parent's run, and a member in it, in either. */
+struct tree_layout {
+	size_t stride, name, uid, parent;	/* element size, then field offsets */
+};
+
+static const struct tree_layout tree_stud_layout = {
+	sizeof(struct tree_stud), offsetof(struct tree_stud, name),
+	offsetof(struct tree_stud, uid), offsetof(struct tree_stud, pid),
+};
+
+static const struct tree_layout tree_ser_layout = {
+	sizeof(struct tree_ser), offsetof(struct tree_ser, name),
+	offsetof(struct tree_ser, uid), offsetof(struct tree_ser, study_uid),
+};
+
+static const char *tree_field(const void *base, const struct tree_layout *lay, size_t i,
+			      size_t off)
 {
-	size_t lo = 0, hi = p->count;
+	return *(char *const *)((const char *)base + i * lay->stride + off);
+}
+
+/* The first element whose parent is parent. */
+static size_t tree_run_start(const void *base, size_t count, const struct tree_layout *lay,
+			     const char *parent)
+{
+	size_t lo = 0, hi = count;
 
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
 
-		if (tree_cmp_str(p->v[mid].pid, pid) < 0)
+		if (tree_cmp_str(tree_field(base, lay, mid, lay->parent), parent) < 0)
 			lo = mid + 1;
 		else
 			hi = mid;
@@ -1137,48 +1160,41 @@ static size_t tree_studs_lower(const struct tree_studs *p, const char *pid)
 	return lo;
 }
 
-static size_t tree_sers_lower(const struct tree_sers *p, const char *study_uid)
+static bool tree_in_run(const void *base, size_t count, const struct tree_layout *lay,
+			size_t i, const char *parent)
 {
-	size_t lo = 0, hi = p->count;
-
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (tree_cmp_str(p->v[mid].study_uid, study_uid) < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
+	return i < count && tree_cmp_str(tree_field(base, lay, i, lay->parent), parent) == 0;
 }
 
-/* A study of the patient by folder name, else by bare StudyInstanceUID. */
+/* parent's member by folder name, else by bare UID. Returns its index or -1. */
+static long tree_run_find(const void *base, size_t count, const struct tree_layout *lay,
+			  const char *parent, const char *name)
+{
+	size_t first = tree_run_start(base, count, lay, parent), i;
+
+	for (i = first; tree_in_run(base, count, lay, i, parent); i++)
+		if (strcmp(tree_field(base, lay, i, lay->name), name) == 0)
+			return (long)i;
+	for (i = first; tree_in_run(base, count, lay, i, parent); i++)
+		if (tree_cmp_str(tree_field(base, lay, i, lay->uid), name) == 0)
+			return (long)i;
+	return -1;
+}
+
 static const struct tree_stud *tree_find_stud(const struct tree_studs *p, const char *pid,
 					      const char *name)
 {
-	size_t i = tree_studs_lower(p, pid), first = i;
+	long i = tree_run_find(p->v, p->count, &tree_stud_layout, pid, name);
 
-	for (; i < p->count && tree_cmp_str(p->v[i].pid, pid) == 0; i++)
-		if (strcmp(p->v[i].name, name) == 0)
-			return &p->v[i];
-	for (i = first; i < p->count && tree_cmp_str(p->v[i].pid, pid) == 0; i++)
-		if (tree_cmp_str(p->v[i].uid, name) == 0)
-			return &p->v[i];
-	return NULL;
+	return i < 0 ? NULL : &p->v[i];
 }
 
 static const struct tree_ser *tree_find_ser(const struct tree_sers *p, const char *study_uid,
 					    const char *name)
 {
-	size_t i = tree_sers_lower(p, study_uid), first = i;
+	long i = tree_run_find(p->v, p->count, &tree_ser_layout, study_uid, name);
 
-	for (; i < p->count && tree_cmp_str(p->v[i].study_uid, study_uid) == 0; i++)
-		if (strcmp(p->v[i].name, name) == 0)
-			return &p->v[i];
-	for (i = first; i < p->count && tree_cmp_str(p->v[i].study_uid, study_uid) == 0; i++)
-		if (tree_cmp_str(p->v[i].uid, name) == 0)
-			return &p->v[i];
-	return NULL;
+	return i < 0 ? NULL : &p->v[i];
 }
 
 static bool tree_ends_with(const char *s, const char *suffix)
@@ -1757,8 +1773,8 @@ static int tree_list_pat(struct tree *t, struct tree_node *n, struct tree_lister
 	if (rc < 0)
 		return rc;
 	tree_hold(l, "patient.json", &st, true);
-	for (i = tree_studs_lower(n->studs, n->pat->id);
-	     i < n->studs->count && tree_cmp_str(n->studs->v[i].pid, n->pat->id) == 0; i++) {
+	for (i = tree_run_start(n->studs->v, n->studs->count, &tree_stud_layout, n->pat->id);
+	     tree_in_run(n->studs->v, n->studs->count, &tree_stud_layout, i, n->pat->id); i++) {
 		tree_fill_dir(t, n->studs->v[i].mtime, &st);
 		if (tree_emit(l, n->studs->v[i].name, &st, true))
 			break;
@@ -1782,9 +1798,8 @@ static int tree_list_study(struct tree *t, struct tree_node *n, struct tree_list
 	if (rc < 0)
 		return rc;
 	tree_hold(l, "study.json", &st, true);
-	for (i = tree_sers_lower(n->sers, n->stud->uid);
-	     i < n->sers->count && tree_cmp_str(n->sers->v[i].study_uid, n->stud->uid) == 0;
-	     i++) {
+	for (i = tree_run_start(n->sers->v, n->sers->count, &tree_ser_layout, n->stud->uid);
+	     tree_in_run(n->sers->v, n->sers->count, &tree_ser_layout, i, n->stud->uid); i++) {
 		tree_fill_dir(t, n->sers->v[i].mtime, &st);
 		if (tree_emit(l, n->sers->v[i].name, &st, true))
 			break;

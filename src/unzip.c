@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include <zip.h>
 
+#include "fileio.h"
 #include "log.h"
 
 #define UNZIP_BUF (256 * 1024)
@@ -99,21 +100,6 @@ static void unzip_fail(struct unzip_job *j, int rc, const char *fmt, const char 
 	atomic_store(&j->stop, 1);
 }
 
-static int unzip_write_all(int fd, const char *buf, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, buf, n);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return -errno;
-		buf += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 /* Extracts entry i of the result list through handle za into the job's folder. */
 static void unzip_one(struct unzip_job *j, zip_t *za, size_t i, char *buf)
 {
@@ -166,7 +152,7 @@ static void unzip_one(struct unzip_job *j, zip_t *za, size_t i, char *buf)
 				   NULL);
 			break;
 		}
-		rc = unzip_write_all(fd, buf, (size_t)n);
+		rc = fileio_write_all(fd, buf, (size_t)n);
 		if (rc < 0) {
 			unzip_fail(j, rc, "cannot write ", e->name, strerror(-rc));
 			break;
