@@ -40,13 +40,24 @@ struct tree_slot {
 	bool loading;		/* protected by tree->lock */
 	unsigned done;		/* loads finished; protected by tree->lock */
 	int last_rc;		/* protected by tree->lock */
-	time_t failed_at;	/* when the last load failed; protected by tree->lock */
+	int64_t failed_ms;	/* monotonic ms of the last slow failure; protected by tree->lock */
 };
 
 /* A slow failed load (a silent server: it took a second or more) answers the callers
  * right behind it for this long instead of each starting another: sixteen callers
  * would otherwise queue up one timeout after another. Quick failures are retried. */
-#define TREE_FAIL_MEMORY 3
+#define TREE_FAIL_MEMORY_MS 3000
+#define TREE_SLOW_FAILURE_MS 1000
+
+/* Milliseconds on the monotonic clock: whole seconds from time() would call a 10 ms
+ * failure that happens to straddle a second boundary "slow". */
+static int64_t tree_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 struct tree_coll {
 	char *name;		/* sanitised, unique among collections */
@@ -445,7 +456,7 @@ static int tree_slot_get(struct tree *t, struct tree_slot *slot, tree_load_fn lo
 			 struct tree_snap **out)
 {
 	struct tree_snap *s, *fresh = NULL, *old = NULL;
-	time_t started;
+	int64_t started;
 	unsigned seen;
 	int rc;
 
@@ -455,8 +466,8 @@ static int tree_slot_get(struct tree *t, struct tree_slot *slot, tree_load_fn lo
 		s = slot->snap;
 		if (s && s->gen == t->gen && time(NULL) - s->fetched < t->meta_ttl)
 			goto out_ref;
-		if (!slot->loading && !s && slot->last_rc < 0 &&
-		    time(NULL) - slot->failed_at < TREE_FAIL_MEMORY) {
+		if (!slot->loading && !s && slot->last_rc < 0 && slot->failed_ms &&
+		    tree_now_ms() - slot->failed_ms < TREE_FAIL_MEMORY_MS) {
 			rc = slot->last_rc;
 			pthread_mutex_unlock(&t->lock);
 			return rc;
@@ -481,7 +492,7 @@ static int tree_slot_get(struct tree *t, struct tree_slot *slot, tree_load_fn lo
 	slot->loading = true;
 	pthread_mutex_unlock(&t->lock);
 
-	started = time(NULL);
+	started = tree_now_ms();
 	rc = load(t, arg, &fresh);
 	/* Parsing a big answer leaves megabytes of freed heap behind (a 10,000-series
 	 * getSeries is ~8 MB of JSON): give them back rather than sit on them. */
@@ -491,8 +502,9 @@ static int tree_slot_get(struct tree *t, struct tree_slot *slot, tree_load_fn lo
 	slot->loading = false;
 	slot->done++;
 	slot->last_rc = rc;
-	if (rc < 0 && time(NULL) - started >= 1)
-		slot->failed_at = time(NULL);
+	slot->failed_ms = 0;
+	if (rc < 0 && tree_now_ms() - started >= TREE_SLOW_FAILURE_MS)
+		slot->failed_ms = tree_now_ms();
 	pthread_cond_broadcast(&t->cond);
 	if (rc == 0) {
 		fresh->refs = 2;	/* the slot's and the caller's */
