@@ -45,6 +45,8 @@ struct tcia_series {		/* getSeries, getUpdatedSeries */
 	char *patient_id;
 	char *collection;
 	char *modality;
+	char *body_part;	/* BodyPartExamined */
+	char *manufacturer;
 	char *description;
 	char *number;		/* SeriesNumber as text: an integer in practice, kept as sent */
 	char *date;		/* SeriesDate */

@@ -120,6 +120,8 @@ static void tcia_one_series_clear(struct tcia_series *s)
 	free(s->patient_id);
 	free(s->collection);
 	free(s->modality);
+	free(s->body_part);
+	free(s->manufacturer);
 	free(s->description);
 	free(s->number);
 	free(s->date);
@@ -526,6 +528,8 @@ static int tcia_one_series(const json_t *obj, void *item, const void *arg)
 	s->patient_id = tcia_field(&f, "PatientID");
 	s->collection = tcia_field(&f, "Collection");
 	s->modality = tcia_field(&f, "Modality");
+	s->body_part = tcia_field(&f, "BodyPartExamined");
+	s->manufacturer = tcia_field(&f, "Manufacturer");
 	s->description = tcia_field(&f, "SeriesDescription");
 	s->number = tcia_field(&f, "SeriesNumber");
 	s->date = tcia_field(&f, "SeriesDate");

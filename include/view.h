@@ -1,0 +1,74 @@
+/* SPDX-License-Identifier: MIT
+ * view.h — the formats behind the views beyond the archive's own tree: TCIA manifests
+ * read in, CSV tables and citations written out. Knows nothing of paths, FUSE or the
+ * API; tree.c decides where these appear.
+ */
+#ifndef TCIAFS_VIEW_H
+#define TCIAFS_VIEW_H
+
+#include <stddef.h>
+
+/* A list of series to show, as the TCIA portal and NBIA Data Retriever write it. */
+struct view_manifest {
+	char *name;		/* the file's base name without .tcia/.txt, unsanitised */
+	size_t count;
+	char **uids;		/* SeriesInstanceUIDs in file order, duplicates dropped */
+};
+
+/* Parses a manifest: either a .tcia file (key=value header lines, then
+ * "ListOfSeriesToDownload=" and one SeriesInstanceUID per line) or a plain list of UIDs
+ * (blank lines and lines starting with '#' ignored). CRLF line ends and a UTF-8 BOM are
+ * accepted. Returns 0, -ENOMEM, or -EINVAL with *line (1-based) and *why (static text)
+ * saying what is wrong where. out->name is left NULL. */
+int view_manifest_parse(const char *text, size_t len, struct view_manifest *out,
+			size_t *line, const char **why);
+
+/* Reads and parses the manifest in file and names it after the file. On failure writes
+ * one line saying which file, which line and why into err. Returns 0 or -errno. */
+int view_manifest_load(const char *file, struct view_manifest *out, char *err, size_t errsize);
+
+/* Accepts a zeroed or cleared manifest. */
+void view_manifest_clear(struct view_manifest *m);
+
+/* A CSV table (RFC 4180: CRLF line ends, fields quoted when they hold a comma, a quote
+ * or a line end) made of JSON objects as the API sent them: one row per object, one
+ * column per key in the order keys are first seen, and a last column "Path". Two passes
+ * so that only one object is parsed at a time: view_table_scan every object, then
+ * view_table_row every object in the same order, then view_table_finish. */
+struct view_table;
+
+int view_table_new(struct view_table **out);
+void view_table_free(struct view_table *t);
+
+/* Learns the columns of one object (compact JSON text). Returns 0, -EBADMSG, -ENOMEM. */
+int view_table_scan(struct view_table *t, const char *raw);
+
+/* Appends one row: strings as they are, numbers and booleans as JSON writes them, null
+ * as an empty field, arrays and objects as compact JSON. Returns 0, -EBADMSG, -ENOMEM. */
+int view_table_row(struct view_table *t, const char *raw, const char *path);
+
+/* Hands over the text (header included; caller frees). Returns 0 or -ENOMEM. */
+int view_table_finish(struct view_table *t, char **out, size_t *len);
+
+/* What the series records of a collection say about citing it. */
+struct view_citation {
+	const char *collection;		/* as the API names it */
+	const char *const *dois;	/* CollectionURI values */
+	size_t ndois;
+	const char *const *licence_names;
+	size_t nnames;
+	const char *const *licence_uris;
+	size_t nuris;
+};
+
+/* Renders CITATION.txt. Returns 0 with a new NUL-terminated text, or -ENOMEM. */
+int view_citation_render(const struct view_citation *c, char **out, size_t *len);
+
+/* The publication TCIA asks every user of its data to cite, besides the data's DOI. */
+#define VIEW_TCIA_CITATION                                                                  \
+	"Clark K, Vendt B, Smith K, Freymann J, Kirby J, Koppel P, Moore S, Phillips S, "   \
+	"Maffitt D, Pringle M, Tarbox L, Prior F. The Cancer Imaging Archive (TCIA): "     \
+	"Maintaining and Operating a Public Information Repository. Journal of Digital "   \
+	"Imaging. 2013; 26(6): 1045-1057. https://doi.org/10.1007/s10278-013-9622-7"
+
+#endif

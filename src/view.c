@@ -1,0 +1,480 @@
+/* SPDX-License-Identifier: MIT
+ * view.c — manifests in, CSV tables and citations out. Pure text work, unit-tested and
+ * fuzzed on its own; tree.c places the results in the namespace.
+ */
+#include "view.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* A manifest is a list of UIDs: anything bigger than this is not one. */
+#define VIEW_MANIFEST_MAX (64u << 20)
+#define VIEW_UID_MAX 64
+
+/* ---- a growing text buffer ----------------------------------------------------------- */
+
+struct view_buf {
+	char *data;
+	size_t len, cap;
+	bool failed;
+};
+
+static void view_put(struct view_buf *b, const char *s, size_t n)
+{
+	size_t cap;
+	char *p;
+
+	if (b->failed)
+		return;
+	if (n + 1 > b->cap - b->len || !b->data) {
+		cap = b->cap ? b->cap : 4096;
+		while (cap - b->len < n + 1) {
+			if (cap > SIZE_MAX / 2) {
+				b->failed = true;
+				return;
+			}
+			cap *= 2;
+		}
+		p = realloc(b->data, cap);
+		if (!p) {
+			b->failed = true;
+			return;
+		}
+		b->data = p;
+		b->cap = cap;
+	}
+	memcpy(b->data + b->len, s, n);
+	b->len += n;
+	b->data[b->len] = '\0';
+}
+
+static void view_puts(struct view_buf *b, const char *s)
+{
+	view_put(b, s, strlen(s));
+}
+
+/* ---- manifests ----------------------------------------------------------------------- */
+
+void view_manifest_clear(struct view_manifest *m)
+{
+	size_t i;
+
+	if (!m)
+		return;
+	for (i = 0; i < m->count; i++)
+		free(m->uids[i]);
+	free(m->uids);
+	free(m->name);
+	memset(m, 0, sizeof(*m));
+}
+
+/* A DICOM UID: digits in dot-separated components, at most 64 characters. */
+static bool view_is_uid(const char *s, size_t n)
+{
+	size_t i;
+
+	if (n == 0 || n > VIEW_UID_MAX || s[0] == '.' || s[n - 1] == '.')
+		return false;
+	for (i = 0; i < n; i++) {
+		if (s[i] == '.' && s[i + 1] == '.')
+			return false;
+		if (s[i] != '.' && (s[i] < '0' || s[i] > '9'))
+			return false;
+	}
+	return true;
+}
+
+static bool view_is_blank(char c)
+{
+	return c == ' ' || c == '\t' || c == '\r';
+}
+
+static int view_manifest_add(struct view_manifest *m, const char *s, size_t n, size_t *cap)
+{
+	size_t i;
+	char **p;
+
+	for (i = 0; i < m->count; i++)
+		if (strlen(m->uids[i]) == n && memcmp(m->uids[i], s, n) == 0)
+			return 0;
+	if (m->count == *cap) {
+		*cap = *cap ? *cap * 2 : 64;
+		p = realloc(m->uids, *cap * sizeof(*p));
+		if (!p)
+			return -ENOMEM;
+		m->uids = p;
+	}
+	m->uids[m->count] = strndup(s, n);
+	if (!m->uids[m->count])
+		return -ENOMEM;
+	m->count++;
+	return 0;
+}
+
+/* A header line of a .tcia file: key=value with a key of letters, digits, '_' or '.'. */
+static bool view_is_header(const char *s, size_t n)
+{
+	const char *eq = memchr(s, '=', n);
+	const char *k;
+
+	if (!eq || eq == s)
+		return false;
+	for (k = s; k < eq; k++)
+		if (!((*k >= 'a' && *k <= 'z') || (*k >= 'A' && *k <= 'Z') ||
+		      (*k >= '0' && *k <= '9') || *k == '_' || *k == '.' || *k == '-'))
+			return false;
+	return true;
+}
+
+int view_manifest_parse(const char *text, size_t len, struct view_manifest *out,
+			size_t *line, const char **why)
+{
+	static const char list_key[] = "ListOfSeriesToDownload=";
+	size_t pos = 0, no = 0, cap = 0;
+	bool tcia = false, in_list = false, decided = false;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	*line = 0;
+	*why = NULL;
+	if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0)
+		pos = 3;
+	while (pos < len) {
+		const char *s = text + pos, *nl = memchr(s, '\n', len - pos);
+		size_t n = nl ? (size_t)(nl - s) : len - pos;
+
+		pos += n + (nl ? 1 : 0);
+		no++;
+		if (memchr(s, '\0', n)) {
+			*why = "a NUL byte: this is not a text file";
+			goto out_invalid;
+		}
+		while (n && view_is_blank(s[n - 1]))
+			n--;
+		while (n && view_is_blank(s[0])) {
+			s++;
+			n--;
+		}
+		if (n == 0 || s[0] == '#')
+			continue;
+		if (!decided) {
+			decided = true;
+			tcia = memchr(s, '=', n) != NULL;
+		}
+		if (tcia && !in_list) {
+			if (n == sizeof(list_key) - 1 && memcmp(s, list_key, n) == 0) {
+				in_list = true;
+				continue;
+			}
+			if (!view_is_header(s, n)) {
+				*why = "expected a key=value header line or ListOfSeriesToDownload=";
+				goto out_invalid;
+			}
+			continue;
+		}
+		if (!view_is_uid(s, n)) {
+			*why = "not a SeriesInstanceUID (digits and dots, at most 64 characters)";
+			goto out_invalid;
+		}
+		rc = view_manifest_add(out, s, n, &cap);
+		if (rc < 0) {
+			view_manifest_clear(out);
+			return rc;
+		}
+	}
+	if (tcia && !in_list) {
+		*why = "no ListOfSeriesToDownload= line";
+		goto out_invalid;
+	}
+	return 0;
+
+out_invalid:
+	*line = no;
+	view_manifest_clear(out);
+	return -EINVAL;
+}
+
+/* The manifest's name: the file's base name without a .tcia or .txt ending. */
+static char *view_manifest_name(const char *file)
+{
+	const char *base = strrchr(file, '/');
+	size_t n;
+
+	base = base ? base + 1 : file;
+	n = strlen(base);
+	if (n > 5 && strcmp(base + n - 5, ".tcia") == 0)
+		n -= 5;
+	else if (n > 4 && strcmp(base + n - 4, ".txt") == 0)
+		n -= 4;
+	return strndup(base, n);
+}
+
+int view_manifest_load(const char *file, struct view_manifest *out, char *err, size_t errsize)
+{
+	struct stat st;
+	const char *why;
+	size_t line, got = 0;
+	char *text = NULL;
+	ssize_t r;
+	int fd, rc;
+
+	memset(out, 0, sizeof(*out));
+	fd = open(file, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		rc = -errno;
+		snprintf(err, errsize, "manifest %s: %s", file, strerror(-rc));
+		goto out_close;
+	}
+	if (!S_ISREG(st.st_mode) || (size_t)st.st_size > VIEW_MANIFEST_MAX) {
+		rc = S_ISDIR(st.st_mode) ? -EISDIR : -EFBIG;
+		snprintf(err, errsize, "manifest %s: %s", file,
+			 S_ISREG(st.st_mode) ? "larger than 64 MiB: not a manifest"
+					     : "not a regular file");
+		goto out_close;
+	}
+	rc = -ENOMEM;
+	text = malloc((size_t)st.st_size + 1);
+	if (!text)
+		goto out_close;
+	while (got < (size_t)st.st_size) {
+		r = read(fd, text + got, (size_t)st.st_size - got);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			rc = r < 0 ? -errno : -EIO;
+			snprintf(err, errsize, "manifest %s: %s", file, strerror(-rc));
+			goto out_free;
+		}
+		got += (size_t)r;
+	}
+	rc = view_manifest_parse(text, got, out, &line, &why);
+	if (rc == -EINVAL)
+		snprintf(err, errsize, "manifest %s:%zu: %s", file, line, why);
+	else if (rc == 0 && !(out->name = view_manifest_name(file))) {
+		view_manifest_clear(out);
+		rc = -ENOMEM;
+	}
+out_free:
+	free(text);
+out_close:
+	if (fd >= 0)
+		close(fd);
+	if (rc == -ENOMEM)
+		snprintf(err, errsize, "manifest %s: %s", file, strerror(ENOMEM));
+	return rc;
+}
+
+/* ---- CSV tables ---------------------------------------------------------------------- */
+
+struct view_table {
+	json_t *index;		/* key → its column number */
+	json_t *keys;		/* column names in first-seen order */
+	struct view_buf out;
+	bool header_done;
+};
+
+int view_table_new(struct view_table **out)
+{
+	struct view_table *t = calloc(1, sizeof(*t));
+
+	*out = NULL;
+	if (!t)
+		return -ENOMEM;
+	t->index = json_object();
+	t->keys = json_array();
+	if (!t->index || !t->keys) {
+		view_table_free(t);
+		return -ENOMEM;
+	}
+	*out = t;
+	return 0;
+}
+
+void view_table_free(struct view_table *t)
+{
+	if (!t)
+		return;
+	json_decref(t->index);
+	json_decref(t->keys);
+	free(t->out.data);
+	free(t);
+}
+
+static int view_load(const char *raw, json_t **obj)
+{
+	json_error_t err;
+
+	*obj = json_loads(raw, JSON_ALLOW_NUL, &err);
+	if (*obj && json_is_object(*obj))
+		return 0;
+	if (!*obj && json_error_code(&err) == json_error_out_of_memory)
+		return -ENOMEM;
+	json_decref(*obj);
+	*obj = NULL;
+	return -EBADMSG;
+}
+
+int view_table_scan(struct view_table *t, const char *raw)
+{
+	const char *key;
+	json_t *obj, *v;
+	int rc = view_load(raw, &obj);
+
+	if (rc < 0)
+		return rc;
+	json_object_foreach(obj, key, v) {
+		(void)v;
+		if (json_object_get(t->index, key))
+			continue;
+		if (json_object_set_new(t->index, key, json_integer((json_int_t)json_array_size(t->keys))) ||
+		    json_array_append_new(t->keys, json_string(key))) {
+			rc = -ENOMEM;
+			break;
+		}
+	}
+	json_decref(obj);
+	return rc;
+}
+
+/* One field, quoted when it must be (RFC 4180 §2.6-2.7). */
+static void view_field(struct view_buf *b, const char *s, size_t n, bool first)
+{
+	size_t i, from = 0;
+
+	if (!first)
+		view_put(b, ",", 1);
+	for (i = 0; i < n; i++)
+		if (s[i] == ',' || s[i] == '"' || s[i] == '\r' || s[i] == '\n')
+			break;
+	if (i == n) {
+		view_put(b, s, n);
+		return;
+	}
+	view_put(b, "\"", 1);
+	for (i = 0; i < n; i++)
+		if (s[i] == '"') {
+			view_put(b, s + from, i + 1 - from);
+			view_put(b, "\"", 1);
+			from = i + 1;
+		}
+	view_put(b, s + from, n - from);
+	view_put(b, "\"", 1);
+}
+
+static void view_value(struct view_buf *b, const json_t *v, bool first)
+{
+	char *text;
+
+	if (!v || json_is_null(v)) {
+		view_field(b, "", 0, first);
+		return;
+	}
+	if (json_is_string(v)) {
+		view_field(b, json_string_value(v), json_string_length(v), first);
+		return;
+	}
+	text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+	if (!text) {
+		b->failed = true;
+		return;
+	}
+	view_field(b, text, strlen(text), first);
+	free(text);
+}
+
+static void view_table_header(struct view_table *t)
+{
+	size_t i;
+
+	for (i = 0; i < json_array_size(t->keys); i++)
+		view_value(&t->out, json_array_get(t->keys, i), i == 0);
+	view_field(&t->out, "Path", 4, json_array_size(t->keys) == 0);
+	view_put(&t->out, "\r\n", 2);
+	t->header_done = true;
+}
+
+int view_table_row(struct view_table *t, const char *raw, const char *path)
+{
+	json_t *obj;
+	size_t i;
+	int rc = view_load(raw, &obj);
+
+	if (rc < 0)
+		return rc;
+	if (!t->header_done)
+		view_table_header(t);
+	for (i = 0; i < json_array_size(t->keys); i++)
+		view_value(&t->out, json_object_get(obj, json_string_value(json_array_get(t->keys, i))),
+			   i == 0);
+	view_field(&t->out, path, strlen(path), json_array_size(t->keys) == 0);
+	view_put(&t->out, "\r\n", 2);
+	json_decref(obj);
+	return t->out.failed ? -ENOMEM : 0;
+}
+
+int view_table_finish(struct view_table *t, char **out, size_t *len)
+{
+	if (!t->header_done)
+		view_table_header(t);
+	if (t->out.failed)
+		return -ENOMEM;
+	*out = t->out.data;
+	*len = t->out.len;
+	memset(&t->out, 0, sizeof(t->out));
+	return 0;
+}
+
+/* ---- citations ----------------------------------------------------------------------- */
+
+static void view_list(struct view_buf *b, const char *label, const char *const *v, size_t n)
+{
+	size_t i;
+
+	view_puts(b, label);
+	if (n == 0)
+		view_puts(b, " (the archive does not say)\n");
+	else if (n == 1)
+		view_puts(b, " ");
+	else
+		view_puts(b, "\n");
+	for (i = 0; i < n; i++) {
+		view_puts(b, n > 1 ? "  " : "");
+		view_puts(b, v[i]);
+		view_puts(b, "\n");
+	}
+}
+
+int view_citation_render(const struct view_citation *c, char **out, size_t *len)
+{
+	struct view_buf b = { 0 };
+
+	view_puts(&b, "Collection: ");
+	view_puts(&b, c->collection);
+	view_puts(&b, "\n\n");
+	view_list(&b, c->ndois > 1 ? "DOIs:" : "DOI:", c->dois, c->ndois);
+	view_list(&b, c->nnames > 1 ? "Licences:" : "Licence:", c->licence_names, c->nnames);
+	view_list(&b, c->nuris > 1 ? "Licence URIs:" : "Licence URI:", c->licence_uris,
+		  c->nuris);
+	view_puts(&b, "\nHow to cite: TCIA asks that work using this collection cite the data by "
+		      "its DOI above\n(the collection's page there gives the full data citation), "
+		      "respect its licence, and\nalso cite the publication describing TCIA:\n\n  ");
+	view_puts(&b, VIEW_TCIA_CITATION);
+	view_puts(&b, "\n\nThe DOI and licence come from the series records of this collection "
+		      "(CollectionURI,\nLicenseName, LicenseURI); collection.json carries the "
+		      "same fields.\n");
+	if (b.failed) {
+		free(b.data);
+		return -ENOMEM;
+	}
+	*out = b.data;
+	*len = b.len;
+	return 0;
+}
