@@ -6,6 +6,9 @@
  *   /<Collection>/<PatientID>/patient.json
  *   /<Collection>/<PatientID>/<Study>/study.json
  *   /<Collection>/<PatientID>/<Study>/<Series>/series.json
+ *   /<Collection>/{patients,studies,series}.csv, CITATION.txt
+ *   /<Collection>/.by-{modality,bodypart,manufacturer}/<value>/<link to a series>
+ *   /manifests/<name>/<link to a series>, missing.txt
  *
  * Plain C types only (no FUSE): fs.c translates, and the unit tests call it directly.
  * A collection's patients, studies and series are each loaded in one request for the
@@ -25,8 +28,14 @@ struct tcia;
 struct tree;
 struct tree_file;
 
+struct view_manifest;
+
 struct tree_opts {
 	const char *cache_dir;	/* shown in README.txt; copied */
+	const char *mountpoint;	/* absolute; the tables' Path column; copied; NULL = "" */
+	/* Shown as /manifests/<name>/: taken over by tree_new (each is left cleared). */
+	struct view_manifest *manifests;
+	size_t nmanifests;
 	long meta_ttl;		/* seconds an API answer is trusted */
 	bool naming_uid;	/* study and series folders named by bare UID */
 	struct store *store;	/* where series' files come from; borrowed; NULL = none */
@@ -66,6 +75,11 @@ int tree_list(struct tree *tree, const char *path, const struct store_caller *wh
  * write access, -EISDIR, or -errno. */
 int tree_open(struct tree *tree, const char *path, int flags, const struct store_caller *who,
 	      struct tree_file **out);
+
+/* The target of a symbolic link (a facet's or a manifest's entry), relative to its
+ * folder, NUL-terminated in buf. Returns its length, -EINVAL when path is not a link,
+ * -ENAMETOOLONG when size is too small, or -errno. */
+ssize_t tree_readlink(struct tree *tree, const char *path, char *buf, size_t size);
 
 /* The file descriptor behind an open file (a stored DICOM file), or -1 for generated
  * content; lets fs.c hand reads to the kernel without copying. */

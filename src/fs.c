@@ -61,6 +61,13 @@ static int fs_getattr(const char *path, struct stat *st, struct fuse_file_info *
 	return tree_stat(fs_ctx()->tree, path, &who, st);
 }
 
+static int fs_readlink(const char *path, char *buf, size_t size)
+{
+	ssize_t rc = tree_readlink(fs_ctx()->tree, path, buf, size);
+
+	return rc < 0 ? (int)rc : 0;
+}
+
 struct fs_fill {
 	void *buf;
 	fuse_fill_dir_t filler;
@@ -279,6 +286,7 @@ static int fs_erofs_removexattr(const char *path, const char *name)
 static const struct fuse_operations fs_ops = {
 	.init = fs_init,
 	.getattr = fs_getattr,
+	.readlink = fs_readlink,
 	.readdir = fs_readdir,
 	.open = fs_open,
 	.read = fs_read,

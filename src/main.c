@@ -27,6 +27,7 @@
 #include "store.h"
 #include "tcia.h"
 #include "tree.h"
+#include "view.h"
 
 #ifndef TCIAFS_VERSION
 #define TCIAFS_VERSION "0"
@@ -52,7 +53,12 @@ struct tciafs_conf {
 	int meta_ttl;
 	int show_help;
 	int show_version;
+	char **manifest_files;	/* -o manifest=FILE, repeatable */
+	size_t nmanifests;
+	struct view_manifest *manifests;	/* read by tciafs_conf_check */
 };
+
+enum { TCIAFS_KEY_MANIFEST = 1 };
 
 #define TCIAFS_OPT(t, p) { t, offsetof(struct tciafs_conf, p), 1 }
 
@@ -69,6 +75,7 @@ static const struct fuse_opt tciafs_opt_spec[] = {
 	TCIAFS_OPT("connect_timeout=%d", connect_timeout),
 	TCIAFS_OPT("retries=%d", retries),
 	TCIAFS_OPT("meta_ttl=%d", meta_ttl),
+	FUSE_OPT_KEY("manifest=", TCIAFS_KEY_MANIFEST),
 	TCIAFS_OPT("-h", show_help),
 	TCIAFS_OPT("--help", show_help),
 	TCIAFS_OPT("-V", show_version),
@@ -83,6 +90,19 @@ static int tciafs_opt_proc(void *data, const char *arg, int key, struct fuse_arg
 	struct tciafs_conf *conf = data;
 
 	(void)outargs;
+	if (key == TCIAFS_KEY_MANIFEST) {
+		char **p = realloc(conf->manifest_files,
+				   (conf->nmanifests + 1) * sizeof(*p));
+
+		if (!p)
+			return -1;
+		conf->manifest_files = p;
+		p[conf->nmanifests] = strdup(arg + strlen("manifest="));
+		if (!p[conf->nmanifests])
+			return -1;
+		conf->nmanifests++;
+		return 0;
+	}
 	if (key != FUSE_OPT_KEY_NONOPT)
 		return 1;
 	if (conf->npositional == 2) {
@@ -142,6 +162,8 @@ static void tciafs_usage(const char *prog)
 	       "                           and held back (default: 16; 0 = no guard)\n"
 	       "    -o offline             no requests at all: browse and read the cache\n"
 	       "    -o token_file=FILE     credentials for deployments that want a bearer token\n"
+	       "    -o manifest=FILE       show a TCIA manifest (.tcia) or a list of series UIDs\n"
+	       "                           as /manifests/<name>/ (repeatable; default: none)\n"
 	       "                           (username=, password=, token_url=; chmod 600);\n"
 	       "                           else TCIA_USERNAME / TCIA_PASSWORD if set\n"
 	       "    -V, --version          print the version and exit\n"
@@ -234,6 +256,21 @@ static int tciafs_conf_check(struct tciafs_conf *conf)
 	if (rc < 0) {
 		fprintf(stderr, "tciafs: cache_dir=%s: %s\n", conf->cache_dir, strerror(-rc));
 		return -EINVAL;
+	}
+	/* Manifests are read now, so that a bad one fails the mount with its line. */
+	if (conf->nmanifests) {
+		conf->manifests = calloc(conf->nmanifests, sizeof(*conf->manifests));
+		if (!conf->manifests)
+			return -ENOMEM;
+	}
+	for (size_t i = 0; i < conf->nmanifests; i++) {
+		char err[PATH_MAX + 128];
+
+		if (view_manifest_load(conf->manifest_files[i], &conf->manifests[i], err,
+				       sizeof(err)) < 0) {
+			fprintf(stderr, "tciafs: %s\n", err);
+			return -EINVAL;
+		}
 	}
 	/* The daemon changes to / when it detaches: keep an absolute path. */
 	abs = realpath(conf->cache_dir, NULL);
@@ -356,6 +393,9 @@ static int tciafs_run(struct fuse_args *args, struct fuse_cmdline_opts *cmd,
 		.cache_dir = conf->cache_dir,
 		.meta_ttl = conf->meta_ttl,
 		.naming_uid = conf->naming && strcmp(conf->naming, "uid") == 0,
+		.mountpoint = cmd->mountpoint,
+		.manifests = conf->manifests,
+		.nmanifests = conf->nmanifests,
 	};
 	struct tciafs ctx = { .entry_timeout = 3600.0, .negative_timeout = 5.0 };
 	struct metacache_opts mopts = { .ttl = conf->meta_ttl, .offline = conf->offline };
@@ -508,5 +548,12 @@ out_free_args:
 	free(conf.cache_size);
 	free(conf.positional[0]);
 	free(conf.positional[1]);
+	for (size_t i = 0; i < conf.nmanifests; i++) {
+		free(conf.manifest_files[i]);
+		if (conf.manifests)
+			view_manifest_clear(&conf.manifests[i]);
+	}
+	free(conf.manifest_files);
+	free(conf.manifests);
 	return rc;
 }

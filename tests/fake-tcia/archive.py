@@ -193,7 +193,8 @@ class Archive:
         rec["SeriesNumber"] = number
         rec["Collection"] = study["Collection"]
         rec["PatientID"] = study["PatientID"]
-        rec["Manufacturer"] = manufacturer
+        if manufacturer is not None:
+            rec["Manufacturer"] = manufacturer
         rec["ManufacturerModelName"] = model
         if software:
             rec["SoftwareVersions"] = software
@@ -279,6 +280,9 @@ class Archive:
             p = self._add_patient(c, pid)
             st = self._add_study(p, "2010-10-10", "ODD STUDY")
             self._add_series(st, 1, "CT", "../../etc/passwd", "ACME", "HEAD", images=1)
+        # A description that needs CSV quoting (comma, quotes, a line break), and a
+        # series with no Manufacturer at all.
+        self._add_series(st, 2, "RTSTRUCT", 'Say "hi", then\nbye', None, "HEAD", images=1)
 
     def _build_scale(self, patients):
         c = "Scale-Test"

@@ -37,7 +37,9 @@ def read_json_file(path):
 
 
 def dirs(path):
-    return sorted(e for e in os.listdir(path) if os.path.isdir(os.path.join(path, e)))
+    # The hidden facet folders (.by-modality, …) are views, tested in test_views.
+    return sorted(e for e in os.listdir(path)
+                  if os.path.isdir(os.path.join(path, e)) and not e.startswith("."))
 
 
 def test_walk_large_collection_costs_few_requests(ctx):
@@ -48,8 +50,9 @@ def test_walk_large_collection_costs_few_requests(ctx):
     out = run(["find", root, "-maxdepth", "3"]).stdout.splitlines()
     cold = time.monotonic() - t0
     # 1 collection + collection.json, 1000 patients + patient.json each, 2000 studies +
-    # study.json each, 10000 series folders.
-    assert len(out) == 2 + 2000 + 4000 + 10000, len(out)
+    # study.json each, 10000 series folders; the views: 3 tables, CITATION.txt, 3 facet
+    # folders with one value each (CT, CHEST, SIEMENS) and a link per series in each.
+    assert len(out) == 2 + 2000 + 4000 + 10000 + 4 + 3 + 3 + 30000, len(out)
     pat = os.path.join(root, "SCALE-00042")
     study = os.path.join(pat, dirs(pat)[0])
     for d in (m.mountpoint, root, pat, study):
@@ -194,7 +197,7 @@ def test_hostile_names_list_fine(ctx):
         assert os.getxattr(pdir, "user.tcia.patient_id") == api_id.encode()
         assert read_json_file(os.path.join(pdir, "patient.json"))["PatientId"] == api_id
         (study,) = dirs(pdir)
-        (series,) = dirs(os.path.join(pdir, study))
+        series = dirs(os.path.join(pdir, study))[0]
         assert series.startswith("1 CT .._.._etc_passwd-"), series
         rj = read_json_file(os.path.join(pdir, study, series, "series.json"))
         assert rj["SeriesDescription"] == "../../etc/passwd"
