@@ -121,7 +121,7 @@ FUZZ_BUILD   := build-fuzz
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all
 FUZZ_CFLAGS   = $(WARN) -g -O1 $(FUZZ_SAN) -fsanitize=fuzzer-no-link $(PKG_CFLAGS)
 FUZZ_OBJ     := $(MODEL:%=$(FUZZ_BUILD)/%.o)
-FUZZERS      := tcia names unzip
+FUZZERS      := tcia names unzip view
 
 $(FUZZ_BUILD)/%.o: src/%.c | deps
 	@mkdir -p $(FUZZ_BUILD)
@@ -134,6 +134,7 @@ fuzz: $(FUZZERS:%=$(FUZZ_BUILD)/fuzz_%)
 	@set -e; for t in $(FUZZERS); do \
 	  mkdir -p $(FUZZ_BUILD)/corpus-$$t; \
 	  case $$t in tcia) seeds=tests/fixtures/tcia;; unzip) seeds=tests/hostile/zips;; \
+	    view) seeds=tests/fuzz/seeds-view;; \
 	    *) seeds=tests/fuzz/seeds-names;; esac; \
 	  echo "== fuzz_$$t for $(FUZZ_SECONDS) s"; \
 	  if ! $(FUZZ_BUILD)/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -close_fd_mask=2 \
