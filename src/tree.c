@@ -691,24 +691,32 @@ static const char *const tree_root_reserved[] = { "README.txt", "manifests" };
 static const char *const tree_coll_reserved[] = { "collection.json", "patients.csv",
 						  "studies.csv", "series.csv", "CITATION.txt" };
 
-/* A name the API gave that would hide one of ours gets a leading '_' (uniquified with
- * the others after). Returns 0 or -ENOMEM. */
+/* A name the API gave that would hide one of ours gets a leading '_', and one ending in
+ * ".json" a trailing '_' (such names are answered ENOENT without a request unless they
+ * are ours); uniquified with the others after. Returns 0 or -ENOMEM. */
 static int tree_unreserve(char **name, const char *const *reserved, size_t n)
 {
-	size_t i, len;
+	size_t i, len = strlen(*name);
+	bool json = len >= 5 && strcmp(*name + len - 5, ".json") == 0;
 	char *p;
 
-	for (i = 0; i < n; i++)
+	for (i = 0; i < n && !json; i++)
 		if (strcmp(*name, reserved[i]) == 0)
 			break;
 	if (i == n)
 		return 0;
-	len = strlen(*name);
+	len = tree_utf8_cut(*name, TREE_NAME_MAX - 1);
 	p = malloc(len + 2);
 	if (!p)
 		return -ENOMEM;
-	p[0] = '_';
-	memcpy(p + 1, *name, len + 1);
+	if (json) {
+		memcpy(p, *name, len);
+		p[len] = '_';
+	} else {
+		p[0] = '_';
+		memcpy(p + 1, *name, len);
+	}
+	p[len + 1] = '\0';
 	free(*name);
 	*name = p;
 	return 0;

@@ -56,7 +56,7 @@ HTML_ERROR = (
 )
 
 FAULT_KINDS = {"delay", "status", "429", "reset", "truncate", "corrupt", "malformed",
-               "html", "empty", "hang", "zipfile", "slow"}
+               "html", "empty", "hang", "zipfile", "slow", "body", "huge"}
 
 
 class Faults:
@@ -544,6 +544,13 @@ class Handler(BaseHTTPRequestHandler):
             return 200, self._send(200, "text/html;charset=utf-8", body), kind
         elif kind == "empty":
             return 200, self._send(200, "application/json", b""), kind
+        elif kind == "body":
+            # A prepared (hostile) answer, served as if the API had sent it.
+            with open(rule["path"], "rb") as f:
+                body = f.read()
+            return 200, self._send(200, "application/json", body), kind
+        elif kind == "huge":
+            return 200, self._huge(int(rule.get("mb", 300)), endpoint), kind
         try:
             result = self.server.api.call(endpoint, q)
         except BadRequest as e:
@@ -606,6 +613,27 @@ class Handler(BaseHTTPRequestHandler):
                 if not block:
                     break
                 w.write(block)
+
+    def _huge(self, mb, endpoint):
+        """A well-formed list that goes on for mb MB, chunked, with no length."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        key = {"getCollectionValues": "Collection"}.get(endpoint, "PatientId")
+        element = json.dumps({key: "x" * 200}).encode() + b","
+        block = element * (65536 // len(element))
+        w = ChunkedWriter(self.wfile)
+        try:
+            w.write(b"[")
+            while w.sent < mb * 1024 * 1024 and not self.server.stopping.is_set():
+                w.write(block)
+            w.write(element[:-1] + b"]")
+            w.finish()
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        self._log(200, w.sent)
+        return w.sent
 
     def _chunked(self, produce):
         self.send_response(200)
