@@ -35,7 +35,8 @@ UNIT_BIN  := $(UNIT:%=$(BUILD)/%)
 .SECONDARY:
 
 
-.PHONY: fuzz install uninstall bench all deps check unit unit-run valgrind integration check-build check-asan demo clean
+PHONY_EXTRA := torture torture-short
+.PHONY: $(PHONY_EXTRA) fuzz install uninstall bench all deps check unit unit-run valgrind integration check-build check-asan demo clean
 
 all: $(BIN) $(BUILD)/tciafs-prefetch
 
@@ -87,7 +88,19 @@ check-build:
 	$(MAKE) BUILD=build unit-run valgrind integration
 
 check-asan:
-	$(MAKE) BUILD=build-asan SANITIZE=1 unit-run integration
+	$(MAKE) BUILD=build-asan SANITIZE=1 unit-run integration torture-short
+
+# The fault and crash campaigns (tests/torture): short in check (under ASan there),
+# long in `make torture`, which also fuzzes and writes docs/reliability.md.
+TORTURE_SECONDS ?= 240
+TORTURE_KILLS   ?= 120
+torture-short: $(BIN)
+	$(PYTHON) tests/torture/torture.py --bin $(BIN) --seconds 20 --kills 10
+
+torture: deps $(BIN)
+	$(MAKE) fuzz FUZZ_SECONDS=120
+	$(PYTHON) tests/torture/torture.py --bin $(BIN) --seconds $(TORTURE_SECONDS) \
+	  --kills $(TORTURE_KILLS) --report docs/reliability.md
 
 check: deps
 	$(MAKE) check-build
