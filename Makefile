@@ -35,7 +35,7 @@ UNIT_BIN  := $(UNIT:%=$(BUILD)/%)
 .SECONDARY:
 
 
-PHONY_EXTRA := torture torture-short
+PHONY_EXTRA := torture torture-short tsan
 .PHONY: $(PHONY_EXTRA) fuzz install uninstall bench all deps check unit unit-run valgrind integration check-build check-asan demo clean
 
 all: $(BIN) $(BUILD)/tciafs-prefetch
@@ -90,6 +90,19 @@ check-build:
 check-asan:
 	$(MAKE) BUILD=build-asan SANITIZE=1 unit-run integration torture-short
 
+# ThreadSanitizer over the tests where threads meet: concurrent openers, shared stores,
+# eviction under readers, interrupted waits, the network gone, prefetch in parallel,
+# the views, and the fault campaign. tests/tsan.supp lists (and explains) the reports
+# suppressed, all inside libraries. About 2 minutes; part of check.
+TSAN_TESTS := test_fetch,test_resilience,test_prefetch,test_views,test_faults.test_mount,test_browse
+tsan: deps
+	$(MAKE) BUILD=build-tsan OPT="-O1 -g -fsanitize=thread" LDFLAGS="-fsanitize=thread" \
+	  build-tsan/tciafs build-tsan/tciafs-prefetch build-tsan/tcia-query
+	TSAN_OPTIONS="halt_on_error=1 exitcode=66 suppressions=$(CURDIR)/tests/tsan.supp" \
+	  $(PYTHON) tests/integration/run.py --bin build-tsan/tciafs -k $(TSAN_TESTS)
+	TSAN_OPTIONS="halt_on_error=1 exitcode=66 suppressions=$(CURDIR)/tests/tsan.supp" \
+	  $(PYTHON) tests/torture/torture.py --bin build-tsan/tciafs --seconds 30 --kills 0
+
 # The fault and crash campaigns (tests/torture): short in check (under ASan there),
 # long in `make torture`, which also fuzzes and writes docs/reliability.md.
 TORTURE_SECONDS ?= 240
@@ -106,6 +119,7 @@ check: deps
 	$(MAKE) check-build
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
 	  $(MAKE) check-asan
+	$(MAKE) tsan
 	$(MAKE) fuzz FUZZ_SECONDS=10
 	@echo "make check: all suites passed"
 

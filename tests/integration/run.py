@@ -35,7 +35,7 @@ def discover(directory, pattern):
             fn = getattr(mod, attr)
             if attr.startswith("test_") and callable(fn):
                 full = "%s.%s" % (name, attr)
-                if not pattern or pattern in full:
+                if not pattern or any(p in full for p in pattern.split(",")):
                     tests.append((full, fn))
     return tests
 
@@ -44,7 +44,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True, help="the tciafs binary to test")
     ap.add_argument("--dir", default=HERE, help="folder of test_*.py files")
-    ap.add_argument("-k", dest="pattern", help="only tests whose name contains this")
+    ap.add_argument("-k", dest="pattern", help="only tests whose name contains this (or one of a,b,…)")
     ap.add_argument("--keep", action="store_true", help="keep each test's folder")
     args = ap.parse_args()
 

@@ -1,0 +1,2 @@
+build-tsan/log.o: src/log.c include/log.h
+include/log.h:

@@ -1,0 +1,2 @@
+build-tsan/view.o: src/view.c include/view.h
+include/view.h:
