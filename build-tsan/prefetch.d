@@ -1,1 +1,1 @@
-/work/main/build-tsan/prefetch.o: src/prefetch.c
+build-tsan/prefetch.o: src/prefetch.c

@@ -48,12 +48,14 @@ struct pf {
 	pthread_mutex_t print_lock;
 };
 
-static volatile sig_atomic_t pf_stop;	/* set by SIGINT/SIGTERM; read by the workers */
+/* Set by SIGINT/SIGTERM, read by the workers. An atomic, not a volatile sig_atomic_t:
+ * the handler may run on any thread, and sig_atomic_t is only safe within one. */
+static atomic_int pf_stop;
 
 static void pf_on_signal(int sig)
 {
 	(void)sig;
-	pf_stop = 1;
+	atomic_store(&pf_stop, 1);
 }
 
 static double pf_now(void)
