@@ -1,2 +1,0 @@
-build-tsan/fileio.o: src/fileio.c include/fileio.h
-include/fileio.h:

@@ -1,2 +1,0 @@
-build-tsan/log.o: src/log.c include/log.h
-include/log.h:

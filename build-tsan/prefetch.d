@@ -1,1 +1,0 @@
-build-tsan/prefetch.o: src/prefetch.c
