@@ -108,7 +108,8 @@ static int pf_add(struct pf *p, const char *path, const char *uid)
 
 /* Collects the series folders at or below path: a folder with user.tcia.series_uid is a
  * series; other folders are walked (collection → patient → study), which costs only
- * metadata. Returns 0 or -errno. */
+ * metadata. Symbolic links (a manifest's or a facet's entries) count when they lead to
+ * a series, and are never walked through. Returns 0 or -errno. */
 static int pf_collect(struct pf *p, const char *path, int depth)
 {
 	char *uid = pf_xattr(path, "user.tcia.series_uid");
@@ -129,11 +130,18 @@ static int pf_collect(struct pf *p, const char *path, int depth)
 	while (!pf_stop && (de = readdir(d))) {
 		char sub[PATH_MAX];
 
-		if (de->d_name[0] == '.' || de->d_type != DT_DIR)
+		if (de->d_name[0] == '.' || (de->d_type != DT_DIR && de->d_type != DT_LNK))
 			continue;
 		if (snprintf(sub, sizeof(sub), "%s/%s", path, de->d_name) >= (int)sizeof(sub))
 			continue;
-		rc = pf_collect(p, sub, depth + 1);
+		if (de->d_type == DT_LNK) {
+			uid = pf_xattr(sub, "user.tcia.series_uid");
+			rc = uid ? pf_add(p, sub, uid) : 0;
+			free(uid);
+			uid = NULL;
+		} else {
+			rc = pf_collect(p, sub, depth + 1);
+		}
 		if (rc < 0)
 			break;
 	}

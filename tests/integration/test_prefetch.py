@@ -125,3 +125,20 @@ def test_progress_bar_on_a_terminal(ctx):
     last = text.rstrip().split("\r")[-1]
     assert "[" + "#" * 30 + "]" in last and "%d/%d series" % (n, n) in last, last
     assert len(os.listdir(os.path.join(cache, "series"))) == n
+
+
+def test_manifest_and_facet_folders(ctx):
+    # The views' entries are symbolic links: prefetch follows them to their series, once.
+    s = ctx.server()
+    cache = ctx.path("cache")
+    uids = [x["SeriesInstanceUID"] for x in s.get_json("getSeries", Collection="CT COLONOGRAPHY")]
+    man = ctx.path("colon.txt")
+    with open(man, "w") as f:
+        f.write("\n".join(uids[:3] + ["1.2.3.999"]) + "\n")
+    m = ctx.mount(s, cache_dir=cache, options=["manifest=" + man])
+    r = prefetch(os.path.join(m.mountpoint, "manifests", "colon"))
+    assert r.returncode == 0, r
+    assert sorted(os.listdir(os.path.join(cache, "series"))) == sorted(uids[:3])
+    lung = s.get_json("getSeries", Collection="Lung-Phantom-CT")
+    r = prefetch("--dry-run", os.path.join(m.mountpoint, "Lung-Phantom-CT", ".by-modality", "CT"))
+    assert r.stdout.startswith("%d series, " % len(lung)), r.stdout
