@@ -3063,6 +3063,41 @@ int tree_list(struct tree *tree, const char *path, const struct store_caller *wh
 
 /* ---- files ------------------------------------------------------------------------- */
 
+/* How long an open waits for another process that holds a series exclusively (it is
+ * evicting it, or fetching it anew), and how often it looks. */
+#define TREE_BUSY_WAIT_MS 5000
+#define TREE_BUSY_STEP_MS 20
+
+/* Opens a stored file under the shared lock that keeps its series from eviction. When
+ * someone holds the series exclusively, waits a bounded while (interruptibly) and
+ * resolves the path again: if the series went away meanwhile, that fetches it anew. */
+static int tree_open_stored(struct tree *t, const char *path, const struct store_caller *who,
+			    struct tree_node *n, int *fd)
+{
+	struct timespec step = { 0, TREE_BUSY_STEP_MS * 1000000L };
+	int waited = 0, gone = 0, rc;
+
+	for (;;) {
+		rc = store_open(t->store, n->ss, n->file, fd);
+		if (rc == -ENOENT && gone++ == 0)
+			;	/* evicted between the lookup and now: look again, once */
+		else if (rc != -EBUSY || waited >= TREE_BUSY_WAIT_MS)
+			return rc;
+		if (who && who->interrupted && who->interrupted(who->arg))
+			return -EINTR;
+		if (rc == -EBUSY) {
+			nanosleep(&step, NULL);
+			waited += TREE_BUSY_STEP_MS;
+		}
+		tree_node_put(t, n);
+		rc = tree_resolve(t, path, who, n);
+		if (rc < 0)
+			return rc;
+		if (n->kind != TK_SERIES_FILE)
+			return -ENOENT;
+	}
+}
+
 int tree_open(struct tree *tree, const char *path, int flags, const struct store_caller *who,
 	      struct tree_file **out)
 {
@@ -3085,7 +3120,7 @@ int tree_open(struct tree *tree, const char *path, int flags, const struct store
 		goto out_put;
 	f->fd = -1;
 	if (n.kind == TK_SERIES_FILE) {
-		rc = store_open(tree->store, n.ss, n.file, &f->fd);
+		rc = tree_open_stored(tree, path, who, &n, &f->fd);
 		if (rc == 0) {
 			/* The file keeps the node's reference on its series. */
 			f->store = tree->store;

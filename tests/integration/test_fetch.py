@@ -4,6 +4,7 @@
 # ask; the store whole or absent under every fault, kill -9 and a full disk; eviction;
 # the walk guard; offline; interruption; /.tciafs/status.
 
+import errno
 import filecmp
 import io
 import json
@@ -341,3 +342,37 @@ def test_disk_full_is_enospc(ctx):
         ctx.unmount(m)
     finally:
         subprocess.run(["umount", "-l", cache], capture_output=True)
+
+
+def test_open_waits_for_a_series_held_by_another_process(ctx):
+    # Another mount sharing the store holds a series exclusively while it evicts or
+    # refetches it: an open waits for it (bounded), rather than failing at once.
+    import fcntl
+    s = ctx.server()
+    rec = s.get_json("getSeries", Collection="CT COLONOGRAPHY")[0]
+    cache = ctx.path("cache")
+    m = ctx.mount(s, cache_dir=cache)
+    d = series_dir(m.mountpoint, rec)
+    os.listdir(d)
+    lock = os.path.join(cache, "locks", rec["SeriesInstanceUID"] + ".lock")
+    want = zip_of(s, rec["SeriesInstanceUID"]).read("1-001.dcm")
+
+    def hold(seconds):
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        threading.Timer(seconds, os.close, (fd,)).start()
+
+    hold(1.0)
+    t0 = time.monotonic()
+    with open(os.path.join(d, "1-001.dcm"), "rb") as f:
+        assert f.read() == want
+    assert 0.7 <= time.monotonic() - t0 < 4, time.monotonic() - t0
+    # Held for longer than the bound (5 s): the open gives up with EBUSY.
+    hold(8.0)
+    t0 = time.monotonic()
+    try:
+        open(os.path.join(d, "1-002.dcm"), "rb").close()
+        raise TestFailure("opened a series held exclusively")
+    except OSError as e:
+        assert e.errno == errno.EBUSY, e
+    assert 4.5 <= time.monotonic() - t0 < 7.5, time.monotonic() - t0
