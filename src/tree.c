@@ -3,7 +3,8 @@
  * hold. What the API says is kept as immutable, reference-counted snapshots: the list of
  * collections, and per collection its patients, its studies, its series and its value
  * lists, each loaded by one request for the whole collection and trusted for meta_ttl.
- * One mutex guards the slots that hold them; it is never held across a request.
+ * One mutex guards the slots that hold them; it is never held across a request. The
+ * views (facets, manifests, tables, citations) are in tree_view.c.
  */
 #include "tree.h"
 
@@ -20,29 +21,9 @@
 #include <unistd.h>
 
 #include "log.h"
-#include "tcia.h"
-#include "view.h"
+#include "tree_int.h"
 
-#define TREE_NAME_MAX 255
-#define TREE_DEPTH_MAX 6
-
-/* ---- snapshots --------------------------------------------------------------------- */
-
-struct tree_snap {
-	int refs;		/* protected by tree->lock */
-	time_t fetched;
-	unsigned gen;		/* tree->gen when loaded; an older one is expired */
-	void (*destroy)(struct tree_snap *snap);
-};
-
-/* Where a snapshot lives, and the single load in progress for it. */
-struct tree_slot {
-	struct tree_snap *snap;	/* protected by tree->lock */
-	bool loading;		/* protected by tree->lock */
-	unsigned done;		/* loads finished; protected by tree->lock */
-	int last_rc;		/* protected by tree->lock */
-	int64_t failed_ms;	/* monotonic ms of the last slow failure; protected by tree->lock */
-};
+/* ---- snapshots ------------------------------------------------------------------- */
 
 /* A slow failed load (a silent server: it took a second or more) answers the callers
  * right behind it for this long instead of each starting another: sixteen callers
@@ -59,155 +40,6 @@ static int64_t tree_now_ms(void)
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
-
-struct tree_coll {
-	char *name;		/* sanitised, unique among collections */
-	char *api;		/* as the API sent it */
-	struct tree_slot pats, studs, sers, vals;
-	struct tree_slot facets;	/* derived from pats, studs and sers: no request */
-};
-
-struct tree_colls {
-	struct tree_snap hdr;
-	size_t count;
-	struct tree_coll *v;	/* sorted by name */
-};
-
-struct tree_pat {
-	char *name;
-	char *id;		/* PatientId as sent */
-	char *raw;
-};
-
-struct tree_pats {
-	struct tree_snap hdr;
-	size_t count;
-	struct tree_pat *v;	/* sorted by name */
-	uint32_t *by_id;	/* indices into v, sorted by id */
-};
-
-struct tree_stud {
-	char *name;
-	char *uid;
-	char *pid;
-	char *raw;
-	time_t mtime;
-};
-
-struct tree_studs {
-	struct tree_snap hdr;
-	size_t count;
-	struct tree_stud *v;	/* sorted by (pid, name) */
-	uint32_t *by_uid;	/* indices into v, sorted by uid */
-};
-
-struct tree_ser {
-	char *name;
-	char *uid;
-	char *study_uid;
-	char *raw;
-	char *facet[3];		/* Modality, BodyPartExamined, Manufacturer; NULL unknown */
-	time_t mtime;
-	int64_t image_count;	/* -1 unknown */
-	int64_t file_size;	/* -1 unknown */
-};
-
-struct tree_sers {
-	struct tree_snap hdr;
-	size_t count;
-	struct tree_ser *v;	/* sorted by (study_uid, name) */
-	uint32_t *by_uid;	/* indices into v, sorted by uid */
-	json_t *licence;	/* LicenseName, LicenseURI, CollectionURI seen in the series */
-};
-
-struct tree_vals {
-	struct tree_snap hdr;
-	struct tcia_values mods, parts, manus;
-};
-
-/* A manifest given at mount (-o manifest=FILE), shown as /manifests/<name>/. */
-struct tree_man {
-	char *name;		/* sanitised, unique among manifests */
-	struct view_manifest m;
-	struct tree_slot res;
-};
-
-struct tree {
-	struct tcia *tcia;	/* borrowed */
-	struct store *store;	/* borrowed, may be NULL */
-	char *(*status)(void *arg);
-	void *status_arg;
-	char *cache_dir;
-	long meta_ttl;
-	bool naming_uid;
-	time_t mounted;
-	uid_t uid;
-	gid_t gid;
-	char *readme;
-	size_t readme_len;
-	pthread_mutex_t lock;
-	pthread_cond_t cond;	/* a load finished */
-	unsigned gen;		/* bumped by tree_expire; protected by lock */
-	struct tree_slot colls;
-	char *mountpoint;	/* for the Path column of the tables; "" if unknown */
-	size_t nmans;
-	struct tree_man *mans;	/* sorted by name */
-};
-
-struct tree_file {
-	char *data;		/* generated content, or NULL */
-	size_t len;
-	int fd;			/* a stored file, or -1 */
-	struct store *store;
-	struct store_series *ss;	/* the reference that keeps fd's series in use */
-	bool live;
-};
-
-/* A resolved path. Holds references on the snapshots its pointers point into. */
-enum tree_kind {
-	TK_ROOT,
-	TK_README,
-	TK_COLL,
-	TK_COLL_JSON,
-	TK_PAT,
-	TK_PAT_JSON,
-	TK_STUDY,
-	TK_STUDY_JSON,
-	TK_SERIES,
-	TK_SERIES_JSON,
-	TK_SERIES_FILE,
-	TK_TCIAFS_DIR,
-	TK_UID_DIR,
-	TK_STATUS,
-	TK_FACET_ROOT,		/* /<Collection>/.by-modality */
-	TK_FACET_VAL,		/* /<Collection>/.by-modality/CT */
-	TK_LINK,		/* a symbolic link to a series folder */
-	TK_TABLE,		/* /<Collection>/{patients,studies,series}.csv */
-	TK_CITATION,		/* /<Collection>/CITATION.txt */
-	TK_MANIFESTS,		/* /manifests */
-	TK_MANIFEST,		/* /manifests/<name> */
-	TK_MISSING,		/* /manifests/<name>/missing.txt */
-};
-
-struct tree_node {
-	enum tree_kind kind;
-	struct tree_colls *colls;
-	struct tree_coll *coll;
-	struct tree_pats *pats;
-	const struct tree_pat *pat;
-	struct tree_studs *studs;
-	const struct tree_stud *stud;
-	struct tree_sers *sers;
-	const struct tree_ser *ser;
-	struct store_series *ss;	/* TK_SERIES_FILE: the stored series, referenced */
-	size_t file;			/* and the file's index in it */
-	struct tree_snap *view;		/* a referenced tree_facets or tree_mres */
-	unsigned facet;			/* facet or table: which one */
-	long val;			/* TK_FACET_VAL: index in the facet, -1 if empty */
-	const struct tree_link *link;	/* TK_LINK in a facet */
-	const struct tree_mlink *mlink;	/* TK_LINK in a manifest */
-	struct tree_man *man;
-};
 
 static const char *const tree_probe_names[] = {
 	"desktop.ini", "Desktop.ini", "autorun.inf", "AUTORUN.INF", "Thumbs.db",
@@ -229,7 +61,7 @@ bool tree_is_probe_name(const char *name)
 }
 
 /* The length of s cut to at most max bytes without splitting a UTF-8 sequence. */
-static size_t tree_utf8_cut(const char *s, size_t max)
+size_t tree_utf8_cut(const char *s, size_t max)
 {
 	size_t n = strlen(s);
 
@@ -421,9 +253,6 @@ static int tree_make_readme(struct tree *t)
 	return 0;
 }
 
-static int tree_take_manifests(struct tree *t, struct view_manifest *m, size_t n);
-static void tree_slot_clear(struct tree *t, struct tree_slot *slot);
-
 int tree_new(struct tcia *tcia, const struct tree_opts *opts, struct tree **out)
 {
 	struct tree *t;
@@ -454,7 +283,7 @@ int tree_new(struct tcia *tcia, const struct tree_opts *opts, struct tree **out)
 	return 0;
 }
 
-static void tree_snap_put(struct tree *t, struct tree_snap *s)
+void tree_snap_put(struct tree *t, struct tree_snap *s)
 {
 	bool last;
 
@@ -496,13 +325,11 @@ void tree_expire(struct tree *tree)
 	pthread_mutex_unlock(&tree->lock);
 }
 
-typedef int (*tree_load_fn)(struct tree *t, void *arg, struct tree_snap **out);
-
 /* Returns a referenced snapshot from slot (release with tree_snap_put), loading it when
  * there is none or it has expired. Concurrent callers share one load and its result; a
  * failed load is covered by the old snapshot when there is one (stale-if-error). */
-static int tree_slot_get(struct tree *t, struct tree_slot *slot, tree_load_fn load, void *arg,
-			 struct tree_snap **out)
+int tree_slot_get(struct tree *t, struct tree_slot *slot, tree_load_fn load, void *arg,
+		  struct tree_snap **out)
 {
 	struct tree_snap *s, *fresh = NULL, *old = NULL;
 	int64_t started;
@@ -582,7 +409,7 @@ out_ref:
 }
 
 /* Drops a slot's snapshot; used when the owning collection goes away. */
-static void tree_slot_clear(struct tree *t, struct tree_slot *slot)
+void tree_slot_clear(struct tree *t, struct tree_slot *slot)
 {
 	struct tree_snap *s = slot->snap;
 
@@ -590,12 +417,12 @@ static void tree_slot_clear(struct tree *t, struct tree_slot *slot)
 	tree_snap_put(t, s);
 }
 
-static int tree_cmp_str(const char *a, const char *b)
+int tree_cmp_str(const char *a, const char *b)
 {
 	return strcmp(a ? a : "", b ? b : "");
 }
 
-static int tree_cmp_names(const void *a, const void *b)
+int tree_cmp_names(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
@@ -603,7 +430,7 @@ static int tree_cmp_names(const void *a, const void *b)
 /* Two different API names can sanitise to the same text ("a/b" and "a_b"): later ones
  * get a "~N" suffix so that every object stays reachable. names are sorted; ptrs point
  * at each element's name field, stride bytes apart. */
-static int tree_uniquify(char *base, size_t count, size_t stride, size_t name_off)
+int tree_uniquify(char *base, size_t count, size_t stride, size_t name_off)
 {
 	size_t i, run = 0;
 
@@ -649,7 +476,7 @@ static int tree_index_cmp(const void *a, const void *b, void *arg)
 }
 
 /* Builds the index of count elements by the string at offset off. NULL if out of memory. */
-static uint32_t *tree_index_build(const void *base, size_t count, size_t stride, size_t off)
+uint32_t *tree_index_build(const void *base, size_t count, size_t stride, size_t off)
 {
 	struct tree_index_key k = { base, stride, off };
 	uint32_t *idx = malloc((count ? count : 1) * sizeof(*idx));
@@ -664,8 +491,8 @@ static uint32_t *tree_index_build(const void *base, size_t count, size_t stride,
 }
 
 /* The element whose field equals key, or -1. */
-static long tree_index_find(const void *base, const uint32_t *idx, size_t count, size_t stride,
-			    size_t off, const char *key)
+long tree_index_find(const void *base, const uint32_t *idx, size_t count, size_t stride,
+		     size_t off, const char *key)
 {
 	struct tree_index_key k = { base, stride, off };
 	size_t lo = 0, hi = count;
@@ -826,7 +653,7 @@ static int tree_cmp_pat(const void *a, const void *b)
 	return strcmp(((const struct tree_pat *)a)->name, ((const struct tree_pat *)b)->name);
 }
 
-static int tree_load_pats(struct tree *t, void *arg, struct tree_snap **out)
+int tree_load_pats(struct tree *t, void *arg, struct tree_snap **out)
 {
 	struct tree_coll *c = arg;
 	struct tcia_patients l;
@@ -977,7 +804,7 @@ static int tree_cmp_stud_build_pid(const void *a, const void *b)
 				 &((const struct tree_stud_build *)b)->s);
 }
 
-static int tree_load_studs(struct tree *t, void *arg, struct tree_snap **out)
+int tree_load_studs(struct tree *t, void *arg, struct tree_snap **out)
 {
 	struct tree_coll *c = arg;
 	struct tree_stud_build *b = NULL;
@@ -1127,7 +954,7 @@ static int tree_licence_add(json_t *obj, const char *key, const char *value)
 	return json_array_append_new(cur, json_string(value)) ? -ENOMEM : 0;
 }
 
-static int tree_load_sers(struct tree *t, void *arg, struct tree_snap **out)
+int tree_load_sers(struct tree *t, void *arg, struct tree_snap **out)
 {
 	struct tree_coll *c = arg;
 	struct tree_ser_build *b = NULL;
@@ -1224,7 +1051,7 @@ static void tree_vals_destroy(struct tree_snap *s)
 	free(v);
 }
 
-static int tree_load_vals(struct tree *t, void *arg, struct tree_snap **out)
+int tree_load_vals(struct tree *t, void *arg, struct tree_snap **out)
 {
 	struct tree_coll *c = arg;
 	struct tcia_filter f = { .collection = c->api };
@@ -1250,7 +1077,7 @@ static int tree_load_vals(struct tree *t, void *arg, struct tree_snap **out)
 
 /* ---- resolving paths --------------------------------------------------------------- */
 
-static void tree_node_put(struct tree *t, struct tree_node *n)
+void tree_node_put(struct tree *t, struct tree_node *n)
 {
 	if (n->ss)
 		store_series_put(t->store, n->ss);
@@ -1262,7 +1089,7 @@ static void tree_node_put(struct tree *t, struct tree_node *n)
 	memset(n, 0, sizeof(*n));
 }
 
-static int tree_get_colls(struct tree *t, struct tree_colls **out)
+int tree_get_colls(struct tree *t, struct tree_colls **out)
 {
 	struct tree_snap *s;
 	int rc = tree_slot_get(t, &t->colls, tree_load_colls, NULL, &s);
@@ -1272,8 +1099,8 @@ static int tree_get_colls(struct tree *t, struct tree_colls **out)
 }
 
 /* Loads (or finds) one of a collection's snapshots; *out is the snapshot's outer type. */
-static int tree_coll_get(struct tree *t, struct tree_coll *c, struct tree_slot *slot,
-			 tree_load_fn load, void *out)
+int tree_coll_get(struct tree *t, struct tree_coll *c, struct tree_slot *slot,
+		  tree_load_fn load, void *out)
 {
 	struct tree_snap *s;
 	int rc = tree_slot_get(t, slot, load, c, &s);
@@ -1287,7 +1114,7 @@ static int tree_coll_get(struct tree *t, struct tree_coll *c, struct tree_slot *
 }
 
 /* A slot's snapshot if it is already loaded and fresh (no request), else NULL. */
-static struct tree_snap *tree_peek(struct tree *t, struct tree_slot *slot)
+struct tree_snap *tree_peek(struct tree *t, struct tree_slot *slot)
 {
 	struct tree_snap *s;
 
@@ -1442,649 +1269,8 @@ static int tree_series_files(struct tree *t, const struct tree_ser *ser, bool fe
 	return store_get(t->store, ser->uid, &exp, who, out);
 }
 
-/* ---- views: facets and manifests ----------------------------------------------------- */
-
-/* Each collection's facet folders, in the order of tree_ser.facet[]. Hidden, so that a
- * walk of the main tree does not meet every series twice; their entries are symbolic
- * links to the canonical folders, so nothing is copied or fetched twice. */
-static const char *const tree_facet_dirs[3] = { ".by-modality", ".by-bodypart",
-						".by-manufacturer" };
-#define TREE_UNKNOWN "_unknown"
-
-struct tree_fval {
-	char *name;		/* the folder name */
-	const char *api;	/* the value it stands for; NULL for _unknown */
-};
-
-struct tree_link {
-	char *name;
-	uint32_t val;		/* the facet value it is filed under */
-	const char *pat, *stud;	/* folder names, in the snapshots the view holds */
-	const struct tree_ser *ser;
-};
-
-struct tree_facet {
-	size_t nvals, nlinks;
-	struct tree_fval *vals;		/* sorted by name */
-	uint32_t *by_api;		/* indices into vals, sorted by api */
-	struct tree_link *links;	/* sorted by (val, name) */
-};
-
-struct tree_facets {
-	struct tree_snap hdr;
-	struct tree *t;
-	struct tree_pats *pats;
-	struct tree_studs *studs;
-	struct tree_sers *sers;
-	struct tree_facet f[3];
-};
-
-static void tree_facets_destroy(struct tree_snap *s)
-{
-	struct tree_facets *fs = (struct tree_facets *)s;
-	size_t k, i;
-
-	for (k = 0; k < 3; k++) {
-		struct tree_facet *f = &fs->f[k];
-
-		for (i = 0; i < f->nvals; i++)
-			free(f->vals[i].name);
-		for (i = 0; i < f->nlinks; i++)
-			free(f->links[i].name);
-		free(f->vals);
-		free(f->by_api);
-		free(f->links);
-	}
-	tree_snap_put(fs->t, fs->sers ? &fs->sers->hdr : NULL);
-	tree_snap_put(fs->t, fs->studs ? &fs->studs->hdr : NULL);
-	tree_snap_put(fs->t, fs->pats ? &fs->pats->hdr : NULL);
-	free(fs);
-}
-
-static int tree_cmp_fval(const void *a, const void *b)
-{
-	return strcmp(((const struct tree_fval *)a)->name, ((const struct tree_fval *)b)->name);
-}
-
-static int tree_cmp_link(const void *a, const void *b)
-{
-	const struct tree_link *x = a, *y = b;
-
-	if (x->val != y->val)
-		return x->val < y->val ? -1 : 1;
-	return strcmp(x->name, y->name);
-}
-
-static int tree_cmp_opt_str(const void *a, const void *b)
-{
-	return tree_cmp_str(*(const char *const *)a, *(const char *const *)b);
-}
-
-/* The name of a link to a series from outside its patient: "<patient>_<series folder>",
- * within 255 bytes; a name too long loses text before the series' UID tail, which
- * keeps it telling apart. NULL if out of memory. */
-static char *tree_link_name(const char *pat, const char *ser)
-{
-	size_t n = strlen(pat) + 1 + strlen(ser), keep;
-	const char *tail = strrchr(ser, '-');
-	char *s = malloc(n + 1);
-
-	if (!s)
-		return NULL;
-	snprintf(s, n + 1, "%s_%s", pat, ser);
-	if (n <= TREE_NAME_MAX)
-		return s;
-	if (!tail || strlen(tail) > 80)
-		tail = "";
-	keep = tree_utf8_cut(s, TREE_NAME_MAX - strlen(tail));
-	memmove(s + keep, tail, strlen(tail) + 1);
-	return s;
-}
-
-/* Where a series sits: its study and patient folders, or -ENOENT when the API's lists
- * disagree (a series whose study or patient is not listed). */
-static int tree_ser_place(const struct tree_pats *pats, const struct tree_studs *studs,
-			  const struct tree_ser *ser, const struct tree_pat **pat,
-			  const struct tree_stud **stud)
-{
-	long si = tree_index_find(studs->v, studs->by_uid, studs->count, sizeof(*studs->v),
-				  offsetof(struct tree_stud, uid), ser->study_uid);
-	long pi;
-
-	if (si < 0)
-		return -ENOENT;
-	*stud = &studs->v[si];
-	pi = tree_index_find(pats->v, pats->by_id, pats->count, sizeof(*pats->v),
-			     offsetof(struct tree_pat, id), (*stud)->pid);
-	if (pi < 0)
-		return -ENOENT;
-	*pat = &pats->v[pi];
-	return 0;
-}
-
-/* Gives each run of equal-valued links unique names. Links are sorted on return. */
-static int tree_links_uniquify(struct tree_link *links, size_t n)
-{
-	size_t i, j;
-
-	qsort(links, n, sizeof(*links), tree_cmp_link);
-	for (i = 0; i < n; i = j) {
-		for (j = i + 1; j < n && links[j].val == links[i].val; j++)
-			;
-		if (tree_uniquify((char *)&links[i], j - i, sizeof(*links),
-				  offsetof(struct tree_link, name)) < 0)
-			return -ENOMEM;
-	}
-	qsort(links, n, sizeof(*links), tree_cmp_link);
-	return 0;
-}
-
-/* Files every series under its value of facet k. */
-static int tree_facet_build(struct tree_facets *fs, unsigned k)
-{
-	struct tree_facet *f = &fs->f[k];
-	const struct tree_sers *sers = fs->sers;
-	const char **seen;
-	size_t i, n = 0;
-	int rc = -ENOMEM;
-
-	seen = calloc(sers->count ? sers->count : 1, sizeof(*seen));
-	f->vals = calloc(sers->count ? sers->count : 1, sizeof(*f->vals));
-	f->links = calloc(sers->count ? sers->count : 1, sizeof(*f->links));
-	if (!seen || !f->vals || !f->links)
-		goto out_free;
-	for (i = 0; i < sers->count; i++) {
-		const char *v = sers->v[i].facet[k];
-
-		seen[i] = v && *v ? v : NULL;
-	}
-	qsort(seen, sers->count, sizeof(*seen), tree_cmp_opt_str);
-	for (i = 0; i < sers->count; i++) {
-		if (n > 0 && tree_cmp_str(seen[i], f->vals[n - 1].api) == 0 &&
-		    !seen[i] == !f->vals[n - 1].api)
-			continue;
-		f->vals[n].api = seen[i];
-		f->vals[n].name = seen[i] ? tree_sanitize_name(seen[i]) : strdup(TREE_UNKNOWN);
-		if (!f->vals[n++].name)
-			goto out_free;
-	}
-	f->nvals = n;
-	qsort(f->vals, n, sizeof(*f->vals), tree_cmp_fval);
-	if (tree_uniquify((char *)f->vals, n, sizeof(*f->vals), offsetof(struct tree_fval, name)))
-		goto out_free;
-	qsort(f->vals, n, sizeof(*f->vals), tree_cmp_fval);
-	f->by_api = tree_index_build(f->vals, n, sizeof(*f->vals), offsetof(struct tree_fval, api));
-	if (!f->by_api)
-		goto out_free;
-	for (i = 0; i < sers->count; i++) {
-		const struct tree_ser *ser = &sers->v[i];
-		const struct tree_stud *stud;
-		const struct tree_pat *pat;
-		struct tree_link *l = &f->links[f->nlinks];
-		const char *v = ser->facet[k] && *ser->facet[k] ? ser->facet[k] : NULL;
-
-		if (tree_ser_place(fs->pats, fs->studs, ser, &pat, &stud) < 0)
-			continue;
-		l->val = (uint32_t)tree_index_find(f->vals, f->by_api, n, sizeof(*f->vals),
-						   offsetof(struct tree_fval, api), v);
-		l->pat = pat->name;
-		l->stud = stud->name;
-		l->ser = ser;
-		l->name = tree_link_name(pat->name, ser->name);
-		if (!l->name)
-			goto out_free;
-		f->nlinks++;
-	}
-	rc = tree_links_uniquify(f->links, f->nlinks);
-out_free:
-	free(seen);
-	return rc;
-}
-
-static time_t tree_min_time(time_t a, time_t b)
-{
-	return a < b ? a : b;
-}
-
-/* Derived from the collection's patients, studies and series (loading them if need be):
- * trusted for as long as the oldest of them. */
-static int tree_load_facets(struct tree *t, void *arg, struct tree_snap **out)
-{
-	struct tree_coll *c = arg;
-	struct tree_facets *fs = calloc(1, sizeof(*fs));
-	unsigned k;
-	int rc;
-
-	if (!fs)
-		return -ENOMEM;
-	fs->t = t;
-	fs->hdr.destroy = tree_facets_destroy;
-	rc = tree_coll_get(t, c, &c->pats, tree_load_pats, &fs->pats);
-	if (rc == 0)
-		rc = tree_coll_get(t, c, &c->studs, tree_load_studs, &fs->studs);
-	if (rc == 0)
-		rc = tree_coll_get(t, c, &c->sers, tree_load_sers, &fs->sers);
-	for (k = 0; rc == 0 && k < 3; k++)
-		rc = tree_facet_build(fs, k);
-	if (rc < 0) {
-		tree_facets_destroy(&fs->hdr);
-		return rc;
-	}
-	fs->hdr.fetched = tree_min_time(fs->pats->hdr.fetched,
-					tree_min_time(fs->studs->hdr.fetched, fs->sers->hdr.fetched));
-	*out = &fs->hdr;
-	return 0;
-}
-
-static long tree_facet_find_val(const struct tree_facet *f, const char *name)
-{
-	struct tree_fval key = { .name = (char *)name };
-	const struct tree_fval *v = bsearch(&key, f->vals, f->nvals, sizeof(*f->vals),
-					    tree_cmp_fval);
-
-	return v ? v - f->vals : -1;
-}
-
-static const struct tree_link *tree_facet_find_link(const struct tree_facet *f, size_t val,
-						    const char *name)
-{
-	struct tree_link key = { .name = (char *)name, .val = (uint32_t)val };
-
-	return bsearch(&key, f->links, f->nlinks, sizeof(*f->links), tree_cmp_link);
-}
-
-/* The values the collection's value list names for facet k that no series carries:
- * sanitised, sorted, as new strings in *out. Costs the value-list requests. */
-static int tree_facet_extra(struct tree *t, struct tree_coll *c, const struct tree_facet *f,
-			    unsigned k, char ***out, size_t *count)
-{
-	struct tree_vals *v = NULL;
-	const struct tcia_values *list;
-	size_t i, n = 0;
-	char **names;
-	int rc;
-
-	*out = NULL;
-	*count = 0;
-	rc = tree_coll_get(t, c, &c->vals, tree_load_vals, &v);
-	if (rc < 0)
-		return rc;
-	list = k == 0 ? &v->mods : k == 1 ? &v->parts : &v->manus;
-	names = calloc(list->count ? list->count : 1, sizeof(*names));
-	rc = -ENOMEM;
-	if (!names)
-		goto out_put;
-	for (i = 0; i < list->count; i++) {
-		const char *api = list->v[i].value;
-
-		if (!api || !*api || tree_index_find(f->vals, f->by_api, f->nvals,
-						     sizeof(*f->vals),
-						     offsetof(struct tree_fval, api), api) >= 0)
-			continue;
-		names[n] = tree_sanitize_name(api);
-		if (!names[n])
-			goto out_free;
-		if (tree_facet_find_val(f, names[n]) >= 0) {
-			free(names[n]);
-			continue;
-		}
-		n++;
-	}
-	qsort(names, n, sizeof(*names), tree_cmp_names);
-	*out = names;
-	*count = n;
-	rc = 0;
-	goto out_put;
-out_free:
-	while (n)
-		free(names[--n]);
-	free(names);
-out_put:
-	tree_snap_put(t, &v->hdr);
-	return rc;
-}
-
-static void tree_free_names(char **names, size_t n)
-{
-	while (n)
-		free(names[--n]);
-	free(names);
-}
-
-struct tree_mlink {
-	char *name;
-	char *target;		/* relative to /manifests/<name>/ */
-	time_t mtime;
-};
-
-/* A manifest resolved against the archive. */
-struct tree_mres {
-	struct tree_snap hdr;
-	size_t nlinks;
-	struct tree_mlink *links;	/* sorted by name */
-	char *missing;			/* missing.txt: one unknown UID per line */
-	size_t missing_len;
-};
-
-static void tree_mres_destroy(struct tree_snap *s)
-{
-	struct tree_mres *r = (struct tree_mres *)s;
-	size_t i;
-
-	for (i = 0; i < r->nlinks; i++) {
-		free(r->links[i].name);
-		free(r->links[i].target);
-	}
-	free(r->links);
-	free(r->missing);
-	free(r);
-}
-
-static int tree_cmp_mlink(const void *a, const void *b)
-{
-	return strcmp(((const struct tree_mlink *)a)->name, ((const struct tree_mlink *)b)->name);
-}
-
-/* What a manifest resolution holds per collection while it works. */
-struct tree_mcoll {
-	struct tree_pats *pats;
-	struct tree_studs *studs;
-	struct tree_sers *sers;
-	bool probed;		/* sers was loaded because a UID's getSeries named it */
-};
-
-static const struct tree_ser *tree_mcoll_find(const struct tree_mcoll *mc, const char *uid)
-{
-	long i;
-
-	if (!mc->sers)
-		return NULL;
-	i = tree_index_find(mc->sers->v, mc->sers->by_uid, mc->sers->count,
-			    sizeof(*mc->sers->v), offsetof(struct tree_ser, uid), uid);
-	return i < 0 ? NULL : &mc->sers->v[i];
-}
-
-/* Finds uid's series: in a collection already at hand, else by one getSeries for the
- * UID, which names the collection to load in bulk (so a manifest of one collection costs
- * a handful of requests, not one per UID). Returns 0 with *ci and *ser (NULL when the
- * archive does not know the UID), or -errno. */
-static int tree_man_locate(struct tree *t, struct tree_colls *cs, struct tree_mcoll *mcs,
-			   const char *uid, size_t *ci, const struct tree_ser **ser)
-{
-	struct tcia_filter f = { .series_uid = uid };
-	struct tcia_series_list l;
-	size_t i;
-	int rc;
-
-	*ser = NULL;
-	for (i = 0; i < cs->count; i++)
-		if ((*ser = tree_mcoll_find(&mcs[i], uid))) {
-			*ci = i;
-			return 0;
-		}
-	rc = tcia_get_series(t->tcia, &f, &l);
-	if (rc < 0)
-		return rc;
-	for (i = 0; l.count == 1 && l.v[0].collection && i < cs->count; i++)
-		if (strcmp(cs->v[i].api, l.v[0].collection) == 0)
-			break;
-	if (l.count == 1 && i < cs->count && !mcs[i].probed) {
-		mcs[i].probed = true;
-		tree_snap_put(t, mcs[i].sers ? &mcs[i].sers->hdr : NULL);
-		mcs[i].sers = NULL;
-		rc = tree_coll_get(t, &cs->v[i], &cs->v[i].sers, tree_load_sers, &mcs[i].sers);
-		if (rc == 0) {
-			*ci = i;
-			*ser = tree_mcoll_find(&mcs[i], uid);
-		}
-	}
-	tcia_series_list_clear(&l);
-	return rc;
-}
-
-/* The link for a located series: its folders' names, loading the collection's
- * patients and studies if need be. Returns 0, 1 when the API's lists disagree (the
- * series counts as missing), or -errno. */
-static int tree_man_link(struct tree *t, struct tree_coll *c, struct tree_mcoll *mc,
-			 const struct tree_ser *ser, struct tree_mlink *out)
-{
-	const struct tree_stud *stud;
-	const struct tree_pat *pat;
-	int rc = 0;
-
-	if (!mc->pats)
-		rc = tree_coll_get(t, c, &c->pats, tree_load_pats, &mc->pats);
-	if (rc == 0 && !mc->studs)
-		rc = tree_coll_get(t, c, &c->studs, tree_load_studs, &mc->studs);
-	if (rc < 0)
-		return rc;
-	if (tree_ser_place(mc->pats, mc->studs, ser, &pat, &stud) < 0)
-		return 1;
-	out->name = tree_link_name(pat->name, ser->name);
-	if (asprintf(&out->target, "../../%s/%s/%s/%s", c->name, pat->name, stud->name,
-		     ser->name) < 0)
-		out->target = NULL;
-	out->mtime = ser->mtime;
-	return out->name && out->target ? 0 : -ENOMEM;
-}
-
-static int tree_load_mres(struct tree *t, void *arg, struct tree_snap **out)
-{
-	struct tree_man *man = arg;
-	struct tree_colls *cs = NULL;
-	struct tree_mcoll *mcs = NULL;
-	struct tree_mres *r;
-	size_t i, ci = 0, len;
-	int rc;
-
-	r = calloc(1, sizeof(*r));
-	if (!r)
-		return -ENOMEM;
-	r->hdr.destroy = tree_mres_destroy;
-	r->hdr.fetched = time(NULL);
-	rc = -ENOMEM;
-	r->links = calloc(man->m.count ? man->m.count : 1, sizeof(*r->links));
-	r->missing = calloc(1, 1);
-	if (!r->links || !r->missing)
-		goto out_free;
-	rc = tree_get_colls(t, &cs);
-	if (rc < 0)
-		goto out_free;
-	rc = -ENOMEM;
-	mcs = calloc(cs->count ? cs->count : 1, sizeof(*mcs));
-	if (!mcs)
-		goto out_free;
-	for (i = 0; i < cs->count; i++)
-		mcs[i].sers = (struct tree_sers *)tree_peek(t, &cs->v[i].sers);
-	for (i = 0; i < man->m.count; i++) {
-		const char *uid = man->m.uids[i];
-		const struct tree_ser *ser;
-		char *p;
-
-		rc = tree_man_locate(t, cs, mcs, uid, &ci, &ser);
-		if (rc == 0 && ser)
-			rc = tree_man_link(t, &cs->v[ci], &mcs[ci], ser, &r->links[r->nlinks]);
-		if (rc < 0) {
-			free(r->links[r->nlinks].name);
-			free(r->links[r->nlinks].target);
-			memset(&r->links[r->nlinks], 0, sizeof(r->links[0]));
-			goto out_free;
-		}
-		if (ser && rc == 0) {
-			r->nlinks++;
-			continue;
-		}
-		len = strlen(uid);
-		p = realloc(r->missing, r->missing_len + len + 2);
-		if (!p) {
-			rc = -ENOMEM;
-			goto out_free;
-		}
-		r->missing = p;
-		memcpy(r->missing + r->missing_len, uid, len);
-		r->missing_len += len;
-		r->missing[r->missing_len++] = '\n';
-		r->missing[r->missing_len] = '\0';
-	}
-	qsort(r->links, r->nlinks, sizeof(*r->links), tree_cmp_mlink);
-	rc = -ENOMEM;
-	if (tree_uniquify((char *)r->links, r->nlinks, sizeof(*r->links),
-			  offsetof(struct tree_mlink, name)) < 0)
-		goto out_free;
-	qsort(r->links, r->nlinks, sizeof(*r->links), tree_cmp_mlink);
-	*out = &r->hdr;
-	r = NULL;
-	rc = 0;
-out_free:
-	if (r)
-		tree_mres_destroy(&r->hdr);
-	for (i = 0; mcs && i < cs->count; i++) {
-		tree_snap_put(t, mcs[i].sers ? &mcs[i].sers->hdr : NULL);
-		tree_snap_put(t, mcs[i].studs ? &mcs[i].studs->hdr : NULL);
-		tree_snap_put(t, mcs[i].pats ? &mcs[i].pats->hdr : NULL);
-	}
-	free(mcs);
-	tree_snap_put(t, cs ? &cs->hdr : NULL);
-	return rc;
-}
-
-static int tree_cmp_man(const void *a, const void *b)
-{
-	return strcmp(((const struct tree_man *)a)->name, ((const struct tree_man *)b)->name);
-}
-
-/* Takes the manifests over (each is left cleared) and names their folders. */
-static int tree_take_manifests(struct tree *t, struct view_manifest *m, size_t n)
-{
-	size_t i;
-
-	if (n == 0)
-		return 0;
-	t->mans = calloc(n, sizeof(*t->mans));
-	if (!t->mans)
-		return -ENOMEM;
-	for (i = 0; i < n; i++) {
-		struct tree_man *man = &t->mans[t->nmans++];
-
-		man->m = m[i];
-		memset(&m[i], 0, sizeof(m[i]));
-		man->name = tree_sanitize_name(man->m.name ? man->m.name : "manifest");
-		if (!man->name)
-			return -ENOMEM;
-	}
-	qsort(t->mans, t->nmans, sizeof(*t->mans), tree_cmp_man);
-	if (tree_uniquify((char *)t->mans, t->nmans, sizeof(*t->mans),
-			  offsetof(struct tree_man, name)) < 0)
-		return -ENOMEM;
-	qsort(t->mans, t->nmans, sizeof(*t->mans), tree_cmp_man);
-	return 0;
-}
-
-static const struct tree_mlink *tree_mres_find(const struct tree_mres *r, const char *name)
-{
-	struct tree_mlink key = { .name = (char *)name };
-
-	return bsearch(&key, r->links, r->nlinks, sizeof(*r->links), tree_cmp_mlink);
-}
-
-static struct tree_man *tree_find_man(struct tree *t, const char *name)
-{
-	size_t i;
-
-	for (i = 0; i < t->nmans; i++)
-		if (strcmp(t->mans[i].name, name) == 0)
-			return &t->mans[i];
-	return NULL;
-}
-
 static int tree_resolve(struct tree *t, const char *path, const struct store_caller *who,
 			struct tree_node *n);
-
-static const char *const tree_table_names[3] = { "patients.csv", "studies.csv", "series.csv" };
-
-static int tree_facet_index(const char *name)
-{
-	int k;
-
-	for (k = 0; k < 3; k++)
-		if (strcmp(name, tree_facet_dirs[k]) == 0)
-			return k;
-	return -1;
-}
-
-/* /<Collection>/.by-<facet>[/<value>[/<link>]], with n already at the collection. */
-static int tree_resolve_facet(struct tree *t, char comps[][TREE_NAME_MAX + 1], int depth,
-			      unsigned k, struct tree_node *n)
-{
-	struct tree_facets *fs;
-	char **extra;
-	size_t nextra, i;
-	int rc;
-
-	n->kind = TK_FACET_ROOT;
-	n->facet = k;
-	if (depth == 2)
-		return 0;
-	if (depth > 4)
-		return -ENOENT;
-	rc = tree_coll_get(t, n->coll, &n->coll->facets, tree_load_facets, &fs);
-	if (rc < 0)
-		return rc;
-	n->view = &fs->hdr;
-	n->kind = TK_FACET_VAL;
-	n->val = tree_facet_find_val(&fs->f[k], comps[2]);
-	if (n->val < 0) {
-		/* Perhaps a value the value list names but no series carries: empty. */
-		if (depth == 4)
-			return -ENOENT;
-		rc = tree_facet_extra(t, n->coll, &fs->f[k], k, &extra, &nextra);
-		if (rc < 0)
-			return rc;
-		for (i = 0; i < nextra && strcmp(extra[i], comps[2]) != 0; i++)
-			;
-		tree_free_names(extra, nextra);
-		return i < nextra ? 0 : -ENOENT;
-	}
-	if (depth == 3)
-		return 0;
-	n->link = tree_facet_find_link(&fs->f[k], (size_t)n->val, comps[3]);
-	if (!n->link)
-		return -ENOENT;
-	n->ser = n->link->ser;
-	n->kind = TK_LINK;
-	return 0;
-}
-
-/* /manifests[/<name>[/<link> | /missing.txt]]. */
-static int tree_resolve_man(struct tree *t, char comps[][TREE_NAME_MAX + 1], int depth,
-			    struct tree_node *n)
-{
-	struct tree_snap *s;
-	int rc;
-
-	n->kind = TK_MANIFESTS;
-	if (depth == 1)
-		return 0;
-	n->man = tree_find_man(t, comps[1]);
-	if (depth > 3 || !n->man)
-		return -ENOENT;
-	n->kind = TK_MANIFEST;
-	if (depth == 2)
-		return 0;
-	rc = tree_slot_get(t, &n->man->res, tree_load_mres, n->man, &s);
-	if (rc < 0)
-		return rc;
-	n->view = s;
-	if (strcmp(comps[2], "missing.txt") == 0) {
-		n->kind = TK_MISSING;
-		return 0;
-	}
-	n->mlink = tree_mres_find((struct tree_mres *)s, comps[2]);
-	if (!n->mlink)
-		return -ENOENT;
-	n->kind = TK_LINK;
-	return 0;
-}
 
 /* /.tciafs/series/<SeriesInstanceUID>[/name]: the series wherever it is in the tree, for
  * tools holding UIDs (tciafs-prefetch --uids). One getSeries by UID says where; the rest
@@ -2406,158 +1592,6 @@ static int tree_render_status(struct tree *t, char **out, size_t *len)
 	return 0;
 }
 
-/* The absolute path of a folder for the tables' Path column. NULL if out of memory. */
-static char *tree_table_path(const struct tree *t, const char *coll, const char *pat,
-			     const char *stud, const char *ser)
-{
-	char *p;
-
-	if (asprintf(&p, "%s/%s/%s%s%s%s%s", t->mountpoint, coll, pat, stud ? "/" : "",
-		     stud ? stud : "", ser ? "/" : "", ser ? ser : "") < 0)
-		return NULL;
-	return p;
-}
-
-/* One row source of a table: the object as the API sent it, and where it is shown. */
-struct tree_row {
-	const char *raw;
-	char *path;
-};
-
-static int tree_cmp_row(const void *a, const void *b)
-{
-	return strcmp(((const struct tree_row *)a)->path, ((const struct tree_row *)b)->path);
-}
-
-/* patients.csv, studies.csv, series.csv: one row per object in path order, every
- * attribute a column, the folder's absolute path last. */
-static int tree_render_table(struct tree *t, struct tree_node *n, char **out, size_t *len)
-{
-	struct tree_pats *pats = NULL;
-	struct tree_studs *studs = NULL;
-	struct tree_sers *sers = NULL;
-	struct view_table *tab = NULL;
-	struct tree_row *rows = NULL;
-	size_t i, count = 0, nrows = 0;
-	int rc;
-
-	rc = tree_coll_get(t, n->coll, &n->coll->pats, tree_load_pats, &pats);
-	if (rc == 0 && n->facet >= 1)
-		rc = tree_coll_get(t, n->coll, &n->coll->studs, tree_load_studs, &studs);
-	if (rc == 0 && n->facet == 2)
-		rc = tree_coll_get(t, n->coll, &n->coll->sers, tree_load_sers, &sers);
-	if (rc < 0)
-		goto out_put;
-	count = n->facet == 0 ? pats->count : n->facet == 1 ? studs->count : sers->count;
-	rc = -ENOMEM;
-	rows = calloc(count ? count : 1, sizeof(*rows));
-	if (!rows || view_table_new(&tab) < 0)
-		goto out_free;
-	for (i = 0; i < count; i++) {
-		struct tree_row *r = &rows[nrows];
-		const struct tree_stud *stud;
-		const struct tree_pat *pat;
-		long pi;
-
-		if (n->facet == 0) {
-			r->raw = pats->v[i].raw;
-			r->path = tree_table_path(t, n->coll->name, pats->v[i].name, NULL, NULL);
-		} else if (n->facet == 1) {
-			stud = &studs->v[i];
-			pi = tree_index_find(pats->v, pats->by_id, pats->count, sizeof(*pats->v),
-					     offsetof(struct tree_pat, id), stud->pid);
-			if (pi < 0)
-				continue;	/* not shown in the tree either */
-			r->raw = stud->raw;
-			r->path = tree_table_path(t, n->coll->name, pats->v[pi].name, stud->name,
-						  NULL);
-		} else {
-			if (tree_ser_place(pats, studs, &sers->v[i], &pat, &stud) < 0)
-				continue;
-			r->raw = sers->v[i].raw;
-			r->path = tree_table_path(t, n->coll->name, pat->name, stud->name,
-						  sers->v[i].name);
-		}
-		if (!r->path)
-			goto out_free;
-		nrows++;
-	}
-	qsort(rows, nrows, sizeof(*rows), tree_cmp_row);
-	for (i = 0, rc = 0; rc == 0 && i < nrows; i++)
-		rc = view_table_scan(tab, rows[i].raw);
-	for (i = 0; rc == 0 && i < nrows; i++)
-		rc = view_table_row(tab, rows[i].raw, rows[i].path);
-	if (rc == 0)
-		rc = view_table_finish(tab, out, len);
-out_free:
-	for (i = 0; i < nrows; i++)
-		free(rows[i].path);
-	free(rows);
-	view_table_free(tab);
-out_put:
-	tree_snap_put(t, sers ? &sers->hdr : NULL);
-	tree_snap_put(t, studs ? &studs->hdr : NULL);
-	tree_snap_put(t, pats ? &pats->hdr : NULL);
-	return rc;
-}
-
-/* The licence object's member key as a list of strings (a string or an array of them). */
-static size_t tree_licence_list(const json_t *lic, const char *key, const char **out,
-				size_t max)
-{
-	const json_t *v = json_object_get(lic, key);
-	size_t i, n = 0;
-
-	if (json_is_string(v) && max > 0)
-		out[n++] = json_string_value(v);
-	for (i = 0; json_is_array(v) && i < json_array_size(v) && n < max; i++)
-		out[n++] = json_string_value(json_array_get(v, i));
-	return n;
-}
-
-#define TREE_CITATION_MAX 64
-
-static int tree_render_citation(struct tree *t, struct tree_node *n, char **out, size_t *len)
-{
-	const char *dois[TREE_CITATION_MAX], *names[TREE_CITATION_MAX], *uris[TREE_CITATION_MAX];
-	struct view_citation c = { .collection = n->coll->api, .dois = dois,
-				   .licence_names = names, .licence_uris = uris };
-	struct tree_sers *s = NULL;
-	int rc = tree_coll_get(t, n->coll, &n->coll->sers, tree_load_sers, &s);
-
-	if (rc < 0)
-		return rc;
-	c.ndois = tree_licence_list(s->licence, "CollectionURI", dois, TREE_CITATION_MAX);
-	c.nnames = tree_licence_list(s->licence, "LicenseName", names, TREE_CITATION_MAX);
-	c.nuris = tree_licence_list(s->licence, "LicenseURI", uris, TREE_CITATION_MAX);
-	rc = view_citation_render(&c, out, len);
-	tree_snap_put(t, &s->hdr);
-	return rc;
-}
-
-static int tree_render_missing(struct tree_node *n, char **out, size_t *len)
-{
-	const struct tree_mres *r = (const struct tree_mres *)n->view;
-
-	*out = strdup(r->missing);
-	*len = r->missing_len;
-	return *out ? 0 : -ENOMEM;
-}
-
-/* Where a link points, relative to the folder it is in. Returns its length, or
- * -ENAMETOOLONG when it does not fit in size. */
-static int tree_link_target(const struct tree_node *n, char *buf, size_t size)
-{
-	int len;
-
-	if (n->mlink)
-		len = snprintf(buf, size, "%s", n->mlink->target);
-	else
-		len = snprintf(buf, size, "../../%s/%s/%s", n->link->pat, n->link->stud,
-			       n->link->ser->name);
-	return len < 0 || (size_t)len >= size ? -ENAMETOOLONG : len;
-}
-
 /* Renders the generated file the node is. Returns 0 with a new buffer, or -errno. */
 static int tree_render(struct tree *t, struct tree_node *n, char **out, size_t *len)
 {
@@ -2589,7 +1623,7 @@ static int tree_render(struct tree *t, struct tree_node *n, char **out, size_t *
 
 /* ---- attributes -------------------------------------------------------------------- */
 
-static void tree_fill_dir(const struct tree *t, time_t mtime, struct stat *st)
+void tree_fill_dir(const struct tree *t, time_t mtime, struct stat *st)
 {
 	memset(st, 0, sizeof(*st));
 	st->st_mode = S_IFDIR | 0555;
@@ -2599,7 +1633,7 @@ static void tree_fill_dir(const struct tree *t, time_t mtime, struct stat *st)
 	st->st_mtime = st->st_ctime = st->st_atime = mtime;
 }
 
-static void tree_fill_file(const struct tree *t, size_t size, time_t mtime, struct stat *st)
+void tree_fill_file(const struct tree *t, size_t size, time_t mtime, struct stat *st)
 {
 	memset(st, 0, sizeof(*st));
 	st->st_mode = S_IFREG | 0444;
@@ -2611,7 +1645,7 @@ static void tree_fill_file(const struct tree *t, size_t size, time_t mtime, stru
 	st->st_mtime = st->st_ctime = st->st_atime = mtime;
 }
 
-static void tree_fill_link(const struct tree *t, size_t size, time_t mtime, struct stat *st)
+void tree_fill_link(const struct tree *t, size_t size, time_t mtime, struct stat *st)
 {
 	tree_fill_file(t, size, mtime, st);
 	st->st_mode = S_IFLNK | 0777;
@@ -2633,7 +1667,7 @@ static bool tree_is_dir(enum tree_kind k)
 	       k == TK_MANIFESTS || k == TK_MANIFEST;
 }
 
-static int tree_node_stat(struct tree *t, struct tree_node *n, struct stat *st)
+int tree_node_stat(struct tree *t, struct tree_node *n, struct stat *st)
 {
 	char *data;
 	size_t len;
@@ -2657,7 +1691,7 @@ static int tree_node_stat(struct tree *t, struct tree_node *n, struct stat *st)
 		rc = tree_link_target(n, target, sizeof(target));
 		if (rc < 0)
 			return rc;
-		tree_fill_link(t, (size_t)rc, n->mlink ? n->mlink->mtime : n->ser->mtime, st);
+		tree_fill_link(t, (size_t)rc, tree_link_mtime(n), st);
 		return 0;
 	}
 	/* Sizes must be exact at stat time: render to know. */
@@ -2684,25 +1718,6 @@ int tree_stat(struct tree *tree, const char *path, const struct store_caller *wh
 
 /* ---- listings ---------------------------------------------------------------------- */
 
-/* Emits a listing in sorted order: the folder's generated entries (README.txt, *.json,
- * the tables, the facet folders) are held back until their places among the children
- * come. */
-#define TREE_PENDING_MAX 12
-
-struct tree_pending {
-	const char *name;
-	struct stat st;
-	bool complete;
-};
-
-struct tree_lister {
-	tree_fill_fn fill;
-	void *ctx;
-	struct tree_pending pend[TREE_PENDING_MAX];
-	size_t npend, next;	/* held, and already emitted of those */
-	bool stopped;
-};
-
 static void tree_emit_one(struct tree_lister *l, const struct tree_pending *p)
 {
 	if (!l->stopped)
@@ -2716,14 +1731,14 @@ static void tree_emit_held(struct tree_lister *l, const char *name)
 		tree_emit_one(l, &l->pend[l->next++]);
 }
 
-static void tree_emit_pending(struct tree_lister *l)
+void tree_emit_pending(struct tree_lister *l)
 {
 	tree_emit_held(l, NULL);
 }
 
 /* Holds an entry for its place; name must outlive the listing. */
-static void tree_hold(struct tree_lister *l, const char *name, const struct stat *st,
-		      bool complete)
+void tree_hold(struct tree_lister *l, const char *name, const struct stat *st,
+	       bool complete)
 {
 	size_t i = l->npend;
 
@@ -2736,8 +1751,8 @@ static void tree_hold(struct tree_lister *l, const char *name, const struct stat
 }
 
 /* Returns nonzero once the caller's buffer is full. */
-static int tree_emit(struct tree_lister *l, const char *name, const struct stat *st,
-		     bool complete)
+int tree_emit(struct tree_lister *l, const char *name, const struct stat *st,
+	      bool complete)
 {
 	tree_emit_held(l, name);
 	if (!l->stopped)
@@ -2894,109 +1909,6 @@ static int tree_list_series(struct tree *t, struct tree_node *n, const struct st
 	tree_emit_pending(l);
 	free(names);
 	store_series_put(t->store, ss);
-	return 0;
-}
-
-static int tree_list_facet_root(struct tree *t, struct tree_node *n, struct tree_lister *l)
-{
-	const struct tree_facet *f;
-	struct tree_facets *fs;
-	const char **names;
-	char **extra;
-	size_t nextra, i, count;
-	struct stat st;
-	int rc;
-
-	rc = tree_coll_get(t, n->coll, &n->coll->facets, tree_load_facets, &fs);
-	if (rc < 0)
-		return rc;
-	n->view = &fs->hdr;
-	f = &fs->f[n->facet];
-	rc = tree_facet_extra(t, n->coll, f, n->facet, &extra, &nextra);
-	if (rc < 0)
-		return rc;
-	names = calloc(f->nvals + nextra + 1, sizeof(*names));
-	if (!names) {
-		tree_free_names(extra, nextra);
-		return -ENOMEM;
-	}
-	for (i = 0; i < f->nvals; i++)
-		names[i] = f->vals[i].name;
-	for (i = 0; i < nextra; i++)
-		names[f->nvals + i] = extra[i];
-	count = f->nvals + nextra;
-	qsort(names, count, sizeof(*names), tree_cmp_names);
-	tree_fill_dir(t, t->mounted, &st);
-	for (i = 0; i < count; i++)
-		if (tree_emit(l, names[i], &st, true))
-			break;
-	free(names);
-	tree_free_names(extra, nextra);
-	return 0;
-}
-
-static int tree_list_facet_val(struct tree *t, struct tree_node *n, struct tree_lister *l)
-{
-	const struct tree_facet *f = &((struct tree_facets *)n->view)->f[n->facet];
-	struct tree_node ln = *n;
-	size_t lo = 0, hi = f->nlinks;
-	struct stat st;
-
-	if (n->val < 0)
-		return 0;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (f->links[mid].val < (uint32_t)n->val)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	for (; lo < f->nlinks && f->links[lo].val == (uint32_t)n->val; lo++) {
-		ln.link = &f->links[lo];
-		ln.ser = ln.link->ser;
-		ln.kind = TK_LINK;
-		if (tree_node_stat(t, &ln, &st) == 0 && tree_emit(l, ln.link->name, &st, true))
-			break;
-	}
-	return 0;
-}
-
-static int tree_list_mans(struct tree *t, struct tree_lister *l)
-{
-	struct stat st;
-	size_t i;
-
-	tree_fill_dir(t, t->mounted, &st);
-	for (i = 0; i < t->nmans; i++)
-		if (tree_emit(l, t->mans[i].name, &st, true))
-			break;
-	return 0;
-}
-
-static int tree_list_man(struct tree *t, struct tree_node *n, struct tree_lister *l)
-{
-	struct tree_mres *r;
-	struct tree_node ln = *n;
-	struct tree_snap *s;
-	struct stat st;
-	size_t i;
-	int rc;
-
-	rc = tree_slot_get(t, &n->man->res, tree_load_mres, n->man, &s);
-	if (rc < 0)
-		return rc;
-	n->view = s;
-	r = (struct tree_mres *)s;
-	tree_fill_file(t, r->missing_len, r->hdr.fetched, &st);
-	tree_hold(l, "missing.txt", &st, true);
-	for (i = 0; i < r->nlinks; i++) {
-		ln.mlink = &r->links[i];
-		ln.kind = TK_LINK;
-		if (tree_node_stat(t, &ln, &st) == 0 && tree_emit(l, ln.mlink->name, &st, true))
-			break;
-	}
-	tree_emit_pending(l);
 	return 0;
 }
 

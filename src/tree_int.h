@@ -1,0 +1,266 @@
+/* SPDX-License-Identifier: MIT
+ * tree_int.h — inside the tree module, shared by its two files: tree.c (the archive's
+ * own tree: snapshots, names, resolution, listings, files, xattrs) and tree_view.c (the
+ * views: facet and manifest folders of links, tables, citations). Not for other modules:
+ * they see include/tree.h only.
+ */
+#ifndef TCIAFS_TREE_INT_H
+#define TCIAFS_TREE_INT_H
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "tcia.h"
+#include "tree.h"
+#include "view.h"
+
+#define TREE_NAME_MAX 255
+#define TREE_DEPTH_MAX 6
+
+/* ---- snapshots --------------------------------------------------------------------- */
+
+struct tree_snap {
+	int refs;		/* protected by tree->lock */
+	time_t fetched;
+	unsigned gen;		/* tree->gen when loaded; an older one is expired */
+	void (*destroy)(struct tree_snap *snap);
+};
+
+/* Where a snapshot lives, and the single load in progress for it. */
+struct tree_slot {
+	struct tree_snap *snap;	/* protected by tree->lock */
+	bool loading;		/* protected by tree->lock */
+	unsigned done;		/* loads finished; protected by tree->lock */
+	int last_rc;		/* protected by tree->lock */
+	int64_t failed_ms;	/* monotonic ms of the last slow failure; protected by tree->lock */
+};
+
+struct tree_coll {
+	char *name;		/* sanitised, unique among collections */
+	char *api;		/* as the API sent it */
+	struct tree_slot pats, studs, sers, vals;
+	struct tree_slot facets;	/* derived from pats, studs and sers: no request */
+};
+
+struct tree_colls {
+	struct tree_snap hdr;
+	size_t count;
+	struct tree_coll *v;	/* sorted by name */
+};
+
+struct tree_pat {
+	char *name;
+	char *id;		/* PatientId as sent */
+	char *raw;
+};
+
+struct tree_pats {
+	struct tree_snap hdr;
+	size_t count;
+	struct tree_pat *v;	/* sorted by name */
+	uint32_t *by_id;	/* indices into v, sorted by id */
+};
+
+struct tree_stud {
+	char *name;
+	char *uid;
+	char *pid;
+	char *raw;
+	time_t mtime;
+};
+
+struct tree_studs {
+	struct tree_snap hdr;
+	size_t count;
+	struct tree_stud *v;	/* sorted by (pid, name) */
+	uint32_t *by_uid;	/* indices into v, sorted by uid */
+};
+
+struct tree_ser {
+	char *name;
+	char *uid;
+	char *study_uid;
+	char *raw;
+	char *facet[3];		/* Modality, BodyPartExamined, Manufacturer; NULL unknown */
+	time_t mtime;
+	int64_t image_count;	/* -1 unknown */
+	int64_t file_size;	/* -1 unknown */
+};
+
+struct tree_sers {
+	struct tree_snap hdr;
+	size_t count;
+	struct tree_ser *v;	/* sorted by (study_uid, name) */
+	uint32_t *by_uid;	/* indices into v, sorted by uid */
+	json_t *licence;	/* LicenseName, LicenseURI, CollectionURI seen in the series */
+};
+
+struct tree_vals {
+	struct tree_snap hdr;
+	struct tcia_values mods, parts, manus;
+};
+
+/* A manifest given at mount (-o manifest=FILE), shown as /manifests/<name>/. */
+struct tree_man {
+	char *name;		/* sanitised, unique among manifests */
+	struct view_manifest m;
+	struct tree_slot res;
+};
+
+struct tree {
+	struct tcia *tcia;	/* borrowed */
+	struct store *store;	/* borrowed, may be NULL */
+	char *(*status)(void *arg);
+	void *status_arg;
+	char *cache_dir;
+	long meta_ttl;
+	bool naming_uid;
+	time_t mounted;
+	uid_t uid;
+	gid_t gid;
+	char *readme;
+	size_t readme_len;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;	/* a load finished */
+	unsigned gen;		/* bumped by tree_expire; protected by lock */
+	struct tree_slot colls;
+	char *mountpoint;	/* for the Path column of the tables; "" if unknown */
+	size_t nmans;
+	struct tree_man *mans;	/* sorted by name */
+};
+
+struct tree_file {
+	char *data;		/* generated content, or NULL */
+	size_t len;
+	int fd;			/* a stored file, or -1 */
+	struct store *store;
+	struct store_series *ss;	/* the reference that keeps fd's series in use */
+	bool live;
+};
+
+/* A resolved path. Holds references on the snapshots its pointers point into. */
+enum tree_kind {
+	TK_ROOT,
+	TK_README,
+	TK_COLL,
+	TK_COLL_JSON,
+	TK_PAT,
+	TK_PAT_JSON,
+	TK_STUDY,
+	TK_STUDY_JSON,
+	TK_SERIES,
+	TK_SERIES_JSON,
+	TK_SERIES_FILE,
+	TK_TCIAFS_DIR,
+	TK_UID_DIR,
+	TK_STATUS,
+	TK_FACET_ROOT,		/* /<Collection>/.by-modality */
+	TK_FACET_VAL,		/* /<Collection>/.by-modality/CT */
+	TK_LINK,		/* a symbolic link to a series folder */
+	TK_TABLE,		/* /<Collection>/{patients,studies,series}.csv */
+	TK_CITATION,		/* /<Collection>/CITATION.txt */
+	TK_MANIFESTS,		/* /manifests */
+	TK_MANIFEST,		/* /manifests/<name> */
+	TK_MISSING,		/* /manifests/<name>/missing.txt */
+};
+
+struct tree_node {
+	enum tree_kind kind;
+	struct tree_colls *colls;
+	struct tree_coll *coll;
+	struct tree_pats *pats;
+	const struct tree_pat *pat;
+	struct tree_studs *studs;
+	const struct tree_stud *stud;
+	struct tree_sers *sers;
+	const struct tree_ser *ser;
+	struct store_series *ss;	/* TK_SERIES_FILE: the stored series, referenced */
+	size_t file;			/* and the file's index in it */
+	struct tree_snap *view;		/* a referenced tree_facets or tree_mres */
+	unsigned facet;			/* facet or table: which one */
+	long val;			/* TK_FACET_VAL: index in the facet, -1 if empty */
+	const struct tree_link *link;	/* TK_LINK in a facet */
+	const struct tree_mlink *mlink;	/* TK_LINK in a manifest */
+	struct tree_man *man;
+};
+
+/* Emits a listing in sorted order: the folder's generated entries (README.txt, *.json,
+ * the tables, the facet folders) are held back until their places among the children
+ * come. */
+#define TREE_PENDING_MAX 12
+
+struct tree_pending {
+	const char *name;
+	struct stat st;
+	bool complete;
+};
+
+struct tree_lister {
+	tree_fill_fn fill;
+	void *ctx;
+	struct tree_pending pend[TREE_PENDING_MAX];
+	size_t npend, next;	/* held, and already emitted of those */
+	bool stopped;
+};
+
+typedef int (*tree_load_fn)(struct tree *t, void *arg, struct tree_snap **out);
+
+/* ---- tree.c ---------------------------------------------------------------------- */
+
+size_t tree_utf8_cut(const char *s, size_t max);
+void tree_snap_put(struct tree *t, struct tree_snap *s);
+int tree_slot_get(struct tree *t, struct tree_slot *slot, tree_load_fn load, void *arg,
+		  struct tree_snap **out);
+void tree_slot_clear(struct tree *t, struct tree_slot *slot);
+int tree_cmp_str(const char *a, const char *b);
+int tree_cmp_names(const void *a, const void *b);
+int tree_uniquify(char *base, size_t count, size_t stride, size_t name_off);
+uint32_t *tree_index_build(const void *base, size_t count, size_t stride, size_t off);
+long tree_index_find(const void *base, const uint32_t *idx, size_t count, size_t stride,
+		     size_t off, const char *key);
+int tree_load_pats(struct tree *t, void *arg, struct tree_snap **out);
+int tree_load_studs(struct tree *t, void *arg, struct tree_snap **out);
+int tree_load_sers(struct tree *t, void *arg, struct tree_snap **out);
+int tree_load_vals(struct tree *t, void *arg, struct tree_snap **out);
+void tree_node_put(struct tree *t, struct tree_node *n);
+int tree_get_colls(struct tree *t, struct tree_colls **out);
+int tree_coll_get(struct tree *t, struct tree_coll *c, struct tree_slot *slot,
+		  tree_load_fn load, void *out);
+struct tree_snap *tree_peek(struct tree *t, struct tree_slot *slot);
+void tree_fill_dir(const struct tree *t, time_t mtime, struct stat *st);
+void tree_fill_file(const struct tree *t, size_t size, time_t mtime, struct stat *st);
+void tree_fill_link(const struct tree *t, size_t size, time_t mtime, struct stat *st);
+int tree_node_stat(struct tree *t, struct tree_node *n, struct stat *st);
+int tree_emit(struct tree_lister *l, const char *name, const struct stat *st,
+	      bool complete);
+void tree_hold(struct tree_lister *l, const char *name, const struct stat *st,
+	       bool complete);
+void tree_emit_pending(struct tree_lister *l);
+
+/* ---- tree_view.c ----------------------------------------------------------------- */
+
+/* The facet folders, in the order of tree_ser.facet[], and the table files. */
+extern const char *const tree_facet_dirs[3];
+extern const char *const tree_table_names[3];
+
+int tree_facet_index(const char *name);
+int tree_resolve_facet(struct tree *t, char comps[][TREE_NAME_MAX + 1], int depth,
+		       unsigned k, struct tree_node *n);
+int tree_resolve_man(struct tree *t, char comps[][TREE_NAME_MAX + 1], int depth,
+		     struct tree_node *n);
+int tree_render_table(struct tree *t, struct tree_node *n, char **out, size_t *len);
+int tree_render_citation(struct tree *t, struct tree_node *n, char **out, size_t *len);
+int tree_render_missing(struct tree_node *n, char **out, size_t *len);
+int tree_link_target(const struct tree_node *n, char *buf, size_t size);
+int tree_list_facet_root(struct tree *t, struct tree_node *n, struct tree_lister *l);
+int tree_list_facet_val(struct tree *t, struct tree_node *n, struct tree_lister *l);
+int tree_list_mans(struct tree *t, struct tree_lister *l);
+int tree_list_man(struct tree *t, struct tree_node *n, struct tree_lister *l);
+int tree_take_manifests(struct tree *t, struct view_manifest *m, size_t n);
+time_t tree_link_mtime(const struct tree_node *n);
+
+#endif
