@@ -1145,17 +1145,19 @@ static const struct tree_pat *tree_find_pat(const struct tree_pats *p, const cha
 /* Studies and series are kept sorted by the folder they belong in (patient, study), then
  * by name; one set of helpers finds a parent's run, and a member in it, in either. */
 struct tree_layout {
-	size_t stride, name, uid, parent;	/* element size, then field offsets */
+	size_t stride, name, uid, parent, mtime;	/* element size, then field offsets */
 };
 
 static const struct tree_layout tree_stud_layout = {
 	sizeof(struct tree_stud), offsetof(struct tree_stud, name),
 	offsetof(struct tree_stud, uid), offsetof(struct tree_stud, pid),
+	offsetof(struct tree_stud, mtime),
 };
 
 static const struct tree_layout tree_ser_layout = {
 	sizeof(struct tree_ser), offsetof(struct tree_ser, name),
 	offsetof(struct tree_ser, uid), offsetof(struct tree_ser, study_uid),
+	offsetof(struct tree_ser, mtime),
 };
 
 static const char *tree_field(const void *base, const struct tree_layout *lay, size_t i,
@@ -1823,54 +1825,52 @@ static int tree_list_coll(struct tree *t, struct tree_node *n, struct tree_liste
 	return 0;
 }
 
-static int tree_list_pat(struct tree *t, struct tree_node *n, struct tree_lister *l)
+/* A patient's or a study's folder: its JSON file (json_kind, json_name), then its run
+ * of children in base (studies or series, laid out as lay) whose parent is parent. */
+static int tree_list_run(struct tree *t, struct tree_node *n, struct tree_lister *l,
+			 enum tree_kind json_kind, const char *json_name, const void *base,
+			 size_t count, const struct tree_layout *lay, const char *parent)
 {
 	struct tree_node jn = *n;
 	struct stat st;
 	size_t i;
 	int rc;
 
-	rc = tree_coll_get(t, n->coll, &n->coll->studs, tree_load_studs, &n->studs);
-	if (rc < 0)
-		return rc;
-	jn.kind = TK_PAT_JSON;
+	jn.kind = json_kind;
 	rc = tree_node_stat(t, &jn, &st);
 	if (rc < 0)
 		return rc;
-	tree_hold(l, "patient.json", &st, true);
-	for (i = tree_run_start(n->studs->v, n->studs->count, &tree_stud_layout, n->pat->id);
-	     tree_in_run(n->studs->v, n->studs->count, &tree_stud_layout, i, n->pat->id); i++) {
-		tree_fill_dir(t, n->studs->v[i].mtime, &st);
-		if (tree_emit(l, n->studs->v[i].name, &st, true))
+	tree_hold(l, json_name, &st, true);
+	for (i = tree_run_start(base, count, lay, parent); tree_in_run(base, count, lay, i, parent);
+	     i++) {
+		const char *child = (const char *)base + i * lay->stride;
+
+		tree_fill_dir(t, *(const time_t *)(child + lay->mtime), &st);
+		if (tree_emit(l, tree_field(base, lay, i, lay->name), &st, true))
 			break;
 	}
 	tree_emit_pending(l);
 	return 0;
 }
 
+static int tree_list_pat(struct tree *t, struct tree_node *n, struct tree_lister *l)
+{
+	int rc = tree_coll_get(t, n->coll, &n->coll->studs, tree_load_studs, &n->studs);
+
+	if (rc < 0)
+		return rc;
+	return tree_list_run(t, n, l, TK_PAT_JSON, "patient.json", n->studs->v, n->studs->count,
+			     &tree_stud_layout, n->pat->id);
+}
+
 static int tree_list_study(struct tree *t, struct tree_node *n, struct tree_lister *l)
 {
-	struct tree_node jn = *n;
-	struct stat st;
-	size_t i;
-	int rc;
+	int rc = tree_coll_get(t, n->coll, &n->coll->sers, tree_load_sers, &n->sers);
 
-	rc = tree_coll_get(t, n->coll, &n->coll->sers, tree_load_sers, &n->sers);
 	if (rc < 0)
 		return rc;
-	jn.kind = TK_STUDY_JSON;
-	rc = tree_node_stat(t, &jn, &st);
-	if (rc < 0)
-		return rc;
-	tree_hold(l, "study.json", &st, true);
-	for (i = tree_run_start(n->sers->v, n->sers->count, &tree_ser_layout, n->stud->uid);
-	     tree_in_run(n->sers->v, n->sers->count, &tree_ser_layout, i, n->stud->uid); i++) {
-		tree_fill_dir(t, n->sers->v[i].mtime, &st);
-		if (tree_emit(l, n->sers->v[i].name, &st, true))
-			break;
-	}
-	tree_emit_pending(l);
-	return 0;
+	return tree_list_run(t, n, l, TK_STUDY_JSON, "study.json", n->sers->v, n->sers->count,
+			     &tree_ser_layout, n->stud->uid);
 }
 
 /* Opening a series folder is what fetches the series: its files are listed with their

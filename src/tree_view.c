@@ -168,8 +168,8 @@ static int tree_facet_build(struct tree_facets *fs, unsigned k)
 	}
 	qsort(seen, sers->count, sizeof(*seen), tree_cmp_opt_str);
 	for (i = 0; i < sers->count; i++) {
-		if (n > 0 && tree_cmp_str(seen[i], f->vals[n - 1].api) == 0 &&
-		    !seen[i] == !f->vals[n - 1].api)
+		/* "" became NULL above, so equal here means the same value or both unknown. */
+		if (n > 0 && tree_cmp_str(seen[i], f->vals[n - 1].api) == 0)
 			continue;
 		f->vals[n].api = seen[i];
 		f->vals[n].name = seen[i] ? tree_sanitize_name(seen[i]) : strdup(TREE_UNKNOWN);
