@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -233,8 +234,9 @@ static size_t http_buf_write(char *ptr, size_t size, size_t nmemb, void *u)
 }
 
 static int http_setup(struct http *http, CURL *h, const char *url, char *errbuf,
-		      bool download)
+		      bool download, bool credentials)
 {
+	bool tls = strncasecmp(url, "https:", 6) == 0;
 	CURLcode rc = CURLE_OK;
 
 #define HTTP_SET(opt, val)                                   \
@@ -248,10 +250,14 @@ static int http_setup(struct http *http, CURL *h, const char *url, char *errbuf,
 	HTTP_SET(CURLOPT_NOSIGNAL, 1L);
 	HTTP_SET(CURLOPT_USERAGENT, http->user_agent);
 	HTTP_SET(CURLOPT_ACCEPT_ENCODING, "");
-	HTTP_SET(CURLOPT_FOLLOWLOCATION, 1L);
+	/* A request that carries credentials in its body (a password grant) never follows a
+	 * redirect: the form would be sent again to wherever the answer points. Others follow,
+	 * but never from https down to http (curl drops our Authorization header itself
+	 * when a redirect leaves the origin). */
+	HTTP_SET(CURLOPT_FOLLOWLOCATION, credentials ? 0L : 1L);
 	HTTP_SET(CURLOPT_MAXREDIRS, 5L);
 	HTTP_SET(CURLOPT_PROTOCOLS_STR, "http,https");
-	HTTP_SET(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+	HTTP_SET(CURLOPT_REDIR_PROTOCOLS_STR, tls ? "https" : "http,https");
 	HTTP_SET(CURLOPT_CONNECTTIMEOUT, http->opts.connect_timeout);
 	/* A transfer slower than 100 bytes/s for stall_timeout seconds is dead. */
 	HTTP_SET(CURLOPT_LOW_SPEED_LIMIT, 100L);
@@ -383,6 +389,7 @@ static int http_perform(struct http *http, const char *url, const char *form, bo
 	bool reauthed = false;
 	char errbuf[CURL_ERROR_SIZE];
 	unsigned seed = (unsigned)time(NULL) ^ (unsigned)(uintptr_t)&errbuf;
+	const char *method = form ? "POST" : "GET";
 	int attempts = http->opts.retries + 1;
 	CURLcode cc = CURLE_OK;
 	long status = 0, retry_after = 0;
@@ -400,7 +407,7 @@ static int http_perform(struct http *http, const char *url, const char *form, bo
 		if (rc < 0)
 			break;
 		curl_easy_reset(h);
-		rc = http_setup(http, h, url, errbuf, sink->buffer_size != 0);
+		rc = http_setup(http, h, url, errbuf, sink->buffer_size != 0, form != NULL);
 		if (rc == 0 &&
 		    (curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, sink->write) != CURLE_OK ||
 		     curl_easy_setopt(h, CURLOPT_WRITEDATA, sink) != CURLE_OK))
@@ -420,7 +427,7 @@ static int http_perform(struct http *http, const char *url, const char *form, bo
 			rc = -EIO;
 		if (rc < 0)
 			break;
-		log_debug("%s %s (attempt %d/%d)", form ? "POST" : "GET", url, attempt, attempts);
+		log_debug("%s %s (attempt %d/%d)", method, url, attempt, attempts);
 		sink->h = h;
 		__atomic_add_fetch(&http->n_requests, 1, __ATOMIC_RELAXED);
 		if (attempt > 1)
@@ -446,13 +453,16 @@ static int http_perform(struct http *http, const char *url, const char *form, bo
 		if (rc == 0)
 			break;
 		if (sink->failed_write)
-			log_warn("GET %s: %s (attempt %d/%d)", url, strerror(-rc), attempt,
+			log_warn("%s %s: %s (attempt %d/%d)", method, url, strerror(-rc), attempt,
 				 attempts);
+		else if (cc == CURLE_OK && form && status >= 300 && status < 400)
+			log_warn("%s %s: HTTP %ld redirect not followed: credentials go only to "
+				 "the URL given", method, url, status);
 		else if (cc == CURLE_OK)
-			log_warn("GET %s: HTTP %ld (attempt %d/%d)", url, status, attempt,
+			log_warn("%s %s: HTTP %ld (attempt %d/%d)", method, url, status, attempt,
 				 attempts);
 		else
-			log_warn("GET %s: %s (attempt %d/%d)", url,
+			log_warn("%s %s: %s (attempt %d/%d)", method, url,
 				 errbuf[0] ? errbuf : curl_easy_strerror(cc), attempt, attempts);
 		if (sink->failed_write || !http_transient(cc, status) || attempt == attempts)
 			break;
@@ -465,7 +475,7 @@ static int http_perform(struct http *http, const char *url, const char *form, bo
 	http_give(http, h);
 	if (rc < 0) {
 		__atomic_add_fetch(&http->n_failures, 1, __ATOMIC_RELAXED);
-		log_err("GET %s failed: %s", url, strerror(-rc));
+		log_err("%s %s failed: %s", method, url, strerror(-rc));
 	}
 	return rc;
 }

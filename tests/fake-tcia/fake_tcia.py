@@ -56,7 +56,7 @@ HTML_ERROR = (
 )
 
 FAULT_KINDS = {"delay", "status", "429", "reset", "truncate", "corrupt", "malformed",
-               "html", "empty", "hang", "zipfile", "slow", "body", "huge"}
+               "html", "empty", "hang", "zipfile", "slow", "body", "huge", "redirect"}
 
 
 class Faults:
@@ -64,7 +64,8 @@ class Faults:
 
     A rule: {"kind": one of FAULT_KINDS, "endpoint": name or "*", "series": optional
     SeriesInstanceUID, "times": how many requests it hits (-1 = until reset),
-    "status": for "status", "seconds": for "delay"/"hang", "retry_after": for "429"}.
+    "status": for "status" and "redirect", "seconds": for "delay"/"hang", "retry_after":
+    for "429", "location": for "redirect"}. Endpoint "token" is the token endpoint.
     The first live rule that matches a request applies to it.
     """
 
@@ -473,6 +474,16 @@ class Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         form = dict(urllib.parse.parse_qsl(self.rfile.read(length).decode("utf-8", "replace")))
         grant = form.get("grant_type")
+        rule = self.server.faults.take("token", {})
+        if rule and rule["kind"] == "redirect":
+            self.server.reqlog.write({"t": round(t0, 6), "method": "POST", "path": TOKEN_PATH,
+                                      "endpoint": "token", "query": {"grant_type": grant},
+                                      "status": int(rule.get("status", 307)), "bytes": 0,
+                                      "fault": "redirect", "dt": 0})
+            self._entry = None
+            self._send(int(rule.get("status", 307)), "text/plain", b"moved\n",
+                       {"Location": rule["location"]})
+            return
         status, body = self.server.tokens.grant(form)
         body = json.dumps(body).encode()
         # Never log secrets: the grant type is enough to count what the client did.
@@ -490,7 +501,8 @@ class Handler(BaseHTTPRequestHandler):
             return
         entry = {"t": round(time.time(), 6), "method": "GET", "path": url.path,
                  "status": 0, "bytes": 0, "fault": None,
-                 "ua": self.headers.get("User-Agent", ""), "gzip": False}
+                 "ua": self.headers.get("User-Agent", ""), "gzip": False,
+                 "authorization": "Authorization" in self.headers}
         self.gzipped = False
         self._entry = entry
         self._logged = False
@@ -551,6 +563,10 @@ class Handler(BaseHTTPRequestHandler):
             return 200, self._send(200, "application/json", body), kind
         elif kind == "huge":
             return 200, self._huge(int(rule.get("mb", 300)), endpoint), kind
+        elif kind == "redirect":
+            code = int(rule.get("status", 302))
+            return code, self._send(code, "text/plain", b"moved\n",
+                                    {"Location": rule["location"]}), kind
         try:
             result = self.server.api.call(endpoint, q)
         except BadRequest as e:

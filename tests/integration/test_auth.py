@@ -7,7 +7,7 @@ import os
 import subprocess
 import time
 
-from test_client import EACCES_CODE, query
+from test_client import EACCES_CODE, EIO, query
 
 EPERM = 1
 
@@ -106,3 +106,25 @@ def test_mount_with_token_file(ctx):
         assert b"s3cret" not in f.read()
     ctx.unmount(m)
     assert "s3cret" not in m.log()
+
+
+def test_password_never_follows_a_redirect(ctx):
+    # Issue 14 #1: the token endpoint answers the password POST with a 307 to another
+    # origin. The form must not be sent there: the grant fails with one log line.
+    s = ctx.server("--auth", "alice:s3cret-pw")
+    other = ctx.server("--auth", "alice:s3cret-pw")
+    s.fault(kind="redirect", endpoint="token", status=307, location=other.base + "/auth/token")
+    _, err, _ = query(s, "collections", opts=["-a", token_file(ctx, s), "-r", "0"],
+                      expect=EIO)
+    assert other.requests() == [], other.requests()
+    assert "redirect not followed" in err, err
+    assert "s3cret-pw" not in err
+    # A plain GET may follow a redirect (to the same place here), but the bearer token
+    # is never sent to another origin: the other server sees a request without it.
+    s.reset_faults()
+    s.fault(kind="redirect", endpoint="getCollectionValues", status=302,
+            location=other.url + "/getCollectionValues")
+    query(s, "collections", opts=["-a", token_file(ctx, s), "-r", "0"], expect=EACCES_CODE)
+    hits = other.requests("getCollectionValues")
+    assert hits and not any(e["authorization"] for e in hits), hits
+    assert all(e["authorization"] for e in s.requests("getCollectionValues"))
