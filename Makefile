@@ -29,7 +29,7 @@ ALL_LDFLAGS = $(SANFLAGS) $(LDFLAGS)
 MODEL     := log fileio http auth metacache tcia unzip store view tree tree_view
 MODEL_OBJ := $(MODEL:%=$(BUILD)/%.o)
 BIN       := $(BUILD)/tciafs
-UNIT      := test_http test_metacache test_tcia test_tree test_unzip test_view
+UNIT      := test_log test_http test_metacache test_tcia test_tree test_unzip test_view
 UNIT_BIN  := $(UNIT:%=$(BUILD)/%)
 
 .SECONDARY:

@@ -6,6 +6,7 @@
 #define TCIAFS_LOG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 enum log_level {
 	LOG_LEVEL_ERR = 0,
@@ -23,6 +24,11 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
 bool log_enabled(enum log_level level);
+
+/* Copies in to out (at most cap bytes with the NUL) with control characters as \xNN,
+ * backslashes doubled and bidi controls as \uNNNN, cutting before an escape that would
+ * not fit. Returns the length written. */
+size_t log_escape(const char *in, char *out, size_t cap);
 
 #define log_err(...) log_msg(LOG_LEVEL_ERR, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_LEVEL_WARN, __VA_ARGS__)

@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: MIT
  * log.c — levelled logging to stderr or syslog. Each call emits one whole line with a
- * single write so that lines from concurrent FUSE threads never interleave.
+ * single write so that lines from concurrent FUSE threads never interleave. Messages
+ * carry names and UIDs from the network: control and bidi characters are escaped here,
+ * once for every caller, so that no answer can forge or disguise a log line.
  */
 #include "log.h"
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
@@ -27,29 +30,81 @@ bool log_enabled(enum log_level level)
 	return level <= log_max;
 }
 
+/* The length of a bidi control (U+202A–U+202E, U+2066–U+2069, U+200E/F, U+061C) at
+ * s, or 0: they reorder what a terminal shows, so a name could disguise the line. */
+static size_t log_bidi_len(const unsigned char *s)
+{
+	if (s[0] == 0xe2 && s[1] == 0x80 && ((s[2] >= 0xaa && s[2] <= 0xae) ||
+					     s[2] == 0x8e || s[2] == 0x8f))
+		return 3;
+	if (s[0] == 0xe2 && s[1] == 0x81 && s[2] >= 0xa6 && s[2] <= 0xa9)
+		return 3;
+	if (s[0] == 0xd8 && s[1] == 0x9c)
+		return 2;
+	return 0;
+}
+
+size_t log_escape(const char *in, char *out, size_t cap)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *s = (const unsigned char *)in;
+	size_t j = 0, k;
+
+	if (cap == 0)
+		return 0;
+	while (*s) {
+		char esc[12];
+		size_t n = 0;
+
+		if (*s < 0x20 || *s == 0x7f || *s == '\\') {
+			esc[n++] = '\\';
+			if (*s == '\\') {
+				esc[n++] = '\\';
+			} else {
+				esc[n++] = 'x';
+				esc[n++] = hex[*s >> 4];
+				esc[n++] = hex[*s & 15];
+			}
+			s++;
+		} else if ((k = log_bidi_len(s)) != 0) {
+			unsigned cp = k == 2 ? 0x061c : ((s[1] & 0x3fu) << 6 | (s[2] & 0x3fu)) | 0x2000;
+
+			n = (size_t)snprintf(esc, sizeof(esc), "\\u%04x", cp);
+			s += k;
+		} else {
+			esc[n++] = (char)*s++;
+		}
+		if (j + n >= cap)
+			break;	/* cut, never split an escape */
+		memcpy(out + j, esc, n);
+		j += n;
+	}
+	out[j] = '\0';
+	return j;
+}
+
 void log_msg(enum log_level level, const char *fmt, ...)
 {
 	static const char *const names[] = { "error", "warning", "info", "debug" };
 	static const int prio[] = { LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
-	char line[2048];
+	char raw[2048], line[2048];
 	va_list ap;
 	int n;
 
 	if (!log_enabled(level))
 		return;
 	va_start(ap, fmt);
+	(void)vsnprintf(raw, sizeof(raw), fmt, ap);	/* an over-long line is cut, never dropped */
+	va_end(ap);
 	if (log_syslog) {
-		vsyslog(prio[level], fmt, ap);
-		va_end(ap);
+		log_escape(raw, line, sizeof(line));
+		syslog(prio[level], "%s", line);
 		return;
 	}
 	n = snprintf(line, sizeof(line), "tciafs: %s: ", names[level]);
 	if (n < 0)
 		n = 0;
-	n += vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
-	va_end(ap);
-	if (n < 0 || (size_t)n >= sizeof(line) - 1)
-		n = (int)sizeof(line) - 2;	/* an over-long line is cut, never dropped */
+	n += (int)log_escape(raw, line + n, sizeof(line) - 1 - (size_t)n);
 	line[n++] = '\n';
 	(void)!write(STDERR_FILENO, line, (size_t)n);
 }

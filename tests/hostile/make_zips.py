@@ -67,6 +67,8 @@ def main():
     write("bad-backslash.zip", flat(1) + [(info("..\\evil.dcm"), b"evil")])
     write("bad-control.zip", flat(1) + [(info("a\x01b.dcm"), b"evil")])
     write("bad-series-json.zip", flat(1) + [(info("series.json"), b"{}")])
+    # A name that would forge a log line.
+    write("bad-newline.zip", flat(1) + [(info("a.dcm\ntciafs: info: forged line"), b"x")])
     good = write("bad-crc.zip", flat(3))
     out = bytearray(good)
     name_len = struct.unpack("<H", out[26:28])[0]
