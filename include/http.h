@@ -74,6 +74,10 @@ void http_stats(struct http *http, struct http_stats *out);
  * free()), or NULL when out of memory. */
 char *http_escape(const char *s);
 
+/* url as it may be shown (logs, README.txt, status): without user info ("user:pw@").
+ * Returns a new string (caller frees with free()), or NULL when out of memory. */
+char *http_redact_url(const char *url);
+
 /* The errno for a final HTTP status (0 for 2xx): 404→ENOENT, 401/403→EACCES,
  * 408/504→ETIMEDOUT, anything else→EIO. */
 int http_status_errno(long status);

@@ -103,7 +103,8 @@ int tcia_new(struct http *http, struct metacache *cache, const char *base_url,
 	     struct tcia **out);
 void tcia_free(struct tcia *tcia);
 
-/* Borrowed: the base URL in use, valid until tcia_free(). */
+/* Borrowed: the base URL in use as it may be shown (no user info), valid until
+ * tcia_free(). */
 const char *tcia_base_url(const struct tcia *tcia);
 
 /* The endpoints. Each returns 0 and fills *out (the caller clears it; it is empty when

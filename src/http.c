@@ -390,6 +390,7 @@ static int http_perform(struct http *http, const char *url, const char *form, bo
 	char errbuf[CURL_ERROR_SIZE];
 	unsigned seed = (unsigned)time(NULL) ^ (unsigned)(uintptr_t)&errbuf;
 	const char *method = form ? "POST" : "GET";
+	char *shown = http_redact_url(url);
 	int attempts = http->opts.retries + 1;
 	CURLcode cc = CURLE_OK;
 	long status = 0, retry_after = 0;
@@ -397,8 +398,12 @@ static int http_perform(struct http *http, const char *url, const char *form, bo
 	CURL *h;
 
 	h = http_take(http);
-	if (!h)
+	if (!h || !shown) {
+		if (h)
+			http_give(http, h);
+		free(shown);
 		return -ENOMEM;
+	}
 	for (attempt = 1; attempt <= attempts; attempt++) {
 		errbuf[0] = '\0';
 		status = 0;
@@ -427,7 +432,7 @@ static int http_perform(struct http *http, const char *url, const char *form, bo
 			rc = -EIO;
 		if (rc < 0)
 			break;
-		log_debug("%s %s (attempt %d/%d)", method, url, attempt, attempts);
+		log_debug("%s %s (attempt %d/%d)", method, shown, attempt, attempts);
 		sink->h = h;
 		__atomic_add_fetch(&http->n_requests, 1, __ATOMIC_RELAXED);
 		if (attempt > 1)
@@ -438,7 +443,7 @@ static int http_perform(struct http *http, const char *url, const char *form, bo
 		headers = NULL;
 		if (cc == CURLE_OK && status == 401 && http_uses_auth(use_auth, http) && !reauthed) {
 			/* The token was refused (expired, revoked): get a new one, try again once. */
-			log_info("GET %s: HTTP 401, renewing the access token", url);
+			log_info("GET %s: HTTP 401, renewing the access token", shown);
 			http->auth.rejected(http->auth.arg);
 			reauthed = true;
 			attempt--;
@@ -453,16 +458,16 @@ static int http_perform(struct http *http, const char *url, const char *form, bo
 		if (rc == 0)
 			break;
 		if (sink->failed_write)
-			log_warn("%s %s: %s (attempt %d/%d)", method, url, strerror(-rc), attempt,
+			log_warn("%s %s: %s (attempt %d/%d)", method, shown, strerror(-rc), attempt,
 				 attempts);
 		else if (cc == CURLE_OK && form && status >= 300 && status < 400)
 			log_warn("%s %s: HTTP %ld redirect not followed: credentials go only to "
-				 "the URL given", method, url, status);
+				 "the URL given", method, shown, status);
 		else if (cc == CURLE_OK)
-			log_warn("%s %s: HTTP %ld (attempt %d/%d)", method, url, status, attempt,
+			log_warn("%s %s: HTTP %ld (attempt %d/%d)", method, shown, status, attempt,
 				 attempts);
 		else
-			log_warn("%s %s: %s (attempt %d/%d)", method, url,
+			log_warn("%s %s: %s (attempt %d/%d)", method, shown,
 				 errbuf[0] ? errbuf : curl_easy_strerror(cc), attempt, attempts);
 		if (sink->failed_write || !http_transient(cc, status) || attempt == attempts)
 			break;
@@ -475,8 +480,9 @@ static int http_perform(struct http *http, const char *url, const char *form, bo
 	http_give(http, h);
 	if (rc < 0) {
 		__atomic_add_fetch(&http->n_failures, 1, __ATOMIC_RELAXED);
-		log_err("%s %s failed: %s", method, url, strerror(-rc));
+		log_err("%s %s failed: %s", method, shown, strerror(-rc));
 	}
+	free(shown);
 	return rc;
 }
 
@@ -605,6 +611,30 @@ int http_download(struct http *http, const char *url, int fd, http_progress_fn p
 	if (rc == 0)
 		*bytes = f.written;
 	return rc;
+}
+
+char *http_redact_url(const char *url)
+{
+	const char *auth = strstr(url, "://"), *end, *at = NULL, *p;
+	size_t head;
+	char *out;
+
+	if (!auth)
+		return strdup(url);
+	auth += 3;
+	end = auth + strcspn(auth, "/?#");
+	for (p = auth; p < end; p++)
+		if (*p == '@')
+			at = p;
+	if (!at)
+		return strdup(url);
+	head = (size_t)(auth - url);
+	out = malloc(strlen(url) + 1);
+	if (!out)
+		return NULL;
+	memcpy(out, url, head);
+	strcpy(out + head, at + 1);
+	return out;
 }
 
 char *http_escape(const char *s)

@@ -162,10 +162,10 @@ static void tciafs_usage(const char *prog)
 	       "                           and held back (default: 16; 0 = no guard)\n"
 	       "    -o offline             no requests at all: browse and read the cache\n"
 	       "    -o token_file=FILE     credentials for deployments that want a bearer token\n"
-	       "    -o manifest=FILE       show a TCIA manifest (.tcia) or a list of series UIDs\n"
-	       "                           as /manifests/<name>/ (repeatable; default: none)\n"
 	       "                           (username=, password=, token_url=; chmod 600);\n"
 	       "                           else TCIA_USERNAME / TCIA_PASSWORD if set\n"
+	       "    -o manifest=FILE       show a TCIA manifest (.tcia) or a list of series UIDs\n"
+	       "                           as /manifests/<name>/ (repeatable; default: none)\n"
 	       "    -V, --version          print the version and exit\n"
 	       "\n",
 	       prog, prog, TCIAFS_DEFAULT_API);
@@ -222,7 +222,14 @@ static int tciafs_conf_check(struct tciafs_conf *conf)
 			return -ENOMEM;
 	}
 	if (strncmp(conf->api, "http://", 7) != 0 && strncmp(conf->api, "https://", 8) != 0) {
-		fprintf(stderr, "tciafs: api=%s: not an http:// or https:// URL\n", conf->api);
+		fprintf(stderr, "tciafs: api=: not an http:// or https:// URL\n");
+		return -EINVAL;
+	}
+	/* Endpoints and their parameters are appended to api=; a query string of its own
+	 * (often a token) would end up in the middle of every request and in every log. */
+	if (strpbrk(conf->api, "?#")) {
+		fprintf(stderr, "tciafs: api=: a query string or fragment is not supported "
+				"(credentials go in token_file=)\n");
 		return -EINVAL;
 	}
 	if (conf->timeout <= 0 || conf->connect_timeout < 0 || conf->retries < 0 ||
@@ -467,7 +474,8 @@ static int tciafs_run(struct fuse_args *args, struct fuse_cmdline_opts *cmd,
 	/* Threads only now, in the process that serves (fuse_daemonize forked). */
 	if (store_start(store) < 0 || tciafs_hup_start(&hup) < 0)
 		goto out_remove_handlers;
-	log_info("mounted %s on %s (cache %s)", conf->api, cmd->mountpoint, conf->cache_dir);
+	log_info("mounted %s on %s (cache %s)", tcia_base_url(tcia), cmd->mountpoint,
+		 conf->cache_dir);
 	if (cmd->singlethread)
 		rc = fuse_loop(fuse) ? 1 : 0;
 	else

@@ -24,6 +24,7 @@ struct tcia {
 	struct http *http;		/* borrowed */
 	struct metacache *cache;	/* borrowed, may be NULL */
 	char *base;
+	char *shown;			/* base without user info, for README.txt and logs */
 };
 
 int tcia_new(struct http *http, struct metacache *cache, const char *base_url,
@@ -46,6 +47,12 @@ int tcia_new(struct http *http, struct metacache *cache, const char *base_url,
 	n = strlen(t->base);
 	while (n > 0 && t->base[n - 1] == '/')
 		t->base[--n] = '\0';
+	t->shown = http_redact_url(t->base);
+	if (!t->shown) {
+		free(t->base);
+		free(t);
+		return -ENOMEM;
+	}
 	*out = t;
 	return 0;
 }
@@ -55,12 +62,13 @@ void tcia_free(struct tcia *tcia)
 	if (!tcia)
 		return;
 	free(tcia->base);
+	free(tcia->shown);
 	free(tcia);
 }
 
 const char *tcia_base_url(const struct tcia *tcia)
 {
-	return tcia->base;
+	return tcia->shown;
 }
 
 /* ---- clearing ------------------------------------------------------------------------ */
@@ -676,7 +684,8 @@ static int tcia_call(struct tcia *t, const char *endpoint, struct tcia_query *q,
 		goto out_free_url;
 	rc = parse(body, len, parse_arg, out);
 	if (rc == -EBADMSG) {
-		log_err("%s: the answer is not what the API documents", url);
+		log_err("%s%s: the answer is not what the API documents", t->shown,
+			url + strlen(t->base));
 		if (t->cache)
 			metacache_forget(t->cache, url);
 	}

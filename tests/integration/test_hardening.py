@@ -26,3 +26,34 @@ def test_log_lines_cannot_be_forged(ctx):
     log = m.log()
     assert not any(l.startswith("tciafs: info: forged") for l in log.splitlines()), log
     assert "a.dcm\\x0atciafs: info: forged line" in log, log
+
+
+def test_help_keeps_each_option_with_its_lines(ctx):
+    out = run([os.environ["TCIAFS_BIN"], "--help"]).stdout.splitlines()
+    i = next(k for k, l in enumerate(out) if "token_file=FILE" in l)
+    assert "username=" in out[i + 1] and "TCIA_USERNAME" in out[i + 2], out[i:i + 3]
+    j = next(k for k, l in enumerate(out) if "manifest=FILE" in l)
+    assert "/manifests/" in out[j + 1] and "-V, --version" in out[j + 2], out[j:j + 3]
+
+
+def test_credentials_in_api_are_never_shown(ctx):
+    s = ctx.server()
+    api = s.url.replace("http://", "http://alice:pw-s3cret@")
+    m = ctx.mount(api=api, options=["retries=0"])
+    with open(os.path.join(m.mountpoint, "README.txt")) as f:
+        readme = f.read()
+    with open(os.path.join(m.mountpoint, ".tciafs", "status")) as f:
+        status = f.read()
+    assert "Soft-tissue-Sarcoma" in os.listdir(m.mountpoint)     # the URL still works
+    s.fault(kind="status", status=500, endpoint="getPatient", times=1)
+    run(["ls", os.path.join(m.mountpoint, "Soft-tissue-Sarcoma")], check=False)
+    ctx.unmount(m)
+    for where, text in (("README.txt", readme), ("status", status), ("log", m.log())):
+        assert "pw-s3cret" not in text and "alice" not in text, (where, text)
+    assert "HTTP 500" in m.log() and s.url in readme, (m.log(), readme)
+    binary = os.environ["TCIAFS_BIN"]
+    for bad in (s.url + "?token=pw-s3cret", s.url + "#pw-s3cret", "alice:pw-s3cret@host"):
+        r = run([binary, "-o", "api=%s,cache_dir=%s" % (bad, ctx.path("c2")), m.mountpoint],
+                check=False)
+        assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert "pw-s3cret" not in r.stderr and "api=" in r.stderr, r.stderr
