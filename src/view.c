@@ -97,14 +97,56 @@ static bool view_is_blank(char c)
 	return c == ' ' || c == '\t' || c == '\r';
 }
 
-static int view_manifest_add(struct view_manifest *m, const char *s, size_t n, size_t *cap)
+/* The UIDs seen so far, as an open-addressed hash set of indices into m->uids, so that
+ * dropping duplicates costs the same for the millionth UID as for the first. */
+struct view_seen {
+	size_t *slot;		/* index + 1, 0 = empty */
+	size_t cap;		/* a power of two, kept at least twice the count */
+};
+
+static uint64_t view_hash(const char *s, size_t n)
 {
-	size_t i;
+	uint64_t h = 1469598103934665603ULL;	/* FNV-1a */
+
+	while (n--)
+		h = (h ^ (unsigned char)*s++) * 1099511628211ULL;
+	return h;
+}
+
+static int view_seen_grow(struct view_seen *seen, const struct view_manifest *m)
+{
+	size_t cap = seen->cap ? seen->cap * 2 : 256, i, j;
+	size_t *slot = calloc(cap, sizeof(*slot));
+
+	if (!slot)
+		return -ENOMEM;
+	for (i = 0; i < m->count; i++) {
+		j = (size_t)view_hash(m->uids[i], strlen(m->uids[i])) & (cap - 1);
+		while (slot[j])
+			j = (j + 1) & (cap - 1);
+		slot[j] = i + 1;
+	}
+	free(seen->slot);
+	seen->slot = slot;
+	seen->cap = cap;
+	return 0;
+}
+
+static int view_manifest_add(struct view_manifest *m, struct view_seen *seen, const char *s,
+			     size_t n, size_t *cap)
+{
+	size_t j;
 	char **p;
 
-	for (i = 0; i < m->count; i++)
-		if (strlen(m->uids[i]) == n && memcmp(m->uids[i], s, n) == 0)
+	if ((m->count + 1) * 2 > seen->cap && view_seen_grow(seen, m) < 0)
+		return -ENOMEM;
+	j = (size_t)view_hash(s, n) & (seen->cap - 1);
+	for (; seen->slot[j]; j = (j + 1) & (seen->cap - 1)) {
+		const char *u = m->uids[seen->slot[j] - 1];
+
+		if (strlen(u) == n && memcmp(u, s, n) == 0)
 			return 0;
+	}
 	if (m->count == *cap) {
 		*cap = *cap ? *cap * 2 : 64;
 		p = realloc(m->uids, *cap * sizeof(*p));
@@ -115,7 +157,7 @@ static int view_manifest_add(struct view_manifest *m, const char *s, size_t n, s
 	m->uids[m->count] = strndup(s, n);
 	if (!m->uids[m->count])
 		return -ENOMEM;
-	m->count++;
+	seen->slot[j] = ++m->count;
 	return 0;
 }
 
@@ -138,6 +180,7 @@ int view_manifest_parse(const char *text, size_t len, struct view_manifest *out,
 			size_t *line, const char **why)
 {
 	static const char list_key[] = "ListOfSeriesToDownload=";
+	struct view_seen seen = { NULL, 0 };
 	size_t pos = 0, no = 0, cap = 0;
 	bool tcia = false, in_list = false, decided = false;
 	int rc;
@@ -184,12 +227,14 @@ int view_manifest_parse(const char *text, size_t len, struct view_manifest *out,
 			*why = "not a SeriesInstanceUID (digits and dots, at most 64 characters)";
 			goto out_invalid;
 		}
-		rc = view_manifest_add(out, s, n, &cap);
+		rc = view_manifest_add(out, &seen, s, n, &cap);
 		if (rc < 0) {
+			free(seen.slot);
 			view_manifest_clear(out);
 			return rc;
 		}
 	}
+	free(seen.slot);
 	if (tcia && !in_list) {
 		*why = "no ListOfSeriesToDownload= line";
 		goto out_invalid;
@@ -197,6 +242,7 @@ int view_manifest_parse(const char *text, size_t len, struct view_manifest *out,
 	return 0;
 
 out_invalid:
+	free(seen.slot);
 	*line = no;
 	view_manifest_clear(out);
 	return -EINVAL;
@@ -227,7 +273,8 @@ int view_manifest_load(const char *file, struct view_manifest *out, char *err, s
 	int fd, rc;
 
 	memset(out, 0, sizeof(*out));
-	fd = open(file, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: opening a FIFO must not wait for a writer before fstat refuses it. */
+	fd = open(file, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 	if (fd < 0 || fstat(fd, &st) < 0) {
 		rc = -errno;
 		snprintf(err, errsize, "manifest %s: %s", file, strerror(-rc));
@@ -434,6 +481,25 @@ int view_table_finish(struct view_table *t, char **out, size_t *len)
 
 /* ---- citations ----------------------------------------------------------------------- */
 
+/* Appends s on one line: the API's values may hold line breaks and control characters,
+ * which would add lines of their own to a text users read and scripts parse. */
+static void view_put_line(struct view_buf *b, const char *s)
+{
+	size_t n;
+
+	while (*s) {
+		n = 0;
+		while (s[n] && (unsigned char)s[n] >= 0x20 && s[n] != 0x7f)
+			n++;
+		view_put(b, s, n);
+		s += n;
+		if (*s) {
+			view_put(b, " ", 1);
+			s++;
+		}
+	}
+}
+
 static void view_list(struct view_buf *b, const char *label, const char *const *v, size_t n)
 {
 	size_t i;
@@ -447,7 +513,7 @@ static void view_list(struct view_buf *b, const char *label, const char *const *
 		view_puts(b, "\n");
 	for (i = 0; i < n; i++) {
 		view_puts(b, n > 1 ? "  " : "");
-		view_puts(b, v[i]);
+		view_put_line(b, v[i]);
 		view_puts(b, "\n");
 	}
 }
@@ -457,7 +523,7 @@ int view_citation_render(const struct view_citation *c, char **out, size_t *len)
 	struct view_buf b = { 0 };
 
 	view_puts(&b, "Collection: ");
-	view_puts(&b, c->collection);
+	view_put_line(&b, c->collection);
 	view_puts(&b, "\n\n");
 	view_list(&b, c->ndois > 1 ? "DOIs:" : "DOI:", c->dois, c->ndois);
 	view_list(&b, c->nnames > 1 ? "Licences:" : "Licence:", c->licence_names, c->nnames);
