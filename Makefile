@@ -26,7 +26,7 @@ endif
 ALL_CFLAGS = $(WARN) $(OPT) $(SANFLAGS) $(PKG_CFLAGS) $(CFLAGS)
 ALL_LDFLAGS = $(SANFLAGS) $(LDFLAGS)
 
-MODEL     := log fileio http auth metacache tcia unzip store view tree tree_view
+MODEL     := utf8 log fileio http auth metacache tcia unzip store view tree tree_view
 MODEL_OBJ := $(MODEL:%=$(BUILD)/%.o)
 BIN       := $(BUILD)/tciafs
 UNIT      := test_log test_http test_metacache test_tcia test_tree test_unzip test_view

@@ -33,8 +33,8 @@ struct unzip_result {
 /* Checks the zip at zip_path (libzip's consistency check) and extracts every entry into
  * the directory dir_fd, which must be empty. Returns 0 and fills *out (clear it with
  * unzip_result_clear), or -errno with one log line naming `what` and the reason: -EIO for
- * a damaged, empty, hostile or mismatching zip, -EFBIG when the cap is reached, -ENOSPC
- * and others from the disk, -ENOMEM. On failure nothing it created is left in dir_fd. */
+ * a damaged, empty, hostile or mismatching zip or one that expands past the cap, -ENOSPC
+ * and others from the disk ("cannot store the series: …"), -ENOMEM. On failure nothing it created is left in dir_fd. */
 int unzip_extract(const char *zip_path, int dir_fd, const struct unzip_limits *lim,
 		  const char *what, struct unzip_result *out);
 

@@ -6,6 +6,8 @@
  */
 #include "log.h"
 
+#include "utf8.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -30,20 +32,6 @@ bool log_enabled(enum log_level level)
 	return level <= log_max;
 }
 
-/* The length of a bidi control (U+202A–U+202E, U+2066–U+2069, U+200E/F, U+061C) at
- * s, or 0: they reorder what a terminal shows, so a name could disguise the line. */
-static size_t log_bidi_len(const unsigned char *s)
-{
-	if (s[0] == 0xe2 && s[1] == 0x80 && ((s[2] >= 0xaa && s[2] <= 0xae) ||
-					     s[2] == 0x8e || s[2] == 0x8f))
-		return 3;
-	if (s[0] == 0xe2 && s[1] == 0x81 && s[2] >= 0xa6 && s[2] <= 0xa9)
-		return 3;
-	if (s[0] == 0xd8 && s[1] == 0x9c)
-		return 2;
-	return 0;
-}
-
 size_t log_escape(const char *in, char *out, size_t cap)
 {
 	static const char hex[] = "0123456789abcdef";
@@ -66,7 +54,7 @@ size_t log_escape(const char *in, char *out, size_t cap)
 				esc[n++] = hex[*s & 15];
 			}
 			s++;
-		} else if ((k = log_bidi_len(s)) != 0) {
+		} else if ((k = utf8_bidi_len((const char *)s, 3)) != 0) {
 			unsigned cp = k == 2 ? 0x061c : ((s[1] & 0x3fu) << 6 | (s[2] & 0x3fu)) | 0x2000;
 
 			n = (size_t)snprintf(esc, sizeof(esc), "\\u%04x", cp);

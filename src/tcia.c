@@ -214,9 +214,38 @@ static int tcia_load_array(const char *body, size_t len, json_t **out)
 	return 0;
 }
 
-/* The text of a scalar member as the service sent it: strings as they are (cut at an
- * embedded NUL), numbers printed. Returns 0 with *out a new string or NULL (missing, null,
- * or not a scalar), or -ENOMEM. */
+/* A new copy of a JSON string with each embedded NUL as U+FFFD: cut at the NUL, "1.2.3\0"
+ * "4" would become another series' UID "1.2.3"; with U+FFFD it is a UID no one has, which
+ * the store refuses. */
+static char *tcia_strdup_nul(const char *s, size_t n)
+{
+	size_t nuls = 0, i, j = 0;
+	char *out;
+
+	for (i = 0; i < n; i++)
+		nuls += s[i] == '\0';
+	if (nuls == 0)
+		return strndup(s, n);
+	if (nuls > (SIZE_MAX - n - 1) / 2)
+		return NULL;
+	out = malloc(n + nuls * 2 + 1);
+	if (!out)
+		return NULL;
+	for (i = 0; i < n; i++) {
+		if (s[i] == '\0') {
+			memcpy(out + j, "\xEF\xBF\xBD", 3);
+			j += 3;
+		} else {
+			out[j++] = s[i];
+		}
+	}
+	out[j] = '\0';
+	return out;
+}
+
+/* The text of a scalar member as the service sent it: strings as they are (an embedded
+ * NUL as U+FFFD), numbers printed. Returns 0 with *out a new string or NULL (missing,
+ * null, or not a scalar), or -ENOMEM. */
 static int tcia_text(const json_t *obj, const char *key, char **out)
 {
 	const json_t *v = json_object_get(obj, key);
@@ -224,7 +253,7 @@ static int tcia_text(const json_t *obj, const char *key, char **out)
 
 	*out = NULL;
 	if (json_is_string(v)) {
-		*out = strndup(json_string_value(v), json_string_length(v));
+		*out = tcia_strdup_nul(json_string_value(v), json_string_length(v));
 	} else if (json_is_integer(v)) {
 		snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
 		*out = strdup(num);

@@ -22,6 +22,7 @@
 
 #include "log.h"
 #include "tree_int.h"
+#include "utf8.h"
 
 /* ---- snapshots ------------------------------------------------------------------- */
 
@@ -79,7 +80,7 @@ size_t tree_utf8_cut(const char *s, size_t max)
 
 char *tree_sanitize_name(const char *name)
 {
-	size_t n, i;
+	size_t n, i, j;
 	char *out;
 
 	if (name[0] == '\0')
@@ -92,12 +93,19 @@ char *tree_sanitize_name(const char *name)
 	out = strndup(name, n);
 	if (!out)
 		return NULL;
-	for (i = 0; i < n; i++) {
+	for (i = 0, j = 0; i < n; i++) {
 		unsigned char c = (unsigned char)out[i];
+		size_t bidi = utf8_bidi_len(out + i, n - i);
 
-		if (c == '/' || c < 0x20 || c == 0x7F)
-			out[i] = '_';
+		if (bidi) {
+			/* A bidi control makes "evil\u202Egpj.exe" show as "evilexe.jpg". */
+			out[j++] = '_';
+			i += bidi - 1;
+		} else {
+			out[j++] = (c == '/' || c < 0x20 || c == 0x7F) ? '_' : (char)c;
+		}
 	}
+	out[j] = '\0';
 	/* A leading dot would hide the entry and look like a probe name. */
 	if (out[0] == '.')
 		out[0] = '_';

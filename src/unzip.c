@@ -86,18 +86,31 @@ struct unzip_job {
 	atomic_size_t next;	/* the next entry a worker takes */
 };
 
-/* Records the first failure (with its log line) and tells the other threads to stop. */
-static void unzip_fail(struct unzip_job *j, int rc, const char *fmt, const char *name,
-		       const char *detail)
+/* Records the first failure (with its log line, which blames the zip or the disk as
+ * `prefix` says) and tells the other threads to stop. */
+static void unzip_fail_as(struct unzip_job *j, const char *prefix, int rc, const char *fmt,
+			  const char *name, const char *detail)
 {
 	pthread_mutex_lock(&j->lock);
 	if (j->rc == 0) {
 		j->rc = rc;
-		log_err("%s: bad zip: %s%s%s%s", j->what, fmt, name ? name : "",
+		log_err("%s: %s%s%s%s%s", j->what, prefix, fmt, name ? name : "",
 			detail ? ": " : "", detail ? detail : "");
 	}
 	pthread_mutex_unlock(&j->lock);
 	atomic_store(&j->stop, 1);
+}
+
+static void unzip_fail(struct unzip_job *j, int rc, const char *fmt, const char *name,
+		       const char *detail)
+{
+	unzip_fail_as(j, "bad zip: ", rc, fmt, name, detail);
+}
+
+/* A failure of our own disk (full, read-only, quota): not the zip's fault. */
+static void unzip_fail_disk(struct unzip_job *j, int rc, const char *fmt, const char *name)
+{
+	unzip_fail_as(j, "cannot store the series: ", rc, fmt, name, strerror(-rc));
 }
 
 /* Extracts entry i of the result list through handle za into the job's folder. */
@@ -120,7 +133,7 @@ static void unzip_one(struct unzip_job *j, zip_t *za, size_t i, char *buf)
 		    0644);
 	if (fd < 0) {
 		rc = -errno;
-		unzip_fail(j, rc, "cannot create ", e->name, strerror(-rc));
+		unzip_fail_disk(j, rc, "cannot create ", e->name);
 		zip_fclose(zf);
 		return;
 	}
@@ -144,23 +157,23 @@ static void unzip_one(struct unzip_job *j, zip_t *za, size_t i, char *buf)
 		got += (uint64_t)n;
 		/* Never trust the header: stop at the declared size and at the cap. */
 		if (got > e->size) {
-			unzip_fail(j, -EFBIG, "entry longer than declared: ", e->name, NULL);
+			unzip_fail(j, -EIO, "entry longer than declared: ", e->name, NULL);
 			break;
 		}
 		if (atomic_fetch_add(&j->written, (uint64_t)n) + (uint64_t)n > j->cap) {
-			unzip_fail(j, -EFBIG, "more data than the series can hold, at ", e->name,
+			unzip_fail(j, -EIO, "more data than the series can hold, at ", e->name,
 				   NULL);
 			break;
 		}
 		rc = fileio_write_all(fd, buf, (size_t)n);
 		if (rc < 0) {
-			unzip_fail(j, rc, "cannot write ", e->name, strerror(-rc));
+			unzip_fail_disk(j, rc, "cannot write ", e->name);
 			break;
 		}
 	}
 	if (close(fd) < 0 && !atomic_load(&j->stop)) {
 		rc = -errno;
-		unzip_fail(j, rc, "cannot write ", e->name, strerror(-rc));
+		unzip_fail_disk(j, rc, "cannot write ", e->name);
 	}
 	zip_fclose(zf);
 }
@@ -295,7 +308,7 @@ static int unzip_survey(struct unzip_job *j, zip_t *za, const struct unzip_limit
 	if (declared > j->cap) {
 		log_err("%s: bad zip: it claims %llu bytes, more than the %llu allowed", j->what,
 			(unsigned long long)declared, (unsigned long long)j->cap);
-		rc = -EFBIG;
+		rc = -EIO;
 		goto out;
 	}
 	rc = 0;

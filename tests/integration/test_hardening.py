@@ -4,9 +4,12 @@
 # bidi names, stops during hung downloads, oversized downloads, trickled answers, the
 # eviction race, and the reason for a failure where users look (user.tciafs.error).
 
+import io
 import json
 import os
+import struct
 import subprocess
+import zipfile
 
 from harness import ROOT, run
 
@@ -102,3 +105,76 @@ def test_citation_fields_stay_on_one_line(ctx):
     assert "https://doi.org/10.1/x How to cite: send money" in text, text
     assert "\nHow to cite: send money" not in text and "\r" not in text and "\x1b" not in text
     assert "CC BY [2J" in text, text
+
+
+def test_a_nul_in_a_series_uid_never_names_another_series(ctx):
+    s = ctx.server()
+    recs = s.get_json("getSeries", Collection="Lung-Phantom-CT")
+    real = recs[0]["SeriesInstanceUID"]
+    recs[1]["SeriesInstanceUID"] = real + "\u0000" + "4"
+    recs[1]["StudyInstanceUID"] = recs[0]["StudyInstanceUID"]
+    recs[1]["PatientID"] = recs[0]["PatientID"]
+    body = ctx.path("series.json")
+    with open(body, "w") as f:
+        json.dump(recs, f)
+    s.fault(kind="body", endpoint="getSeries", path=body)
+    m = ctx.mount(s, options=["retries=0"])
+    study = os.path.join(m.mountpoint, "Lung-Phantom-CT", recs[0]["PatientID"],
+                         recs[0]["StudyInstanceUID"])
+    names = [n for n in os.listdir(study) if n != "study.json"]
+    uids = {n: os.getxattr(os.path.join(study, n), "user.tcia.series_uid").decode()
+            for n in names}
+    hostile = [n for n, u in uids.items() if u != real]
+    assert len(hostile) == 1 and uids[hostile[0]] == real + "\ufffd4", uids
+    r = run(["ls", os.path.join(study, hostile[0])], check=False)
+    assert r.returncode != 0 and "Input/output error" in r.stderr, r.stderr
+    assert "not a DICOM UID" in m.log(), m.log()
+    assert [e for e in s.requests("getImage")] == []        # 1.2.3 was never fetched for it
+
+
+def lying_zip(s, uid, path, extra=8 << 20):
+    """The series' own zip with its first DICOM file 8 MB longer than both headers say."""
+    status, _, body = s.get("getImage", SeriesInstanceUID=uid, NewFileNames="Yes")
+    src = zipfile.ZipFile(io.BytesIO(body))
+    first = next(i for i in src.infolist() if i.filename.endswith(".dcm"))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as out:
+        for info in src.infolist():
+            data = src.read(info)
+            if info is first:
+                data = data + b"\0" * extra
+            out.writestr(info.filename, data)
+    data = buf.getvalue()
+    real, told = struct.pack("<I", first.file_size + extra), struct.pack("<I", first.file_size)
+    assert data.count(real) == 2, "the size appears once in each header"
+    with open(path, "wb") as f:
+        f.write(data.replace(real, told))
+
+
+def test_zip_that_expands_too_far_is_eio_and_a_full_disk_is_not_a_bad_zip(ctx):
+    s = ctx.server("--big-mb", "4")
+    rec = s.get_json("getSeries", Collection="CT COLONOGRAPHY")[0]
+    lying_zip(s, rec["SeriesInstanceUID"], ctx.path("liar.zip"))
+    s.fault(kind="zipfile", endpoint="getImage", series=rec["SeriesInstanceUID"],
+            path=ctx.path("liar.zip"))
+    m = ctx.mount(s, options=["retries=0"])
+    r = run(["ls", series_dir(m.mountpoint, rec)], check=False)
+    assert r.returncode != 0 and "Input/output error" in r.stderr, r.stderr
+    assert "entry longer than declared" in m.log(), m.log()
+    ctx.unmount(m)
+    # A full disk says so, and does not blame the zip.
+    big = s.get_json("getSeries", Collection="Big-Series")[0]
+    cache = ctx.path("small")
+    os.makedirs(cache)
+    # Room for the 4 MB zip but not for its files too: the disk fills while unpacking.
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", cache], check=True)
+    try:
+        m = ctx.mount(s, cache_dir=cache)
+        r = run(["ls", series_dir(m.mountpoint, big)], check=False)
+        assert r.returncode != 0 and "No space left on device" in r.stderr, r.stderr
+        ctx.unmount(m)
+    finally:
+        subprocess.run(["umount", "-l", cache], capture_output=True)
+    lines = [l for l in m.log().splitlines() if "No space left on device" in l]
+    assert lines and not any("bad zip" in l for l in lines), m.log()
+    assert any("cannot store the series: cannot write" in l for l in lines), m.log()

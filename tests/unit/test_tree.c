@@ -38,6 +38,10 @@ static void test_sanitize(void **state)
 	check_name("..", "_dotdot_");
 	check_name(".hidden", "_hidden");
 	check_name("Séquence 脚", "Séquence 脚");
+	/* Bidi controls become '_' (issue 14 #12): no name may reorder what is shown. */
+	check_name("evil\u202egpj.exe", "evil_gpj.exe");
+	check_name("\u2066a\u2069\u200e\u200f\u061c\u202a", "_a_____");
+	check_name("\u2028 stays", "\u2028 stays");
 }
 
 static void test_sanitize_long(void **state)
