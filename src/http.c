@@ -234,7 +234,7 @@ static size_t http_buf_write(char *ptr, size_t size, size_t nmemb, void *u)
 }
 
 static int http_setup(struct http *http, CURL *h, const char *url, char *errbuf,
-		      bool download, bool credentials)
+		      bool download, bool credentials, long timeout_ms)
 {
 	bool tls = strncasecmp(url, "https:", 6) == 0;
 	CURLcode rc = CURLE_OK;
@@ -262,10 +262,11 @@ static int http_setup(struct http *http, CURL *h, const char *url, char *errbuf,
 	/* A transfer slower than 100 bytes/s for stall_timeout seconds is dead. */
 	HTTP_SET(CURLOPT_LOW_SPEED_LIMIT, 100L);
 	HTTP_SET(CURLOPT_LOW_SPEED_TIME, http->opts.stall_timeout);
-	/* Answers held in memory also get an overall limit, so that a trickle cannot hold a
-	 * caller for ever; downloads are bounded by the stall limit alone (they may be big). */
+	/* Answers held in memory also get an overall deadline across all their attempts, so
+	 * that a trickle cannot hold a caller for ever; downloads are bounded by the stall
+	 * limit alone (they may be big). */
 	if (!download)
-		HTTP_SET(CURLOPT_TIMEOUT, http->opts.stall_timeout * 10);
+		HTTP_SET(CURLOPT_TIMEOUT_MS, timeout_ms > 0 ? timeout_ms : 1L);
 #undef HTTP_SET
 	return rc == CURLE_OK ? 0 : -EIO;
 }
@@ -303,6 +304,14 @@ static long http_backoff_ms(int attempt, long retry_after_s, long cap_s, unsigne
 	if (window > HTTP_BACKOFF_MAX_MS)
 		window = HTTP_BACKOFF_MAX_MS;
 	return window / 2 + (long)(rand_r(seed) % (unsigned)(window / 2 + 1));
+}
+
+static int64_t http_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void http_sleep_ms(long ms)
@@ -390,6 +399,10 @@ static int http_perform(struct http *http, const char *url, const char *form, bo
 	char errbuf[CURL_ERROR_SIZE];
 	unsigned seed = (unsigned)time(NULL) ^ (unsigned)(uintptr_t)&errbuf;
 	const char *method = form ? "POST" : "GET";
+	bool download = sink->buffer_size != 0;
+	/* One deadline for the whole call, retries and their waits included. */
+	int64_t deadline = http_now_ms() + (int64_t)http->opts.stall_timeout * 10 * 1000;
+	long left_ms = 0, wait_ms;
 	char *shown = http_redact_url(url);
 	int attempts = http->opts.retries + 1;
 	CURLcode cc = CURLE_OK;
@@ -411,8 +424,13 @@ static int http_perform(struct http *http, const char *url, const char *form, bo
 		rc = sink->reset(sink);
 		if (rc < 0)
 			break;
+		left_ms = (long)(deadline - http_now_ms());
+		if (!download && left_ms <= 0) {
+			rc = -ETIMEDOUT;
+			break;
+		}
 		curl_easy_reset(h);
-		rc = http_setup(http, h, url, errbuf, sink->buffer_size != 0, form != NULL);
+		rc = http_setup(http, h, url, errbuf, download, form != NULL, left_ms);
 		if (rc == 0 &&
 		    (curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, sink->write) != CURLE_OK ||
 		     curl_easy_setopt(h, CURLOPT_WRITEDATA, sink) != CURLE_OK))
@@ -474,8 +492,14 @@ static int http_perform(struct http *http, const char *url, const char *form, bo
 		retry_after = 0;
 		if (cc == CURLE_OK)
 			curl_easy_getinfo(h, CURLINFO_RETRY_AFTER, &retry_after);
-		http_sleep_ms(http_backoff_ms(attempt, retry_after, http->opts.stall_timeout,
-					      &seed));
+		wait_ms = http_backoff_ms(attempt, retry_after, http->opts.stall_timeout, &seed);
+		if (!download && wait_ms >= (long)(deadline - http_now_ms())) {
+			log_warn("%s %s: no time left for another attempt within %ld s", method,
+				 shown, http->opts.stall_timeout * 10);
+			rc = -ETIMEDOUT;
+			break;
+		}
+		http_sleep_ms(wait_ms);
 	}
 	http_give(http, h);
 	if (rc < 0) {

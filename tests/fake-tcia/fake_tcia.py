@@ -580,6 +580,8 @@ class Handler(BaseHTTPRequestHandler):
             body = b"[{\"Collection\":"
         elif kind == "reset":
             return 200, self._reset(body[: max(1, len(body) // 2)]), kind
+        elif kind == "slow":
+            return 200, self._trickle(ctype, body, float(rule.get("rate", 150))), kind
         extra = None
         if len(body) > 512 and "gzip" in self.headers.get("Accept-Encoding", ""):
             # Compress JSON when the client accepts it, as a servlet container's filter does.
@@ -650,6 +652,26 @@ class Handler(BaseHTTPRequestHandler):
             pass
         self._log(200, w.sent)
         return w.sent
+
+    def _trickle(self, ctype, body, rate):
+        """Sends an answer at `rate` bytes a second in small steady pieces: fast enough
+        for any stall limit, slow enough that only an overall deadline ends it."""
+        self._log(200, len(body))
+        self.send_response(200)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        step = max(1, int(rate / 10))
+        try:
+            for i in range(0, len(body), step):
+                if self.server.stopping.is_set():
+                    break
+                self.wfile.write(body[i:i + step])
+                self.wfile.flush()
+                time.sleep(step / rate)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+        return len(body)
 
     def _chunked(self, produce):
         self.send_response(200)

@@ -9,6 +9,7 @@ import json
 import os
 import struct
 import subprocess
+import time
 import zipfile
 
 from harness import ROOT, run
@@ -178,3 +179,22 @@ def test_zip_that_expands_too_far_is_eio_and_a_full_disk_is_not_a_bad_zip(ctx):
     lines = [l for l in m.log().splitlines() if "No space left on device" in l]
     assert lines and not any("bad zip" in l for l in lines), m.log()
     assert any("cannot store the series: cannot write" in l for l in lines), m.log()
+
+
+def test_a_trickled_answer_is_bounded_across_retries(ctx):
+    # timeout=1: README promises a metadata answer 10x that in all. The server trickles
+    # getSeries at 150 B/s (above the stall limit), so only the overall deadline ends it;
+    # before, it restarted with each of the 5 attempts.
+    s = ctx.server()
+    rec = s.get_json("getSeries", Collection="Soft-tissue-Sarcoma")[0]
+    m = ctx.mount(s, options=["timeout=1"])
+    patient = os.path.join(m.mountpoint, "Soft-tissue-Sarcoma", rec["PatientID"])
+    study = os.path.join(patient, rec["StudyInstanceUID"])
+    os.listdir(patient)
+    s.fault(kind="slow", endpoint="getSeries", rate=150)
+    t0 = time.monotonic()
+    r = run(["ls", study], check=False)
+    dt = time.monotonic() - t0
+    assert r.returncode != 0 and "Connection timed out" in r.stderr, r.stderr
+    assert dt < 13, dt
+    assert "failed: Connection timed out" in m.log(), m.log()
