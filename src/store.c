@@ -36,6 +36,7 @@
 /* A failed fetch answers later callers for this long before a new attempt: one `ls -l`
  * makes several calls, and a broken series must not be downloaded for each. */
 #define STORE_FAIL_MEMORY 3
+#define STORE_REFETCH_ROUNDS 4	/* fetches of one series for one caller, at most */
 
 struct store_file {
 	char *name;
@@ -260,16 +261,19 @@ static int store_load(struct store *s, const char *uid, struct store_series **ou
 	json_error_t err;
 	json_t *root, *files, *f;
 	size_t i;
-	int rc = -ENOMEM;
+	int rc = -ENOMEM, fd;
 
 	*out = NULL;
 	if (snprintf(path, sizeof(path), "%s/%s/%s", s->series_dir, uid, STORE_MANIFEST) >=
 	    (int)sizeof(path))
 		return -ENAMETOOLONG;
-	root = json_load_file(path, 0, &err);
+	/* Opened first: a series evicted (renamed away) meanwhile is simply not there. */
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT || errno == ENOTDIR ? -ENOENT : -errno;
+	root = json_loadfd(fd, 0, &err);
+	close(fd);
 	if (!root) {
-		if (access(path, F_OK) < 0)
-			return -ENOENT;
 		log_err("store: damaged manifest %s: %s", path, err.text);
 		return -EIO;
 	}
@@ -563,6 +567,23 @@ static bool store_evict_one(struct store *s, const char *uid)
 	return gone;
 }
 
+/* Is uid being fetched, or just fetched for callers who have not yet looked it up?
+ * Evicting it then would send them back to fetch it again (with a tiny cache, over and
+ * over). */
+static bool store_awaited(struct store *s, const char *uid)
+{
+	struct store_fetch *f;
+	bool awaited = false;
+
+	pthread_mutex_lock(&s->lock);
+	for (f = s->fetches; f; f = f->next)
+		if (f->started && f->rc == 0 && (f->waiters > 0 || !f->done) &&
+		    strcmp(f->uid, uid) == 0)
+			awaited = true;
+	pthread_mutex_unlock(&s->lock);
+	return awaited;
+}
+
 /* Scans series/ (other processes add to it too), and while the total is over the cap
  * evicts the least recently used series that nobody has open. keep is not evicted
  * unless it alone is over the cap (a series bigger than the cap is still served once). */
@@ -607,7 +628,7 @@ static void store_evict(struct store *s, const char *keep)
 	if (n > 1)
 		qsort(v, n, sizeof(*v), store_cmp_victim);
 	for (i = 0; i < n && used > s->opts.cap; i++) {
-		if (keep && strcmp(v[i].uid, keep) == 0)
+		if ((keep && strcmp(v[i].uid, keep) == 0) || store_awaited(s, v[i].uid))
 			continue;
 		if (store_evict_one(s, v[i].uid))
 			used -= v[i].bytes;
@@ -818,7 +839,7 @@ int store_get(struct store *s, const char *uid, const struct store_expect *exp,
 		log_err("store: refusing series UID \"%.80s\": not a DICOM UID", uid);
 		return -EIO;
 	}
-	for (round = 0; round < 2; round++) {
+	for (round = 0; round <= STORE_REFETCH_ROUNDS; round++) {
 		rc = store_lookup(s, uid, out);
 		if (rc != -ENOENT) {
 			if (rc == 0) {
@@ -828,16 +849,23 @@ int store_get(struct store *s, const char *uid, const struct store_expect *exp,
 			}
 			return rc;
 		}
-		if (round == 1)
-			break;	/* fetched, yet not there: the fetch's error said why */
+		/* Fetched, yet gone: another mount sharing the cache evicted it before we
+		 * looked (this mount's own evictions wait for us). Fetch it again. */
+		if (round > 0)
+			log_info("series %s: evicted by another process before it could be "
+				 "opened; fetching it again", uid);
+		if (round == STORE_REFETCH_ROUNDS)
+			break;
 		if (s->opts.offline) {
 			log_err("offline: series %s is not in the cache", uid);
 			return -EIO;
 		}
 		pthread_mutex_lock(&s->lock);
 		store_forget_failures(s);
+		/* A fetch that succeeded but whose series we did not find is history (its
+		 * own waiters may still hold it): this caller needs a new one. */
 		for (f = s->fetches; f; f = f->next)
-			if (strcmp(f->uid, uid) == 0)
+			if (strcmp(f->uid, uid) == 0 && !(f->done && f->rc == 0))
 				break;
 		if (f && f->done) {
 			/* It failed moments ago: say so again rather than fetch again. */
@@ -878,13 +906,20 @@ int store_get(struct store *s, const char *uid, const struct store_expect *exp,
 		}
 		if (rc == 0)
 			rc = f->rc;
+		pthread_mutex_unlock(&s->lock);
+		/* Still counted as a waiter while we look it up: our own evictions skip it. */
+		if (rc == 0)
+			rc = store_lookup(s, uid, out);
+		pthread_mutex_lock(&s->lock);
 		f->waiters--;
 		if (f->done && f->waiters == 0 && f->rc == 0)
 			store_fetch_drop(s, f);
 		pthread_mutex_unlock(&s->lock);
-		if (rc < 0)
+		if (rc != -ENOENT)
 			return rc;
 	}
+	log_err("series %s: evicted %d times before it could be opened: the cache (cache_size)"
+		" is too small for what is being read at once", uid, STORE_REFETCH_ROUNDS);
 	return -EIO;
 }
 

@@ -7,8 +7,10 @@
 import io
 import json
 import os
+import random
 import struct
 import subprocess
+import threading
 import time
 import zipfile
 
@@ -198,3 +200,36 @@ def test_a_trickled_answer_is_bounded_across_retries(ctx):
     assert r.returncode != 0 and "Connection timed out" in r.stderr, r.stderr
     assert dt < 13, dt
     assert "failed: Connection timed out" in m.log(), m.log()
+
+
+def test_tiny_cache_and_eight_readers_get_no_eio(ctx):
+    # cache_size=1K: every download evicts the others. A series fetched for a reader and
+    # evicted by the next download before the reader opened it gave EIO with no log
+    # line; now this mount's evictions wait for the reader, and a series gone anyway is
+    # fetched again.
+    s = ctx.server()
+    recs = (s.get_json("getSeries", Collection="Soft-tissue-Sarcoma") +
+            s.get_json("getSeries", Collection="Lung-Phantom-CT"))[:12]
+    m = ctx.mount(s, options=["cache_size=1K", "walk_budget=0", "max_fetches=4"])
+    errors, done = [], []
+
+    def reader(k):
+        rng = random.Random(k)
+        for _ in range(20):
+            rec = rng.choice(recs)
+            d = series_dir(m.mountpoint, rec)
+            try:
+                name = sorted(n for n in os.listdir(d) if n.endswith(".dcm"))[0]
+                with open(os.path.join(d, name), "rb") as f:
+                    assert f.read(132)[128:] == b"DICM"
+                done.append(rec["SeriesInstanceUID"])
+            except OSError as e:
+                errors.append("%s: %s" % (rec["SeriesInstanceUID"], e))
+
+    threads = [threading.Thread(target=reader, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert errors == [], (len(errors), errors[:5])
+    assert len(done) == 160
