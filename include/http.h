@@ -63,6 +63,11 @@ typedef void (*http_progress_fn)(void *arg, uint64_t done, uint64_t total);
 int http_download(struct http *http, const char *url, int fd, http_progress_fn progress,
 		  void *arg, uint64_t *bytes);
 
+/* Stops the client for good, from any thread: transfers in flight end within a second
+ * (curl's progress tick), waits between retries at once, and every call from now on
+ * fails with -ECANCELED (logged as a cancellation, not a failure). For shutting down. */
+void http_abort(struct http *http);
+
 /* Counters since http_new: requests sent (every attempt), retries among them, and
  * requests that failed in the end. */
 struct http_stats {

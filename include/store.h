@@ -51,6 +51,11 @@ int store_new(const struct store_opts *opts, struct tcia *tcia, struct store **o
  * up, and threads do not survive fork(): call it in the process that will serve. */
 int store_start(struct store *s);
 
+/* Starts stopping, from any thread: callers waiting for a download are answered
+ * -ECANCELED at once and no queued download starts. Downloads in flight end when their
+ * transfer does (http_abort ends it) and leave tmp/ clean. */
+void store_stop(struct store *s);
+
 /* Stops the workers (a download in progress is abandoned and cleaned) and frees. */
 void store_free(struct store *s);
 

@@ -37,7 +37,18 @@ struct http {
 	int pool_len;			/* protected by pool_lock */
 	struct http_auth auth;		/* set before threads start; fn NULL = none */
 	unsigned long n_requests, n_retries, n_failures;	/* __atomic counters */
+	int aborted;			/* __atomic; set once by http_abort */
 };
+
+void http_abort(struct http *http)
+{
+	__atomic_store_n(&http->aborted, 1, __ATOMIC_RELEASE);
+}
+
+static bool http_aborted(struct http *http)
+{
+	return __atomic_load_n(&http->aborted, __ATOMIC_ACQUIRE) != 0;
+}
 
 void http_stats(struct http *http, struct http_stats *out)
 {
@@ -314,12 +325,35 @@ static int64_t http_now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void http_sleep_ms(long ms)
+/* Sleeps ms, in slices, so that a stop (http_abort) ends the wait within 50 ms. */
+static void http_sleep_ms(struct http *http, long ms)
 {
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+	while (ms > 0 && !http_aborted(http)) {
+		long slice = ms < 50 ? ms : 50;
+		struct timespec ts = { 0, slice * 1000000L };
 
-	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
-		;
+		while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+			;
+		ms -= slice;
+	}
+}
+
+/* Every transfer reports progress here (curl calls it at least once a second, even when
+ * nothing moves): a stop ends it at once, then the caller's own progress, if any. */
+struct http_xfer {
+	struct http *http;
+	curl_xferinfo_callback fn;
+	void *data;
+};
+
+static int http_xferinfo(void *u, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+			 curl_off_t ulnow)
+{
+	struct http_xfer *x = u;
+
+	if (http_aborted(x->http))
+		return 1;	/* CURLE_ABORTED_BY_CALLBACK */
+	return x->fn ? x->fn(x->data, dltotal, dlnow, ultotal, ulnow) : 0;
 }
 
 /* Where a response body goes. reset() is called before every attempt and returns 0, or
@@ -398,6 +432,7 @@ static int http_perform(struct http *http, const char *url, const char *form, bo
 	bool reauthed = false;
 	char errbuf[CURL_ERROR_SIZE];
 	unsigned seed = (unsigned)time(NULL) ^ (unsigned)(uintptr_t)&errbuf;
+	struct http_xfer xfer = { http, xferinfo, xferdata };
 	const char *method = form ? "POST" : "GET";
 	bool download = sink->buffer_size != 0;
 	/* One deadline for the whole call, retries and their waits included. */
@@ -424,6 +459,10 @@ static int http_perform(struct http *http, const char *url, const char *form, bo
 		rc = sink->reset(sink);
 		if (rc < 0)
 			break;
+		if (http_aborted(http)) {
+			rc = -ECANCELED;
+			break;
+		}
 		left_ms = (long)(deadline - http_now_ms());
 		if (!download && left_ms <= 0) {
 			rc = -ETIMEDOUT;
@@ -443,9 +482,9 @@ static int http_perform(struct http *http, const char *url, const char *form, bo
 		if (rc == 0 && sink->buffer_size &&
 		    curl_easy_setopt(h, CURLOPT_BUFFERSIZE, sink->buffer_size) != CURLE_OK)
 			rc = -EIO;
-		if (rc == 0 && xferinfo &&
-		    (curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, xferinfo) != CURLE_OK ||
-		     curl_easy_setopt(h, CURLOPT_XFERINFODATA, xferdata) != CURLE_OK ||
+		if (rc == 0 &&
+		    (curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, http_xferinfo) != CURLE_OK ||
+		     curl_easy_setopt(h, CURLOPT_XFERINFODATA, &xfer) != CURLE_OK ||
 		     curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L) != CURLE_OK))
 			rc = -EIO;
 		if (rc < 0)
@@ -466,6 +505,10 @@ static int http_perform(struct http *http, const char *url, const char *form, bo
 			reauthed = true;
 			attempt--;
 			continue;
+		}
+		if (cc == CURLE_ABORTED_BY_CALLBACK && http_aborted(http)) {
+			rc = -ECANCELED;
+			break;
 		}
 		if (sink->failed_write)
 			rc = -sink->write_errno;
@@ -499,10 +542,12 @@ static int http_perform(struct http *http, const char *url, const char *form, bo
 			rc = -ETIMEDOUT;
 			break;
 		}
-		http_sleep_ms(wait_ms);
+		http_sleep_ms(http, wait_ms);
 	}
 	http_give(http, h);
-	if (rc < 0) {
+	if (rc == -ECANCELED) {
+		log_info("%s %s: cancelled: tciafs is stopping", method, shown);
+	} else if (rc < 0) {
 		__atomic_add_fetch(&http->n_failures, 1, __ATOMIC_RELAXED);
 		log_err("%s %s failed: %s", method, shown, strerror(-rc));
 	}

@@ -14,6 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -328,25 +331,114 @@ struct tciafs_hup {
 	pthread_t thread;
 	struct metacache *cache;
 	struct tree *tree;
+	struct fuse_session *se;
+	struct http *http;
+	struct store *store;
+	const char *mountpoint;
+	long mount_id;		/* ours in /proc/self/mountinfo, -1 if not found */
 };
 
+/* Undoes mountinfo's octal escapes (\040 for a space, …) in place. */
+static void tciafs_unescape(char *s)
+{
+	char *o = s;
+
+	for (; *s; s++, o++) {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' &&
+		    s[3] >= '0' && s[3] <= '7') {
+			*o = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
+			s += 3;
+		} else {
+			*o = *s;
+		}
+	}
+	*o = '\0';
+}
+
+/* With mountpoint: the mount ID of the newest fuse.tciafs mount there, or -1. With
+ * mountpoint NULL: id itself if a mount with that ID is still there, or -1. */
+static long tciafs_mount_id(const char *mountpoint, long id)
+{
+	char *line = NULL, mp[PATH_MAX];
+	long found = -1, mid;
+	size_t cap = 0;
+	FILE *f;
+
+	f = fopen("/proc/self/mountinfo", "re");
+	if (!f)
+		return mountpoint ? -1 : id;	/* cannot tell: assume it is there */
+	while (getline(&line, &cap, f) > 0) {
+		const char *dash = strstr(line, " - ");
+
+		if (sscanf(line, "%ld %*d %*s %*s %4095s", &mid, mp) != 2)
+			continue;
+		if (!mountpoint) {
+			if (mid == id)
+				found = id;
+			continue;
+		}
+		tciafs_unescape(mp);
+		if (dash && strncmp(dash + 3, "fuse.tciafs ", 12) == 0 &&
+		    strcmp(mp, mountpoint) == 0)
+			found = mid;
+	}
+	free(line);
+	fclose(f);
+	return found;
+}
+
+/* Stops everything in flight: no FUSE thread stays blocked in a download or a slow
+ * answer, so the daemon exits within about a second. */
+static void tciafs_cancel_all(struct tciafs_hup *hup, const char *why)
+{
+	log_info("stopping (%s): cancelling downloads and requests in flight", why);
+	http_abort(hup->http);
+	store_stop(hup->store);
+}
+
 /* SIGHUP drops cached metadata. libfuse's handlers would end the session on SIGHUP, so
- * the signal is blocked everywhere and taken here with sigwait(), where locks are safe. */
+ * the signal is blocked everywhere and taken here (a signalfd), where locks are safe.
+ * The same thread watches for the end of the session (SIGTERM, SIGINT, an unmount) and
+ * for a lazy unmount that callers still waiting would otherwise hold open: either way
+ * it cancels every transfer and wait in flight. */
 static void *tciafs_hup_main(void *arg)
 {
 	struct tciafs_hup *hup = arg;
+	struct signalfd_siginfo si;
+	struct pollfd pfd[2];
 	sigset_t set;
-	int sig;
 
 	sigemptyset(&set);
 	sigaddset(&set, SIGHUP);
+	pfd[0].fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	pfd[0].events = POLLIN;
+	/* mountinfo reports every change to the mount table as POLLPRI. */
+	pfd[1].fd = hup->mount_id >= 0 ? open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC) : -1;
+	pfd[1].events = POLLPRI;
 	for (;;) {
-		if (sigwait(&set, &sig) != 0)
-			continue;
-		log_info("SIGHUP: cached metadata dropped; the next look asks TCIA again");
-		metacache_expire_all(hup->cache);
-		tree_expire(hup->tree);
+		int n = poll(pfd, 2, 100);
+
+		if (fuse_session_exited(hup->se)) {
+			tciafs_cancel_all(hup, "the session ended");
+			break;
+		}
+		if (n > 0 && (pfd[1].revents & (POLLPRI | POLLERR)) &&
+		    tciafs_mount_id(NULL, hup->mount_id) < 0) {
+			tciafs_cancel_all(hup, "unmounted");
+			fuse_session_exit(hup->se);
+			break;
+		}
+		if (n > 0 && (pfd[0].revents & POLLIN) &&
+		    read(pfd[0].fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+			log_info("SIGHUP: cached metadata dropped; the next look asks TCIA again");
+			metacache_expire_all(hup->cache);
+			tree_expire(hup->tree);
+		}
 	}
+	if (pfd[0].fd >= 0)
+		close(pfd[0].fd);
+	if (pfd[1].fd >= 0)
+		close(pfd[1].fd);
 	return NULL;
 }
 
@@ -368,12 +460,23 @@ static int tciafs_hup_start(struct tciafs_hup *hup)
 
 static void tciafs_hup_stop(struct tciafs_hup *hup)
 {
-	pthread_cancel(hup->thread);
+	fuse_session_exit(hup->se);	/* the thread sees it within 100 ms and returns */
 	pthread_join(hup->thread, NULL);
 }
 
 /* Serves with many threads: every caller waiting for a download or a slow answer holds
  * one, and libfuse's default of 10 would let ten such waits stall the whole mount. */
+/* The exit status for what a FUSE loop returned: -errno is a failure; a signal number
+ * (SIGTERM, SIGINT) is an orderly stop, which systemd and scripts expect to see as 0. */
+static int tciafs_loop_status(int rc)
+{
+	if (rc < 0)
+		return 1;
+	if (rc > 0)
+		log_info("stopped by signal %d (%s)", rc, strsignal(rc));
+	return 0;
+}
+
 static int tciafs_loop_mt(struct fuse *fuse)
 {
 	struct fuse_loop_config *loop = fuse_loop_cfg_create();
@@ -383,9 +486,9 @@ static int tciafs_loop_mt(struct fuse *fuse)
 		return 1;
 	fuse_loop_cfg_set_max_threads(loop, 64);
 	fuse_loop_cfg_set_idle_threads(loop, 10);
-	rc = fuse_loop_mt(fuse, loop) ? 1 : 0;
+	rc = fuse_loop_mt(fuse, loop);
 	fuse_loop_cfg_destroy(loop);
-	return rc;
+	return tciafs_loop_status(rc);
 }
 
 static int tciafs_run(struct fuse_args *args, struct fuse_cmdline_opts *cmd,
@@ -471,13 +574,17 @@ static int tciafs_run(struct fuse_args *args, struct fuse_cmdline_opts *cmd,
 		goto out_unmount;
 	hup.cache = cache;
 	hup.tree = ctx.tree;
+	hup.se = fuse_get_session(fuse);
+	hup.mount_id = tciafs_mount_id(cmd->mountpoint, -1);
+	hup.http = http;
+	hup.store = store;
 	/* Threads only now, in the process that serves (fuse_daemonize forked). */
 	if (store_start(store) < 0 || tciafs_hup_start(&hup) < 0)
 		goto out_remove_handlers;
 	log_info("mounted %s on %s (cache %s)", tcia_base_url(tcia), cmd->mountpoint,
 		 conf->cache_dir);
 	if (cmd->singlethread)
-		rc = fuse_loop(fuse) ? 1 : 0;
+		rc = tciafs_loop_status(fuse_loop(fuse));
 	else
 		rc = tciafs_loop_mt(fuse);
 	tciafs_hup_stop(&hup);

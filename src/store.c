@@ -898,6 +898,10 @@ int store_get(struct store *s, const char *uid, const struct store_expect *exp,
 		f->waiters++;
 		rc = 0;
 		while (!f->done) {
+			if (s->stopping) {
+				rc = -ECANCELED;	/* tciafs is stopping: answer now */
+				break;
+			}
 			store_ms_wait(s);
 			if (!f->done && who && who->interrupted && who->interrupted(who->arg)) {
 				rc = -EINTR;	/* the download carries on without us */
@@ -1168,6 +1172,15 @@ int store_start(struct store *s)
 		return -EAGAIN;
 	}
 	return 0;
+}
+
+void store_stop(struct store *s)
+{
+	pthread_mutex_lock(&s->lock);
+	s->stopping = true;
+	pthread_cond_broadcast(&s->work);
+	pthread_cond_broadcast(&s->done);
+	pthread_mutex_unlock(&s->lock);
 }
 
 void store_free(struct store *s)

@@ -8,13 +8,14 @@ import io
 import json
 import os
 import random
+import signal
 import struct
 import subprocess
 import threading
 import time
 import zipfile
 
-from harness import ROOT, run
+from harness import ROOT, run, wait_for
 
 from test_fetch import series_dir
 
@@ -233,3 +234,36 @@ def test_tiny_cache_and_eight_readers_get_no_eio(ctx):
         t.join(300)
     assert errors == [], (len(errors), errors[:5])
     assert len(done) == 160
+
+
+def test_a_stop_during_a_hung_download_exits_at_once(ctx):
+    # A download the server never answers (5 tries x 30 s before): SIGTERM, SIGINT or an
+    # unmount must end the daemon within 2 s, answer the waiting ls, and leave the store
+    # as clean as kill -9 does.
+    s = ctx.server()
+    recs = s.get_json("getSeries", Collection="CT COLONOGRAPHY")
+    s.fault(kind="hang", endpoint="getImage", seconds=600)
+    for sig, rec in zip((signal.SIGTERM, signal.SIGINT, None), recs):
+        cache = ctx.path("cache-%s" % sig)
+        m = ctx.mount(s, cache_dir=cache)
+        lister = subprocess.Popen(["ls", series_dir(m.mountpoint, rec)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_for(lambda: "downloading" in m.log() or lister.poll() is not None, 30,
+                 "the download to start")
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        if sig:
+            m.proc.send_signal(sig)
+        else:
+            # A plain unmount is refused (busy) while ls waits: a lazy one detaches it.
+            run(["fusermount3", "-u", "-z", m.mountpoint])
+        m.proc.wait(30)
+        dt = time.monotonic() - t0
+        _, err = lister.communicate(timeout=30)
+        assert dt < 2, (sig, dt)
+        assert m.proc.returncode == 0, (sig, m.proc.returncode, m.log())
+        assert lister.returncode != 0 and err, err
+        assert "cancelling downloads and requests in flight" in m.log(), m.log()
+        assert os.listdir(os.path.join(cache, "series")) == []
+        assert os.listdir(os.path.join(cache, "tmp")) == []
+        ctx.unmount(m)
