@@ -57,11 +57,12 @@ typedef void (*http_progress_fn)(void *arg, uint64_t done, uint64_t total);
 
 /* GETs url and streams a 2xx body into fd from its current offset, with bounded memory
  * whatever the size. A failed attempt is truncated away before a retry when fd can seek;
- * otherwise it is not retried. Returns 0 with *bytes the body's length, or -errno (the
- * write's own errno, e.g. -ENOSPC, when fd refused data); fd may then hold a partial
- * body, which the caller discards. progress may be NULL. */
-int http_download(struct http *http, const char *url, int fd, http_progress_fn progress,
-		  void *arg, uint64_t *bytes);
+ * otherwise it is not retried. A body longer than max_bytes (0 = no limit) is cut off
+ * there and refused with -EFBIG, without a retry. Returns 0 with *bytes the body's
+ * length, or -errno (the write's own errno, e.g. -ENOSPC, when fd refused data); fd may
+ * then hold a partial body, which the caller discards. progress may be NULL. */
+int http_download(struct http *http, const char *url, int fd, uint64_t max_bytes,
+		  http_progress_fn progress, void *arg, uint64_t *bytes);
 
 /* Stops the client for good, from any thread: transfers in flight end within a second
  * (curl's progress tick), waits between retries at once, and every call from now on

@@ -27,6 +27,8 @@ struct store_opts {
 	int walk_window;	/* seconds */
 	int unzip_threads;	/* extraction threads per series */
 	bool offline;		/* never fetch */
+	uint64_t max_series;	/* longest zip accepted when the metadata gives no size;
+				 * 0 = 64 GiB */
 };
 
 /* What the metadata says a series holds; -1 where unknown. */

@@ -138,10 +138,11 @@ typedef void (*tcia_progress_fn)(void *arg, uint64_t done, uint64_t total);
 
 /* getImage (NewFileNames=Yes): streams the series zip into fd (appending at its current
  * offset) with bounded memory; never cached. expected is the size to report as the total
- * (e.g. FileSize), 0 if unknown. Returns 0 with *bytes written, or -errno; on error fd
- * may hold a partial body, which the caller discards. */
+ * (e.g. FileSize), 0 if unknown; a zip longer than max (0 = no limit) is cut off with
+ * -EFBIG. Returns 0 with *bytes written, or -errno; on error fd may hold a partial body,
+ * which the caller discards. */
 int tcia_get_image(struct tcia *t, const char *series_uid, int fd, uint64_t expected,
-		   tcia_progress_fn progress, void *arg, uint64_t *bytes);
+		   uint64_t max, tcia_progress_fn progress, void *arg, uint64_t *bytes);
 /* getSingleImage: one DICOM file into fd, as tcia_get_image. */
 int tcia_get_single_image(struct tcia *t, const char *series_uid, const char *sop_uid, int fd,
 			  uint64_t *bytes);

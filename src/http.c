@@ -614,6 +614,7 @@ int http_post_form(struct http *http, const char *url, const char *form, char **
 struct http_fd {
 	int fd;
 	off_t start;		/* -1 when fd cannot seek */
+	uint64_t max;		/* 0 = no limit */
 	uint64_t written;
 	http_progress_fn progress;
 	void *arg;
@@ -645,6 +646,12 @@ static size_t http_fd_write(char *ptr, size_t size, size_t nmemb, void *u)
 	curl_easy_getinfo(sink->h, CURLINFO_RESPONSE_CODE, &status);
 	if (status < 200 || status > 299)
 		return n;
+	if (f->max && n > f->max - f->written) {
+		/* More than the caller can accept: stop here rather than fill the disk. */
+		sink->failed_write = true;
+		sink->write_errno = EFBIG;
+		return 0;
+	}
 	rc = fileio_write_all(f->fd, ptr, n);
 	if (rc < 0) {
 		sink->failed_write = true;
@@ -668,10 +675,10 @@ static int http_fd_xferinfo(void *u, curl_off_t dltotal, curl_off_t dlnow, curl_
 	return 0;
 }
 
-int http_download(struct http *http, const char *url, int fd, http_progress_fn progress,
-		  void *arg, uint64_t *bytes)
+int http_download(struct http *http, const char *url, int fd, uint64_t max_bytes,
+		  http_progress_fn progress, void *arg, uint64_t *bytes)
 {
-	struct http_fd f = { fd, lseek(fd, 0, SEEK_CUR), 0, progress, arg };
+	struct http_fd f = { fd, lseek(fd, 0, SEEK_CUR), max_bytes, 0, progress, arg };
 	struct http_sink sink = { http_fd_write, &f, http_fd_reset, false, 0, 256 * 1024, NULL };
 	int rc;
 

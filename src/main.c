@@ -44,6 +44,8 @@ struct tciafs_conf {
 	char *token_file;
 	char *naming;
 	char *cache_size;
+	char *max_series;
+	uint64_t max_series_bytes;
 	int max_fetches;
 	int walk_budget;
 	int offline;
@@ -71,6 +73,7 @@ static const struct fuse_opt tciafs_opt_spec[] = {
 	TCIAFS_OPT("token_file=%s", token_file),
 	TCIAFS_OPT("naming=%s", naming),
 	TCIAFS_OPT("cache_size=%s", cache_size),
+	TCIAFS_OPT("max_series=%s", max_series),
 	TCIAFS_OPT("max_fetches=%d", max_fetches),
 	TCIAFS_OPT("walk_budget=%d", walk_budget),
 	TCIAFS_OPT("offline", offline),
@@ -160,6 +163,8 @@ static void tciafs_usage(const char *prog)
 	       "    -o naming=readable|uid study and series folder names (default: readable)\n"
 	       "    -o cache_size=SIZE     cap on stored series, K/M/G/T (default: 20G)\n"
 	       "    -o max_fetches=N       series downloads at once (default: 4)\n"
+	       "    -o max_series=SIZE     longest series zip accepted when the metadata gives\n"
+	       "                           no size (default: 64G; else 2 x its size + 16M)\n"
 	       "    -o walk_budget=N       series downloads one process may start within a\n"
 	       "                           minute before it is taken for a recursive walk\n"
 	       "                           and held back (default: 16; 0 = no guard)\n"
@@ -244,6 +249,12 @@ static int tciafs_conf_check(struct tciafs_conf *conf)
 	if (conf->cache_size && store_parse_size(conf->cache_size, &conf->cache_bytes) < 0) {
 		fprintf(stderr, "tciafs: cache_size=%s: use a number with K, M, G or T\n",
 			conf->cache_size);
+		return -EINVAL;
+	}
+	if (conf->max_series && (store_parse_size(conf->max_series, &conf->max_series_bytes) < 0 ||
+				 conf->max_series_bytes == 0)) {
+		fprintf(stderr, "tciafs: max_series=%s: use a number with K, M, G or T\n",
+			conf->max_series);
 		return -EINVAL;
 	}
 	if (conf->max_fetches < 1 || conf->max_fetches > 32 || conf->walk_budget < 0) {
@@ -517,6 +528,7 @@ static int tciafs_run(struct fuse_args *args, struct fuse_cmdline_opts *cmd,
 		.walk_window = 60,
 		.unzip_threads = 2,
 		.offline = conf->offline,
+		.max_series = conf->max_series_bytes,
 	};
 	struct tciafs_status status = { 0 };
 	struct tciafs_hup hup = { 0 };
@@ -609,7 +621,8 @@ int main(int argc, char *argv[])
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
 	struct tciafs_conf conf = { .timeout = 30, .retries = 4, .meta_ttl = 86400,
 				    .max_fetches = 4, .walk_budget = 16,
-				    .cache_bytes = (uint64_t)20 << 30 };
+				    .cache_bytes = (uint64_t)20 << 30,
+				    .max_series_bytes = (uint64_t)64 << 30 };
 	struct fuse_cmdline_opts cmd = { 0 };
 	int rc = 1;
 
@@ -661,6 +674,7 @@ out_free_args:
 	free(conf.token_file);
 	free(conf.naming);
 	free(conf.cache_size);
+	free(conf.max_series);
 	free(conf.positional[0]);
 	free(conf.positional[1]);
 	for (size_t i = 0; i < conf.nmanifests; i++) {

@@ -37,6 +37,7 @@
  * makes several calls, and a broken series must not be downloaded for each. */
 #define STORE_FAIL_MEMORY 3
 #define STORE_REFETCH_ROUNDS 4	/* fetches of one series for one caller, at most */
+#define STORE_ZIP_SLACK ((uint64_t)16 << 20)
 
 struct store_file {
 	char *name;
@@ -653,13 +654,23 @@ static void store_progress(void *arg, uint64_t done, uint64_t total)
 		__atomic_store_n(&f->bytes_expected, total, __ATOMIC_RELAXED);
 }
 
+/* The longest zip accepted for a series: a generous margin over what its metadata says
+ * (a zip is rarely larger than its files; never twice as large), else max_series. A
+ * server streaming without end is cut off there, before it fills the disk. */
+static uint64_t store_zip_max(const struct store *s, const struct store_expect *exp)
+{
+	if (exp->bytes > 0 && (uint64_t)exp->bytes < s->opts.max_series / 2)
+		return (uint64_t)exp->bytes * 2 + STORE_ZIP_SLACK;
+	return s->opts.max_series;
+}
+
 /* The fetch protocol for one series. Called by a worker with no lock held. */
 static int store_fetch_series(struct store *s, struct store_fetch *f)
 {
 	char lock_path[PATH_MAX], zip_path[PATH_MAX], work[PATH_MAX], final[PATH_MAX];
 	struct unzip_limits lim = { f->exp.count, f->exp.bytes, 0, s->opts.unzip_threads };
 	struct unzip_result r;
-	uint64_t zip_bytes = 0;
+	uint64_t zip_bytes = 0, max;
 	int lock_fd, zip_fd = -1, dir_fd = -1, rc;
 	char what[128];
 
@@ -691,10 +702,18 @@ static int store_fetch_series(struct store *s, struct store_fetch *f)
 		log_err("%s: cannot create %s: %s", what, zip_path, strerror(-rc));
 		goto out_unlock;
 	}
+	max = store_zip_max(s, &f->exp);
 	rc = tcia_get_image(s->tcia, f->uid, zip_fd,
-			    f->exp.bytes > 0 ? (uint64_t)f->exp.bytes : 0, store_progress, f,
+			    f->exp.bytes > 0 ? (uint64_t)f->exp.bytes : 0, max, store_progress, f,
 			    &zip_bytes);
 	close(zip_fd);
+	if (rc == -EFBIG) {
+		log_err("%s: refused: the zip goes on past %" PRIu64 " bytes, more than %s",
+			what, max, f->exp.bytes > 0 ? "its metadata allows (FileSize x 2 + 16 MiB)"
+						   : "max_series allows (the metadata gives no size)");
+		rc = -EIO;
+		goto out_rm_zip;
+	}
 	if (rc < 0) {
 		log_err("%s: download failed: %s", what, strerror(-rc));
 		goto out_rm_zip;
@@ -1124,6 +1143,8 @@ int store_new(const struct store_opts *opts, struct tcia *tcia, struct store **o
 		s->opts.max_fetches = STORE_MAX_WORKERS;
 	if (s->opts.walk_window < 1)
 		s->opts.walk_window = 60;
+	if (s->opts.max_series == 0)
+		s->opts.max_series = (uint64_t)64 << 30;
 	s->tcia = tcia;
 	if (gethostname(s->host, sizeof(s->host) - 1) < 0 || !s->host[0])
 		snprintf(s->host, sizeof(s->host), "localhost");

@@ -925,7 +925,7 @@ static void tcia_progress_cb(void *arg, uint64_t done, uint64_t total)
 }
 
 static int tcia_download(struct tcia *t, const char *endpoint, struct tcia_query *q, int fd,
-			 struct tcia_progress *p, uint64_t *bytes)
+			 uint64_t max, struct tcia_progress *p, uint64_t *bytes)
 {
 	char *url;
 	int rc = q->rc;
@@ -937,7 +937,7 @@ static int tcia_download(struct tcia *t, const char *endpoint, struct tcia_query
 	url = tcia_url(t, endpoint, q);
 	if (!url)
 		goto out_free_query;
-	rc = http_download(t->http, url, fd, tcia_progress_cb, p, bytes);
+	rc = http_download(t->http, url, fd, max, tcia_progress_cb, p, bytes);
 	free(url);
 out_free_query:
 	free(q->s);
@@ -945,14 +945,14 @@ out_free_query:
 }
 
 int tcia_get_image(struct tcia *t, const char *series_uid, int fd, uint64_t expected,
-		   tcia_progress_fn progress, void *arg, uint64_t *bytes)
+		   uint64_t max, tcia_progress_fn progress, void *arg, uint64_t *bytes)
 {
 	struct tcia_progress p = { progress, arg, expected };
 	struct tcia_query q = { 0 };
 
 	tcia_query_add(&q, "SeriesInstanceUID", series_uid);
 	tcia_query_add(&q, "NewFileNames", "Yes");
-	return tcia_download(t, "getImage", &q, fd, &p, bytes);
+	return tcia_download(t, "getImage", &q, fd, max, &p, bytes);
 }
 
 int tcia_get_single_image(struct tcia *t, const char *series_uid, const char *sop_uid, int fd,
@@ -963,5 +963,5 @@ int tcia_get_single_image(struct tcia *t, const char *series_uid, const char *so
 
 	tcia_query_add(&q, "SeriesInstanceUID", series_uid);
 	tcia_query_add(&q, "SOPInstanceUID", sop_uid);
-	return tcia_download(t, "getSingleImage", &q, fd, &p, bytes);
+	return tcia_download(t, "getSingleImage", &q, fd, 0, &p, bytes);
 }

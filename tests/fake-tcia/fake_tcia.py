@@ -56,7 +56,8 @@ HTML_ERROR = (
 )
 
 FAULT_KINDS = {"delay", "status", "429", "reset", "truncate", "corrupt", "malformed",
-               "html", "empty", "hang", "zipfile", "slow", "body", "huge", "redirect"}
+               "html", "empty", "hang", "zipfile", "slow", "body", "huge", "redirect",
+               "endless"}
 
 
 class Faults:
@@ -600,6 +601,17 @@ class Handler(BaseHTTPRequestHandler):
             with open(self._rule["path"], "rb") as f:
                 data = f.read()
             return 200, self._chunked(lambda w: w.write(data)), kind
+        if kind == "endless":
+            # A zip that never ends: a local header, then zeros until the client stops.
+            def produce(w):
+                w.write(b"PK\x03\x04" + b"\0" * 26)
+                block = b"\0" * 65536
+                try:
+                    while not self.server.stopping.is_set():
+                        w.write(block)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+            return 200, self._chunked(produce), kind
         if kind == "slow":
             rate = float(self._rule.get("rate", 65536))
             return 200, self._chunked(lambda w: series.write_zip(SlowWriter(w, rate, self.server.stopping), new_names)), kind

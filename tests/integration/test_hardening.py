@@ -267,3 +267,31 @@ def test_a_stop_during_a_hung_download_exits_at_once(ctx):
         assert os.listdir(os.path.join(cache, "series")) == []
         assert os.listdir(os.path.join(cache, "tmp")) == []
         ctx.unmount(m)
+
+
+def test_a_download_longer_than_its_metadata_allows_is_cut_off(ctx):
+    s = ctx.server()
+    recs = s.get_json("getSeries", Collection="CT COLONOGRAPHY")
+    # The second series' record says nothing of its size: max_series applies.
+    del recs[1]["FileSize"]
+    body = ctx.path("series.json")
+    with open(body, "w") as f:
+        json.dump(recs, f)
+    cache = ctx.path("cache")
+    m = ctx.mount(s, cache_dir=cache, options=["max_series=4M"])
+    os.listdir(os.path.join(m.mountpoint, "CT COLONOGRAPHY"))
+    s.fault(kind="body", endpoint="getSeries", path=body)
+    s.fault(kind="endless", endpoint="getImage")
+    for rec, why in ((recs[0], "more than its metadata allows"),
+                     (recs[1], "more than max_series allows")):
+        r = run(["ls", series_dir(m.mountpoint, rec)], check=False, timeout=60)
+        assert r.returncode != 0 and "Input/output error" in r.stderr, r.stderr
+        line = [l for l in m.log().splitlines() if rec["SeriesInstanceUID"] in l and
+                "refused: the zip goes on past" in l]
+        assert line and why in line[0], m.log()
+        limit = int(line[0].split("past ")[1].split()[0])
+        assert limit == (rec["FileSize"] * 2 + (16 << 20) if "FileSize" in rec else 4 << 20)
+        assert os.listdir(os.path.join(cache, "tmp")) == []
+        assert os.listdir(os.path.join(cache, "series")) == []
+    # Cut off, not retried: one request per series.
+    assert len([e for e in s.requests("getImage")]) == 2, s.requests("getImage")
