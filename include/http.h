@@ -17,6 +17,7 @@ struct http_opts {
 	long stall_timeout;	/* seconds a transfer may make no progress */
 	int retries;		/* extra attempts on connection errors, 5xx and 429 */
 	size_t max_body;	/* largest in-memory answer accepted; 0 = 256 MiB */
+	size_t max_body_total;	/* all in-memory answers in flight together; 0 = 2 x max_body */
 };
 
 /* Creates a client. Call curl_global_init() (via http_global_init) first, once, before

@@ -38,6 +38,7 @@ struct http {
 	struct http_auth auth;		/* set before threads start; fn NULL = none */
 	unsigned long n_requests, n_retries, n_failures;	/* __atomic counters */
 	int aborted;			/* __atomic; set once by http_abort */
+	size_t mem_in_flight;		/* __atomic: bytes held by answers being received */
 };
 
 void http_abort(struct http *http)
@@ -63,7 +64,28 @@ struct http_buf {
 	size_t cap;
 	size_t max;
 	bool too_big;
+	bool over_total;	/* the answers in flight together hold too much */
+	struct http *http;	/* whose budget cap comes out of */
 };
+
+/* Takes n bytes from the budget shared by every answer in flight, so that many large
+ * answers at once (a dozen gzip bombs) cannot add up to gigabytes. */
+static bool http_budget_take(struct http *http, size_t n)
+{
+	size_t old = __atomic_load_n(&http->mem_in_flight, __ATOMIC_RELAXED);
+
+	do {
+		if (n > http->opts.max_body_total - old)
+			return false;
+	} while (!__atomic_compare_exchange_n(&http->mem_in_flight, &old, old + n, true,
+					      __ATOMIC_RELAXED, __ATOMIC_RELAXED));
+	return true;
+}
+
+static void http_budget_give(struct http *http, size_t n)
+{
+	__atomic_sub_fetch(&http->mem_in_flight, n, __ATOMIC_RELAXED);
+}
 
 int http_global_init(void)
 {
@@ -141,6 +163,8 @@ int http_new(const struct http_opts *opts, struct http **out)
 	http->opts = *opts;
 	if (http->opts.max_body == 0)
 		http->opts.max_body = (size_t)256 << 20;
+	if (http->opts.max_body_total == 0)
+		http->opts.max_body_total = http->opts.max_body * 2;
 	http->user_agent = strdup(opts->user_agent ? opts->user_agent
 						   : "tciafs/" TCIAFS_VERSION);
 	if (!http->user_agent)
@@ -232,9 +256,16 @@ static size_t http_buf_write(char *ptr, size_t size, size_t nmemb, void *u)
 		cap = b->cap ? b->cap : 4096;
 		while (cap < need)
 			cap *= 2;
-		p = realloc(b->data, cap);
-		if (!p)
+		if (b->http && !http_budget_take(b->http, cap - b->cap)) {
+			b->over_total = true;
 			return 0;
+		}
+		p = realloc(b->data, cap);
+		if (!p) {
+			if (b->http)
+				http_budget_give(b->http, cap - b->cap);
+			return 0;
+		}
 		b->data = p;
 		b->cap = cap;
 	}
@@ -374,6 +405,7 @@ static int http_buf_reset(struct http_sink *sink)
 
 	b->len = 0;
 	b->too_big = false;
+	b->over_total = false;
 	return 0;
 }
 
@@ -563,14 +595,24 @@ static size_t http_buf_sink_write(char *ptr, size_t size, size_t nmemb, void *u)
 
 	if (n != size * nmemb) {
 		sink->failed_write = true;
-		sink->write_errno = b->too_big ? EFBIG : ENOMEM;
+		sink->write_errno = b->too_big || b->over_total ? EFBIG : ENOMEM;
 	}
 	return n;
 }
 
+/* Frees what an answer held and gives it back to the budget. */
+static void http_buf_release(struct http_buf *b)
+{
+	if (b->http && b->cap)
+		http_budget_give(b->http, b->cap);
+	b->cap = 0;
+	free(b->data);
+	b->data = NULL;
+}
+
 int http_get(struct http *http, const char *url, char **body, size_t *len)
 {
-	struct http_buf buf = { .max = http->opts.max_body };
+	struct http_buf buf = { .max = http->opts.max_body, .http = http };
 	struct http_sink sink = { http_buf_sink_write, &buf, http_buf_reset, false, 0, 0, NULL };
 	int rc;
 
@@ -578,9 +620,12 @@ int http_get(struct http *http, const char *url, char **body, size_t *len)
 	*len = 0;
 	rc = http_perform(http, url, NULL, true, &sink, NULL, NULL);
 	if (rc < 0) {
-		free(buf.data);
+		http_buf_release(&buf);
 		return rc;
 	}
+	/* Received: the caller owns it now, and it no longer counts as in flight. */
+	if (buf.cap)
+		http_budget_give(http, buf.cap);
 	if (!buf.data) {
 		/* An empty body is a valid answer (no results); give callers a string. */
 		buf.data = strdup("");

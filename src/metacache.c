@@ -6,6 +6,7 @@
  */
 #include "metacache.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -44,6 +45,9 @@ struct metacache {
 	char *dir;
 	long ttl;
 	size_t mem_max;
+	size_t disk_max;
+	size_t disk_bytes;		/* __atomic; an estimate, made exact by each trim */
+	pthread_mutex_t trim_lock;	/* one trim at a time */
 	bool offline;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
@@ -93,6 +97,73 @@ static int mc_mkdirs(const char *path)
 	return rc;
 }
 
+/* ---- the disk cap ------------------------------------------------------------------- */
+
+struct mc_file {
+	char name[24];
+	struct timespec mtime;
+	size_t size;
+};
+
+static int mc_cmp_file(const void *a, const void *b)
+{
+	const struct mc_file *x = a, *y = b;
+
+	if (x->mtime.tv_sec != y->mtime.tv_sec)
+		return (x->mtime.tv_sec > y->mtime.tv_sec) - (x->mtime.tv_sec < y->mtime.tv_sec);
+	return (x->mtime.tv_nsec > y->mtime.tv_nsec) - (x->mtime.tv_nsec < y->mtime.tv_nsec);
+}
+
+/* Sums the answers on disk (other mounts sharing the folder add to it too) and, while
+ * they pass the cap, removes the oldest down to three quarters of it. */
+static void mc_disk_trim(struct metacache *mc)
+{
+	struct mc_file *v = NULL, *nv;
+	size_t n = 0, cap = 0, total = 0, i;
+	struct dirent *de;
+	struct stat st;
+	DIR *d;
+
+	if (pthread_mutex_trylock(&mc->trim_lock) != 0)
+		return;		/* another thread is at it */
+	d = opendir(mc->dir);
+	if (!d)
+		goto out_unlock;
+	while ((de = readdir(d))) {
+		/* Answers are named by 16 hex digits; temporaries carry a suffix. */
+		if (strlen(de->d_name) != 16 || strspn(de->d_name, "0123456789abcdef") != 16)
+			continue;
+		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+		    !S_ISREG(st.st_mode))
+			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 256;
+			nv = realloc(v, cap * sizeof(*v));
+			if (!nv)
+				break;
+			v = nv;
+		}
+		memcpy(v[n].name, de->d_name, 17);
+		v[n].mtime = st.st_mtim;
+		v[n].size = (size_t)st.st_size;
+		total += v[n].size;
+		n++;
+	}
+	if (total > mc->disk_max) {
+		qsort(v, n, sizeof(*v), mc_cmp_file);
+		for (i = 0; i < n && total > mc->disk_max / 4 * 3; i++)
+			if (unlinkat(dirfd(d), v[i].name, 0) == 0)
+				total -= v[i].size;
+		log_info("metadata cache: over its %zu kB on disk; the oldest answers removed",
+			 mc->disk_max >> 10);
+	}
+	closedir(d);
+	__atomic_store_n(&mc->disk_bytes, total, __ATOMIC_RELAXED);
+out_unlock:
+	pthread_mutex_unlock(&mc->trim_lock);
+	free(v);
+}
+
 int metacache_new(const struct metacache_opts *opts, struct metacache **out)
 {
 	struct metacache *mc;
@@ -104,6 +175,7 @@ int metacache_new(const struct metacache_opts *opts, struct metacache **out)
 		return -ENOMEM;
 	mc->ttl = opts->ttl;
 	mc->mem_max = opts->mem_max ? opts->mem_max : (size_t)32 << 20;
+	mc->disk_max = opts->disk_max ? opts->disk_max : (size_t)1 << 30;
 	mc->offline = opts->offline;
 	if (opts->dir) {
 		mc->dir = strdup(opts->dir);
@@ -121,6 +193,9 @@ int metacache_new(const struct metacache_opts *opts, struct metacache **out)
 	}
 	pthread_mutex_init(&mc->lock, NULL);
 	pthread_cond_init(&mc->cond, NULL);
+	pthread_mutex_init(&mc->trim_lock, NULL);
+	if (mc->dir)
+		mc_disk_trim(mc);	/* learns what is there; trims it if the cap shrank */
 	*out = mc;
 	return 0;
 }
@@ -143,6 +218,7 @@ void metacache_free(struct metacache *mc)
 	}
 	pthread_cond_destroy(&mc->cond);
 	pthread_mutex_destroy(&mc->lock);
+	pthread_mutex_destroy(&mc->trim_lock);
 	free(mc->dir);
 	free(mc);
 }
@@ -339,14 +415,21 @@ out_bad:
 }
 
 /* Stores the answer for key: written beside its final name, then renamed over it. */
-static int mc_disk_store(const struct metacache *mc, const char *key, uint64_t hash,
+static int mc_disk_store(struct metacache *mc, const char *key, uint64_t hash,
 			 const char *body, size_t len, time_t fetched)
 {
 	char path[4096], tmp[4096], head[128], suffix[64];
+	size_t size;
 	int fd, rc, n;
 
 	if (!mc->dir)
 		return 0;
+	size = len + strlen(key) + 64;
+	if (size > mc->disk_max / 2) {
+		log_warn("metadata cache: an answer of %zu kB is kept in memory only (over half "
+			 "of the %zu kB allowed on disk)", len >> 10, mc->disk_max >> 10);
+		return -EFBIG;
+	}
 	snprintf(suffix, sizeof(suffix), ".tmp.%ld", (long)gettid());
 	rc = mc_path(mc, hash, "", path, sizeof(path));
 	if (rc == 0)
@@ -372,8 +455,16 @@ static int mc_disk_store(const struct metacache *mc, const char *key, uint64_t h
 	if (rc < 0) {
 		log_warn("metadata cache: cannot store %s: %s", path, strerror(-rc));
 		unlink(tmp);
+		return rc;
 	}
-	return rc;
+	if (__atomic_add_fetch(&mc->disk_bytes, size, __ATOMIC_RELAXED) > mc->disk_max) {
+		mc_disk_trim(mc);
+		/* The newest go last, but another mount's trim may have taken it: then the
+		 * caller keeps the answer in memory. */
+		if (access(path, F_OK) < 0)
+			return -ENOENT;
+	}
+	return 0;
 }
 
 static void mc_disk_remove(const struct metacache *mc, uint64_t hash)

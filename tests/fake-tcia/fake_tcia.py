@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 import urllib.parse
+import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -562,6 +563,8 @@ class Handler(BaseHTTPRequestHandler):
             with open(rule["path"], "rb") as f:
                 body = f.read()
             return 200, self._send(200, "application/json", body), kind
+        elif kind == "huge" and rule.get("gzip"):
+            return 200, self._bomb(int(rule.get("mb", 300)), endpoint), kind
         elif kind == "huge":
             return 200, self._huge(int(rule.get("mb", 300)), endpoint), kind
         elif kind == "redirect":
@@ -685,6 +688,28 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         return len(body)
 
+    def _bomb(self, mb, endpoint):
+        """The same well-formed list as _huge, gzip-compressed (about 1000:1): a few
+        hundred kB on the wire that inflate to mb MB. Compressed once per server."""
+        key = (mb, endpoint)
+        with self.server.bomb_lock:
+            data = self.server.bombs.get(key)
+            if data is None:
+                name = {"getCollectionValues": "Collection"}.get(endpoint, "PatientId")
+                element = json.dumps({name: "x" * 200}).encode() + b","
+                block = element * (65536 // len(element))
+                z = zlib.compressobj(9, zlib.DEFLATED, 31)
+                parts = [z.compress(b"[")]
+                part = z.compress(block)
+                parts.append(part)
+                for _ in range(mb * 16 - 1):
+                    parts.append(z.compress(block))
+                parts.append(z.compress(element[:-1] + b"]"))
+                parts.append(z.flush())
+                data = b"".join(parts)
+                self.server.bombs[key] = data
+        return self._send(200, "application/json", data, {"Content-Encoding": "gzip"})
+
     def _chunked(self, produce):
         self.send_response(200)
         self.send_header("Content-Type", "application/zip")
@@ -744,6 +769,8 @@ def main(argv=None):
     srv.delay = args.delay
     srv.zip_cache = args.zip_cache
     srv.stopping = threading.Event()
+    srv.bomb_lock = threading.Lock()
+    srv.bombs = {}
     port = srv.server_address[1]
     scheme = "http"
     if args.tls:

@@ -18,6 +18,7 @@ import zipfile
 from harness import ROOT, run, wait_for
 
 from test_fetch import series_dir
+from test_views import sanitize
 
 HOSTILE = os.path.join(ROOT, "tests", "hostile", "zips")
 
@@ -295,3 +296,28 @@ def test_a_download_longer_than_its_metadata_allows_is_cut_off(ctx):
         assert os.listdir(os.path.join(cache, "series")) == []
     # Cut off, not retried: one request per series.
     assert len([e for e in s.requests("getImage")]) == 2, s.requests("getImage")
+
+
+def test_answers_in_flight_share_one_memory_cap(ctx):
+    # Eight listings at once, each answered with a gzip bomb (300 MB of JSON in a few
+    # hundred kB): each alone may grow to the 256 MiB cap; together they may not pass
+    # 512 MiB. Before, a dozen such listings reached 2.9 GB.
+    s = ctx.server()
+    colls = [c["Collection"] for c in s.get_json("getCollectionValues")][:4]
+    m = ctx.mount(s, options=["retries=0"])
+    os.listdir(m.mountpoint)
+    s.fault(kind="huge", gzip=True, mb=300)
+    paths = [os.path.join(m.mountpoint, sanitize(c)) for c in colls]
+    cmds = [["ls", p] for p in paths] + [["cat", os.path.join(p, "collection.json")]
+                                         for p in paths]
+    procs = [subprocess.Popen(c, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+             for c in cmds]
+    errs = [p.communicate(timeout=120)[1] for p in procs]
+    assert all(p.returncode != 0 for p in procs), errs
+    assert all("File too large" in e for e in errs), errs
+    with open("/proc/%d/status" % m.proc.pid) as f:
+        rss = [int(line.split()[1]) for line in f if line.startswith("VmHWM:")][0]
+    assert rss < 700 * 1024, rss
+    s.reset_faults()
+    time.sleep(3.2)
+    assert os.listdir(paths[0])          # and the mount serves on

@@ -302,6 +302,62 @@ static void test_memory_bound(void **state)
 	metacache_free(mc);
 }
 
+/* The bytes of answers on disk (files named by 16 hex digits). */
+static size_t disk_bytes(void)
+{
+	struct dirent *de;
+	char path[128];
+	size_t total = 0;
+	FILE *f;
+	DIR *d = opendir(dir);
+
+	assert_non_null(d);
+	while ((de = readdir(d))) {
+		if (strlen(de->d_name) != 16)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		f = fopen(path, "rb");
+		assert_non_null(f);
+		fseek(f, 0, SEEK_END);
+		total += (size_t)ftell(f);
+		fclose(f);
+	}
+	closedir(d);
+	return total;
+}
+
+/* Issue 14 #7: what is kept on disk has a cap; the oldest go first, and an answer over
+ * half of it is never written (one hostile answer once stored 195 MB). */
+static void test_disk_bound(void **state)
+{
+	struct metacache_opts o = { .dir = dir, .ttl = 3600, .mem_max = 1024,
+				    .disk_max = 64 * 1024 };
+	static char body[40 * 1024];
+	struct script s = { PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, body, 0 };
+	struct metacache *mc;
+	char key[32];
+	int i;
+
+	(void)state;
+	assert_int_equal(metacache_new(&o, &mc), 0);
+	memset(body, 'b', sizeof(body) - 1);
+	get_expect(mc, "huge", &s, 0, body);	/* 40 kB: over half the cap */
+	assert_int_equal(disk_bytes(), 0);
+	body[4000] = '\0';
+	for (i = 0; i < 40; i++) {
+		snprintf(key, sizeof(key), "k%d", i);
+		get_expect(mc, key, &s, 0, body);
+		assert_true(disk_bytes() <= 64 * 1024);
+	}
+	assert_true(disk_bytes() >= 32 * 1024);	/* trimmed to 3/4, not emptied */
+	/* The newest is still on disk: a new instance serves it without a fetch. */
+	metacache_free(mc);
+	assert_int_equal(metacache_new(&o, &mc), 0);
+	get_expect(mc, "k39", &s, 0, body);
+	assert_int_equal(s.calls, 41);
+	metacache_free(mc);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -313,6 +369,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_empty_answer_and_binary, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_forget_and_damage, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_memory_bound, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_disk_bound, setup, teardown),
 	};
 
 	return cmocka_run_group_tests_name("metacache", tests, NULL, NULL);
