@@ -25,6 +25,18 @@ void log_msg(enum log_level level, const char *fmt, ...)
 
 bool log_enabled(enum log_level level);
 
+/* Why this thread's latest operation failed, in the words of its last error or warning
+ * line (escaped as logged, without the "tciafs: error: " prefix); "" when none. Valid
+ * until this thread logs again. */
+const char *log_reason(void);
+
+/* A thread that answers with another thread's failure (it waited for that thread's
+ * download or load) takes its reason as its own. NULL clears it. */
+void log_adopt_reason(const char *why);
+
+/* Forgets this thread's reason (at the start of an operation). */
+void log_clear_reason(void);
+
 /* Copies in to out (at most cap bytes with the NUL) with control characters as \xNN,
  * backslashes doubled and bidi controls as \uNNNN, cutting before an escape that would
  * not fit. Returns the length written. */

@@ -27,6 +27,7 @@
 struct tcia;
 struct tree;
 struct tree_file;
+struct failures;
 
 struct view_manifest;
 
@@ -42,6 +43,9 @@ struct tree_opts {
 	/* Renders /.tciafs/status: a new NUL-terminated string, or NULL. */
 	char *(*status)(void *arg);
 	void *status_arg;
+	/* Where failures are recorded, and read back as user.tciafs.error; borrowed;
+	 * NULL = not recorded. */
+	struct failures *failures;
 };
 
 /* Creates the tree over a TCIA client (borrowed; must outlive the tree). Makes no

@@ -462,7 +462,7 @@ static int http_perform(struct http *http, const char *url, const char *form, bo
 {
 	struct curl_slist *headers = NULL;
 	bool reauthed = false;
-	char errbuf[CURL_ERROR_SIZE];
+	char errbuf[CURL_ERROR_SIZE], cause[CURL_ERROR_SIZE + 128] = "";
 	unsigned seed = (unsigned)time(NULL) ^ (unsigned)(uintptr_t)&errbuf;
 	struct http_xfer xfer = { http, xferinfo, xferdata };
 	const char *method = form ? "POST" : "GET";
@@ -551,17 +551,16 @@ static int http_perform(struct http *http, const char *url, const char *form, bo
 		if (rc == 0)
 			break;
 		if (sink->failed_write)
-			log_warn("%s %s: %s (attempt %d/%d)", method, shown, strerror(-rc), attempt,
-				 attempts);
+			snprintf(cause, sizeof(cause), "%s", strerror(-rc));
 		else if (cc == CURLE_OK && form && status >= 300 && status < 400)
-			log_warn("%s %s: HTTP %ld redirect not followed: credentials go only to "
-				 "the URL given", method, shown, status);
+			snprintf(cause, sizeof(cause), "HTTP %ld redirect not followed: credentials "
+				 "go only to the URL given", status);
 		else if (cc == CURLE_OK)
-			log_warn("%s %s: HTTP %ld (attempt %d/%d)", method, shown, status, attempt,
-				 attempts);
+			snprintf(cause, sizeof(cause), "HTTP %ld", status);
 		else
-			log_warn("%s %s: %s (attempt %d/%d)", method, shown,
-				 errbuf[0] ? errbuf : curl_easy_strerror(cc), attempt, attempts);
+			snprintf(cause, sizeof(cause), "%s",
+				 errbuf[0] ? errbuf : curl_easy_strerror(cc));
+		log_warn("%s %s: %s (attempt %d/%d)", method, shown, cause, attempt, attempts);
 		if (sink->failed_write || !http_transient(cc, status) || attempt == attempts)
 			break;
 		retry_after = 0;
@@ -569,8 +568,8 @@ static int http_perform(struct http *http, const char *url, const char *form, bo
 			curl_easy_getinfo(h, CURLINFO_RETRY_AFTER, &retry_after);
 		wait_ms = http_backoff_ms(attempt, retry_after, http->opts.stall_timeout, &seed);
 		if (!download && wait_ms >= (long)(deadline - http_now_ms())) {
-			log_warn("%s %s: no time left for another attempt within %ld s", method,
-				 shown, http->opts.stall_timeout * 10);
+			snprintf(cause, sizeof(cause), "%s; no time left for another attempt "
+				 "within %ld s", strerror(ETIMEDOUT), http->opts.stall_timeout * 10);
 			rc = -ETIMEDOUT;
 			break;
 		}
@@ -581,7 +580,8 @@ static int http_perform(struct http *http, const char *url, const char *form, bo
 		log_info("%s %s: cancelled: tciafs is stopping", method, shown);
 	} else if (rc < 0) {
 		__atomic_add_fetch(&http->n_failures, 1, __ATOMIC_RELAXED);
-		log_err("%s %s failed: %s", method, shown, strerror(-rc));
+		/* The last attempt's cause, so that the line users are shown says why. */
+		log_err("%s %s failed: %s", method, shown, cause[0] ? cause : strerror(-rc));
 	}
 	free(shown);
 	return rc;

@@ -19,6 +19,27 @@
 static enum log_level log_max = LOG_LEVEL_INFO;
 static bool log_syslog;
 
+/* Why this thread's latest operation failed: its last error or warning line, or a reason
+ * adopted from the thread whose shared download or load it waited for. Thread-local like
+ * errno, and for the same reason: it travels with the failure without every layer in
+ * between passing it along. */
+static __thread char log_why[512];
+
+const char *log_reason(void)
+{
+	return log_why;
+}
+
+void log_adopt_reason(const char *why)
+{
+	snprintf(log_why, sizeof(log_why), "%s", why ? why : "");
+}
+
+void log_clear_reason(void)
+{
+	log_why[0] = '\0';
+}
+
 void log_init(enum log_level max, bool use_syslog)
 {
 	log_max = max;
@@ -79,11 +100,15 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	va_list ap;
 	int n;
 
-	if (!log_enabled(level))
+	if (!log_enabled(level) && level > LOG_LEVEL_WARN)
 		return;
 	va_start(ap, fmt);
 	(void)vsnprintf(raw, sizeof(raw), fmt, ap);	/* an over-long line is cut, never dropped */
 	va_end(ap);
+	if (level <= LOG_LEVEL_WARN)
+		log_escape(raw, log_why, sizeof(log_why));
+	if (!log_enabled(level))
+		return;
 	if (log_syslog) {
 		log_escape(raw, line, sizeof(line));
 		syslog(prio[level], "%s", line);

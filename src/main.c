@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "failures.h"
 #include "fs.h"
 
 #include <fuse_lowlevel.h>
@@ -307,7 +308,11 @@ struct tciafs_status {
 	struct store *store;
 	struct http *http;
 	struct metacache *cache;
+	struct failures *failures;
 };
+
+/* The failures shown in .tciafs/status, newest first. */
+#define TCIAFS_STATUS_FAILURES 10
 
 static char *tciafs_status_json(void *arg)
 {
@@ -333,6 +338,8 @@ static char *tciafs_status_json(void *arg)
 				      (json_int_t)ms.fetches, "stale_served",
 				      (json_int_t)ms.stale_served, "memory_bytes",
 				      (json_int_t)ms.mem_bytes));
+	json_object_set_new(root, "failures",
+			    failures_json(st->failures, TCIAFS_STATUS_FAILURES));
 	text = json_dumps(root, JSON_INDENT(2));
 	json_decref(root);
 	return text;
@@ -533,6 +540,7 @@ static int tciafs_run(struct fuse_args *args, struct fuse_cmdline_opts *cmd,
 	struct tciafs_status status = { 0 };
 	struct tciafs_hup hup = { 0 };
 	struct store *store = NULL;
+	struct failures *failures = NULL;
 	struct metacache *cache = NULL;
 	struct auth *auth = NULL;
 	struct http *http = NULL;
@@ -561,7 +569,12 @@ static int tciafs_run(struct fuse_args *args, struct fuse_cmdline_opts *cmd,
 		fprintf(stderr, "tciafs: cannot use the cache folder %s\n", conf->cache_dir);
 		goto out_free_model;
 	}
-	status = (struct tciafs_status){ store, http, cache };
+	if (failures_new(&failures) < 0) {
+		fprintf(stderr, "tciafs: out of memory\n");
+		goto out_free_model;
+	}
+	status = (struct tciafs_status){ store, http, cache, failures };
+	topts.failures = failures;
 	topts.store = store;
 	topts.status = tciafs_status_json;
 	topts.status_arg = &status;
@@ -613,6 +626,7 @@ out_free_model:
 	http_free(http);
 	auth_free(auth);
 	metacache_free(cache);
+	failures_free(failures);
 	return rc;
 }
 

@@ -39,6 +39,7 @@ struct mc_entry {
 	bool disk_checked;		/* the disk copy was looked at already */
 	unsigned done;			/* bumped each time a load/fetch finishes */
 	int last_rc;			/* result of the last load/fetch */
+	char *why;			/* the last failed fetch's reason, or NULL */
 };
 
 struct metacache {
@@ -213,6 +214,7 @@ void metacache_free(struct metacache *mc)
 			next = e->next;
 			free(e->body);
 			free(e->key);
+			free(e->why);
 			free(e);
 		}
 	}
@@ -511,6 +513,8 @@ static int mc_refresh(struct metacache *mc, struct mc_entry *e, metacache_fetch_
 	mc->stats.fetches++;
 	if (rc < 0)
 		mc->stats.fetch_errors++;
+	free(e->why);
+	e->why = rc < 0 ? strdup(log_reason()) : NULL;	/* for the callers who waited */
 	pthread_mutex_unlock(&mc->lock);
 	if (rc < 0)
 		return rc;
@@ -579,6 +583,7 @@ int metacache_get(struct metacache *mc, const char *key, metacache_fetch_fn fetc
 			pthread_cond_wait(&mc->cond, &mc->lock);
 		if (e->last_rc < 0 && !e->fetched) {
 			rc = e->last_rc;
+			log_adopt_reason(e->why);
 			goto out_unlock;
 		}
 		if (e->last_rc < 0 || !mc_fresh(mc, e, time(NULL))) {

@@ -67,6 +67,7 @@ struct store_fetch {
 	int rc;
 	time_t finished;
 	int waiters;
+	char *why;		/* why it failed, as the worker's log line said; under lock */
 	uint64_t bytes_done;	/* written by the worker, read for status; under lock */
 	uint64_t bytes_expected;
 	struct store_fetch *next;
@@ -771,6 +772,7 @@ static void store_fetch_drop(struct store *s, struct store_fetch *f)
 			break;
 		}
 	free(f->uid);
+	free(f->why);
 	free(f);
 }
 
@@ -792,12 +794,15 @@ static void *store_worker(void *arg)
 		}
 		f->started = true;
 		pthread_mutex_unlock(&s->lock);
+		log_clear_reason();
 		rc = store_fetch_series(s, f);
 		if (rc == 0)
 			store_evict(s, f->uid);
 		pthread_mutex_lock(&s->lock);
 		f->rc = rc;
 		f->done = true;
+		if (rc < 0)
+			f->why = strdup(log_reason());	/* for the callers waiting on it */
 		if (rc == 0)
 			s->n_fetched++;
 		else
@@ -889,6 +894,7 @@ int store_get(struct store *s, const char *uid, const struct store_expect *exp,
 		if (f && f->done) {
 			/* It failed moments ago: say so again rather than fetch again. */
 			rc = f->rc;
+			log_adopt_reason(f->why);
 			pthread_mutex_unlock(&s->lock);
 			return rc;
 		}
@@ -896,6 +902,11 @@ int store_get(struct store *s, const char *uid, const struct store_expect *exp,
 			if (!store_walk_allows(s, who ? who->pid : 0)) {
 				s->n_refused++;
 				pthread_mutex_unlock(&s->lock);
+				/* Logged once per process; every refusal says why. */
+				if (!log_reason()[0])
+					log_adopt_reason("walk guard: this process started too many "
+							 "series downloads within a minute (see -o "
+							 "walk_budget)");
 				return -EAGAIN;
 			}
 			f = calloc(1, sizeof(*f));
@@ -929,6 +940,8 @@ int store_get(struct store *s, const char *uid, const struct store_expect *exp,
 		}
 		if (rc == 0)
 			rc = f->rc;
+		if (rc < 0 && f->done)
+			log_adopt_reason(f->why);
 		pthread_mutex_unlock(&s->lock);
 		/* Still counted as a waiter while we look it up: our own evictions skip it. */
 		if (rc == 0)
@@ -1222,6 +1235,7 @@ void store_free(struct store *s)
 	for (f = s->fetches; f; f = fn) {
 		fn = f->next;
 		free(f->uid);
+		free(f->why);
 		free(f);
 	}
 	for (ss = s->series; ss; ss = next) {

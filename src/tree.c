@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "failures.h"
 #include "log.h"
 #include "tree_int.h"
 #include "utf8.h"
@@ -273,6 +274,7 @@ int tree_new(struct tcia *tcia, const struct tree_opts *opts, struct tree **out)
 	t->store = opts->store;
 	t->status = opts->status;
 	t->status_arg = opts->status_arg;
+	t->failures = opts->failures;
 	t->meta_ttl = opts->meta_ttl;
 	t->naming_uid = opts->naming_uid;
 	t->mounted = time(NULL);
@@ -353,6 +355,7 @@ int tree_slot_get(struct tree *t, struct tree_slot *slot, tree_load_fn load, voi
 		if (!slot->loading && !s && slot->last_rc < 0 && slot->failed_ms &&
 		    tree_now_ms() - slot->failed_ms < TREE_FAIL_MEMORY_MS) {
 			rc = slot->last_rc;
+			log_adopt_reason(slot->why);
 			pthread_mutex_unlock(&t->lock);
 			return rc;
 		}
@@ -367,6 +370,7 @@ int tree_slot_get(struct tree *t, struct tree_slot *slot, tree_load_fn load, voi
 			if (s)
 				goto out_ref;
 			rc = slot->last_rc;
+			log_adopt_reason(slot->why);
 			pthread_mutex_unlock(&t->lock);
 			return rc;
 		}
@@ -377,6 +381,7 @@ int tree_slot_get(struct tree *t, struct tree_slot *slot, tree_load_fn load, voi
 	pthread_mutex_unlock(&t->lock);
 
 	started = tree_now_ms();
+	log_clear_reason();
 	rc = load(t, arg, &fresh);
 	/* Parsing a big answer leaves megabytes of freed heap behind (a 10,000-series
 	 * getSeries is ~8 MB of JSON): give them back rather than sit on them. */
@@ -387,6 +392,8 @@ int tree_slot_get(struct tree *t, struct tree_slot *slot, tree_load_fn load, voi
 	slot->done++;
 	slot->last_rc = rc;
 	slot->failed_ms = 0;
+	free(slot->why);
+	slot->why = rc < 0 ? strdup(log_reason()) : NULL;	/* for the callers who waited */
 	if (rc < 0 && tree_now_ms() - started >= TREE_SLOW_FAILURE_MS)
 		slot->failed_ms = tree_now_ms();
 	pthread_cond_broadcast(&t->cond);
@@ -422,6 +429,8 @@ void tree_slot_clear(struct tree *t, struct tree_slot *slot)
 	struct tree_snap *s = slot->snap;
 
 	slot->snap = NULL;
+	free(slot->why);
+	slot->why = NULL;
 	tree_snap_put(t, s);
 }
 
@@ -1713,8 +1722,8 @@ int tree_node_stat(struct tree *t, struct tree_node *n, struct stat *st)
 	return 0;
 }
 
-int tree_stat(struct tree *tree, const char *path, const struct store_caller *who,
-	      struct stat *st)
+static int tree_stat_do(struct tree *tree, const char *path, const struct store_caller *who,
+			struct stat *st)
 {
 	struct tree_node n;
 	int rc = tree_resolve(tree, path, who, &n);
@@ -1931,8 +1940,8 @@ static int tree_list_tciafs(struct tree *t, struct tree_lister *l)
 	return 0;
 }
 
-int tree_list(struct tree *tree, const char *path, const struct store_caller *who,
-	      tree_fill_fn fill, void *ctx)
+static int tree_list_do(struct tree *tree, const char *path, const struct store_caller *who,
+			tree_fill_fn fill, void *ctx)
 {
 	struct tree_lister l = { .fill = fill, .ctx = ctx };
 	struct tree_node n;
@@ -2018,8 +2027,8 @@ static int tree_open_stored(struct tree *t, const char *path, const struct store
 	}
 }
 
-int tree_open(struct tree *tree, const char *path, int flags, const struct store_caller *who,
-	      struct tree_file **out)
+static int tree_open_do(struct tree *tree, const char *path, int flags,
+			const struct store_caller *who, struct tree_file **out)
 {
 	struct tree_file *f;
 	struct tree_node n;
@@ -2153,6 +2162,94 @@ static size_t tree_xattrs(const struct tree_node *n, struct tree_xattr out[6])
 	return k;
 }
 
+/* ---- failures, where users can read them ---------------------------------------- */
+
+/* Why the last operation on a folder failed: "<time> <error>: <reason>". */
+#define TREE_XATTR_ERROR "user.tciafs.error"
+
+/* Errors that are answers rather than failures: nothing to explain. */
+static bool tree_is_failure(int rc)
+{
+	switch (-rc) {
+	case 0:
+	case ENOENT:
+	case ENOTDIR:
+	case EISDIR:
+	case EROFS:
+	case EINTR:
+	case ENODATA:
+	case ERANGE:
+	case ENAMETOOLONG:
+		return false;
+	default:
+		return true;
+	}
+}
+
+/* Records a failed operation on path with this thread's reason (the log line it wrote,
+ * or the one it adopted from the download or load it waited for). */
+static void tree_note(struct tree *t, const char *path, int rc)
+{
+	const char *why = log_reason();
+	char uid[72] = "";
+	size_t n;
+
+	if (!t->failures || !tree_is_failure(rc))
+		return;
+	/* The store's lines name the series first ("series <UID>: …"), so the failure can
+	 * be found again from any path that leads to it. */
+	if (strncmp(why, "series ", 7) == 0) {
+		n = strspn(why + 7, "0123456789.");
+		if (n > 0 && n < sizeof(uid) && why[7 + n] == ':') {
+			memcpy(uid, why + 7, n);
+			uid[n] = '\0';
+		}
+	}
+	failures_add(t->failures, path, uid[0] ? uid : NULL, -rc, why);
+}
+
+/* user.tciafs.error of the node at path: its newest failure, or one of its series. */
+static ssize_t tree_failure(struct tree *t, const char *path, const struct tree_node *n,
+			    char *buf, size_t size)
+{
+	if (!t->failures)
+		return -ENODATA;
+	return failures_find(t->failures, path, n->ser ? n->ser->uid : NULL, buf, size);
+}
+
+int tree_stat(struct tree *tree, const char *path, const struct store_caller *who,
+	      struct stat *st)
+{
+	int rc;
+
+	log_clear_reason();
+	rc = tree_stat_do(tree, path, who, st);
+	tree_note(tree, path, rc);
+	return rc;
+}
+
+int tree_list(struct tree *tree, const char *path, const struct store_caller *who,
+	      tree_fill_fn fill, void *ctx)
+{
+	int rc;
+
+	log_clear_reason();
+	rc = tree_list_do(tree, path, who, fill, ctx);
+	tree_note(tree, path, rc);
+	return rc;
+}
+
+int tree_open(struct tree *tree, const char *path, int flags, const struct store_caller *who,
+	      struct tree_file **out)
+{
+	int rc;
+
+	log_clear_reason();
+	rc = tree_open_do(tree, path, flags, who, out);
+	tree_note(tree, path, rc);
+	return rc;
+}
+
 ssize_t tree_getxattr(struct tree *tree, const char *path, const char *name, char *buf,
 		      size_t size)
 {
@@ -2163,11 +2260,16 @@ ssize_t tree_getxattr(struct tree *tree, const char *path, const char *name, cha
 
 	/* ls -l asks every file for security.selinux and system.posix_acl_*: answer those
 	 * before resolving anything (the kernel has looked the path up already). */
-	if (strncmp(name, "user.tcia.", 10) != 0)
+	if (strncmp(name, "user.tcia.", 10) != 0 && strcmp(name, TREE_XATTR_ERROR) != 0)
 		return -ENODATA;
 	rc = tree_resolve(tree, path, NULL, &n);
 	if (rc < 0)
 		return rc;
+	if (strcmp(name, TREE_XATTR_ERROR) == 0) {
+		rc = tree_failure(tree, path, &n, buf, size);
+		tree_node_put(tree, &n);
+		return rc;
+	}
 	rc = -ENODATA;
 	k = tree_xattrs(&n, x);
 	for (i = 0; i < k; i++) {
@@ -2193,6 +2295,7 @@ ssize_t tree_listxattr(struct tree *tree, const char *path, char *buf, size_t si
 	struct tree_xattr x[6];
 	struct tree_node n;
 	size_t i, k, need = 0;
+	bool has_error;
 	ssize_t rc;
 
 	rc = tree_resolve(tree, path, NULL, &n);
@@ -2201,6 +2304,9 @@ ssize_t tree_listxattr(struct tree *tree, const char *path, char *buf, size_t si
 	k = tree_xattrs(&n, x);
 	for (i = 0; i < k; i++)
 		need += strlen(x[i].name) + 1;
+	has_error = tree_failure(tree, path, &n, NULL, 0) > 0;
+	if (has_error)
+		need += sizeof(TREE_XATTR_ERROR);
 	rc = (ssize_t)need;
 	if (size > 0 && size < need) {
 		rc = -ERANGE;
@@ -2213,6 +2319,8 @@ ssize_t tree_listxattr(struct tree *tree, const char *path, char *buf, size_t si
 			memcpy(p, x[i].name, len);
 			p += len;
 		}
+		if (has_error)
+			memcpy(p, TREE_XATTR_ERROR, sizeof(TREE_XATTR_ERROR));
 	}
 	tree_node_put(tree, &n);
 	return rc;

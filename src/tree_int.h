@@ -37,6 +37,7 @@ struct tree_slot {
 	unsigned done;		/* loads finished; protected by tree->lock */
 	int last_rc;		/* protected by tree->lock */
 	int64_t failed_ms;	/* monotonic ms of the last slow failure; protected by tree->lock */
+	char *why;		/* the last failure's reason, or NULL; protected by tree->lock */
 };
 
 struct tree_coll {
@@ -116,6 +117,7 @@ struct tree {
 	struct store *store;	/* borrowed, may be NULL */
 	char *(*status)(void *arg);
 	void *status_arg;
+	struct failures *failures;	/* borrowed, may be NULL */
 	char *cache_dir;
 	long meta_ttl;
 	bool naming_uid;
