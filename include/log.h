@@ -25,9 +25,9 @@ void log_msg(enum log_level level, const char *fmt, ...)
 
 bool log_enabled(enum log_level level);
 
-/* Why this thread's latest operation failed, in the words of its last error or warning
- * line (escaped as logged, without the "tciafs: error: " prefix); "" when none. Valid
- * until this thread logs again. */
+/* Why this thread's operation failed, in the words of its first error line since
+ * log_clear_reason, else its last warning (escaped as logged, without the
+ * "tciafs: error: " prefix); "" when none. Valid until this thread logs again. */
 const char *log_reason(void);
 
 /* A thread that answers with another thread's failure (it waited for that thread's

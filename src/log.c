@@ -19,11 +19,13 @@
 static enum log_level log_max = LOG_LEVEL_INFO;
 static bool log_syslog;
 
-/* Why this thread's latest operation failed: its last error or warning line, or a reason
- * adopted from the thread whose shared download or load it waited for. Thread-local like
- * errno, and for the same reason: it travels with the failure without every layer in
- * between passing it along. */
+/* Why this thread's operation failed: its first error line since log_clear_reason (the
+ * cause; later ones are its consequences, "download failed: Input/output error"), else
+ * its last warning, or a reason adopted from the thread whose shared download or load it
+ * waited for. Thread-local like errno, and for the same reason: it travels with the
+ * failure without every layer in between passing it along. */
 static __thread char log_why[512];
+static __thread bool log_why_is_error;
 
 const char *log_reason(void)
 {
@@ -33,11 +35,13 @@ const char *log_reason(void)
 void log_adopt_reason(const char *why)
 {
 	snprintf(log_why, sizeof(log_why), "%s", why ? why : "");
+	log_why_is_error = why && why[0];
 }
 
 void log_clear_reason(void)
 {
 	log_why[0] = '\0';
+	log_why_is_error = false;
 }
 
 void log_init(enum log_level max, bool use_syslog)
@@ -105,8 +109,10 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	va_start(ap, fmt);
 	(void)vsnprintf(raw, sizeof(raw), fmt, ap);	/* an over-long line is cut, never dropped */
 	va_end(ap);
-	if (level <= LOG_LEVEL_WARN)
+	if (level <= LOG_LEVEL_WARN && !log_why_is_error) {
 		log_escape(raw, log_why, sizeof(log_why));
+		log_why_is_error = level == LOG_LEVEL_ERR;
+	}
 	if (!log_enabled(level))
 		return;
 	if (log_syslog) {

@@ -31,6 +31,7 @@ struct pf_series {
 	char *uid;
 	uint64_t bytes;		/* FileSize from the metadata; 0 unknown */
 	int rc;			/* 0, or the errno the fetch ended with */
+	char *why;		/* "<error>: <reason>" as tciafs gave it, or NULL */
 };
 
 struct pf {
@@ -191,6 +192,99 @@ static void pf_progress(struct pf *p, bool final)
 	pthread_mutex_unlock(&p->print_lock);
 }
 
+/* Why tciafs says the folder failed: user.tciafs.error without its time stamp, as
+ * "<error>: <reason>" (a new string), or NULL when it says nothing. */
+static char *pf_why(const char *path)
+{
+	char buf[1024];
+	ssize_t n = getxattr(path, "user.tciafs.error", buf, sizeof(buf) - 1);
+	const char *sp;
+
+	if (n <= 0)
+		return NULL;
+	buf[n] = '\0';
+	sp = strchr(buf, ' ');
+	return strdup(sp ? sp + 1 : buf);
+}
+
+/* The kind of a failure, for the summary: its reason without what varies from series to
+ * series (the series' UID, a URL, a quoted name, a parenthesised remark). */
+static void pf_kind(const char *why, char *out, size_t size)
+{
+	size_t j = 0;
+	const char *p = why;
+
+	while (*p && j + 1 < size) {
+		if (strncmp(p, "series ", 7) == 0 && p[7] >= '0' && p[7] <= '9') {
+			p += 7 + strspn(p + 7, "0123456789.");
+			p += strspn(p, ": ");
+			continue;
+		}
+		if (strncmp(p, "http://", 7) == 0 || strncmp(p, "https://", 8) == 0) {
+			p += strcspn(p, " ");
+			j += (size_t)snprintf(out + j, size - j, "<url>");
+			continue;
+		}
+		if (*p == '"' || *p == '(')
+			break;
+		out[j++] = *p++;
+	}
+	while (j > 0 && (out[j - 1] == ' ' || out[j - 1] == ':'))
+		j--;
+	out[j < size ? j : size - 1] = '\0';
+}
+
+static int pf_cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Failures counted by kind, most frequent first, on stderr. */
+static void pf_summary(const struct pf *p)
+{
+	char **kinds = calloc(p->count ? p->count : 1, sizeof(*kinds));
+	size_t n = 0, i, j, best, run;
+
+	if (!kinds)
+		return;
+	for (i = 0; i < p->count; i++) {
+		char buf[512];
+
+		if (!p->v[i].rc)
+			continue;
+		pf_kind(p->v[i].why ? p->v[i].why : strerror(p->v[i].rc), buf, sizeof(buf));
+		kinds[n] = strdup(buf);
+		if (kinds[n])
+			n++;
+	}
+	if (n == 0)
+		goto out_free;
+	qsort(kinds, n, sizeof(*kinds), pf_cmp_str);
+	fprintf(stderr, "tciafs-prefetch: %zu series failed:\n", n);
+	/* Print the runs of equal kinds, largest first (n is small: quadratic is fine). */
+	for (;;) {
+		best = 0;
+		run = 0;
+		for (i = 0; i < n; i = j) {
+			for (j = i; j < n && strcmp(kinds[j], kinds[i]) == 0; j++)
+				;
+			if (kinds[i][0] != '\0' && j - i > run) {
+				run = j - i;
+				best = i;
+			}
+		}
+		if (run == 0)
+			break;
+		fprintf(stderr, "  %5zu  %s\n", run, kinds[best]);
+		for (i = best + run; i-- > best;)
+			kinds[i][0] = '\0';	/* printed */
+	}
+out_free:
+	for (i = 0; i < n; i++)
+		free(kinds[i]);
+	free(kinds);
+}
+
 static void *pf_worker(void *arg)
 {
 	struct pf *p = arg;
@@ -214,9 +308,10 @@ static void *pf_worker(void *arg)
 			break;
 		if (s->rc) {
 			atomic_fetch_add(&p->failed, 1);
+			s->why = pf_why(s->path);
 			pthread_mutex_lock(&p->print_lock);
 			fprintf(stderr, "%stciafs-prefetch: %s: %s\n", p->tty ? "\n" : "", s->path,
-				strerror(s->rc));
+				s->why ? s->why : strerror(s->rc));
 			pthread_mutex_unlock(&p->print_lock);
 		}
 		atomic_fetch_add(&p->bytes_done, s->bytes);
@@ -258,6 +353,7 @@ static void pf_free(struct pf *p)
 {
 	for (size_t k = 0; k < p->count; k++) {
 		free(p->v[k].path);
+		free(p->v[k].why);
 		free(p->v[k].uid);
 	}
 	free(p->v);
@@ -374,6 +470,7 @@ int main(int argc, char **argv)
 		pthread_join(threads[i], NULL);
 	free(threads);
 	pf_progress(&p, true);
+	pf_summary(&p);
 	rc = atomic_load(&p.failed) ? 1 : 0;
 	if (pf_stop) {
 		fprintf(stderr, "tciafs-prefetch: stopped; downloads already under way finish in "

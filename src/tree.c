@@ -2190,18 +2190,23 @@ static bool tree_is_failure(int rc)
  * or the one it adopted from the download or load it waited for). */
 static void tree_note(struct tree *t, const char *path, int rc)
 {
-	const char *why = log_reason();
+	const char *why = log_reason(), *p;
 	char uid[72] = "";
 	size_t n;
 
 	if (!t->failures || !tree_is_failure(rc))
 		return;
-	/* The store's lines name the series first ("series <UID>: …"), so the failure can
-	 * be found again from any path that leads to it. */
-	if (strncmp(why, "series ", 7) == 0) {
-		n = strspn(why + 7, "0123456789.");
-		if (n > 0 && n < sizeof(uid) && why[7 + n] == ':') {
-			memcpy(uid, why + 7, n);
+	/* The store's lines name the series first ("series <UID>: …"), a download's the
+	 * request ("…?SeriesInstanceUID=<UID>&…"), so that the failure can be found again
+	 * from any path that leads to the series. */
+	p = strncmp(why, "series ", 7) == 0 ? why + 7 : strstr(why, "SeriesInstanceUID=");
+	if (p && *p == 'S')
+		p += strlen("SeriesInstanceUID=");
+	if (p) {
+		n = strspn(p, "0123456789.");
+		if (n > 0 && n < sizeof(uid) && (p[n] == ':' || p[n] == '&' || p[n] == ' ' ||
+						 p[n] == '\0')) {
+			memcpy(uid, p, n);
 			uid[n] = '\0';
 		}
 	}

@@ -11,7 +11,7 @@ import signal
 import subprocess
 import time
 
-from harness import run, wait_for
+from harness import ROOT, run, wait_for
 
 
 def prefetch(*args, check=True, timeout=120):
@@ -64,11 +64,25 @@ def test_uid_file(ctx):
 def test_failures_set_the_exit_status(ctx):
     s = ctx.server()
     m = ctx.mount(s, options=["retries=0"])
-    bad = s.get_json("getSeries", Collection="Lung-Phantom-CT")[0]["SeriesInstanceUID"]
+    recs = s.get_json("getSeries", Collection="Lung-Phantom-CT")
+    assert len(recs) >= 3
+    bad = recs[0]["SeriesInstanceUID"]
     s.fault(kind="status", status=500, endpoint="getImage", series=bad)
+    # Two refused zips: beside each series, tciafs's reason; in the summary, one kind.
+    for rec in recs[1:3]:
+        s.fault(kind="zipfile", endpoint="getImage", series=rec["SeriesInstanceUID"],
+                path=os.path.join(ROOT, "tests", "hostile", "zips", "bad-dotdot.zip"))
     r = prefetch(os.path.join(m.mountpoint, "Lung-Phantom-CT"), check=False)
     assert r.returncode == 1, r.stderr
-    assert "Input/output error" in r.stderr
+    lines = r.stderr.splitlines()
+    mine = [l for l in lines if bad in l and "tciafs-prefetch: /" in l]
+    assert mine and "Input/output error: GET" in mine[0] and "HTTP 500" in mine[0], lines
+    refused = [l for l in lines if "refusing entry name" in l and "tciafs-prefetch: /" in l]
+    assert len(refused) == 2 and all('"../evil.dcm"' in l for l in refused), lines
+    i = lines.index("tciafs-prefetch: 3 series failed:")
+    summary = lines[i + 1:i + 3]
+    assert summary[0].split(None, 1) == ["2", "Input/output error: bad zip: refusing entry name"], summary
+    assert summary[1].split(None, 1)[0] == "1" and "HTTP 500" in summary[1], summary
 
 
 def test_ctrl_c_stops_at_once(ctx):
