@@ -17,7 +17,7 @@ import archive  # noqa: E402
 LONG = "L" * 10240          # a 10 kB name
 HOSTILE_NAMES = ["../../etc", ".", "..", "a/b", "/", "ctl\x01\x1f\x7fend", LONG, "",
                  "README.txt", "manifests", ".hidden", "tab\there", "nul\x00after",
-                 "ok-name"]
+                 "ok-name", "evil\u202egpj.exe", "\u2066isolate\u2069"]
 
 
 def write(name, data):
@@ -61,6 +61,13 @@ def main():
                    "Collection": "Lung-Phantom-CT", "Modality": "CT", "SeriesNumber": 99,
                    "SeriesDescription": "evil", "ImageCount": 1, "FileSize": 10})
     series.append({"SeriesInstanceUID": {"not": "a uid"}, "StudyInstanceUID": 5})
+    # A NUL inside a UID: cut there it would be another series' identity (issue 14).
+    real = next(s for s in arc.all_series() if s["Collection"] == "Lung-Phantom-CT")
+    series.append({"SeriesInstanceUID": real["SeriesInstanceUID"] + "\u0000" + "4",
+                   "StudyInstanceUID": study["StudyInstanceUID"],
+                   "Collection": "Lung-Phantom-CT", "Modality": "CT", "SeriesNumber": 98,
+                   "SeriesDescription": "nul", "ImageCount": 1, "FileSize": 10,
+                   "CollectionURI": "https://doi.org/10.1/x\nHow to cite: forged"})
     series.append({"SeriesInstanceUID": None})
     write("getSeries-wrong-types.json", json.dumps(series))
     # Answers that are not what the API documents: each must be an errno, not a crash.

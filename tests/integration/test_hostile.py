@@ -5,6 +5,7 @@
 # the mount survives, nothing appears outside the cache, and a good answer already held
 # is not lost to a bad one.
 
+import json
 import os
 import subprocess
 import time
@@ -24,10 +25,13 @@ def ls(path):
     return subprocess.run(["ls", "-a", path], capture_output=True, text=True, timeout=60)
 
 
+BIDI = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c")
+
+
 def safe(name):
     b = name.encode("utf-8", "surrogateescape")
     return (0 < len(b) <= 255 and "/" not in name and not name.startswith(".") and
-            not any(ord(c) < 0x20 or ord(c) == 0x7f for c in name))
+            not any(ord(c) < 0x20 or ord(c) == 0x7f or c in BIDI for c in name))
 
 
 def test_answers_that_are_not_the_api_give_ebadmsg(ctx):
@@ -73,7 +77,7 @@ def test_hostile_collection_names(ctx):
             path=corpus("getCollectionValues-names.json"))
     m = ctx.mount(s)
     names = [n for n in os.listdir(m.mountpoint) if n != "README.txt"]
-    assert len(names) == 14, names
+    assert len(names) == 16, names
     assert all(safe(n) for n in names), names
     got = set()
     for n in names:
@@ -81,7 +85,8 @@ def test_hostile_collection_names(ctx):
         assert os.path.isdir(p), n
         got.add(os.getxattr(p, "user.tcia.collection"))
     assert b"L" * 10240 in got and b"../../etc" in got and b"" in got, got
-    assert {"_dot_", "_dotdot_", "_empty_", "a_b", "_README.txt", "_manifests"} <= set(names)
+    assert {"_dot_", "_dotdot_", "_empty_", "a_b", "_README.txt", "_manifests",
+            "evil_gpj.exe", "_isolate_"} <= set(names)
     assert not os.path.exists(os.path.join(ctx.workdir, "etc"))
 
 
@@ -93,16 +98,16 @@ def test_hostile_patient_ids_and_wrong_types(ctx):
     names = os.listdir(coll)
     pats = [n for n in names if os.path.isdir(os.path.join(coll, n)) and
             not n.startswith(".")]
-    # 14 hostile names + 3 that would hide our files + 42; the object, array, null,
+    # 16 hostile names + 3 that would hide our files + 42; the object, array, null,
     # true and missing IDs are no patient.
-    assert len(pats) == 18, pats
+    assert len(pats) == 20, pats
     assert all(safe(n) for n in pats), pats
     assert "42" in pats and "_patients.csv" in pats and "collection.json_" in pats
     # Our own files are still ours.
     for f in ("collection.json", "patients.csv", "CITATION.txt"):
         assert os.path.isfile(os.path.join(coll, f)), f
     rows = run(["cat", os.path.join(coll, "patients.csv")]).stdout
-    assert rows.count("\n") >= 19
+    assert rows.count("\n") >= 21
 
 
 def test_hostile_series_records(ctx):
@@ -113,15 +118,16 @@ def test_hostile_series_records(ctx):
     pat = os.path.join(coll, "LPC-001")
     study = os.path.join(pat, sorted(d for d in os.listdir(pat) if d != "patient.json")[0])
     sers = [d for d in os.listdir(study) if d != "study.json"]
-    # Eight records with every field of a wrong type and the one whose UID is a path;
-    # the two without a usable UID are not shown.
-    assert len(sers) == 9, sers
+    # Eight records with every field of a wrong type, the one whose UID is a path and the
+    # one with a NUL in its UID; the two without a usable UID are not shown.
+    assert len(sers) == 10, sers
     assert all(safe(n) for n in sers), sers
     for d in sers:
         p = os.path.join(study, d)
         uid = os.getxattr(p, "user.tcia.series_uid").decode()
         with open(os.path.join(p, "series.json")) as f:
-            assert uid in f.read()
+            # As the API sent it; the xattr shows an embedded NUL as U+FFFD.
+            assert json.load(f)["SeriesInstanceUID"] == uid.replace("\ufffd", "\x00")
     # The tables and facets render; values of the wrong type count as unknown.
     run(["cat", os.path.join(coll, "series.csv")])
     assert "_unknown" in os.listdir(os.path.join(coll, ".by-modality"))
@@ -133,6 +139,17 @@ def test_hostile_series_records(ctx):
     assert r.returncode != 0 and "Input/output error" in r.stderr, r
     assert "not a DICOM UID" in m.log()
     assert not os.path.exists("/tmp/tciafs-evil")
+    # The UID with a NUL keeps all of itself (U+FFFD for the NUL): never fetched as the
+    # real series whose UID it starts with. Its CollectionURI's line break stays out of
+    # CITATION.txt's lines.
+    nul = [d for d in sers if "\ufffd" in os.getxattr(os.path.join(study, d),
+                                                     "user.tcia.series_uid").decode()]
+    assert len(nul) == 1, sers
+    r = ls(os.path.join(study, nul[0]))
+    assert r.returncode != 0 and "Input/output error" in r.stderr, r
+    assert [e for e in s.requests("getImage")] == []
+    with open(os.path.join(coll, "CITATION.txt")) as f:
+        assert "\nHow to cite: forged" not in f.read()
     assert ls(m.mountpoint).returncode == 0
 
 
