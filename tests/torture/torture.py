@@ -33,7 +33,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 from harness import Context, mounted  # noqa: E402
 
 FAULTS = ["delay", "status", "429", "reset", "truncate", "corrupt", "malformed", "html",
-          "empty", "slow"]
+          "empty", "slow", "endless", "huge", "redirect"]
 ENDPOINTS = ["getCollectionValues", "getPatient", "getPatientStudy", "getSeries",
              "getSeriesSize", "getImage", "getModalityValues", "getBodyPartValues",
              "getManufacturerValues"]
@@ -152,8 +152,12 @@ def reader(stats, ref, mp, stop, rnd):
 def random_fault(rnd, uids):
     kind = rnd.choice(FAULTS)
     rule = {"kind": kind, "times": rnd.randint(1, 3)}
-    if kind in ("truncate", "corrupt", "slow"):
+    if kind in ("truncate", "corrupt", "endless"):
         rule["endpoint"] = "getImage"
+    elif kind == "huge":
+        # A gzip bomb where metadata is expected (issue 14): refused at the memory cap.
+        rule["endpoint"] = rnd.choice([e for e in ENDPOINTS if e != "getImage"])
+        rule.update(gzip=True, mb=300)
     else:
         rule["endpoint"] = rnd.choice(ENDPOINTS)
     if rule["endpoint"] == "getImage" and rnd.random() < 0.5:
@@ -164,8 +168,12 @@ def random_fault(rnd, uids):
         rule["status"] = rnd.choice([500, 502, 503, 504])
     elif kind == "429":
         rule["retry_after"] = 1
-    elif kind == "slow":
+    elif kind == "slow" and rule["endpoint"] == "getImage":
         rule["rate"] = rnd.choice([20000, 100000, 400000])
+    elif kind == "slow":
+        rule["rate"] = 150      # a metadata trickle: only the overall deadline ends it
+    elif kind == "redirect":
+        rule["location"] = "http://127.0.0.1:9/nowhere"     # a port nobody listens on
     return rule
 
 
@@ -255,7 +263,8 @@ def crash_campaign(ctx, kills, seed, log):
     ref = reference(s)
     cache = ctx.path("crash-cache")
     result = {"kills": 0, "kills_mid_download": 0, "server_kills": 0, "store_checks": 0, "series_verified": 0,
-              "partial": [], "tmp_left": [], "died": [], "stuck": 0, "mount_failures": 0}
+              "partial": [], "tmp_left": [], "died": [], "stuck": 0, "mount_failures": 0,
+              "stops": 0, "stops_mid_download": 0, "slow_stops": [], "max_stop_s": 0.0}
     for i in range(kills):
         # Empty the store (between mounts) most times, so that there is work to kill.
         sdir = os.path.join(cache, "series")
@@ -293,11 +302,30 @@ def crash_campaign(ctx, kills, seed, log):
         if m.proc.poll() is not None:
             # It died before we killed it (a sanitizer report, a crash): a failure.
             result["died"].append((i, m.proc.returncode, m.log()[-2000:]))
-        m.proc.kill()
-        m.proc.wait()
-        result["kills"] += 1
+        if not server_too and rnd.random() < 0.25:
+            # An orderly stop instead (issue 14): SIGTERM ends downloads in flight, the
+            # daemon exits 0 within 2 s, and the store is as clean as after a kill -9.
+            mid = any(f.endswith(".zip") for f in os.listdir(tmp))
+            t0 = time.monotonic()
+            m.proc.terminate()
+            try:
+                m.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                m.proc.kill()
+                m.proc.wait()
+            dt = time.monotonic() - t0
+            result["stops"] += 1
+            result["stops_mid_download"] += mid
+            result["max_stop_s"] = round(max(result["max_stop_s"], dt), 2)
+            if dt > 2 or m.proc.returncode != 0:
+                result["slow_stops"].append((i, round(dt, 2), m.proc.returncode))
+            m.exit_code = m.proc.returncode
+        else:
+            m.proc.kill()
+            m.proc.wait()
+            result["kills"] += 1
+            m.exit_code = -9
         subprocess.run(["fusermount3", "-u", "-z", m.mountpoint], capture_output=True)
-        m.exit_code = -9
         stop.set()
         for t in threads:
             t.join(30)
@@ -322,8 +350,9 @@ def crash_campaign(ctx, kills, seed, log):
     m.stop()
     log("crashes: %s" % json.dumps(result))
     ok = (not result["partial"] and not result["tmp_left"] and not result["stuck"] and
-          not result["died"] and
-          result["kills"] >= kills - result["mount_failures"] and not result["mount_failures"])
+          not result["died"] and not result["slow_stops"] and
+          result["kills"] + result["stops"] >= kills - result["mount_failures"] and
+          not result["mount_failures"])
     return ok, result
 
 
@@ -373,6 +402,9 @@ def report(path, faults, crashes, seed, elapsed):
         "| kill -9 of tciafs while readers fetched (a download in tmp/ at the moment) "
         "| %d (%d) |" % (crashes["kills"], crashes["kills_mid_download"]),
         "| kill -9 of the server mid-body | %d |" % crashes["server_kills"],
+        "| SIGTERM while readers fetched (a download in tmp/ at the moment); longest stop "
+        "(bound 2 s) | %d (%d); %.2f s |" % (crashes["stops"], crashes["stops_mid_download"],
+                                           crashes["max_stop_s"]),
         "| store checks after a kill (each series verified file by file) | %d (%d series) |"
         % (crashes["store_checks"], crashes["series_verified"]),
         "| hostile inputs in tests/hostile (zips, API answers), each with a test | %d, %d |"
