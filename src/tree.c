@@ -312,8 +312,7 @@ void tree_free(struct tree *tree)
 
 	if (!tree)
 		return;
-	if (tree->colls.snap)
-		tree_snap_put(tree, tree->colls.snap);
+	tree_slot_clear(tree, &tree->colls);
 	for (i = 0; i < tree->nmans; i++) {
 		tree_slot_clear(tree, &tree->mans[i].res);
 		free(tree->mans[i].name);
