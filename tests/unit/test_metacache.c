@@ -306,7 +306,7 @@ static void test_memory_bound(void **state)
 static size_t disk_bytes(void)
 {
 	struct dirent *de;
-	char path[128];
+	char path[512];
 	size_t total = 0;
 	FILE *f;
 	DIR *d = opendir(dir);
