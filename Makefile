@@ -118,7 +118,7 @@ torture: deps $(BIN)
 check: deps
 	$(MAKE) check-build
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
-	  $(MAKE) check-asan
+	  LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp $(MAKE) check-asan
 	$(MAKE) tsan
 	$(MAKE) fuzz FUZZ_SECONDS=10
 	@echo "make check: all suites passed"

@@ -318,7 +318,9 @@ def test_answers_in_flight_share_one_memory_cap(ctx):
     assert all("File too large" in e for e in errs), errs
     with open("/proc/%d/status" % m.proc.pid) as f:
         rss = [int(line.split()[1]) for line in f if line.startswith("VmHWM:")][0]
-    assert rss < 700 * 1024, rss
+    # ASan keeps freed memory in quarantine (256 MB by default): allow for it there.
+    limit = 950 if "ASAN_OPTIONS" in os.environ else 700
+    assert rss < limit * 1024, rss
     s.reset_faults()
     time.sleep(3.2)
     assert os.listdir(paths[0])          # and the mount serves on
