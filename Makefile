@@ -10,9 +10,16 @@ CC        ?= cc
 PYTHON    ?= /usr/bin/python3
 
 PKGS      := fuse3 libcurl jansson libzip
-# Recursive (=) on purpose: evaluated when a recipe runs, after `deps` has installed them.
-PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
-PKG_LIBS   = $(shell pkg-config --libs $(PKGS)) -lpthread
+# libfuse: the 3.17 that scripts/libfuse.sh built into build/fuse317 (static, with FUSE
+# passthrough) when it is there, else the system's (3.14 on Debian 12: no passthrough).
+# FUSE=system forces the system's.
+FUSE      ?= auto
+FUSE_DIR  := $(CURDIR)/build/fuse317
+# Recursive (=) on purpose: evaluated when a recipe runs, after `deps` has installed them
+# and built libfuse.
+FUSE_ENV   = $(if $(filter system,$(FUSE)),,$(if $(wildcard $(FUSE_DIR)/.done),PKG_CONFIG_PATH=$(FUSE_DIR)/lib/pkgconfig))
+PKG_CFLAGS = $(shell $(FUSE_ENV) pkg-config --cflags $(PKGS))
+PKG_LIBS   = $(shell $(FUSE_ENV) pkg-config --libs $(PKGS)) -lpthread
 CMOCKA_LIBS = $(shell pkg-config --libs cmocka)
 
 WARN      := -std=c17 -Wall -Wextra -Wshadow -Wformat=2 -Wstrict-prototypes \
@@ -36,12 +43,20 @@ UNIT_BIN  := $(UNIT:%=$(BUILD)/%)
 
 
 PHONY_EXTRA := torture torture-short tsan
-.PHONY: $(PHONY_EXTRA) fuzz install uninstall bench all deps check unit unit-run valgrind integration check-build check-asan demo clean
+.PHONY: $(PHONY_EXTRA) FORCE check-system-fuse fuzz install uninstall bench all deps check unit unit-run valgrind integration check-build check-asan demo clean
 
 all: $(BIN) $(BUILD)/tciafs-prefetch
 
 deps:
 	@sh scripts/deps.sh
+	@sh scripts/libfuse.sh
+
+# Which libfuse a build uses, so that switching relinks and recompiles what sees FUSE.
+$(BUILD)/.fuse: FORCE | deps
+	@mkdir -p $(BUILD)
+	@echo '$(FUSE_ENV)' | cmp -s - $@ || echo '$(FUSE_ENV)' > $@
+$(BUILD)/main.o $(BUILD)/fs.o: $(BUILD)/.fuse
+FORCE:
 
 $(BUILD)/%.o: src/%.c | deps
 	@mkdir -p $(BUILD)
@@ -61,8 +76,8 @@ $(BUILD)/tcia-query: $(BUILD)/tool_tcia_query.o $(MODEL_OBJ)
 $(BUILD)/tciafs-prefetch: $(BUILD)/prefetch.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lpthread
 
-$(BIN): $(BUILD)/main.o $(BUILD)/fs.o $(MODEL_OBJ)
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
+$(BIN): $(BUILD)/main.o $(BUILD)/fs.o $(MODEL_OBJ) $(BUILD)/.fuse
+	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(PKG_LIBS)
 
 $(BUILD)/test_%: $(BUILD)/test_%.o $(MODEL_OBJ)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS) $(CMOCKA_LIBS)
@@ -115,8 +130,18 @@ torture: deps $(BIN)
 	$(PYTHON) tests/torture/torture.py --bin $(BIN) --seconds $(TORTURE_SECONDS) \
 	  --kills $(TORTURE_KILLS) --report docs/reliability.md
 
+# The build against the system's libfuse (3.14 on Debian 12: no passthrough) stays
+# supported: built, and the tests where the read path and FUSE's behaviour matter run
+# against it.
+SYSFUSE_TESTS := test_passthrough,test_fetch,test_mount,test_hardening,test_browse,test_prefetch
+check-system-fuse: deps
+	$(MAKE) BUILD=build-sysfuse FUSE=system build-sysfuse/tciafs build-sysfuse/tcia-query \
+	  build-sysfuse/tciafs-prefetch
+	$(PYTHON) tests/integration/run.py --bin build-sysfuse/tciafs -k $(SYSFUSE_TESTS)
+
 check: deps
 	$(MAKE) check-build
+	$(MAKE) check-system-fuse
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
 	  LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp $(MAKE) check-asan
 	$(MAKE) tsan
@@ -181,6 +206,6 @@ demo: $(BIN)
 	@sh scripts/demo.sh $(BIN)
 
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-fuzz build-tsan build-sysfuse
 
 -include $(wildcard $(BUILD)/*.d)

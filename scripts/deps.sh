@@ -2,12 +2,13 @@
 # SPDX-License-Identifier: MIT
 # Installs the Debian packages tciafs needs to build, test and demo, and nothing else:
 # each package is checked with dpkg -s, so a machine that has them all runs no apt at all.
+# (scripts/libfuse.sh, run after it, builds the newer libfuse with meson.)
 set -eu
 
 PKGS="build-essential pkg-config libfuse3-dev fuse3 libcurl4-openssl-dev libjansson-dev
 libzip-dev libcmocka-dev python3 dcmtk python3-pydicom python3-numpy valgrind curl unzip zip clang
 openssl procps attr dcm2niix groff-base man-db
-libclang-rt-14-dev"
+libclang-rt-14-dev meson ninja-build dpkg-dev"
 
 missing=""
 for p in $PKGS; do

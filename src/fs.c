@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT
  * fs.c — the FUSE callbacks. Each one unpacks its arguments, makes one call into the
  * tree, and returns 0 or -errno; no HTTP, JSON or zip here. Every write-type call is
- * answered EROFS: the archive is read-only.
+ * answered EROFS: the archive is read-only. Stored files open in FUSE passthrough where
+ * the kernel and libfuse allow it: their reads then never reach us.
  */
 #include "fs.h"
 
@@ -9,9 +10,40 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/statvfs.h>
 
+#include <fuse_lowlevel.h>
+
+#include "log.h"
 #include "tree.h"
+
+/* The passthrough ioctls on /dev/fuse (Linux 6.9, <linux/fuse.h>; Debian 12's kernel
+ * headers predate them). libfuse 3.17 wraps them for the low-level API only, which
+ * hands out the request; the high-level API has the session's fd. */
+struct fs_backing_map {
+	int32_t fd;
+	uint32_t flags;
+	uint64_t padding;
+};
+#define FS_IOC_BACKING_OPEN _IOW(229, 1, struct fs_backing_map)
+#define FS_IOC_BACKING_CLOSE _IOW(229, 2, uint32_t)
+
+/* A backing file the kernel holds for one path, shared by every open of that path
+ * (the kernel refuses a second, different backing file for an inode in use). */
+struct fs_backing {
+	char *path;
+	int id;
+	unsigned refs;
+	struct fs_backing *next;
+};
+
+/* What an open file is to us: the tree's file, and the backing it is read through in
+ * passthrough (released with the last open of its path). */
+struct fs_handle {
+	struct tree_file *f;
+	struct fs_backing *backing;	/* NULL = read through the daemon */
+};
 
 static struct tciafs *fs_ctx(void)
 {
@@ -32,6 +64,180 @@ static struct store_caller fs_caller(void)
 	return who;
 }
 
+const char *fs_read_path_name(const struct tciafs *fs, const char **why)
+{
+	static const char *const whys[] = {
+		[FS_READ_UNKNOWN] = "not mounted yet",
+		[FS_READ_PASSTHROUGH] = "FUSE passthrough: the kernel reads the cache directly",
+		[FS_READ_DAEMON_OFF] = "-o passthrough=off",
+		[FS_READ_DAEMON_LIBFUSE] = "built with a libfuse without passthrough (before 3.16)",
+		[FS_READ_DAEMON_KERNEL] = "the kernel offers no FUSE passthrough (Linux 6.9 or later "
+					  "has it)",
+		[FS_READ_DAEMON_PRIV] = "passthrough refused: it needs CAP_SYS_ADMIN (mount as root)",
+	};
+	int p = __atomic_load_n(&fs->read_path, __ATOMIC_RELAXED);
+
+	if (p < 0 || p > FS_READ_DAEMON_PRIV)
+		p = FS_READ_UNKNOWN;
+	*why = whys[p];
+	return p == FS_READ_PASSTHROUGH ? "passthrough" : "daemon";
+}
+
+static void fs_set_read_path(struct tciafs *fs, enum fs_read_path p)
+{
+	const char *why, *name;
+
+	__atomic_store_n(&fs->read_path, p, __ATOMIC_RELAXED);
+	name = fs_read_path_name(fs, &why);
+	log_info("reads of stored files: %s (%s)", name, why);
+}
+
+/* Asks for passthrough when the kernel offers it; whether it is granted shows at the
+ * first open (the ioctl needs CAP_SYS_ADMIN). */
+static void fs_init_passthrough(struct tciafs *fs, struct fuse_conn_info *conn)
+{
+#ifdef FUSE_CAP_PASSTHROUGH
+	if (!fs->passthrough) {
+		fs_set_read_path(fs, FS_READ_DAEMON_OFF);
+	} else if (!(conn->capable & FUSE_CAP_PASSTHROUGH)) {
+		fs_set_read_path(fs, FS_READ_DAEMON_KERNEL);
+	} else {
+		conn->want |= FUSE_CAP_PASSTHROUGH;
+		/* Backing files on a plain disk; another stacked fs may sit over us. */
+		conn->max_backing_stack_depth = FUSE_BACKING_STACKED_UNDER;
+		fs_set_read_path(fs, FS_READ_PASSTHROUGH);
+	}
+#else
+	(void)conn;
+	fs_set_read_path(fs, fs->passthrough ? FS_READ_DAEMON_LIBFUSE : FS_READ_DAEMON_OFF);
+#endif
+}
+
+#ifdef FUSE_CAP_PASSTHROUGH
+/* Hands a stored file's fd to the kernel as a backing file. Returns the backing id, or
+ * 0 when files are to be read through the daemon. */
+static int fs_backing_new(struct tciafs *fs, int fd)
+{
+	struct fs_backing_map map = { .fd = fd };
+	int id;
+
+	id = ioctl(fuse_session_fd(fuse_get_session(fuse_get_context()->fuse)),
+		   FS_IOC_BACKING_OPEN, &map);
+	if (id > 0)
+		return id;
+	if (errno == EPERM) {
+		int expect = FS_READ_PASSTHROUGH;
+
+		/* Said once, by whichever open saw it first. */
+		if (__atomic_compare_exchange_n(&fs->read_path, &expect, FS_READ_DAEMON_PRIV,
+						false, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+			fs_set_read_path(fs, FS_READ_DAEMON_PRIV);
+	} else {
+		log_warn("passthrough for a stored file failed (%s): it is read through the "
+			 "daemon", strerror(errno));
+	}
+	return 0;
+}
+#endif
+
+static void fs_backing_close(int id)
+{
+	uint32_t arg = (uint32_t)id;
+
+	if (ioctl(fuse_session_fd(fuse_get_session(fuse_get_context()->fuse)),
+		  FS_IOC_BACKING_CLOSE, &arg) < 0)
+		log_warn("releasing a passthrough backing file: %s", strerror(errno));
+}
+
+#ifdef FUSE_CAP_PASSTHROUGH
+static struct fs_backing *fs_backing_find(struct tciafs *fs, const char *path)
+{
+	struct fs_backing *b;
+
+	for (b = fs->backings; b; b = b->next)
+		if (strcmp(b->path, path) == 0)
+			return b;
+	return NULL;
+}
+#endif
+
+/* The backing for an open of path whose stored file is fd: the one its other opens
+ * use, else a new one. NULL when the file is read through the daemon. */
+static struct fs_backing *fs_backing_get(struct tciafs *fs, const char *path, int fd)
+{
+#ifdef FUSE_CAP_PASSTHROUGH
+	struct fs_backing *b, *nb;
+	int id;
+
+	if (fd < 0 || __atomic_load_n(&fs->read_path, __ATOMIC_RELAXED) != FS_READ_PASSTHROUGH)
+		return NULL;
+	pthread_mutex_lock(&fs->backing_lock);
+	b = fs_backing_find(fs, path);
+	if (b)
+		b->refs++;
+	pthread_mutex_unlock(&fs->backing_lock);
+	if (b)
+		return b;
+	id = fs_backing_new(fs, fd);	/* an ioctl: not under the lock */
+	if (id <= 0)
+		return NULL;
+	nb = calloc(1, sizeof(*nb));
+	if (nb)
+		nb->path = strdup(path);
+	if (!nb || !nb->path) {
+		free(nb);
+		fs_backing_close(id);
+		return NULL;
+	}
+	nb->id = id;
+	nb->refs = 1;
+	pthread_mutex_lock(&fs->backing_lock);
+	b = fs_backing_find(fs, path);	/* another open of it may have won */
+	if (b) {
+		b->refs++;
+	} else {
+		nb->next = fs->backings;
+		fs->backings = nb;
+	}
+	pthread_mutex_unlock(&fs->backing_lock);
+	if (b) {
+		fs_backing_close(id);
+		free(nb->path);
+		free(nb);
+		return b;
+	}
+	return nb;
+#else
+	(void)fs;
+	(void)path;
+	(void)fd;
+	return NULL;
+#endif
+}
+
+static void fs_backing_put(struct tciafs *fs, struct fs_backing *b)
+{
+	struct fs_backing **p;
+	bool last;
+
+	if (!b)
+		return;
+	pthread_mutex_lock(&fs->backing_lock);
+	last = --b->refs == 0;
+	if (last)
+		for (p = &fs->backings; *p; p = &(*p)->next)
+			if (*p == b) {
+				*p = b->next;
+				break;
+			}
+	pthread_mutex_unlock(&fs->backing_lock);
+	if (!last)
+		return;
+	fs_backing_close(b->id);
+	free(b->path);
+	free(b);
+}
+
 static void *fs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 {
 	struct tciafs *fs = fs_ctx();
@@ -44,12 +250,21 @@ static void *fs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 		conn->want |= FUSE_CAP_SPLICE_WRITE;
 	if (conn->capable & FUSE_CAP_SPLICE_MOVE)
 		conn->want |= FUSE_CAP_SPLICE_MOVE;
+	/* Always READDIRPLUS, never a switch to READDIR half way through a folder: every
+	 * listing carries full attributes anyway, and libfuse 3.17's buffered listings lose
+	 * entries when the kernel changes between the two (a 1,000-link folder listed 169). */
+	conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
 	/* The archive is immutable between refreshes: let the kernel cache names,
 	 * attributes and file pages, and remember misses for a little while. */
 	cfg->entry_timeout = fs->entry_timeout;
 	cfg->attr_timeout = fs->entry_timeout;
 	cfg->negative_timeout = fs->negative_timeout;
-	cfg->kernel_cache = 1;
+	/* Not cfg->kernel_cache: it would add keep_cache to every open, and the kernel
+	 * refuses a passthrough open that has it. fs_open sets it file by file. */
+	/* A caller's Ctrl-C must reach a wait for a download (fuse_interrupted); libfuse
+	 * 3.17's high-level API ignores FUSE_INTERRUPT unless asked. */
+	cfg->intr = 1;
+	fs_init_passthrough(fs, conn);
 	return fs;
 }
 
@@ -101,19 +316,38 @@ static int fs_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t
 static int fs_open(const char *path, struct fuse_file_info *fi)
 {
 	struct store_caller who = fs_caller();
-	struct tree_file *f;
-	int rc = tree_open(fs_ctx()->tree, path, fi->flags, &who, &f);
+	struct fs_handle *h = calloc(1, sizeof(*h));
+	int rc;
 
-	if (rc < 0)
+	if (!h)
+		return -ENOMEM;
+	rc = tree_open(fs_ctx()->tree, path, fi->flags, &who, &h->f);
+	if (rc < 0) {
+		free(h);
 		return rc;
-	fi->fh = (uintptr_t)f;
-	if (tree_file_live(f)) {
-		fi->direct_io = 1;	/* made fresh on each open: never from the page cache */
-	} else {
-		/* Stored and generated files do not change: keep pages across opens. */
-		fi->keep_cache = 1;
 	}
+	fi->fh = (uintptr_t)h;
+	if (tree_file_live(h->f)) {
+		fi->direct_io = 1;	/* made fresh on each open: never from the page cache */
+		return 0;
+	}
+	/* The kernel reads a stored file itself; its pages are the cache file's. */
+	h->backing = fs_backing_get(fs_ctx(), path, tree_file_fd(h->f));
+	if (h->backing) {
+#ifdef FUSE_CAP_PASSTHROUGH
+		fi->backing_id = h->backing->id;
+#endif
+		__atomic_add_fetch(&fs_ctx()->passthrough_opens, 1, __ATOMIC_RELAXED);
+		return 0;
+	}
+	/* Stored and generated files do not change: keep pages across opens. */
+	fi->keep_cache = 1;
 	return 0;
+}
+
+static struct tree_file *fs_file(const struct fuse_file_info *fi)
+{
+	return ((struct fs_handle *)(uintptr_t)fi->fh)->f;
 }
 
 /* Stored files are handed over as a file descriptor, so libfuse can splice them to the
@@ -121,7 +355,7 @@ static int fs_open(const char *path, struct fuse_file_info *fi)
 static int fs_read_buf(const char *path, struct fuse_bufvec **bufp, size_t size, off_t off,
 		       struct fuse_file_info *fi)
 {
-	struct tree_file *f = (struct tree_file *)(uintptr_t)fi->fh;
+	struct tree_file *f = fs_file(fi);
 	struct fuse_bufvec *bv;
 	ssize_t n;
 	char *mem;
@@ -131,6 +365,7 @@ static int fs_read_buf(const char *path, struct fuse_bufvec **bufp, size_t size,
 	if (!bv)
 		return -ENOMEM;
 	if (tree_file_fd(f) >= 0) {
+		__atomic_add_fetch(&fs_ctx()->stored_reads, 1, __ATOMIC_RELAXED);
 		*bv = FUSE_BUFVEC_INIT(size);
 		bv->buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
 		bv->buf[0].fd = tree_file_fd(f);
@@ -159,13 +394,17 @@ static int fs_read(const char *path, char *buf, size_t size, off_t off,
 		   struct fuse_file_info *fi)
 {
 	(void)path;
-	return (int)tree_read((struct tree_file *)(uintptr_t)fi->fh, buf, size, off);
+	return (int)tree_read(fs_file(fi), buf, size, off);
 }
 
 static int fs_release(const char *path, struct fuse_file_info *fi)
 {
+	struct fs_handle *h = (struct fs_handle *)(uintptr_t)fi->fh;
+
 	(void)path;
-	tree_close((struct tree_file *)(uintptr_t)fi->fh);
+	fs_backing_put(fs_ctx(), h->backing);
+	tree_close(h->f);	/* the series may be evicted from now on */
+	free(h);
 	return 0;
 }
 

@@ -44,6 +44,7 @@ struct tciafs_conf {
 	char *cache_dir;
 	char *token_file;
 	char *naming;
+	char *passthrough;
 	char *cache_size;
 	char *max_series;
 	uint64_t max_series_bytes;
@@ -73,6 +74,7 @@ static const struct fuse_opt tciafs_opt_spec[] = {
 	TCIAFS_OPT("cache_dir=%s", cache_dir),
 	TCIAFS_OPT("token_file=%s", token_file),
 	TCIAFS_OPT("naming=%s", naming),
+	TCIAFS_OPT("passthrough=%s", passthrough),
 	TCIAFS_OPT("cache_size=%s", cache_size),
 	TCIAFS_OPT("max_series=%s", max_series),
 	TCIAFS_OPT("max_fetches=%d", max_fetches),
@@ -162,6 +164,8 @@ static void tciafs_usage(const char *prog)
 	       "    -o retries=N           retries on connection errors, 5xx, 429 (default: 4)\n"
 	       "    -o meta_ttl=SECONDS    how long API answers are trusted (default: 86400)\n"
 	       "    -o naming=readable|uid study and series folder names (default: readable)\n"
+	       "    -o passthrough=on|off  let the kernel read stored files itself where it can\n"
+	       "                           (FUSE passthrough; default: on)\n"
 	       "    -o cache_size=SIZE     cap on stored series, K/M/G/T (default: 20G)\n"
 	       "    -o max_fetches=N       series downloads at once (default: 4)\n"
 	       "    -o max_series=SIZE     longest series zip accepted when the metadata gives\n"
@@ -267,6 +271,11 @@ static int tciafs_conf_check(struct tciafs_conf *conf)
 		fprintf(stderr, "tciafs: naming=%s: use readable or uid\n", conf->naming);
 		return -EINVAL;
 	}
+	if (conf->passthrough && strcmp(conf->passthrough, "on") != 0 &&
+	    strcmp(conf->passthrough, "off") != 0) {
+		fprintf(stderr, "tciafs: passthrough=%s: use on or off\n", conf->passthrough);
+		return -EINVAL;
+	}
 	if (!conf->cache_dir) {
 		conf->cache_dir = tciafs_default_cache_dir();
 		if (!conf->cache_dir) {
@@ -305,6 +314,7 @@ static int tciafs_conf_check(struct tciafs_conf *conf)
 
 /* Everything /.tciafs/status reports, gathered from the modules that keep it. */
 struct tciafs_status {
+	struct tciafs *fs;
 	struct store *store;
 	struct http *http;
 	struct metacache *cache;
@@ -319,6 +329,7 @@ static char *tciafs_status_json(void *arg)
 	struct tciafs_status *st = arg;
 	struct metacache_stats ms;
 	struct http_stats hs;
+	const char *path, *why;
 	json_t *root;
 	char *store_text, *text;
 
@@ -340,6 +351,12 @@ static char *tciafs_status_json(void *arg)
 				      (json_int_t)ms.mem_bytes));
 	json_object_set_new(root, "failures",
 			    failures_json(st->failures, TCIAFS_STATUS_FAILURES));
+	path = fs_read_path_name(st->fs, &why);
+	json_object_set_new(root, "reads", json_pack(
+		"{s:s,s:s,s:I,s:I}", "path", path, "why", why, "passthrough_opens",
+		(json_int_t)__atomic_load_n(&st->fs->passthrough_opens, __ATOMIC_RELAXED),
+		"served_by_daemon",
+		(json_int_t)__atomic_load_n(&st->fs->stored_reads, __ATOMIC_RELAXED)));
 	text = json_dumps(root, JSON_INDENT(2));
 	json_decref(root);
 	return text;
@@ -525,7 +542,10 @@ static int tciafs_run(struct fuse_args *args, struct fuse_cmdline_opts *cmd,
 		.manifests = conf->manifests,
 		.nmanifests = conf->nmanifests,
 	};
-	struct tciafs ctx = { .entry_timeout = 3600.0, .negative_timeout = 5.0 };
+	struct tciafs ctx = { .entry_timeout = 3600.0, .negative_timeout = 5.0,
+			      .passthrough = !conf->passthrough ||
+					     strcmp(conf->passthrough, "off") != 0,
+			      .backing_lock = PTHREAD_MUTEX_INITIALIZER };
 	struct metacache_opts mopts = { .ttl = conf->meta_ttl, .offline = conf->offline };
 	struct store_opts sopts = {
 		.dir = conf->cache_dir,
@@ -573,7 +593,7 @@ static int tciafs_run(struct fuse_args *args, struct fuse_cmdline_opts *cmd,
 		fprintf(stderr, "tciafs: out of memory\n");
 		goto out_free_model;
 	}
-	status = (struct tciafs_status){ store, http, cache, failures };
+	status = (struct tciafs_status){ &ctx, store, http, cache, failures };
 	topts.failures = failures;
 	topts.store = store;
 	topts.status = tciafs_status_json;
@@ -687,6 +707,7 @@ out_free_args:
 	free(conf.cache_dir);
 	free(conf.token_file);
 	free(conf.naming);
+	free(conf.passthrough);
 	free(conf.cache_size);
 	free(conf.max_series);
 	free(conf.positional[0]);

@@ -595,6 +595,8 @@ class Handler(BaseHTTPRequestHandler):
         return 200, self._send(200, ctype, body, extra), kind
 
     def _zip(self, series, new_names, kind):
+        if self.server.zip_delay:
+            self._sleep(self.server.zip_delay)
         if series is None:
             # An unknown series still gets 200 and an empty zip (tcia-api.md §3).
             body = archive.empty_zip()
@@ -749,7 +751,11 @@ def main(argv=None):
     ap.add_argument("--zip-cache", metavar="DIR",
                     help="keep each generated zip in DIR and serve it from there after")
     ap.add_argument("--delay", type=float, default=0.0,
-                    help="seconds to wait before answering every API request")
+                    help="seconds to wait before answering every API request (a round "
+                         "trip on a real network)")
+    ap.add_argument("--zip-delay", type=float, default=0.0,
+                    help="further seconds before a zip's first byte (the real service "
+                         "assembles the zip before it sends anything)")
     ap.add_argument("--auth", metavar="USER:PASS",
                     help="require bearer tokens from POST %s (legacy v2 flow)" % TOKEN_PATH)
     ap.add_argument("--token-ttl", type=int, default=7200,
@@ -767,6 +773,7 @@ def main(argv=None):
     srv.tokens = Tokens(args.auth, args.token_ttl)
     srv.reqlog = RequestLog(args.log)
     srv.delay = args.delay
+    srv.zip_delay = args.zip_delay
     srv.zip_cache = args.zip_cache
     srv.stopping = threading.Event()
     srv.bomb_lock = threading.Lock()
