@@ -262,8 +262,11 @@ static void *fs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 	/* Not cfg->kernel_cache: it would add keep_cache to every open, and the kernel
 	 * refuses a passthrough open that has it. fs_open sets it file by file. */
 	/* A caller's Ctrl-C must reach a wait for a download (fuse_interrupted); libfuse
-	 * 3.17's high-level API ignores FUSE_INTERRUPT unless asked. */
+	 * 3.17's high-level API ignores FUSE_INTERRUPT unless asked (earlier ones pass it
+	 * on without being asked, and without signalling our threads). */
+#if FUSE_MAJOR_VERSION > 3 || (FUSE_MAJOR_VERSION == 3 && FUSE_MINOR_VERSION >= 17)
 	cfg->intr = 1;
+#endif
 	fs_init_passthrough(fs, conn);
 	return fs;
 }

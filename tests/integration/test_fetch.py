@@ -279,15 +279,16 @@ def test_interrupted_wait_returns_eintr(ctx):
             "    print('listed')\n"
             "except Stop:\n"
             "    print('interrupted %.2f' % (time.monotonic() - t0))\n")
-    p = subprocess.Popen(["/usr/bin/python3", "-c", code, d], stdout=subprocess.PIPE, text=True)
+    p = subprocess.Popen(["/usr/bin/python3", "-c", code, d], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
     wait_for(lambda: fetches(s) or
              json.load(open(os.path.join(m.mountpoint, ".tciafs", "status")))["fetches"], 20,
              "the download to start")
     time.sleep(0.5)
     t0 = time.monotonic()
     p.send_signal(signal.SIGUSR1)
-    out, _ = p.communicate(timeout=20)
-    assert out.startswith("interrupted"), out
+    out, err = p.communicate(timeout=20)
+    assert out.startswith("interrupted"), (out, err)
     assert time.monotonic() - t0 < 2, time.monotonic() - t0
     status = json.load(open(os.path.join(m.mountpoint, ".tciafs", "status")))
     # The download carried on and completes the cache.
