@@ -43,6 +43,9 @@ struct store_caller {
 	pid_t pid;
 	bool (*interrupted)(void *arg);
 	void *arg;
+	/* The caller will need the series' files (a listing, a file's lookup): a download
+	 * may start before the metadata is at hand (see store_prefetch). */
+	bool wants_files;
 };
 
 /* Makes the folders and removes what dead processes left in tmp/. tcia is borrowed.
@@ -68,6 +71,21 @@ void store_free(struct store *s);
  * offline and absent, or the fetch's own error (logged once). */
 int store_get(struct store *s, const char *uid, const struct store_expect *exp,
 	      const struct store_caller *who, struct store_series **out);
+
+/* Starts fetching uid at once, before its metadata is known (an open by UID: the
+ * download and the metadata requests then run side by side). The series is committed
+ * only once a store_get for it has brought the metadata, and checked against it;
+ * store_abandon (or no metadata within STORE_EXPECT_WAIT seconds) discards it. Does
+ * nothing when the series is stored or being fetched. Returns 0, -EAGAIN (walk guard),
+ * -EIO (offline) or -ENOMEM. */
+int store_prefetch(struct store *s, const char *uid, const struct store_caller *who);
+
+/* The metadata for a store_prefetch of uid, once known. */
+void store_expect(struct store *s, const char *uid, const struct store_expect *exp);
+
+/* The metadata for a store_prefetch will not come (the UID is unknown, or the lookup
+ * failed): its download is discarded. */
+void store_abandon(struct store *s, const char *uid);
 
 /* The series if it is in the store already; never fetches. -ENOENT otherwise. */
 int store_peek(struct store *s, const char *uid, struct store_series **out);

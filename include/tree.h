@@ -74,6 +74,10 @@ typedef int (*tree_fill_fn)(void *ctx, const char *name, const struct stat *st,
 int tree_list(struct tree *tree, const char *path, const struct store_caller *who,
 	      tree_fill_fn fill, void *ctx);
 
+/* Opening a folder: 0, or -errno for a by-UID folder (/.tciafs/series/<UID>) whose UID
+ * the archive does not know (its download starts here, while it is looked up). */
+int tree_opendir(struct tree *tree, const char *path, const struct store_caller *who);
+
 /* Opens a file for reading: generated files are rendered once, here; DICOM files are
  * opened in the store. Returns 0 with *out (release with tree_close), -EROFS for any
  * write access, -EISDIR, or -errno. */

@@ -59,7 +59,7 @@ static bool fs_interrupted(void *arg)
 /* Who is calling: the walk guard counts per process; a wait can be interrupted. */
 static struct store_caller fs_caller(void)
 {
-	struct store_caller who = { fuse_get_context()->pid, fs_interrupted, NULL };
+	struct store_caller who = { .pid = fuse_get_context()->pid, .interrupted = fs_interrupted };
 
 	return who;
 }
@@ -316,6 +316,14 @@ static int fs_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t
 	return tree_list(fs_ctx()->tree, path, &who, fs_fill_one, &f);
 }
 
+static int fs_opendir(const char *path, struct fuse_file_info *fi)
+{
+	struct store_caller who = fs_caller();
+
+	(void)fi;
+	return tree_opendir(fs_ctx()->tree, path, &who);
+}
+
 static int fs_open(const char *path, struct fuse_file_info *fi)
 {
 	struct store_caller who = fs_caller();
@@ -529,6 +537,7 @@ static const struct fuse_operations fs_ops = {
 	.init = fs_init,
 	.getattr = fs_getattr,
 	.readlink = fs_readlink,
+	.opendir = fs_opendir,
 	.readdir = fs_readdir,
 	.open = fs_open,
 	.read = fs_read,

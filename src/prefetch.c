@@ -39,12 +39,13 @@ struct pf {
 	size_t count, cap;
 	int jobs;
 	bool dry_run;
+	bool lazy;		/* --uids: each UID is resolved by the worker that fetches it */
 	bool tty;
 	atomic_size_t next;
 	atomic_size_t done, failed;
 	atomic_int running;
 	atomic_uint_fast64_t bytes_done;
-	uint64_t bytes_total;
+	atomic_uint_fast64_t bytes_total;	/* grows as lazy UIDs are resolved */
 	struct timespec start;
 	pthread_mutex_t print_lock;
 };
@@ -97,10 +98,12 @@ static int pf_add(struct pf *p, const char *path, const char *uid)
 	p->v[p->count].uid = strdup(uid);
 	if (!p->v[p->count].path || !p->v[p->count].uid)
 		return -ENOMEM;
-	size = pf_xattr(path, "user.tcia.file_size");
+	/* Lazily, the size is learnt when the worker resolves the UID: asking now would
+	 * cost a round trip per UID before the first download starts. */
+	size = p->lazy ? NULL : pf_xattr(path, "user.tcia.file_size");
 	if (size) {
 		p->v[p->count].bytes = strtoull(size, NULL, 10);
-		p->bytes_total += p->v[p->count].bytes;
+		atomic_fetch_add(&p->bytes_total, p->v[p->count].bytes);
 		free(size);
 	}
 	p->count++;
@@ -169,10 +172,11 @@ static void pf_progress(struct pf *p, bool final)
 	double dt = pf_now() - ((double)p->start.tv_sec + (double)p->start.tv_nsec / 1e9);
 	uint64_t bytes = atomic_load(&p->bytes_done);
 	double bps = dt > 0 ? (double)bytes / dt : 0;
-	double eta = bps > 0 && p->bytes_total > bytes ? (double)(p->bytes_total - bytes) / bps : 0;
+	uint64_t all = atomic_load(&p->bytes_total);
+	double eta = bps > 0 && all > bytes ? (double)(all - bytes) / bps : 0;
 
 	pf_human(bytes, done, sizeof(done));
-	pf_human(p->bytes_total, total, sizeof(total));
+	pf_human(all, total, sizeof(total));
 	pf_human((uint64_t)bps, rate, sizeof(rate));
 	pthread_mutex_lock(&p->print_lock);
 	if (p->tty) {
@@ -306,6 +310,15 @@ static void *pf_worker(void *arg)
 		}
 		if (s->rc == EINTR && pf_stop)
 			break;
+		if (!s->rc && p->lazy) {
+			char *size = pf_xattr(s->path, "user.tcia.file_size");
+
+			if (size) {
+				s->bytes = strtoull(size, NULL, 10);
+				atomic_fetch_add(&p->bytes_total, s->bytes);
+				free(size);
+			}
+		}
 		if (s->rc) {
 			atomic_fetch_add(&p->failed, 1);
 			s->why = pf_why(s->path);
@@ -337,7 +350,12 @@ static int pf_read_uid_file(struct pf *p, const char *file, const char *mount)
 			continue;
 		/* tciafs resolves a bare UID under /.tciafs/series/. */
 		snprintf(path, sizeof(path), "%s/.tciafs/series/%s", mount, line);
-		rc = pf_collect(p, path, 4);
+		if (strspn(line, "0123456789.") != strlen(line) || strlen(line) > 64)
+			rc = -EINVAL;
+		else if (p->lazy)
+			rc = pf_add(p, path, line);	/* resolved and fetched by a worker */
+		else
+			rc = pf_collect(p, path, 4);
 		if (rc < 0) {
 			fprintf(stderr, "tciafs-prefetch: %s: %s\n", line, strerror(-rc));
 			rc = 0;
@@ -426,6 +444,7 @@ int main(int argc, char **argv)
 	pthread_mutex_init(&p.print_lock, NULL);
 	p.tty = isatty(STDERR_FILENO);
 	if (uids) {
+		p.lazy = !p.dry_run;
 		rc = pf_read_uid_file(&p, uids, argv[optind]);
 	} else {
 		for (i = optind; i < argc && rc == 0; i++) {
@@ -438,8 +457,11 @@ int main(int argc, char **argv)
 		rc = 1;
 		goto out_free;
 	}
-	pf_human(p.bytes_total, total, sizeof(total));
-	printf("%zu series, %s\n", p.count, total);
+	pf_human(atomic_load(&p.bytes_total), total, sizeof(total));
+	if (p.lazy)
+		printf("%zu series (sizes as each is resolved)\n", p.count);
+	else
+		printf("%zu series, %s\n", p.count, total);
 	fflush(stdout);
 	rc = atomic_load(&p.failed) ? 1 : 0;
 	if (p.dry_run || p.count == 0)

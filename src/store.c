@@ -38,6 +38,8 @@
 #define STORE_FAIL_MEMORY 3
 #define STORE_REFETCH_ROUNDS 4	/* fetches of one series for one caller, at most */
 #define STORE_ZIP_SLACK ((uint64_t)16 << 20)
+/* How long a download started before its metadata waits for it once complete. */
+#define STORE_EXPECT_WAIT 120
 
 struct store_file {
 	char *name;
@@ -67,6 +69,8 @@ struct store_fetch {
 	int rc;
 	time_t finished;
 	int waiters;
+	bool exp_pending;	/* started by store_prefetch: exp not known yet; under lock */
+	bool exp_failed;	/* ... and it will not come (store_abandon); under lock */
 	char *why;		/* why it failed, as the worker's log line said; under lock */
 	uint64_t bytes_done;	/* written by the worker, read for status; under lock */
 	uint64_t bytes_expected;
@@ -665,11 +669,51 @@ static uint64_t store_zip_max(const struct store *s, const struct store_expect *
 	return s->opts.max_series;
 }
 
+static bool store_ms_wait(struct store *s)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_nsec += STORE_WAIT_TICK_MS * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	return pthread_cond_timedwait(&s->done, &s->lock, &ts) == 0;
+}
+
+/* Waits (bounded) for the metadata of a fetch that store_prefetch started before it was
+ * known. Returns 0 with *exp, or -errno with one log line. */
+static int store_await_expect(struct store *s, struct store_fetch *f, const char *what,
+			      struct store_expect *exp)
+{
+	time_t until = time(NULL) + STORE_EXPECT_WAIT;
+	int rc = 0;
+
+	pthread_mutex_lock(&s->lock);
+	while (f->exp_pending && !f->exp_failed && !s->stopping && time(NULL) < until)
+		store_ms_wait(s);
+	if (s->stopping) {
+		rc = -ECANCELED;
+	} else if (f->exp_failed) {
+		log_err("%s: not in the archive's metadata: the download is discarded", what);
+		rc = -ENOENT;
+	} else if (f->exp_pending) {
+		log_err("%s: its metadata did not come within %d s to check the zip against: "
+			"the download is discarded", what, STORE_EXPECT_WAIT);
+		rc = -EIO;
+	}
+	*exp = f->exp;
+	pthread_mutex_unlock(&s->lock);
+	return rc;
+}
+
 /* The fetch protocol for one series. Called by a worker with no lock held. */
 static int store_fetch_series(struct store *s, struct store_fetch *f)
 {
 	char lock_path[PATH_MAX], zip_path[PATH_MAX], work[PATH_MAX], final[PATH_MAX];
-	struct unzip_limits lim = { f->exp.count, f->exp.bytes, 0, s->opts.unzip_threads };
+	struct unzip_limits lim = { -1, -1, 0, s->opts.unzip_threads };
+	struct store_expect exp;
 	struct unzip_result r;
 	uint64_t zip_bytes = 0, max;
 	int lock_fd, zip_fd = -1, dir_fd = -1, rc;
@@ -703,22 +747,33 @@ static int store_fetch_series(struct store *s, struct store_fetch *f)
 		log_err("%s: cannot create %s: %s", what, zip_path, strerror(-rc));
 		goto out_unlock;
 	}
-	max = store_zip_max(s, &f->exp);
-	rc = tcia_get_image(s->tcia, f->uid, zip_fd,
-			    f->exp.bytes > 0 ? (uint64_t)f->exp.bytes : 0, max, store_progress, f,
-			    &zip_bytes);
+	/* What the metadata says, if known yet (a store_prefetch learns it later). */
+	pthread_mutex_lock(&s->lock);
+	exp = f->exp;
+	pthread_mutex_unlock(&s->lock);
+	max = store_zip_max(s, &exp);
+	rc = tcia_get_image(s->tcia, f->uid, zip_fd, exp.bytes > 0 ? (uint64_t)exp.bytes : 0,
+			    max, store_progress, f, &zip_bytes);
 	close(zip_fd);
-	if (rc == -EFBIG) {
-		log_err("%s: refused: the zip goes on past %" PRIu64 " bytes, more than %s",
-			what, max, f->exp.bytes > 0 ? "its metadata allows (FileSize x 2 + 16 MiB)"
-						   : "max_series allows (the metadata gives no size)");
-		rc = -EIO;
-		goto out_rm_zip;
-	}
-	if (rc < 0) {
+	if (rc < 0 && rc != -EFBIG) {
 		log_err("%s: download failed: %s", what, strerror(-rc));
 		goto out_rm_zip;
 	}
+	/* Nothing is committed unchecked: a download that started before its metadata
+	 * waits for it here. */
+	if (rc == 0)
+		rc = store_await_expect(s, f, what, &exp);
+	if (rc == -EFBIG || (rc == 0 && zip_bytes > store_zip_max(s, &exp))) {
+		log_err("%s: refused: the zip goes on past %" PRIu64 " bytes, more than %s",
+			what, rc == -EFBIG ? max : store_zip_max(s, &exp),
+			exp.bytes > 0 ? "its metadata allows (FileSize x 2 + 16 MiB)"
+				      : "max_series allows (the metadata gives no size)");
+		rc = -EIO;
+	}
+	if (rc < 0)
+		goto out_rm_zip;
+	lim.expect_count = exp.count;
+	lim.expect_bytes = exp.bytes;
 	if (mkdir(work, 0755) < 0) {
 		rc = -errno;
 		goto out_rm_zip;
@@ -831,6 +886,82 @@ static void store_forget_failures(struct store *s)
 	}
 }
 
+/* A fetch started before its metadata (store_prefetch) learns it. Lock held. */
+static void store_expect_locked(struct store *s, struct store_fetch *f,
+				const struct store_expect *exp)
+{
+	f->exp = *exp;
+	f->exp_pending = false;
+	if (exp->bytes > 0)
+		__atomic_store_n(&f->bytes_expected, (uint64_t)exp->bytes, __ATOMIC_RELAXED);
+	pthread_cond_broadcast(&s->done);
+}
+
+int store_prefetch(struct store *s, const char *uid, const struct store_caller *who)
+{
+	char final[PATH_MAX];
+	struct store_fetch *f, **tail;
+
+	if (!store_uid_ok(uid) || s->opts.offline)
+		return 0;	/* store_get will say why */
+	snprintf(final, sizeof(final), "%s/%s", s->series_dir, uid);
+	if (access(final, F_OK) == 0)
+		return 0;
+	pthread_mutex_lock(&s->lock);
+	store_forget_failures(s);
+	for (f = s->fetches; f; f = f->next)
+		if (strcmp(f->uid, uid) == 0 && !f->done)
+			break;
+	if (f || s->stopping) {
+		pthread_mutex_unlock(&s->lock);
+		return 0;
+	}
+	if (!store_walk_allows(s, who ? who->pid : 0)) {
+		pthread_mutex_unlock(&s->lock);
+		return -EAGAIN;		/* store_get refuses it again, and says why */
+	}
+	f = calloc(1, sizeof(*f));
+	if (f)
+		f->uid = strdup(uid);
+	if (!f || !f->uid) {
+		free(f);
+		pthread_mutex_unlock(&s->lock);
+		return -ENOMEM;
+	}
+	f->exp = (struct store_expect){ -1, -1 };
+	f->exp_pending = true;
+	for (tail = &s->fetches; *tail; tail = &(*tail)->next)
+		;
+	*tail = f;
+	pthread_cond_signal(&s->work);
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
+void store_expect(struct store *s, const char *uid, const struct store_expect *exp)
+{
+	struct store_fetch *f;
+
+	pthread_mutex_lock(&s->lock);
+	for (f = s->fetches; f; f = f->next)
+		if (strcmp(f->uid, uid) == 0 && f->exp_pending)
+			store_expect_locked(s, f, exp);
+	pthread_mutex_unlock(&s->lock);
+}
+
+void store_abandon(struct store *s, const char *uid)
+{
+	struct store_fetch *f;
+
+	pthread_mutex_lock(&s->lock);
+	for (f = s->fetches; f; f = f->next)
+		if (strcmp(f->uid, uid) == 0 && f->exp_pending && !f->exp_failed) {
+			f->exp_failed = true;
+			pthread_cond_broadcast(&s->done);
+		}
+	pthread_mutex_unlock(&s->lock);
+}
+
 int store_peek(struct store *s, const char *uid, struct store_series **out)
 {
 	*out = NULL;
@@ -839,18 +970,6 @@ int store_peek(struct store *s, const char *uid, struct store_series **out)
 	return store_lookup(s, uid, out);
 }
 
-static bool store_ms_wait(struct store *s)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_nsec += STORE_WAIT_TICK_MS * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
-	return pthread_cond_timedwait(&s->done, &s->lock, &ts) == 0;
-}
 
 int store_get(struct store *s, const char *uid, const struct store_expect *exp,
 	      const struct store_caller *who, struct store_series **out)
@@ -898,6 +1017,8 @@ int store_get(struct store *s, const char *uid, const struct store_expect *exp,
 			pthread_mutex_unlock(&s->lock);
 			return rc;
 		}
+		if (f && f->exp_pending && exp)
+			store_expect_locked(s, f, exp);
 		if (!f) {
 			if (!store_walk_allows(s, who ? who->pid : 0)) {
 				s->n_refused++;

@@ -1290,11 +1290,123 @@ static int tree_series_files(struct tree *t, const struct tree_ser *ser, bool fe
 static int tree_resolve(struct tree *t, const char *path, const struct store_caller *who,
 			struct tree_node *n);
 
+/* Where a series sits: its study and patient folders, or -ENOENT when the API's lists
+ * disagree (a series whose study or patient is not listed). */
+int tree_ser_place(const struct tree_pats *pats, const struct tree_studs *studs,
+		   const struct tree_ser *ser, const struct tree_pat **pat,
+		   const struct tree_stud **stud)
+{
+	long si = tree_index_find(studs->v, studs->by_uid, studs->count, sizeof(*studs->v),
+				  offsetof(struct tree_stud, uid), ser->study_uid);
+	long pi;
+
+	if (si < 0)
+		return -ENOENT;
+	*stud = &studs->v[si];
+	pi = tree_index_find(pats->v, pats->by_id, pats->count, sizeof(*pats->v),
+			     offsetof(struct tree_pat, id), (*stud)->pid);
+	if (pi < 0)
+		return -ENOENT;
+	*pat = &pats->v[pi];
+	return 0;
+}
+
+/* The snapshot in slot if it is loaded and fresh (referenced), else NULL: never loads. */
+static struct tree_snap *tree_slot_peek(struct tree *t, struct tree_slot *slot)
+{
+	struct tree_snap *s;
+
+	pthread_mutex_lock(&t->lock);
+	s = slot->snap;
+	if (s && s->gen == t->gen && time(NULL) - s->fetched < t->meta_ttl)
+		s->refs++;
+	else
+		s = NULL;
+	pthread_mutex_unlock(&t->lock);
+	return s;
+}
+
+/* The folder path of a series UID in a collection whose patients, studies and series
+ * are all loaded already: no request. Returns 0 with path, or -ENOENT. */
+static int tree_uid_at_hand(struct tree *t, const char *uid, char *path, size_t size)
+{
+	struct tree_colls *cs = (struct tree_colls *)tree_slot_peek(t, &t->colls);
+	size_t i;
+	int rc = -ENOENT;
+
+	if (!cs)
+		return -ENOENT;
+	for (i = 0; i < cs->count && rc < 0; i++) {
+		struct tree_coll *c = &cs->v[i];
+		struct tree_snap *sp = tree_slot_peek(t, &c->pats);
+		struct tree_snap *ss = tree_slot_peek(t, &c->studs);
+		struct tree_snap *sr = tree_slot_peek(t, &c->sers);
+		const struct tree_pats *ps = (const struct tree_pats *)sp;
+		const struct tree_studs *sts = (const struct tree_studs *)ss;
+		const struct tree_sers *srs = (const struct tree_sers *)sr;
+		const struct tree_stud *stud;
+		const struct tree_pat *pat;
+		long k;
+
+		if (sp && ss && sr) {
+			k = tree_index_find(srs->v, srs->by_uid, srs->count, sizeof(*srs->v),
+					    offsetof(struct tree_ser, uid), uid);
+			if (k >= 0 && tree_ser_place(ps, sts, &srs->v[k], &pat, &stud) == 0 &&
+			    snprintf(path, size, "/%s/%s/%s/%s", c->name, pat->name, stud->name,
+				     srs->v[k].name) < (int)size)
+				rc = 0;
+		}
+		tree_snap_put(t, sp);
+		tree_snap_put(t, ss);
+		tree_snap_put(t, sr);
+	}
+	tree_snap_put(t, &cs->hdr);
+	return rc;
+}
+
+static int tree_resolve_uid_by_request(struct tree *t, const char *uid, const char *name,
+				       const struct store_caller *who, struct tree_node *n);
+
 /* /.tciafs/series/<SeriesInstanceUID>[/name]: the series wherever it is in the tree, for
- * tools holding UIDs (tciafs-prefetch --uids). One getSeries by UID says where; the rest
- * is the normal resolution of its folder by bare UIDs. */
+ * tools holding UIDs (tciafs-prefetch --uids). A collection at hand says where at no
+ * cost; otherwise one getSeries by UID does, and the rest is the normal resolution of
+ * its folder by bare UIDs. When the caller wants the files, their download starts at
+ * once, side by side with those requests, and is checked against the metadata they
+ * bring before anything is stored. */
 static int tree_resolve_uid(struct tree *t, const char *uid, const char *name,
 			    const struct store_caller *who, struct tree_node *n)
+{
+	char path[PATH_MAX];
+	bool early;
+	int rc;
+
+	if (tree_is_probe_name(uid) || (name && tree_is_probe_name(name)))
+		return -ENOENT;
+	if (tree_uid_at_hand(t, uid, path, sizeof(path) - (name ? strlen(name) + 1 : 0)) == 0) {
+		if (name) {
+			strcat(path, "/");
+			strcat(path, name);
+		}
+		return tree_resolve(t, path, who, n);
+	}
+	/* A listing of the folder, or a look at a file in it other than series.json. */
+	early = t->store && who && (name ? strcmp(name, "series.json") != 0 : who->wants_files);
+	if (early && store_prefetch(t->store, uid, who) < 0)
+		early = false;
+	rc = tree_resolve_uid_by_request(t, uid, name, who, n);
+	if (early && rc == 0 && n->ser) {
+		struct store_expect exp = { n->ser->image_count, n->ser->file_size };
+
+		store_expect(t->store, uid, &exp);
+	} else if (early) {
+		store_abandon(t->store, uid);
+	}
+	return rc;
+}
+
+/* tree_resolve_uid's way when no collection at hand knows uid: getSeries by UID. */
+static int tree_resolve_uid_by_request(struct tree *t, const char *uid, const char *name,
+				       const struct store_caller *who, struct tree_node *n)
 {
 	struct tcia_filter f = { .series_uid = uid };
 	struct tcia_series_list l;
@@ -1305,8 +1417,6 @@ static int tree_resolve_uid(struct tree *t, const char *uid, const char *name,
 	size_t i;
 	int rc;
 
-	if (tree_is_probe_name(uid) || (name && tree_is_probe_name(name)))
-		return -ENOENT;
 	rc = tcia_get_series(t->tcia, &f, &l);
 	if (rc < 0)
 		return rc;
@@ -1721,11 +1831,36 @@ int tree_node_stat(struct tree *t, struct tree_node *n, struct stat *st)
 	return 0;
 }
 
+/* Is path a by-UID series folder, "/.tciafs/series/<digits and dots>", whose collection
+ * is not at hand? Its stat is then answered at once, without a request: the lookup
+ * that precedes every listing must not delay the download the listing starts (an
+ * unknown UID shows as ENOENT when listed, or when its metadata is asked for). */
+static bool tree_uid_dir_unresolved(struct tree *t, const char *path)
+{
+	static const char prefix[] = "/.tciafs/series/";
+	const char *uid = path + sizeof(prefix) - 1;
+	char where[PATH_MAX];
+	size_t n;
+
+	if (strncmp(path, prefix, sizeof(prefix) - 1) != 0)
+		return false;
+	n = strspn(uid, "0123456789.");
+	if (n == 0 || n > 64 || uid[n] != '\0' || uid[0] == '.')
+		return false;
+	return tree_uid_at_hand(t, uid, where, sizeof(where)) < 0;
+}
+
 static int tree_stat_do(struct tree *tree, const char *path, const struct store_caller *who,
 			struct stat *st)
 {
 	struct tree_node n;
-	int rc = tree_resolve(tree, path, who, &n);
+	int rc;
+
+	if (who && tree_uid_dir_unresolved(tree, path)) {
+		tree_fill_dir(tree, tree->mounted, st);
+		return 0;
+	}
+	rc = tree_resolve(tree, path, who, &n);
 
 	if (rc < 0)
 		return rc;
@@ -2232,13 +2367,44 @@ int tree_stat(struct tree *tree, const char *path, const struct store_caller *wh
 	return rc;
 }
 
+/* A copy of who that says the caller wants the files it names (a listing, an open). */
+static const struct store_caller *tree_wants_files(const struct store_caller *who,
+						   struct store_caller *copy)
+{
+	if (!who)
+		return NULL;
+	*copy = *who;
+	copy->wants_files = true;
+	return copy;
+}
+
 int tree_list(struct tree *tree, const char *path, const struct store_caller *who,
 	      tree_fill_fn fill, void *ctx)
 {
+	struct store_caller w;
 	int rc;
 
 	log_clear_reason();
-	rc = tree_list_do(tree, path, who, fill, ctx);
+	rc = tree_list_do(tree, path, tree_wants_files(who, &w), fill, ctx);
+	tree_note(tree, path, rc);
+	return rc;
+}
+
+int tree_opendir(struct tree *tree, const char *path, const struct store_caller *who)
+{
+	struct store_caller w;
+	struct tree_node n;
+	int rc;
+
+	/* Only a by-UID folder, whose stat said nothing yet, has anything to check: an
+	 * unknown UID must fail here, as readdir's ENOENT would look like an empty folder
+	 * (glibc hides it). Its download starts now, beside the lookup. */
+	if (!tree_uid_dir_unresolved(tree, path))
+		return 0;
+	log_clear_reason();
+	rc = tree_resolve(tree, path, tree_wants_files(who, &w), &n);
+	if (rc == 0)
+		tree_node_put(tree, &n);
 	tree_note(tree, path, rc);
 	return rc;
 }
@@ -2246,10 +2412,11 @@ int tree_list(struct tree *tree, const char *path, const struct store_caller *wh
 int tree_open(struct tree *tree, const char *path, int flags, const struct store_caller *who,
 	      struct tree_file **out)
 {
+	struct store_caller w;
 	int rc;
 
 	log_clear_reason();
-	rc = tree_open_do(tree, path, flags, who, out);
+	rc = tree_open_do(tree, path, flags, tree_wants_files(who, &w), out);
 	tree_note(tree, path, rc);
 	return rc;
 }

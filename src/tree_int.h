@@ -230,6 +230,12 @@ int tree_load_sers(struct tree *t, void *arg, struct tree_snap **out);
 int tree_load_vals(struct tree *t, void *arg, struct tree_snap **out);
 void tree_node_put(struct tree *t, struct tree_node *n);
 int tree_get_colls(struct tree *t, struct tree_colls **out);
+
+/* Where a series sits: its study and patient folders, or -ENOENT when the API's lists
+ * disagree (a series whose study or patient is not listed). */
+int tree_ser_place(const struct tree_pats *pats, const struct tree_studs *studs,
+		   const struct tree_ser *ser, const struct tree_pat **pat,
+		   const struct tree_stud **stud);
 int tree_coll_get(struct tree *t, struct tree_coll *c, struct tree_slot *slot,
 		  tree_load_fn load, void *out);
 struct tree_snap *tree_peek(struct tree *t, struct tree_slot *slot);

@@ -109,27 +109,6 @@ static char *tree_link_name(const char *pat, const char *ser)
 	return s;
 }
 
-/* Where a series sits: its study and patient folders, or -ENOENT when the API's lists
- * disagree (a series whose study or patient is not listed). */
-static int tree_ser_place(const struct tree_pats *pats, const struct tree_studs *studs,
-			  const struct tree_ser *ser, const struct tree_pat **pat,
-			  const struct tree_stud **stud)
-{
-	long si = tree_index_find(studs->v, studs->by_uid, studs->count, sizeof(*studs->v),
-				  offsetof(struct tree_stud, uid), ser->study_uid);
-	long pi;
-
-	if (si < 0)
-		return -ENOENT;
-	*stud = &studs->v[si];
-	pi = tree_index_find(pats->v, pats->by_id, pats->count, sizeof(*pats->v),
-			     offsetof(struct tree_pat, id), (*stud)->pid);
-	if (pi < 0)
-		return -ENOENT;
-	*pat = &pats->v[pi];
-	return 0;
-}
-
 /* Gives each run of equal-valued links unique names. Links are sorted on return. */
 static int tree_links_uniquify(struct tree_link *links, size_t n)
 {

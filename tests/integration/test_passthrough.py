@@ -103,3 +103,80 @@ def test_bad_passthrough_option_is_refused(ctx):
     r = run([os.environ["TCIAFS_BIN"], "-o", "passthrough=maybe,cache_dir=" + ctx.path("c"),
              ctx.path()], check=False)
     assert r.returncode == 1 and "passthrough=maybe" in r.stderr, r.stderr
+
+
+# -- no serial round trips before a download (issue 13, part 4) --------------------------
+
+def by_uid(m, uid):
+    return os.path.join(m.mountpoint, ".tciafs", "series", uid)
+
+
+def test_open_by_uid_starts_the_download_at_once(ctx):
+    # 200 ms a request: the metadata chain (getSeries by UID, the collection's patients,
+    # studies and series) takes a second; getImage must not wait for it.
+    s = ctx.server("--delay", "0.2", "--series-size-delay", "0")
+    rec = s.get_json("getSeries", Collection="Lung-Phantom-CT")[0]
+    uid = rec["SeriesInstanceUID"]
+    m = ctx.mount(s)
+    t0 = time.time()
+    names = sorted(os.listdir(by_uid(m, uid)))
+    zf = zip_of(s, uid)
+    assert names == sorted(zf.namelist() + ["series.json"]), names
+    mine = [e for e in s.requests() if e["ua"].startswith("tciafs/") and e["t"] >= t0]
+    first = min(e["t"] for e in mine)
+    image = [e["t"] for e in mine if e["endpoint"] == "getImage"]
+    assert len(image) == 1 and image[0] - first < 0.2, [(e["endpoint"], e["t"] - first)
+                                                         for e in mine]
+    assert len(mine) >= 3        # the metadata did come, beside the download
+    with open(os.path.join(by_uid(m, uid), "1-001.dcm"), "rb") as f:
+        assert f.read() == zf.read("1-001.dcm")
+
+
+def test_a_uid_of_a_collection_at_hand_costs_no_request(ctx):
+    s = ctx.server()
+    recs = s.get_json("getSeries", Collection="Soft-tissue-Sarcoma")
+    m = ctx.mount(s)
+    run(["find", os.path.join(m.mountpoint, "Soft-tissue-Sarcoma"), "-maxdepth", "3"])
+    n0 = len(s.requests())
+    os.listdir(by_uid(m, recs[0]["SeriesInstanceUID"]))
+    st = os.stat(by_uid(m, recs[1]["SeriesInstanceUID"]))
+    new = [e["endpoint"] for e in s.requests()[n0:]]
+    assert new == ["getImage"], new          # only the download itself
+    assert st.st_mtime > 0
+
+
+def test_unknown_uid_fails_at_open_and_stores_nothing(ctx):
+    s = ctx.server()
+    cache = ctx.path("cache")
+    m = ctx.mount(s, cache_dir=cache)
+    r = run(["ls", by_uid(m, "1.2.3.999")], check=False)
+    assert r.returncode != 0 and "No such file or directory" in r.stderr, r.stderr
+    time.sleep(0.5)
+    assert store_state(cache) == ([], [])
+
+
+def test_a_zip_that_disagrees_with_metadata_arriving_late_is_refused(ctx):
+    # The download starts at once; the metadata comes a second later; the zip (one file
+    # short) is checked against it before anything is stored, and refused.
+    s = ctx.server("--series-size-delay", "0")
+    recs = s.get_json("getSeries", Collection="Lung-Phantom-CT")
+    rec = next(r for r in recs if r["ImageCount"] >= 2)
+    uid = rec["SeriesInstanceUID"]
+    zf = zip_of(s, uid)
+    short = ctx.path("short.zip")
+    import zipfile
+    with zipfile.ZipFile(short, "w") as out:
+        for n in zf.namelist()[1:]:
+            out.writestr(n, zf.read(n))
+    s.fault(kind="zipfile", endpoint="getImage", series=uid, path=short)
+    s.fault(kind="delay", endpoint="getSeries", seconds=1.0)
+    cache = ctx.path("cache")
+    m = ctx.mount(s, cache_dir=cache, options=["retries=0"])
+    t0 = time.time()
+    r = run(["ls", by_uid(m, uid)], check=False)
+    assert r.returncode != 0 and "Input/output error" in r.stderr, r.stderr
+    img = [e["t"] for e in s.requests("getImage") if e["t"] >= t0]
+    meta = [e["t"] + e["dt"] for e in s.requests("getSeries") if e["t"] >= t0]
+    assert img and meta and min(img) < min(meta), (img, meta)    # the zip came first
+    assert "the metadata says" in m.log(), m.log()
+    assert store_state(cache) == ([], [])

@@ -156,3 +156,23 @@ def test_manifest_and_facet_folders(ctx):
     lung = s.get_json("getSeries", Collection="Lung-Phantom-CT")
     r = prefetch("--dry-run", os.path.join(m.mountpoint, "Lung-Phantom-CT", ".by-modality", "CT"))
     assert r.stdout.startswith("%d series, " % len(lung)), r.stdout
+
+
+def test_uids_resolve_and_download_as_a_pipeline(ctx):
+    # 300 ms for each getSeries: resolving 8 UIDs one after another before any download
+    # (as before) would start the first getImage after every lookup. Now each worker
+    # resolves its UID and fetches it, four at a time.
+    s = ctx.server("--scale", "2", "--series-size-delay", "0")
+    uids = [r["SeriesInstanceUID"] for r in s.get_json("getSeries", Collection="Scale-Test")][:8]
+    path = ctx.path("uids.txt")
+    with open(path, "w") as f:
+        f.write("\n".join(uids) + "\n")
+    cache = ctx.path("cache")
+    m = ctx.mount(s, cache_dir=cache)
+    s.fault(kind="delay", endpoint="getSeries", seconds=0.3)
+    r = prefetch("-j", "4", "--uids", path, m.mountpoint)
+    assert r.stdout.startswith("8 series"), r.stdout
+    assert sorted(os.listdir(os.path.join(cache, "series"))) == sorted(uids)
+    lookups = [e["t"] for e in s.requests("getSeries") if "SeriesInstanceUID" in e["query"]]
+    images = [e["t"] for e in getimage(s)]
+    assert lookups and min(images) < max(lookups), (sorted(images)[:2], sorted(lookups)[-2:])

@@ -1,0 +1,3 @@
+build-dev/log.o: src/log.c include/log.h include/utf8.h
+include/log.h:
+include/utf8.h:

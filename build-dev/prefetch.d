@@ -1,0 +1,1 @@
+build-dev/prefetch.o: src/prefetch.c

@@ -1,0 +1,11 @@
+build-dev/tree.o: src/tree.c include/tree.h include/store.h \
+ include/failures.h include/log.h src/tree_int.h include/tcia.h \
+ include/view.h include/utf8.h
+include/tree.h:
+include/store.h:
+include/failures.h:
+include/log.h:
+src/tree_int.h:
+include/tcia.h:
+include/view.h:
+include/utf8.h:

@@ -1,0 +1,2 @@
+build-dev/view.o: src/view.c include/view.h
+include/view.h:
