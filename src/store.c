@@ -886,6 +886,30 @@ static void store_forget_failures(struct store *s)
 	}
 }
 
+/* Queues a fetch of uid for the workers, with what its metadata says, or (exp NULL)
+ * with that still to come (store_prefetch). Lock held. Returns it, or NULL. */
+static struct store_fetch *store_fetch_add(struct store *s, const char *uid,
+					   const struct store_expect *exp)
+{
+	struct store_fetch *f = calloc(1, sizeof(*f)), **tail;
+
+	if (f)
+		f->uid = strdup(uid);
+	if (!f || !f->uid) {
+		free(f);
+		return NULL;
+	}
+	f->exp = exp ? *exp : (struct store_expect){ -1, -1 };
+	f->exp_pending = !exp;
+	f->bytes_expected = f->exp.bytes > 0 ? (uint64_t)f->exp.bytes : 0;
+	/* Appended: the workers take fetches in the order they were asked for. */
+	for (tail = &s->fetches; *tail; tail = &(*tail)->next)
+		;
+	*tail = f;
+	pthread_cond_signal(&s->work);
+	return f;
+}
+
 /* A fetch started before its metadata (store_prefetch) learns it. Lock held. */
 static void store_expect_locked(struct store *s, struct store_fetch *f,
 				const struct store_expect *exp)
@@ -900,7 +924,7 @@ static void store_expect_locked(struct store *s, struct store_fetch *f,
 int store_prefetch(struct store *s, const char *uid, const struct store_caller *who)
 {
 	char final[PATH_MAX];
-	struct store_fetch *f, **tail;
+	struct store_fetch *f;
 
 	if (!store_uid_ok(uid) || s->opts.offline)
 		return 0;	/* store_get will say why */
@@ -920,22 +944,9 @@ int store_prefetch(struct store *s, const char *uid, const struct store_caller *
 		pthread_mutex_unlock(&s->lock);
 		return -EAGAIN;		/* store_get refuses it again, and says why */
 	}
-	f = calloc(1, sizeof(*f));
-	if (f)
-		f->uid = strdup(uid);
-	if (!f || !f->uid) {
-		free(f);
-		pthread_mutex_unlock(&s->lock);
-		return -ENOMEM;
-	}
-	f->exp = (struct store_expect){ -1, -1 };
-	f->exp_pending = true;
-	for (tail = &s->fetches; *tail; tail = &(*tail)->next)
-		;
-	*tail = f;
-	pthread_cond_signal(&s->work);
+	f = store_fetch_add(s, uid, NULL);
 	pthread_mutex_unlock(&s->lock);
-	return 0;
+	return f ? 0 : -ENOMEM;
 }
 
 void store_expect(struct store *s, const char *uid, const struct store_expect *exp)
@@ -974,7 +985,8 @@ int store_peek(struct store *s, const char *uid, struct store_series **out)
 int store_get(struct store *s, const char *uid, const struct store_expect *exp,
 	      const struct store_caller *who, struct store_series **out)
 {
-	struct store_fetch *f, **tail;
+	static const struct store_expect unknown = { -1, -1 };
+	struct store_fetch *f;
 	int rc, round;
 
 	*out = NULL;
@@ -1030,21 +1042,11 @@ int store_get(struct store *s, const char *uid, const struct store_expect *exp,
 							 "walk_budget)");
 				return -EAGAIN;
 			}
-			f = calloc(1, sizeof(*f));
-			if (f)
-				f->uid = strdup(uid);
-			if (!f || !f->uid) {
-				free(f);
+			f = store_fetch_add(s, uid, exp ? exp : &unknown);
+			if (!f) {
 				pthread_mutex_unlock(&s->lock);
 				return -ENOMEM;
 			}
-			f->exp = exp ? *exp : (struct store_expect){ -1, -1 };
-			f->bytes_expected = f->exp.bytes > 0 ? (uint64_t)f->exp.bytes : 0;
-			/* Appended: the workers take fetches in the order they were asked for. */
-			for (tail = &s->fetches; *tail; tail = &(*tail)->next)
-				;
-			*tail = f;
-			pthread_cond_signal(&s->work);
 		}
 		f->waiters++;
 		rc = 0;

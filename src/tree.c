@@ -1311,26 +1311,11 @@ int tree_ser_place(const struct tree_pats *pats, const struct tree_studs *studs,
 	return 0;
 }
 
-/* The snapshot in slot if it is loaded and fresh (referenced), else NULL: never loads. */
-static struct tree_snap *tree_slot_peek(struct tree *t, struct tree_slot *slot)
-{
-	struct tree_snap *s;
-
-	pthread_mutex_lock(&t->lock);
-	s = slot->snap;
-	if (s && s->gen == t->gen && time(NULL) - s->fetched < t->meta_ttl)
-		s->refs++;
-	else
-		s = NULL;
-	pthread_mutex_unlock(&t->lock);
-	return s;
-}
-
 /* The folder path of a series UID in a collection whose patients, studies and series
  * are all loaded already: no request. Returns 0 with path, or -ENOENT. */
 static int tree_uid_at_hand(struct tree *t, const char *uid, char *path, size_t size)
 {
-	struct tree_colls *cs = (struct tree_colls *)tree_slot_peek(t, &t->colls);
+	struct tree_colls *cs = (struct tree_colls *)tree_peek(t, &t->colls);
 	size_t i;
 	int rc = -ENOENT;
 
@@ -1338,9 +1323,9 @@ static int tree_uid_at_hand(struct tree *t, const char *uid, char *path, size_t 
 		return -ENOENT;
 	for (i = 0; i < cs->count && rc < 0; i++) {
 		struct tree_coll *c = &cs->v[i];
-		struct tree_snap *sp = tree_slot_peek(t, &c->pats);
-		struct tree_snap *ss = tree_slot_peek(t, &c->studs);
-		struct tree_snap *sr = tree_slot_peek(t, &c->sers);
+		struct tree_snap *sp = tree_peek(t, &c->pats);
+		struct tree_snap *ss = tree_peek(t, &c->studs);
+		struct tree_snap *sr = tree_peek(t, &c->sers);
 		const struct tree_pats *ps = (const struct tree_pats *)sp;
 		const struct tree_studs *sts = (const struct tree_studs *)ss;
 		const struct tree_sers *srs = (const struct tree_sers *)sr;
