@@ -195,8 +195,9 @@ int metacache_new(const struct metacache_opts *opts, struct metacache **out)
 	pthread_mutex_init(&mc->lock, NULL);
 	pthread_cond_init(&mc->cond, NULL);
 	pthread_mutex_init(&mc->trim_lock, NULL);
-	if (mc->dir)
-		mc_disk_trim(mc);	/* learns what is there; trims it if the cap shrank */
+	/* Unknown until the first store, which then scans (and trims): mounting stays free
+	 * of a walk over meta/. */
+	mc->disk_bytes = mc->disk_max;
 	*out = mc;
 	return 0;
 }

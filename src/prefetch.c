@@ -243,11 +243,27 @@ static int pf_cmp_str(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+struct pf_run {
+	size_t count;
+	const char *kind;
+};
+
+/* Most frequent first; equal counts in the kinds' order. */
+static int pf_cmp_run(const void *a, const void *b)
+{
+	const struct pf_run *x = a, *y = b;
+
+	if (x->count != y->count)
+		return x->count < y->count ? 1 : -1;
+	return strcmp(x->kind, y->kind);
+}
+
 /* Failures counted by kind, most frequent first, on stderr. */
 static void pf_summary(const struct pf *p)
 {
 	char **kinds = calloc(p->count ? p->count : 1, sizeof(*kinds));
-	size_t n = 0, i, j, best, run;
+	size_t n = 0, nruns = 0, i, j;
+	struct pf_run *runs;
 
 	if (!kinds)
 		return;
@@ -264,25 +280,20 @@ static void pf_summary(const struct pf *p)
 	if (n == 0)
 		goto out_free;
 	qsort(kinds, n, sizeof(*kinds), pf_cmp_str);
-	fprintf(stderr, "tciafs-prefetch: %zu series failed:\n", n);
-	/* Print the runs of equal kinds, largest first (n is small: quadratic is fine). */
-	for (;;) {
-		best = 0;
-		run = 0;
-		for (i = 0; i < n; i = j) {
-			for (j = i; j < n && strcmp(kinds[j], kinds[i]) == 0; j++)
-				;
-			if (kinds[i][0] != '\0' && j - i > run) {
-				run = j - i;
-				best = i;
-			}
-		}
-		if (run == 0)
-			break;
-		fprintf(stderr, "  %5zu  %s\n", run, kinds[best]);
-		for (i = best + run; i-- > best;)
-			kinds[i][0] = '\0';	/* printed */
+	/* Equal kinds are neighbours now: count each run, then print the runs largest first. */
+	runs = calloc(n, sizeof(*runs));
+	if (!runs)
+		goto out_free;
+	for (i = 0; i < n; i = j) {
+		for (j = i; j < n && strcmp(kinds[j], kinds[i]) == 0; j++)
+			;
+		runs[nruns++] = (struct pf_run){ j - i, kinds[i] };
 	}
+	qsort(runs, nruns, sizeof(*runs), pf_cmp_run);
+	fprintf(stderr, "tciafs-prefetch: %zu series failed:\n", n);
+	for (i = 0; i < nruns; i++)
+		fprintf(stderr, "  %5zu  %s\n", runs[i].count, runs[i].kind);
+	free(runs);
 out_free:
 	for (i = 0; i < n; i++)
 		free(kinds[i]);

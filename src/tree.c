@@ -2318,8 +2318,9 @@ static void tree_note(struct tree *t, const char *path, int rc)
 	/* The store's lines name the series first ("series <UID>: …"), a download's the
 	 * request ("…?SeriesInstanceUID=<UID>&…"), so that the failure can be found again
 	 * from any path that leads to the series. */
-	p = strncmp(why, "series ", 7) == 0 ? why + 7 : strstr(why, "SeriesInstanceUID=");
-	if (p && *p == 'S')
+	if (strncmp(why, "series ", 7) == 0)
+		p = why + 7;
+	else if ((p = strstr(why, "SeriesInstanceUID=")))
 		p += strlen("SeriesInstanceUID=");
 	if (p) {
 		n = strspn(p, "0123456789.");

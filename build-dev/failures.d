@@ -1,2 +1,0 @@
-build-dev/failures.o: src/failures.c include/failures.h
-include/failures.h:

@@ -1,5 +1,0 @@
-build-dev/http.o: src/http.c include/http.h include/fileio.h \
- include/log.h
-include/http.h:
-include/fileio.h:
-include/log.h:

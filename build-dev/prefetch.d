@@ -1,1 +1,0 @@
-build-dev/prefetch.o: src/prefetch.c
