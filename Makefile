@@ -9,7 +9,7 @@ SANITIZE  ?=
 CC        ?= cc
 PYTHON    ?= /usr/bin/python3
 
-PKGS      := fuse3 libcurl jansson libzip
+PKGS      := fuse3 libcurl jansson libzip sqlite3
 # libfuse: the 3.17 that scripts/libfuse.sh built into build/fuse317 (static, with FUSE
 # passthrough) when it is there, else the system's (3.14 on Debian 12: no passthrough).
 # FUSE=system forces the system's.
@@ -33,10 +33,10 @@ endif
 ALL_CFLAGS = $(WARN) $(OPT) $(SANFLAGS) $(PKG_CFLAGS) $(CFLAGS)
 ALL_LDFLAGS = $(SANFLAGS) $(LDFLAGS)
 
-MODEL     := utf8 log failures fileio http auth metacache tcia unzip store view tree tree_view
+MODEL     := utf8 log failures fileio http auth metacache catalog tcia unzip store view tree tree_view
 MODEL_OBJ := $(MODEL:%=$(BUILD)/%.o)
 BIN       := $(BUILD)/tciafs
-UNIT      := test_log test_failures test_http test_metacache test_tcia test_tree test_unzip test_view
+UNIT      := test_log test_failures test_http test_metacache test_catalog test_tcia test_tree test_unzip test_view
 UNIT_BIN  := $(UNIT:%=$(BUILD)/%)
 
 .SECONDARY:

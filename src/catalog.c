@@ -1,0 +1,1266 @@
+/* SPDX-License-Identifier: MIT
+ * catalog.c — the metadata catalog on SQLite: schema, recovery from a broken file, loads
+ * as single write transactions, and the queries the tree asks. Every SQL statement of
+ * tciafs is here. Readers take a connection from a small pool (WAL lets them run beside
+ * the one writer); each connection's page cache is capped, so memory stays flat however
+ * big the catalog grows.
+ */
+#include "catalog.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define CAT_VERSION 1
+#define CAT_READERS 4
+#define CAT_BUSY_MS 5000
+
+static const char cat_schema[] =
+	"CREATE TABLE IF NOT EXISTS collection("
+	" api TEXT PRIMARY KEY, name TEXT NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS patient("
+	" coll TEXT NOT NULL, pid TEXT NOT NULL, name TEXT NOT NULL, raw TEXT,"
+	" PRIMARY KEY(coll, pid));"
+	"CREATE INDEX IF NOT EXISTS patient_name ON patient(coll, name);"
+	"CREATE TABLE IF NOT EXISTS study("
+	" coll TEXT NOT NULL, pid TEXT NOT NULL, uid TEXT NOT NULL, name TEXT NOT NULL,"
+	" full TEXT NOT NULL, mtime INTEGER, raw TEXT NOT NULL, PRIMARY KEY(coll, uid));"
+	"CREATE INDEX IF NOT EXISTS study_name ON study(coll, pid, name);"
+	"CREATE TABLE IF NOT EXISTS series("
+	" coll TEXT NOT NULL, pid TEXT NOT NULL, study TEXT NOT NULL, uid TEXT NOT NULL,"
+	" name TEXT NOT NULL, full TEXT NOT NULL, mtime INTEGER, images INTEGER,"
+	" bytes INTEGER, modality TEXT, body_part TEXT, manufacturer TEXT, raw TEXT NOT NULL,"
+	" PRIMARY KEY(coll, uid));"
+	"CREATE INDEX IF NOT EXISTS series_name ON series(coll, study, name);"
+	"CREATE INDEX IF NOT EXISTS series_pid ON series(coll, pid);"
+	"CREATE INDEX IF NOT EXISTS series_uid ON series(uid);"
+	"CREATE TABLE IF NOT EXISTS load("
+	" scope INTEGER NOT NULL, coll TEXT NOT NULL, pid TEXT NOT NULL,"
+	" fetched INTEGER NOT NULL, rows INTEGER NOT NULL, PRIMARY KEY(scope, coll, pid));";
+
+/* Prepared statements, one set per connection. */
+enum cat_stmt {
+	ST_LOADED,
+	ST_RECORD,
+	ST_DEL_COLLS,
+	ST_DEL_LISTED_PATIENTS,
+	ST_DEL_PATIENTS,
+	ST_DEL_STUDIES,
+	ST_DEL_SERIES,
+	ST_DEL_PAT_STUDIES,
+	ST_DEL_PAT_SERIES,
+	ST_ADD_COLL,
+	ST_ADD_PATIENT,
+	ST_ADD_STUDY,
+	ST_ADD_SERIES,
+	ST_FULL_STUDIES,
+	ST_FULL_SERIES,
+	ST_DUP_COLLS,
+	ST_DUP_PATIENTS,
+	ST_DUP_STUDIES,
+	ST_DUP_SERIES,
+	ST_RENAME_COLL,
+	ST_RENAME_PATIENT,
+	ST_RENAME_STUDY,
+	ST_RENAME_SERIES,
+	ST_COLLS,
+	ST_PATIENTS,
+	ST_STUDIES,
+	ST_SERIES,
+	ST_FIND_COLL,
+	ST_FIND_PATIENT,
+	ST_PATIENT_BY_ID,
+	ST_FIND_STUDY,
+	ST_STUDY_BY_UID,
+	ST_FIND_SERIES,
+	ST_SERIES_BY_UID,
+	ST_COUNT,
+	ST_N
+};
+
+#define CAT_STUDY_COLS "coll, pid, uid, name, full, raw, mtime"
+#define CAT_SERIES_COLS \
+	"coll, pid, study, uid, name, full, raw, modality, body_part, manufacturer, mtime, " \
+	"images, bytes"
+
+static const char *const cat_sql[ST_N] = {
+	[ST_LOADED] = "SELECT fetched, rows FROM load WHERE scope=?1 AND coll=?2 AND pid=?3",
+	[ST_RECORD] = "INSERT OR REPLACE INTO load(scope, coll, pid, fetched, rows)"
+		      " VALUES(?1, ?2, ?3, ?4, ?5)",
+	[ST_DEL_COLLS] = "DELETE FROM collection",
+	/* A new patient list replaces the old one; patients known only from a targeted
+	 * look (no raw object) stay. */
+	[ST_DEL_LISTED_PATIENTS] = "DELETE FROM patient WHERE coll=?1 AND raw IS NOT NULL",
+	[ST_DEL_PATIENTS] = "DELETE FROM patient WHERE coll=?1",
+	[ST_DEL_STUDIES] = "DELETE FROM study WHERE coll=?1",
+	[ST_DEL_SERIES] = "DELETE FROM series WHERE coll=?1",
+	[ST_DEL_PAT_STUDIES] = "DELETE FROM study WHERE coll=?1 AND pid=?2",
+	[ST_DEL_PAT_SERIES] = "DELETE FROM series WHERE coll=?1 AND pid=?2",
+	[ST_ADD_COLL] = "INSERT OR REPLACE INTO collection(api, name) VALUES(?1, ?2)",
+	/* A patient seen first in its studies gets its raw object when the list comes; a
+	 * targeted look never drops one the list gave. */
+	[ST_ADD_PATIENT] = "INSERT INTO patient(coll, pid, name, raw) VALUES(?1, ?2, ?3, ?4)"
+			   " ON CONFLICT(coll, pid) DO UPDATE SET"
+			   " raw=coalesce(excluded.raw, patient.raw)",
+	[ST_ADD_STUDY] = "INSERT OR REPLACE INTO study(" CAT_STUDY_COLS ")"
+			 " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+	[ST_ADD_SERIES] = "INSERT OR REPLACE INTO series(" CAT_SERIES_COLS ")"
+			  " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+	/* Siblings whose readable names collide take their full names. The IN list is
+	 * computed before any row changes. */
+	[ST_FULL_STUDIES] = "UPDATE study SET name=full WHERE rowid IN ("
+			    " SELECT s.rowid FROM study s JOIN ("
+			    "  SELECT pid, name FROM study WHERE coll=?1 AND (?2 IS NULL OR pid=?2)"
+			    "  GROUP BY pid, name HAVING count(*) > 1) d"
+			    " ON s.coll=?1 AND s.pid=d.pid AND s.name=d.name)",
+	[ST_FULL_SERIES] = "UPDATE series SET name=full WHERE rowid IN ("
+			   " SELECT s.rowid FROM series s JOIN ("
+			   "  SELECT study, name FROM series WHERE coll=?1 AND (?2 IS NULL OR pid=?2)"
+			   "  GROUP BY study, name HAVING count(*) > 1) d"
+			   " ON s.coll=?1 AND s.study=d.study AND s.name=d.name)",
+	/* What still collides, in a stable order: all but the first get "~N". */
+	[ST_DUP_COLLS] = "SELECT c.rowid, c.name, '' FROM collection c JOIN ("
+			 " SELECT name FROM collection GROUP BY name HAVING count(*) > 1) d"
+			 " USING(name) ORDER BY c.name, c.api",
+	[ST_DUP_PATIENTS] = "SELECT p.rowid, p.name, '' FROM patient p JOIN ("
+			    " SELECT name FROM patient WHERE coll=?1 GROUP BY name"
+			    " HAVING count(*) > 1) d ON p.coll=?1 AND p.name=d.name"
+			    " ORDER BY p.name, p.pid",
+	[ST_DUP_STUDIES] = "SELECT s.rowid, s.name, s.pid FROM study s JOIN ("
+			   " SELECT pid, name FROM study WHERE coll=?1 AND (?2 IS NULL OR pid=?2)"
+			   " GROUP BY pid, name HAVING count(*) > 1) d"
+			   " ON s.coll=?1 AND s.pid=d.pid AND s.name=d.name"
+			   " ORDER BY s.pid, s.name, s.uid",
+	[ST_DUP_SERIES] = "SELECT s.rowid, s.name, s.study FROM series s JOIN ("
+			  " SELECT study, name FROM series WHERE coll=?1 AND (?2 IS NULL OR pid=?2)"
+			  " GROUP BY study, name HAVING count(*) > 1) d"
+			  " ON s.coll=?1 AND s.study=d.study AND s.name=d.name"
+			  " ORDER BY s.study, s.name, s.uid",
+	[ST_RENAME_COLL] = "UPDATE collection SET name=?2 WHERE rowid=?1",
+	[ST_RENAME_PATIENT] = "UPDATE patient SET name=?2 WHERE rowid=?1",
+	[ST_RENAME_STUDY] = "UPDATE study SET name=?2 WHERE rowid=?1",
+	[ST_RENAME_SERIES] = "UPDATE series SET name=?2 WHERE rowid=?1",
+	[ST_COLLS] = "SELECT api, name FROM collection ORDER BY name",
+	[ST_PATIENTS] = "SELECT coll, pid, name, raw FROM patient WHERE coll=?1 ORDER BY name",
+	[ST_STUDIES] = "SELECT " CAT_STUDY_COLS " FROM study WHERE coll=?1 AND pid=?2"
+		       " ORDER BY name",
+	[ST_SERIES] = "SELECT " CAT_SERIES_COLS " FROM series WHERE coll=?1 AND study=?2"
+		      " ORDER BY name",
+	[ST_FIND_COLL] = "SELECT api, name FROM collection WHERE name=?1",
+	[ST_FIND_PATIENT] = "SELECT coll, pid, name, raw FROM patient WHERE coll=?1 AND name=?2",
+	[ST_PATIENT_BY_ID] = "SELECT coll, pid, name, raw FROM patient WHERE coll=?1 AND pid=?2",
+	[ST_FIND_STUDY] = "SELECT " CAT_STUDY_COLS " FROM study WHERE coll=?1 AND pid=?2"
+			  " AND name=?3 UNION ALL SELECT " CAT_STUDY_COLS " FROM study"
+			  " WHERE coll=?1 AND uid=?3 AND pid=?2 LIMIT 1",
+	[ST_STUDY_BY_UID] = "SELECT " CAT_STUDY_COLS " FROM study WHERE coll=?1 AND uid=?2",
+	[ST_FIND_SERIES] = "SELECT " CAT_SERIES_COLS " FROM series WHERE coll=?1 AND study=?2"
+			   " AND name=?3 UNION ALL SELECT " CAT_SERIES_COLS " FROM series"
+			   " WHERE coll=?1 AND uid=?3 AND study=?2 LIMIT 1",
+	[ST_SERIES_BY_UID] = "SELECT " CAT_SERIES_COLS " FROM series WHERE uid=?1"
+			     " ORDER BY coll LIMIT 1",
+	[ST_COUNT] = "SELECT (SELECT count(*) FROM collection), (SELECT count(*) FROM patient),"
+		     " (SELECT count(*) FROM study), (SELECT count(*) FROM series)",
+};
+
+struct cat_conn {
+	sqlite3 *db;
+	sqlite3_stmt *st[ST_N];
+	bool busy;		/* a reader has it; protected by catalog->lock */
+};
+
+struct catalog {
+	char *path;
+	size_t cache_bytes;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;		/* a reader connection came back */
+	struct cat_conn readers[CAT_READERS];
+	pthread_mutex_t wlock;		/* held from catalog_load_begin to its end */
+	struct cat_conn writer;
+	unsigned long loads, load_failures;	/* protected by lock */
+};
+
+struct catalog_load {
+	struct catalog *c;
+	enum catalog_scope scope;
+	char *coll, *pid;
+	int64_t rows;
+	int rc;			/* the first failure of an add, kept for commit */
+};
+
+/* ---- errors ------------------------------------------------------------------------ */
+
+/* SQLite's result codes as errno, in one place. */
+static int cat_errno(int rc)
+{
+	switch (rc & 0xff) {
+	case SQLITE_OK:
+	case SQLITE_ROW:
+	case SQLITE_DONE:
+		return 0;
+	case SQLITE_NOMEM:
+		return -ENOMEM;
+	case SQLITE_FULL:
+		return -ENOSPC;
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+		return -EBUSY;
+	case SQLITE_READONLY:
+	case SQLITE_PERM:
+	case SQLITE_AUTH:
+		return -EACCES;
+	default:
+		return -EIO;
+	}
+}
+
+static int cat_fail(sqlite3 *db, int rc, const char *what)
+{
+	log_err("catalog: %s: %s", what, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+	return cat_errno(rc);
+}
+
+/* ---- connections ------------------------------------------------------------------- */
+
+static void cat_conn_close(struct cat_conn *k)
+{
+	size_t i;
+
+	for (i = 0; i < ST_N; i++)
+		sqlite3_finalize(k->st[i]);
+	sqlite3_close(k->db);
+	memset(k, 0, sizeof(*k));
+}
+
+static int cat_exec(sqlite3 *db, const char *sql)
+{
+	return sqlite3_exec(db, sql, NULL, NULL, NULL);
+}
+
+static int cat_conn_open(struct catalog *c, struct cat_conn *k, bool create)
+{
+	char pragmas[160];
+	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
+	int rc;
+
+	memset(k, 0, sizeof(*k));
+	rc = sqlite3_open_v2(c->path, &k->db, flags, NULL);
+	if (rc != SQLITE_OK)
+		goto out_close;
+	sqlite3_busy_timeout(k->db, CAT_BUSY_MS);
+	snprintf(pragmas, sizeof(pragmas),
+		 "PRAGMA cache_size=-%zu; PRAGMA mmap_size=0; PRAGMA temp_store=FILE;"
+		 " PRAGMA synchronous=NORMAL;", c->cache_bytes / 1024);
+	rc = cat_exec(k->db, pragmas);
+	if (rc != SQLITE_OK)
+		goto out_close;
+	return 0;
+out_close:
+	cat_conn_close(k);
+	return rc;
+}
+
+static sqlite3_stmt *cat_stmt(struct cat_conn *k, enum cat_stmt s, int *rc)
+{
+	if (!k->st[s]) {
+		*rc = sqlite3_prepare_v3(k->db, cat_sql[s], -1, SQLITE_PREPARE_PERSISTENT,
+					 &k->st[s], NULL);
+		if (*rc != SQLITE_OK)
+			return NULL;
+	}
+	sqlite3_reset(k->st[s]);
+	sqlite3_clear_bindings(k->st[s]);
+	*rc = SQLITE_OK;
+	return k->st[s];
+}
+
+static struct cat_conn *cat_reader(struct catalog *c)
+{
+	struct cat_conn *k = NULL;
+	size_t i;
+
+	pthread_mutex_lock(&c->lock);
+	for (;;) {
+		for (i = 0; i < CAT_READERS && !k; i++)
+			if (!c->readers[i].busy)
+				k = &c->readers[i];
+		if (k)
+			break;
+		pthread_cond_wait(&c->cond, &c->lock);
+	}
+	k->busy = true;
+	pthread_mutex_unlock(&c->lock);
+	return k;
+}
+
+static void cat_reader_put(struct catalog *c, struct cat_conn *k, sqlite3_stmt *st)
+{
+	if (st)
+		sqlite3_reset(st);
+	pthread_mutex_lock(&c->lock);
+	k->busy = false;
+	pthread_cond_signal(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* ---- opening ----------------------------------------------------------------------- */
+
+/* Moves a catalog that cannot be used out of the way, with the one line that says why. */
+static int cat_move_aside(const char *path, const char *why)
+{
+	char aside[PATH_MAX], side[PATH_MAX];
+	static const char *const sfx[] = { "-wal", "-shm" };
+	size_t i;
+
+	struct stat sb;
+	int n = 0;
+
+	/* Never over an older one: each is evidence. */
+	do {
+		if (snprintf(aside, sizeof(aside), "%s.broken-%lld%s%.0d", path,
+			     (long long)time(NULL), n ? "." : "", n) >= (int)sizeof(aside))
+			return -ENAMETOOLONG;
+	} while (lstat(aside, &sb) == 0 && ++n < 1000);
+	if (rename(path, aside) < 0 && errno != ENOENT) {
+		log_err("catalog: %s is %s and cannot be moved aside: %s", path, why,
+			strerror(errno));
+		return -errno;
+	}
+	for (i = 0; i < 2; i++) {
+		snprintf(side, sizeof(side), "%s%s", path, sfx[i]);
+		unlink(side);
+	}
+	log_warn("catalog: %s was %s; moved aside to %s, starting a new one", path, why, aside);
+	return 0;
+}
+
+/* Opens the writer, checks the file is a catalog of our version, makes the schema in a
+ * new one. Returns 0, a positive reason code (1 not a database or corrupt, 2 another
+ * version) for a file to move aside, or -errno. */
+static int cat_check(struct catalog *c)
+{
+	sqlite3_stmt *st = NULL;
+	int rc, version = -1;
+	bool ok = false;
+
+	rc = cat_conn_open(c, &c->writer, true);
+	if (rc != SQLITE_OK)
+		return rc == SQLITE_NOTADB || rc == SQLITE_CORRUPT ? 1 : cat_fail(NULL, rc, "open");
+	rc = cat_exec(c->writer.db, "PRAGMA journal_mode=WAL");
+	if (rc != SQLITE_OK)
+		goto out_rc;
+	rc = sqlite3_prepare_v2(c->writer.db, "PRAGMA quick_check(1)", -1, &st, NULL);
+	if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+		ok = strcmp((const char *)sqlite3_column_text(st, 0), "ok") == 0;
+	rc = sqlite3_finalize(st);
+	if (rc != SQLITE_OK)
+		goto out_rc;
+	if (!ok)
+		return 1;
+	/* Two mounts may make a new catalog at once: one of them makes the schema. */
+	rc = cat_exec(c->writer.db, "BEGIN IMMEDIATE");
+	if (rc != SQLITE_OK)
+		goto out_rc;
+	rc = sqlite3_prepare_v2(c->writer.db, "PRAGMA user_version", -1, &st, NULL);
+	if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+		version = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	if (version == 0) {
+		char sql[sizeof(cat_schema) + 64];
+
+		snprintf(sql, sizeof(sql), "%s PRAGMA user_version=%d;", cat_schema, CAT_VERSION);
+		rc = cat_exec(c->writer.db, sql);
+		if (rc != SQLITE_OK) {
+			cat_exec(c->writer.db, "ROLLBACK");
+			goto out_rc;
+		}
+		version = CAT_VERSION;
+	}
+	rc = cat_exec(c->writer.db, version == CAT_VERSION ? "COMMIT" : "ROLLBACK");
+	if (rc != SQLITE_OK)
+		goto out_rc;
+	return version == CAT_VERSION ? 0 : 2;
+out_rc:
+	if ((rc & 0xff) == SQLITE_NOTADB || (rc & 0xff) == SQLITE_CORRUPT)
+		return 1;
+	return cat_fail(c->writer.db, rc, "open");
+}
+
+static int cat_mkdir(const char *dir)
+{
+	char *buf = strdup(dir), *p;
+	int rc = 0;
+
+	if (!buf)
+		return -ENOMEM;
+	for (p = buf + 1; *p && rc == 0; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(buf, 0700) < 0 && errno != EEXIST)
+			rc = -errno;
+		*p = '/';
+	}
+	if (rc == 0 && mkdir(buf, 0700) < 0 && errno != EEXIST)
+		rc = -errno;
+	free(buf);
+	return rc;
+}
+
+int catalog_open(const struct catalog_opts *opts, struct catalog **out)
+{
+	char host[HOST_NAME_MAX + 1] = "localhost";
+	struct catalog *c;
+	struct stat sb;
+	size_t i;
+	int rc, tries;
+
+	*out = NULL;
+	rc = cat_mkdir(opts->dir);
+	if (rc < 0) {
+		log_err("catalog: cannot make %s: %s", opts->dir, strerror(-rc));
+		return rc;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->cache_bytes = opts->cache_bytes ? opts->cache_bytes : 2u << 20;
+	if (opts->host)
+		snprintf(host, sizeof(host), "%s", opts->host);
+	else
+		gethostname(host, sizeof(host) - 1);
+	/* One file per host: SQLite's locks do not hold across hosts on a network
+	 * filesystem. A host name is one path component. */
+	for (i = 0; host[i]; i++)
+		if (host[i] == '/')
+			host[i] = '_';
+	if (asprintf(&c->path, "%s/catalog-%s.sqlite", opts->dir, host) < 0) {
+		c->path = NULL;
+		rc = -ENOMEM;
+		goto out_free;
+	}
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_cond_init(&c->cond, NULL);
+	pthread_mutex_init(&c->wlock, NULL);
+	for (tries = 0;; tries++) {
+		if (lstat(c->path, &sb) == 0 && !S_ISREG(sb.st_mode)) {
+			rc = cat_move_aside(c->path, "not a file");
+			if (rc < 0)
+				goto out_free;
+		}
+		rc = cat_check(c);
+		if (rc <= 0 || tries > 0)
+			break;
+		cat_conn_close(&c->writer);
+		rc = cat_move_aside(c->path, rc == 1 ? "not a database or corrupt"
+						 : "of another schema version");
+		if (rc < 0)
+			goto out_free;
+	}
+	if (rc != 0) {
+		rc = rc < 0 ? rc : -EIO;
+		goto out_free;
+	}
+	for (i = 0; i < CAT_READERS; i++) {
+		rc = cat_conn_open(c, &c->readers[i], false);
+		if (rc != SQLITE_OK) {
+			rc = cat_fail(NULL, rc, "open");
+			goto out_free;
+		}
+	}
+	*out = c;
+	return 0;
+out_free:
+	catalog_free(c);
+	return rc;
+}
+
+void catalog_free(struct catalog *c)
+{
+	size_t i;
+
+	if (!c)
+		return;
+	for (i = 0; i < CAT_READERS; i++)
+		cat_conn_close(&c->readers[i]);
+	if (c->writer.db) {
+		/* Folds the log back into the database so that the next open reads one file. */
+		sqlite3_wal_checkpoint_v2(c->writer.db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL,
+					  NULL);
+		cat_conn_close(&c->writer);
+	}
+	if (c->path) {
+		pthread_mutex_destroy(&c->lock);
+		pthread_cond_destroy(&c->cond);
+		pthread_mutex_destroy(&c->wlock);
+	}
+	free(c->path);
+	free(c);
+}
+
+const char *catalog_path(const struct catalog *c)
+{
+	return c->path;
+}
+
+/* ---- binding and reading rows ------------------------------------------------------ */
+
+static int cat_bind_text(sqlite3_stmt *st, int i, const char *s)
+{
+	return s ? sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC) : sqlite3_bind_null(st, i);
+}
+
+static int cat_bind_num(sqlite3_stmt *st, int i, int64_t v)
+{
+	return v < 0 ? sqlite3_bind_null(st, i) : sqlite3_bind_int64(st, i, v);
+}
+
+static char *cat_col(sqlite3_stmt *st, int i)
+{
+	return (char *)sqlite3_column_text(st, i);
+}
+
+static int64_t cat_num(sqlite3_stmt *st, int i)
+{
+	return sqlite3_column_type(st, i) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, i);
+}
+
+static void cat_read_coll(sqlite3_stmt *st, struct catalog_coll *r)
+{
+	r->api = cat_col(st, 0);
+	r->name = cat_col(st, 1);
+}
+
+static void cat_read_patient(sqlite3_stmt *st, struct catalog_patient *r)
+{
+	r->coll = cat_col(st, 0);
+	r->pid = cat_col(st, 1);
+	r->name = cat_col(st, 2);
+	r->raw = cat_col(st, 3);
+}
+
+static void cat_read_study(sqlite3_stmt *st, struct catalog_study *r)
+{
+	r->coll = cat_col(st, 0);
+	r->pid = cat_col(st, 1);
+	r->uid = cat_col(st, 2);
+	r->name = cat_col(st, 3);
+	r->full = cat_col(st, 4);
+	r->raw = cat_col(st, 5);
+	r->mtime = cat_num(st, 6);
+}
+
+static void cat_read_series(sqlite3_stmt *st, struct catalog_series *r)
+{
+	int k;
+
+	r->coll = cat_col(st, 0);
+	r->pid = cat_col(st, 1);
+	r->study = cat_col(st, 2);
+	r->uid = cat_col(st, 3);
+	r->name = cat_col(st, 4);
+	r->full = cat_col(st, 5);
+	r->raw = cat_col(st, 6);
+	for (k = 0; k < 3; k++)
+		r->facet[k] = cat_col(st, 7 + k);
+	r->mtime = cat_num(st, 10);
+	r->images = cat_num(st, 11);
+	r->bytes = cat_num(st, 12);
+}
+
+/* Copies of a row's strings, for the _find functions. */
+static int cat_dup(char **s)
+{
+	if (*s && !(*s = strdup(*s)))
+		return -ENOMEM;
+	return 0;
+}
+
+static int cat_dup_all(char **const *fields, size_t n)
+{
+	size_t i;
+	int rc = 0;
+
+	for (i = 0; i < n; i++)
+		if (rc == 0)
+			rc = cat_dup(fields[i]);
+		else
+			*fields[i] = NULL;
+	return rc;
+}
+
+void catalog_coll_clear(struct catalog_coll *r)
+{
+	free(r->api);
+	free(r->name);
+	memset(r, 0, sizeof(*r));
+}
+
+void catalog_patient_clear(struct catalog_patient *r)
+{
+	free(r->coll);
+	free(r->pid);
+	free(r->name);
+	free(r->raw);
+	memset(r, 0, sizeof(*r));
+}
+
+void catalog_study_clear(struct catalog_study *r)
+{
+	free(r->coll);
+	free(r->pid);
+	free(r->uid);
+	free(r->name);
+	free(r->full);
+	free(r->raw);
+	memset(r, 0, sizeof(*r));
+}
+
+void catalog_series_clear(struct catalog_series *r)
+{
+	int k;
+
+	free(r->coll);
+	free(r->pid);
+	free(r->study);
+	free(r->uid);
+	free(r->name);
+	free(r->full);
+	free(r->raw);
+	for (k = 0; k < 3; k++)
+		free(r->facet[k]);
+	memset(r, 0, sizeof(*r));
+}
+
+static int cat_copy_coll(sqlite3_stmt *st, void *out)
+{
+	struct catalog_coll *r = out;
+	char **f[] = { &r->api, &r->name };
+	int rc;
+
+	cat_read_coll(st, r);
+	rc = cat_dup_all(f, 2);
+	if (rc < 0)
+		catalog_coll_clear(r);
+	return rc;
+}
+
+static int cat_copy_patient(sqlite3_stmt *st, void *out)
+{
+	struct catalog_patient *r = out;
+	char **f[] = { &r->coll, &r->pid, &r->name, &r->raw };
+	int rc;
+
+	cat_read_patient(st, r);
+	rc = cat_dup_all(f, 4);
+	if (rc < 0)
+		catalog_patient_clear(r);
+	return rc;
+}
+
+static int cat_copy_study(sqlite3_stmt *st, void *out)
+{
+	struct catalog_study *r = out;
+	char **f[] = { &r->coll, &r->pid, &r->uid, &r->name, &r->full, &r->raw };
+	int rc;
+
+	cat_read_study(st, r);
+	rc = cat_dup_all(f, 6);
+	if (rc < 0)
+		catalog_study_clear(r);
+	return rc;
+}
+
+static int cat_copy_series(sqlite3_stmt *st, void *out)
+{
+	struct catalog_series *r = out;
+	char **f[] = { &r->coll, &r->pid, &r->study, &r->uid, &r->name, &r->full, &r->raw,
+		       &r->facet[0], &r->facet[1], &r->facet[2] };
+	int rc;
+
+	cat_read_series(st, r);
+	rc = cat_dup_all(f, 10);
+	if (rc < 0)
+		catalog_series_clear(r);
+	return rc;
+}
+
+/* ---- queries ----------------------------------------------------------------------- */
+
+/* Runs a reader statement with up to three text parameters; each row goes to row(). */
+typedef int (*cat_row_fn)(sqlite3_stmt *st, void *arg);
+
+static int cat_query(struct catalog *c, enum cat_stmt s, const char *a, const char *b,
+		     const char *d, cat_row_fn row, void *arg, bool one)
+{
+	struct cat_conn *k = cat_reader(c);
+	const char *params[3] = { a, b, d };
+	sqlite3_stmt *st;
+	int rc, i, ret = one ? -ENOENT : 0;
+
+	st = cat_stmt(k, s, &rc);
+	if (!st) {
+		ret = cat_fail(k->db, rc, "query");
+		goto out_put;
+	}
+	for (i = 0; i < sqlite3_bind_parameter_count(st) && i < 3; i++)
+		cat_bind_text(st, i + 1, params[i]);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		ret = row(st, arg);
+		if (ret != 0 || one)
+			break;
+	}
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		ret = cat_fail(k->db, rc, "query");
+out_put:
+	cat_reader_put(c, k, st);
+	return ret;
+}
+
+struct cat_cb {
+	void *fn;
+	void *arg;
+};
+
+static int cat_each_coll(sqlite3_stmt *st, void *arg)
+{
+	struct cat_cb *cb = arg;
+	struct catalog_coll r;
+
+	cat_read_coll(st, &r);
+	return ((catalog_coll_fn)cb->fn)(cb->arg, &r);
+}
+
+static int cat_each_patient(sqlite3_stmt *st, void *arg)
+{
+	struct cat_cb *cb = arg;
+	struct catalog_patient r;
+
+	cat_read_patient(st, &r);
+	return ((catalog_patient_fn)cb->fn)(cb->arg, &r);
+}
+
+static int cat_each_study(sqlite3_stmt *st, void *arg)
+{
+	struct cat_cb *cb = arg;
+	struct catalog_study r;
+
+	cat_read_study(st, &r);
+	return ((catalog_study_fn)cb->fn)(cb->arg, &r);
+}
+
+static int cat_each_series(sqlite3_stmt *st, void *arg)
+{
+	struct cat_cb *cb = arg;
+	struct catalog_series r;
+
+	cat_read_series(st, &r);
+	return ((catalog_series_fn)cb->fn)(cb->arg, &r);
+}
+
+int catalog_colls(struct catalog *c, catalog_coll_fn fn, void *arg)
+{
+	struct cat_cb cb = { (void *)fn, arg };
+
+	return cat_query(c, ST_COLLS, NULL, NULL, NULL, cat_each_coll, &cb, false);
+}
+
+int catalog_patients(struct catalog *c, const char *coll, catalog_patient_fn fn, void *arg)
+{
+	struct cat_cb cb = { (void *)fn, arg };
+
+	return cat_query(c, ST_PATIENTS, coll, NULL, NULL, cat_each_patient, &cb, false);
+}
+
+int catalog_studies(struct catalog *c, const char *coll, const char *pid, catalog_study_fn fn,
+		    void *arg)
+{
+	struct cat_cb cb = { (void *)fn, arg };
+
+	return cat_query(c, ST_STUDIES, coll, pid, NULL, cat_each_study, &cb, false);
+}
+
+int catalog_series(struct catalog *c, const char *coll, const char *study, catalog_series_fn fn,
+		   void *arg)
+{
+	struct cat_cb cb = { (void *)fn, arg };
+
+	return cat_query(c, ST_SERIES, coll, study, NULL, cat_each_series, &cb, false);
+}
+
+int catalog_find_coll(struct catalog *c, const char *name, struct catalog_coll *out)
+{
+	memset(out, 0, sizeof(*out));
+	return cat_query(c, ST_FIND_COLL, name, NULL, NULL, cat_copy_coll, out, true);
+}
+
+int catalog_find_patient(struct catalog *c, const char *coll, const char *name,
+			 struct catalog_patient *out)
+{
+	memset(out, 0, sizeof(*out));
+	return cat_query(c, ST_FIND_PATIENT, coll, name, NULL, cat_copy_patient, out, true);
+}
+
+int catalog_patient_by_id(struct catalog *c, const char *coll, const char *pid,
+			  struct catalog_patient *out)
+{
+	memset(out, 0, sizeof(*out));
+	return cat_query(c, ST_PATIENT_BY_ID, coll, pid, NULL, cat_copy_patient, out, true);
+}
+
+int catalog_find_study(struct catalog *c, const char *coll, const char *pid, const char *name,
+		       struct catalog_study *out)
+{
+	memset(out, 0, sizeof(*out));
+	return cat_query(c, ST_FIND_STUDY, coll, pid, name, cat_copy_study, out, true);
+}
+
+int catalog_study_by_uid(struct catalog *c, const char *coll, const char *uid,
+			 struct catalog_study *out)
+{
+	memset(out, 0, sizeof(*out));
+	return cat_query(c, ST_STUDY_BY_UID, coll, uid, NULL, cat_copy_study, out, true);
+}
+
+int catalog_find_series(struct catalog *c, const char *coll, const char *study,
+			const char *name, struct catalog_series *out)
+{
+	memset(out, 0, sizeof(*out));
+	return cat_query(c, ST_FIND_SERIES, coll, study, name, cat_copy_series, out, true);
+}
+
+int catalog_series_by_uid(struct catalog *c, const char *uid, struct catalog_series *out)
+{
+	memset(out, 0, sizeof(*out));
+	return cat_query(c, ST_SERIES_BY_UID, uid, NULL, NULL, cat_copy_series, out, true);
+}
+
+static int cat_read_loaded(sqlite3_stmt *st, void *arg)
+{
+	int64_t *v = arg;
+
+	v[0] = sqlite3_column_int64(st, 0);
+	v[1] = sqlite3_column_int64(st, 1);
+	return 0;
+}
+
+int catalog_loaded(struct catalog *c, enum catalog_scope s, const char *coll, const char *pid,
+		   time_t *when, int64_t *rows)
+{
+	struct cat_conn *k = cat_reader(c);
+	int64_t v[2] = { 0, 0 };
+	sqlite3_stmt *st;
+	int rc, ret = -ENOENT;
+
+	st = cat_stmt(k, ST_LOADED, &rc);
+	if (!st) {
+		ret = cat_fail(k->db, rc, "query");
+		goto out_put;
+	}
+	sqlite3_bind_int(st, 1, (int)s);
+	cat_bind_text(st, 2, coll ? coll : "");
+	cat_bind_text(st, 3, pid ? pid : "");
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		ret = cat_read_loaded(st, v);
+	else if (rc != SQLITE_DONE)
+		ret = cat_fail(k->db, rc, "query");
+out_put:
+	cat_reader_put(c, k, st);
+	if (when)
+		*when = (time_t)v[0];
+	if (rows)
+		*rows = v[1];
+	return ret;
+}
+
+static int cat_read_counts(sqlite3_stmt *st, void *arg)
+{
+	struct catalog_stats *s = arg;
+
+	s->colls = sqlite3_column_int64(st, 0);
+	s->patients = sqlite3_column_int64(st, 1);
+	s->studies = sqlite3_column_int64(st, 2);
+	s->series = sqlite3_column_int64(st, 3);
+	return 0;
+}
+
+void catalog_stats(struct catalog *c, struct catalog_stats *st)
+{
+	char side[PATH_MAX];
+	struct stat sb;
+
+	memset(st, 0, sizeof(*st));
+	if (stat(c->path, &sb) == 0)
+		st->file_bytes += sb.st_size;
+	snprintf(side, sizeof(side), "%s-wal", c->path);
+	if (stat(side, &sb) == 0)
+		st->file_bytes += sb.st_size;
+	cat_query(c, ST_COUNT, NULL, NULL, NULL, cat_read_counts, st, true);
+	pthread_mutex_lock(&c->lock);
+	st->loads = c->loads;
+	st->load_failures = c->load_failures;
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* ---- loads ------------------------------------------------------------------------- */
+
+/* Runs a writer statement: binds up to two text parameters, steps it to the end. */
+static int cat_write(struct catalog_load *l, enum cat_stmt s, const char *a, const char *b)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	st = cat_stmt(&l->c->writer, s, &rc);
+	if (!st)
+		return rc;
+	if (sqlite3_bind_parameter_count(st) >= 1)
+		cat_bind_text(st, 1, a);
+	if (sqlite3_bind_parameter_count(st) >= 2)
+		cat_bind_text(st, 2, b);
+	rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+static void cat_load_free(struct catalog_load *l)
+{
+	free(l->coll);
+	free(l->pid);
+	free(l);
+}
+
+int catalog_load_begin(struct catalog *c, enum catalog_scope s, const char *coll,
+		       const char *pid, struct catalog_load **out)
+{
+	struct catalog_load *l = calloc(1, sizeof(*l));
+	int rc;
+
+	*out = NULL;
+	if (!l)
+		return -ENOMEM;
+	l->c = c;
+	l->scope = s;
+	l->coll = strdup(coll ? coll : "");
+	l->pid = strdup(pid ? pid : "");
+	if (!l->coll || !l->pid) {
+		cat_load_free(l);
+		return -ENOMEM;
+	}
+	pthread_mutex_lock(&c->wlock);
+	rc = cat_exec(c->writer.db, "BEGIN IMMEDIATE");
+	if (rc != SQLITE_OK)
+		goto out_unlock;
+	switch (s) {
+	case CATALOG_ARCHIVE:
+		rc = cat_write(l, ST_DEL_COLLS, NULL, NULL);
+		break;
+	case CATALOG_PATIENTS:
+		rc = cat_write(l, ST_DEL_LISTED_PATIENTS, l->coll, NULL);
+		break;
+	case CATALOG_COLLECTION:
+		rc = cat_write(l, ST_DEL_PATIENTS, l->coll, NULL);
+		if (rc == SQLITE_OK)
+			rc = cat_write(l, ST_DEL_STUDIES, l->coll, NULL);
+		if (rc == SQLITE_OK)
+			rc = cat_write(l, ST_DEL_SERIES, l->coll, NULL);
+		break;
+	case CATALOG_PATIENT:
+		rc = cat_write(l, ST_DEL_PAT_STUDIES, l->coll, l->pid);
+		if (rc == SQLITE_OK)
+			rc = cat_write(l, ST_DEL_PAT_SERIES, l->coll, l->pid);
+		break;
+	}
+	if (rc != SQLITE_OK) {
+		cat_exec(c->writer.db, "ROLLBACK");
+		goto out_unlock;
+	}
+	*out = l;
+	return 0;
+out_unlock:
+	rc = cat_fail(c->writer.db, rc, "cannot start a load");
+	pthread_mutex_unlock(&c->wlock);
+	cat_load_free(l);
+	return rc;
+}
+
+/* Keeps the first failure of a load's adds: commit reports it and rolls back. */
+static int cat_add_done(struct catalog_load *l, int rc)
+{
+	if (rc != SQLITE_DONE && rc != SQLITE_OK) {
+		if (l->rc == 0)
+			l->rc = cat_fail(l->c->writer.db, rc, "cannot store a row");
+		return l->rc;
+	}
+	l->rows++;
+	return 0;
+}
+
+int catalog_add_coll(struct catalog_load *l, const struct catalog_coll *r)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if (l->rc)
+		return l->rc;
+	st = cat_stmt(&l->c->writer, ST_ADD_COLL, &rc);
+	if (st) {
+		cat_bind_text(st, 1, r->api);
+		cat_bind_text(st, 2, r->name);
+		rc = sqlite3_step(st);
+		sqlite3_reset(st);
+	}
+	return cat_add_done(l, rc);
+}
+
+int catalog_add_patient(struct catalog_load *l, const struct catalog_patient *r)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if (l->rc)
+		return l->rc;
+	st = cat_stmt(&l->c->writer, ST_ADD_PATIENT, &rc);
+	if (st) {
+		cat_bind_text(st, 1, r->coll);
+		cat_bind_text(st, 2, r->pid);
+		cat_bind_text(st, 3, r->name);
+		cat_bind_text(st, 4, r->raw);
+		rc = sqlite3_step(st);
+		sqlite3_reset(st);
+	}
+	return cat_add_done(l, rc);
+}
+
+int catalog_add_study(struct catalog_load *l, const struct catalog_study *r)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if (l->rc)
+		return l->rc;
+	st = cat_stmt(&l->c->writer, ST_ADD_STUDY, &rc);
+	if (st) {
+		cat_bind_text(st, 1, r->coll);
+		cat_bind_text(st, 2, r->pid);
+		cat_bind_text(st, 3, r->uid);
+		cat_bind_text(st, 4, r->name);
+		cat_bind_text(st, 5, r->full);
+		cat_bind_text(st, 6, r->raw);
+		cat_bind_num(st, 7, r->mtime);
+		rc = sqlite3_step(st);
+		sqlite3_reset(st);
+	}
+	return cat_add_done(l, rc);
+}
+
+int catalog_add_series(struct catalog_load *l, const struct catalog_series *r)
+{
+	sqlite3_stmt *st;
+	int rc, k;
+
+	if (l->rc)
+		return l->rc;
+	st = cat_stmt(&l->c->writer, ST_ADD_SERIES, &rc);
+	if (st) {
+		cat_bind_text(st, 1, r->coll);
+		cat_bind_text(st, 2, r->pid);
+		cat_bind_text(st, 3, r->study);
+		cat_bind_text(st, 4, r->uid);
+		cat_bind_text(st, 5, r->name);
+		cat_bind_text(st, 6, r->full);
+		cat_bind_text(st, 7, r->raw);
+		for (k = 0; k < 3; k++)
+			cat_bind_text(st, 8 + k, r->facet[k]);
+		cat_bind_num(st, 11, r->mtime);
+		cat_bind_num(st, 12, r->images);
+		cat_bind_num(st, 13, r->bytes);
+		rc = sqlite3_step(st);
+		sqlite3_reset(st);
+	}
+	return cat_add_done(l, rc);
+}
+
+struct cat_rename {
+	int64_t rowid;
+	char *name;
+};
+
+/* Names that still collide among siblings (the dup statement's rows: rowid, name,
+ * parent, sorted) become "name~N" for all but the first of each group. */
+static int cat_suffix_dups(struct catalog_load *l, enum cat_stmt dup, enum cat_stmt ren)
+{
+	struct cat_conn *k = &l->c->writer;
+	struct cat_rename *v = NULL, *nv;
+	char *prev_name = NULL, *prev_parent = NULL;
+	size_t n = 0, cap = 0, i, run = 0;
+	sqlite3_stmt *st;
+	int rc;
+
+	st = cat_stmt(k, dup, &rc);
+	if (!st)
+		return rc;
+	if (sqlite3_bind_parameter_count(st) >= 1)
+		cat_bind_text(st, 1, l->coll);
+	if (sqlite3_bind_parameter_count(st) >= 2)
+		cat_bind_text(st, 2, l->scope == CATALOG_PATIENT ? l->pid : NULL);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *name = cat_col(st, 1), *parent = cat_col(st, 2);
+
+		if (prev_name && strcmp(prev_name, name) == 0 && strcmp(prev_parent, parent) == 0) {
+			run++;
+		} else {
+			run = 0;
+			free(prev_name);
+			free(prev_parent);
+			prev_name = strdup(name);
+			prev_parent = strdup(parent);
+			if (!prev_name || !prev_parent) {
+				rc = SQLITE_NOMEM;
+				break;
+			}
+		}
+		if (run == 0)
+			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 8;
+			nv = realloc(v, cap * sizeof(*v));
+			if (!nv) {
+				rc = SQLITE_NOMEM;
+				break;
+			}
+			v = nv;
+		}
+		/* Cut on a UTF-8 boundary so that the suffix fits a 255-byte name. */
+		size_t len = strlen(name);
+		if (len > 230) {
+			len = 230;
+			while (len > 0 && ((unsigned char)name[len] & 0xc0) == 0x80)
+				len--;
+		}
+		if (asprintf(&v[n].name, "%.*s~%zu", (int)len, name, run + 1) < 0) {
+			rc = SQLITE_NOMEM;
+			break;
+		}
+		v[n++].rowid = sqlite3_column_int64(st, 0);
+	}
+	sqlite3_reset(st);
+	free(prev_name);
+	free(prev_parent);
+	if (rc == SQLITE_DONE)
+		rc = SQLITE_OK;
+	for (i = 0; i < n; i++) {
+		if (rc == SQLITE_OK && (st = cat_stmt(k, ren, &rc)) != NULL) {
+			sqlite3_bind_int64(st, 1, v[i].rowid);
+			cat_bind_text(st, 2, v[i].name);
+			rc = sqlite3_step(st);
+			sqlite3_reset(st);
+			if (rc == SQLITE_DONE)
+				rc = SQLITE_OK;
+		}
+		free(v[i].name);
+	}
+	free(v);
+	return rc;
+}
+
+/* Names the scope's folders for good: full names where readable ones collide, then
+ * "~N" where even those do. */
+static int cat_fix_names(struct catalog_load *l)
+{
+	const char *pid = l->scope == CATALOG_PATIENT ? l->pid : NULL;
+	int rc = SQLITE_OK;
+
+	switch (l->scope) {
+	case CATALOG_ARCHIVE:
+		return cat_suffix_dups(l, ST_DUP_COLLS, ST_RENAME_COLL);
+	case CATALOG_PATIENTS:
+		return cat_suffix_dups(l, ST_DUP_PATIENTS, ST_RENAME_PATIENT);
+	case CATALOG_COLLECTION:
+		rc = cat_suffix_dups(l, ST_DUP_PATIENTS, ST_RENAME_PATIENT);
+		/* fall through */
+	case CATALOG_PATIENT:
+		if (rc == SQLITE_OK)
+			rc = cat_write(l, ST_FULL_STUDIES, l->coll, pid);
+		if (rc == SQLITE_OK)
+			rc = cat_write(l, ST_FULL_SERIES, l->coll, pid);
+		if (rc == SQLITE_OK)
+			rc = cat_suffix_dups(l, ST_DUP_STUDIES, ST_RENAME_STUDY);
+		if (rc == SQLITE_OK)
+			rc = cat_suffix_dups(l, ST_DUP_SERIES, ST_RENAME_SERIES);
+		break;
+	}
+	return rc;
+}
+
+static int cat_record(struct catalog_load *l, enum catalog_scope s)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	st = cat_stmt(&l->c->writer, ST_RECORD, &rc);
+	if (!st)
+		return rc;
+	sqlite3_bind_int(st, 1, (int)s);
+	cat_bind_text(st, 2, l->coll);
+	cat_bind_text(st, 3, l->pid);
+	sqlite3_bind_int64(st, 4, (int64_t)time(NULL));
+	sqlite3_bind_int64(st, 5, l->rows);
+	rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+int catalog_load_commit(struct catalog_load *l)
+{
+	struct catalog *c = l->c;
+	int rc = SQLITE_OK, ret = l->rc;
+
+	if (ret == 0) {
+		rc = cat_fix_names(l);
+		if (rc == SQLITE_OK)
+			rc = cat_record(l, l->scope);
+		/* A collection's bulk load brings its patient list too. */
+		if (rc == SQLITE_OK && l->scope == CATALOG_COLLECTION)
+			rc = cat_record(l, CATALOG_PATIENTS);
+		if (rc == SQLITE_OK)
+			rc = cat_exec(c->writer.db, "COMMIT");
+		if (rc != SQLITE_OK)
+			ret = cat_fail(c->writer.db, rc, "cannot commit a load");
+	}
+	if (ret != 0 && !sqlite3_get_autocommit(c->writer.db))
+		cat_exec(c->writer.db, "ROLLBACK");
+	pthread_mutex_unlock(&c->wlock);
+	pthread_mutex_lock(&c->lock);
+	if (ret == 0)
+		c->loads++;
+	else
+		c->load_failures++;
+	pthread_mutex_unlock(&c->lock);
+	cat_load_free(l);
+	return ret;
+}
+
+void catalog_load_abort(struct catalog_load *l)
+{
+	struct catalog *c;
+
+	if (!l)
+		return;
+	c = l->c;
+	if (!sqlite3_get_autocommit(c->writer.db))
+		cat_exec(c->writer.db, "ROLLBACK");
+	pthread_mutex_unlock(&c->wlock);
+	pthread_mutex_lock(&c->lock);
+	c->load_failures++;
+	pthread_mutex_unlock(&c->lock);
+	cat_load_free(l);
+}

@@ -1,0 +1,366 @@
+/* SPDX-License-Identifier: MIT
+ * Unit tests for catalog.c on a real SQLite file: loads and queries, folder names that
+ * collide, aborts and scopes, the record of loads, and recovery from a catalog that is
+ * not a database, of another version, or a directory. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "catalog.h"
+
+static char dir[64];
+static char path[128];
+
+static int setup(void **state)
+{
+	(void)state;
+	snprintf(dir, sizeof(dir), "/tmp/tciafs-cat-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/catalog-testhost.sqlite", dir);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	char cmd[128];
+
+	(void)state;
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	return system(cmd);
+}
+
+static struct catalog *open_cat(void)
+{
+	struct catalog_opts o = { .dir = dir, .host = "testhost" };
+	struct catalog *c;
+
+	assert_int_equal(catalog_open(&o, &c), 0);
+	assert_string_equal(catalog_path(c), path);
+	return c;
+}
+
+static void add_study(struct catalog_load *l, const char *pid, const char *uid,
+		      const char *name, const char *full)
+{
+	struct catalog_study s = { .coll = "C", .pid = (char *)pid, .uid = (char *)uid,
+				   .name = (char *)name, .full = (char *)full,
+				   .raw = "{}", .mtime = 5 };
+
+	assert_int_equal(catalog_add_study(l, &s), 0);
+}
+
+static void add_series(struct catalog_load *l, const char *pid, const char *study,
+		       const char *uid, const char *name, const char *full, const char *mod)
+{
+	struct catalog_series s = { .coll = "C", .pid = (char *)pid, .study = (char *)study,
+				    .uid = (char *)uid, .name = (char *)name,
+				    .full = (char *)full, .raw = "{\"x\":1}",
+				    .facet = { (char *)mod, NULL, "ACME" },
+				    .mtime = 7, .images = 3, .bytes = -1 };
+
+	assert_int_equal(catalog_add_series(l, &s), 0);
+}
+
+static void add_patient(struct catalog_load *l, const char *pid, const char *name,
+			const char *raw)
+{
+	struct catalog_patient p = { .coll = "C", .pid = (char *)pid, .name = (char *)name,
+				     .raw = (char *)raw };
+
+	assert_int_equal(catalog_add_patient(l, &p), 0);
+}
+
+/* One collection loaded in bulk: P1 with two studies whose readable names collide. */
+static void load_bulk(struct catalog *c)
+{
+	struct catalog_load *l;
+
+	assert_int_equal(catalog_load_begin(c, CATALOG_COLLECTION, "C", NULL, &l), 0);
+	add_patient(l, "P2", "P2", "{\"PatientId\":\"P2\"}");
+	add_patient(l, "P1", "P1", "{\"PatientId\":\"P1\"}");
+	add_patient(l, "a/b", "a_b", "{}");
+	add_patient(l, "a_b", "a_b", "{}");
+	add_study(l, "P1", "1.2.3.44444", "2001-01-01 CT-44444", "2001-01-01 CT-1.2.3.44444");
+	add_study(l, "P1", "1.2.9.44444", "2001-01-01 CT-44444", "2001-01-01 CT-1.2.9.44444");
+	add_study(l, "P1", "1.5", "2002-02-02 MR-1.5", "2002-02-02 MR-1.5");
+	add_series(l, "P1", "1.5", "1.5.1", "1 CT-5.1", "1 CT-1.5.1", "CT");
+	add_series(l, "P1", "1.5", "1.5.2", "2 MR-5.2", "2 MR-1.5.2", "MR");
+	/* Same full name twice (truncated UIDs): the second gets "~2". */
+	add_series(l, "P1", "1.5", "1.5.3", "3 X-same", "3 X-same", NULL);
+	add_series(l, "P1", "1.5", "1.5.4", "3 X-same", "3 X-same", NULL);
+	assert_int_equal(catalog_load_commit(l), 0);
+}
+
+static int collect_study(void *arg, const struct catalog_study *r)
+{
+	char *buf = arg;
+
+	strcat(buf, r->name);
+	strcat(buf, "|");
+	return 0;
+}
+
+static int collect_series(void *arg, const struct catalog_series *r)
+{
+	char *buf = arg;
+
+	strcat(buf, r->name);
+	strcat(buf, "|");
+	return 0;
+}
+
+static int collect_patient(void *arg, const struct catalog_patient *r)
+{
+	char *buf = arg;
+
+	strcat(buf, r->name);
+	strcat(buf, "|");
+	return 0;
+}
+
+static int stop_at_first(void *arg, const struct catalog_patient *r)
+{
+	(void)r;
+	++*(int *)arg;
+	return 42;
+}
+
+static void test_load_and_query(void **state)
+{
+	struct catalog *c = open_cat();
+	struct catalog_series ser;
+	struct catalog_study st;
+	struct catalog_patient p;
+	struct catalog_stats stats;
+	char buf[512] = "";
+	int64_t rows;
+	time_t when;
+	int n = 0;
+
+	(void)state;
+	assert_int_equal(catalog_loaded(c, CATALOG_COLLECTION, "C", NULL, &when, &rows), -ENOENT);
+	load_bulk(c);
+	assert_int_equal(catalog_loaded(c, CATALOG_COLLECTION, "C", NULL, &when, &rows), 0);
+	assert_int_equal(rows, 11);
+	assert_true(time(NULL) - when < 5);
+	/* The bulk load brings the patient list too. */
+	assert_int_equal(catalog_loaded(c, CATALOG_PATIENTS, "C", NULL, NULL, NULL), 0);
+
+	assert_int_equal(catalog_patients(c, "C", collect_patient, buf), 0);
+	assert_string_equal(buf, "P1|P2|a_b|a_b~2|");
+	assert_int_equal(catalog_patients(c, "C", stop_at_first, &n), 42);
+	assert_int_equal(n, 1);
+
+	buf[0] = '\0';
+	assert_int_equal(catalog_studies(c, "C", "P1", collect_study, buf), 0);
+	assert_string_equal(buf, "2001-01-01 CT-1.2.3.44444|2001-01-01 CT-1.2.9.44444|"
+				 "2002-02-02 MR-1.5|");
+	buf[0] = '\0';
+	assert_int_equal(catalog_series(c, "C", "1.5", collect_series, buf), 0);
+	assert_string_equal(buf, "1 CT-5.1|2 MR-5.2|3 X-same|3 X-same~2|");
+
+	assert_int_equal(catalog_find_patient(c, "C", "P1", &p), 0);
+	assert_string_equal(p.raw, "{\"PatientId\":\"P1\"}");
+	catalog_patient_clear(&p);
+	assert_int_equal(catalog_find_patient(c, "C", "nobody", &p), -ENOENT);
+	assert_int_equal(catalog_patient_by_id(c, "C", "a/b", &p), 0);
+	assert_string_equal(p.name, "a_b");
+	catalog_patient_clear(&p);
+
+	/* By folder name, and by bare UID. */
+	assert_int_equal(catalog_find_study(c, "C", "P1", "2002-02-02 MR-1.5", &st), 0);
+	assert_string_equal(st.uid, "1.5");
+	assert_int_equal(st.mtime, 5);
+	catalog_study_clear(&st);
+	assert_int_equal(catalog_find_study(c, "C", "P1", "1.2.9.44444", &st), 0);
+	assert_string_equal(st.name, "2001-01-01 CT-1.2.9.44444");
+	catalog_study_clear(&st);
+	assert_int_equal(catalog_find_study(c, "C", "P2", "1.5", &st), -ENOENT);
+
+	assert_int_equal(catalog_find_series(c, "C", "1.5", "2 MR-5.2", &ser), 0);
+	assert_string_equal(ser.uid, "1.5.2");
+	assert_string_equal(ser.facet[0], "MR");
+	assert_null(ser.facet[1]);
+	assert_int_equal(ser.images, 3);
+	assert_int_equal(ser.bytes, -1);
+	assert_string_equal(ser.raw, "{\"x\":1}");
+	catalog_series_clear(&ser);
+	assert_int_equal(catalog_series_by_uid(c, "1.5.4", &ser), 0);
+	assert_string_equal(ser.name, "3 X-same~2");
+	assert_string_equal(ser.pid, "P1");
+	catalog_series_clear(&ser);
+	assert_int_equal(catalog_series_by_uid(c, "9.9", &ser), -ENOENT);
+
+	catalog_stats(c, &stats);
+	assert_int_equal(stats.series, 4);
+	assert_int_equal(stats.patients, 4);
+	assert_true(stats.file_bytes > 0);
+	assert_int_equal(stats.loads, 1);
+	catalog_free(c);
+
+	/* Persistent: a new instance sees it all without loading. */
+	c = open_cat();
+	assert_int_equal(catalog_series_by_uid(c, "1.5.1", &ser), 0);
+	catalog_series_clear(&ser);
+	catalog_free(c);
+}
+
+static void test_abort_and_scopes(void **state)
+{
+	struct catalog *c = open_cat();
+	struct catalog_load *l;
+	struct catalog_patient p;
+	struct catalog_series ser;
+	char buf[512] = "";
+
+	(void)state;
+	load_bulk(c);
+	/* An aborted reload leaves the catalog as it was. */
+	assert_int_equal(catalog_load_begin(c, CATALOG_COLLECTION, "C", NULL, &l), 0);
+	add_patient(l, "P9", "P9", "{}");
+	catalog_load_abort(l);
+	assert_int_equal(catalog_patients(c, "C", collect_patient, buf), 0);
+	assert_string_equal(buf, "P1|P2|a_b|a_b~2|");
+
+	/* A targeted load replaces one patient's studies and series, keeps its raw. */
+	assert_int_equal(catalog_load_begin(c, CATALOG_PATIENT, "C", "P1", &l), 0);
+	add_patient(l, "P1", "P1", NULL);
+	add_study(l, "P1", "1.5", "2002-02-02 MR-1.5", "2002-02-02 MR-1.5");
+	add_series(l, "P1", "1.5", "1.5.9", "9 PT-5.9", "9 PT-1.5.9", "PT");
+	assert_int_equal(catalog_load_commit(l), 0);
+	buf[0] = '\0';
+	assert_int_equal(catalog_studies(c, "C", "P1", collect_study, buf), 0);
+	assert_string_equal(buf, "2002-02-02 MR-1.5|");
+	buf[0] = '\0';
+	assert_int_equal(catalog_series(c, "C", "1.5", collect_series, buf), 0);
+	assert_string_equal(buf, "9 PT-5.9|");
+	assert_int_equal(catalog_find_patient(c, "C", "P1", &p), 0);
+	assert_string_equal(p.raw, "{\"PatientId\":\"P1\"}");
+	catalog_patient_clear(&p);
+	assert_int_equal(catalog_loaded(c, CATALOG_PATIENT, "C", "P1", NULL, NULL), 0);
+	assert_int_equal(catalog_loaded(c, CATALOG_PATIENT, "C", "P2", NULL, NULL), -ENOENT);
+
+	/* A new patient list drops listed patients it no longer has, keeps targeted ones. */
+	assert_int_equal(catalog_load_begin(c, CATALOG_PATIENT, "C", "T1", &l), 0);
+	add_patient(l, "T1", "T1", NULL);
+	assert_int_equal(catalog_load_commit(l), 0);
+	assert_int_equal(catalog_load_begin(c, CATALOG_PATIENTS, "C", NULL, &l), 0);
+	add_patient(l, "P2", "P2", "{}");
+	assert_int_equal(catalog_load_commit(l), 0);
+	buf[0] = '\0';
+	assert_int_equal(catalog_patients(c, "C", collect_patient, buf), 0);
+	assert_string_equal(buf, "P2|T1|");
+
+	/* A failed add fails the commit, which leaves everything as it was. */
+	assert_int_equal(catalog_load_begin(c, CATALOG_PATIENTS, "C", NULL, &l), 0);
+	{
+		struct catalog_patient bad = { .coll = "C", .pid = NULL, .name = "x" };
+
+		assert_int_not_equal(catalog_add_patient(l, &bad), 0);
+	}
+	assert_int_not_equal(catalog_load_commit(l), 0);
+	buf[0] = '\0';
+	assert_int_equal(catalog_patients(c, "C", collect_patient, buf), 0);
+	assert_string_equal(buf, "P2|T1|");
+	assert_int_equal(catalog_series_by_uid(c, "1.5.9", &ser), 0);
+	catalog_series_clear(&ser);
+	catalog_free(c);
+}
+
+static int count_aside(void)
+{
+	char cmd[160];
+	FILE *f;
+	int n = 0;
+
+	snprintf(cmd, sizeof(cmd), "ls %s | grep -c broken", dir);
+	f = popen(cmd, "r");
+	assert_non_null(f);
+	if (fscanf(f, "%d", &n) != 1)
+		n = 0;
+	pclose(f);
+	return n;
+}
+
+static void write_file(const char *p, const char *text)
+{
+	FILE *f = fopen(p, "w");
+
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+static void test_recovery(void **state)
+{
+	struct catalog *c;
+	struct catalog_series ser;
+	sqlite3 *db;
+
+	(void)state;
+	/* Not a database. */
+	write_file(path, "this is not a database, just text that is long enough to matter\n");
+	c = open_cat();
+	load_bulk(c);
+	catalog_free(c);
+	assert_int_equal(count_aside(), 1);
+
+	/* Another schema version. */
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "PRAGMA user_version=99", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	c = open_cat();
+	assert_int_equal(catalog_series_by_uid(c, "1.5.1", &ser), -ENOENT);
+	catalog_free(c);
+	assert_int_equal(count_aside(), 2);
+
+	/* A directory where the file should be. */
+	unlink(path);
+	assert_int_equal(mkdir(path, 0700), 0);
+	c = open_cat();
+	load_bulk(c);
+	catalog_free(c);
+	assert_int_equal(count_aside(), 3);
+
+	/* Corrupt pages: garbage over everything past the header. */
+	{
+		FILE *f = fopen(path, "r+");
+		char junk[4096];
+
+		assert_non_null(f);
+		memset(junk, 0xA5, sizeof(junk));
+		fseek(f, 100, SEEK_SET);
+		fwrite(junk, 1, sizeof(junk) - 100, f);
+		fwrite(junk, 1, sizeof(junk), f);
+		fclose(f);
+	}
+	c = open_cat();
+	assert_int_equal(catalog_series_by_uid(c, "1.5.1", &ser), -ENOENT);
+	load_bulk(c);
+	assert_int_equal(catalog_series_by_uid(c, "1.5.1", &ser), 0);
+	catalog_series_clear(&ser);
+	catalog_free(c);
+	assert_int_equal(count_aside(), 4);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_load_and_query, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_abort_and_scopes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_recovery, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
