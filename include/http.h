@@ -65,6 +65,19 @@ typedef void (*http_progress_fn)(void *arg, uint64_t done, uint64_t total);
 int http_download(struct http *http, const char *url, int fd, uint64_t max_bytes,
 		  http_progress_fn progress, void *arg, uint64_t *bytes);
 
+/* http_stream's consumer: each piece of a 2xx body in order (0, or -errno to stop the
+ * transfer with that error, not retried); and, before an attempt that follows one that
+ * had delivered data, a call to start over (0, or -errno to give up). */
+typedef int (*http_chunk_fn)(void *arg, const char *data, size_t len);
+typedef int (*http_restart_fn)(void *arg);
+
+/* GETs url and hands the body to chunk as it arrives, with bounded memory whatever its
+ * size: for answers too big to hold. Bounded by the stall limit, like a download, and
+ * by max_bytes (0 = none; past it, -EFBIG without a retry). Returns 0 with *bytes (may
+ * be NULL) the body's length, or -errno. */
+int http_stream(struct http *http, const char *url, uint64_t max_bytes, http_chunk_fn chunk,
+		http_restart_fn restart, void *arg, uint64_t *bytes);
+
 /* Stops the client for good, from any thread: transfers in flight end within a second
  * (curl's progress tick), waits between retries at once, and every call from now on
  * fails with -ECANCELED (logged as a cancellation, not a failure). For shutting down. */

@@ -147,6 +147,33 @@ int tcia_get_image(struct tcia *t, const char *series_uid, int fd, uint64_t expe
 int tcia_get_single_image(struct tcia *t, const char *series_uid, const char *sop_uid, int fd,
 			  uint64_t *bytes);
 
+/* Lists too big to hold (a whole collection's series), streamed: each record is built
+ * as its element arrives and handed to each() (which may take its strings, leaving NULL;
+ * the rest are freed after), so memory holds one element whatever the answer's size.
+ * each() returns 0, or -errno to stop. restart() is called when a retry starts the
+ * answer over: the consumer forgets what it was handed (0), or gives up (-errno). Never
+ * cached. Returns 0, -errno from the request, -EBADMSG for an answer that is not the
+ * expected JSON (records already handed on stay handed on), or each()'s error. */
+enum tcia_kind {
+	TCIA_PATIENTS = 0,	/* getPatient: Collection */
+	TCIA_STUDIES = 1,	/* getPatientStudy: Collection, PatientID, StudyInstanceUID */
+	TCIA_SERIES = 2,	/* getSeries: those and SeriesInstanceUID */
+};
+typedef int (*tcia_each_fn)(void *arg, void *record);
+typedef int (*tcia_restart_fn)(void *arg);
+int tcia_each(struct tcia *t, enum tcia_kind kind, const struct tcia_filter *f,
+	      tcia_each_fn each, tcia_restart_fn restart, void *arg);
+
+/* The streaming parser underneath, for the unit tests and fuzzers: feed the body in
+ * pieces of any size, then end. Each returns 0 or the first error (sticky). */
+struct tcia_stream;
+int tcia_stream_new(enum tcia_kind kind, tcia_each_fn each, void *arg,
+		    struct tcia_stream **out);
+int tcia_stream_feed(struct tcia_stream *s, const char *data, size_t len);
+int tcia_stream_end(struct tcia_stream *s);
+void tcia_stream_reset(struct tcia_stream *s);
+void tcia_stream_free(struct tcia_stream *s);
+
 /* Parsers, exposed for the unit tests and fuzzers. body need not be NUL-terminated. An
  * empty or blank body, `[]` and `null` are "no results". */
 int tcia_parse_values(const char *body, size_t len, const char *key, struct tcia_values *out);

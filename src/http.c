@@ -734,6 +734,65 @@ int http_download(struct http *http, const char *url, int fd, uint64_t max_bytes
 	return rc;
 }
 
+/* A body handed on piece by piece (http_stream): 2xx bodies only, up to max bytes. */
+struct http_chunks {
+	http_chunk_fn chunk;
+	http_restart_fn restart;
+	void *arg;
+	uint64_t max;
+	uint64_t delivered;
+};
+
+static int http_chunks_reset(struct http_sink *sink)
+{
+	struct http_chunks *c = sink->data;
+
+	if (c->delivered == 0)
+		return 0;
+	c->delivered = 0;
+	return c->restart ? c->restart(c->arg) : -EIO;
+}
+
+static size_t http_chunks_write(char *ptr, size_t size, size_t nmemb, void *u)
+{
+	struct http_sink *sink = u;
+	struct http_chunks *c = sink->data;
+	size_t n = size * nmemb;
+	long status = 0;
+	int rc;
+
+	curl_easy_getinfo(sink->h, CURLINFO_RESPONSE_CODE, &status);
+	if (status < 200 || status > 299)
+		return n;
+	if (n > c->max - c->delivered) {
+		sink->failed_write = true;
+		sink->write_errno = EFBIG;
+		return 0;
+	}
+	c->delivered += n;
+	rc = c->chunk(c->arg, ptr, n);
+	if (rc < 0) {
+		sink->failed_write = true;
+		sink->write_errno = -rc;
+		return 0;
+	}
+	return n;
+}
+
+int http_stream(struct http *http, const char *url, uint64_t max_bytes, http_chunk_fn chunk,
+		http_restart_fn restart, void *arg, uint64_t *bytes)
+{
+	struct http_chunks c = { chunk, restart, arg, max_bytes ? max_bytes : UINT64_MAX, 0 };
+	struct http_sink sink = { http_chunks_write, &c, http_chunks_reset, false, 0, 256 * 1024,
+				  NULL };
+	int rc;
+
+	rc = http_perform(http, url, NULL, true, &sink, NULL, NULL);
+	if (bytes)
+		*bytes = c.delivered;
+	return rc;
+}
+
 char *http_redact_url(const char *url)
 {
 	const char *auth = strstr(url, "://"), *end, *at = NULL, *p;

@@ -219,6 +219,85 @@ static void test_bad_answers(void **state)
 	}
 }
 
+/* Streaming: records arrive one by one whatever the pieces' sizes, and match what the
+ * whole-body parser builds; malformed lists fail as the whole-body parser does. */
+struct seen {
+	char text[8192];
+	size_t n;
+};
+
+static int seen_series(void *arg, void *rec)
+{
+	struct seen *s = arg;
+	struct tcia_series *r = rec;
+
+	snprintf(s->text + strlen(s->text), sizeof(s->text) - strlen(s->text), "%s|%s|%s;",
+		 r->series_uid, r->modality ? r->modality : "-", r->raw);
+	s->n++;
+	return 0;
+}
+
+static int stream_in_pieces(enum tcia_kind kind, const char *body, size_t len, size_t piece,
+			    struct seen *out)
+{
+	struct tcia_stream *st;
+	size_t off;
+	int rc = 0;
+
+	memset(out, 0, sizeof(*out));
+	assert_int_equal(tcia_stream_new(kind, seen_series, out, &st), 0);
+	for (off = 0; off < len && rc == 0; off += piece)
+		rc = tcia_stream_feed(st, body + off, len - off < piece ? len - off : piece);
+	if (rc == 0)
+		rc = tcia_stream_end(st);
+	tcia_stream_free(st);
+	return rc;
+}
+
+static void test_stream(void **state)
+{
+	static const char *const bad[] = {
+		"<!doctype html><html><body><h1>HTTP Status 500</h1></body></html>",
+		"[{\"SeriesInstanceUID\":\"1\"},{\"Series",
+		"{\"SeriesInstanceUID\":\"1\"}",
+		"[1,2]",
+		"[{\"SeriesInstanceUID\":\"1\"},]",
+		"[{\"SeriesInstanceUID\":\"1\"}] x",
+		"[{\"SeriesInstanceUID\":\"1\"}",
+		"[{\"SeriesInstanceUID\":\"1]",
+		"[,{\"SeriesInstanceUID\":\"1\"}]",
+	};
+	struct tcia_series_list l;
+	struct seen whole, part;
+	size_t len, i, piece;
+	char *body = fixture("series-quirks.json", &len);
+
+	(void)state;
+	assert_int_equal(tcia_parse_series(body, len, &l), 0);
+	memset(&whole, 0, sizeof(whole));
+	for (i = 0; i < l.count; i++)
+		seen_series(&whole, &l.v[i]);
+	tcia_series_list_clear(&l);
+	assert_true(whole.n > 1);
+	for (piece = 1; piece <= len; piece += piece < 64 ? 1 : 97) {
+		assert_int_equal(stream_in_pieces(TCIA_SERIES, body, len, piece, &part), 0);
+		assert_int_equal(part.n, whole.n);
+		assert_string_equal(part.text, whole.text);
+	}
+	free(body);
+	/* No results: empty, blank, null, []. */
+	assert_int_equal(stream_in_pieces(TCIA_SERIES, "", 0, 1, &part), 0);
+	assert_int_equal(stream_in_pieces(TCIA_SERIES, " \n", 2, 1, &part), 0);
+	assert_int_equal(stream_in_pieces(TCIA_SERIES, "null", 4, 1, &part), 0);
+	assert_int_equal(stream_in_pieces(TCIA_SERIES, "[ ]", 3, 1, &part), 0);
+	assert_int_equal(part.n, 0);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		for (piece = 1; piece <= 7; piece += 3)
+			assert_int_equal(stream_in_pieces(TCIA_SERIES, bad[i], strlen(bad[i]),
+							  piece, &part), -EBADMSG);
+	}
+}
+
 static void test_series_sample(void **state)
 {
 	struct tcia_series_list l;
@@ -434,6 +513,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_series_sample),
+		cmocka_unit_test(test_stream),
 		cmocka_unit_test(test_series_quirks),
 		cmocka_unit_test(test_patients),
 		cmocka_unit_test(test_studies),
