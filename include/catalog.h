@@ -16,7 +16,7 @@ struct catalog;
 struct catalog_load;
 
 /* What a load covered. A bulk load of a collection (CATALOG_COLLECTION) brings its
- * patients, studies and series; a targeted one (CATALOG_PATIENT) one patient's studies
+ * studies and series (and adds the patients they name); a targeted one (CATALOG_PATIENT) one patient's studies
  * and series; CATALOG_PATIENTS a collection's patient list; CATALOG_ARCHIVE the list of
  * collections. */
 enum catalog_scope {
@@ -72,9 +72,10 @@ void catalog_free(struct catalog *c);
 const char *catalog_path(const struct catalog *c);
 
 /* When the scope (coll and pid as the API sends them; NULL where they do not apply) was
- * last loaded, and how many rows it brought: 0, or -ENOENT if never. */
+ * last loaded (milliseconds since the epoch), and how many rows it brought: 0, or
+ * -ENOENT if never. */
 int catalog_loaded(struct catalog *c, enum catalog_scope s, const char *coll, const char *pid,
-		   time_t *when, int64_t *rows);
+		   int64_t *when_ms, int64_t *rows);
 
 /* A load: one write transaction that replaces what the scope held with what is added,
  * then records the scope as loaded at commit. Readers keep seeing the catalog as it was
@@ -108,6 +109,10 @@ int catalog_studies(struct catalog *c, const char *coll, const char *pid, catalo
 int catalog_series(struct catalog *c, const char *coll, const char *study, catalog_series_fn fn,
 		   void *arg);
 
+/* Every study (by patient, then name) or series (by study, then name) of a collection. */
+int catalog_all_studies(struct catalog *c, const char *coll, catalog_study_fn fn, void *arg);
+int catalog_all_series(struct catalog *c, const char *coll, catalog_series_fn fn, void *arg);
+
 /* One row by folder name (a study or series also by bare UID): 0 with *out, -ENOENT, or
  * -errno. */
 int catalog_find_coll(struct catalog *c, const char *name, struct catalog_coll *out);
@@ -117,6 +122,8 @@ int catalog_find_study(struct catalog *c, const char *coll, const char *pid, con
 		       struct catalog_study *out);
 int catalog_find_series(struct catalog *c, const char *coll, const char *study,
 			const char *name, struct catalog_series *out);
+/* A collection by its name as the API sends it. */
+int catalog_coll_by_api(struct catalog *c, const char *api, struct catalog_coll *out);
 /* A patient by its ID. */
 int catalog_patient_by_id(struct catalog *c, const char *coll, const char *pid,
 			  struct catalog_patient *out);

@@ -72,8 +72,9 @@ typedef int (*http_chunk_fn)(void *arg, const char *data, size_t len);
 typedef int (*http_restart_fn)(void *arg);
 
 /* GETs url and hands the body to chunk as it arrives, with bounded memory whatever its
- * size: for answers too big to hold. Bounded by the stall limit, like a download, and
- * by max_bytes (0 = none; past it, -EFBIG without a retry). Returns 0 with *bytes (may
+ * size: for answers too big to hold. Bounded like http_get (the stall limit, and one
+ * deadline across all attempts) and by max_bytes (0 = none; past it, -EFBIG without a
+ * retry). Returns 0 with *bytes (may
  * be NULL) the body's length, or -errno. */
 int http_stream(struct http *http, const char *url, uint64_t max_bytes, http_chunk_fn chunk,
 		http_restart_fn restart, void *arg, uint64_t *bytes);

@@ -28,6 +28,7 @@ struct tcia;
 struct tree;
 struct tree_file;
 struct failures;
+struct catalog;
 
 struct view_manifest;
 
@@ -46,12 +47,17 @@ struct tree_opts {
 	/* Where failures are recorded, and read back as user.tciafs.error; borrowed;
 	 * NULL = not recorded. */
 	struct failures *failures;
+	bool offline;		/* never ask the API: serve what the catalog holds */
 };
 
 /* Creates the tree over a TCIA client (borrowed; must outlive the tree). Makes no
  * request. Returns 0 or -ENOMEM. */
 int tree_new(struct tcia *tcia, const struct tree_opts *opts, struct tree **out);
 void tree_free(struct tree *tree);
+
+/* Gives the tree the metadata catalog, where what the API says is kept (borrowed; must
+ * outlive the tree). Required before the first call below. */
+void tree_set_catalog(struct tree *tree, struct catalog *cat);
 
 /* Forgets what the tree knows of the archive (SIGHUP): the next look asks again, but
  * the old answers still cover a failed refresh. */

@@ -53,7 +53,6 @@ enum cat_stmt {
 	ST_RECORD,
 	ST_DEL_COLLS,
 	ST_DEL_LISTED_PATIENTS,
-	ST_DEL_PATIENTS,
 	ST_DEL_STUDIES,
 	ST_DEL_SERIES,
 	ST_DEL_PAT_STUDIES,
@@ -84,6 +83,9 @@ enum cat_stmt {
 	ST_FIND_SERIES,
 	ST_SERIES_BY_UID,
 	ST_COUNT,
+	ST_ALL_STUDIES,
+	ST_ALL_SERIES,
+	ST_COLL_BY_API,
 	ST_N
 };
 
@@ -100,7 +102,6 @@ static const char *const cat_sql[ST_N] = {
 	/* A new patient list replaces the old one; patients known only from a targeted
 	 * look (no raw object) stay. */
 	[ST_DEL_LISTED_PATIENTS] = "DELETE FROM patient WHERE coll=?1 AND raw IS NOT NULL",
-	[ST_DEL_PATIENTS] = "DELETE FROM patient WHERE coll=?1",
 	[ST_DEL_STUDIES] = "DELETE FROM study WHERE coll=?1",
 	[ST_DEL_SERIES] = "DELETE FROM series WHERE coll=?1",
 	[ST_DEL_PAT_STUDIES] = "DELETE FROM study WHERE coll=?1 AND pid=?2",
@@ -167,6 +168,10 @@ static const char *const cat_sql[ST_N] = {
 			   " WHERE coll=?1 AND uid=?3 AND study=?2 LIMIT 1",
 	[ST_SERIES_BY_UID] = "SELECT " CAT_SERIES_COLS " FROM series WHERE uid=?1"
 			     " ORDER BY coll LIMIT 1",
+	[ST_ALL_STUDIES] = "SELECT " CAT_STUDY_COLS " FROM study WHERE coll=?1 ORDER BY pid, name",
+	[ST_ALL_SERIES] = "SELECT " CAT_SERIES_COLS " FROM series WHERE coll=?1"
+			  " ORDER BY study, name",
+	[ST_COLL_BY_API] = "SELECT api, name FROM collection WHERE api=?1",
 	[ST_COUNT] = "SELECT (SELECT count(*) FROM collection), (SELECT count(*) FROM patient),"
 		     " (SELECT count(*) FROM study), (SELECT count(*) FROM series)",
 };
@@ -183,9 +188,26 @@ struct catalog {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;		/* a reader connection came back */
 	struct cat_conn readers[CAT_READERS];
-	pthread_mutex_t wlock;		/* held from catalog_load_begin to its end */
+	pthread_mutex_t wlock;		/* held from a load's first write to its end */
 	struct cat_conn writer;
 	unsigned long loads, load_failures;	/* protected by lock */
+};
+
+/* Rows wait here until there are CAT_BATCH of them or the load commits: a small load
+ * (a patient, a patient list) takes the write lock only for its commit, never across
+ * the network waits of its requests; a big one holds it from its first batch. */
+#define CAT_BATCH 4096
+
+enum cat_kind { CK_COLL, CK_PATIENT, CK_STUDY, CK_SERIES };
+
+struct cat_row {
+	enum cat_kind kind;
+	union {
+		struct catalog_coll coll;
+		struct catalog_patient patient;
+		struct catalog_study study;
+		struct catalog_series series;
+	} u;
 };
 
 struct catalog_load {
@@ -194,6 +216,9 @@ struct catalog_load {
 	char *coll, *pid;
 	int64_t rows;
 	int rc;			/* the first failure of an add, kept for commit */
+	bool begun;		/* the write transaction is open (and wlock held) */
+	struct cat_row *q;
+	size_t nq;
 };
 
 /* ---- errors ------------------------------------------------------------------------ */
@@ -309,6 +334,16 @@ static void cat_reader_put(struct catalog *c, struct cat_conn *k, sqlite3_stmt *
 	k->busy = false;
 	pthread_cond_signal(&c->cond);
 	pthread_mutex_unlock(&c->lock);
+}
+
+/* Milliseconds of the wall clock: loads are compared with an expiry (SIGHUP) that may
+ * fall in the same second. */
+static int64_t cat_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* ---- opening ----------------------------------------------------------------------- */
@@ -796,6 +831,26 @@ int catalog_series(struct catalog *c, const char *coll, const char *study, catal
 	return cat_query(c, ST_SERIES, coll, study, NULL, cat_each_series, &cb, false);
 }
 
+int catalog_all_studies(struct catalog *c, const char *coll, catalog_study_fn fn, void *arg)
+{
+	struct cat_cb cb = { (void *)fn, arg };
+
+	return cat_query(c, ST_ALL_STUDIES, coll, NULL, NULL, cat_each_study, &cb, false);
+}
+
+int catalog_all_series(struct catalog *c, const char *coll, catalog_series_fn fn, void *arg)
+{
+	struct cat_cb cb = { (void *)fn, arg };
+
+	return cat_query(c, ST_ALL_SERIES, coll, NULL, NULL, cat_each_series, &cb, false);
+}
+
+int catalog_coll_by_api(struct catalog *c, const char *api, struct catalog_coll *out)
+{
+	memset(out, 0, sizeof(*out));
+	return cat_query(c, ST_COLL_BY_API, api, NULL, NULL, cat_copy_coll, out, true);
+}
+
 int catalog_find_coll(struct catalog *c, const char *name, struct catalog_coll *out)
 {
 	memset(out, 0, sizeof(*out));
@@ -853,7 +908,7 @@ static int cat_read_loaded(sqlite3_stmt *st, void *arg)
 }
 
 int catalog_loaded(struct catalog *c, enum catalog_scope s, const char *coll, const char *pid,
-		   time_t *when, int64_t *rows)
+		   int64_t *when_ms, int64_t *rows)
 {
 	struct cat_conn *k = cat_reader(c);
 	int64_t v[2] = { 0, 0 };
@@ -875,8 +930,8 @@ int catalog_loaded(struct catalog *c, enum catalog_scope s, const char *coll, co
 		ret = cat_fail(k->db, rc, "query");
 out_put:
 	cat_reader_put(c, k, st);
-	if (when)
-		*when = (time_t)v[0];
+	if (when_ms)
+		*when_ms = v[0];
 	if (rows)
 		*rows = v[1];
 	return ret;
@@ -931,8 +986,31 @@ static int cat_write(struct catalog_load *l, enum cat_stmt s, const char *a, con
 	return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
+static void cat_row_clear(struct cat_row *r)
+{
+	switch (r->kind) {
+	case CK_COLL:
+		catalog_coll_clear(&r->u.coll);
+		break;
+	case CK_PATIENT:
+		catalog_patient_clear(&r->u.patient);
+		break;
+	case CK_STUDY:
+		catalog_study_clear(&r->u.study);
+		break;
+	case CK_SERIES:
+		catalog_series_clear(&r->u.series);
+		break;
+	}
+}
+
 static void cat_load_free(struct catalog_load *l)
 {
+	size_t i;
+
+	for (i = 0; i < l->nq; i++)
+		cat_row_clear(&l->q[i]);
+	free(l->q);
 	free(l->coll);
 	free(l->pid);
 	free(l);
@@ -942,7 +1020,6 @@ int catalog_load_begin(struct catalog *c, enum catalog_scope s, const char *coll
 		       const char *pid, struct catalog_load **out)
 {
 	struct catalog_load *l = calloc(1, sizeof(*l));
-	int rc;
 
 	*out = NULL;
 	if (!l)
@@ -951,15 +1028,26 @@ int catalog_load_begin(struct catalog *c, enum catalog_scope s, const char *coll
 	l->scope = s;
 	l->coll = strdup(coll ? coll : "");
 	l->pid = strdup(pid ? pid : "");
-	if (!l->coll || !l->pid) {
+	l->q = calloc(CAT_BATCH, sizeof(*l->q));
+	if (!l->coll || !l->pid || !l->q) {
 		cat_load_free(l);
 		return -ENOMEM;
 	}
+	*out = l;
+	return 0;
+}
+
+/* Opens the write transaction and clears what the scope held. */
+static int cat_load_open(struct catalog_load *l)
+{
+	struct catalog *c = l->c;
+	int rc;
+
 	pthread_mutex_lock(&c->wlock);
 	rc = cat_exec(c->writer.db, "BEGIN IMMEDIATE");
 	if (rc != SQLITE_OK)
 		goto out_unlock;
-	switch (s) {
+	switch (l->scope) {
 	case CATALOG_ARCHIVE:
 		rc = cat_write(l, ST_DEL_COLLS, NULL, NULL);
 		break;
@@ -967,9 +1055,9 @@ int catalog_load_begin(struct catalog *c, enum catalog_scope s, const char *coll
 		rc = cat_write(l, ST_DEL_LISTED_PATIENTS, l->coll, NULL);
 		break;
 	case CATALOG_COLLECTION:
-		rc = cat_write(l, ST_DEL_PATIENTS, l->coll, NULL);
-		if (rc == SQLITE_OK)
-			rc = cat_write(l, ST_DEL_STUDIES, l->coll, NULL);
+		/* Patients are the patient list's (CATALOG_PATIENTS): those seen here in
+		 * studies are added to it, none taken away. */
+		rc = cat_write(l, ST_DEL_STUDIES, l->coll, NULL);
 		if (rc == SQLITE_OK)
 			rc = cat_write(l, ST_DEL_SERIES, l->coll, NULL);
 		break;
@@ -983,12 +1071,11 @@ int catalog_load_begin(struct catalog *c, enum catalog_scope s, const char *coll
 		cat_exec(c->writer.db, "ROLLBACK");
 		goto out_unlock;
 	}
-	*out = l;
+	l->begun = true;
 	return 0;
 out_unlock:
 	rc = cat_fail(c->writer.db, rc, "cannot start a load");
 	pthread_mutex_unlock(&c->wlock);
-	cat_load_free(l);
 	return rc;
 }
 
@@ -1000,11 +1087,10 @@ static int cat_add_done(struct catalog_load *l, int rc)
 			l->rc = cat_fail(l->c->writer.db, rc, "cannot store a row");
 		return l->rc;
 	}
-	l->rows++;
 	return 0;
 }
 
-int catalog_add_coll(struct catalog_load *l, const struct catalog_coll *r)
+static int cat_put_coll(struct catalog_load *l, const struct catalog_coll *r)
 {
 	sqlite3_stmt *st;
 	int rc;
@@ -1021,7 +1107,7 @@ int catalog_add_coll(struct catalog_load *l, const struct catalog_coll *r)
 	return cat_add_done(l, rc);
 }
 
-int catalog_add_patient(struct catalog_load *l, const struct catalog_patient *r)
+static int cat_put_patient(struct catalog_load *l, const struct catalog_patient *r)
 {
 	sqlite3_stmt *st;
 	int rc;
@@ -1040,7 +1126,7 @@ int catalog_add_patient(struct catalog_load *l, const struct catalog_patient *r)
 	return cat_add_done(l, rc);
 }
 
-int catalog_add_study(struct catalog_load *l, const struct catalog_study *r)
+static int cat_put_study(struct catalog_load *l, const struct catalog_study *r)
 {
 	sqlite3_stmt *st;
 	int rc;
@@ -1062,7 +1148,7 @@ int catalog_add_study(struct catalog_load *l, const struct catalog_study *r)
 	return cat_add_done(l, rc);
 }
 
-int catalog_add_series(struct catalog_load *l, const struct catalog_series *r)
+static int cat_put_series(struct catalog_load *l, const struct catalog_series *r)
 {
 	sqlite3_stmt *st;
 	int rc, k;
@@ -1087,6 +1173,132 @@ int catalog_add_series(struct catalog_load *l, const struct catalog_series *r)
 		sqlite3_reset(st);
 	}
 	return cat_add_done(l, rc);
+}
+
+/* Writes the waiting rows, opening the transaction first if need be. */
+static int cat_flush(struct catalog_load *l)
+{
+	size_t i;
+	int rc = l->rc;
+
+	if (rc == 0 && !l->begun)
+		rc = l->rc = cat_load_open(l);
+	for (i = 0; i < l->nq; i++) {
+		struct cat_row *r = &l->q[i];
+
+		if (rc == 0) {
+			switch (r->kind) {
+			case CK_COLL:
+				rc = cat_put_coll(l, &r->u.coll);
+				break;
+			case CK_PATIENT:
+				rc = cat_put_patient(l, &r->u.patient);
+				break;
+			case CK_STUDY:
+				rc = cat_put_study(l, &r->u.study);
+				break;
+			case CK_SERIES:
+				rc = cat_put_series(l, &r->u.series);
+				break;
+			}
+		}
+		cat_row_clear(r);
+	}
+	l->nq = 0;
+	return rc;
+}
+
+static struct cat_row *cat_queue(struct catalog_load *l, enum cat_kind kind)
+{
+	struct cat_row *r;
+
+	if (l->nq == CAT_BATCH && cat_flush(l) < 0)
+		return NULL;
+	r = &l->q[l->nq++];
+	memset(r, 0, sizeof(*r));
+	r->kind = kind;
+	l->rows++;
+	return r;
+}
+
+/* A row missing what the schema requires is refused at once, with one line. */
+static int cat_refuse(struct catalog_load *l, const char *what)
+{
+	log_err("catalog: cannot store a %s without its identifiers", what);
+	if (l->rc == 0)
+		l->rc = -EINVAL;
+	return l->rc;
+}
+
+int catalog_add_coll(struct catalog_load *l, const struct catalog_coll *r)
+{
+	struct cat_row *q;
+	char **f[2];
+
+	if (l->rc)
+		return l->rc;
+	if (!r->api || !r->name)
+		return cat_refuse(l, "collection");
+	q = cat_queue(l, CK_COLL);
+	if (!q)
+		return l->rc;
+	q->u.coll = *r;
+	f[0] = &q->u.coll.api;
+	f[1] = &q->u.coll.name;
+	return cat_dup_all(f, 2) < 0 ? (l->rc = -ENOMEM) : 0;
+}
+
+int catalog_add_patient(struct catalog_load *l, const struct catalog_patient *r)
+{
+	struct cat_row *q;
+
+	if (l->rc)
+		return l->rc;
+	if (!r->coll || !r->pid || !r->name)
+		return cat_refuse(l, "patient");
+	q = cat_queue(l, CK_PATIENT);
+	if (!q)
+		return l->rc;
+	q->u.patient = *r;
+	char **f[] = { &q->u.patient.coll, &q->u.patient.pid, &q->u.patient.name,
+		       &q->u.patient.raw };
+	return cat_dup_all(f, 4) < 0 ? (l->rc = -ENOMEM) : 0;
+}
+
+int catalog_add_study(struct catalog_load *l, const struct catalog_study *r)
+{
+	struct cat_row *q;
+
+	if (l->rc)
+		return l->rc;
+	if (!r->coll || !r->pid || !r->uid || !r->name || !r->full || !r->raw)
+		return cat_refuse(l, "study");
+	q = cat_queue(l, CK_STUDY);
+	if (!q)
+		return l->rc;
+	q->u.study = *r;
+	char **f[] = { &q->u.study.coll, &q->u.study.pid, &q->u.study.uid, &q->u.study.name,
+		       &q->u.study.full, &q->u.study.raw };
+	return cat_dup_all(f, 6) < 0 ? (l->rc = -ENOMEM) : 0;
+}
+
+int catalog_add_series(struct catalog_load *l, const struct catalog_series *r)
+{
+	struct cat_row *q;
+
+	if (l->rc)
+		return l->rc;
+	if (!r->coll || !r->pid || !r->study || !r->uid || !r->name || !r->full || !r->raw)
+		return cat_refuse(l, "series");
+	q = cat_queue(l, CK_SERIES);
+	if (!q)
+		return l->rc;
+	q->u.series = *r;
+	char **f[] = { &q->u.series.coll, &q->u.series.pid, &q->u.series.study,
+		       &q->u.series.uid, &q->u.series.name, &q->u.series.full,
+		       &q->u.series.raw, &q->u.series.facet[0], &q->u.series.facet[1],
+		       &q->u.series.facet[2] };
+	return cat_dup_all(f, 10) < 0 ? (l->rc = -ENOMEM) : 0;
 }
 
 struct cat_rename {
@@ -1185,7 +1397,6 @@ static int cat_fix_names(struct catalog_load *l)
 	case CATALOG_PATIENTS:
 		return cat_suffix_dups(l, ST_DUP_PATIENTS, ST_RENAME_PATIENT);
 	case CATALOG_COLLECTION:
-		rc = cat_suffix_dups(l, ST_DUP_PATIENTS, ST_RENAME_PATIENT);
 		/* fall through */
 	case CATALOG_PATIENT:
 		if (rc == SQLITE_OK)
@@ -1212,7 +1423,7 @@ static int cat_record(struct catalog_load *l, enum catalog_scope s)
 	sqlite3_bind_int(st, 1, (int)s);
 	cat_bind_text(st, 2, l->coll);
 	cat_bind_text(st, 3, l->pid);
-	sqlite3_bind_int64(st, 4, (int64_t)time(NULL));
+	sqlite3_bind_int64(st, 4, cat_now_ms());
 	sqlite3_bind_int64(st, 5, l->rows);
 	rc = sqlite3_step(st);
 	sqlite3_reset(st);
@@ -1222,23 +1433,23 @@ static int cat_record(struct catalog_load *l, enum catalog_scope s)
 int catalog_load_commit(struct catalog_load *l)
 {
 	struct catalog *c = l->c;
-	int rc = SQLITE_OK, ret = l->rc;
+	int rc = SQLITE_OK, ret;
 
+	ret = cat_flush(l);
 	if (ret == 0) {
 		rc = cat_fix_names(l);
 		if (rc == SQLITE_OK)
 			rc = cat_record(l, l->scope);
-		/* A collection's bulk load brings its patient list too. */
-		if (rc == SQLITE_OK && l->scope == CATALOG_COLLECTION)
-			rc = cat_record(l, CATALOG_PATIENTS);
 		if (rc == SQLITE_OK)
 			rc = cat_exec(c->writer.db, "COMMIT");
 		if (rc != SQLITE_OK)
 			ret = cat_fail(c->writer.db, rc, "cannot commit a load");
 	}
-	if (ret != 0 && !sqlite3_get_autocommit(c->writer.db))
-		cat_exec(c->writer.db, "ROLLBACK");
-	pthread_mutex_unlock(&c->wlock);
+	if (l->begun) {
+		if (ret != 0 && !sqlite3_get_autocommit(c->writer.db))
+			cat_exec(c->writer.db, "ROLLBACK");
+		pthread_mutex_unlock(&c->wlock);
+	}
 	pthread_mutex_lock(&c->lock);
 	if (ret == 0)
 		c->loads++;
@@ -1256,9 +1467,11 @@ void catalog_load_abort(struct catalog_load *l)
 	if (!l)
 		return;
 	c = l->c;
-	if (!sqlite3_get_autocommit(c->writer.db))
-		cat_exec(c->writer.db, "ROLLBACK");
-	pthread_mutex_unlock(&c->wlock);
+	if (l->begun) {
+		if (!sqlite3_get_autocommit(c->writer.db))
+			cat_exec(c->writer.db, "ROLLBACK");
+		pthread_mutex_unlock(&c->wlock);
+	}
 	pthread_mutex_lock(&c->lock);
 	c->load_failures++;
 	pthread_mutex_unlock(&c->lock);

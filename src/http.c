@@ -783,8 +783,9 @@ int http_stream(struct http *http, const char *url, uint64_t max_bytes, http_chu
 		http_restart_fn restart, void *arg, uint64_t *bytes)
 {
 	struct http_chunks c = { chunk, restart, arg, max_bytes ? max_bytes : UINT64_MAX, 0 };
-	struct http_sink sink = { http_chunks_write, &c, http_chunks_reset, false, 0, 256 * 1024,
-				  NULL };
+	/* curl's own buffer (buffer_size 0): and, like any answer, one deadline for the
+	 * whole call, so that a trickle cannot hold a caller for ever. */
+	struct http_sink sink = { http_chunks_write, &c, http_chunks_reset, false, 0, 0, NULL };
 	int rc;
 
 	rc = http_perform(http, url, NULL, true, &sink, NULL, NULL);

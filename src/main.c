@@ -27,6 +27,7 @@
 #include <fuse_lowlevel.h>
 #include "http.h"
 #include "log.h"
+#include "catalog.h"
 #include "metacache.h"
 #include "store.h"
 #include "tcia.h"
@@ -319,6 +320,7 @@ struct tciafs_status {
 	struct http *http;
 	struct metacache *cache;
 	struct failures *failures;
+	struct catalog *catalog;
 };
 
 /* The failures shown in .tciafs/status, newest first. */
@@ -349,6 +351,17 @@ static char *tciafs_status_json(void *arg)
 				      (json_int_t)ms.fetches, "stale_served",
 				      (json_int_t)ms.stale_served, "memory_bytes",
 				      (json_int_t)ms.mem_bytes));
+	if (st->catalog) {
+		struct catalog_stats cs;
+
+		catalog_stats(st->catalog, &cs);
+		json_object_set_new(root, "catalog", json_pack(
+			"{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "path", catalog_path(st->catalog),
+			"bytes", (json_int_t)cs.file_bytes, "collections", (json_int_t)cs.colls,
+			"patients", (json_int_t)cs.patients, "studies", (json_int_t)cs.studies,
+			"series", (json_int_t)cs.series, "loads", (json_int_t)cs.loads,
+			"load_failures", (json_int_t)cs.load_failures));
+	}
 	json_object_set_new(root, "failures",
 			    failures_json(st->failures, TCIAFS_STATUS_FAILURES));
 	path = fs_read_path_name(st->fs, &why);
@@ -562,6 +575,8 @@ static int tciafs_run(struct fuse_args *args, struct fuse_cmdline_opts *cmd,
 	struct store *store = NULL;
 	struct failures *failures = NULL;
 	struct metacache *cache = NULL;
+	struct catalog *catalog = NULL;
+	struct catalog_opts copts = { .dir = conf->cache_dir };
 	struct auth *auth = NULL;
 	struct http *http = NULL;
 	struct tcia *tcia = NULL;
@@ -593,7 +608,17 @@ static int tciafs_run(struct fuse_args *args, struct fuse_cmdline_opts *cmd,
 		fprintf(stderr, "tciafs: out of memory\n");
 		goto out_free_model;
 	}
-	status = (struct tciafs_status){ &ctx, store, http, cache, failures };
+	status = (struct tciafs_status){ &ctx, store, http, cache, failures, NULL };
+	/* Checked (and rebuilt if broken) here, where the user sees why it fails; opened
+	 * again in the process that serves, below: SQLite connections must not cross
+	 * fuse_daemonize's fork. */
+	if (catalog_open(&copts, &catalog) < 0) {
+		fprintf(stderr, "tciafs: cannot make the catalog in %s\n", conf->cache_dir);
+		goto out_free_model;
+	}
+	catalog_free(catalog);
+	catalog = NULL;
+	topts.offline = conf->offline;
 	topts.failures = failures;
 	topts.store = store;
 	topts.status = tciafs_status_json;
@@ -624,6 +649,10 @@ static int tciafs_run(struct fuse_args *args, struct fuse_cmdline_opts *cmd,
 	hup.http = http;
 	hup.store = store;
 	/* Threads only now, in the process that serves (fuse_daemonize forked). */
+	if (catalog_open(&copts, &catalog) < 0)
+		goto out_remove_handlers;
+	tree_set_catalog(ctx.tree, catalog);
+	status.catalog = catalog;
 	if (store_start(store) < 0 || tciafs_hup_start(&hup) < 0)
 		goto out_remove_handlers;
 	log_info("mounted %s on %s (cache %s)", tcia_base_url(tcia), cmd->mountpoint,
@@ -646,6 +675,7 @@ out_free_model:
 	http_free(http);
 	auth_free(auth);
 	metacache_free(cache);
+	catalog_free(catalog);
 	failures_free(failures);
 	return rc;
 }

@@ -619,9 +619,14 @@ int tcia_parse_sizes(const char *body, size_t len, struct tcia_sizes *out)
  * kept (up to a bound) for tcia_load_array to judge at the end. */
 #define TCIA_ELEMENT_MAX ((size_t)1 << 20)
 #define TCIA_NOTLIST_MAX ((size_t)1 << 16)
-/* No collection's list comes near this (NLST's series: 167 MB); an endless answer
- * stops here. */
-#define TCIA_STREAM_MAX ((uint64_t)4 << 30)
+/* How long a streamed list may go on, by kind: ten times and more what NLST, the
+ * biggest collection, sends (patients ~15 MB, studies ~35 MB, series 167 MB). An
+ * endless or gigantic answer stops there with -EFBIG. */
+static const uint64_t tcia_stream_max[] = {
+	(uint64_t)64 << 20,	/* TCIA_PATIENTS */
+	(uint64_t)512 << 20,	/* TCIA_STUDIES */
+	(uint64_t)2 << 30,	/* TCIA_SERIES */
+};
 
 enum tcia_stream_state {
 	TS_START,	/* before the '[' */
@@ -1043,8 +1048,8 @@ int tcia_each(struct tcia *t, enum tcia_kind kind, const struct tcia_filter *f,
 	rc = tcia_stream_new(kind, each, arg, &a.s);
 	if (rc < 0)
 		goto out_free_url;
-	rc = http_stream(t->http, url, TCIA_STREAM_MAX, tcia_each_chunk, tcia_each_restart, &a,
-			 NULL);
+	rc = http_stream(t->http, url, tcia_stream_max[kind], tcia_each_chunk, tcia_each_restart,
+			 &a, NULL);
 	if (rc == 0)
 		rc = tcia_stream_end(a.s);
 	else if (a.s->rc < 0)

@@ -27,11 +27,6 @@
 
 /* ---- snapshots ------------------------------------------------------------------- */
 
-/* A slow failed load (a silent server: it took a second or more) answers the callers
- * right behind it for this long instead of each starting another: sixteen callers
- * would otherwise queue up one timeout after another. Quick failures are retried. */
-#define TREE_FAIL_MEMORY_MS 3000
-#define TREE_SLOW_FAILURE_MS 1000
 
 /* Milliseconds on the monotonic clock: whole seconds from time() would call a 10 ms
  * failure that happens to straddle a second boundary "slow". */
@@ -194,7 +189,7 @@ char *tree_series_name(const char *number, const char *modality, const char *des
 }
 
 /* "YYYY-MM-DD[ HH:MM:SS…]" as UTC seconds, or fallback. */
-static time_t tree_parse_time(const char *s, time_t fallback)
+time_t tree_parse_time(const char *s, time_t fallback)
 {
 	struct tm tm = { 0 };
 	int y, mo, d, h = 0, mi = 0, sec = 0;
@@ -271,6 +266,7 @@ int tree_new(struct tcia *tcia, const struct tree_opts *opts, struct tree **out)
 	if (!t)
 		return -ENOMEM;
 	t->tcia = tcia;
+	t->offline = opts->offline;
 	t->store = opts->store;
 	t->status = opts->status;
 	t->status_arg = opts->status_arg;
@@ -291,6 +287,11 @@ int tree_new(struct tcia *tcia, const struct tree_opts *opts, struct tree **out)
 	}
 	*out = t;
 	return 0;
+}
+
+void tree_set_catalog(struct tree *tree, struct catalog *cat)
+{
+	tree->cat = cat;
 }
 
 void tree_snap_put(struct tree *t, struct tree_snap *s)
@@ -319,6 +320,7 @@ void tree_free(struct tree *tree)
 		view_manifest_clear(&tree->mans[i].m);
 	}
 	free(tree->mans);
+	tree_flights_free(tree);
 	free(tree->mountpoint);
 	pthread_cond_destroy(&tree->cond);
 	pthread_mutex_destroy(&tree->lock);
@@ -329,8 +331,12 @@ void tree_free(struct tree *tree)
 
 void tree_expire(struct tree *tree)
 {
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
 	pthread_mutex_lock(&tree->lock);
 	tree->gen++;
+	tree->expired_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 	pthread_mutex_unlock(&tree->lock);
 }
 
@@ -530,14 +536,14 @@ long tree_index_find(const void *base, const uint32_t *idx, size_t count, size_t
 /* ---- the collections --------------------------------------------------------------- */
 
 /* Folder names that a collection or patient must not take from the API. */
-static const char *const tree_root_reserved[] = { "README.txt", "manifests" };
-static const char *const tree_coll_reserved[] = { "collection.json", "patients.csv",
+const char *const tree_root_reserved[2] = { "README.txt", "manifests" };
+const char *const tree_coll_reserved[5] = { "collection.json", "patients.csv",
 						  "studies.csv", "series.csv", "CITATION.txt" };
 
 /* A name the API gave that would hide one of ours gets a leading '_', and one ending in
  * ".json" a trailing '_' (such names are answered ENOENT without a request unless they
  * are ours); uniquified with the others after. Returns 0 or -ENOMEM. */
-static int tree_unreserve(char **name, const char *const *reserved, size_t n)
+int tree_unreserve(char **name, const char *const *reserved, size_t n)
 {
 	size_t i, len = strlen(*name);
 	bool json = len >= 5 && strcmp(*name + len - 5, ".json") == 0;
@@ -600,51 +606,56 @@ static void tree_colls_destroy(struct tree_snap *s)
 	tree_colls_destroy_with(cs->tree, &cs->colls);
 }
 
+struct tree_colls_build {
+	struct tree_colls *colls;
+	size_t cap;
+};
+
+static int tree_colls_add(void *arg, const struct catalog_coll *r)
+{
+	struct tree_colls_build *b = arg;
+	struct tree_coll *v;
+
+	if (b->colls->count == b->cap) {
+		b->cap = b->cap ? b->cap * 2 : 64;
+		v = realloc(b->colls->v, b->cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		b->colls->v = v;
+	}
+	v = &b->colls->v[b->colls->count];
+	memset(v, 0, sizeof(*v));
+	v->api = strdup(r->api);
+	v->name = strdup(r->name);
+	b->colls->count++;
+	return v->api && v->name ? 0 : -ENOMEM;
+}
+
+/* The collections, from the catalog (loaded into it when stale). */
 static int tree_load_colls(struct tree *t, void *arg, struct tree_snap **out)
 {
 	struct tree_colls_snap *cs;
-	struct tcia_values v;
-	size_t i;
+	struct tree_colls_build b = { NULL, 0 };
 	int rc;
 
 	(void)arg;
-	rc = tcia_get_collections(t->tcia, &v);
+	rc = tree_cat_archive(t);
 	if (rc < 0)
 		return rc;
-	rc = -ENOMEM;
 	cs = calloc(1, sizeof(*cs));
 	if (!cs)
-		goto out_clear;
+		return -ENOMEM;
 	cs->tree = t;
 	cs->colls.hdr.destroy = tree_colls_destroy;
 	cs->colls.hdr.fetched = time(NULL);
-	cs->colls.v = calloc(v.count ? v.count : 1, sizeof(struct tree_coll));
-	if (!cs->colls.v)
-		goto out_free;
-	for (i = 0; i < v.count; i++) {
-		struct tree_coll *c = &cs->colls.v[cs->colls.count];
-
-		c->api = strdup(v.v[i].value);
-		c->name = tree_sanitize_name(v.v[i].value);
-		cs->colls.count++;
-		if (!c->api || !c->name ||
-		    tree_unreserve(&c->name, tree_root_reserved, 2) < 0)
-			goto out_free;
+	b.colls = &cs->colls;
+	rc = catalog_colls(t->cat, tree_colls_add, &b);
+	if (rc < 0) {
+		tree_colls_destroy_with(t, &cs->colls);
+		return rc;
 	}
-	qsort(cs->colls.v, cs->colls.count, sizeof(struct tree_coll), tree_cmp_coll);
-	if (tree_uniquify((char *)cs->colls.v, cs->colls.count, sizeof(struct tree_coll),
-			  offsetof(struct tree_coll, name)) < 0)
-		goto out_free;
-	qsort(cs->colls.v, cs->colls.count, sizeof(struct tree_coll), tree_cmp_coll);
 	*out = &cs->colls.hdr;
-	rc = 0;
-	goto out_clear;
-
-out_free:
-	tree_colls_destroy_with(t, &cs->colls);
-out_clear:
-	tcia_values_clear(&v);
-	return rc;
+	return 0;
 }
 
 /* ---- a collection's patients ------------------------------------------------------- */
@@ -664,58 +675,60 @@ static void tree_pats_destroy(struct tree_snap *s)
 	free(p);
 }
 
-static int tree_cmp_pat(const void *a, const void *b)
+struct tree_pats_build {
+	struct tree_pats *p;
+	size_t cap;
+};
+
+static int tree_pats_add(void *arg, const struct catalog_patient *r)
 {
-	return strcmp(((const struct tree_pat *)a)->name, ((const struct tree_pat *)b)->name);
+	struct tree_pats_build *b = arg;
+	struct tree_pat *v;
+
+	if (b->p->count == b->cap) {
+		b->cap = b->cap ? b->cap * 2 : 256;
+		v = realloc(b->p->v, b->cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		b->p->v = v;
+	}
+	v = &b->p->v[b->p->count++];
+	v->name = strdup(r->name);
+	v->id = strdup(r->pid);
+	v->raw = strdup(r->raw ? r->raw : "{}");
+	return v->name && v->id && v->raw ? 0 : -ENOMEM;
 }
 
+/* A collection's patients for the views, from the catalog's patient list. */
 int tree_load_pats(struct tree *t, void *arg, struct tree_snap **out)
 {
 	struct tree_coll *c = arg;
-	struct tcia_patients l;
+	struct tree_pats_build b = { NULL, 0 };
 	struct tree_pats *p;
-	size_t i;
 	int rc;
 
-	rc = tcia_get_patients(t->tcia, c->api, &l);
+	rc = tree_cat_patients(t, c->api);
 	if (rc < 0)
 		return rc;
-	rc = -ENOMEM;
 	p = calloc(1, sizeof(*p));
 	if (!p)
-		goto out_clear;
+		return -ENOMEM;
 	p->hdr.destroy = tree_pats_destroy;
 	p->hdr.fetched = time(NULL);
-	p->v = calloc(l.count ? l.count : 1, sizeof(*p->v));
-	if (!p->v)
-		goto out_free;
-	for (i = 0; i < l.count; i++) {
-		struct tree_pat *e = &p->v[p->count++];
-
-		/* Steal the strings: the list is cleared below. */
-		e->id = l.v[i].patient_id;
-		e->raw = l.v[i].raw;
-		l.v[i].patient_id = l.v[i].raw = NULL;
-		e->name = tree_sanitize_name(e->id);
-		if (!e->name || tree_unreserve(&e->name, tree_coll_reserved, 5) < 0)
-			goto out_free;
+	b.p = p;
+	rc = catalog_patients(t->cat, c->api, tree_pats_add, &b);
+	if (rc == 0) {
+		p->by_id = tree_index_build(p->v, p->count, sizeof(*p->v),
+					    offsetof(struct tree_pat, id));
+		if (!p->by_id)
+			rc = -ENOMEM;
 	}
-	qsort(p->v, p->count, sizeof(*p->v), tree_cmp_pat);
-	if (tree_uniquify((char *)p->v, p->count, sizeof(*p->v), offsetof(struct tree_pat, name)))
-		goto out_free;
-	qsort(p->v, p->count, sizeof(*p->v), tree_cmp_pat);
-	p->by_id = tree_index_build(p->v, p->count, sizeof(*p->v), offsetof(struct tree_pat, id));
-	if (!p->by_id)
-		goto out_free;
+	if (rc < 0) {
+		tree_pats_destroy(&p->hdr);
+		return rc;
+	}
 	*out = &p->hdr;
-	rc = 0;
-	goto out_clear;
-
-out_free:
-	tree_pats_destroy(&p->hdr);
-out_clear:
-	tcia_patients_clear(&l);
-	return rc;
+	return 0;
 }
 
 /* ---- a collection's studies -------------------------------------------------------- */
@@ -736,162 +749,62 @@ static void tree_studs_destroy(struct tree_snap *s)
 	free(p);
 }
 
-static int tree_cmp_stud_pid(const void *a, const void *b)
-{
-	return tree_cmp_str(((const struct tree_stud *)a)->pid, ((const struct tree_stud *)b)->pid);
-}
-
-static int tree_cmp_stud(const void *a, const void *b)
-{
-	const struct tree_stud *x = a, *y = b;
-	int c = tree_cmp_str(x->pid, y->pid);
-
-	return c ? c : strcmp(x->name, y->name);
-}
-
-/* Names the folders of one group of siblings: readable names, and for any that collide
- * the full UID instead of its tail; whatever still collides gets "~N". name_fn builds
- * one name. Sorts the group by name. */
-typedef char *(*tree_name_fn)(const void *rec, bool full, bool uid_only);
-
-static int tree_name_group(struct tree *t, char *base, size_t count, size_t stride,
-			   size_t name_off, tree_name_fn name_fn,
-			   int (*cmp)(const void *, const void *))
-{
-	size_t i, j;
-
-	for (i = 0; i < count; i++) {
-		char **name = (char **)(base + i * stride + name_off);
-
-		*name = name_fn(base + i * stride, false, t->naming_uid);
-		if (!*name)
-			return -ENOMEM;
-	}
-	qsort(base, count, stride, cmp);
-	for (i = 0; i < count; i = j) {
-		char **first = (char **)(base + i * stride + name_off);
-
-		for (j = i + 1; j < count; j++)
-			if (strcmp(*(char **)(base + j * stride + name_off), *first) != 0)
-				break;
-		if (j - i < 2 || t->naming_uid)
-			continue;
-		for (; i < j; i++) {
-			char **name = (char **)(base + i * stride + name_off);
-
-			free(*name);
-			*name = name_fn(base + i * stride, true, false);
-			if (!*name)
-				return -ENOMEM;
-		}
-	}
-	qsort(base, count, stride, cmp);
-	if (tree_uniquify(base, count, stride, name_off) < 0)
-		return -ENOMEM;
-	qsort(base, count, stride, cmp);
-	return 0;
-}
-
-/* The studs being built keep their API date and description in raw-derived strings
- * until named; this carries them. */
-struct tree_stud_build {
-	struct tree_stud s;
-	const struct tcia_study *rec;
+struct tree_studs_build {
+	struct tree_studs *p;
+	size_t cap;
 };
 
-static char *tree_stud_name_fn(const void *p, bool full, bool uid_only)
+static int tree_studs_add(void *arg, const struct catalog_study *r)
 {
-	const struct tree_stud_build *b = p;
+	struct tree_studs_build *b = arg;
+	struct tree_stud *v;
 
-	if (uid_only)
-		return tree_sanitize_name(b->rec->study_uid);
-	return tree_study_name(b->rec->date, b->rec->description, b->rec->study_uid, full);
+	if (b->p->count == b->cap) {
+		b->cap = b->cap ? b->cap * 2 : 256;
+		v = realloc(b->p->v, b->cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		b->p->v = v;
+	}
+	v = &b->p->v[b->p->count++];
+	v->name = strdup(r->name);
+	v->uid = strdup(r->uid);
+	v->pid = strdup(r->pid);
+	v->raw = strdup(r->raw);
+	v->mtime = (time_t)r->mtime;
+	return v->name && v->uid && v->pid && v->raw ? 0 : -ENOMEM;
 }
 
-static int tree_cmp_stud_build(const void *a, const void *b)
-{
-	return tree_cmp_stud(&((const struct tree_stud_build *)a)->s,
-			     &((const struct tree_stud_build *)b)->s);
-}
-
-static int tree_cmp_stud_build_pid(const void *a, const void *b)
-{
-	return tree_cmp_stud_pid(&((const struct tree_stud_build *)a)->s,
-				 &((const struct tree_stud_build *)b)->s);
-}
-
+/* A collection's studies for the views: the collection is loaded in bulk. */
 int tree_load_studs(struct tree *t, void *arg, struct tree_snap **out)
 {
 	struct tree_coll *c = arg;
-	struct tree_stud_build *b = NULL;
-	struct tcia_filter f = { .collection = c->api };
-	struct tcia_studies l;
+	struct tree_studs_build b = { NULL, 0 };
 	struct tree_studs *p;
-	size_t i, j, n = 0;
 	int rc;
 
-	rc = tcia_get_studies(t->tcia, &f, &l);
+	rc = tree_cat_collection(t, c->api);
 	if (rc < 0)
 		return rc;
-	rc = -ENOMEM;
 	p = calloc(1, sizeof(*p));
 	if (!p)
-		goto out_clear;
+		return -ENOMEM;
 	p->hdr.destroy = tree_studs_destroy;
 	p->hdr.fetched = time(NULL);
-	b = calloc(l.count ? l.count : 1, sizeof(*b));
-	p->v = calloc(l.count ? l.count : 1, sizeof(*p->v));
-	if (!b || !p->v)
-		goto out_free;
-	for (i = 0; i < l.count; i++) {
-		b[n].rec = &l.v[i];
-		b[n].s.uid = l.v[i].study_uid;
-		b[n].s.pid = l.v[i].patient_id;
-		b[n].s.mtime = tree_parse_time(l.v[i].date, t->mounted);
-		b[n].s.name = NULL;
-		n++;
+	b.p = p;
+	rc = catalog_all_studies(t->cat, c->api, tree_studs_add, &b);
+	if (rc == 0) {
+		p->by_uid = tree_index_build(p->v, p->count, sizeof(*p->v),
+					     offsetof(struct tree_stud, uid));
+		if (!p->by_uid)
+			rc = -ENOMEM;
 	}
-	/* Name each patient's studies as one group of siblings. */
-	qsort(b, n, sizeof(*b), tree_cmp_stud_build_pid);
-	for (i = 0; i < n; i = j) {
-		for (j = i + 1; j < n && tree_cmp_str(b[j].s.pid, b[i].s.pid) == 0; j++)
-			;
-		rc = tree_name_group(t, (char *)&b[i], j - i, sizeof(*b),
-				     offsetof(struct tree_stud_build, s.name), tree_stud_name_fn,
-				     tree_cmp_stud_build);
-		if (rc < 0)
-			goto out_free;
+	if (rc < 0) {
+		tree_studs_destroy(&p->hdr);
+		return rc;
 	}
-	qsort(b, n, sizeof(*b), tree_cmp_stud_build);
-	for (i = 0; i < n; i++) {
-		struct tcia_study *r = (struct tcia_study *)b[i].rec;
-
-		p->v[i] = b[i].s;
-		p->v[i].raw = r->raw;
-		/* Stolen into the snapshot; the list is cleared below. */
-		r->raw = NULL;
-		r->study_uid = NULL;
-		r->patient_id = NULL;
-		b[i].s.name = NULL;
-		p->count++;
-	}
-	p->by_uid = tree_index_build(p->v, p->count, sizeof(*p->v),
-				     offsetof(struct tree_stud, uid));
-	if (!p->by_uid)
-		goto out_free;
 	*out = &p->hdr;
-	rc = 0;
-	goto out_free_build;
-
-out_free:
-	for (i = 0; i < n; i++)
-		free(b[i].s.name);
-	tree_studs_destroy(&p->hdr);
-out_free_build:
-	free(b);
-out_clear:
-	tcia_studies_clear(&l);
-	return rc;
+	return 0;
 }
 
 /* ---- a collection's series --------------------------------------------------------- */
@@ -913,36 +826,6 @@ static void tree_sers_destroy(struct tree_snap *s)
 	free(p->v);
 	free(p->by_uid);
 	free(p);
-}
-
-struct tree_ser_build {
-	struct tree_ser s;
-	const struct tcia_series *rec;
-};
-
-static char *tree_ser_name_fn(const void *p, bool full, bool uid_only)
-{
-	const struct tree_ser_build *b = p;
-
-	if (uid_only)
-		return tree_sanitize_name(b->rec->series_uid);
-	return tree_series_name(b->rec->number, b->rec->modality, b->rec->description,
-				b->rec->series_uid, full);
-}
-
-static int tree_cmp_ser_build(const void *a, const void *b)
-{
-	const struct tree_ser *x = &((const struct tree_ser_build *)a)->s;
-	const struct tree_ser *y = &((const struct tree_ser_build *)b)->s;
-	int c = tree_cmp_str(x->study_uid, y->study_uid);
-
-	return c ? c : tree_cmp_str(x->name, y->name);
-}
-
-static int tree_cmp_ser_build_study(const void *a, const void *b)
-{
-	return tree_cmp_str(((const struct tree_ser_build *)a)->s.study_uid,
-			    ((const struct tree_ser_build *)b)->s.study_uid);
 }
 
 /* Adds value to the set of distinct values kept under key in obj (a string while there
@@ -970,89 +853,83 @@ static int tree_licence_add(json_t *obj, const char *key, const char *value)
 	return json_array_append_new(cur, json_string(value)) ? -ENOMEM : 0;
 }
 
+struct tree_sers_build {
+	struct tree_sers *p;
+	size_t cap;
+};
+
+static int tree_sers_add(void *arg, const struct catalog_series *r)
+{
+	static const char *const licence_keys[] = { "LicenseName", "LicenseURI",
+						    "CollectionURI" };
+	struct tree_sers_build *b = arg;
+	struct tree_ser *v;
+	json_t *raw;
+	size_t k;
+	int rc = 0;
+
+	if (b->p->count == b->cap) {
+		b->cap = b->cap ? b->cap * 2 : 256;
+		v = realloc(b->p->v, b->cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		b->p->v = v;
+	}
+	v = &b->p->v[b->p->count++];
+	memset(v, 0, sizeof(*v));
+	v->name = strdup(r->name);
+	v->uid = strdup(r->uid);
+	v->study_uid = strdup(r->study);
+	v->raw = strdup(r->raw);
+	for (k = 0; k < 3; k++)
+		if (r->facet[k] && !(v->facet[k] = strdup(r->facet[k])))
+			rc = -ENOMEM;
+	v->mtime = (time_t)r->mtime;
+	v->image_count = r->images;
+	v->file_size = r->bytes;
+	if (!v->name || !v->uid || !v->study_uid || !v->raw)
+		return -ENOMEM;
+	raw = json_loads(r->raw, JSON_ALLOW_NUL, NULL);
+	for (k = 0; raw && rc == 0 && k < 3; k++) {
+		const char *val = json_string_value(json_object_get(raw, licence_keys[k]));
+
+		rc = tree_licence_add(b->p->licence, licence_keys[k], val);
+	}
+	json_decref(raw);
+	return rc;
+}
+
+/* A collection's series for the views: the collection is loaded in bulk. */
 int tree_load_sers(struct tree *t, void *arg, struct tree_snap **out)
 {
 	struct tree_coll *c = arg;
-	struct tree_ser_build *b = NULL;
-	struct tcia_filter f = { .collection = c->api };
-	struct tcia_series_list l;
+	struct tree_sers_build b = { NULL, 0 };
 	struct tree_sers *p;
-	size_t i, j, n = 0;
 	int rc;
 
-	rc = tcia_get_series(t->tcia, &f, &l);
+	rc = tree_cat_collection(t, c->api);
 	if (rc < 0)
 		return rc;
-	rc = -ENOMEM;
 	p = calloc(1, sizeof(*p));
 	if (!p)
-		goto out_clear;
+		return -ENOMEM;
 	p->hdr.destroy = tree_sers_destroy;
 	p->hdr.fetched = time(NULL);
 	p->licence = json_object();
-	b = calloc(l.count ? l.count : 1, sizeof(*b));
-	p->v = calloc(l.count ? l.count : 1, sizeof(*p->v));
-	if (!b || !p->v || !p->licence)
-		goto out_free;
-	for (i = 0; i < l.count; i++) {
-		const struct tcia_series *r = &l.v[i];
-
-		if (tree_licence_add(p->licence, "LicenseName", r->license_name) < 0 ||
-		    tree_licence_add(p->licence, "LicenseURI", r->license_uri) < 0 ||
-		    tree_licence_add(p->licence, "CollectionURI", r->collection_uri) < 0)
-			goto out_free;
-		b[n].rec = r;
-		b[n].s.uid = r->series_uid;
-		b[n].s.study_uid = r->study_uid;
-		b[n].s.mtime = tree_parse_time(r->timestamp,
-					       tree_parse_time(r->date, t->mounted));
-		b[n].s.image_count = r->image_count;
-		b[n].s.file_size = r->file_size;
-		n++;
+	b.p = p;
+	rc = p->licence ? catalog_all_series(t->cat, c->api, tree_sers_add, &b) : -ENOMEM;
+	if (rc == 0) {
+		p->by_uid = tree_index_build(p->v, p->count, sizeof(*p->v),
+					     offsetof(struct tree_ser, uid));
+		if (!p->by_uid)
+			rc = -ENOMEM;
 	}
-	qsort(b, n, sizeof(*b), tree_cmp_ser_build_study);
-	for (i = 0; i < n; i = j) {
-		for (j = i + 1; j < n && tree_cmp_str(b[j].s.study_uid, b[i].s.study_uid) == 0; j++)
-			;
-		rc = tree_name_group(t, (char *)&b[i], j - i, sizeof(*b),
-				     offsetof(struct tree_ser_build, s.name), tree_ser_name_fn,
-				     tree_cmp_ser_build);
-		if (rc < 0)
-			goto out_free;
+	if (rc < 0) {
+		tree_sers_destroy(&p->hdr);
+		return rc;
 	}
-	qsort(b, n, sizeof(*b), tree_cmp_ser_build);
-	for (i = 0; i < n; i++) {
-		struct tcia_series *r = (struct tcia_series *)b[i].rec;
-
-		p->v[i] = b[i].s;
-		p->v[i].raw = r->raw;
-		p->v[i].facet[0] = r->modality;
-		p->v[i].facet[1] = r->body_part;
-		p->v[i].facet[2] = r->manufacturer;
-		r->raw = NULL;
-		r->series_uid = NULL;
-		r->study_uid = NULL;
-		r->modality = r->body_part = r->manufacturer = NULL;
-		b[i].s.name = NULL;
-		p->count++;
-	}
-	p->by_uid = tree_index_build(p->v, p->count, sizeof(*p->v),
-				     offsetof(struct tree_ser, uid));
-	if (!p->by_uid)
-		goto out_free;
 	*out = &p->hdr;
-	rc = 0;
-	goto out_free_build;
-
-out_free:
-	for (i = 0; i < n; i++)
-		free(b[i].s.name);
-	tree_sers_destroy(&p->hdr);
-out_free_build:
-	free(b);
-out_clear:
-	tcia_series_list_clear(&l);
-	return rc;
+	return 0;
 }
 
 /* ---- a collection's value lists (for collection.json) -------------------------------- */
@@ -1097,6 +974,9 @@ void tree_node_put(struct tree *t, struct tree_node *n)
 {
 	if (n->ss)
 		store_series_put(t->store, n->ss);
+	catalog_patient_clear(&n->cpat);
+	catalog_study_clear(&n->cstud);
+	catalog_series_clear(&n->cser);
 	tree_snap_put(t, n->view);
 	tree_snap_put(t, n->sers ? &n->sers->hdr : NULL);
 	tree_snap_put(t, n->studs ? &n->studs->hdr : NULL);
@@ -1151,91 +1031,6 @@ static struct tree_coll *tree_find_coll(struct tree_colls *cs, const char *name)
 	return bsearch(&key, cs->v, cs->count, sizeof(*cs->v), tree_cmp_coll);
 }
 
-static const struct tree_pat *tree_find_pat(const struct tree_pats *p, const char *name)
-{
-	struct tree_pat key = { .name = (char *)name };
-
-	return bsearch(&key, p->v, p->count, sizeof(*p->v), tree_cmp_pat);
-}
-
-/* Studies and series are kept sorted by the folder they belong in (patient, study), then
- * by name; one set of helpers finds a parent's run, and a member in it, in either. */
-struct tree_layout {
-	size_t stride, name, uid, parent, mtime;	/* element size, then field offsets */
-};
-
-static const struct tree_layout tree_stud_layout = {
-	sizeof(struct tree_stud), offsetof(struct tree_stud, name),
-	offsetof(struct tree_stud, uid), offsetof(struct tree_stud, pid),
-	offsetof(struct tree_stud, mtime),
-};
-
-static const struct tree_layout tree_ser_layout = {
-	sizeof(struct tree_ser), offsetof(struct tree_ser, name),
-	offsetof(struct tree_ser, uid), offsetof(struct tree_ser, study_uid),
-	offsetof(struct tree_ser, mtime),
-};
-
-static const char *tree_field(const void *base, const struct tree_layout *lay, size_t i,
-			      size_t off)
-{
-	return *(char *const *)((const char *)base + i * lay->stride + off);
-}
-
-/* The first element whose parent is parent. */
-static size_t tree_run_start(const void *base, size_t count, const struct tree_layout *lay,
-			     const char *parent)
-{
-	size_t lo = 0, hi = count;
-
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (tree_cmp_str(tree_field(base, lay, mid, lay->parent), parent) < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
-}
-
-static bool tree_in_run(const void *base, size_t count, const struct tree_layout *lay,
-			size_t i, const char *parent)
-{
-	return i < count && tree_cmp_str(tree_field(base, lay, i, lay->parent), parent) == 0;
-}
-
-/* parent's member by folder name, else by bare UID. Returns its index or -1. */
-static long tree_run_find(const void *base, size_t count, const struct tree_layout *lay,
-			  const char *parent, const char *name)
-{
-	size_t first = tree_run_start(base, count, lay, parent), i;
-
-	for (i = first; tree_in_run(base, count, lay, i, parent); i++)
-		if (strcmp(tree_field(base, lay, i, lay->name), name) == 0)
-			return (long)i;
-	for (i = first; tree_in_run(base, count, lay, i, parent); i++)
-		if (tree_cmp_str(tree_field(base, lay, i, lay->uid), name) == 0)
-			return (long)i;
-	return -1;
-}
-
-static const struct tree_stud *tree_find_stud(const struct tree_studs *p, const char *pid,
-					      const char *name)
-{
-	long i = tree_run_find(p->v, p->count, &tree_stud_layout, pid, name);
-
-	return i < 0 ? NULL : &p->v[i];
-}
-
-static const struct tree_ser *tree_find_ser(const struct tree_sers *p, const char *study_uid,
-					    const char *name)
-{
-	long i = tree_run_find(p->v, p->count, &tree_ser_layout, study_uid, name);
-
-	return i < 0 ? NULL : &p->v[i];
-}
-
 static bool tree_ends_with(const char *s, const char *suffix)
 {
 	size_t n = strlen(s), m = strlen(suffix);
@@ -1272,10 +1067,10 @@ static int tree_split(const char *path, char comps[][TREE_NAME_MAX + 1])
 }
 
 /* The series in the store: at hand if it is there, else fetched (when fetch is set). */
-static int tree_series_files(struct tree *t, const struct tree_ser *ser, bool fetch,
+static int tree_series_files(struct tree *t, const struct catalog_series *ser, bool fetch,
 			     const struct store_caller *who, struct store_series **out)
 {
-	struct store_expect exp = { ser->image_count, ser->file_size };
+	struct store_expect exp = { ser->images, ser->bytes };
 	int rc;
 
 	*out = NULL;
@@ -1311,41 +1106,47 @@ int tree_ser_place(const struct tree_pats *pats, const struct tree_studs *studs,
 	return 0;
 }
 
-/* The folder path of a series UID in a collection whose patients, studies and series
- * are all loaded already: no request. Returns 0 with path, or -ENOENT. */
+/* The folder path of a series whose place the catalog holds fresh (the patient's or the
+ * collection's load still trusted, the folders named): no request. Returns 0 with
+ * path, or -ENOENT. */
+static int tree_uid_path(struct tree *t, const struct catalog_series *ser, char *path,
+			 size_t size)
+{
+	struct catalog_coll c;
+	struct catalog_patient p;
+	struct catalog_study st;
+	int rc;
+
+	rc = catalog_coll_by_api(t->cat, ser->coll, &c);
+	if (rc < 0)
+		return rc;
+	rc = catalog_patient_by_id(t->cat, ser->coll, ser->pid, &p);
+	if (rc == 0) {
+		rc = catalog_study_by_uid(t->cat, ser->coll, ser->study, &st);
+		if (rc == 0 && snprintf(path, size, "/%s/%s/%s/%s", c.name, p.name, st.name,
+					ser->name) >= (int)size)
+			rc = -ENAMETOOLONG;
+		catalog_study_clear(&st);
+		catalog_patient_clear(&p);
+	}
+	catalog_coll_clear(&c);
+	return rc;
+}
+
 static int tree_uid_at_hand(struct tree *t, const char *uid, char *path, size_t size)
 {
-	struct tree_colls *cs = (struct tree_colls *)tree_peek(t, &t->colls);
-	size_t i;
-	int rc = -ENOENT;
+	struct catalog_series ser;
+	int rc;
 
-	if (!cs)
+	rc = catalog_series_by_uid(t->cat, uid, &ser);
+	if (rc < 0)
 		return -ENOENT;
-	for (i = 0; i < cs->count && rc < 0; i++) {
-		struct tree_coll *c = &cs->v[i];
-		struct tree_snap *sp = tree_peek(t, &c->pats);
-		struct tree_snap *ss = tree_peek(t, &c->studs);
-		struct tree_snap *sr = tree_peek(t, &c->sers);
-		const struct tree_pats *ps = (const struct tree_pats *)sp;
-		const struct tree_studs *sts = (const struct tree_studs *)ss;
-		const struct tree_sers *srs = (const struct tree_sers *)sr;
-		const struct tree_stud *stud;
-		const struct tree_pat *pat;
-		long k;
-
-		if (sp && ss && sr) {
-			k = tree_index_find(srs->v, srs->by_uid, srs->count, sizeof(*srs->v),
-					    offsetof(struct tree_ser, uid), uid);
-			if (k >= 0 && tree_ser_place(ps, sts, &srs->v[k], &pat, &stud) == 0 &&
-			    snprintf(path, size, "/%s/%s/%s/%s", c->name, pat->name, stud->name,
-				     srs->v[k].name) < (int)size)
-				rc = 0;
-		}
-		tree_snap_put(t, sp);
-		tree_snap_put(t, ss);
-		tree_snap_put(t, sr);
-	}
-	tree_snap_put(t, &cs->hdr);
+	if (!t->offline && tree_scope_fresh(t, CATALOG_COLLECTION, ser.coll, NULL) != 1 &&
+	    tree_scope_fresh(t, CATALOG_PATIENT, ser.coll, ser.pid) != 1)
+		rc = -ENOENT;
+	if (rc == 0)
+		rc = tree_uid_path(t, &ser, path, size) < 0 ? -ENOENT : 0;
+	catalog_series_clear(&ser);
 	return rc;
 }
 
@@ -1379,8 +1180,8 @@ static int tree_resolve_uid(struct tree *t, const char *uid, const char *name,
 	if (early && store_prefetch(t->store, uid, who) < 0)
 		early = false;
 	rc = tree_resolve_uid_by_request(t, uid, name, who, n);
-	if (early && rc == 0 && n->ser) {
-		struct store_expect exp = { n->ser->image_count, n->ser->file_size };
+	if (early && rc == 0 && n->cser.uid) {
+		struct store_expect exp = { n->cser.images, n->cser.bytes };
 
 		store_expect(t->store, uid, &exp);
 	} else if (early) {
@@ -1389,17 +1190,16 @@ static int tree_resolve_uid(struct tree *t, const char *uid, const char *name,
 	return rc;
 }
 
-/* tree_resolve_uid's way when no collection at hand knows uid: getSeries by UID. */
+/* tree_resolve_uid's way when the catalog does not know uid: getSeries by UID says
+ * where it is, and that patient is loaded (targeted) to name its folders. */
 static int tree_resolve_uid_by_request(struct tree *t, const char *uid, const char *name,
 				       const struct store_caller *who, struct tree_node *n)
 {
 	struct tcia_filter f = { .series_uid = uid };
 	struct tcia_series_list l;
+	struct catalog_series ser;
 	struct tree_colls *cs = NULL;
-	struct tree_pats *ps = NULL;
-	const char *coll = NULL, *pat = NULL;
 	char path[PATH_MAX];
-	size_t i;
 	int rc;
 
 	rc = tcia_get_series(t->tcia, &f, &l);
@@ -1409,30 +1209,25 @@ static int tree_resolve_uid_by_request(struct tree *t, const char *uid, const ch
 	if (l.count != 1 || !l.v[0].collection || !l.v[0].patient_id || !l.v[0].study_uid)
 		goto out_clear;
 	rc = tree_get_colls(t, &cs);
-	if (rc < 0)
-		goto out_clear;
-	rc = -ENOENT;
-	for (i = 0; i < cs->count; i++)
-		if (strcmp(cs->v[i].api, l.v[0].collection) == 0)
-			coll = cs->v[i].name;
-	if (!coll)
-		goto out_put;
-	for (i = 0; i < cs->count; i++)
-		if (strcmp(cs->v[i].name, coll) == 0)
-			break;
-	rc = tree_coll_get(t, &cs->v[i], &cs->v[i].pats, tree_load_pats, &ps);
+	if (rc == 0)
+		rc = tree_cat_patient(t, l.v[0].collection, l.v[0].patient_id);
 	if (rc < 0)
 		goto out_put;
-	rc = -ENOENT;
-	for (i = 0; i < ps->count; i++)
-		if (strcmp(ps->v[i].id, l.v[0].patient_id) == 0)
-			pat = ps->v[i].name;
-	if (pat && snprintf(path, sizeof(path), "/%s/%s/%s/%s%s%s", coll, pat, l.v[0].study_uid,
-			    uid, name ? "/" : "", name ? name : "") < (int)sizeof(path))
+	rc = catalog_series_by_uid(t->cat, uid, &ser);
+	if (rc < 0)
+		goto out_put;
+	rc = tree_uid_path(t, &ser, path, sizeof(path) - (name ? strlen(name) + 1 : 0));
+	catalog_series_clear(&ser);
+	if (rc == 0 && name) {
+		strcat(path, "/");
+		strcat(path, name);
+	}
+	if (rc == 0)
 		rc = tree_resolve(t, path, who, n);
+	else
+		rc = -ENOENT;
 out_put:
-	tree_snap_put(t, ps ? &ps->hdr : NULL);
-	tree_snap_put(t, &cs->hdr);
+	tree_snap_put(t, cs ? &cs->hdr : NULL);
 out_clear:
 	tcia_series_list_clear(&l);
 	return rc;
@@ -1526,12 +1321,8 @@ static int tree_resolve(struct tree *t, const char *path, const struct store_cal
 			goto out_put;
 		return 0;
 	}
-	rc = tree_coll_get(t, n->coll, &n->coll->pats, tree_load_pats, &n->pats);
+	rc = tree_cat_find_patient(t, n->coll->api, comps[1], &n->cpat);
 	if (rc < 0)
-		goto out_put;
-	rc = -ENOENT;
-	n->pat = tree_find_pat(n->pats, comps[1]);
-	if (!n->pat)
 		goto out_put;
 	n->kind = TK_PAT;
 	if (depth == 2)
@@ -1540,12 +1331,10 @@ static int tree_resolve(struct tree *t, const char *path, const struct store_cal
 		n->kind = TK_PAT_JSON;
 		return 0;
 	}
-	rc = tree_coll_get(t, n->coll, &n->coll->studs, tree_load_studs, &n->studs);
+	rc = tree_cat_patient(t, n->coll->api, n->cpat.pid);
+	if (rc == 0)
+		rc = catalog_find_study(t->cat, n->coll->api, n->cpat.pid, comps[2], &n->cstud);
 	if (rc < 0)
-		goto out_put;
-	rc = -ENOENT;
-	n->stud = tree_find_stud(n->studs, n->pat->id, comps[2]);
-	if (!n->stud)
 		goto out_put;
 	n->kind = TK_STUDY;
 	if (depth == 3)
@@ -1554,12 +1343,8 @@ static int tree_resolve(struct tree *t, const char *path, const struct store_cal
 		n->kind = TK_STUDY_JSON;
 		return 0;
 	}
-	rc = tree_coll_get(t, n->coll, &n->coll->sers, tree_load_sers, &n->sers);
+	rc = catalog_find_series(t->cat, n->coll->api, n->cstud.uid, comps[3], &n->cser);
 	if (rc < 0)
-		goto out_put;
-	rc = -ENOENT;
-	n->ser = tree_find_ser(n->sers, n->stud->uid, comps[3]);
-	if (!n->ser)
 		goto out_put;
 	n->kind = TK_SERIES;
 	if (depth == 4)
@@ -1568,7 +1353,7 @@ static int tree_resolve(struct tree *t, const char *path, const struct store_cal
 		n->kind = TK_SERIES_JSON;
 		return 0;
 	}
-	rc = tree_series_files(t, n->ser, true, who, &n->ss);
+	rc = tree_series_files(t, &n->cser, true, who, &n->ss);
 	if (rc < 0)
 		goto out_put;
 	rc = -ENOENT;
@@ -1670,17 +1455,45 @@ static int tree_render_series(struct tree *t, struct tree_node *n, char **out, s
 	int rc;
 
 	/* SeriesSize is slow and per series: asked only here, when series.json is looked at. */
-	rc = tcia_get_series_size(t->tcia, n->ser->uid, &size);
+	rc = tcia_get_series_size(t->tcia, n->cser.uid, &size);
 	if (rc == -ENOENT)
-		return tree_render_raw(n->ser->raw, NULL, out, len);
+		return tree_render_raw(n->cser.raw, NULL, out, len);
 	if (rc < 0)
 		return rc;
 	extra = json_loads(size.raw, JSON_DECODE_ANY, NULL);
 	tcia_series_size_clear(&size);
 	if (!extra)
 		return -ENOMEM;
-	rc = tree_render_raw(n->ser->raw, extra, out, len);
+	rc = tree_render_raw(n->cser.raw, extra, out, len);
 	json_decref(extra);
+	return rc;
+}
+
+/* patient.json is the patient list's object: a patient known from its studies alone
+ * (a targeted look) gets it from the list now. One the list lacks shows its IDs. */
+static int tree_render_patient(struct tree *t, struct tree_node *n, char **out, size_t *len)
+{
+	struct catalog_patient p;
+	json_t *obj;
+	int rc;
+
+	if (n->cpat.raw)
+		return tree_render_raw(n->cpat.raw, NULL, out, len);
+	rc = tree_cat_patients(t, n->coll->api);
+	if (rc < 0)
+		return rc;
+	rc = catalog_patient_by_id(t->cat, n->coll->api, n->cpat.pid, &p);
+	if (rc == 0 && p.raw) {
+		rc = tree_render_raw(p.raw, NULL, out, len);
+		catalog_patient_clear(&p);
+		return rc;
+	}
+	catalog_patient_clear(&p);
+	obj = json_pack("{s:s, s:s}", "PatientId", n->cpat.pid, "Collection", n->coll->api);
+	if (!obj)
+		return -ENOMEM;
+	rc = tree_render_obj(obj, out, len);
+	json_decref(obj);
 	return rc;
 }
 
@@ -1716,9 +1529,9 @@ static int tree_render(struct tree *t, struct tree_node *n, char **out, size_t *
 	case TK_COLL_JSON:
 		return tree_render_coll(t, n, out, len);
 	case TK_PAT_JSON:
-		return tree_render_raw(n->pat->raw, NULL, out, len);
+		return tree_render_patient(t, n, out, len);
 	case TK_STUDY_JSON:
-		return tree_render_raw(n->stud->raw, NULL, out, len);
+		return tree_render_raw(n->cstud.raw, NULL, out, len);
 	case TK_SERIES_JSON:
 		return tree_render_series(t, n, out, len);
 	case TK_STATUS:
@@ -1766,10 +1579,12 @@ void tree_fill_link(const struct tree *t, size_t size, time_t mtime, struct stat
 
 static time_t tree_node_mtime(const struct tree *t, const struct tree_node *n)
 {
+	if (n->cser.uid)
+		return (time_t)n->cser.mtime;
 	if (n->ser)
 		return n->ser->mtime;
-	if (n->stud)
-		return n->stud->mtime;
+	if (n->cstud.uid)
+		return (time_t)n->cstud.mtime;
 	return t->mounted;
 }
 
@@ -1795,7 +1610,7 @@ int tree_node_stat(struct tree *t, struct tree_node *n, struct stat *st)
 		return 0;
 	}
 	if (n->kind == TK_SERIES_FILE) {
-		tree_fill_file(t, store_series_size(n->ss, n->file), n->ser->mtime, st);
+		tree_fill_file(t, store_series_size(n->ss, n->file), (time_t)n->cser.mtime, st);
 		return 0;
 	}
 	if (n->kind == TK_LINK) {
@@ -1920,14 +1735,45 @@ static int tree_list_root(struct tree *t, struct tree_lister *l)
 	return 0;
 }
 
+/* Listing rows straight from the catalog: one at a time, nothing kept. */
+struct tree_emit_arg {
+	struct tree *t;
+	struct tree_lister *l;
+	struct stat st;
+};
+
+static int tree_emit_patient(void *arg, const struct catalog_patient *r)
+{
+	struct tree_emit_arg *a = arg;
+
+	return tree_emit(a->l, r->name, &a->st, true) ? 1 : 0;
+}
+
+static int tree_emit_study(void *arg, const struct catalog_study *r)
+{
+	struct tree_emit_arg *a = arg;
+
+	tree_fill_dir(a->t, (time_t)r->mtime, &a->st);
+	return tree_emit(a->l, r->name, &a->st, true) ? 1 : 0;
+}
+
+static int tree_emit_series(void *arg, const struct catalog_series *r)
+{
+	struct tree_emit_arg *a = arg;
+
+	tree_fill_dir(a->t, (time_t)r->mtime, &a->st);
+	return tree_emit(a->l, r->name, &a->st, true) ? 1 : 0;
+}
+
 static int tree_list_coll(struct tree *t, struct tree_node *n, struct tree_lister *l)
 {
+	struct tree_emit_arg ea;
 	struct tree_snap *v, *s;
 	struct stat st;
 	size_t i;
 	int rc;
 
-	rc = tree_coll_get(t, n->coll, &n->coll->pats, tree_load_pats, &n->pats);
+	rc = tree_cat_patients(t, n->coll->api);
 	if (rc < 0)
 		return rc;
 	/* collection.json costs four requests to size: give its attributes only when they
@@ -1954,59 +1800,50 @@ static int tree_list_coll(struct tree *t, struct tree_node *n, struct tree_liste
 	tree_fill_dir(t, t->mounted, &st);
 	for (i = 0; i < 3; i++)
 		tree_hold(l, tree_facet_dirs[i], &st, true);
-	for (i = 0; i < n->pats->count; i++)
-		if (tree_emit(l, n->pats->v[i].name, &st, true))
-			break;
+	ea = (struct tree_emit_arg){ t, l, st };
+	rc = catalog_patients(t->cat, n->coll->api, tree_emit_patient, &ea);
 	tree_emit_pending(l);
-	return 0;
+	return rc < 0 ? rc : 0;
 }
 
-/* A patient's or a study's folder: its JSON file (json_kind, json_name), then its run
- * of children in base (studies or series, laid out as lay) whose parent is parent. */
-static int tree_list_run(struct tree *t, struct tree_node *n, struct tree_lister *l,
-			 enum tree_kind json_kind, const char *json_name, const void *base,
-			 size_t count, const struct tree_layout *lay, const char *parent)
-{
-	struct tree_node jn = *n;
-	struct stat st;
-	size_t i;
-	int rc;
-
-	jn.kind = json_kind;
-	rc = tree_node_stat(t, &jn, &st);
-	if (rc < 0)
-		return rc;
-	tree_hold(l, json_name, &st, true);
-	for (i = tree_run_start(base, count, lay, parent); tree_in_run(base, count, lay, i, parent);
-	     i++) {
-		const char *child = (const char *)base + i * lay->stride;
-
-		tree_fill_dir(t, *(const time_t *)(child + lay->mtime), &st);
-		if (tree_emit(l, tree_field(base, lay, i, lay->name), &st, true))
-			break;
-	}
-	tree_emit_pending(l);
-	return 0;
-}
-
+/* A patient's folder: patient.json, then its studies. patient.json is sized only when
+ * its object is at hand (a patient known from a targeted look waits for the list). */
 static int tree_list_pat(struct tree *t, struct tree_node *n, struct tree_lister *l)
 {
-	int rc = tree_coll_get(t, n->coll, &n->coll->studs, tree_load_studs, &n->studs);
+	struct tree_node jn = *n;
+	struct tree_emit_arg ea = { t, l, { 0 } };
+	struct stat st;
+	int rc;
 
+	rc = tree_cat_patient(t, n->coll->api, n->cpat.pid);
 	if (rc < 0)
 		return rc;
-	return tree_list_run(t, n, l, TK_PAT_JSON, "patient.json", n->studs->v, n->studs->count,
-			     &tree_stud_layout, n->pat->id);
+	memset(&st, 0, sizeof(st));
+	st.st_mode = S_IFREG | 0444;
+	jn.kind = TK_PAT_JSON;
+	if (n->cpat.raw && tree_node_stat(t, &jn, &st) < 0)
+		return -EIO;
+	tree_hold(l, "patient.json", &st, n->cpat.raw != NULL);
+	rc = catalog_studies(t->cat, n->coll->api, n->cpat.pid, tree_emit_study, &ea);
+	tree_emit_pending(l);
+	return rc < 0 ? rc : 0;
 }
 
 static int tree_list_study(struct tree *t, struct tree_node *n, struct tree_lister *l)
 {
-	int rc = tree_coll_get(t, n->coll, &n->coll->sers, tree_load_sers, &n->sers);
+	struct tree_node jn = *n;
+	struct tree_emit_arg ea = { t, l, { 0 } };
+	struct stat st;
+	int rc;
 
+	jn.kind = TK_STUDY_JSON;
+	rc = tree_node_stat(t, &jn, &st);
 	if (rc < 0)
 		return rc;
-	return tree_list_run(t, n, l, TK_STUDY_JSON, "study.json", n->sers->v, n->sers->count,
-			     &tree_ser_layout, n->stud->uid);
+	tree_hold(l, "study.json", &st, true);
+	rc = catalog_series(t->cat, n->coll->api, n->cstud.uid, tree_emit_series, &ea);
+	tree_emit_pending(l);
+	return rc < 0 ? rc : 0;
 }
 
 /* Opening a series folder is what fetches the series: its files are listed with their
@@ -2020,7 +1857,7 @@ static int tree_list_series(struct tree *t, struct tree_node *n, const struct st
 	size_t i, count;
 	int rc;
 
-	rc = tree_series_files(t, n->ser, true, who, &ss);
+	rc = tree_series_files(t, &n->cser, true, who, &ss);
 	if (rc < 0)
 		return rc;
 	count = store_series_count(ss);
@@ -2033,12 +1870,12 @@ static int tree_list_series(struct tree *t, struct tree_node *n, const struct st
 		names[i] = (char *)store_series_name(ss, i);
 	qsort(names, count, sizeof(*names), tree_cmp_names);
 	/* series.json's size needs getSeriesSize (slow): left to a stat of its own. */
-	tree_fill_file(t, 0, n->ser->mtime, &st);
+	tree_fill_file(t, 0, (time_t)n->cser.mtime, &st);
 	tree_hold(l, "series.json", &st, false);
 	for (i = 0; i < count; i++) {
 		uint64_t size = store_series_size(ss, (size_t)store_series_find(ss, names[i]));
 
-		tree_fill_file(t, size, n->ser->mtime, &st);
+		tree_fill_file(t, size, (time_t)n->cser.mtime, &st);
 		if (tree_emit(l, names[i], &st, true))
 			break;
 	}
@@ -2258,21 +2095,25 @@ static size_t tree_xattrs(const struct tree_node *n, struct tree_xattr out[6])
 
 	if (n->coll)
 		out[k++] = (struct tree_xattr){ "user.tcia.collection", n->coll->api, "" };
-	if (n->pat)
-		out[k++] = (struct tree_xattr){ "user.tcia.patient_id", n->pat->id, "" };
-	if (n->stud && n->stud->uid)
-		out[k++] = (struct tree_xattr){ "user.tcia.study_uid", n->stud->uid, "" };
-	if (n->ser && n->ser->uid)
-		out[k++] = (struct tree_xattr){ "user.tcia.series_uid", n->ser->uid, "" };
+	const char *ser_uid = n->cser.uid ? n->cser.uid : n->ser ? n->ser->uid : NULL;
+	int64_t bytes = n->cser.uid ? n->cser.bytes : n->ser ? n->ser->file_size : -1;
+	int64_t images = n->cser.uid ? n->cser.images : n->ser ? n->ser->image_count : -1;
+
+	if (n->cpat.pid)
+		out[k++] = (struct tree_xattr){ "user.tcia.patient_id", n->cpat.pid, "" };
+	if (n->cstud.uid)
+		out[k++] = (struct tree_xattr){ "user.tcia.study_uid", n->cstud.uid, "" };
+	if (ser_uid)
+		out[k++] = (struct tree_xattr){ "user.tcia.series_uid", ser_uid, "" };
 	/* What the metadata says a series holds, so tools can size work before fetching. */
-	if (n->ser && n->ser->file_size >= 0) {
+	if (ser_uid && bytes >= 0) {
 		out[k] = (struct tree_xattr){ "user.tcia.file_size", NULL, "" };
-		snprintf(out[k].num, sizeof(out[k].num), "%lld", (long long)n->ser->file_size);
+		snprintf(out[k].num, sizeof(out[k].num), "%lld", (long long)bytes);
 		k++;
 	}
-	if (n->ser && n->ser->image_count >= 0) {
+	if (ser_uid && images >= 0) {
 		out[k] = (struct tree_xattr){ "user.tcia.image_count", NULL, "" };
-		snprintf(out[k].num, sizeof(out[k].num), "%lld", (long long)n->ser->image_count);
+		snprintf(out[k].num, sizeof(out[k].num), "%lld", (long long)images);
 		k++;
 	}
 	for (size_t i = 0; i < k; i++)
@@ -2339,7 +2180,8 @@ static ssize_t tree_failure(struct tree *t, const char *path, const struct tree_
 {
 	if (!t->failures)
 		return -ENODATA;
-	return failures_find(t->failures, path, n->ser ? n->ser->uid : NULL, buf, size);
+	return failures_find(t->failures, path, n->cser.uid ? n->cser.uid : n->ser ? n->ser->uid : NULL,
+			     buf, size);
 }
 
 int tree_stat(struct tree *tree, const char *path, const struct store_caller *who,

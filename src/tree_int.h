@@ -14,12 +14,19 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "catalog.h"
 #include "tcia.h"
 #include "tree.h"
 #include "view.h"
 
 #define TREE_NAME_MAX 255
 #define TREE_DEPTH_MAX 6
+
+/* A slow failed load (a silent server: it took a second or more) answers the callers
+ * right behind it for this long instead of each starting another: sixteen callers
+ * would otherwise queue up one timeout after another. Quick failures are retried. */
+#define TREE_FAIL_MEMORY_MS 3000
+#define TREE_SLOW_FAILURE_MS 1000
 
 /* ---- snapshots --------------------------------------------------------------------- */
 
@@ -112,8 +119,23 @@ struct tree_man {
 	struct tree_slot res;
 };
 
+/* Targeted loads of one collection's patients, counted to see a walk coming. */
+struct tree_walk {
+	char *coll;
+	int64_t start_ms;
+	unsigned n;
+	struct tree_walk *next;
+};
+
+struct tree_flight;
+
 struct tree {
 	struct tcia *tcia;	/* borrowed */
+	struct catalog *cat;	/* borrowed */
+	bool offline;
+	int64_t expired_ms;	/* loads before this are stale (SIGHUP); protected by lock */
+	struct tree_flight *flights;	/* loads in progress; protected by lock */
+	struct tree_walk *walks;	/* protected by lock */
 	struct store *store;	/* borrowed, may be NULL */
 	char *(*status)(void *arg);
 	void *status_arg;
@@ -175,11 +197,12 @@ struct tree_node {
 	struct tree_colls *colls;
 	struct tree_coll *coll;
 	struct tree_pats *pats;
-	const struct tree_pat *pat;
+	struct catalog_patient cpat;	/* TK_PAT and below: owned copies */
+	struct catalog_study cstud;
+	struct catalog_series cser;
 	struct tree_studs *studs;
-	const struct tree_stud *stud;
 	struct tree_sers *sers;
-	const struct tree_ser *ser;
+	const struct tree_ser *ser;	/* TK_LINK in a facet */
 	struct store_series *ss;	/* TK_SERIES_FILE: the stored series, referenced */
 	size_t file;			/* and the file's index in it */
 	struct tree_snap *view;		/* a referenced tree_facets or tree_mres */
@@ -211,8 +234,29 @@ struct tree_lister {
 
 typedef int (*tree_load_fn)(struct tree *t, void *arg, struct tree_snap **out);
 
+/* ---- tree_load.c ----------------------------------------------------------------- */
+
+/* Each makes sure the catalog holds a fresh copy of its scope, loading it if not:
+ * 0 or -errno. */
+int tree_cat_archive(struct tree *t);
+int tree_cat_patients(struct tree *t, const char *coll);
+int tree_cat_collection(struct tree *t, const char *coll);
+/* One patient's studies and series: targeted, or the collection in bulk when a walk
+ * is seen. */
+int tree_cat_patient(struct tree *t, const char *coll, const char *pid);
+/* A patient by folder name, loading what that takes: 0 with *out, -ENOENT, -errno. */
+int tree_cat_find_patient(struct tree *t, const char *coll, const char *name,
+			  struct catalog_patient *out);
+void tree_flights_free(struct tree *t);
+/* 1 when the scope was loaded and is still trusted, 0 loaded but stale, -1 never. */
+int tree_scope_fresh(struct tree *t, enum catalog_scope s, const char *coll, const char *pid);
+
 /* ---- tree.c ---------------------------------------------------------------------- */
 
+extern const char *const tree_root_reserved[2];
+extern const char *const tree_coll_reserved[5];
+int tree_unreserve(char **name, const char *const *reserved, size_t n);
+time_t tree_parse_time(const char *s, time_t fallback);
 size_t tree_utf8_cut(const char *s, size_t max);
 void tree_snap_put(struct tree *t, struct tree_snap *s);
 int tree_slot_get(struct tree *t, struct tree_slot *slot, tree_load_fn load, void *arg,

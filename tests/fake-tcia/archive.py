@@ -319,6 +319,44 @@ class Archive:
     def all_series(self):
         return [self.series_record(s) for s in self.series.values()]
 
+    def index(self):
+        """Records by the filters the API takes, built once: a scaled archive (200,000
+        series) answers a patient's or a study's query without a scan."""
+        if getattr(self, "_index", None) is None:
+            ix = {"series": {}, "studies": {}, "patients": {}}
+            for s in self.series.values():
+                r = s.record
+                for key in (("Collection", r["Collection"]),
+                            ("PatientID", r["Collection"], r["PatientID"]),
+                            ("StudyInstanceUID", r["StudyInstanceUID"])):
+                    ix["series"].setdefault(key, []).append(s)
+            for st in self.studies:
+                for key in (("Collection", st["Collection"]),
+                            ("PatientID", st["Collection"], st["PatientID"]),
+                            ("StudyInstanceUID", st["StudyInstanceUID"])):
+                    ix["studies"].setdefault(key, []).append(st)
+            for p in self.patients:
+                ix["patients"].setdefault(("Collection", p["Collection"]), []).append(p)
+            self._index = ix
+        return self._index
+
+    def candidates(self, kind, q):
+        """The records of kind ("series", "studies", "patients") that may match query q:
+        from the narrowest index the query allows, else all of them."""
+        ix = self.index()[kind]
+        if kind == "series" and "SeriesInstanceUID" in q:
+            s = self.series.get(q["SeriesInstanceUID"])
+            return [s] if s else []
+        if "StudyInstanceUID" in q and kind != "patients":
+            return ix.get(("StudyInstanceUID", q["StudyInstanceUID"]), [])
+        if "PatientID" in q and "Collection" in q and kind != "patients":
+            return ix.get(("PatientID", q["Collection"], q["PatientID"]), [])
+        if "Collection" in q:
+            return ix.get(("Collection", q["Collection"]), [])
+        if kind == "series":
+            return list(self.series.values())
+        return self.studies if kind == "studies" else self.patients
+
 
 def empty_zip():
     """What the service sends for an unknown or withdrawn series: a zip with no entries."""

@@ -205,7 +205,8 @@ class Api:
 
     def _series_matching(self, q):
         out = []
-        for rec in self.arc.all_series():
+        for s in self.arc.candidates("series", q):
+            rec = self.arc.series_record(s)
             if all(rec.get(k) == v for k, v in q.items() if k != "format"):
                 out.append(rec)
         return out
@@ -244,14 +245,14 @@ class Api:
         return self._json(self._values(self._series_matching(q), "Manufacturer"))
 
     def ep_getPatient(self, q):
-        out = [p for p in self.arc.patients
+        out = [p for p in self.arc.candidates("patients", q)
                if "Collection" not in q or p["Collection"] == q["Collection"]]
         return self._json(out)
 
     def ep_getPatientStudy(self, q):
         keys = {"Collection": "Collection", "PatientID": "PatientID",
                 "StudyInstanceUID": "StudyInstanceUID"}
-        out = [s for s in self.arc.studies
+        out = [s for s in self.arc.candidates("studies", q)
                if all(s.get(keys[k]) == v for k, v in q.items() if k in keys)]
         return self._json(out)
 

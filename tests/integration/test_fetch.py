@@ -322,7 +322,8 @@ def test_status_shows_progress(ctx):
     st = json.load(open(path))
     assert st["fetches"] == [] and st["counters"]["fetched"] == 1
     assert st["store"]["series"] == 1 and st["store"]["bytes"] >= rec["FileSize"]
-    assert st["requests"]["sent"] >= 5
+    # The collections, the patient's studies and series (a targeted look), the zip.
+    assert st["requests"]["sent"] >= 4
 
 
 def test_disk_full_is_enospc(ctx):

@@ -86,11 +86,13 @@ static void load_bulk(struct catalog *c)
 {
 	struct catalog_load *l;
 
-	assert_int_equal(catalog_load_begin(c, CATALOG_COLLECTION, "C", NULL, &l), 0);
+	assert_int_equal(catalog_load_begin(c, CATALOG_PATIENTS, "C", NULL, &l), 0);
 	add_patient(l, "P2", "P2", "{\"PatientId\":\"P2\"}");
 	add_patient(l, "P1", "P1", "{\"PatientId\":\"P1\"}");
 	add_patient(l, "a/b", "a_b", "{}");
 	add_patient(l, "a_b", "a_b", "{}");
+	assert_int_equal(catalog_load_commit(l), 0);
+	assert_int_equal(catalog_load_begin(c, CATALOG_COLLECTION, "C", NULL, &l), 0);
 	add_study(l, "P1", "1.2.3.44444", "2001-01-01 CT-44444", "2001-01-01 CT-1.2.3.44444");
 	add_study(l, "P1", "1.2.9.44444", "2001-01-01 CT-44444", "2001-01-01 CT-1.2.9.44444");
 	add_study(l, "P1", "1.5", "2002-02-02 MR-1.5", "2002-02-02 MR-1.5");
@@ -144,18 +146,15 @@ static void test_load_and_query(void **state)
 	struct catalog_patient p;
 	struct catalog_stats stats;
 	char buf[512] = "";
-	int64_t rows;
-	time_t when;
+	int64_t rows, when;
 	int n = 0;
 
 	(void)state;
 	assert_int_equal(catalog_loaded(c, CATALOG_COLLECTION, "C", NULL, &when, &rows), -ENOENT);
 	load_bulk(c);
 	assert_int_equal(catalog_loaded(c, CATALOG_COLLECTION, "C", NULL, &when, &rows), 0);
-	assert_int_equal(rows, 11);
-	assert_true(time(NULL) - when < 5);
-	/* The bulk load brings the patient list too. */
-	assert_int_equal(catalog_loaded(c, CATALOG_PATIENTS, "C", NULL, NULL, NULL), 0);
+	assert_int_equal(rows, 7);
+	assert_true(time(NULL) - when / 1000 < 5);
 
 	assert_int_equal(catalog_patients(c, "C", collect_patient, buf), 0);
 	assert_string_equal(buf, "P1|P2|a_b|a_b~2|");
@@ -206,7 +205,7 @@ static void test_load_and_query(void **state)
 	assert_int_equal(stats.series, 4);
 	assert_int_equal(stats.patients, 4);
 	assert_true(stats.file_bytes > 0);
-	assert_int_equal(stats.loads, 1);
+	assert_int_equal(stats.loads, 2);
 	catalog_free(c);
 
 	/* Persistent: a new instance sees it all without loading. */
@@ -227,7 +226,7 @@ static void test_abort_and_scopes(void **state)
 	(void)state;
 	load_bulk(c);
 	/* An aborted reload leaves the catalog as it was. */
-	assert_int_equal(catalog_load_begin(c, CATALOG_COLLECTION, "C", NULL, &l), 0);
+	assert_int_equal(catalog_load_begin(c, CATALOG_PATIENTS, "C", NULL, &l), 0);
 	add_patient(l, "P9", "P9", "{}");
 	catalog_load_abort(l);
 	assert_int_equal(catalog_patients(c, "C", collect_patient, buf), 0);

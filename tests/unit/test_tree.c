@@ -8,11 +8,13 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
 
+#include "catalog.h"
 #include "http.h"
 #include "tcia.h"
 #include "tree.h"
@@ -96,7 +98,9 @@ static void test_probe_names(void **state)
 struct fixture {
 	struct http *http;
 	struct tcia *tcia;
+	struct catalog *cat;
 	struct tree *tree;
+	char dir[64];
 };
 
 static int setup(void **state)
@@ -109,6 +113,14 @@ static int setup(void **state)
 	assert_int_equal(http_new(&ho, &f->http), 0);
 	assert_int_equal(tcia_new(f->http, NULL, "http://127.0.0.1:1/nbia-api/services/v4/", &f->tcia), 0);
 	assert_int_equal(tree_new(f->tcia, &to, &f->tree), 0);
+	snprintf(f->dir, sizeof(f->dir), "/tmp/tciafs-tree-XXXXXX");
+	assert_non_null(mkdtemp(f->dir));
+	{
+		struct catalog_opts co = { .dir = f->dir, .host = "test" };
+
+		assert_int_equal(catalog_open(&co, &f->cat), 0);
+	}
+	tree_set_catalog(f->tree, f->cat);
 	*state = f;
 	return 0;
 }
@@ -117,7 +129,12 @@ static int teardown(void **state)
 {
 	struct fixture *f = *state;
 
+	char cmd[96];
+
 	tree_free(f->tree);
+	catalog_free(f->cat);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
+	assert_int_equal(system(cmd), 0);
 	tcia_free(f->tcia);
 	http_free(f->http);
 	free(f);

@@ -1,0 +1,463 @@
+/* SPDX-License-Identifier: MIT
+ * tree_load.c — loading what is looked at into the catalog. A look at one patient of a
+ * collection asks for that patient only (targeted); a walk over several patients, or a
+ * view of the whole collection, loads the collection in bulk, streamed from the HTTP
+ * body into one catalog transaction. Concurrent callers share one load; a failed load
+ * leaves the catalog as it was and an older load of the scope covers for it.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "catalog.h"
+#include "log.h"
+#include "tree_int.h"
+
+/* A walk: this many patients of one collection loaded one by one within the window,
+ * and the next look loads the collection in bulk. */
+#define TREE_WALK_PATIENTS 2
+#define TREE_WALK_WINDOW_MS 60000
+
+static int64_t tree_wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t tree_mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- freshness --------------------------------------------------------------------- */
+
+/* 1 when the scope was loaded and is still trusted, 0 when it was loaded but is stale, -1
+ * when never. Offline, anything loaded is trusted. */
+int tree_scope_fresh(struct tree *t, enum catalog_scope s, const char *coll,
+			    const char *pid)
+{
+	int64_t when, expired;
+
+	if (catalog_loaded(t->cat, s, coll, pid, &when, NULL) < 0)
+		return -1;
+	if (t->offline)
+		return 1;
+	pthread_mutex_lock(&t->lock);
+	expired = t->expired_ms;
+	pthread_mutex_unlock(&t->lock);
+	return when > expired && tree_wall_ms() - when < (int64_t)t->meta_ttl * 1000 ? 1 : 0;
+}
+
+/* ---- one load at a time per scope -------------------------------------------------- */
+
+struct tree_flight {
+	char *key;
+	bool done;
+	int rc;
+	char *why;
+	int64_t failed_ms;	/* a slow failure, remembered for a moment */
+	int users;
+	struct tree_flight *next;
+};
+
+void tree_flights_free(struct tree *t)
+{
+	struct tree_flight *f, *next;
+
+	for (f = t->flights; f; f = next) {
+		next = f->next;
+		free(f->key);
+		free(f->why);
+		free(f);
+	}
+	t->flights = NULL;
+	while (t->walks) {
+		struct tree_walk *w = t->walks;
+
+		t->walks = w->next;
+		free(w->coll);
+		free(w);
+	}
+}
+
+static void tree_flight_unlink(struct tree *t, struct tree_flight *f)
+{
+	struct tree_flight **p;
+
+	for (p = &t->flights; *p; p = &(*p)->next)
+		if (*p == f) {
+			*p = f->next;
+			break;
+		}
+	free(f->key);
+	free(f->why);
+	free(f);
+}
+
+typedef int (*tree_loader_fn)(struct tree *t, const char *coll, const char *pid);
+
+/* Runs load for the scope unless it is fresh, once however many threads ask. A failure
+ * is covered by an older load of the scope, with a warning. */
+static int tree_ensure(struct tree *t, enum catalog_scope s, const char *coll, const char *pid,
+		       tree_loader_fn load)
+{
+	struct tree_flight *f;
+	int64_t started;
+	char key[1024];
+	int state, rc;
+
+	state = tree_scope_fresh(t, s, coll, pid);
+	if (state == 1)
+		return 0;
+	if (t->offline) {
+		log_err("offline: %s%s%s%s is not in the catalog", s == CATALOG_ARCHIVE ?
+			"the list of collections" : coll, pid ? " patient " : "", pid ? pid : "",
+			s == CATALOG_PATIENTS ? " (patients)" : "");
+		return -EIO;
+	}
+	snprintf(key, sizeof(key), "%d\x1f%s\x1f%s", (int)s, coll ? coll : "", pid ? pid : "");
+	pthread_mutex_lock(&t->lock);
+	for (f = t->flights; f; f = f->next)
+		if (strcmp(f->key, key) == 0)
+			break;
+	if (f && f->done && f->failed_ms &&
+	    tree_mono_ms() - f->failed_ms >= TREE_FAIL_MEMORY_MS && f->users == 0) {
+		tree_flight_unlink(t, f);
+		f = NULL;
+	}
+	if (f) {
+		/* Another thread is loading it (or failed slowly a moment ago): its answer. */
+		f->users++;
+		while (!f->done)
+			pthread_cond_wait(&t->cond, &t->lock);
+		rc = f->rc;
+		log_adopt_reason(rc < 0 ? f->why : NULL);
+		if (--f->users == 0 && !f->failed_ms)
+			tree_flight_unlink(t, f);
+		pthread_mutex_unlock(&t->lock);
+		return rc < 0 && state == 0 ? 0 : rc;
+	}
+	f = calloc(1, sizeof(*f));
+	if (!f || !(f->key = strdup(key))) {
+		free(f);
+		pthread_mutex_unlock(&t->lock);
+		return -ENOMEM;
+	}
+	f->users = 1;
+	f->next = t->flights;
+	t->flights = f;
+	pthread_mutex_unlock(&t->lock);
+
+	started = tree_mono_ms();
+	rc = load(t, coll, pid);
+	if (rc < 0 && state == 0 && rc != -ECANCELED) {
+		log_warn("%s%s%s: the refresh failed (%s); serving what the catalog has",
+			 coll ? coll : "the list of collections", pid ? " patient " : "",
+			 pid ? pid : "", strerror(-rc));
+	}
+
+	pthread_mutex_lock(&t->lock);
+	f->done = true;
+	f->rc = rc;
+	if (rc < 0) {
+		f->why = strdup(log_reason());
+		if (tree_mono_ms() - started >= TREE_SLOW_FAILURE_MS)
+			f->failed_ms = tree_mono_ms();
+	}
+	pthread_cond_broadcast(&t->cond);
+	if (--f->users == 0 && !f->failed_ms)
+		tree_flight_unlink(t, f);
+	pthread_mutex_unlock(&t->lock);
+	return rc < 0 && state == 0 ? 0 : rc;
+}
+
+/* ---- the loads --------------------------------------------------------------------- */
+
+static int tree_load_archive(struct tree *t, const char *coll, const char *pid)
+{
+	struct catalog_load *l;
+	struct tcia_values v;
+	size_t i;
+	int rc;
+
+	(void)coll;
+	(void)pid;
+	rc = tcia_get_collections(t->tcia, &v);
+	if (rc < 0)
+		return rc;
+	rc = catalog_load_begin(t->cat, CATALOG_ARCHIVE, NULL, NULL, &l);
+	for (i = 0; rc == 0 && i < v.count; i++) {
+		struct catalog_coll r = { v.v[i].value, tree_sanitize_name(v.v[i].value) };
+
+		rc = r.name ? tree_unreserve(&r.name, tree_root_reserved, 2) : -ENOMEM;
+		if (rc == 0)
+			rc = catalog_add_coll(l, &r);
+		free(r.name);
+	}
+	if (rc == 0)
+		rc = catalog_load_commit(l);
+	else
+		catalog_load_abort(l);
+	tcia_values_clear(&v);
+	return rc;
+}
+
+/* What a streamed load is adding to. */
+struct tree_sink {
+	struct tree *t;
+	struct catalog_load *l;
+	const char *coll;
+	const char *pid;	/* a targeted load: only this patient's rows */
+	int64_t rows;
+};
+
+/* A retried request starts its answer over; the rows it already gave stay in the load
+ * (they are replaced row by row as they come again). */
+static int tree_sink_restart(void *arg)
+{
+	(void)arg;
+	return 0;
+}
+
+static char *tree_patient_name(const char *pid)
+{
+	char *name = tree_sanitize_name(pid);
+
+	if (name && tree_unreserve(&name, tree_coll_reserved, 5) < 0) {
+		free(name);
+		name = NULL;
+	}
+	return name;
+}
+
+static int tree_sink_patient(void *arg, void *rec)
+{
+	struct tree_sink *k = arg;
+	struct tcia_patient *p = rec;
+	struct catalog_patient r = { (char *)k->coll, p->patient_id, tree_patient_name(p->patient_id),
+				     p->raw };
+	int rc = r.name ? catalog_add_patient(k->l, &r) : -ENOMEM;
+
+	free(r.name);
+	k->rows++;
+	return rc;
+}
+
+/* A study's patient is added too (without its raw object, which the patient list
+ * brings): a patient seen in a targeted or bulk load exists. */
+static int tree_sink_study(void *arg, void *rec)
+{
+	struct tree_sink *k = arg;
+	struct tcia_study *s = rec;
+	struct catalog_patient p = { (char *)k->coll, s->patient_id, NULL, NULL };
+	struct catalog_study r = { (char *)k->coll, s->patient_id, s->study_uid, NULL, NULL,
+				   s->raw, -1 };
+	int rc;
+
+	if (!s->patient_id || (k->pid && strcmp(s->patient_id, k->pid) != 0))
+		return 0;
+	p.name = tree_patient_name(s->patient_id);
+	if (k->t->naming_uid) {
+		r.name = tree_sanitize_name(s->study_uid);
+		r.full = r.name ? strdup(r.name) : NULL;
+	} else {
+		r.name = tree_study_name(s->date, s->description, s->study_uid, false);
+		r.full = tree_study_name(s->date, s->description, s->study_uid, true);
+	}
+	r.mtime = tree_parse_time(s->date, k->t->mounted);
+	rc = p.name && r.name && r.full ? catalog_add_patient(k->l, &p) : -ENOMEM;
+	if (rc == 0)
+		rc = catalog_add_study(k->l, &r);
+	free(p.name);
+	free(r.name);
+	free(r.full);
+	k->rows++;
+	return rc;
+}
+
+static int tree_sink_series(void *arg, void *rec)
+{
+	struct tree_sink *k = arg;
+	struct tcia_series *s = rec;
+	struct catalog_series r = {
+		(char *)k->coll, s->patient_id, s->study_uid, s->series_uid, NULL, NULL, s->raw,
+		{ s->modality, s->body_part, s->manufacturer },
+		tree_parse_time(s->timestamp, tree_parse_time(s->date, k->t->mounted)),
+		s->image_count, s->file_size,
+	};
+	int rc;
+
+	/* A series belongs where its study is: a targeted answer is the patient asked
+	 * for, whatever its records say of themselves. */
+	if (!s->study_uid)
+		return 0;
+	r.pid = (char *)(k->pid ? k->pid : s->patient_id ? s->patient_id : "");
+	if (k->t->naming_uid) {
+		r.name = tree_sanitize_name(s->series_uid);
+		r.full = r.name ? strdup(r.name) : NULL;
+	} else {
+		r.name = tree_series_name(s->number, s->modality, s->description, s->series_uid,
+					  false);
+		r.full = tree_series_name(s->number, s->modality, s->description, s->series_uid,
+					  true);
+	}
+	rc = r.name && r.full ? catalog_add_series(k->l, &r) : -ENOMEM;
+	free(r.name);
+	free(r.full);
+	k->rows++;
+	return rc;
+}
+
+static int tree_load_patients(struct tree *t, const char *coll, const char *pid)
+{
+	struct tcia_filter f = { .collection = coll };
+	struct tree_sink k = { t, NULL, coll, NULL, 0 };
+	int rc;
+
+	(void)pid;
+	rc = catalog_load_begin(t->cat, CATALOG_PATIENTS, coll, NULL, &k.l);
+	if (rc < 0)
+		return rc;
+	rc = tcia_each(t->tcia, TCIA_PATIENTS, &f, tree_sink_patient, tree_sink_restart, &k);
+	if (rc < 0) {
+		catalog_load_abort(k.l);
+		return rc;
+	}
+	return catalog_load_commit(k.l);
+}
+
+/* A collection's studies and series (bulk, pid NULL) or one patient's (targeted). */
+static int tree_load_studies_series(struct tree *t, const char *coll, const char *pid)
+{
+	struct tcia_filter f = { .collection = coll, .patient_id = pid };
+	struct tree_sink k = { t, NULL, coll, pid, 0 };
+	int rc;
+
+	rc = catalog_load_begin(t->cat, pid ? CATALOG_PATIENT : CATALOG_COLLECTION, coll, pid,
+				&k.l);
+	if (rc < 0)
+		return rc;
+	rc = tcia_each(t->tcia, TCIA_STUDIES, &f, tree_sink_study, tree_sink_restart, &k);
+	if (rc == 0)
+		rc = tcia_each(t->tcia, TCIA_SERIES, &f, tree_sink_series, tree_sink_restart, &k);
+	if (rc < 0) {
+		catalog_load_abort(k.l);
+		return rc;
+	}
+	if (pid)
+		log_debug("%s patient %s: %lld studies and series loaded", coll, pid,
+			  (long long)k.rows);
+	else
+		log_info("%s: %lld studies and series loaded in bulk", coll, (long long)k.rows);
+	return catalog_load_commit(k.l);
+}
+
+/* ---- what the tree asks ------------------------------------------------------------ */
+
+int tree_cat_archive(struct tree *t)
+{
+	return tree_ensure(t, CATALOG_ARCHIVE, NULL, NULL, tree_load_archive);
+}
+
+int tree_cat_patients(struct tree *t, const char *coll)
+{
+	if (tree_scope_fresh(t, CATALOG_PATIENTS, coll, NULL) == 1)
+		return 0;
+	return tree_ensure(t, CATALOG_PATIENTS, coll, NULL, tree_load_patients);
+}
+
+int tree_cat_collection(struct tree *t, const char *coll)
+{
+	return tree_ensure(t, CATALOG_COLLECTION, coll, NULL, tree_load_studies_series);
+}
+
+/* Counts a targeted load of coll; true when it makes a walk (the collection should be
+ * loaded in bulk instead). */
+static bool tree_walking(struct tree *t, const char *coll, const char *pid)
+{
+	struct tree_walk *w;
+	int64_t now = tree_mono_ms();
+	bool walk = false;
+
+	pthread_mutex_lock(&t->lock);
+	for (w = t->walks; w; w = w->next)
+		if (strcmp(w->coll, coll) == 0)
+			break;
+	if (!w && (w = calloc(1, sizeof(*w))) != NULL) {
+		w->coll = strdup(coll);
+		if (!w->coll) {
+			free(w);
+			w = NULL;
+		} else {
+			w->next = t->walks;
+			t->walks = w;
+		}
+	}
+	if (w) {
+		if (now - w->start_ms > TREE_WALK_WINDOW_MS) {
+			w->start_ms = now;
+			w->n = 0;
+		}
+		walk = w->n >= TREE_WALK_PATIENTS;
+		if (!walk)
+			w->n++;
+	}
+	pthread_mutex_unlock(&t->lock);
+	(void)pid;
+	return walk;
+}
+
+int tree_cat_patient(struct tree *t, const char *coll, const char *pid)
+{
+	int rc;
+
+	if (tree_scope_fresh(t, CATALOG_COLLECTION, coll, NULL) == 1 ||
+	    tree_scope_fresh(t, CATALOG_PATIENT, coll, pid) == 1)
+		return 0;
+	if (!t->offline && tree_walking(t, coll, pid)) {
+		rc = tree_cat_collection(t, coll);
+		/* A failed bulk load does not fail the look at one patient. */
+		if (rc == 0 || rc == -ECANCELED)
+			return rc;
+	}
+	if (t->offline && tree_scope_fresh(t, CATALOG_COLLECTION, coll, NULL) >= 0)
+		return 0;
+	return tree_ensure(t, CATALOG_PATIENT, coll, pid, tree_load_studies_series);
+}
+
+/* Whether a folder name can be taken for the patient ID it shows: it names the patient
+ * whose ID it is when sanitising left that ID alone. */
+static bool tree_name_is_id(const char *name)
+{
+	char *s = tree_patient_name(name);
+	bool same = s && strcmp(s, name) == 0;
+
+	free(s);
+	return same;
+}
+
+int tree_cat_find_patient(struct tree *t, const char *coll, const char *name,
+			  struct catalog_patient *out)
+{
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if (tree_scope_fresh(t, CATALOG_PATIENTS, coll, NULL) == 1)
+		return catalog_find_patient(t->cat, coll, name, out);
+	if (!tree_name_is_id(name) || t->offline) {
+		rc = tree_cat_patients(t, coll);
+		return rc < 0 ? rc : catalog_find_patient(t->cat, coll, name, out);
+	}
+	/* Without the patient list: ask for that patient alone. */
+	rc = tree_cat_patient(t, coll, name);
+	if (rc < 0)
+		return rc;
+	return catalog_find_patient(t->cat, coll, name, out);
+}
