@@ -58,15 +58,20 @@ $(BUILD)/.fuse: FORCE | deps
 $(BUILD)/main.o $(BUILD)/fs.o: $(BUILD)/.fuse
 FORCE:
 
-$(BUILD)/%.o: src/%.c | deps
+# Every object also depends on every header: the compiler's .d files name their target as
+# it was spelt (a build once run with an absolute BUILD leaves .d files that a relative
+# one never matches), and a full rebuild takes seconds.
+HEADERS   := $(wildcard include/*.h src/*.h)
+
+$(BUILD)/%.o: src/%.c $(HEADERS) | deps
 	@mkdir -p $(BUILD)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
 
-$(BUILD)/test_%.o: tests/unit/test_%.c | deps
+$(BUILD)/test_%.o: tests/unit/test_%.c $(HEADERS) | deps
 	@mkdir -p $(BUILD)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
 
-$(BUILD)/tool_%.o: tests/tools/%.c | deps
+$(BUILD)/tool_%.o: tests/tools/%.c $(HEADERS) | deps
 	@mkdir -p $(BUILD)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
 
@@ -175,7 +180,7 @@ FUZZ_CFLAGS   = $(WARN) -g -O1 $(FUZZ_SAN) -fsanitize=fuzzer-no-link $(PKG_CFLAG
 FUZZ_OBJ     := $(MODEL:%=$(FUZZ_BUILD)/%.o)
 FUZZERS      := tcia names unzip view
 
-$(FUZZ_BUILD)/%.o: src/%.c | deps
+$(FUZZ_BUILD)/%.o: src/%.c $(HEADERS) | deps
 	@mkdir -p $(FUZZ_BUILD)
 	clang $(CPPFLAGS) $(FUZZ_CFLAGS) -c -o $@ $<
 

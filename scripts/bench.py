@@ -24,6 +24,9 @@ import harness  # noqa: E402
 BIG_MB = int(os.environ.get("BENCH_BIG_MB", "500"))
 SCALE = int(os.environ.get("BENCH_SCALE", "1000"))
 RSS_SCALE = int(os.environ.get("BENCH_RSS_SCALE", "6250"))
+# NLST's size: 21,000 patients × 2 studies × 5 series = 210,000 series (one getSeries
+# answer of some 169 MB).
+NLST_SCALE = int(os.environ.get("BENCH_NLST_SCALE", "21000"))
 
 
 def timed(fn, runs):
@@ -314,6 +317,60 @@ class Bench:
                  "%.2f s 20 curls, 4 at a time (%s)" % (med(base), spread(base)),
                  "%.2f× the time" % ratio, "≤ 1.1×", ratio <= 1.1)
 
+    # -- an NLST-size collection --------------------------------------------------
+
+    def nlst(self):
+        s = self.ctx.server("--scale", str(NLST_SCALE), "--series-size-delay", "0")
+        s.get_json("getPatient", Collection="Scale-Test")     # the fake builds its indices
+        cache = os.path.join(self.work, "nlst-cache")
+        series = NLST_SCALE * 10
+        peaks = []
+
+        def peak(m):
+            with open("/proc/%d/status" % m.proc.pid) as f:
+                peaks.append(int([l for l in f if l.startswith("VmHWM")][0].split()[1]) / 1024)
+
+        def count(fn):
+            n0 = len(api_requests(s))
+            t = timed(fn, 1)[0]
+            return t, len(api_requests(s)) - n0
+
+        m = self.ctx.mount(s, name="nlst1", cache_dir=cache)
+        root = os.path.join(m.mountpoint, "Scale-Test")
+        pat = os.path.join(root, "SCALE-%05d" % (NLST_SCALE // 2))
+
+        def first_ls():
+            study = [d for d in os.listdir(pat) if d != "patient.json"][0]
+            sh(["ls", os.path.join(pat, study)])
+        t, n = count(first_ls)
+        self.row("NLST-size collection (%d series), cold: first ls of one study folder" % series,
+                 "%.3f s, %d requests" % (t, n), "—", "", "≤ 0.5 s, ≤ 4 requests",
+                 t <= 0.5 and n <= 4)
+        find = ["find", root, "-mindepth", "3", "-maxdepth", "3"]
+        cold, ncold = count(lambda: sh(find))
+        self.row("… find -mindepth 3 -maxdepth 3, cold (bulk load included)",
+                 "%.1f s, %d requests" % (cold, ncold), "—", "", "≤ 12 s, ≤ 8 requests",
+                 cold <= 12 and ncold <= 8)
+        warm = timed(lambda: sh(find), 3)
+        self.row("… the same find, warm", "%.2f s (%s)" % (med(warm), spread(warm)), "—", "",
+                 "≤ 2 s", med(warm) <= 2)
+        wc, _ = count(lambda: sh(["wc", "-l", os.path.join(root, "series.csv")]))
+        self.row("… wc -l series.csv", "%.2f s" % wc, "—", "", "≤ 2 s", wc <= 2)
+        ct, _ = count(lambda: sh(["ls", os.path.join(root, ".by-modality", "CT")]))
+        self.row("… ls .by-modality/CT", "%.2f s" % ct, "—", "", "≤ 1 s", ct <= 1)
+        peak(m)
+        self.ctx.unmount(m)
+        m = self.ctx.mount(s, name="nlst2", cache_dir=cache)
+        root = os.path.join(m.mountpoint, "Scale-Test")
+        again, nagain = count(lambda: sh(["find", root, "-mindepth", "3", "-maxdepth", "3"]))
+        self.row("… the same find after unmount and mount again (catalog on disk)",
+                 "%.1f s, %d requests" % (again, nagain), "—", "", "≤ 3 s, 0 requests",
+                 again <= 3 and nagain == 0)
+        peak(m)
+        self.ctx.unmount(m)
+        self.row("… daemon peak RSS across these rows", "%.0f MiB" % max(peaks), "—", "",
+                 "≤ 64 MiB", max(peaks) <= 64)
+
     # -- memory ---------------------------------------------------------------------
 
     def rss(self, zcache):
@@ -359,6 +416,7 @@ def main():
     t0 = time.monotonic()
     try:
         b.walk()
+        b.nlst()
         b.big_series()
         b.parallel()
         b.by_uid()

@@ -8,6 +8,8 @@
 #include "catalog.h"
 
 #include <errno.h>
+#include <glob.h>
+#include <signal.h>
 #include <limits.h>
 #include <pthread.h>
 #include <sqlite3.h>
@@ -46,6 +48,33 @@ static const char cat_schema[] =
 	"CREATE TABLE IF NOT EXISTS load("
 	" scope INTEGER NOT NULL, coll TEXT NOT NULL, pid TEXT NOT NULL,"
 	" fetched INTEGER NOT NULL, rows INTEGER NOT NULL, PRIMARY KEY(scope, coll, pid));";
+
+/* A load's staging database: the tables a load writes, with only the keys its inserts
+ * need; written without a journal (a crash loses nothing of the catalog's). */
+static const char cat_stage_schema[] =
+	"PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;"
+	"CREATE TABLE collection(api TEXT PRIMARY KEY, name TEXT NOT NULL);"
+	"CREATE TABLE patient(coll TEXT NOT NULL, pid TEXT NOT NULL, name TEXT NOT NULL,"
+	" raw TEXT, PRIMARY KEY(coll, pid));"
+	"CREATE TABLE study(coll TEXT NOT NULL, pid TEXT NOT NULL, uid TEXT NOT NULL,"
+	" name TEXT NOT NULL, full TEXT NOT NULL, mtime INTEGER, raw TEXT NOT NULL,"
+	" PRIMARY KEY(coll, uid));"
+	"CREATE TABLE series(coll TEXT NOT NULL, pid TEXT NOT NULL, study TEXT NOT NULL,"
+	" uid TEXT NOT NULL, name TEXT NOT NULL, full TEXT NOT NULL, mtime INTEGER,"
+	" images INTEGER, bytes INTEGER, modality TEXT, body_part TEXT, manufacturer TEXT,"
+	" raw TEXT NOT NULL, PRIMARY KEY(coll, uid));";
+
+/* What a staged load brings into the catalog, inside the commit's transaction. */
+static const char cat_stage_copy[] =
+	"INSERT OR REPLACE INTO main.collection SELECT * FROM stage.collection;"
+	"INSERT INTO main.patient(coll, pid, name, raw)"
+	" SELECT coll, pid, name, raw FROM stage.patient WHERE true"
+	" ON CONFLICT(coll, pid) DO UPDATE SET raw=coalesce(excluded.raw, patient.raw);"
+	"INSERT OR REPLACE INTO main.study(" "coll, pid, uid, name, full, mtime, raw" ")"
+	" SELECT coll, pid, uid, name, full, mtime, raw FROM stage.study;"
+	"INSERT OR REPLACE INTO main.series(coll, pid, study, uid, name, full, mtime, images,"
+	" bytes, modality, body_part, manufacturer, raw) SELECT coll, pid, study, uid, name,"
+	" full, mtime, images, bytes, modality, body_part, manufacturer, raw FROM stage.series;";
 
 /* Prepared statements, one set per connection. */
 enum cat_stmt {
@@ -219,7 +248,17 @@ struct catalog_load {
 	bool begun;		/* the write transaction is open (and wlock held) */
 	struct cat_row *q;
 	size_t nq;
+	/* A load bigger than a batch (a collection in bulk) streams into a private staging
+	 * database of its own, copied into the catalog in one short transaction at commit:
+	 * the catalog's write lock is never held across the network. */
+	struct cat_conn stage;
+	char *stage_path;
 };
+
+static struct cat_conn *cat_load_conn(struct catalog_load *l)
+{
+	return l->stage.db ? &l->stage : &l->c->writer;
+}
 
 /* ---- errors ------------------------------------------------------------------------ */
 
@@ -429,6 +468,29 @@ out_rc:
 	return cat_fail(c->writer.db, rc, "open");
 }
 
+/* Staging databases left by a process that died in a load ("<catalog>.load-<pid>-<n>";
+ * the catalog's name has the host in it, so the pid is this host's): removed. */
+static void cat_sweep_stages(const char *path)
+{
+	char pattern[PATH_MAX];
+	glob_t g;
+	size_t i;
+
+	if (snprintf(pattern, sizeof(pattern), "%s.load-*", path) >= (int)sizeof(pattern) ||
+	    glob(pattern, GLOB_NOSORT, NULL, &g) != 0)
+		return;
+	for (i = 0; i < g.gl_pathc; i++) {
+		long pid = strtol(g.gl_pathv[i] + strlen(path) + strlen(".load-"), NULL, 10);
+
+		if (pid > 0 && kill((pid_t)pid, 0) < 0 && errno == ESRCH) {
+			log_info("catalog: removing %s, left by a load that did not finish",
+				 g.gl_pathv[i]);
+			unlink(g.gl_pathv[i]);
+		}
+	}
+	globfree(&g);
+}
+
 static int cat_mkdir(const char *dir)
 {
 	char *buf = strdup(dir), *p;
@@ -504,6 +566,7 @@ int catalog_open(const struct catalog_opts *opts, struct catalog **out)
 		rc = rc < 0 ? rc : -EIO;
 		goto out_free;
 	}
+	cat_sweep_stages(c->path);
 	for (i = 0; i < CAT_READERS; i++) {
 		rc = cat_conn_open(c, &c->readers[i], false);
 		if (rc != SQLITE_OK) {
@@ -1037,16 +1100,16 @@ int catalog_load_begin(struct catalog *c, enum catalog_scope s, const char *coll
 	return 0;
 }
 
-/* Opens the write transaction and clears what the scope held. */
-static int cat_load_open(struct catalog_load *l)
+/* Opens the write transaction and clears what the scope held; wlock is held. Returns 0
+ * or -errno (then no transaction is open). */
+static int cat_load_open_locked(struct catalog_load *l)
 {
 	struct catalog *c = l->c;
 	int rc;
 
-	pthread_mutex_lock(&c->wlock);
 	rc = cat_exec(c->writer.db, "BEGIN IMMEDIATE");
 	if (rc != SQLITE_OK)
-		goto out_unlock;
+		goto out_fail;
 	switch (l->scope) {
 	case CATALOG_ARCHIVE:
 		rc = cat_write(l, ST_DEL_COLLS, NULL, NULL);
@@ -1068,14 +1131,25 @@ static int cat_load_open(struct catalog_load *l)
 		break;
 	}
 	if (rc != SQLITE_OK) {
+		int ret = cat_fail(c->writer.db, rc, "cannot start a load");
+
 		cat_exec(c->writer.db, "ROLLBACK");
-		goto out_unlock;
+		return ret;
 	}
 	l->begun = true;
 	return 0;
-out_unlock:
-	rc = cat_fail(c->writer.db, rc, "cannot start a load");
-	pthread_mutex_unlock(&c->wlock);
+out_fail:
+	return cat_fail(c->writer.db, rc, "cannot start a load");
+}
+
+static int cat_load_open(struct catalog_load *l)
+{
+	int rc;
+
+	pthread_mutex_lock(&l->c->wlock);
+	rc = cat_load_open_locked(l);
+	if (rc < 0)
+		pthread_mutex_unlock(&l->c->wlock);
 	return rc;
 }
 
@@ -1084,7 +1158,7 @@ static int cat_add_done(struct catalog_load *l, int rc)
 {
 	if (rc != SQLITE_DONE && rc != SQLITE_OK) {
 		if (l->rc == 0)
-			l->rc = cat_fail(l->c->writer.db, rc, "cannot store a row");
+			l->rc = cat_fail(cat_load_conn(l)->db, rc, "cannot store a row");
 		return l->rc;
 	}
 	return 0;
@@ -1097,7 +1171,7 @@ static int cat_put_coll(struct catalog_load *l, const struct catalog_coll *r)
 
 	if (l->rc)
 		return l->rc;
-	st = cat_stmt(&l->c->writer, ST_ADD_COLL, &rc);
+	st = cat_stmt(cat_load_conn(l), ST_ADD_COLL, &rc);
 	if (st) {
 		cat_bind_text(st, 1, r->api);
 		cat_bind_text(st, 2, r->name);
@@ -1114,7 +1188,7 @@ static int cat_put_patient(struct catalog_load *l, const struct catalog_patient 
 
 	if (l->rc)
 		return l->rc;
-	st = cat_stmt(&l->c->writer, ST_ADD_PATIENT, &rc);
+	st = cat_stmt(cat_load_conn(l), ST_ADD_PATIENT, &rc);
 	if (st) {
 		cat_bind_text(st, 1, r->coll);
 		cat_bind_text(st, 2, r->pid);
@@ -1133,7 +1207,7 @@ static int cat_put_study(struct catalog_load *l, const struct catalog_study *r)
 
 	if (l->rc)
 		return l->rc;
-	st = cat_stmt(&l->c->writer, ST_ADD_STUDY, &rc);
+	st = cat_stmt(cat_load_conn(l), ST_ADD_STUDY, &rc);
 	if (st) {
 		cat_bind_text(st, 1, r->coll);
 		cat_bind_text(st, 2, r->pid);
@@ -1155,7 +1229,7 @@ static int cat_put_series(struct catalog_load *l, const struct catalog_series *r
 
 	if (l->rc)
 		return l->rc;
-	st = cat_stmt(&l->c->writer, ST_ADD_SERIES, &rc);
+	st = cat_stmt(cat_load_conn(l), ST_ADD_SERIES, &rc);
 	if (st) {
 		cat_bind_text(st, 1, r->coll);
 		cat_bind_text(st, 2, r->pid);
@@ -1181,7 +1255,7 @@ static int cat_flush(struct catalog_load *l)
 	size_t i;
 	int rc = l->rc;
 
-	if (rc == 0 && !l->begun)
+	if (rc == 0 && !l->begun && !l->stage.db)
 		rc = l->rc = cat_load_open(l);
 	for (i = 0; i < l->nq; i++) {
 		struct cat_row *r = &l->q[i];
@@ -1208,10 +1282,48 @@ static int cat_flush(struct catalog_load *l)
 	return rc;
 }
 
+/* Starts the load's staging database beside the catalog: "<catalog>.load-<pid>-<n>",
+ * so that one left by a crash is known for what it is and removed (catalog_open). */
+static int cat_stage_open(struct catalog_load *l)
+{
+	static unsigned long seq;
+	int rc;
+
+	if (asprintf(&l->stage_path, "%s.load-%ld-%lu", l->c->path, (long)getpid(),
+		     __atomic_add_fetch(&seq, 1, __ATOMIC_RELAXED)) < 0) {
+		l->stage_path = NULL;
+		return l->rc = -ENOMEM;
+	}
+	rc = sqlite3_open_v2(l->stage_path, &l->stage.db, SQLITE_OPEN_READWRITE |
+			     SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc == SQLITE_OK)
+		rc = cat_exec(l->stage.db, "PRAGMA cache_size=-2048;");
+	if (rc == SQLITE_OK)
+		rc = cat_exec(l->stage.db, cat_stage_schema);
+	if (rc == SQLITE_OK)
+		rc = cat_exec(l->stage.db, "BEGIN");
+	if (rc != SQLITE_OK)
+		l->rc = cat_fail(l->stage.db, rc, "cannot stage a load");
+	return l->rc;
+}
+
+static void cat_stage_close(struct catalog_load *l)
+{
+	if (l->stage.db)
+		cat_conn_close(&l->stage);
+	if (l->stage_path) {
+		unlink(l->stage_path);
+		free(l->stage_path);
+		l->stage_path = NULL;
+	}
+}
+
 static struct cat_row *cat_queue(struct catalog_load *l, enum cat_kind kind)
 {
 	struct cat_row *r;
 
+	if (l->nq == CAT_BATCH && !l->stage.db && cat_stage_open(l) < 0)
+		return NULL;
 	if (l->nq == CAT_BATCH && cat_flush(l) < 0)
 		return NULL;
 	r = &l->q[l->nq++];
@@ -1430,12 +1542,60 @@ static int cat_record(struct catalog_load *l, enum catalog_scope s)
 	return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
+/* A staged load's rows, into the catalog: the staging database is attached to the
+ * writer and copied inside the load's transaction (opened here). */
+static int cat_stage_commit(struct catalog_load *l)
+{
+	struct catalog *c = l->c;
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	rc = cat_exec(l->stage.db, "COMMIT");
+	if (rc != SQLITE_OK)
+		return l->rc = cat_fail(l->stage.db, rc, "cannot stage a load");
+	cat_conn_close(&l->stage);
+	pthread_mutex_lock(&c->wlock);
+	rc = sqlite3_prepare_v2(c->writer.db, "ATTACH ?1 AS stage", -1, &st, NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, l->stage_path, -1, SQLITE_STATIC);
+		rc = sqlite3_step(st);
+		rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_OK) {
+		l->rc = cat_fail(c->writer.db, rc, "cannot attach a staged load");
+		pthread_mutex_unlock(&c->wlock);
+		return l->rc;
+	}
+	l->rc = cat_load_open_locked(l);
+	if (l->rc < 0) {
+		cat_exec(c->writer.db, "DETACH stage");
+		pthread_mutex_unlock(&c->wlock);
+		return l->rc;
+	}
+	rc = cat_exec(c->writer.db, cat_stage_copy);
+	if (rc != SQLITE_OK)
+		l->rc = cat_fail(c->writer.db, rc, "cannot copy a staged load");
+	return l->rc;
+}
+
+/* After the load's transaction ended: the staging database goes. */
+static void cat_stage_end(struct catalog_load *l)
+{
+	if (!l->stage_path)
+		return;
+	cat_exec(l->c->writer.db, "DETACH stage");
+	cat_stage_close(l);
+}
+
 int catalog_load_commit(struct catalog_load *l)
 {
 	struct catalog *c = l->c;
 	int rc = SQLITE_OK, ret;
 
 	ret = cat_flush(l);
+	if (ret == 0 && l->stage.db)
+		ret = cat_stage_commit(l);
 	if (ret == 0) {
 		rc = cat_fix_names(l);
 		if (rc == SQLITE_OK)
@@ -1448,8 +1608,10 @@ int catalog_load_commit(struct catalog_load *l)
 	if (l->begun) {
 		if (ret != 0 && !sqlite3_get_autocommit(c->writer.db))
 			cat_exec(c->writer.db, "ROLLBACK");
+		cat_stage_end(l);
 		pthread_mutex_unlock(&c->wlock);
 	}
+	cat_stage_close(l);
 	pthread_mutex_lock(&c->lock);
 	if (ret == 0)
 		c->loads++;
@@ -1470,8 +1632,10 @@ void catalog_load_abort(struct catalog_load *l)
 	if (l->begun) {
 		if (!sqlite3_get_autocommit(c->writer.db))
 			cat_exec(c->writer.db, "ROLLBACK");
+		cat_stage_end(l);
 		pthread_mutex_unlock(&c->wlock);
 	}
+	cat_stage_close(l);
 	pthread_mutex_lock(&c->lock);
 	c->load_failures++;
 	pthread_mutex_unlock(&c->lock);

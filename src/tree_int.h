@@ -120,10 +120,12 @@ struct tree_man {
 };
 
 /* Targeted loads of one collection's patients, counted to see a walk coming. */
+#define TREE_WALK_PATIENTS 2
 struct tree_walk {
 	char *coll;
 	int64_t start_ms;
 	unsigned n;
+	char *pids[2];		/* the patients counted in n, so none counts twice */
 	struct tree_walk *next;
 };
 

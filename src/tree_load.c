@@ -15,9 +15,8 @@
 #include "log.h"
 #include "tree_int.h"
 
-/* A walk: this many patients of one collection loaded one by one within the window,
- * and the next look loads the collection in bulk. */
-#define TREE_WALK_PATIENTS 2
+/* A walk: TREE_WALK_PATIENTS patients of one collection loaded one by one within the
+ * window, and the next look loads the collection in bulk. */
 #define TREE_WALK_WINDOW_MS 60000
 
 static int64_t tree_wall_ms(void)
@@ -82,6 +81,8 @@ void tree_flights_free(struct tree *t)
 		struct tree_walk *w = t->walks;
 
 		t->walks = w->next;
+		while (w->n)
+			free(w->pids[--w->n]);
 		free(w->coll);
 		free(w);
 	}
@@ -378,8 +379,8 @@ int tree_cat_collection(struct tree *t, const char *coll)
 	return tree_ensure(t, CATALOG_COLLECTION, coll, NULL, tree_load_studies_series);
 }
 
-/* Counts a targeted load of coll; true when it makes a walk (the collection should be
- * loaded in bulk instead). */
+/* Counts a targeted load of a patient of coll; true when it makes a walk (the third
+ * patient within the window: the collection should be loaded in bulk instead). */
 static bool tree_walking(struct tree *t, const char *coll, const char *pid)
 {
 	struct tree_walk *w;
@@ -401,16 +402,21 @@ static bool tree_walking(struct tree *t, const char *coll, const char *pid)
 		}
 	}
 	if (w) {
+		unsigned i;
+
 		if (now - w->start_ms > TREE_WALK_WINDOW_MS) {
 			w->start_ms = now;
-			w->n = 0;
+			while (w->n)
+				free(w->pids[--w->n]);
 		}
-		walk = w->n >= TREE_WALK_PATIENTS;
-		if (!walk)
+		for (i = 0; i < w->n; i++)
+			if (strcmp(w->pids[i], pid) == 0)
+				break;
+		walk = i == w->n && w->n >= TREE_WALK_PATIENTS;
+		if (i == w->n && !walk && (w->pids[w->n] = strdup(pid)) != NULL)
 			w->n++;
 	}
 	pthread_mutex_unlock(&t->lock);
-	(void)pid;
 	return walk;
 }
 
@@ -451,7 +457,15 @@ int tree_cat_find_patient(struct tree *t, const char *coll, const char *name,
 	memset(out, 0, sizeof(*out));
 	if (tree_scope_fresh(t, CATALOG_PATIENTS, coll, NULL) == 1)
 		return catalog_find_patient(t->cat, coll, name, out);
-	if (!tree_name_is_id(name) || t->offline) {
+	if (t->offline) {
+		/* Whatever the catalog has; a name it lacks is unknown only if the list was
+		 * loaded, else offline cannot tell (EIO, said once by tree_cat_patients). */
+		rc = catalog_find_patient(t->cat, coll, name, out);
+		if (rc == -ENOENT && tree_scope_fresh(t, CATALOG_PATIENTS, coll, NULL) < 0)
+			rc = tree_cat_patients(t, coll);
+		return rc < 0 ? rc : out->pid ? 0 : -ENOENT;
+	}
+	if (!tree_name_is_id(name)) {
 		rc = tree_cat_patients(t, coll);
 		return rc < 0 ? rc : catalog_find_patient(t->cat, coll, name, out);
 	}

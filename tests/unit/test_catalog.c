@@ -277,6 +277,80 @@ static void test_abort_and_scopes(void **state)
 	catalog_free(c);
 }
 
+static void write_file(const char *p, const char *text);
+
+static int count_files(const char *pattern)
+{
+	char cmd[192];
+	FILE *f;
+	int n = 0;
+
+	snprintf(cmd, sizeof(cmd), "ls %s | grep -c -- '%s'", dir, pattern);
+	f = popen(cmd, "r");
+	assert_non_null(f);
+	if (fscanf(f, "%d", &n) != 1)
+		n = 0;
+	pclose(f);
+	return n;
+}
+
+static int count_series(void *arg, const struct catalog_series *r)
+{
+	(void)r;
+	++*(int *)arg;
+	return 0;
+}
+
+/* A load of more rows than a batch goes through a staging file: while it streams, other
+ * loads commit (the catalog's write lock is not held); it lands whole at commit, or not
+ * at all on abort, and its staging file goes either way. */
+static void test_big_load_is_staged(void **state)
+{
+	struct catalog *c = open_cat();
+	struct catalog_load *big, *small;
+	char uid[32], name[32];
+	int i, n = 0;
+
+	(void)state;
+	for (int round = 0; round < 2; round++) {
+		assert_int_equal(catalog_load_begin(c, CATALOG_COLLECTION, "C", NULL, &big), 0);
+		add_study(big, "P1", "1.5", "S", "S");
+		for (i = 0; i < 10000; i++) {
+			snprintf(uid, sizeof(uid), "1.5.%d", i);
+			snprintf(name, sizeof(name), "%d CT-%d", i, i);
+			add_series(big, "P1", "1.5", uid, name, name, "CT");
+		}
+		assert_int_equal(count_files(".load-"), 1);
+		/* Another load commits meanwhile: no wait on the big one. */
+		assert_int_equal(catalog_load_begin(c, CATALOG_PATIENT, "C", "P7", &small), 0);
+		add_study(small, "P7", "7.1", "T", "T");
+		assert_int_equal(catalog_load_commit(small), 0);
+		if (round == 0) {
+			catalog_load_abort(big);
+			n = 0;
+			assert_int_equal(catalog_series(c, "C", "1.5", count_series, &n), 0);
+			assert_int_equal(n, 0);
+		} else {
+			assert_int_equal(catalog_load_commit(big), 0);
+			n = 0;
+			assert_int_equal(catalog_series(c, "C", "1.5", count_series, &n), 0);
+			assert_int_equal(n, 10000);
+		}
+		assert_int_equal(count_files(".load-"), 0);
+	}
+	catalog_free(c);
+	/* One left by a process that is gone is removed at the next open. */
+	{
+		char junk[192];
+
+		snprintf(junk, sizeof(junk), "%s.load-999999999-1", path);
+		write_file(junk, "junk");
+	}
+	c = open_cat();
+	assert_int_equal(count_files(".load-"), 0);
+	catalog_free(c);
+}
+
 static int count_aside(void)
 {
 	char cmd[160];
@@ -359,6 +433,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_load_and_query, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_abort_and_scopes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_recovery, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_big_load_is_staged, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
