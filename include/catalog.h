@@ -133,6 +133,31 @@ int catalog_series_by_uid(struct catalog *c, const char *uid, struct catalog_ser
 int catalog_study_by_uid(struct catalog *c, const char *coll, const char *uid,
 			 struct catalog_study *out);
 
+/* The views. Columns of a row as text (NULL for SQL NULL), valid during the callback. */
+typedef int (*catalog_cols_fn)(void *arg, const char *const *cols, size_t n);
+/* A series with its patient's and study's folder names. */
+typedef int (*catalog_link_fn)(void *arg, const struct catalog_series *s, const char *patient,
+			       const char *study);
+
+/* The distinct values of facet (0 Modality, 1 BodyPartExamined, 2 Manufacturer) among a
+ * collection's series: cols[0], NULL for "unknown" (missing or empty). */
+int catalog_facet_values(struct catalog *c, const char *coll, unsigned facet,
+			 catalog_cols_fn fn, void *arg);
+/* The series (placed in the tree) whose facet is value (NULL: unknown), by patient
+ * folder, then series folder, then UID. */
+int catalog_facet_links(struct catalog *c, const char *coll, unsigned facet,
+			const char *value, catalog_link_fn fn, void *arg);
+/* Those of them with the given patient and series folder names, by UID. */
+int catalog_facet_link(struct catalog *c, const char *coll, unsigned facet, const char *value,
+		       const char *patient, const char *series, catalog_link_fn fn, void *arg);
+/* A table's rows (0 patients, 1 studies, 2 series), in path order: cols[0] the object as
+ * sent, cols[1..3] its patient's, study's and series' folder names (NULL above it). */
+int catalog_table(struct catalog *c, const char *coll, unsigned table, catalog_cols_fn fn,
+		  void *arg);
+/* The distinct text values of a series member (LicenseName, …), first seen first. */
+int catalog_licence(struct catalog *c, const char *coll, const char *key, catalog_cols_fn fn,
+		    void *arg);
+
 void catalog_coll_clear(struct catalog_coll *r);
 void catalog_patient_clear(struct catalog_patient *r);
 void catalog_study_clear(struct catalog_study *r);

@@ -45,6 +45,9 @@ static const char cat_schema[] =
 	"CREATE INDEX IF NOT EXISTS series_name ON series(coll, study, name);"
 	"CREATE INDEX IF NOT EXISTS series_pid ON series(coll, pid);"
 	"CREATE INDEX IF NOT EXISTS series_uid ON series(uid);"
+	"CREATE INDEX IF NOT EXISTS series_modality ON series(coll, modality);"
+	"CREATE INDEX IF NOT EXISTS series_body_part ON series(coll, body_part);"
+	"CREATE INDEX IF NOT EXISTS series_manufacturer ON series(coll, manufacturer);"
 	"CREATE TABLE IF NOT EXISTS load("
 	" scope INTEGER NOT NULL, coll TEXT NOT NULL, pid TEXT NOT NULL,"
 	" fetched INTEGER NOT NULL, rows INTEGER NOT NULL, PRIMARY KEY(scope, coll, pid));";
@@ -115,6 +118,11 @@ enum cat_stmt {
 	ST_ALL_STUDIES,
 	ST_ALL_SERIES,
 	ST_COLL_BY_API,
+	ST_FACET_VALUES,			/* + facet */
+	ST_FACET_LINKS = ST_FACET_VALUES + 3,	/* + 2 × facet + unknown */
+	ST_FACET_LINK = ST_FACET_LINKS + 6,	/* + 2 × facet + unknown */
+	ST_TABLE = ST_FACET_LINK + 6,		/* + table */
+	ST_LICENCE = ST_TABLE + 3,
 	ST_N
 };
 
@@ -201,6 +209,52 @@ static const char *const cat_sql[ST_N] = {
 	[ST_ALL_SERIES] = "SELECT " CAT_SERIES_COLS " FROM series WHERE coll=?1"
 			  " ORDER BY study, name",
 	[ST_COLL_BY_API] = "SELECT api, name FROM collection WHERE api=?1",
+	/* The views. A facet's value is the column's; NULL and "" are both "unknown". */
+#define CAT_FACET_VALUES(col) "SELECT DISTINCT nullif(" col ", '') FROM series WHERE coll=?1"
+	[ST_FACET_VALUES + 0] = CAT_FACET_VALUES("modality"),
+	[ST_FACET_VALUES + 1] = CAT_FACET_VALUES("body_part"),
+	[ST_FACET_VALUES + 2] = CAT_FACET_VALUES("manufacturer"),
+#define CAT_LINK_COLS \
+	"s.coll, s.pid, s.study, s.uid, s.name, s.full, s.raw, s.modality, s.body_part, " \
+	"s.manufacturer, s.mtime, s.images, s.bytes, p.name, st.name"
+#define CAT_LINKS(cond) \
+	"SELECT " CAT_LINK_COLS " FROM series s JOIN study st ON st.coll=s.coll AND" \
+	" st.uid=s.study JOIN patient p ON p.coll=st.coll AND p.pid=st.pid WHERE s.coll=?1" \
+	" AND " cond " ORDER BY p.name, s.name, s.uid"
+#define CAT_KNOWN(col) "s." col "=?2"
+#define CAT_UNKNOWN(col) "?2 IS NULL AND (s." col " IS NULL OR s." col "='')"
+	[ST_FACET_LINKS + 0] = CAT_LINKS(CAT_KNOWN("modality")),
+	[ST_FACET_LINKS + 1] = CAT_LINKS(CAT_UNKNOWN("modality")),
+	[ST_FACET_LINKS + 2] = CAT_LINKS(CAT_KNOWN("body_part")),
+	[ST_FACET_LINKS + 3] = CAT_LINKS(CAT_UNKNOWN("body_part")),
+	[ST_FACET_LINKS + 4] = CAT_LINKS(CAT_KNOWN("manufacturer")),
+	[ST_FACET_LINKS + 5] = CAT_LINKS(CAT_UNKNOWN("manufacturer")),
+	/* One link by its patient's and series' folder names: patient, then its studies,
+	 * then their series of that name, all through indices. */
+#define CAT_LINK(cond) \
+	"SELECT " CAT_LINK_COLS " FROM patient p JOIN study st ON st.coll=p.coll AND" \
+	" st.pid=p.pid JOIN series s ON s.coll=st.coll AND s.study=st.uid WHERE p.coll=?1" \
+	" AND p.name=?3 AND s.name=?4 AND " cond " ORDER BY s.uid"
+	[ST_FACET_LINK + 0] = CAT_LINK(CAT_KNOWN("modality")),
+	[ST_FACET_LINK + 1] = CAT_LINK(CAT_UNKNOWN("modality")),
+	[ST_FACET_LINK + 2] = CAT_LINK(CAT_KNOWN("body_part")),
+	[ST_FACET_LINK + 3] = CAT_LINK(CAT_UNKNOWN("body_part")),
+	[ST_FACET_LINK + 4] = CAT_LINK(CAT_KNOWN("manufacturer")),
+	[ST_FACET_LINK + 5] = CAT_LINK(CAT_UNKNOWN("manufacturer")),
+	/* The tables: each object as sent and its folders' names, in path order; only what
+	 * the tree shows (a study under a listed patient, a series under such a study). */
+	[ST_TABLE + 0] = "SELECT raw, name, NULL, NULL FROM patient WHERE coll=?1 AND"
+			 " raw IS NOT NULL ORDER BY name",
+	[ST_TABLE + 1] = "SELECT st.raw, p.name, st.name, NULL FROM study st JOIN patient p ON"
+			 " p.coll=st.coll AND p.pid=st.pid WHERE st.coll=?1 AND p.raw IS NOT NULL"
+			 " ORDER BY p.name || '/' || st.name",
+	[ST_TABLE + 2] = "SELECT s.raw, p.name, st.name, s.name FROM series s JOIN study st ON"
+			 " st.coll=s.coll AND st.uid=s.study JOIN patient p ON p.coll=st.coll AND"
+			 " p.pid=st.pid WHERE s.coll=?1 AND p.raw IS NOT NULL"
+			 " ORDER BY p.name || '/' || st.name || '/' || s.name",
+	/* A text member's distinct values over a collection's series, first seen first. */
+	[ST_LICENCE] = "SELECT v FROM (SELECT json_extract(raw, ?2) v, min(rowid) r FROM series"
+		       " WHERE coll=?1 AND json_type(raw, ?2)='text' GROUP BY v) ORDER BY r",
 	[ST_COUNT] = "SELECT (SELECT count(*) FROM collection), (SELECT count(*) FROM patient),"
 		     " (SELECT count(*) FROM study), (SELECT count(*) FROM series)",
 };
@@ -332,7 +386,7 @@ out_close:
 	return rc;
 }
 
-static sqlite3_stmt *cat_stmt(struct cat_conn *k, enum cat_stmt s, int *rc)
+static sqlite3_stmt *cat_stmt(struct cat_conn *k, int s, int *rc)
 {
 	if (!k->st[s]) {
 		*rc = sqlite3_prepare_v3(k->db, cat_sql[s], -1, SQLITE_PREPARE_PERSISTENT,
@@ -796,11 +850,10 @@ static int cat_copy_series(sqlite3_stmt *st, void *out)
 /* Runs a reader statement with up to three text parameters; each row goes to row(). */
 typedef int (*cat_row_fn)(sqlite3_stmt *st, void *arg);
 
-static int cat_query(struct catalog *c, enum cat_stmt s, const char *a, const char *b,
-		     const char *d, cat_row_fn row, void *arg, bool one)
+static int cat_query_v(struct catalog *c, int s, const char *const *params, int n,
+		       cat_row_fn row, void *arg, bool one)
 {
 	struct cat_conn *k = cat_reader(c);
-	const char *params[3] = { a, b, d };
 	sqlite3_stmt *st;
 	int rc, i, ret = one ? -ENOENT : 0;
 
@@ -809,7 +862,7 @@ static int cat_query(struct catalog *c, enum cat_stmt s, const char *a, const ch
 		ret = cat_fail(k->db, rc, "query");
 		goto out_put;
 	}
-	for (i = 0; i < sqlite3_bind_parameter_count(st) && i < 3; i++)
+	for (i = 0; i < sqlite3_bind_parameter_count(st) && i < n; i++)
 		cat_bind_text(st, i + 1, params[i]);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		ret = row(st, arg);
@@ -821,6 +874,14 @@ static int cat_query(struct catalog *c, enum cat_stmt s, const char *a, const ch
 out_put:
 	cat_reader_put(c, k, st);
 	return ret;
+}
+
+static int cat_query(struct catalog *c, int s, const char *a, const char *b, const char *d,
+		     cat_row_fn row, void *arg, bool one)
+{
+	const char *params[3] = { a, b, d };
+
+	return cat_query_v(c, s, params, 3, row, arg, one);
 }
 
 struct cat_cb {
@@ -906,6 +967,75 @@ int catalog_all_series(struct catalog *c, const char *coll, catalog_series_fn fn
 	struct cat_cb cb = { (void *)fn, arg };
 
 	return cat_query(c, ST_ALL_SERIES, coll, NULL, NULL, cat_each_series, &cb, false);
+}
+
+/* ---- the views -------------------------------------------------------------------- */
+
+static int cat_each_cols(sqlite3_stmt *st, void *arg)
+{
+	struct cat_cb *cb = arg;
+	const char *cols[4] = { NULL, NULL, NULL, NULL };
+	int i, n = sqlite3_column_count(st);
+
+	for (i = 0; i < n && i < 4; i++)
+		cols[i] = cat_col(st, i);
+	return ((catalog_cols_fn)cb->fn)(cb->arg, cols, (size_t)i);
+}
+
+static int cat_each_link(sqlite3_stmt *st, void *arg)
+{
+	struct cat_cb *cb = arg;
+	struct catalog_series r;
+
+	cat_read_series(st, &r);
+	return ((catalog_link_fn)cb->fn)(cb->arg, &r, cat_col(st, 13), cat_col(st, 14));
+}
+
+int catalog_facet_values(struct catalog *c, const char *coll, unsigned facet,
+			 catalog_cols_fn fn, void *arg)
+{
+	struct cat_cb cb = { (void *)fn, arg };
+
+	return cat_query(c, ST_FACET_VALUES + (int)facet, coll, NULL, NULL, cat_each_cols, &cb,
+			 false);
+}
+
+int catalog_facet_links(struct catalog *c, const char *coll, unsigned facet,
+			const char *value, catalog_link_fn fn, void *arg)
+{
+	struct cat_cb cb = { (void *)fn, arg };
+
+	return cat_query(c, ST_FACET_LINKS + 2 * (int)facet + !value, coll, value, NULL,
+			 cat_each_link, &cb, false);
+}
+
+int catalog_facet_link(struct catalog *c, const char *coll, unsigned facet, const char *value,
+		       const char *patient, const char *series, catalog_link_fn fn, void *arg)
+{
+	const char *params[4] = { coll, value, patient, series };
+	struct cat_cb cb = { (void *)fn, arg };
+
+	return cat_query_v(c, ST_FACET_LINK + 2 * (int)facet + !value, params, 4, cat_each_link,
+			   &cb, false);
+}
+
+int catalog_table(struct catalog *c, const char *coll, unsigned table, catalog_cols_fn fn,
+		  void *arg)
+{
+	struct cat_cb cb = { (void *)fn, arg };
+
+	return cat_query(c, ST_TABLE + (int)table, coll, NULL, NULL, cat_each_cols, &cb, false);
+}
+
+int catalog_licence(struct catalog *c, const char *coll, const char *key, catalog_cols_fn fn,
+		    void *arg)
+{
+	struct cat_cb cb = { (void *)fn, arg };
+	char path[128];
+
+	/* A JSON path: the key quoted, as the API's keys are plain words. */
+	snprintf(path, sizeof(path), "$.\"%s\"", key);
+	return cat_query(c, ST_LICENCE, coll, path, NULL, cat_each_cols, &cb, false);
 }
 
 int catalog_coll_by_api(struct catalog *c, const char *api, struct catalog_coll *out)

@@ -321,6 +321,7 @@ void tree_free(struct tree *tree)
 	}
 	free(tree->mans);
 	tree_flights_free(tree);
+	tree_tables_free(tree);
 	free(tree->mountpoint);
 	pthread_cond_destroy(&tree->cond);
 	pthread_mutex_destroy(&tree->lock);
@@ -479,60 +480,6 @@ int tree_uniquify(char *base, size_t count, size_t stride, size_t name_off)
 	return 0;
 }
 
-/* Secondary indices: element numbers sorted by a string field, for lookups by UID or ID
- * in arrays that are sorted by folder name. */
-struct tree_index_key {
-	const char *base;
-	size_t stride, off;
-};
-
-static const char *tree_index_field(const struct tree_index_key *k, uint32_t i)
-{
-	return *(char *const *)(k->base + (size_t)i * k->stride + k->off);
-}
-
-static int tree_index_cmp(const void *a, const void *b, void *arg)
-{
-	return tree_cmp_str(tree_index_field(arg, *(const uint32_t *)a),
-			    tree_index_field(arg, *(const uint32_t *)b));
-}
-
-/* Builds the index of count elements by the string at offset off. NULL if out of memory. */
-uint32_t *tree_index_build(const void *base, size_t count, size_t stride, size_t off)
-{
-	struct tree_index_key k = { base, stride, off };
-	uint32_t *idx = malloc((count ? count : 1) * sizeof(*idx));
-	size_t i;
-
-	if (!idx)
-		return NULL;
-	for (i = 0; i < count; i++)
-		idx[i] = (uint32_t)i;
-	qsort_r(idx, count, sizeof(*idx), tree_index_cmp, &k);
-	return idx;
-}
-
-/* The element whose field equals key, or -1. */
-long tree_index_find(const void *base, const uint32_t *idx, size_t count, size_t stride,
-		     size_t off, const char *key)
-{
-	struct tree_index_key k = { base, stride, off };
-	size_t lo = 0, hi = count;
-
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		int c = tree_cmp_str(tree_index_field(&k, idx[mid]), key);
-
-		if (c == 0)
-			return (long)idx[mid];
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return -1;
-}
-
 /* ---- the collections --------------------------------------------------------------- */
 
 /* Folder names that a collection or patient must not take from the API. */
@@ -577,9 +524,6 @@ static void tree_colls_destroy_with(struct tree *t, struct tree_colls *c)
 	size_t i;
 
 	for (i = 0; i < c->count; i++) {
-		tree_slot_clear(t, &c->v[i].pats);
-		tree_slot_clear(t, &c->v[i].studs);
-		tree_slot_clear(t, &c->v[i].sers);
 		tree_slot_clear(t, &c->v[i].vals);
 		tree_slot_clear(t, &c->v[i].facets);
 		free(c->v[i].name);
@@ -658,280 +602,6 @@ static int tree_load_colls(struct tree *t, void *arg, struct tree_snap **out)
 	return 0;
 }
 
-/* ---- a collection's patients ------------------------------------------------------- */
-
-static void tree_pats_destroy(struct tree_snap *s)
-{
-	struct tree_pats *p = (struct tree_pats *)s;
-	size_t i;
-
-	for (i = 0; i < p->count; i++) {
-		free(p->v[i].name);
-		free(p->v[i].id);
-		free(p->v[i].raw);
-	}
-	free(p->v);
-	free(p->by_id);
-	free(p);
-}
-
-struct tree_pats_build {
-	struct tree_pats *p;
-	size_t cap;
-};
-
-static int tree_pats_add(void *arg, const struct catalog_patient *r)
-{
-	struct tree_pats_build *b = arg;
-	struct tree_pat *v;
-
-	if (b->p->count == b->cap) {
-		b->cap = b->cap ? b->cap * 2 : 256;
-		v = realloc(b->p->v, b->cap * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		b->p->v = v;
-	}
-	v = &b->p->v[b->p->count++];
-	v->name = strdup(r->name);
-	v->id = strdup(r->pid);
-	v->raw = strdup(r->raw ? r->raw : "{}");
-	return v->name && v->id && v->raw ? 0 : -ENOMEM;
-}
-
-/* A collection's patients for the views, from the catalog's patient list. */
-int tree_load_pats(struct tree *t, void *arg, struct tree_snap **out)
-{
-	struct tree_coll *c = arg;
-	struct tree_pats_build b = { NULL, 0 };
-	struct tree_pats *p;
-	int rc;
-
-	rc = tree_cat_patients(t, c->api);
-	if (rc < 0)
-		return rc;
-	p = calloc(1, sizeof(*p));
-	if (!p)
-		return -ENOMEM;
-	p->hdr.destroy = tree_pats_destroy;
-	p->hdr.fetched = time(NULL);
-	b.p = p;
-	rc = catalog_patients(t->cat, c->api, tree_pats_add, &b);
-	if (rc == 0) {
-		p->by_id = tree_index_build(p->v, p->count, sizeof(*p->v),
-					    offsetof(struct tree_pat, id));
-		if (!p->by_id)
-			rc = -ENOMEM;
-	}
-	if (rc < 0) {
-		tree_pats_destroy(&p->hdr);
-		return rc;
-	}
-	*out = &p->hdr;
-	return 0;
-}
-
-/* ---- a collection's studies -------------------------------------------------------- */
-
-static void tree_studs_destroy(struct tree_snap *s)
-{
-	struct tree_studs *p = (struct tree_studs *)s;
-	size_t i;
-
-	for (i = 0; i < p->count; i++) {
-		free(p->v[i].name);
-		free(p->v[i].uid);
-		free(p->v[i].pid);
-		free(p->v[i].raw);
-	}
-	free(p->v);
-	free(p->by_uid);
-	free(p);
-}
-
-struct tree_studs_build {
-	struct tree_studs *p;
-	size_t cap;
-};
-
-static int tree_studs_add(void *arg, const struct catalog_study *r)
-{
-	struct tree_studs_build *b = arg;
-	struct tree_stud *v;
-
-	if (b->p->count == b->cap) {
-		b->cap = b->cap ? b->cap * 2 : 256;
-		v = realloc(b->p->v, b->cap * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		b->p->v = v;
-	}
-	v = &b->p->v[b->p->count++];
-	v->name = strdup(r->name);
-	v->uid = strdup(r->uid);
-	v->pid = strdup(r->pid);
-	v->raw = strdup(r->raw);
-	v->mtime = (time_t)r->mtime;
-	return v->name && v->uid && v->pid && v->raw ? 0 : -ENOMEM;
-}
-
-/* A collection's studies for the views: the collection is loaded in bulk. */
-int tree_load_studs(struct tree *t, void *arg, struct tree_snap **out)
-{
-	struct tree_coll *c = arg;
-	struct tree_studs_build b = { NULL, 0 };
-	struct tree_studs *p;
-	int rc;
-
-	rc = tree_cat_collection(t, c->api);
-	if (rc < 0)
-		return rc;
-	p = calloc(1, sizeof(*p));
-	if (!p)
-		return -ENOMEM;
-	p->hdr.destroy = tree_studs_destroy;
-	p->hdr.fetched = time(NULL);
-	b.p = p;
-	rc = catalog_all_studies(t->cat, c->api, tree_studs_add, &b);
-	if (rc == 0) {
-		p->by_uid = tree_index_build(p->v, p->count, sizeof(*p->v),
-					     offsetof(struct tree_stud, uid));
-		if (!p->by_uid)
-			rc = -ENOMEM;
-	}
-	if (rc < 0) {
-		tree_studs_destroy(&p->hdr);
-		return rc;
-	}
-	*out = &p->hdr;
-	return 0;
-}
-
-/* ---- a collection's series --------------------------------------------------------- */
-
-static void tree_sers_destroy(struct tree_snap *s)
-{
-	struct tree_sers *p = (struct tree_sers *)s;
-	size_t i, k;
-
-	for (i = 0; i < p->count; i++) {
-		free(p->v[i].name);
-		free(p->v[i].uid);
-		free(p->v[i].study_uid);
-		free(p->v[i].raw);
-		for (k = 0; k < 3; k++)
-			free(p->v[i].facet[k]);
-	}
-	json_decref(p->licence);
-	free(p->v);
-	free(p->by_uid);
-	free(p);
-}
-
-/* Adds value to the set of distinct values kept under key in obj (a string while there
- * is one, an array once they differ). */
-static int tree_licence_add(json_t *obj, const char *key, const char *value)
-{
-	json_t *cur = json_object_get(obj, key), *arr;
-	size_t i;
-
-	if (!value)
-		return 0;
-	if (!cur)
-		return json_object_set_new(obj, key, json_string(value)) ? -ENOMEM : 0;
-	if (json_is_string(cur)) {
-		if (strcmp(json_string_value(cur), value) == 0)
-			return 0;
-		arr = json_array();
-		if (!arr || json_array_append(arr, cur) || json_object_set_new(obj, key, arr))
-			return -ENOMEM;
-		cur = arr;
-	}
-	for (i = 0; i < json_array_size(cur); i++)
-		if (strcmp(json_string_value(json_array_get(cur, i)), value) == 0)
-			return 0;
-	return json_array_append_new(cur, json_string(value)) ? -ENOMEM : 0;
-}
-
-struct tree_sers_build {
-	struct tree_sers *p;
-	size_t cap;
-};
-
-static int tree_sers_add(void *arg, const struct catalog_series *r)
-{
-	static const char *const licence_keys[] = { "LicenseName", "LicenseURI",
-						    "CollectionURI" };
-	struct tree_sers_build *b = arg;
-	struct tree_ser *v;
-	json_t *raw;
-	size_t k;
-	int rc = 0;
-
-	if (b->p->count == b->cap) {
-		b->cap = b->cap ? b->cap * 2 : 256;
-		v = realloc(b->p->v, b->cap * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		b->p->v = v;
-	}
-	v = &b->p->v[b->p->count++];
-	memset(v, 0, sizeof(*v));
-	v->name = strdup(r->name);
-	v->uid = strdup(r->uid);
-	v->study_uid = strdup(r->study);
-	v->raw = strdup(r->raw);
-	for (k = 0; k < 3; k++)
-		if (r->facet[k] && !(v->facet[k] = strdup(r->facet[k])))
-			rc = -ENOMEM;
-	v->mtime = (time_t)r->mtime;
-	v->image_count = r->images;
-	v->file_size = r->bytes;
-	if (!v->name || !v->uid || !v->study_uid || !v->raw)
-		return -ENOMEM;
-	raw = json_loads(r->raw, JSON_ALLOW_NUL, NULL);
-	for (k = 0; raw && rc == 0 && k < 3; k++) {
-		const char *val = json_string_value(json_object_get(raw, licence_keys[k]));
-
-		rc = tree_licence_add(b->p->licence, licence_keys[k], val);
-	}
-	json_decref(raw);
-	return rc;
-}
-
-/* A collection's series for the views: the collection is loaded in bulk. */
-int tree_load_sers(struct tree *t, void *arg, struct tree_snap **out)
-{
-	struct tree_coll *c = arg;
-	struct tree_sers_build b = { NULL, 0 };
-	struct tree_sers *p;
-	int rc;
-
-	rc = tree_cat_collection(t, c->api);
-	if (rc < 0)
-		return rc;
-	p = calloc(1, sizeof(*p));
-	if (!p)
-		return -ENOMEM;
-	p->hdr.destroy = tree_sers_destroy;
-	p->hdr.fetched = time(NULL);
-	p->licence = json_object();
-	b.p = p;
-	rc = p->licence ? catalog_all_series(t->cat, c->api, tree_sers_add, &b) : -ENOMEM;
-	if (rc == 0) {
-		p->by_uid = tree_index_build(p->v, p->count, sizeof(*p->v),
-					     offsetof(struct tree_ser, uid));
-		if (!p->by_uid)
-			rc = -ENOMEM;
-	}
-	if (rc < 0) {
-		tree_sers_destroy(&p->hdr);
-		return rc;
-	}
-	*out = &p->hdr;
-	return 0;
-}
-
 /* ---- a collection's value lists (for collection.json) -------------------------------- */
 
 static void tree_vals_destroy(struct tree_snap *s)
@@ -978,9 +648,9 @@ void tree_node_put(struct tree *t, struct tree_node *n)
 	catalog_study_clear(&n->cstud);
 	catalog_series_clear(&n->cser);
 	tree_snap_put(t, n->view);
-	tree_snap_put(t, n->sers ? &n->sers->hdr : NULL);
-	tree_snap_put(t, n->studs ? &n->studs->hdr : NULL);
-	tree_snap_put(t, n->pats ? &n->pats->hdr : NULL);
+	free(n->fval);
+	free(n->lpat);
+	free(n->lstud);
 	tree_snap_put(t, n->colls ? &n->colls->hdr : NULL);
 	memset(n, 0, sizeof(*n));
 }
@@ -1085,51 +755,50 @@ static int tree_series_files(struct tree *t, const struct catalog_series *ser, b
 static int tree_resolve(struct tree *t, const char *path, const struct store_caller *who,
 			struct tree_node *n);
 
-/* Where a series sits: its study and patient folders, or -ENOENT when the API's lists
- * disagree (a series whose study or patient is not listed). */
-int tree_ser_place(const struct tree_pats *pats, const struct tree_studs *studs,
-		   const struct tree_ser *ser, const struct tree_pat **pat,
-		   const struct tree_stud **stud)
-{
-	long si = tree_index_find(studs->v, studs->by_uid, studs->count, sizeof(*studs->v),
-				  offsetof(struct tree_stud, uid), ser->study_uid);
-	long pi;
-
-	if (si < 0)
-		return -ENOENT;
-	*stud = &studs->v[si];
-	pi = tree_index_find(pats->v, pats->by_id, pats->count, sizeof(*pats->v),
-			     offsetof(struct tree_pat, id), (*stud)->pid);
-	if (pi < 0)
-		return -ENOENT;
-	*pat = &pats->v[pi];
-	return 0;
-}
-
 /* The folder path of a series whose place the catalog holds fresh (the patient's or the
  * collection's load still trusted, the folders named): no request. Returns 0 with
  * path, or -ENOENT. */
-static int tree_uid_path(struct tree *t, const struct catalog_series *ser, char *path,
-			 size_t size)
+int tree_series_place(struct tree *t, const struct catalog_series *ser, char **coll,
+		      char **pat, char **stud)
 {
 	struct catalog_coll c;
 	struct catalog_patient p;
 	struct catalog_study st;
 	int rc;
 
+	*coll = *pat = *stud = NULL;
 	rc = catalog_coll_by_api(t->cat, ser->coll, &c);
 	if (rc < 0)
 		return rc;
-	rc = catalog_patient_by_id(t->cat, ser->coll, ser->pid, &p);
+	/* A series is where its study is, and a study under its patient. */
+	rc = catalog_study_by_uid(t->cat, ser->coll, ser->study, &st);
 	if (rc == 0) {
-		rc = catalog_study_by_uid(t->cat, ser->coll, ser->study, &st);
-		if (rc == 0 && snprintf(path, size, "/%s/%s/%s/%s", c.name, p.name, st.name,
-					ser->name) >= (int)size)
-			rc = -ENAMETOOLONG;
+		rc = catalog_patient_by_id(t->cat, ser->coll, st.pid, &p);
+		if (rc == 0) {
+			*coll = c.name;
+			*pat = p.name;
+			*stud = st.name;
+			c.name = p.name = st.name = NULL;
+			catalog_patient_clear(&p);
+		}
 		catalog_study_clear(&st);
-		catalog_patient_clear(&p);
 	}
 	catalog_coll_clear(&c);
+	return rc;
+}
+
+static int tree_uid_path(struct tree *t, const struct catalog_series *ser, char *path,
+			 size_t size)
+{
+	char *coll, *pat, *stud;
+	int rc = tree_series_place(t, ser, &coll, &pat, &stud);
+
+	if (rc == 0 && snprintf(path, size, "/%s/%s/%s/%s", coll, pat, stud, ser->name) >=
+			       (int)size)
+		rc = -ENAMETOOLONG;
+	free(coll);
+	free(pat);
+	free(stud);
 	return rc;
 }
 
@@ -1422,13 +1091,12 @@ static json_t *tree_values_array(const struct tcia_values *v)
 static int tree_render_coll(struct tree *t, struct tree_node *n, char **out, size_t *len)
 {
 	struct tree_vals *v = NULL;
-	struct tree_sers *s = NULL;
-	json_t *obj;
+	json_t *obj, *lic = NULL;
 	int rc;
 
 	rc = tree_coll_get(t, n->coll, &n->coll->vals, tree_load_vals, &v);
 	if (rc == 0)
-		rc = tree_coll_get(t, n->coll, &n->coll->sers, tree_load_sers, &s);
+		rc = tree_licence(t, n->coll, &lic);
 	if (rc < 0)
 		goto out_put;
 	rc = -ENOMEM;
@@ -1437,14 +1105,14 @@ static int tree_render_coll(struct tree *t, struct tree_node *n, char **out, siz
 	    json_object_set_new(obj, "Modality", tree_values_array(&v->mods)) ||
 	    json_object_set_new(obj, "BodyPartExamined", tree_values_array(&v->parts)) ||
 	    json_object_set_new(obj, "Manufacturer", tree_values_array(&v->manus)) ||
-	    json_object_update(obj, s->licence))
+	    json_object_update(obj, lic))
 		goto out_decref;
 	rc = tree_render_obj(obj, out, len);
 out_decref:
 	json_decref(obj);
 out_put:
+	json_decref(lic);
 	tree_snap_put(t, v ? &v->hdr : NULL);
-	tree_snap_put(t, s ? &s->hdr : NULL);
 	return rc;
 }
 
@@ -1536,8 +1204,6 @@ static int tree_render(struct tree *t, struct tree_node *n, char **out, size_t *
 		return tree_render_series(t, n, out, len);
 	case TK_STATUS:
 		return tree_render_status(t, out, len);
-	case TK_TABLE:
-		return tree_render_table(t, n, out, len);
 	case TK_CITATION:
 		return tree_render_citation(t, n, out, len);
 	case TK_MISSING:
@@ -1581,8 +1247,6 @@ static time_t tree_node_mtime(const struct tree *t, const struct tree_node *n)
 {
 	if (n->cser.uid)
 		return (time_t)n->cser.mtime;
-	if (n->ser)
-		return n->ser->mtime;
 	if (n->cstud.uid)
 		return (time_t)n->cstud.mtime;
 	return t->mounted;
@@ -1612,6 +1276,14 @@ int tree_node_stat(struct tree *t, struct tree_node *n, struct stat *st)
 	if (n->kind == TK_SERIES_FILE) {
 		tree_fill_file(t, store_series_size(n->ss, n->file), (time_t)n->cser.mtime, st);
 		return 0;
+	}
+	if (n->kind == TK_TABLE) {
+		off_t size;
+
+		rc = tree_table_file(t, n->coll, n->facet, NULL, &size);
+		if (rc == 0)
+			tree_fill_file(t, (size_t)size, t->mounted, st);
+		return rc;
 	}
 	if (n->kind == TK_LINK) {
 		char target[PATH_MAX];
@@ -1768,8 +1440,9 @@ static int tree_emit_series(void *arg, const struct catalog_series *r)
 static int tree_list_coll(struct tree *t, struct tree_node *n, struct tree_lister *l)
 {
 	struct tree_emit_arg ea;
-	struct tree_snap *v, *s;
+	struct tree_snap *v;
 	struct stat st;
+	bool bulk;
 	size_t i;
 	int rc;
 
@@ -1779,18 +1452,17 @@ static int tree_list_coll(struct tree *t, struct tree_node *n, struct tree_liste
 	/* collection.json costs four requests to size: give its attributes only when they
 	 * are at hand, so that `find` walking past it asks for nothing. */
 	v = tree_peek(t, &n->coll->vals);
-	s = tree_peek(t, &n->coll->sers);
+	bulk = tree_scope_fresh(t, CATALOG_COLLECTION, n->coll->api, NULL) == 1;
 	memset(&st, 0, sizeof(st));
 	st.st_mode = S_IFREG | 0444;
-	if (v && s) {
+	if (v && bulk) {
 		struct tree_node jn = *n;
 
 		jn.kind = TK_COLL_JSON;
 		rc = tree_node_stat(t, &jn, &st);
 	}
 	tree_snap_put(t, v);
-	tree_snap_put(t, s);
-	tree_hold(l, "collection.json", &st, v && s && rc == 0);
+	tree_hold(l, "collection.json", &st, v && bulk && rc == 0);
 	/* The tables and the citation cost a rendering to size: left to a stat. */
 	memset(&st, 0, sizeof(st));
 	st.st_mode = S_IFREG | 0444;
@@ -2012,6 +1684,11 @@ static int tree_open_do(struct tree *tree, const char *path, int flags,
 			f->ss = n.ss;
 			n.ss = NULL;
 		}
+	} else if (n.kind == TK_TABLE) {
+		off_t size;
+
+		/* Rendered into a file under the cache folder: read from there. */
+		rc = tree_table_file(tree, n.coll, n.facet, &f->fd, &size);
 	} else {
 		f->live = n.kind == TK_STATUS;
 		rc = tree_render(tree, &n, &f->data, &f->len);
@@ -2075,6 +1752,8 @@ void tree_close(struct tree_file *f)
 	if (f->ss) {
 		store_close(f->store, f->ss, f->fd);
 		store_series_put(f->store, f->ss);
+	} else if (f->fd >= 0) {
+		close(f->fd);	/* a rendered table's */
 	}
 	free(f->data);
 	free(f);
@@ -2095,9 +1774,8 @@ static size_t tree_xattrs(const struct tree_node *n, struct tree_xattr out[6])
 
 	if (n->coll)
 		out[k++] = (struct tree_xattr){ "user.tcia.collection", n->coll->api, "" };
-	const char *ser_uid = n->cser.uid ? n->cser.uid : n->ser ? n->ser->uid : NULL;
-	int64_t bytes = n->cser.uid ? n->cser.bytes : n->ser ? n->ser->file_size : -1;
-	int64_t images = n->cser.uid ? n->cser.images : n->ser ? n->ser->image_count : -1;
+	const char *ser_uid = n->cser.uid;
+	int64_t bytes = n->cser.bytes, images = n->cser.images;
 
 	if (n->cpat.pid)
 		out[k++] = (struct tree_xattr){ "user.tcia.patient_id", n->cpat.pid, "" };
@@ -2180,8 +1858,7 @@ static ssize_t tree_failure(struct tree *t, const char *path, const struct tree_
 {
 	if (!t->failures)
 		return -ENODATA;
-	return failures_find(t->failures, path, n->cser.uid ? n->cser.uid : n->ser ? n->ser->uid : NULL,
-			     buf, size);
+	return failures_find(t->failures, path, n->cser.uid, buf, size);
 }
 
 int tree_stat(struct tree *tree, const char *path, const struct store_caller *who,

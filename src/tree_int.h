@@ -50,61 +50,14 @@ struct tree_slot {
 struct tree_coll {
 	char *name;		/* sanitised, unique among collections */
 	char *api;		/* as the API sent it */
-	struct tree_slot pats, studs, sers, vals;
-	struct tree_slot facets;	/* derived from pats, studs and sers: no request */
+	struct tree_slot vals;		/* the value lists, for collection.json */
+	struct tree_slot facets;	/* the facets' values, from the catalog */
 };
 
 struct tree_colls {
 	struct tree_snap hdr;
 	size_t count;
 	struct tree_coll *v;	/* sorted by name */
-};
-
-struct tree_pat {
-	char *name;
-	char *id;		/* PatientId as sent */
-	char *raw;
-};
-
-struct tree_pats {
-	struct tree_snap hdr;
-	size_t count;
-	struct tree_pat *v;	/* sorted by name */
-	uint32_t *by_id;	/* indices into v, sorted by id */
-};
-
-struct tree_stud {
-	char *name;
-	char *uid;
-	char *pid;
-	char *raw;
-	time_t mtime;
-};
-
-struct tree_studs {
-	struct tree_snap hdr;
-	size_t count;
-	struct tree_stud *v;	/* sorted by (pid, name) */
-	uint32_t *by_uid;	/* indices into v, sorted by uid */
-};
-
-struct tree_ser {
-	char *name;
-	char *uid;
-	char *study_uid;
-	char *raw;
-	char *facet[3];		/* Modality, BodyPartExamined, Manufacturer; NULL unknown */
-	time_t mtime;
-	int64_t image_count;	/* -1 unknown */
-	int64_t file_size;	/* -1 unknown */
-};
-
-struct tree_sers {
-	struct tree_snap hdr;
-	size_t count;
-	struct tree_ser *v;	/* sorted by (study_uid, name) */
-	uint32_t *by_uid;	/* indices into v, sorted by uid */
-	json_t *licence;	/* LicenseName, LicenseURI, CollectionURI seen in the series */
 };
 
 struct tree_vals {
@@ -137,6 +90,7 @@ struct tree {
 	bool offline;
 	int64_t expired_ms;	/* loads before this are stale (SIGHUP); protected by lock */
 	struct tree_flight *flights;	/* loads in progress; protected by lock */
+	struct tree_table *tables;	/* rendered tables; protected by lock */
 	struct tree_walk *walks;	/* protected by lock */
 	struct store *store;	/* borrowed, may be NULL */
 	char *(*status)(void *arg);
@@ -198,19 +152,16 @@ struct tree_node {
 	enum tree_kind kind;
 	struct tree_colls *colls;
 	struct tree_coll *coll;
-	struct tree_pats *pats;
 	struct catalog_patient cpat;	/* TK_PAT and below: owned copies */
 	struct catalog_study cstud;
-	struct catalog_series cser;
-	struct tree_studs *studs;
-	struct tree_sers *sers;
-	const struct tree_ser *ser;	/* TK_LINK in a facet */
+	struct catalog_series cser;	/* also a facet's TK_LINK */
 	struct store_series *ss;	/* TK_SERIES_FILE: the stored series, referenced */
 	size_t file;			/* and the file's index in it */
-	struct tree_snap *view;		/* a referenced tree_facets or tree_mres */
+	struct tree_snap *view;		/* a referenced tree_fvals or tree_mres */
 	unsigned facet;			/* facet or table: which one */
-	long val;			/* TK_FACET_VAL: index in the facet, -1 if empty */
-	const struct tree_link *link;	/* TK_LINK in a facet */
+	char *fval;			/* TK_FACET_VAL and its links: the value; NULL unknown */
+	bool fempty;			/* TK_FACET_VAL only the value list names */
+	char *lpat, *lstud;		/* a facet's TK_LINK: its patient and study folders */
 	const struct tree_mlink *mlink;	/* TK_LINK in a manifest */
 	struct tree_man *man;
 };
@@ -267,21 +218,15 @@ void tree_slot_clear(struct tree *t, struct tree_slot *slot);
 int tree_cmp_str(const char *a, const char *b);
 int tree_cmp_names(const void *a, const void *b);
 int tree_uniquify(char *base, size_t count, size_t stride, size_t name_off);
-uint32_t *tree_index_build(const void *base, size_t count, size_t stride, size_t off);
-long tree_index_find(const void *base, const uint32_t *idx, size_t count, size_t stride,
-		     size_t off, const char *key);
-int tree_load_pats(struct tree *t, void *arg, struct tree_snap **out);
-int tree_load_studs(struct tree *t, void *arg, struct tree_snap **out);
-int tree_load_sers(struct tree *t, void *arg, struct tree_snap **out);
 int tree_load_vals(struct tree *t, void *arg, struct tree_snap **out);
 void tree_node_put(struct tree *t, struct tree_node *n);
 int tree_get_colls(struct tree *t, struct tree_colls **out);
 
-/* Where a series sits: its study and patient folders, or -ENOENT when the API's lists
- * disagree (a series whose study or patient is not listed). */
-int tree_ser_place(const struct tree_pats *pats, const struct tree_studs *studs,
-		   const struct tree_ser *ser, const struct tree_pat **pat,
-		   const struct tree_stud **stud);
+/* Where a series sits: its collection's, patient's and study's folder names (new
+ * strings), or -ENOENT when the catalog cannot place it (a series whose study or
+ * patient is not listed). */
+int tree_series_place(struct tree *t, const struct catalog_series *ser, char **coll,
+		      char **pat, char **stud);
 int tree_coll_get(struct tree *t, struct tree_coll *c, struct tree_slot *slot,
 		  tree_load_fn load, void *out);
 struct tree_snap *tree_peek(struct tree *t, struct tree_slot *slot);
@@ -297,7 +242,7 @@ void tree_emit_pending(struct tree_lister *l);
 
 /* ---- tree_view.c ----------------------------------------------------------------- */
 
-/* The facet folders, in the order of tree_ser.facet[], and the table files. */
+/* The facet folders, in the catalog's facet order, and the table files. */
 extern const char *const tree_facet_dirs[3];
 extern const char *const tree_table_names[3];
 
@@ -306,7 +251,13 @@ int tree_resolve_facet(struct tree *t, char comps[][TREE_NAME_MAX + 1], int dept
 		       unsigned k, struct tree_node *n);
 int tree_resolve_man(struct tree *t, char comps[][TREE_NAME_MAX + 1], int depth,
 		     struct tree_node *n);
-int tree_render_table(struct tree *t, struct tree_node *n, char **out, size_t *len);
+/* A table (0 patients, 1 studies, 2 series) rendered from the catalog into a file: its
+ * size, and a new descriptor of it when fd is not NULL. 0 or -errno. */
+int tree_table_file(struct tree *t, struct tree_coll *c, unsigned which, int *fd,
+		    off_t *size);
+void tree_tables_free(struct tree *t);
+/* LicenseName, LicenseURI and CollectionURI over a collection's series (new object). */
+int tree_licence(struct tree *t, struct tree_coll *c, json_t **out);
 int tree_render_citation(struct tree *t, struct tree_node *n, char **out, size_t *len);
 int tree_render_missing(struct tree_node *n, char **out, size_t *len);
 int tree_link_target(const struct tree_node *n, char *buf, size_t size);

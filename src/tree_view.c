@@ -1,72 +1,54 @@
 /* SPDX-License-Identifier: MIT
  * tree_view.c — the views beyond the archive's own tree: facet folders and manifest
  * folders of symbolic links to canonical series folders, the CSV tables and CITATION.txt.
- * All derived from the snapshots tree.c loads; the text formats are view.c's.
+ * Each is a catalog query over a collection loaded in bulk, read row by row: a table is
+ * rendered into an unlinked file under the cache folder, so no view holds a collection
+ * in memory. The text formats are view.c's.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "fileio.h"
 #include "log.h"
 #include "tree_int.h"
 
 /* ---- facets ---------------------------------------------------------------------- */
 
-/* Each collection's facet folders, in the order of tree_ser.facet[]. Hidden, so that a
- * walk of the main tree does not meet every series twice; their entries are symbolic
- * links to the canonical folders, so nothing is copied or fetched twice. */
+/* Each collection's facet folders, in catalog facet order. Hidden, so that a walk of the
+ * main tree does not meet every series twice; their entries are symbolic links to the
+ * canonical folders, so nothing is copied or fetched twice. */
 const char *const tree_facet_dirs[3] = { ".by-modality", ".by-bodypart", ".by-manufacturer" };
 #define TREE_UNKNOWN "_unknown"
 
 struct tree_fval {
 	char *name;		/* the folder name */
-	const char *api;	/* the value it stands for; NULL for _unknown */
+	char *api;		/* the value it stands for; NULL for _unknown */
 };
 
-struct tree_link {
-	char *name;
-	uint32_t val;		/* the facet value it is filed under */
-	const char *pat, *stud;	/* folder names, in the snapshots the view holds */
-	const struct tree_ser *ser;
-};
-
-struct tree_facet {
-	size_t nvals, nlinks;
-	struct tree_fval *vals;		/* sorted by name */
-	uint32_t *by_api;		/* indices into vals, sorted by api */
-	struct tree_link *links;	/* sorted by (val, name) */
-};
-
-struct tree_facets {
+/* A collection's facet values (a few dozen at most): kept, unlike the links. */
+struct tree_fvals {
 	struct tree_snap hdr;
-	struct tree *t;
-	struct tree_pats *pats;
-	struct tree_studs *studs;
-	struct tree_sers *sers;
-	struct tree_facet f[3];
+	size_t n[3];
+	struct tree_fval *v[3];	/* sorted by name */
 };
 
-static void tree_facets_destroy(struct tree_snap *s)
+static void tree_fvals_destroy(struct tree_snap *s)
 {
-	struct tree_facets *fs = (struct tree_facets *)s;
+	struct tree_fvals *fv = (struct tree_fvals *)s;
 	size_t k, i;
 
 	for (k = 0; k < 3; k++) {
-		struct tree_facet *f = &fs->f[k];
-
-		for (i = 0; i < f->nvals; i++)
-			free(f->vals[i].name);
-		for (i = 0; i < f->nlinks; i++)
-			free(f->links[i].name);
-		free(f->vals);
-		free(f->by_api);
-		free(f->links);
+		for (i = 0; i < fv->n[k]; i++) {
+			free(fv->v[k][i].name);
+			free(fv->v[k][i].api);
+		}
+		free(fv->v[k]);
 	}
-	tree_snap_put(fs->t, fs->sers ? &fs->sers->hdr : NULL);
-	tree_snap_put(fs->t, fs->studs ? &fs->studs->hdr : NULL);
-	tree_snap_put(fs->t, fs->pats ? &fs->pats->hdr : NULL);
-	free(fs);
+	free(fv);
 }
 
 static int tree_cmp_fval(const void *a, const void *b)
@@ -74,18 +56,73 @@ static int tree_cmp_fval(const void *a, const void *b)
 	return strcmp(((const struct tree_fval *)a)->name, ((const struct tree_fval *)b)->name);
 }
 
-static int tree_cmp_link(const void *a, const void *b)
-{
-	const struct tree_link *x = a, *y = b;
+struct tree_fval_build {
+	struct tree_fvals *fv;
+	unsigned k;
+	size_t cap;
+};
 
-	if (x->val != y->val)
-		return x->val < y->val ? -1 : 1;
-	return strcmp(x->name, y->name);
+static int tree_fval_add(void *arg, const char *const *cols, size_t n)
+{
+	struct tree_fval_build *b = arg;
+	struct tree_fval *v;
+	size_t *count = &b->fv->n[b->k];
+
+	(void)n;
+	if (*count == b->cap) {
+		b->cap = b->cap ? b->cap * 2 : 16;
+		v = realloc(b->fv->v[b->k], b->cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		b->fv->v[b->k] = v;
+	}
+	v = &b->fv->v[b->k][(*count)++];
+	v->api = cols[0] ? strdup(cols[0]) : NULL;
+	v->name = cols[0] ? tree_sanitize_name(cols[0]) : strdup(TREE_UNKNOWN);
+	return v->name && (v->api || !cols[0]) ? 0 : -ENOMEM;
 }
 
-static int tree_cmp_opt_str(const void *a, const void *b)
+/* The values of the three facets: the collection loaded in bulk, one query each. */
+static int tree_load_fvals(struct tree *t, void *arg, struct tree_snap **out)
 {
-	return tree_cmp_str(*(const char *const *)a, *(const char *const *)b);
+	struct tree_coll *c = arg;
+	struct tree_fvals *fv;
+	unsigned k;
+	int rc;
+
+	rc = tree_cat_collection(t, c->api);
+	if (rc < 0)
+		return rc;
+	fv = calloc(1, sizeof(*fv));
+	if (!fv)
+		return -ENOMEM;
+	fv->hdr.destroy = tree_fvals_destroy;
+	fv->hdr.fetched = time(NULL);
+	for (k = 0; rc == 0 && k < 3; k++) {
+		struct tree_fval_build b = { fv, k, 0 };
+
+		rc = catalog_facet_values(t->cat, c->api, k, tree_fval_add, &b);
+		if (rc < 0)
+			break;
+		qsort(fv->v[k], fv->n[k], sizeof(*fv->v[k]), tree_cmp_fval);
+		rc = tree_uniquify((char *)fv->v[k], fv->n[k], sizeof(*fv->v[k]),
+				   offsetof(struct tree_fval, name));
+		qsort(fv->v[k], fv->n[k], sizeof(*fv->v[k]), tree_cmp_fval);
+	}
+	if (rc < 0) {
+		tree_fvals_destroy(&fv->hdr);
+		return rc;
+	}
+	*out = &fv->hdr;
+	return 0;
+}
+
+static const struct tree_fval *tree_fval_find(const struct tree_fvals *fv, unsigned k,
+					      const char *name)
+{
+	struct tree_fval key = { .name = (char *)name };
+
+	return bsearch(&key, fv->v[k], fv->n[k], sizeof(*fv->v[k]), tree_cmp_fval);
 }
 
 /* The name of a link to a series from outside its patient: "<patient>_<series folder>",
@@ -109,145 +146,24 @@ static char *tree_link_name(const char *pat, const char *ser)
 	return s;
 }
 
-/* Gives each run of equal-valued links unique names. Links are sorted on return. */
-static int tree_links_uniquify(struct tree_link *links, size_t n)
+/* The n-th (from 2) of links that would share name: "name~n", as tree_uniquify does. */
+static char *tree_link_twin(const char *name, size_t n)
 {
-	size_t i, j;
+	char *s;
 
-	qsort(links, n, sizeof(*links), tree_cmp_link);
-	for (i = 0; i < n; i = j) {
-		for (j = i + 1; j < n && links[j].val == links[i].val; j++)
-			;
-		if (tree_uniquify((char *)&links[i], j - i, sizeof(*links),
-				  offsetof(struct tree_link, name)) < 0)
-			return -ENOMEM;
-	}
-	qsort(links, n, sizeof(*links), tree_cmp_link);
-	return 0;
-}
-
-/* Files every series under its value of facet k. */
-static int tree_facet_build(struct tree_facets *fs, unsigned k)
-{
-	struct tree_facet *f = &fs->f[k];
-	const struct tree_sers *sers = fs->sers;
-	const char **seen;
-	size_t i, n = 0;
-	int rc = -ENOMEM;
-
-	seen = calloc(sers->count ? sers->count : 1, sizeof(*seen));
-	f->vals = calloc(sers->count ? sers->count : 1, sizeof(*f->vals));
-	f->links = calloc(sers->count ? sers->count : 1, sizeof(*f->links));
-	if (!seen || !f->vals || !f->links)
-		goto out_free;
-	for (i = 0; i < sers->count; i++) {
-		const char *v = sers->v[i].facet[k];
-
-		seen[i] = v && *v ? v : NULL;
-	}
-	qsort(seen, sers->count, sizeof(*seen), tree_cmp_opt_str);
-	for (i = 0; i < sers->count; i++) {
-		/* "" became NULL above, so equal here means the same value or both unknown. */
-		if (n > 0 && tree_cmp_str(seen[i], f->vals[n - 1].api) == 0)
-			continue;
-		f->vals[n].api = seen[i];
-		f->vals[n].name = seen[i] ? tree_sanitize_name(seen[i]) : strdup(TREE_UNKNOWN);
-		if (!f->vals[n++].name)
-			goto out_free;
-	}
-	f->nvals = n;
-	qsort(f->vals, n, sizeof(*f->vals), tree_cmp_fval);
-	if (tree_uniquify((char *)f->vals, n, sizeof(*f->vals), offsetof(struct tree_fval, name)))
-		goto out_free;
-	qsort(f->vals, n, sizeof(*f->vals), tree_cmp_fval);
-	f->by_api = tree_index_build(f->vals, n, sizeof(*f->vals), offsetof(struct tree_fval, api));
-	if (!f->by_api)
-		goto out_free;
-	for (i = 0; i < sers->count; i++) {
-		const struct tree_ser *ser = &sers->v[i];
-		const struct tree_stud *stud;
-		const struct tree_pat *pat;
-		struct tree_link *l = &f->links[f->nlinks];
-		const char *v = ser->facet[k] && *ser->facet[k] ? ser->facet[k] : NULL;
-
-		if (tree_ser_place(fs->pats, fs->studs, ser, &pat, &stud) < 0)
-			continue;
-		l->val = (uint32_t)tree_index_find(f->vals, f->by_api, n, sizeof(*f->vals),
-						   offsetof(struct tree_fval, api), v);
-		l->pat = pat->name;
-		l->stud = stud->name;
-		l->ser = ser;
-		l->name = tree_link_name(pat->name, ser->name);
-		if (!l->name)
-			goto out_free;
-		f->nlinks++;
-	}
-	rc = tree_links_uniquify(f->links, f->nlinks);
-out_free:
-	free(seen);
-	return rc;
-}
-
-static time_t tree_min_time(time_t a, time_t b)
-{
-	return a < b ? a : b;
-}
-
-/* Derived from the collection's patients, studies and series (loading them if need be):
- * trusted for as long as the oldest of them. */
-static int tree_load_facets(struct tree *t, void *arg, struct tree_snap **out)
-{
-	struct tree_coll *c = arg;
-	struct tree_facets *fs = calloc(1, sizeof(*fs));
-	unsigned k;
-	int rc;
-
-	if (!fs)
-		return -ENOMEM;
-	fs->t = t;
-	fs->hdr.destroy = tree_facets_destroy;
-	rc = tree_coll_get(t, c, &c->pats, tree_load_pats, &fs->pats);
-	if (rc == 0)
-		rc = tree_coll_get(t, c, &c->studs, tree_load_studs, &fs->studs);
-	if (rc == 0)
-		rc = tree_coll_get(t, c, &c->sers, tree_load_sers, &fs->sers);
-	for (k = 0; rc == 0 && k < 3; k++)
-		rc = tree_facet_build(fs, k);
-	if (rc < 0) {
-		tree_facets_destroy(&fs->hdr);
-		return rc;
-	}
-	fs->hdr.fetched = tree_min_time(fs->pats->hdr.fetched,
-					tree_min_time(fs->studs->hdr.fetched, fs->sers->hdr.fetched));
-	*out = &fs->hdr;
-	return 0;
-}
-
-static long tree_facet_find_val(const struct tree_facet *f, const char *name)
-{
-	struct tree_fval key = { .name = (char *)name };
-	const struct tree_fval *v = bsearch(&key, f->vals, f->nvals, sizeof(*f->vals),
-					    tree_cmp_fval);
-
-	return v ? v - f->vals : -1;
-}
-
-static const struct tree_link *tree_facet_find_link(const struct tree_facet *f, size_t val,
-						    const char *name)
-{
-	struct tree_link key = { .name = (char *)name, .val = (uint32_t)val };
-
-	return bsearch(&key, f->links, f->nlinks, sizeof(*f->links), tree_cmp_link);
+	if (asprintf(&s, "%.*s~%zu", (int)tree_utf8_cut(name, TREE_NAME_MAX - 22), name, n) < 0)
+		return NULL;
+	return s;
 }
 
 /* The values the collection's value list names for facet k that no series carries:
  * sanitised, sorted, as new strings in *out. Costs the value-list requests. */
-static int tree_facet_extra(struct tree *t, struct tree_coll *c, const struct tree_facet *f,
+static int tree_facet_extra(struct tree *t, struct tree_coll *c, const struct tree_fvals *fv,
 			    unsigned k, char ***out, size_t *count)
 {
 	struct tree_vals *v = NULL;
 	const struct tcia_values *list;
-	size_t i, n = 0;
+	size_t i, j, n = 0;
 	char **names;
 	int rc;
 
@@ -264,14 +180,17 @@ static int tree_facet_extra(struct tree *t, struct tree_coll *c, const struct tr
 	for (i = 0; i < list->count; i++) {
 		const char *api = list->v[i].value;
 
-		if (!api || !*api || tree_index_find(f->vals, f->by_api, f->nvals,
-						     sizeof(*f->vals),
-						     offsetof(struct tree_fval, api), api) >= 0)
+		if (!api || !*api)
+			continue;
+		for (j = 0; j < fv->n[k]; j++)
+			if (fv->v[k][j].api && strcmp(fv->v[k][j].api, api) == 0)
+				break;
+		if (j < fv->n[k])
 			continue;
 		names[n] = tree_sanitize_name(api);
 		if (!names[n])
 			goto out_free;
-		if (tree_facet_find_val(f, names[n]) >= 0) {
+		if (tree_fval_find(fv, k, names[n])) {
 			free(names[n]);
 			continue;
 		}
@@ -298,6 +217,125 @@ static void tree_free_names(char **names, size_t n)
 	free(names);
 }
 
+/* One facet link found: the series and its folders' names, copied into the node. */
+struct tree_link_find {
+	struct tree_node *n;
+	size_t skip;		/* rows to pass over first (a "~N" twin) */
+	const char *want;	/* the whole link name, when looking by listing */
+	const char *prev;
+	char *prev_name;
+	size_t run;
+	bool found;
+};
+
+static int tree_link_take(struct tree_link_find *lf, const struct catalog_series *s,
+			  const char *pat, const char *stud)
+{
+	struct catalog_series *d = &lf->n->cser;
+	char **f[] = { &d->coll, &d->pid, &d->study, &d->uid, &d->name, &d->full, &d->raw,
+		       &d->facet[0], &d->facet[1], &d->facet[2] };
+	size_t i;
+
+	*d = *s;
+	for (i = 0; i < sizeof(f) / sizeof(f[0]); i++)
+		if (*f[i] && !(*f[i] = strdup(*f[i]))) {
+			while (++i < sizeof(f) / sizeof(f[0]))
+				*f[i] = NULL;
+			return -ENOMEM;
+		}
+	lf->n->lpat = strdup(pat);
+	lf->n->lstud = strdup(stud);
+	lf->found = true;
+	return lf->n->lpat && lf->n->lstud ? 1 : -ENOMEM;
+}
+
+static int tree_link_by_parts(void *arg, const struct catalog_series *s, const char *pat,
+			      const char *stud)
+{
+	struct tree_link_find *lf = arg;
+
+	if (lf->skip > 0) {
+		lf->skip--;
+		return 0;
+	}
+	return tree_link_take(lf, s, pat, stud);
+}
+
+/* The slow way, for names cut to 255 bytes: every link of the value, named as listed. */
+static int tree_link_by_listing(void *arg, const struct catalog_series *s, const char *pat,
+				const char *stud)
+{
+	struct tree_link_find *lf = arg;
+	char *name = tree_link_name(pat, s->name), *shown;
+	int rc = 0;
+
+	if (!name)
+		return -ENOMEM;
+	if (lf->prev_name && strcmp(lf->prev_name, name) == 0) {
+		lf->run++;
+		shown = tree_link_twin(name, lf->run + 1);
+	} else {
+		lf->run = 0;
+		shown = strdup(name);
+	}
+	free(lf->prev_name);
+	lf->prev_name = name;
+	if (!shown)
+		return -ENOMEM;
+	if (strcmp(shown, lf->want) == 0)
+		rc = tree_link_take(lf, s, pat, stud);
+	free(shown);
+	return rc;
+}
+
+/* Finds link name among value's links: "<patient>_<series>" split at each '_' and
+ * looked up through the catalog's indices (a "~N" twin is the N-th such series). */
+static int tree_link_find(struct tree *t, struct tree_node *n, const char *value,
+			  const char *name)
+{
+	struct tree_link_find lf = { .n = n };
+	char buf[TREE_NAME_MAX + 1], *tilde;
+	size_t len, i, nth = 0;
+	int rc;
+
+	snprintf(buf, sizeof(buf), "%s", name);
+	len = strlen(buf);
+	tilde = strrchr(buf, '~');
+	for (int pass = 0; pass < 2 && !lf.found; pass++) {
+		if (pass == 1) {
+			char *end;
+
+			if (!tilde || tilde[1] == '\0')
+				break;
+			nth = strtoul(tilde + 1, &end, 10);
+			if (*end || nth < 2)
+				break;
+			*tilde = '\0';
+			len = strlen(buf);
+		}
+		for (i = 1; i + 1 < len && !lf.found; i++) {
+			if (buf[i] != '_')
+				continue;
+			buf[i] = '\0';
+			lf.skip = nth ? nth - 1 : 0;
+			rc = catalog_facet_link(t->cat, n->coll->api, n->facet, value, buf,
+						buf + i + 1, tree_link_by_parts, &lf);
+			buf[i] = '_';
+			if (rc < 0)
+				return rc;
+		}
+	}
+	if (!lf.found && strlen(name) >= TREE_NAME_MAX - 24) {
+		lf.want = name;
+		rc = catalog_facet_links(t->cat, n->coll->api, n->facet, value,
+					 tree_link_by_listing, &lf);
+		free(lf.prev_name);
+		if (rc < 0)
+			return rc;
+	}
+	return lf.found ? 0 : -ENOENT;
+}
+
 /* ---- manifests ------------------------------------------------------------------- */
 
 struct tree_mlink {
@@ -306,7 +344,7 @@ struct tree_mlink {
 	time_t mtime;
 };
 
-/* A manifest resolved against the archive. */
+/* A manifest resolved against the archive: its links (not the series behind them). */
 struct tree_mres {
 	struct tree_snap hdr;
 	size_t nlinks;
@@ -334,96 +372,93 @@ static int tree_cmp_mlink(const void *a, const void *b)
 	return strcmp(((const struct tree_mlink *)a)->name, ((const struct tree_mlink *)b)->name);
 }
 
-/* What a manifest resolution holds per collection while it works. */
-struct tree_mcoll {
-	struct tree_pats *pats;
-	struct tree_studs *studs;
-	struct tree_sers *sers;
-	bool probed;		/* sers was loaded because a UID's getSeries named it */
+/* The collections a manifest's resolution loaded in bulk already (by API name). */
+struct tree_probed {
+	char **colls;
+	size_t n;
 };
 
-static const struct tree_ser *tree_mcoll_find(const struct tree_mcoll *mc, const char *uid)
+static bool tree_probed_has(const struct tree_probed *p, const char *coll)
 {
-	long i;
+	size_t i;
 
-	if (!mc->sers)
-		return NULL;
-	i = tree_index_find(mc->sers->v, mc->sers->by_uid, mc->sers->count,
-			    sizeof(*mc->sers->v), offsetof(struct tree_ser, uid), uid);
-	return i < 0 ? NULL : &mc->sers->v[i];
+	for (i = 0; i < p->n; i++)
+		if (strcmp(p->colls[i], coll) == 0)
+			return true;
+	return false;
 }
 
-/* Finds uid's series: in a collection already at hand, else by one getSeries for the
- * UID, which names the collection to load in bulk (so a manifest of one collection costs
- * a handful of requests, not one per UID). Returns 0 with *ci and *ser (NULL when the
- * archive does not know the UID), or -errno. */
-static int tree_man_locate(struct tree *t, struct tree_colls *cs, struct tree_mcoll *mcs,
-			   const char *uid, size_t *ci, const struct tree_ser **ser)
+/* The series of uid, placed in the tree: from the catalog when its load is trusted,
+ * else one getSeries for the UID names the collection to load in bulk (so a manifest
+ * of one collection costs a handful of requests, not one per UID). Returns 0 with
+ * *out filled (its uid NULL when the archive does not know the UID), or -errno. */
+static int tree_man_locate(struct tree *t, struct tree_probed *probed, const char *uid,
+			   struct catalog_series *out)
 {
 	struct tcia_filter f = { .series_uid = uid };
 	struct tcia_series_list l;
-	size_t i;
+	char **grown;
 	int rc;
 
-	*ser = NULL;
-	for (i = 0; i < cs->count; i++)
-		if ((*ser = tree_mcoll_find(&mcs[i], uid))) {
-			*ci = i;
-			return 0;
-		}
+	rc = catalog_series_by_uid(t->cat, uid, out);
+	if (rc == 0 && (t->offline ||
+			tree_scope_fresh(t, CATALOG_COLLECTION, out->coll, NULL) == 1 ||
+			tree_scope_fresh(t, CATALOG_PATIENT, out->coll, out->pid) == 1))
+		return 0;
+	catalog_series_clear(out);
+	if (rc < 0 && rc != -ENOENT)
+		return rc;
+	if (t->offline)
+		return 0;
 	rc = tcia_get_series(t->tcia, &f, &l);
 	if (rc < 0)
 		return rc;
-	for (i = 0; l.count == 1 && l.v[0].collection && i < cs->count; i++)
-		if (strcmp(cs->v[i].api, l.v[0].collection) == 0)
-			break;
-	if (l.count == 1 && i < cs->count && !mcs[i].probed) {
-		mcs[i].probed = true;
-		tree_snap_put(t, mcs[i].sers ? &mcs[i].sers->hdr : NULL);
-		mcs[i].sers = NULL;
-		rc = tree_coll_get(t, &cs->v[i], &cs->v[i].sers, tree_load_sers, &mcs[i].sers);
-		if (rc == 0) {
-			*ci = i;
-			*ser = tree_mcoll_find(&mcs[i], uid);
+	if (l.count == 1 && l.v[0].collection && !tree_probed_has(probed, l.v[0].collection)) {
+		grown = realloc(probed->colls, (probed->n + 1) * sizeof(*grown));
+		rc = -ENOMEM;
+		if (grown) {
+			probed->colls = grown;
+			grown[probed->n] = strdup(l.v[0].collection);
+			if (grown[probed->n])
+				probed->n++;
+			rc = grown[probed->n - 1] ? tree_cat_collection(t, l.v[0].collection)
+						  : -ENOMEM;
 		}
+		if (rc == 0 && catalog_series_by_uid(t->cat, uid, out) < 0)
+			catalog_series_clear(out);
 	}
 	tcia_series_list_clear(&l);
 	return rc;
 }
 
-/* The link for a located series: its folders' names, loading the collection's
- * patients and studies if need be. Returns 0, 1 when the API's lists disagree (the
- * series counts as missing), or -errno. */
-static int tree_man_link(struct tree *t, struct tree_coll *c, struct tree_mcoll *mc,
-			 const struct tree_ser *ser, struct tree_mlink *out)
+/* The link for a located series. Returns 0, 1 when the catalog cannot place it (the
+ * API's lists disagree: the series counts as missing), or -errno. */
+static int tree_man_link(struct tree *t, const struct catalog_series *ser,
+			 struct tree_mlink *out)
 {
-	const struct tree_stud *stud;
-	const struct tree_pat *pat;
-	int rc = 0;
+	char *coll, *pat, *stud;
+	int rc;
 
-	if (!mc->pats)
-		rc = tree_coll_get(t, c, &c->pats, tree_load_pats, &mc->pats);
-	if (rc == 0 && !mc->studs)
-		rc = tree_coll_get(t, c, &c->studs, tree_load_studs, &mc->studs);
+	rc = tree_series_place(t, ser, &coll, &pat, &stud);
 	if (rc < 0)
-		return rc;
-	if (tree_ser_place(mc->pats, mc->studs, ser, &pat, &stud) < 0)
-		return 1;
-	out->name = tree_link_name(pat->name, ser->name);
-	if (asprintf(&out->target, "../../%s/%s/%s/%s", c->name, pat->name, stud->name,
-		     ser->name) < 0)
+		return rc == -ENOENT ? 1 : rc;
+	out->name = tree_link_name(pat, ser->name);
+	if (asprintf(&out->target, "../../%s/%s/%s/%s", coll, pat, stud, ser->name) < 0)
 		out->target = NULL;
-	out->mtime = ser->mtime;
+	out->mtime = (time_t)ser->mtime;
+	free(coll);
+	free(pat);
+	free(stud);
 	return out->name && out->target ? 0 : -ENOMEM;
 }
 
 static int tree_load_mres(struct tree *t, void *arg, struct tree_snap **out)
 {
 	struct tree_man *man = arg;
+	struct tree_probed probed = { NULL, 0 };
 	struct tree_colls *cs = NULL;
-	struct tree_mcoll *mcs = NULL;
 	struct tree_mres *r;
-	size_t i, ci = 0, len;
+	size_t i, len;
 	int rc;
 
 	r = calloc(1, sizeof(*r));
@@ -439,27 +474,24 @@ static int tree_load_mres(struct tree *t, void *arg, struct tree_snap **out)
 	rc = tree_get_colls(t, &cs);
 	if (rc < 0)
 		goto out_free;
-	rc = -ENOMEM;
-	mcs = calloc(cs->count ? cs->count : 1, sizeof(*mcs));
-	if (!mcs)
-		goto out_free;
-	for (i = 0; i < cs->count; i++)
-		mcs[i].sers = (struct tree_sers *)tree_peek(t, &cs->v[i].sers);
 	for (i = 0; i < man->m.count; i++) {
 		const char *uid = man->m.uids[i];
-		const struct tree_ser *ser;
+		struct catalog_series ser;
 		char *p;
 
-		rc = tree_man_locate(t, cs, mcs, uid, &ci, &ser);
-		if (rc == 0 && ser)
-			rc = tree_man_link(t, &cs->v[ci], &mcs[ci], ser, &r->links[r->nlinks]);
+		rc = tree_man_locate(t, &probed, uid, &ser);
+		if (rc == 0 && ser.uid)
+			rc = tree_man_link(t, &ser, &r->links[r->nlinks]);
+		else if (rc == 0)
+			rc = 1;
+		catalog_series_clear(&ser);
 		if (rc < 0) {
 			free(r->links[r->nlinks].name);
 			free(r->links[r->nlinks].target);
 			memset(&r->links[r->nlinks], 0, sizeof(r->links[0]));
 			goto out_free;
 		}
-		if (ser && rc == 0) {
+		if (rc == 0) {
 			r->nlinks++;
 			continue;
 		}
@@ -487,12 +519,7 @@ static int tree_load_mres(struct tree *t, void *arg, struct tree_snap **out)
 out_free:
 	if (r)
 		tree_mres_destroy(&r->hdr);
-	for (i = 0; mcs && i < cs->count; i++) {
-		tree_snap_put(t, mcs[i].sers ? &mcs[i].sers->hdr : NULL);
-		tree_snap_put(t, mcs[i].studs ? &mcs[i].studs->hdr : NULL);
-		tree_snap_put(t, mcs[i].pats ? &mcs[i].pats->hdr : NULL);
-	}
-	free(mcs);
+	tree_free_names(probed.colls, probed.n);
 	tree_snap_put(t, cs ? &cs->hdr : NULL);
 	return rc;
 }
@@ -546,7 +573,6 @@ static struct tree_man *tree_find_man(struct tree *t, const char *name)
 	return NULL;
 }
 
-
 /* ---- resolving view paths -------------------------------------------------------- */
 
 const char *const tree_table_names[3] = { "patients.csv", "studies.csv", "series.csv" };
@@ -565,7 +591,8 @@ int tree_facet_index(const char *name)
 int tree_resolve_facet(struct tree *t, char comps[][TREE_NAME_MAX + 1], int depth,
 		       unsigned k, struct tree_node *n)
 {
-	struct tree_facets *fs;
+	const struct tree_fval *v;
+	struct tree_fvals *fv;
 	char **extra;
 	size_t nextra, i;
 	int rc;
@@ -576,30 +603,32 @@ int tree_resolve_facet(struct tree *t, char comps[][TREE_NAME_MAX + 1], int dept
 		return 0;
 	if (depth > 4)
 		return -ENOENT;
-	rc = tree_coll_get(t, n->coll, &n->coll->facets, tree_load_facets, &fs);
+	rc = tree_coll_get(t, n->coll, &n->coll->facets, tree_load_fvals, &fv);
 	if (rc < 0)
 		return rc;
-	n->view = &fs->hdr;
+	n->view = &fv->hdr;
 	n->kind = TK_FACET_VAL;
-	n->val = tree_facet_find_val(&fs->f[k], comps[2]);
-	if (n->val < 0) {
+	v = tree_fval_find(fv, k, comps[2]);
+	if (!v) {
 		/* Perhaps a value the value list names but no series carries: empty. */
 		if (depth == 4)
 			return -ENOENT;
-		rc = tree_facet_extra(t, n->coll, &fs->f[k], k, &extra, &nextra);
+		rc = tree_facet_extra(t, n->coll, fv, k, &extra, &nextra);
 		if (rc < 0)
 			return rc;
 		for (i = 0; i < nextra && strcmp(extra[i], comps[2]) != 0; i++)
 			;
 		tree_free_names(extra, nextra);
+		n->fempty = true;
 		return i < nextra ? 0 : -ENOENT;
 	}
+	if (v->api && !(n->fval = strdup(v->api)))
+		return -ENOMEM;
 	if (depth == 3)
 		return 0;
-	n->link = tree_facet_find_link(&fs->f[k], (size_t)n->val, comps[3]);
-	if (!n->link)
-		return -ENOENT;
-	n->ser = n->link->ser;
+	rc = tree_link_find(t, n, n->fval, comps[3]);
+	if (rc < 0)
+		return rc;
 	n->kind = TK_LINK;
 	return 0;
 }
@@ -635,102 +664,250 @@ int tree_resolve_man(struct tree *t, char comps[][TREE_NAME_MAX + 1], int depth,
 	return 0;
 }
 
+/* ---- tables ------------------------------------------------------------------------ */
 
-/* ---- tables, citations, links ---------------------------------------------------- */
-
-/* The absolute path of a folder for the tables' Path column. NULL if out of memory. */
-static char *tree_table_path(const struct tree *t, const char *coll, const char *pat,
-			     const char *stud, const char *ser)
-{
-	char *p;
-
-	if (asprintf(&p, "%s/%s/%s%s%s%s%s", t->mountpoint, coll, pat, stud ? "/" : "",
-		     stud ? stud : "", ser ? "/" : "", ser ? ser : "") < 0)
-		return NULL;
-	return p;
-}
-
-/* One row source of a table: the object as the API sent it, and where it is shown. */
-struct tree_row {
-	const char *raw;
-	char *path;
+/* A table rendered for a collection, as it stood at a load: an unlinked file. */
+struct tree_table {
+	char *coll;
+	unsigned which;
+	int64_t stamp;		/* the newest load it was rendered from */
+	int fd;
+	off_t size;
+	struct tree_table *next;
 };
 
-static int tree_cmp_row(const void *a, const void *b)
+void tree_tables_free(struct tree *t)
 {
-	return strcmp(((const struct tree_row *)a)->path, ((const struct tree_row *)b)->path);
+	while (t->tables) {
+		struct tree_table *tab = t->tables;
+
+		t->tables = tab->next;
+		close(tab->fd);
+		free(tab->coll);
+		free(tab);
+	}
+}
+
+/* What a rendering streams through: the table's text, written out every few rows. */
+struct tree_table_out {
+	struct tree *t;
+	const char *coll;	/* the folder's name */
+	struct view_table *tab;
+	int fd;
+	size_t rows;
+	int rc;
+};
+
+static int tree_table_scan(void *arg, const char *const *cols, size_t n)
+{
+	struct tree_table_out *o = arg;
+
+	(void)n;
+	return view_table_scan(o->tab, cols[0]);
+}
+
+static int tree_table_drain(struct tree_table_out *o)
+{
+	char *text;
+	size_t len;
+	int rc = view_table_finish(o->tab, &text, &len);
+
+	if (rc < 0)
+		return rc;
+	rc = len ? fileio_write_all(o->fd, text, len) : 0;
+	free(text);
+	return rc;
+}
+
+static int tree_table_row(void *arg, const char *const *cols, size_t n)
+{
+	struct tree_table_out *o = arg;
+	char *path;
+	int rc;
+
+	(void)n;
+	if (asprintf(&path, "%s/%s/%s%s%s%s%s", o->t->mountpoint, o->coll, cols[1],
+		     cols[2] ? "/" : "", cols[2] ? cols[2] : "", cols[3] ? "/" : "",
+		     cols[3] ? cols[3] : "") < 0)
+		return -ENOMEM;
+	rc = view_table_row(o->tab, cols[0], path);
+	free(path);
+	if (rc == 0 && ++o->rows % 1024 == 0)
+		rc = tree_table_drain(o);
+	return rc;
+}
+
+/* A new unlinked file under the cache folder for a rendering. */
+static int tree_table_tmpfile(struct tree *t)
+{
+	char tmpl[4096];
+	int fd = open(t->cache_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+
+	if (fd >= 0 || (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL))
+		return fd >= 0 ? fd : -errno;
+	/* A filesystem without O_TMPFILE: a named file, unlinked at once. */
+	if (snprintf(tmpl, sizeof(tmpl), "%s/.table-XXXXXX", t->cache_dir) >= (int)sizeof(tmpl))
+		return -ENAMETOOLONG;
+	fd = mkostemp(tmpl, O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	unlink(tmpl);
+	return fd;
+}
+
+static int tree_table_render(struct tree *t, struct tree_coll *c, unsigned which, int *fd,
+			     off_t *size)
+{
+	struct tree_table_out o = { t, c->name, NULL, -1, 0, 0 };
+	int rc;
+
+	rc = view_table_new(&o.tab);
+	if (rc < 0)
+		return rc;
+	o.fd = tree_table_tmpfile(t);
+	if (o.fd < 0) {
+		rc = o.fd;
+		log_err("%s/%s: cannot make a file to render it in %s: %s", c->name,
+			tree_table_names[which], t->cache_dir, strerror(-rc));
+		goto out_free;
+	}
+	rc = catalog_table(t->cat, c->api, which, tree_table_scan, &o);
+	if (rc == 0)
+		rc = catalog_table(t->cat, c->api, which, tree_table_row, &o);
+	if (rc == 0)
+		rc = tree_table_drain(&o);
+	if (rc == 0) {
+		*size = lseek(o.fd, 0, SEEK_END);
+		*fd = o.fd;
+		o.fd = -1;
+	}
+	if (o.fd >= 0)
+		close(o.fd);
+out_free:
+	view_table_free(o.tab);
+	return rc;
 }
 
 /* patients.csv, studies.csv, series.csv: one row per object in path order, every
- * attribute a column, the folder's absolute path last. */
-int tree_render_table(struct tree *t, struct tree_node *n, char **out, size_t *len)
+ * attribute a column, the folder's absolute path last. Rendered once per load of the
+ * collection; *fd is a new descriptor of it (for an open; NULL for a stat). */
+int tree_table_file(struct tree *t, struct tree_coll *c, unsigned which, int *fd, off_t *size)
 {
-	struct tree_pats *pats = NULL;
-	struct tree_studs *studs = NULL;
-	struct tree_sers *sers = NULL;
-	struct view_table *tab = NULL;
-	struct tree_row *rows = NULL;
-	size_t i, count = 0, nrows = 0;
+	struct tree_table *tab;
+	int64_t stamp = 0, when;
+	int rfd = -1, rc;
+	off_t rsize = 0;
+
+
+	rc = tree_cat_patients(t, c->api);
+	if (rc == 0 && which > 0)
+		rc = tree_cat_collection(t, c->api);
+	if (rc < 0)
+		return rc;
+	if (catalog_loaded(t->cat, CATALOG_PATIENTS, c->api, NULL, &when, NULL) == 0)
+		stamp = when;
+	if (which > 0 && catalog_loaded(t->cat, CATALOG_COLLECTION, c->api, NULL, &when,
+					NULL) == 0 && when > stamp)
+		stamp = when;
+	pthread_mutex_lock(&t->lock);
+	for (tab = t->tables; tab; tab = tab->next)
+		if (tab->which == which && strcmp(tab->coll, c->api) == 0)
+			break;
+	if (tab && tab->stamp == stamp)
+		goto out_answer;
+	pthread_mutex_unlock(&t->lock);
+	rc = tree_table_render(t, c, which, &rfd, &rsize);
+	if (rc < 0)
+		return rc;
+	pthread_mutex_lock(&t->lock);
+	for (tab = t->tables; tab; tab = tab->next)
+		if (tab->which == which && strcmp(tab->coll, c->api) == 0)
+			break;
+	if (!tab && (tab = calloc(1, sizeof(*tab))) != NULL) {
+		tab->coll = strdup(c->api);
+		tab->which = which;
+		tab->fd = -1;
+		if (!tab->coll) {
+			free(tab);
+			tab = NULL;
+		} else {
+			tab->next = t->tables;
+			t->tables = tab;
+		}
+	}
+	if (!tab) {
+		pthread_mutex_unlock(&t->lock);
+		close(rfd);
+		return -ENOMEM;
+	}
+	/* Another thread's rendering of the same load is as good: the first one kept. */
+	if (tab->stamp != stamp || tab->fd < 0) {
+		if (tab->fd >= 0)
+			close(tab->fd);
+		tab->fd = rfd;
+		tab->size = rsize;
+		tab->stamp = stamp;
+		rfd = -1;
+	}
+out_answer:
+	*size = tab->size;
+	rc = 0;
+	if (fd && (*fd = dup(tab->fd)) < 0)
+		rc = -errno;
+	pthread_mutex_unlock(&t->lock);
+	if (rfd >= 0)
+		close(rfd);
+	return rc;
+}
+
+/* ---- licences and citations --------------------------------------------------------- */
+
+struct tree_licence_acc {
+	json_t *arr;
+};
+
+static int tree_licence_one(void *arg, const char *const *cols, size_t n)
+{
+	struct tree_licence_acc *a = arg;
+
+	(void)n;
+	return json_array_append_new(a->arr, json_string(cols[0])) ? -ENOMEM : 0;
+}
+
+/* What the collection's series say of their licence and DOI: an object with LicenseName,
+ * LicenseURI and CollectionURI, each a string when there is one value, an array when
+ * they differ, absent when none (the collection loaded in bulk). */
+int tree_licence(struct tree *t, struct tree_coll *c, json_t **out)
+{
+	static const char *const keys[] = { "LicenseName", "LicenseURI", "CollectionURI" };
+	json_t *obj;
+	size_t k;
 	int rc;
 
-	rc = tree_coll_get(t, n->coll, &n->coll->pats, tree_load_pats, &pats);
-	if (rc == 0 && n->facet >= 1)
-		rc = tree_coll_get(t, n->coll, &n->coll->studs, tree_load_studs, &studs);
-	if (rc == 0 && n->facet == 2)
-		rc = tree_coll_get(t, n->coll, &n->coll->sers, tree_load_sers, &sers);
+	*out = NULL;
+	rc = tree_cat_collection(t, c->api);
 	if (rc < 0)
-		goto out_put;
-	count = n->facet == 0 ? pats->count : n->facet == 1 ? studs->count : sers->count;
-	rc = -ENOMEM;
-	rows = calloc(count ? count : 1, sizeof(*rows));
-	if (!rows || view_table_new(&tab) < 0)
-		goto out_free;
-	for (i = 0; i < count; i++) {
-		struct tree_row *r = &rows[nrows];
-		const struct tree_stud *stud;
-		const struct tree_pat *pat;
-		long pi;
+		return rc;
+	obj = json_object();
+	if (!obj)
+		return -ENOMEM;
+	for (k = 0; k < 3 && rc == 0; k++) {
+		struct tree_licence_acc a = { json_array() };
 
-		if (n->facet == 0) {
-			r->raw = pats->v[i].raw;
-			r->path = tree_table_path(t, n->coll->name, pats->v[i].name, NULL, NULL);
-		} else if (n->facet == 1) {
-			stud = &studs->v[i];
-			pi = tree_index_find(pats->v, pats->by_id, pats->count, sizeof(*pats->v),
-					     offsetof(struct tree_pat, id), stud->pid);
-			if (pi < 0)
-				continue;	/* not shown in the tree either */
-			r->raw = stud->raw;
-			r->path = tree_table_path(t, n->coll->name, pats->v[pi].name, stud->name,
-						  NULL);
-		} else {
-			if (tree_ser_place(pats, studs, &sers->v[i], &pat, &stud) < 0)
-				continue;
-			r->raw = sers->v[i].raw;
-			r->path = tree_table_path(t, n->coll->name, pat->name, stud->name,
-						  sers->v[i].name);
-		}
-		if (!r->path)
-			goto out_free;
-		nrows++;
+		rc = a.arr ? catalog_licence(t->cat, c->api, keys[k], tree_licence_one, &a)
+			   : -ENOMEM;
+		if (rc == 0 && json_array_size(a.arr) == 1)
+			rc = json_object_set(obj, keys[k], json_array_get(a.arr, 0)) ? -ENOMEM : 0;
+		else if (rc == 0 && json_array_size(a.arr) > 1)
+			rc = json_object_set(obj, keys[k], a.arr) ? -ENOMEM : 0;
+		json_decref(a.arr);
 	}
-	qsort(rows, nrows, sizeof(*rows), tree_cmp_row);
-	for (i = 0, rc = 0; rc == 0 && i < nrows; i++)
-		rc = view_table_scan(tab, rows[i].raw);
-	for (i = 0; rc == 0 && i < nrows; i++)
-		rc = view_table_row(tab, rows[i].raw, rows[i].path);
-	if (rc == 0)
-		rc = view_table_finish(tab, out, len);
-out_free:
-	for (i = 0; i < nrows; i++)
-		free(rows[i].path);
-	free(rows);
-	view_table_free(tab);
-out_put:
-	tree_snap_put(t, sers ? &sers->hdr : NULL);
-	tree_snap_put(t, studs ? &studs->hdr : NULL);
-	tree_snap_put(t, pats ? &pats->hdr : NULL);
-	return rc;
+	if (rc < 0) {
+		json_decref(obj);
+		return rc;
+	}
+	*out = obj;
+	return 0;
 }
 
 /* The licence object's member key as a list of strings (a string or an array of them). */
@@ -754,16 +931,16 @@ int tree_render_citation(struct tree *t, struct tree_node *n, char **out, size_t
 	const char *dois[TREE_CITATION_MAX], *names[TREE_CITATION_MAX], *uris[TREE_CITATION_MAX];
 	struct view_citation c = { .collection = n->coll->api, .dois = dois,
 				   .licence_names = names, .licence_uris = uris };
-	struct tree_sers *s = NULL;
-	int rc = tree_coll_get(t, n->coll, &n->coll->sers, tree_load_sers, &s);
+	json_t *lic;
+	int rc = tree_licence(t, n->coll, &lic);
 
 	if (rc < 0)
 		return rc;
-	c.ndois = tree_licence_list(s->licence, "CollectionURI", dois, TREE_CITATION_MAX);
-	c.nnames = tree_licence_list(s->licence, "LicenseName", names, TREE_CITATION_MAX);
-	c.nuris = tree_licence_list(s->licence, "LicenseURI", uris, TREE_CITATION_MAX);
+	c.ndois = tree_licence_list(lic, "CollectionURI", dois, TREE_CITATION_MAX);
+	c.nnames = tree_licence_list(lic, "LicenseName", names, TREE_CITATION_MAX);
+	c.nuris = tree_licence_list(lic, "LicenseURI", uris, TREE_CITATION_MAX);
 	rc = view_citation_render(&c, out, len);
-	tree_snap_put(t, &s->hdr);
+	json_decref(lic);
 	return rc;
 }
 
@@ -785,42 +962,38 @@ int tree_link_target(const struct tree_node *n, char *buf, size_t size)
 	if (n->mlink)
 		len = snprintf(buf, size, "%s", n->mlink->target);
 	else
-		len = snprintf(buf, size, "../../%s/%s/%s", n->link->pat, n->link->stud,
-			       n->link->ser->name);
+		len = snprintf(buf, size, "../../%s/%s/%s", n->lpat, n->lstud, n->cser.name);
 	return len < 0 || (size_t)len >= size ? -ENAMETOOLONG : len;
 }
-
 
 /* ---- listing views --------------------------------------------------------------- */
 
 int tree_list_facet_root(struct tree *t, struct tree_node *n, struct tree_lister *l)
 {
-	const struct tree_facet *f;
-	struct tree_facets *fs;
+	struct tree_fvals *fv;
 	const char **names;
 	char **extra;
-	size_t nextra, i, count;
+	size_t nextra, i, count, k = n->facet;
 	struct stat st;
 	int rc;
 
-	rc = tree_coll_get(t, n->coll, &n->coll->facets, tree_load_facets, &fs);
+	rc = tree_coll_get(t, n->coll, &n->coll->facets, tree_load_fvals, &fv);
 	if (rc < 0)
 		return rc;
-	n->view = &fs->hdr;
-	f = &fs->f[n->facet];
-	rc = tree_facet_extra(t, n->coll, f, n->facet, &extra, &nextra);
+	n->view = &fv->hdr;
+	rc = tree_facet_extra(t, n->coll, fv, n->facet, &extra, &nextra);
 	if (rc < 0)
 		return rc;
-	names = calloc(f->nvals + nextra + 1, sizeof(*names));
+	names = calloc(fv->n[k] + nextra + 1, sizeof(*names));
 	if (!names) {
 		tree_free_names(extra, nextra);
 		return -ENOMEM;
 	}
-	for (i = 0; i < f->nvals; i++)
-		names[i] = f->vals[i].name;
+	for (i = 0; i < fv->n[k]; i++)
+		names[i] = fv->v[k][i].name;
 	for (i = 0; i < nextra; i++)
-		names[f->nvals + i] = extra[i];
-	count = f->nvals + nextra;
+		names[fv->n[k] + i] = extra[i];
+	count = fv->n[k] + nextra;
 	qsort(names, count, sizeof(*names), tree_cmp_names);
 	tree_fill_dir(t, t->mounted, &st);
 	for (i = 0; i < count; i++)
@@ -831,31 +1004,52 @@ int tree_list_facet_root(struct tree *t, struct tree_node *n, struct tree_lister
 	return 0;
 }
 
+/* A facet value's links, straight from the catalog: one row at a time. */
+struct tree_link_list {
+	struct tree *t;
+	struct tree_lister *l;
+	char *prev;
+	size_t run;
+};
+
+static int tree_list_link(void *arg, const struct catalog_series *s, const char *pat,
+			  const char *stud)
+{
+	struct tree_link_list *ll = arg;
+	char *name = tree_link_name(pat, s->name), *shown;
+	struct stat st;
+	int len, stop;
+
+	if (!name)
+		return -ENOMEM;
+	if (ll->prev && strcmp(ll->prev, name) == 0) {
+		ll->run++;
+		shown = tree_link_twin(name, ll->run + 1);
+	} else {
+		ll->run = 0;
+		shown = strdup(name);
+	}
+	free(ll->prev);
+	ll->prev = name;
+	if (!shown)
+		return -ENOMEM;
+	len = snprintf(NULL, 0, "../../%s/%s/%s", pat, stud, s->name);
+	tree_fill_link(ll->t, len > 0 ? (size_t)len : 0, (time_t)s->mtime, &st);
+	stop = tree_emit(ll->l, shown, &st, true);
+	free(shown);
+	return stop ? 1 : 0;
+}
+
 int tree_list_facet_val(struct tree *t, struct tree_node *n, struct tree_lister *l)
 {
-	const struct tree_facet *f = &((struct tree_facets *)n->view)->f[n->facet];
-	struct tree_node ln = *n;
-	size_t lo = 0, hi = f->nlinks;
-	struct stat st;
+	struct tree_link_list ll = { t, l, NULL, 0 };
+	int rc;
 
-	if (n->val < 0)
+	if (n->fempty)
 		return 0;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (f->links[mid].val < (uint32_t)n->val)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	for (; lo < f->nlinks && f->links[lo].val == (uint32_t)n->val; lo++) {
-		ln.link = &f->links[lo];
-		ln.ser = ln.link->ser;
-		ln.kind = TK_LINK;
-		if (tree_node_stat(t, &ln, &st) == 0 && tree_emit(l, ln.link->name, &st, true))
-			break;
-	}
-	return 0;
+	rc = catalog_facet_links(t->cat, n->coll->api, n->facet, n->fval, tree_list_link, &ll);
+	free(ll.prev);
+	return rc < 0 ? rc : 0;
 }
 
 int tree_list_mans(struct tree *t, struct tree_lister *l)
@@ -898,5 +1092,5 @@ int tree_list_man(struct tree *t, struct tree_node *n, struct tree_lister *l)
 
 time_t tree_link_mtime(const struct tree_node *n)
 {
-	return n->mlink ? n->mlink->mtime : n->ser->mtime;
+	return n->mlink ? n->mlink->mtime : (time_t)n->cser.mtime;
 }
