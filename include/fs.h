@@ -29,6 +29,7 @@ enum fs_read_path {
  * once, at the first refused open), so it is read and written atomically. */
 struct tciafs {
 	struct tree *tree;
+	const char *spool_dir;	/* where big folder listings are spooled (the cache folder) */
 	double entry_timeout;	/* seconds the kernel may keep names and attributes */
 	double negative_timeout;	/* seconds the kernel may remember a missing name */
 	bool passthrough;	/* -o passthrough=on (the default) */

@@ -7,11 +7,13 @@
 #include "fs.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/statvfs.h>
+#include <unistd.h>
 
 #include <fuse_lowlevel.h>
 
@@ -286,42 +288,176 @@ static int fs_readlink(const char *path, char *buf, size_t size)
 	return rc < 0 ? (int)rc : 0;
 }
 
-struct fs_fill {
-	void *buf;
-	fuse_fill_dir_t filler;
-	enum fuse_fill_dir_flags flags;
+/* An open folder's listing, made at its first read and spooled: in memory while small,
+ * past FS_DIR_MEM in an unlinked file under the cache folder, so that a folder of
+ * 200,000 entries costs the daemon no more memory than a small one, and each readdir
+ * call resumes at its offset (the byte offset of the next record). */
+#define FS_DIR_MEM ((size_t)256 * 1024)
+/* Entries given with their attributes (readdirplus) per listing: libfuse keeps a node for
+ * each until the kernel forgets it, so a folder of 200,000 links would cost some 30 MB of
+ * them. Past this many, entries go out with their type only; a stat asks for the rest. */
+#define FS_DIR_PLUS_MAX 4096
+
+struct fs_dirent {		/* a record's head; the name and its NUL follow */
+	uint32_t size;		/* the whole record, padded to 8 bytes */
+	uint8_t complete;
+	struct stat st;
 };
 
-static int fs_fill_one(void *ctx, const char *name, const struct stat *st, bool complete)
-{
-	struct fs_fill *f = ctx;
+struct fs_dir {
+	bool listed;
+	size_t count;		/* entries added */
+	char *buf;		/* the records (fd < 0), or the write/read window (fd >= 0) */
+	size_t len;		/* bytes in buf */
+	int fd;			/* the spool file, -1 while in memory */
+	off_t size;		/* bytes in the spool file */
+	off_t win;		/* file offset of buf when used as a read window */
+	int rc;			/* a spooling failure */
+};
 
-	/* Without complete attributes, only the type goes out; the kernel asks later. */
-	return f->filler(f->buf, name, st, 0, complete ? f->flags : 0);
+static void fs_dir_free(struct fs_dir *d)
+{
+	if (d->fd >= 0)
+		close(d->fd);
+	free(d->buf);
+	free(d);
+}
+
+static int fs_dir_spill(struct fs_dir *d)
+{
+	const char *dir = fs_ctx()->spool_dir ? fs_ctx()->spool_dir : "/tmp";
+
+	if (d->fd < 0) {
+		d->fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+		if (d->fd < 0)
+			return -errno;
+	}
+	if (pwrite(d->fd, d->buf, d->len, d->size) != (ssize_t)d->len)
+		return errno ? -errno : -EIO;
+	d->size += (off_t)d->len;
+	d->len = 0;
+	return 0;
+}
+
+static int fs_dir_add(void *ctx, const char *name, const struct stat *st, bool complete)
+{
+	struct fs_dir *d = ctx;
+	size_t n = strlen(name) + 1, rec = (sizeof(struct fs_dirent) + n + 7) & ~(size_t)7;
+	struct fs_dirent *e;
+
+	if (d->rc)
+		return 1;
+	if (d->len + rec > FS_DIR_MEM && (d->rc = fs_dir_spill(d)) < 0)
+		return 1;
+	e = (struct fs_dirent *)(d->buf + d->len);
+	memset(e, 0, rec);
+	e->size = (uint32_t)rec;
+	e->complete = complete && ++d->count <= FS_DIR_PLUS_MAX;
+	e->st = *st;
+	memcpy((char *)(e + 1), name, n);
+	d->len += rec;
+	return 0;
+}
+
+/* Makes the listing: ".", "..", then the tree's entries. */
+static int fs_dir_list(struct fs_dir *d, const char *path)
+{
+	struct store_caller who = fs_caller();
+	struct stat dot = { .st_mode = S_IFDIR };
+	int rc;
+
+	fs_dir_add(d, ".", &dot, false);
+	fs_dir_add(d, "..", &dot, false);
+	rc = tree_list(fs_ctx()->tree, path, &who, fs_dir_add, d);
+	if (rc == 0)
+		rc = d->rc;
+	if (rc == 0 && d->fd >= 0)
+		rc = fs_dir_spill(d);
+	if (rc < 0)
+		return rc;
+	if (d->fd < 0)
+		d->size = (off_t)d->len;
+	else
+		d->len = 0;	/* buf is a read window from now on */
+	d->win = -1;
+	d->listed = true;
+	return 0;
+}
+
+/* The record at off, or NULL at the end (or on a read error, *rc set). */
+static const struct fs_dirent *fs_dir_at(struct fs_dir *d, off_t off, int *rc)
+{
+	const struct fs_dirent *e;
+	ssize_t got;
+
+	if (off >= d->size)
+		return NULL;
+	if (d->fd < 0)
+		return (const struct fs_dirent *)(d->buf + off);
+	if (d->win < 0 || off < d->win || off + (off_t)sizeof(*e) > d->win + (off_t)d->len ||
+	    off + (off_t)((const struct fs_dirent *)(d->buf + (off - d->win)))->size >
+		    d->win + (off_t)d->len) {
+		got = pread(d->fd, d->buf, FS_DIR_MEM, off);
+		if (got < (ssize_t)sizeof(*e)) {
+			*rc = got < 0 ? -errno : -EIO;
+			return NULL;
+		}
+		d->win = off;
+		d->len = (size_t)got;
+	}
+	return (const struct fs_dirent *)(d->buf + (off - d->win));
 }
 
 static int fs_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t off,
 		      struct fuse_file_info *fi, enum fuse_readdir_flags flags)
 {
-	struct fs_fill f = { buf, filler, 0 };
-	struct store_caller who = fs_caller();
-
-	(void)off;
-	(void)fi;
+	struct fs_dir *d = (struct fs_dir *)(uintptr_t)fi->fh;
 	/* Hand back full attributes (readdirplus) so ls -l and find need no stat each. */
-	if (flags & FUSE_READDIR_PLUS)
-		f.flags = FUSE_FILL_DIR_PLUS;
-	filler(buf, ".", NULL, 0, 0);
-	filler(buf, "..", NULL, 0, 0);
-	return tree_list(fs_ctx()->tree, path, &who, fs_fill_one, &f);
+	enum fuse_fill_dir_flags plus = flags & FUSE_READDIR_PLUS ? FUSE_FILL_DIR_PLUS : 0;
+	const struct fs_dirent *e;
+	int rc = 0;
+
+	if (!d->listed) {
+		rc = fs_dir_list(d, path);
+		if (rc < 0)
+			return rc;
+	}
+	while ((e = fs_dir_at(d, off, &rc)) != NULL) {
+		off_t next = off + e->size;
+		const char *name = (const char *)(e + 1);
+
+		/* Without complete attributes only the type goes out; the kernel asks later. */
+		if (filler(buf, name, &e->st, next, e->complete ? plus : 0))
+			break;
+		off = next;
+	}
+	return rc;
 }
 
 static int fs_opendir(const char *path, struct fuse_file_info *fi)
 {
 	struct store_caller who = fs_caller();
+	struct fs_dir *d;
+	int rc;
 
-	(void)fi;
-	return tree_opendir(fs_ctx()->tree, path, &who);
+	rc = tree_opendir(fs_ctx()->tree, path, &who);
+	if (rc < 0)
+		return rc;
+	d = calloc(1, sizeof(*d));
+	if (!d || !(d->buf = malloc(FS_DIR_MEM))) {
+		free(d);
+		return -ENOMEM;
+	}
+	d->fd = -1;
+	fi->fh = (uintptr_t)d;
+	return 0;
+}
+
+static int fs_releasedir(const char *path, struct fuse_file_info *fi)
+{
+	(void)path;
+	fs_dir_free((struct fs_dir *)(uintptr_t)fi->fh);
+	return 0;
 }
 
 static int fs_open(const char *path, struct fuse_file_info *fi)
@@ -539,6 +675,7 @@ static const struct fuse_operations fs_ops = {
 	.readlink = fs_readlink,
 	.opendir = fs_opendir,
 	.readdir = fs_readdir,
+	.releasedir = fs_releasedir,
 	.open = fs_open,
 	.read = fs_read,
 	.read_buf = fs_read_buf,

@@ -623,6 +623,7 @@ static int tciafs_run(struct fuse_args *args, struct fuse_cmdline_opts *cmd,
 	topts.store = store;
 	topts.status = tciafs_status_json;
 	topts.status_arg = &status;
+	ctx.spool_dir = conf->cache_dir;
 	if (tree_new(tcia, &topts, &ctx.tree) < 0) {
 		fprintf(stderr, "tciafs: out of memory\n");
 		goto out_free_model;
