@@ -248,3 +248,27 @@ def test_two_mounts_share_one_catalog_while_both_load(ctx):
     # neither load lost the other's rows.
     assert query(cache, "select count(*) from series where coll='%s'" % COLL) == [(3000,)]
     assert "error" not in a.log() + b.log(), a.log() + b.log()
+
+
+def test_a_full_disk_while_writing_the_catalog(ctx):
+    s = ctx.server("--scale", "300", "--series-size-delay", "0")
+    cache = ctx.path("small")
+    os.makedirs(cache)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", cache], check=True)
+    try:
+        m = ctx.mount(s, cache_dir=cache)
+        root = os.path.join(m.mountpoint, COLL)
+        pat = os.path.join(root, "SCALE-00001")
+        seen = subdirs(pat)
+        assert len(seen) == 2
+        # The bulk load (3,000 series) does not fit: a clear error, and the mount keeps
+        # serving what it has.
+        r = run(["ls", os.path.join(root, ".by-modality", "CT")], check=False)
+        assert r.returncode != 0 and "No space left on device" in r.stderr, r
+        assert "catalog" in m.log() and "full" in m.log().lower(), m.log()
+        assert subdirs(pat) == seen
+        assert len(subdirs(os.path.join(pat, seen[0]))) == 5
+        assert not glob.glob(os.path.join(cache, "catalog-*.load-*"))
+        ctx.unmount(m)
+    finally:
+        subprocess.run(["umount", "-l", cache], capture_output=True)

@@ -318,8 +318,11 @@ def test_answers_in_flight_share_one_memory_cap(ctx):
     assert all("File too large" in e for e in errs), errs
     with open("/proc/%d/status" % m.proc.pid) as f:
         rss = [int(line.split()[1]) for line in f if line.startswith("VmHWM:")][0]
-    # ASan keeps freed memory in quarantine (256 MB by default): allow for it there.
-    limit = 950 if "ASAN_OPTIONS" in os.environ else 700
+    # ASan keeps freed memory in quarantine (256 MB by default) and shadows what the heap
+    # touched: the four patient lists are parsed as they stream (64 MiB each, element by
+    # element, outside the in-memory budget), which churns through both. Allow for it
+    # there; the plain build keeps the strict bound.
+    limit = 1400 if "ASAN_OPTIONS" in os.environ else 700
     assert rss < limit * 1024, rss
     s.reset_faults()
     time.sleep(3.2)
