@@ -307,9 +307,28 @@ static char *tcia_field(struct tcia_fields *f, const char *key)
 	return s;
 }
 
+/* The text of an element as it came, for records parsed from a stream (the one_fn arg):
+ * kept as sent rather than printed again. */
+struct tcia_as_sent {
+	const char *text;
+	size_t len;
+};
+
 static int tcia_raw(const json_t *obj, char **out)
 {
 	*out = json_dumps(obj, JSON_COMPACT | JSON_ENCODE_ANY);
+	return *out ? 0 : -ENOMEM;
+}
+
+/* raw for a record: the element's text as sent when parsing a stream (arg), else the
+ * object printed compact. */
+static int tcia_raw_of(const json_t *obj, const void *arg, char **out)
+{
+	const struct tcia_as_sent *as = arg;
+
+	if (!as)
+		return tcia_raw(obj, out);
+	*out = tcia_strdup_nul(as->text, as->len);
 	return *out ? 0 : -ENOMEM;
 }
 
@@ -502,7 +521,6 @@ static int tcia_one_patient(const json_t *obj, void *item, const void *arg)
 	struct tcia_patient *p = item;
 	struct tcia_fields f = { obj, 0 };
 
-	(void)arg;
 	/* Clients since 2023 read PatientId; older ones PatientID: accept both. */
 	p->patient_id = tcia_field(&f, "PatientId");
 	if (f.rc == 0 && !p->patient_id)
@@ -516,7 +534,7 @@ static int tcia_one_patient(const json_t *obj, void *item, const void *arg)
 		log_warn("TCIA answer: a patient without PatientId left out");
 		return 1;
 	}
-	return tcia_raw(obj, &p->raw);
+	return tcia_raw_of(obj, arg, &p->raw);
 }
 
 int tcia_parse_patients(const char *body, size_t len, struct tcia_patients *out)
@@ -530,7 +548,6 @@ static int tcia_one_study(const json_t *obj, void *item, const void *arg)
 	struct tcia_study *s = item;
 	struct tcia_fields f = { obj, 0 };
 
-	(void)arg;
 	s->study_uid = tcia_field(&f, "StudyInstanceUID");
 	s->patient_id = tcia_field(&f, "PatientID");
 	s->collection = tcia_field(&f, "Collection");
@@ -544,7 +561,7 @@ static int tcia_one_study(const json_t *obj, void *item, const void *arg)
 		return 1;
 	}
 	if (f.rc == 0)
-		f.rc = tcia_raw(obj, &s->raw);
+		f.rc = tcia_raw_of(obj, arg, &s->raw);
 	return f.rc;
 }
 
@@ -559,7 +576,6 @@ static int tcia_one_series(const json_t *obj, void *item, const void *arg)
 	struct tcia_series *s = item;
 	struct tcia_fields f = { obj, 0 };
 
-	(void)arg;
 	s->series_uid = tcia_field(&f, "SeriesInstanceUID");
 	s->study_uid = tcia_field(&f, "StudyInstanceUID");
 	s->patient_id = tcia_field(&f, "PatientID");
@@ -585,7 +601,7 @@ static int tcia_one_series(const json_t *obj, void *item, const void *arg)
 		return 1;
 	}
 	if (f.rc == 0)
-		f.rc = tcia_raw(obj, &s->raw);
+		f.rc = tcia_raw_of(obj, arg, &s->raw);
 	return f.rc;
 }
 
@@ -639,7 +655,6 @@ enum tcia_stream_state {
 struct tcia_stream {
 	enum tcia_stream_state state;
 	tcia_one_fn one_fn;
-	const void *one_arg;
 	void (*clear_one)(void *item);
 	tcia_each_fn each;
 	void *arg;
@@ -683,12 +698,14 @@ static int tcia_stream_element(struct tcia_stream *s)
 	json_t *el;
 	int rc;
 
+	struct tcia_as_sent as = { s->buf, s->len };
+
 	rc = tcia_parse_one(s->buf, s->len, s->index, &el);
-	s->len = 0;
 	if (rc < 0)
 		return rc;
 	memset(&item, 0, sizeof(item));
-	rc = s->one_fn(el, &item, s->one_arg);
+	rc = s->one_fn(el, &item, &as);
+	s->len = 0;
 	json_decref(el);
 	if (rc == 0)
 		rc = s->each(s->arg, &item);
@@ -758,12 +775,51 @@ static int tcia_stream_step(struct tcia_stream *s, char c)
 	return -EINVAL;
 }
 
+/* Inside a string of an element, everything up to the next quote or backslash is just
+ * kept: copied as one run rather than stepped through character by character. */
+static size_t tcia_stream_run(struct tcia_stream *s, const char *data, size_t len)
+{
+	size_t n = 0;
+	char *p;
+
+	while (n < len && data[n] != '"' && data[n] != '\\')
+		n++;
+	if (n == 0)
+		return 0;
+	if (s->len + n + 1 >= TCIA_ELEMENT_MAX)
+		return 0;	/* let the step say it is too long */
+	if (s->len + n + 1 > s->cap) {
+		size_t cap = s->cap ? s->cap : 1024;
+
+		while (cap < s->len + n + 1)
+			cap *= 2;
+		p = realloc(s->buf, cap);
+		if (!p) {
+			s->rc = -ENOMEM;
+			return 0;
+		}
+		s->buf = p;
+		s->cap = cap;
+	}
+	memcpy(s->buf + s->len, data, n);
+	s->len += n;
+	return n;
+}
+
 int tcia_stream_feed(struct tcia_stream *s, const char *data, size_t len)
 {
-	size_t i;
+	size_t i = 0;
 
-	for (i = 0; i < len && s->rc == 0; i++)
-		s->rc = tcia_stream_step(s, data[i]);
+	while (i < len && s->rc == 0) {
+		if (s->state == TS_ELEMENT && s->in_string && !s->escape) {
+			size_t n = tcia_stream_run(s, data + i, len - i);
+
+			i += n;
+			if (n || i == len || s->rc)
+				continue;
+		}
+		s->rc = tcia_stream_step(s, data[i++]);
+	}
 	return s->rc;
 }
 

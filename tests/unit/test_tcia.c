@@ -226,13 +226,22 @@ struct seen {
 	size_t n;
 };
 
+/* A streamed record keeps its element's text as sent; the whole-body parser prints the
+ * object again: compared as JSON, printed the same way. */
 static int seen_series(void *arg, void *rec)
 {
 	struct seen *s = arg;
 	struct tcia_series *r = rec;
+	json_t *obj = json_loads(r->raw, JSON_ALLOW_NUL, NULL);
+	char *raw;
 
+	assert_non_null(obj);
+	raw = json_dumps(obj, JSON_COMPACT);
+	assert_non_null(raw);
 	snprintf(s->text + strlen(s->text), sizeof(s->text) - strlen(s->text), "%s|%s|%s;",
-		 r->series_uid, r->modality ? r->modality : "-", r->raw);
+		 r->series_uid, r->modality ? r->modality : "-", raw);
+	free(raw);
+	json_decref(obj);
 	s->n++;
 	return 0;
 }
