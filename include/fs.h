@@ -13,6 +13,7 @@
 
 struct tree;
 struct fs_backing;
+struct fs_stamps;
 
 /* How reads of stored DICOM files are served. */
 enum fs_read_path {
@@ -36,10 +37,18 @@ struct tciafs {
 	int read_path;		/* enum fs_read_path; __atomic */
 	unsigned long stored_reads;	/* reads of stored files we served; __atomic */
 	unsigned long passthrough_opens;	/* opens handed to the kernel; __atomic */
+	unsigned long listings_made;	/* folder listings made for the kernel; __atomic */
+	unsigned long listings_kept;	/* opendirs told to keep the kernel's; __atomic */
 	/* The kernel allows one backing file per inode: opens of one path share it. */
 	pthread_mutex_t backing_lock;
 	struct fs_backing *backings;	/* under backing_lock */
+	/* Which listing the kernel was last given for each folder it may keep; made at
+	 * the first opendir. */
+	struct fs_stamps *stamps;
 };
+
+/* Frees what the callbacks made (after the session ended). */
+void fs_cleanup(struct tciafs *fs);
 
 /* The callback table for fuse_new(). */
 const struct fuse_operations *fs_operations(void);

@@ -19,6 +19,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 
@@ -83,6 +84,13 @@ int tree_list(struct tree *tree, const char *path, const struct store_caller *wh
 /* Opening a folder: 0, or -errno for a by-UID folder (/.tciafs/series/<UID>) whose UID
  * the archive does not know (its download starts here, while it is looked up). */
 int tree_opendir(struct tree *tree, const char *path, const struct store_caller *who);
+
+/* Whether the kernel may keep a folder's listing, and until when: for folders whose
+ * listing comes from one load of the catalog (the root, collections, patients,
+ * studies, a facet's values), a stamp that changes with that load or a SIGHUP. Looking
+ * refreshes a stale load first, as a listing would. Returns 0 with *stamp, -EINVAL for
+ * folders listed afresh each time (series, manifests, .tciafs, facet roots), or -errno. */
+int tree_listing_stamp(struct tree *tree, const char *path, uint64_t *stamp);
 
 /* Opens a file for reading: generated files are rendered once, here; DICOM files are
  * opened in the store. Returns 0 with *out (release with tree_close), -EROFS for any

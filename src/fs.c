@@ -306,6 +306,8 @@ struct fs_dirent {		/* a record's head; the name and its NUL follow */
 
 struct fs_dir {
 	bool listed;
+	bool stamped;		/* stamp applies: record it once listed */
+	uint64_t stamp;
 	size_t count;		/* entries added */
 	char *buf;		/* the records (fd < 0), or the write/read window (fd >= 0) */
 	size_t len;		/* bytes in buf */
@@ -359,6 +361,108 @@ static int fs_dir_add(void *ctx, const char *name, const struct stat *st, bool c
 	return 0;
 }
 
+/* ---- listings the kernel keeps ------------------------------------------------------
+ *
+ * A folder whose listing comes from one catalog load is opened with cache_readdir: the
+ * kernel keeps its listing and a warm walk reads it without asking. Each opendir (which
+ * does reach us) compares the folder's stamp now with the stamp of the listing the
+ * kernel was last given: the same, and the kernel keeps its copy (keep_cache); changed
+ * (a new load, a SIGHUP), and it drops it and reads the folder again. */
+#define FS_STAMP_BUCKETS 65536
+
+struct fs_stamp {
+	struct fs_stamp *next;
+	uint64_t stamp;
+	char path[];
+};
+
+struct fs_stamps {
+	pthread_mutex_t lock;
+	struct fs_stamp *b[FS_STAMP_BUCKETS];
+};
+
+static uint32_t fs_path_hash(const char *p)
+{
+	uint32_t h = 2166136261u;
+
+	while (*p)
+		h = (h ^ (unsigned char)*p++) * 16777619u;
+	return h % FS_STAMP_BUCKETS;
+}
+
+static struct fs_stamps *fs_stamps_get(struct tciafs *fs)
+{
+	struct fs_stamps *st = __atomic_load_n(&fs->stamps, __ATOMIC_ACQUIRE), *mine;
+
+	if (st)
+		return st;
+	mine = calloc(1, sizeof(*mine));
+	if (!mine)
+		return NULL;
+	pthread_mutex_init(&mine->lock, NULL);
+	if (!__atomic_compare_exchange_n(&fs->stamps, &st, mine, false, __ATOMIC_ACQ_REL,
+					 __ATOMIC_ACQUIRE)) {
+		pthread_mutex_destroy(&mine->lock);
+		free(mine);
+		return st;
+	}
+	return mine;
+}
+
+/* Whether the kernel's listing of path (if it has one) is the one stamped. */
+static bool fs_stamp_same(struct fs_stamps *st, const char *path, uint64_t stamp)
+{
+	struct fs_stamp *e;
+	bool same = false;
+
+	pthread_mutex_lock(&st->lock);
+	for (e = st->b[fs_path_hash(path)]; e; e = e->next)
+		if (strcmp(e->path, path) == 0) {
+			same = e->stamp == stamp;
+			break;
+		}
+	pthread_mutex_unlock(&st->lock);
+	return same;
+}
+
+static void fs_stamp_set(struct fs_stamps *st, const char *path, uint64_t stamp)
+{
+	uint32_t h = fs_path_hash(path);
+	struct fs_stamp *e;
+	size_t n = strlen(path) + 1;
+
+	pthread_mutex_lock(&st->lock);
+	for (e = st->b[h]; e; e = e->next)
+		if (strcmp(e->path, path) == 0)
+			break;
+	if (!e && (e = malloc(sizeof(*e) + n)) != NULL) {
+		memcpy(e->path, path, n);
+		e->next = st->b[h];
+		st->b[h] = e;
+	}
+	if (e)
+		e->stamp = stamp;
+	pthread_mutex_unlock(&st->lock);
+}
+
+void fs_cleanup(struct tciafs *fs)
+{
+	struct fs_stamps *st = fs->stamps;
+	struct fs_stamp *e, *next;
+	size_t i;
+
+	if (!st)
+		return;
+	for (i = 0; i < FS_STAMP_BUCKETS; i++)
+		for (e = st->b[i]; e; e = next) {
+			next = e->next;
+			free(e);
+		}
+	pthread_mutex_destroy(&st->lock);
+	free(st);
+	fs->stamps = NULL;
+}
+
 /* Makes the listing: ".", "..", then the tree's entries. */
 static int fs_dir_list(struct fs_dir *d, const char *path)
 {
@@ -368,6 +472,7 @@ static int fs_dir_list(struct fs_dir *d, const char *path)
 
 	fs_dir_add(d, ".", &dot, false);
 	fs_dir_add(d, "..", &dot, false);
+	__atomic_add_fetch(&fs_ctx()->listings_made, 1, __ATOMIC_RELAXED);
 	rc = tree_list(fs_ctx()->tree, path, &who, fs_dir_add, d);
 	if (rc == 0)
 		rc = d->rc;
@@ -381,6 +486,8 @@ static int fs_dir_list(struct fs_dir *d, const char *path)
 		d->len = 0;	/* buf is a read window from now on */
 	d->win = -1;
 	d->listed = true;
+	if (d->stamped && fs_stamps_get(fs_ctx()))
+		fs_stamp_set(fs_ctx()->stamps, path, d->stamp);
 	return 0;
 }
 
@@ -440,9 +547,16 @@ static int fs_opendir(const char *path, struct fuse_file_info *fi)
 	struct fs_dir *d;
 	int rc;
 
+	uint64_t stamp;
+	int st;
+
 	rc = tree_opendir(fs_ctx()->tree, path, &who);
 	if (rc < 0)
 		return rc;
+	/* A load that fails here fails the opendir: the listing would only ask again. */
+	st = tree_listing_stamp(fs_ctx()->tree, path, &stamp);
+	if (st < 0 && st != -EINVAL)
+		return st;
 	d = calloc(1, sizeof(*d));
 	if (!d || !(d->buf = malloc(FS_DIR_MEM))) {
 		free(d);
@@ -450,6 +564,14 @@ static int fs_opendir(const char *path, struct fuse_file_info *fi)
 	}
 	d->fd = -1;
 	fi->fh = (uintptr_t)d;
+	if (st == 0 && fs_stamps_get(fs_ctx())) {
+		d->stamped = true;
+		d->stamp = stamp;
+		fi->cache_readdir = 1;
+		fi->keep_cache = fs_stamp_same(fs_ctx()->stamps, path, d->stamp);
+		if (fi->keep_cache)
+			__atomic_add_fetch(&fs_ctx()->listings_kept, 1, __ATOMIC_RELAXED);
+	}
 	return 0;
 }
 

@@ -362,6 +362,11 @@ static char *tciafs_status_json(void *arg)
 			"series", (json_int_t)cs.series, "loads", (json_int_t)cs.loads,
 			"load_failures", (json_int_t)cs.load_failures));
 	}
+	json_object_set_new(root, "listings", json_pack(
+		"{s:I,s:I}", "made",
+		(json_int_t)__atomic_load_n(&st->fs->listings_made, __ATOMIC_RELAXED),
+		"kept_by_kernel",
+		(json_int_t)__atomic_load_n(&st->fs->listings_kept, __ATOMIC_RELAXED)));
 	json_object_set_new(root, "failures",
 			    failures_json(st->failures, TCIAFS_STATUS_FAILURES));
 	path = fs_read_path_name(st->fs, &why);
@@ -670,6 +675,7 @@ out_unmount:
 out_destroy:
 	fuse_destroy(fuse);
 out_free_model:
+	fs_cleanup(&ctx);
 	tree_free(ctx.tree);
 	store_free(store);
 	tcia_free(tcia);

@@ -321,6 +321,7 @@ void tree_free(struct tree *tree)
 	}
 	free(tree->mans);
 	tree_flights_free(tree);
+	tree_memos_free(tree);
 	tree_tables_free(tree);
 	free(tree->mountpoint);
 	pthread_cond_destroy(&tree->cond);
@@ -1911,6 +1912,63 @@ int tree_opendir(struct tree *tree, const char *path, const struct store_caller 
 	if (rc == 0)
 		tree_node_put(tree, &n);
 	tree_note(tree, path, rc);
+	return rc;
+}
+
+int tree_listing_stamp(struct tree *tree, const char *path, uint64_t *stamp)
+{
+	struct tree_node n;
+	int64_t when = 0, bulk;
+	unsigned gen;
+	int rc;
+
+	/* meta_ttl=0: every look asks again, so nothing may be kept. */
+	if (tree_uid_dir_unresolved(tree, path) || (tree->meta_ttl == 0 && !tree->offline))
+		return -EINVAL;
+	log_clear_reason();
+	rc = tree_resolve(tree, path, NULL, &n);
+	if (rc < 0)
+		return rc;
+	switch (n.kind) {
+	case TK_ROOT: {
+		struct tree_colls *cs;
+
+		rc = tree_get_colls(tree, &cs);	/* a stale list is loaded again here */
+		if (rc == 0)
+			tree_snap_put(tree, &cs->hdr);
+		when = tree_scope_when(tree, CATALOG_ARCHIVE, NULL, NULL);
+		break;
+	}
+	case TK_COLL:
+		rc = tree_cat_patients(tree, n.coll->api);
+		when = tree_scope_when(tree, CATALOG_PATIENTS, n.coll->api, NULL);
+		break;
+	case TK_PAT:
+	case TK_STUDY:
+		/* Looking is what refreshes a stale load: done here, so that a new load
+		 * gives a new stamp. */
+		rc = tree_cat_patient(tree, n.coll->api, n.cpat.pid);
+		bulk = tree_scope_fresh(tree, CATALOG_COLLECTION, n.coll->api, NULL) == 1 ?
+			tree_scope_when(tree, CATALOG_COLLECTION, n.coll->api, NULL) : 0;
+		when = bulk ? bulk : tree_scope_when(tree, CATALOG_PATIENT, n.coll->api,
+						     n.cpat.pid);
+		break;
+	case TK_FACET_VAL:
+		when = tree_scope_when(tree, CATALOG_COLLECTION, n.coll->api, NULL);
+		break;
+	default:
+		rc = -EINVAL;	/* listed afresh each time */
+		break;
+	}
+	tree_node_put(tree, &n);
+	if (rc < 0)
+		tree_note(tree, path, rc);
+	if (rc == 0 && when == 0)
+		rc = -EINVAL;
+	pthread_mutex_lock(&tree->lock);
+	gen = tree->gen;
+	pthread_mutex_unlock(&tree->lock);
+	*stamp = (uint64_t)when << 16 ^ (uint64_t)(gen & 0xffff);
 	return rc;
 }
 

@@ -83,6 +83,7 @@ struct tree_walk {
 };
 
 struct tree_flight;
+struct tree_memo;
 
 struct tree {
 	struct tcia *tcia;	/* borrowed */
@@ -92,6 +93,7 @@ struct tree {
 	struct tree_flight *flights;	/* loads in progress; protected by lock */
 	struct tree_table *tables;	/* rendered tables; protected by lock */
 	struct tree_walk *walks;	/* protected by lock */
+	struct tree_memo *memos;	/* protected by lock */
 	struct store *store;	/* borrowed, may be NULL */
 	char *(*status)(void *arg);
 	void *status_arg;
@@ -203,6 +205,10 @@ int tree_cat_find_patient(struct tree *t, const char *coll, const char *name,
 void tree_flights_free(struct tree *t);
 /* 1 when the scope was loaded and is still trusted, 0 loaded but stale, -1 never. */
 int tree_scope_fresh(struct tree *t, enum catalog_scope s, const char *coll, const char *pid);
+/* When the scope was last loaded (ms), 0 if never. */
+int64_t tree_scope_when(struct tree *t, enum catalog_scope s, const char *coll,
+			const char *pid);
+void tree_memos_free(struct tree *t);
 
 /* ---- tree.c ---------------------------------------------------------------------- */
 

@@ -39,19 +39,103 @@ static int64_t tree_mono_ms(void)
 
 /* 1 when the scope was loaded and is still trusted, 0 when it was loaded but is stale, -1
  * when never. Offline, anything loaded is trusted. */
+/* What this mount knows of the loads of a collection-wide scope (the list of
+ * collections, a patient list, a bulk load): its time, remembered so that the looks
+ * inside a collection loaded in bulk ask the catalog nothing to know it is fresh. */
+struct tree_memo {
+	enum catalog_scope scope;
+	char *coll;
+	int64_t when;
+	struct tree_memo *next;
+};
+
+void tree_memos_free(struct tree *t)
+{
+	while (t->memos) {
+		struct tree_memo *m = t->memos;
+
+		t->memos = m->next;
+		free(m->coll);
+		free(m);
+	}
+}
+
+static bool tree_is_fresh(struct tree *t, int64_t when)
+{
+	return t->offline || (when > t->expired_ms &&
+			      tree_wall_ms() - when < (int64_t)t->meta_ttl * 1000);
+}
+
+/* A fresh remembered load of the scope: its time, else 0. Under t->lock. */
+static int64_t tree_memo_fresh(struct tree *t, enum catalog_scope s, const char *coll)
+{
+	struct tree_memo *m;
+
+	for (m = t->memos; m; m = m->next)
+		if (m->scope == s && strcmp(m->coll, coll ? coll : "") == 0)
+			return tree_is_fresh(t, m->when) ? m->when : 0;
+	return 0;
+}
+
+static void tree_memo_set(struct tree *t, enum catalog_scope s, const char *coll, int64_t when)
+{
+	struct tree_memo *m;
+
+	for (m = t->memos; m; m = m->next)
+		if (m->scope == s && strcmp(m->coll, coll ? coll : "") == 0)
+			break;
+	if (!m && (m = calloc(1, sizeof(*m))) != NULL) {
+		m->scope = s;
+		m->coll = strdup(coll ? coll : "");
+		if (!m->coll) {
+			free(m);
+			return;
+		}
+		m->next = t->memos;
+		t->memos = m;
+	}
+	if (m)
+		m->when = when;
+}
+
 int tree_scope_fresh(struct tree *t, enum catalog_scope s, const char *coll,
 			    const char *pid)
 {
-	int64_t when, expired;
+	int64_t when;
+	int fresh;
 
+	if (s != CATALOG_PATIENT) {
+		pthread_mutex_lock(&t->lock);
+		when = tree_memo_fresh(t, s, coll);
+		pthread_mutex_unlock(&t->lock);
+		if (when)
+			return 1;
+	}
 	if (catalog_loaded(t->cat, s, coll, pid, &when, NULL) < 0)
 		return -1;
-	if (t->offline)
-		return 1;
 	pthread_mutex_lock(&t->lock);
-	expired = t->expired_ms;
+	fresh = tree_is_fresh(t, when) ? 1 : 0;
+	if (fresh && s != CATALOG_PATIENT)
+		tree_memo_set(t, s, coll, when);
 	pthread_mutex_unlock(&t->lock);
-	return when > expired && tree_wall_ms() - when < (int64_t)t->meta_ttl * 1000 ? 1 : 0;
+	return fresh;
+}
+
+int64_t tree_scope_when(struct tree *t, enum catalog_scope s, const char *coll,
+			const char *pid)
+{
+	int64_t when = 0;
+
+	if (s != CATALOG_PATIENT) {
+		pthread_mutex_lock(&t->lock);
+		when = tree_memo_fresh(t, s, coll);
+		pthread_mutex_unlock(&t->lock);
+		if (when)
+			return when;
+	}
+	if (catalog_loaded(t->cat, s, coll, pid, &when, NULL) < 0)
+		return 0;
+	return when;
 }
 
 /* ---- one load at a time per scope -------------------------------------------------- */

@@ -272,3 +272,37 @@ def test_a_full_disk_while_writing_the_catalog(ctx):
         ctx.unmount(m)
     finally:
         subprocess.run(["umount", "-l", cache], capture_output=True)
+
+
+def status(m):
+    with open(os.path.join(m.mountpoint, ".tciafs", "status")) as f:
+        return json.load(f)
+
+
+def test_the_kernel_keeps_listings_until_they_change(ctx):
+    s = ctx.server("--scale", "20", "--series-size-delay", "0")
+    m = ctx.mount(s)
+    pat = os.path.join(m.mountpoint, COLL, "SCALE-00007")
+    first = os.listdir(pat)
+    made = status(m)["listings"]["made"]
+    n = len(api_requests(s))
+    # Listed again: the kernel's copy, told to keep it; nothing made, nothing asked.
+    for _ in range(3):
+        assert os.listdir(pat) == first
+    st = status(m)["listings"]
+    assert st["made"] == made and st["kept_by_kernel"] >= 3, st
+    assert api_requests(s, n) == []
+    # A series folder is always listed afresh (opening it is what fetches it).
+    study = os.path.join(pat, subdirs(pat)[0])
+    series = os.path.join(study, subdirs(study)[0])
+    made = status(m)["listings"]["made"]
+    os.listdir(series)
+    os.listdir(series)
+    assert status(m)["listings"]["made"] == made + 2
+    # SIGHUP: the next look asks again, and the kernel is told to drop its copy.
+    os.kill(m.proc.pid, signal.SIGHUP)
+    wait_for(lambda: "SIGHUP" in m.log(), 5, "the SIGHUP to be seen")
+    made = status(m)["listings"]["made"]
+    assert os.listdir(pat) == first
+    assert status(m)["listings"]["made"] == made + 1
+    assert ("getPatientStudy", ("Collection", "PatientID")) in calls(s, n), calls(s, n)
