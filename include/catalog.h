@@ -147,6 +147,10 @@ int catalog_facet_values(struct catalog *c, const char *coll, unsigned facet,
  * folder, then series folder, then UID. */
 int catalog_facet_links(struct catalog *c, const char *coll, unsigned facet,
 			const char *value, catalog_link_fn fn, void *arg);
+/* The same links' names only, in the same order: cols[0] the series' folder name,
+ * cols[1] its time (seconds, as text), cols[2] and cols[3] its patient's and study's. */
+int catalog_facet_names(struct catalog *c, const char *coll, unsigned facet,
+			const char *value, catalog_cols_fn fn, void *arg);
 /* Those of them with the given patient and series folder names, by UID. */
 int catalog_facet_link(struct catalog *c, const char *coll, unsigned facet, const char *value,
 		       const char *patient, const char *series, catalog_link_fn fn, void *arg);

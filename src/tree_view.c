@@ -1012,14 +1012,17 @@ struct tree_link_list {
 	size_t run;
 };
 
-static int tree_list_link(void *arg, const struct catalog_series *s, const char *pat,
-			  const char *stud)
+static int tree_list_link(void *arg, const char *const *cols, size_t n)
 {
 	struct tree_link_list *ll = arg;
-	char *name = tree_link_name(pat, s->name), *shown;
+	const char *series = cols[0], *pat = cols[2], *stud = cols[3];
+	char *name, *shown;
 	struct stat st;
 	int len, stop;
 
+	if (n < 4 || !series || !pat || !stud)
+		return -EIO;
+	name = tree_link_name(pat, series);
 	if (!name)
 		return -ENOMEM;
 	if (ll->prev && strcmp(ll->prev, name) == 0) {
@@ -1033,8 +1036,9 @@ static int tree_list_link(void *arg, const struct catalog_series *s, const char 
 	ll->prev = name;
 	if (!shown)
 		return -ENOMEM;
-	len = snprintf(NULL, 0, "../../%s/%s/%s", pat, stud, s->name);
-	tree_fill_link(ll->t, len > 0 ? (size_t)len : 0, (time_t)s->mtime, &st);
+	len = snprintf(NULL, 0, "../../%s/%s/%s", pat, stud, series);
+	tree_fill_link(ll->t, len > 0 ? (size_t)len : 0,
+		       cols[1] ? (time_t)strtoll(cols[1], NULL, 10) : 0, &st);
 	stop = tree_emit(ll->l, shown, &st, true);
 	free(shown);
 	return stop ? 1 : 0;
@@ -1047,7 +1051,7 @@ int tree_list_facet_val(struct tree *t, struct tree_node *n, struct tree_lister 
 
 	if (n->fempty)
 		return 0;
-	rc = catalog_facet_links(t->cat, n->coll->api, n->facet, n->fval, tree_list_link, &ll);
+	rc = catalog_facet_names(t->cat, n->coll->api, n->facet, n->fval, tree_list_link, &ll);
 	free(ll.prev);
 	return rc < 0 ? rc : 0;
 }
