@@ -31,24 +31,37 @@ int view_manifest_load(const char *file, struct view_manifest *out, char *err, s
 void view_manifest_clear(struct view_manifest *m);
 
 /* A CSV table (RFC 4180: CRLF line ends, fields quoted when they hold a comma, a quote
- * or a line end) made of JSON objects as the API sent them: one row per object, one
- * column per key in the order keys are first seen, and a last column "Path". Two passes
- * so that only one object is parsed at a time: view_table_scan every object, then
- * view_table_row every object in the same order, then view_table_finish. */
+ * or a line end) made of objects as the API sent them: one row per object, one column
+ * per key in the order keys are first seen, and a last column "Path". The columns must
+ * be known before the first row: view_table_learn each object's cells first; a table
+ * that learns a new column after rows were written is restarted (view_table_restart)
+ * and its rows written again. */
 struct view_table;
+
+/* One member of an object: its key and its value as text (a string's contents, a
+ * number, true or false, an array or object as compact JSON), text NULL for null. */
+struct view_cell {
+	const char *key;
+	const char *text;
+	size_t len;
+};
 
 int view_table_new(struct view_table **out);
 void view_table_free(struct view_table *t);
 
-/* Learns the columns of one object (compact JSON text). Returns 0, -EBADMSG, -ENOMEM. */
-int view_table_scan(struct view_table *t, const char *raw);
+/* Learns the columns of one object: 1 when it added any, 0 when none, or -ENOMEM. */
+int view_table_learn(struct view_table *t, const struct view_cell *c, size_t n);
 
-/* Appends one row: strings as they are, numbers and booleans as JSON writes them, null
- * as an empty field, arrays and objects as compact JSON. Returns 0, -EBADMSG, -ENOMEM. */
-int view_table_row(struct view_table *t, const char *raw, const char *path);
+/* Appends one row (the header first). Returns 0, -EINVAL for a column not learnt, or
+ * -ENOMEM. */
+int view_table_row(struct view_table *t, const struct view_cell *c, size_t n,
+		   const char *path);
 
-/* Hands over the text (header included; caller frees). Returns 0 or -ENOMEM. */
+/* Hands over the text so far (header included; caller frees). Returns 0 or -ENOMEM. */
 int view_table_finish(struct view_table *t, char **out, size_t *len);
+
+/* Forgets the text written (header included), keeps the columns learnt. */
+void view_table_restart(struct view_table *t);
 
 /* What the series records of a collection say about citing it. */
 struct view_citation {

@@ -122,6 +122,7 @@ enum cat_stmt {
 	ST_FACET_NAMES = ST_FACET_LINK + 6,	/* + 2 × facet + unknown */
 	ST_TABLE = ST_FACET_NAMES + 6,		/* + table */
 	ST_LICENCE = ST_TABLE + 3,
+	ST_MEMBERS,
 	ST_N
 };
 
@@ -266,6 +267,9 @@ static const char *const cat_sql[ST_N] = {
 	/* A text member's distinct values over a collection's series, first seen first. */
 	[ST_LICENCE] = "SELECT v FROM (SELECT json_extract(raw, ?2) v, min(rowid) r FROM series"
 		       " WHERE coll=?1 AND json_type(raw, ?2)='text' GROUP BY v) ORDER BY r",
+	/* An object's members, parsed by SQLite (some five times faster than building
+	 * each object with jansson, which made a table of 210,000 series cost 6 s). */
+	[ST_MEMBERS] = "SELECT key, type, value FROM json_each(?1)",
 	[ST_COUNT] = "SELECT (SELECT count(*) FROM collection), (SELECT count(*) FROM patient),"
 		     " (SELECT count(*) FROM study), (SELECT count(*) FROM series)",
 };
@@ -578,8 +582,18 @@ static int cat_mkdir(const char *dir)
 	return rc;
 }
 
+/* SQLite counts every allocation under one process-wide mutex unless told not to; our
+ * connections are each used by one thread at a time and want no such lock. Before
+ * SQLite is first used (later, sqlite3_config refuses, harmlessly). */
+static void cat_configure(void)
+{
+	sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 int catalog_open(const struct catalog_opts *opts, struct catalog **out)
 {
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
 	char host[HOST_NAME_MAX + 1] = "localhost";
 	struct catalog *c;
 	struct stat sb;
@@ -587,6 +601,7 @@ int catalog_open(const struct catalog_opts *opts, struct catalog **out)
 	int rc, tries;
 
 	*out = NULL;
+	pthread_once(&once, cat_configure);
 	rc = cat_mkdir(opts->dir);
 	if (rc < 0) {
 		log_err("catalog: cannot make %s: %s", opts->dir, strerror(-rc));
@@ -1040,12 +1055,136 @@ int catalog_facet_link(struct catalog *c, const char *coll, unsigned facet, cons
 			   &cb, false);
 }
 
-int catalog_table(struct catalog *c, const char *coll, unsigned table, catalog_cols_fn fn,
+/* One row's members: their text copied out of json_each's rows (each step overwrites
+ * the last), then handed over together. */
+struct cat_members {
+	char *buf;
+	size_t cap;
+	struct catalog_member *m;
+	size_t mcap;
+};
+
+static int cat_members_add(struct cat_members *cm, size_t *used, size_t n, const char *key,
+			   size_t klen, const char *text, size_t len)
+{
+	size_t need = *used + klen + 1 + (text ? len + 1 : 0);
+
+	if (need > cm->cap) {
+		size_t cap = cm->cap ? cm->cap : 4096;
+		char *nb;
+
+		while (cap < need)
+			cap *= 2;
+		if (!(nb = realloc(cm->buf, cap)))
+			return -ENOMEM;
+		cm->buf = nb;
+		cm->cap = cap;
+	}
+	if (n >= cm->mcap) {
+		size_t mcap = cm->mcap ? 2 * cm->mcap : 32;
+		struct catalog_member *nm = realloc(cm->m, mcap * sizeof(*nm));
+
+		if (!nm)
+			return -ENOMEM;
+		cm->m = nm;
+		cm->mcap = mcap;
+	}
+	/* Offsets for now: buf may move while the row is read. */
+	cm->m[n].key = (const char *)(uintptr_t)*used;
+	memcpy(cm->buf + *used, key, klen);
+	cm->buf[*used + klen] = '\0';
+	*used += klen + 1;
+	cm->m[n].len = len;
+	cm->m[n].text = NULL;
+	if (text) {
+		cm->m[n].text = (const char *)(uintptr_t)(*used + 1);	/* 0 stays NULL */
+		memcpy(cm->buf + *used, text, len);
+		cm->buf[*used + len] = '\0';
+		*used += len + 1;
+	}
+	return 0;
+}
+
+/* The members of the object json (NULL: none) into cm; *n set. */
+static int cat_members_read(struct cat_conn *k, struct cat_members *cm, const char *json,
+			    int bytes, size_t *n)
+{
+	sqlite3_stmt *st = cat_stmt(k, ST_MEMBERS, &(int){ 0 });
+	size_t used = 0, i;
+	int rc = 0, step;
+
+	*n = 0;
+	if (!st)
+		return cat_fail(k->db, sqlite3_errcode(k->db), "query");
+	if (!json)
+		return 0;
+	sqlite3_bind_text(st, 1, json, bytes, SQLITE_STATIC);
+	while (rc == 0 && (step = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *key = (const char *)sqlite3_column_text(st, 0);
+		const char *type = (const char *)sqlite3_column_text(st, 1);
+		const char *text = NULL;
+		size_t klen = (size_t)sqlite3_column_bytes(st, 0), len = 0;
+
+		if (!key || !type)
+			continue;	/* not an object's member */
+		/* The types: null, true, false, integer, real, text, array, object. */
+		if (type[0] == 't' && type[1] == 'r') {
+			text = "true";	/* json_each gives 1 and 0 */
+			len = 4;
+		} else if (type[0] == 'f') {
+			text = "false";
+			len = 5;
+		} else if (type[0] != 'n') {
+			text = (const char *)sqlite3_column_text(st, 2);
+			len = (size_t)sqlite3_column_bytes(st, 2);
+			if (!text)
+				text = "";
+		}
+		rc = cat_members_add(cm, &used, *n, key, klen, text, len);
+		if (rc == 0)
+			(*n)++;
+	}
+	if (rc == 0 && step != SQLITE_DONE)
+		rc = cat_fail(k->db, step, "reading an object as sent");
+	sqlite3_reset(st);
+	for (i = 0; i < *n; i++) {
+		cm->m[i].key = cm->buf + (uintptr_t)cm->m[i].key;
+		if (cm->m[i].text)
+			cm->m[i].text = cm->buf + ((uintptr_t)cm->m[i].text - 1);
+	}
+	return rc;
+}
+
+int catalog_table(struct catalog *c, const char *coll, unsigned table, catalog_members_fn fn,
 		  void *arg)
 {
-	struct cat_cb cb = { (void *)fn, arg };
+	struct cat_conn *k = cat_reader(c);
+	struct cat_members cm = { 0 };
+	sqlite3_stmt *st;
+	size_t n;
+	int rc, ret = 0;
 
-	return cat_query(c, ST_TABLE + (int)table, coll, NULL, NULL, cat_each_cols, &cb, false);
+	st = cat_stmt(k, ST_TABLE + (int)table, &rc);
+	if (!st) {
+		ret = cat_fail(k->db, rc, "query");
+		goto out_put;
+	}
+	cat_bind_text(st, 1, coll);
+	while (ret == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *names[3] = { cat_col(st, 1), cat_col(st, 2), cat_col(st, 3) };
+
+		ret = cat_members_read(k, &cm, (const char *)sqlite3_column_text(st, 0),
+				       sqlite3_column_bytes(st, 0), &n);
+		if (ret == 0)
+			ret = fn(arg, names, cm.m, n);
+	}
+	if (ret == 0 && rc != SQLITE_DONE)
+		ret = cat_fail(k->db, rc, "query");
+out_put:
+	cat_reader_put(c, k, st);
+	free(cm.buf);
+	free(cm.m);
+	return ret;
 }
 
 int catalog_licence(struct catalog *c, const char *coll, const char *key, catalog_cols_fn fn,

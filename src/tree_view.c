@@ -695,16 +695,10 @@ struct tree_table_out {
 	struct view_table *tab;
 	int fd;
 	size_t rows;
-	int rc;
+	bool again;		/* a column came after rows were written: render again */
+	struct view_cell *cells;
+	size_t ncells;
 };
-
-static int tree_table_scan(void *arg, const char *const *cols, size_t n)
-{
-	struct tree_table_out *o = arg;
-
-	(void)n;
-	return view_table_scan(o->tab, cols[0]);
-}
 
 static int tree_table_drain(struct tree_table_out *o)
 {
@@ -719,18 +713,36 @@ static int tree_table_drain(struct tree_table_out *o)
 	return rc;
 }
 
-static int tree_table_row(void *arg, const char *const *cols, size_t n)
+static int tree_table_row(void *arg, const char *const *names, const struct catalog_member *m,
+			  size_t n)
 {
 	struct tree_table_out *o = arg;
 	char *path;
+	size_t i;
 	int rc;
 
-	(void)n;
-	if (asprintf(&path, "%s/%s/%s%s%s%s%s", o->t->mountpoint, o->coll, cols[1],
-		     cols[2] ? "/" : "", cols[2] ? cols[2] : "", cols[3] ? "/" : "",
-		     cols[3] ? cols[3] : "") < 0)
+	if (n > o->ncells) {
+		struct view_cell *c = realloc(o->cells, n * sizeof(*c));
+
+		if (!c)
+			return -ENOMEM;
+		o->cells = c;
+		o->ncells = n;
+	}
+	for (i = 0; i < n; i++)
+		o->cells[i] = (struct view_cell){ m[i].key, m[i].text, m[i].len };
+	rc = view_table_learn(o->tab, o->cells, n);
+	if (rc < 0)
+		return rc;
+	if (rc > 0 && o->rows > 0)
+		o->again = true;	/* the header is out already */
+	if (o->again)
+		return 0;		/* only learning now */
+	if (asprintf(&path, "%s/%s/%s%s%s%s%s", o->t->mountpoint, o->coll, names[0],
+		     names[1] ? "/" : "", names[1] ? names[1] : "", names[2] ? "/" : "",
+		     names[2] ? names[2] : "") < 0)
 		return -ENOMEM;
-	rc = view_table_row(o->tab, cols[0], path);
+	rc = view_table_row(o->tab, o->cells, n, path);
 	free(path);
 	if (rc == 0 && ++o->rows % 1024 == 0)
 		rc = tree_table_drain(o);
@@ -758,7 +770,7 @@ static int tree_table_tmpfile(struct tree *t)
 static int tree_table_render(struct tree *t, struct tree_coll *c, unsigned which, int *fd,
 			     off_t *size)
 {
-	struct tree_table_out o = { t, c->name, NULL, -1, 0, 0 };
+	struct tree_table_out o = { .t = t, .coll = c->name, .fd = -1 };
 	int rc;
 
 	rc = view_table_new(&o.tab);
@@ -771,9 +783,18 @@ static int tree_table_render(struct tree *t, struct tree_coll *c, unsigned which
 			tree_table_names[which], t->cache_dir, strerror(-rc));
 		goto out_free;
 	}
-	rc = catalog_table(t->cat, c->api, which, tree_table_scan, &o);
-	if (rc == 0)
-		rc = catalog_table(t->cat, c->api, which, tree_table_row, &o);
+	/* One pass when every object sends the same keys, as they do; else a second one,
+	 * with every column known. */
+	rc = catalog_table(t->cat, c->api, which, tree_table_row, &o);
+	if (rc == 0 && o.again) {
+		view_table_restart(o.tab);
+		o.again = false;
+		o.rows = 0;
+		if (ftruncate(o.fd, 0) < 0 || lseek(o.fd, 0, SEEK_SET) < 0)
+			rc = -errno;
+		if (rc == 0)
+			rc = catalog_table(t->cat, c->api, which, tree_table_row, &o);
+	}
 	if (rc == 0)
 		rc = tree_table_drain(&o);
 	if (rc == 0) {
@@ -784,6 +805,7 @@ static int tree_table_render(struct tree *t, struct tree_coll *c, unsigned which
 	if (o.fd >= 0)
 		close(o.fd);
 out_free:
+	free(o.cells);
 	view_table_free(o.tab);
 	return rc;
 }

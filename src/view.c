@@ -323,7 +323,9 @@ out_close:
 
 struct view_table {
 	json_t *index;		/* key → its column number */
-	json_t *keys;		/* column names in first-seen order */
+	char **cols;		/* column names in first-seen order */
+	size_t ncols, capcols;
+	const struct view_cell **slot;	/* per column: the row's cell, or NULL */
 	struct view_buf out;
 	bool header_done;
 };
@@ -336,8 +338,7 @@ int view_table_new(struct view_table **out)
 	if (!t)
 		return -ENOMEM;
 	t->index = json_object();
-	t->keys = json_array();
-	if (!t->index || !t->keys) {
+	if (!t->index) {
 		view_table_free(t);
 		return -ENOMEM;
 	}
@@ -347,48 +348,63 @@ int view_table_new(struct view_table **out)
 
 void view_table_free(struct view_table *t)
 {
+	size_t i;
+
 	if (!t)
 		return;
 	json_decref(t->index);
-	json_decref(t->keys);
+	for (i = 0; i < t->ncols; i++)
+		free(t->cols[i]);
+	free(t->cols);
+	free(t->slot);
 	free(t->out.data);
 	free(t);
 }
 
-static int view_load(const char *raw, json_t **obj)
+/* The column of key, or -1. Objects of one kind mostly send their keys in one order:
+ * the cell's own position is tried first. */
+static long view_column(const struct view_table *t, const char *key, size_t pos)
 {
-	json_error_t err;
+	json_t *v;
 
-	*obj = json_loads(raw, JSON_ALLOW_NUL, &err);
-	if (*obj && json_is_object(*obj))
-		return 0;
-	if (!*obj && json_error_code(&err) == json_error_out_of_memory)
-		return -ENOMEM;
-	json_decref(*obj);
-	*obj = NULL;
-	return -EBADMSG;
+	if (pos < t->ncols && strcmp(t->cols[pos], key) == 0)
+		return (long)pos;
+	v = json_object_get(t->index, key);
+	return v ? (long)json_integer_value(v) : -1;
 }
 
-int view_table_scan(struct view_table *t, const char *raw)
+int view_table_learn(struct view_table *t, const struct view_cell *c, size_t n)
 {
-	const char *key;
-	json_t *obj, *v;
-	int rc = view_load(raw, &obj);
+	size_t i;
+	int grew = 0;
 
-	if (rc < 0)
-		return rc;
-	json_object_foreach(obj, key, v) {
-		(void)v;
-		if (json_object_get(t->index, key))
+	for (i = 0; i < n; i++) {
+		if (view_column(t, c[i].key, i) >= 0)
 			continue;
-		if (json_object_set_new(t->index, key, json_integer((json_int_t)json_array_size(t->keys))) ||
-		    json_array_append_new(t->keys, json_string(key))) {
-			rc = -ENOMEM;
-			break;
+		if (t->ncols == t->capcols) {
+			size_t cap = t->capcols ? 2 * t->capcols : 32;
+			char **nc = realloc(t->cols, cap * sizeof(*nc));
+			const struct view_cell **ns;
+
+			if (!nc)
+				return -ENOMEM;
+			t->cols = nc;
+			ns = realloc(t->slot, cap * sizeof(*ns));
+			if (!ns)
+				return -ENOMEM;
+			t->slot = ns;
+			t->capcols = cap;
 		}
+		if (!(t->cols[t->ncols] = strdup(c[i].key)))
+			return -ENOMEM;
+		if (json_object_set_new(t->index, c[i].key, json_integer((json_int_t)t->ncols))) {
+			free(t->cols[t->ncols]);
+			return -ENOMEM;
+		}
+		t->ncols++;
+		grew = 1;
 	}
-	json_decref(obj);
-	return rc;
+	return grew;
 }
 
 /* One field, quoted when it must be (RFC 4180 §2.6-2.7). */
@@ -416,54 +432,40 @@ static void view_field(struct view_buf *b, const char *s, size_t n, bool first)
 	view_put(b, "\"", 1);
 }
 
-static void view_value(struct view_buf *b, const json_t *v, bool first)
-{
-	char *text;
-
-	if (!v || json_is_null(v)) {
-		view_field(b, "", 0, first);
-		return;
-	}
-	if (json_is_string(v)) {
-		view_field(b, json_string_value(v), json_string_length(v), first);
-		return;
-	}
-	text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-	if (!text) {
-		b->failed = true;
-		return;
-	}
-	view_field(b, text, strlen(text), first);
-	free(text);
-}
-
 static void view_table_header(struct view_table *t)
 {
 	size_t i;
 
-	for (i = 0; i < json_array_size(t->keys); i++)
-		view_value(&t->out, json_array_get(t->keys, i), i == 0);
-	view_field(&t->out, "Path", 4, json_array_size(t->keys) == 0);
+	for (i = 0; i < t->ncols; i++)
+		view_field(&t->out, t->cols[i], strlen(t->cols[i]), i == 0);
+	view_field(&t->out, "Path", 4, t->ncols == 0);
 	view_put(&t->out, "\r\n", 2);
 	t->header_done = true;
 }
 
-int view_table_row(struct view_table *t, const char *raw, const char *path)
+int view_table_row(struct view_table *t, const struct view_cell *c, size_t n, const char *path)
 {
-	json_t *obj;
 	size_t i;
-	int rc = view_load(raw, &obj);
+	long col;
 
-	if (rc < 0)
-		return rc;
 	if (!t->header_done)
 		view_table_header(t);
-	for (i = 0; i < json_array_size(t->keys); i++)
-		view_value(&t->out, json_object_get(obj, json_string_value(json_array_get(t->keys, i))),
+	for (i = 0; i < t->ncols; i++)
+		t->slot[i] = NULL;
+	for (i = 0; i < n; i++) {
+		col = view_column(t, c[i].key, i);
+		if (col < 0)
+			return -EINVAL;	/* not learnt */
+		t->slot[col] = &c[i];	/* a key sent twice: the last wins */
+	}
+	for (i = 0; i < t->ncols; i++) {
+		const struct view_cell *v = t->slot[i];
+
+		view_field(&t->out, v && v->text ? v->text : "", v && v->text ? v->len : 0,
 			   i == 0);
-	view_field(&t->out, path, strlen(path), json_array_size(t->keys) == 0);
+	}
+	view_field(&t->out, path, strlen(path), t->ncols == 0);
 	view_put(&t->out, "\r\n", 2);
-	json_decref(obj);
 	return t->out.failed ? -ENOMEM : 0;
 }
 
@@ -477,6 +479,13 @@ int view_table_finish(struct view_table *t, char **out, size_t *len)
 	*len = t->out.len;
 	memset(&t->out, 0, sizeof(t->out));
 	return 0;
+}
+
+void view_table_restart(struct view_table *t)
+{
+	free(t->out.data);
+	memset(&t->out, 0, sizeof(t->out));
+	t->header_done = false;
 }
 
 /* ---- citations ----------------------------------------------------------------------- */
