@@ -590,7 +590,7 @@ class Handler(BaseHTTPRequestHandler):
         extra = None
         if len(body) > 512 and "gzip" in self.headers.get("Accept-Encoding", ""):
             # Compress JSON when the client accepts it, as a servlet container's filter does.
-            body = gzip.compress(body, mtime=0)
+            body = gzip.compress(body, compresslevel=6, mtime=0)
             extra = {"Content-Encoding": "gzip"}
             self.gzipped = True
         return 200, self._send(200, ctype, body, extra), kind
