@@ -1,30 +1,11 @@
 /* SPDX-License-Identifier: MIT
- * catalog.c — the metadata catalog on SQLite: schema, recovery from a broken file, loads
- * as single write transactions, and the queries the tree asks. Every SQL statement of
- * tciafs is here. Readers take a connection from a small pool (WAL lets them run beside
+ * catalog.c — the metadata catalog on SQLite: schema, recovery from a broken file, and the
+ * queries the tree asks (loads are in catalog_load.c; every SQL statement of tciafs is in
+ * these two files). Readers take a connection from a small pool (WAL lets them run beside
  * the one writer); each connection's page cache is capped, so memory stays flat however
  * big the catalog grows.
  */
-#include "catalog.h"
-
-#include <errno.h>
-#include <glob.h>
-#include <signal.h>
-#include <limits.h>
-#include <pthread.h>
-#include <sqlite3.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
-
-#include "log.h"
-
-#define CAT_VERSION 1
-#define CAT_READERS 4
-#define CAT_BUSY_MS 5000
+#include "catalog_int.h"
 
 static const char cat_schema[] =
 	"CREATE TABLE IF NOT EXISTS collection("
@@ -50,88 +31,12 @@ static const char cat_schema[] =
 	" scope INTEGER NOT NULL, coll TEXT NOT NULL, pid TEXT NOT NULL,"
 	" fetched INTEGER NOT NULL, rows INTEGER NOT NULL, PRIMARY KEY(scope, coll, pid));";
 
-/* A load's staging database: the tables a load writes, with only the keys its inserts
- * need; written without a journal (a crash loses nothing of the catalog's). */
-static const char cat_stage_schema[] =
-	"PRAGMA page_size=16384; PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;"
-	"CREATE TABLE collection(api TEXT PRIMARY KEY, name TEXT NOT NULL);"
-	"CREATE TABLE patient(coll TEXT NOT NULL, pid TEXT NOT NULL, name TEXT NOT NULL,"
-	" raw TEXT, PRIMARY KEY(coll, pid));"
-	/* Appended to, no keys: duplicates resolve when copied into the catalog. */
-	"CREATE TABLE study(coll TEXT NOT NULL, pid TEXT NOT NULL, uid TEXT NOT NULL,"
-	" name TEXT NOT NULL, full TEXT NOT NULL, mtime INTEGER, raw TEXT NOT NULL);"
-	"CREATE TABLE series(coll TEXT NOT NULL, pid TEXT NOT NULL, study TEXT NOT NULL,"
-	" uid TEXT NOT NULL, name TEXT NOT NULL, full TEXT NOT NULL, mtime INTEGER,"
-	" images INTEGER, bytes INTEGER, modality TEXT, body_part TEXT, manufacturer TEXT,"
-	" raw TEXT NOT NULL);";
-
-/* What a staged load brings into the catalog, inside the commit's transaction. */
-static const char cat_stage_copy[] =
-	"INSERT OR REPLACE INTO main.collection SELECT * FROM stage.collection;"
-	"INSERT INTO main.patient(coll, pid, name, raw)"
-	" SELECT coll, pid, name, raw FROM stage.patient WHERE true"
-	" ON CONFLICT(coll, pid) DO UPDATE SET raw=coalesce(excluded.raw, patient.raw);"
-	"INSERT OR REPLACE INTO main.study(" "coll, pid, uid, name, full, mtime, raw" ")"
-	" SELECT coll, pid, uid, name, full, mtime, raw FROM stage.study;"
-	"INSERT OR REPLACE INTO main.series(coll, pid, study, uid, name, full, mtime, images,"
-	" bytes, modality, body_part, manufacturer, raw) SELECT coll, pid, study, uid, name,"
-	" full, mtime, images, bytes, modality, body_part, manufacturer, raw FROM stage.series;";
-
-/* Prepared statements, one set per connection. */
-enum cat_stmt {
-	ST_LOADED,
-	ST_RECORD,
-	ST_DEL_COLLS,
-	ST_DEL_LISTED_PATIENTS,
-	ST_DEL_STUDIES,
-	ST_DEL_SERIES,
-	ST_DEL_PAT_STUDIES,
-	ST_DEL_PAT_SERIES,
-	ST_ADD_COLL,
-	ST_ADD_PATIENT,
-	ST_ADD_STUDY,
-	ST_ADD_SERIES,
-	ST_FULL_STUDIES,
-	ST_FULL_SERIES,
-	ST_DUP_COLLS,
-	ST_DUP_PATIENTS,
-	ST_DUP_STUDIES,
-	ST_DUP_SERIES,
-	ST_RENAME_COLL,
-	ST_RENAME_PATIENT,
-	ST_RENAME_STUDY,
-	ST_RENAME_SERIES,
-	ST_COLLS,
-	ST_PATIENTS,
-	ST_STUDIES,
-	ST_SERIES,
-	ST_FIND_COLL,
-	ST_FIND_PATIENT,
-	ST_PATIENT_BY_ID,
-	ST_FIND_STUDY,
-	ST_STUDY_BY_UID,
-	ST_FIND_SERIES,
-	ST_SERIES_BY_UID,
-	ST_COUNT,
-	ST_ALL_STUDIES,
-	ST_ALL_SERIES,
-	ST_COLL_BY_API,
-	ST_FACET_VALUES,			/* + facet */
-	ST_FACET_LINKS = ST_FACET_VALUES + 3,	/* + 2 × facet + unknown */
-	ST_FACET_LINK = ST_FACET_LINKS + 6,	/* + 2 × facet + unknown */
-	ST_FACET_NAMES = ST_FACET_LINK + 6,	/* + 2 × facet + unknown */
-	ST_TABLE = ST_FACET_NAMES + 6,		/* + table */
-	ST_LICENCE = ST_TABLE + 3,
-	ST_MEMBERS,
-	ST_N
-};
-
 #define CAT_STUDY_COLS "coll, pid, uid, name, full, raw, mtime"
 #define CAT_SERIES_COLS \
 	"coll, pid, study, uid, name, full, raw, modality, body_part, manufacturer, mtime, " \
 	"images, bytes"
 
-static const char *const cat_sql[ST_N] = {
+const char *const cat_sql[ST_N] = {
 	[ST_LOADED] = "SELECT fetched, rows FROM load WHERE scope=?1 AND coll=?2 AND pid=?3",
 	[ST_RECORD] = "INSERT OR REPLACE INTO load(scope, coll, pid, fetched, rows)"
 		      " VALUES(?1, ?2, ?3, ?4, ?5)",
@@ -274,65 +179,10 @@ static const char *const cat_sql[ST_N] = {
 		     " (SELECT count(*) FROM study), (SELECT count(*) FROM series)",
 };
 
-struct cat_conn {
-	sqlite3 *db;
-	sqlite3_stmt *st[ST_N];
-	bool busy;		/* a reader has it; protected by catalog->lock */
-};
-
-struct catalog {
-	char *path;
-	size_t cache_bytes;
-	pthread_mutex_t lock;
-	pthread_cond_t cond;		/* a reader connection came back */
-	struct cat_conn readers[CAT_READERS];
-	pthread_mutex_t wlock;		/* held from a load's first write to its end */
-	struct cat_conn writer;
-	unsigned long loads, load_failures;	/* protected by lock */
-};
-
-/* Rows wait here until there are CAT_BATCH of them or the load commits: a small load
- * (a patient, a patient list) takes the write lock only for its commit, never across
- * the network waits of its requests; a big one holds it from its first batch. */
-#define CAT_BATCH 4096
-
-enum cat_kind { CK_COLL, CK_PATIENT, CK_STUDY, CK_SERIES };
-
-struct cat_row {
-	enum cat_kind kind;
-	union {
-		struct catalog_coll coll;
-		struct catalog_patient patient;
-		struct catalog_study study;
-		struct catalog_series series;
-	} u;
-};
-
-struct catalog_load {
-	struct catalog *c;
-	enum catalog_scope scope;
-	char *coll, *pid;
-	int64_t rows;
-	int rc;			/* the first failure of an add, kept for commit */
-	bool begun;		/* the write transaction is open (and wlock held) */
-	struct cat_row *q;
-	size_t nq;
-	/* A load bigger than a batch (a collection in bulk) streams into a private staging
-	 * database of its own, copied into the catalog in one short transaction at commit:
-	 * the catalog's write lock is never held across the network. */
-	struct cat_conn stage;
-	char *stage_path;
-};
-
-static struct cat_conn *cat_load_conn(struct catalog_load *l)
-{
-	return l->stage.db ? &l->stage : &l->c->writer;
-}
-
 /* ---- errors ------------------------------------------------------------------------ */
 
 /* SQLite's result codes as errno, in one place. */
-static int cat_errno(int rc)
+int cat_errno(int rc)
 {
 	switch (rc & 0xff) {
 	case SQLITE_OK:
@@ -355,7 +205,7 @@ static int cat_errno(int rc)
 	}
 }
 
-static int cat_fail(sqlite3 *db, int rc, const char *what)
+int cat_fail(sqlite3 *db, int rc, const char *what)
 {
 	log_err("catalog: %s: %s", what, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
 	return cat_errno(rc);
@@ -363,7 +213,7 @@ static int cat_fail(sqlite3 *db, int rc, const char *what)
 
 /* ---- connections ------------------------------------------------------------------- */
 
-static void cat_conn_close(struct cat_conn *k)
+void cat_conn_close(struct cat_conn *k)
 {
 	size_t i;
 
@@ -373,12 +223,12 @@ static void cat_conn_close(struct cat_conn *k)
 	memset(k, 0, sizeof(*k));
 }
 
-static int cat_exec(sqlite3 *db, const char *sql)
+int cat_exec(sqlite3 *db, const char *sql)
 {
 	return sqlite3_exec(db, sql, NULL, NULL, NULL);
 }
 
-static int cat_conn_open(struct catalog *c, struct cat_conn *k, bool create)
+int cat_conn_open(struct catalog *c, struct cat_conn *k, bool create)
 {
 	char pragmas[160];
 	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
@@ -401,7 +251,7 @@ out_close:
 	return rc;
 }
 
-static sqlite3_stmt *cat_stmt(struct cat_conn *k, int s, int *rc)
+sqlite3_stmt *cat_stmt(struct cat_conn *k, int s, int *rc)
 {
 	if (!k->st[s]) {
 		*rc = sqlite3_prepare_v3(k->db, cat_sql[s], -1, SQLITE_PREPARE_PERSISTENT,
@@ -415,7 +265,7 @@ static sqlite3_stmt *cat_stmt(struct cat_conn *k, int s, int *rc)
 	return k->st[s];
 }
 
-static struct cat_conn *cat_reader(struct catalog *c)
+struct cat_conn *cat_reader(struct catalog *c)
 {
 	struct cat_conn *k = NULL;
 	size_t i;
@@ -434,7 +284,7 @@ static struct cat_conn *cat_reader(struct catalog *c)
 	return k;
 }
 
-static void cat_reader_put(struct catalog *c, struct cat_conn *k, sqlite3_stmt *st)
+void cat_reader_put(struct catalog *c, struct cat_conn *k, sqlite3_stmt *st)
 {
 	if (st)
 		sqlite3_reset(st);
@@ -446,7 +296,7 @@ static void cat_reader_put(struct catalog *c, struct cat_conn *k, sqlite3_stmt *
 
 /* Milliseconds of the wall clock: loads are compared with an expiry (SIGHUP) that may
  * fall in the same second. */
-static int64_t cat_now_ms(void)
+int64_t cat_now_ms(void)
 {
 	struct timespec ts;
 
@@ -692,17 +542,17 @@ const char *catalog_path(const struct catalog *c)
 
 /* ---- binding and reading rows ------------------------------------------------------ */
 
-static int cat_bind_text(sqlite3_stmt *st, int i, const char *s)
+int cat_bind_text(sqlite3_stmt *st, int i, const char *s)
 {
 	return s ? sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC) : sqlite3_bind_null(st, i);
 }
 
-static int cat_bind_num(sqlite3_stmt *st, int i, int64_t v)
+int cat_bind_num(sqlite3_stmt *st, int i, int64_t v)
 {
 	return v < 0 ? sqlite3_bind_null(st, i) : sqlite3_bind_int64(st, i, v);
 }
 
-static char *cat_col(sqlite3_stmt *st, int i)
+char *cat_col(sqlite3_stmt *st, int i)
 {
 	return (char *)sqlite3_column_text(st, i);
 }
@@ -763,7 +613,7 @@ static int cat_dup(char **s)
 	return 0;
 }
 
-static int cat_dup_all(char **const *fields, size_t n)
+int cat_dup_all(char **const *fields, size_t n)
 {
 	size_t i;
 	int rc = 0;
@@ -1317,617 +1167,4 @@ void catalog_stats(struct catalog *c, struct catalog_stats *st)
 	st->loads = c->loads;
 	st->load_failures = c->load_failures;
 	pthread_mutex_unlock(&c->lock);
-}
-
-/* ---- loads ------------------------------------------------------------------------- */
-
-/* Runs a writer statement: binds up to two text parameters, steps it to the end. */
-static int cat_write(struct catalog_load *l, enum cat_stmt s, const char *a, const char *b)
-{
-	sqlite3_stmt *st;
-	int rc;
-
-	st = cat_stmt(&l->c->writer, s, &rc);
-	if (!st)
-		return rc;
-	if (sqlite3_bind_parameter_count(st) >= 1)
-		cat_bind_text(st, 1, a);
-	if (sqlite3_bind_parameter_count(st) >= 2)
-		cat_bind_text(st, 2, b);
-	rc = sqlite3_step(st);
-	sqlite3_reset(st);
-	return rc == SQLITE_DONE ? SQLITE_OK : rc;
-}
-
-static void cat_row_clear(struct cat_row *r)
-{
-	switch (r->kind) {
-	case CK_COLL:
-		catalog_coll_clear(&r->u.coll);
-		break;
-	case CK_PATIENT:
-		catalog_patient_clear(&r->u.patient);
-		break;
-	case CK_STUDY:
-		catalog_study_clear(&r->u.study);
-		break;
-	case CK_SERIES:
-		catalog_series_clear(&r->u.series);
-		break;
-	}
-}
-
-static void cat_load_free(struct catalog_load *l)
-{
-	size_t i;
-
-	for (i = 0; i < l->nq; i++)
-		cat_row_clear(&l->q[i]);
-	free(l->q);
-	free(l->coll);
-	free(l->pid);
-	free(l);
-}
-
-int catalog_load_begin(struct catalog *c, enum catalog_scope s, const char *coll,
-		       const char *pid, struct catalog_load **out)
-{
-	struct catalog_load *l = calloc(1, sizeof(*l));
-
-	*out = NULL;
-	if (!l)
-		return -ENOMEM;
-	l->c = c;
-	l->scope = s;
-	l->coll = strdup(coll ? coll : "");
-	l->pid = strdup(pid ? pid : "");
-	l->q = calloc(CAT_BATCH, sizeof(*l->q));
-	if (!l->coll || !l->pid || !l->q) {
-		cat_load_free(l);
-		return -ENOMEM;
-	}
-	*out = l;
-	return 0;
-}
-
-/* Opens the write transaction and clears what the scope held; wlock is held. Returns 0
- * or -errno (then no transaction is open). */
-static int cat_load_open_locked(struct catalog_load *l)
-{
-	struct catalog *c = l->c;
-	int rc;
-
-	rc = cat_exec(c->writer.db, "BEGIN IMMEDIATE");
-	if (rc != SQLITE_OK)
-		goto out_fail;
-	switch (l->scope) {
-	case CATALOG_ARCHIVE:
-		rc = cat_write(l, ST_DEL_COLLS, NULL, NULL);
-		break;
-	case CATALOG_PATIENTS:
-		rc = cat_write(l, ST_DEL_LISTED_PATIENTS, l->coll, NULL);
-		break;
-	case CATALOG_COLLECTION:
-		/* Patients are the patient list's (CATALOG_PATIENTS): those seen here in
-		 * studies are added to it, none taken away. */
-		rc = cat_write(l, ST_DEL_STUDIES, l->coll, NULL);
-		if (rc == SQLITE_OK)
-			rc = cat_write(l, ST_DEL_SERIES, l->coll, NULL);
-		break;
-	case CATALOG_PATIENT:
-		rc = cat_write(l, ST_DEL_PAT_STUDIES, l->coll, l->pid);
-		if (rc == SQLITE_OK)
-			rc = cat_write(l, ST_DEL_PAT_SERIES, l->coll, l->pid);
-		break;
-	}
-	if (rc != SQLITE_OK) {
-		int ret = cat_fail(c->writer.db, rc, "cannot start a load");
-
-		cat_exec(c->writer.db, "ROLLBACK");
-		return ret;
-	}
-	l->begun = true;
-	return 0;
-out_fail:
-	return cat_fail(c->writer.db, rc, "cannot start a load");
-}
-
-static int cat_load_open(struct catalog_load *l)
-{
-	int rc;
-
-	pthread_mutex_lock(&l->c->wlock);
-	rc = cat_load_open_locked(l);
-	if (rc < 0)
-		pthread_mutex_unlock(&l->c->wlock);
-	return rc;
-}
-
-/* Keeps the first failure of a load's adds: commit reports it and rolls back. */
-static int cat_add_done(struct catalog_load *l, int rc)
-{
-	if (rc != SQLITE_DONE && rc != SQLITE_OK) {
-		if (l->rc == 0)
-			l->rc = cat_fail(cat_load_conn(l)->db, rc, "cannot store a row");
-		return l->rc;
-	}
-	return 0;
-}
-
-static int cat_put_coll(struct catalog_load *l, const struct catalog_coll *r)
-{
-	sqlite3_stmt *st;
-	int rc;
-
-	if (l->rc)
-		return l->rc;
-	st = cat_stmt(cat_load_conn(l), ST_ADD_COLL, &rc);
-	if (st) {
-		cat_bind_text(st, 1, r->api);
-		cat_bind_text(st, 2, r->name);
-		rc = sqlite3_step(st);
-		sqlite3_reset(st);
-	}
-	return cat_add_done(l, rc);
-}
-
-static int cat_put_patient(struct catalog_load *l, const struct catalog_patient *r)
-{
-	sqlite3_stmt *st;
-	int rc;
-
-	if (l->rc)
-		return l->rc;
-	st = cat_stmt(cat_load_conn(l), ST_ADD_PATIENT, &rc);
-	if (st) {
-		cat_bind_text(st, 1, r->coll);
-		cat_bind_text(st, 2, r->pid);
-		cat_bind_text(st, 3, r->name);
-		cat_bind_text(st, 4, r->raw);
-		rc = sqlite3_step(st);
-		sqlite3_reset(st);
-	}
-	return cat_add_done(l, rc);
-}
-
-static int cat_put_study(struct catalog_load *l, const struct catalog_study *r)
-{
-	sqlite3_stmt *st;
-	int rc;
-
-	if (l->rc)
-		return l->rc;
-	st = cat_stmt(cat_load_conn(l), ST_ADD_STUDY, &rc);
-	if (st) {
-		cat_bind_text(st, 1, r->coll);
-		cat_bind_text(st, 2, r->pid);
-		cat_bind_text(st, 3, r->uid);
-		cat_bind_text(st, 4, r->name);
-		cat_bind_text(st, 5, r->full);
-		cat_bind_text(st, 6, r->raw);
-		cat_bind_num(st, 7, r->mtime);
-		rc = sqlite3_step(st);
-		sqlite3_reset(st);
-	}
-	return cat_add_done(l, rc);
-}
-
-static int cat_put_series(struct catalog_load *l, const struct catalog_series *r)
-{
-	sqlite3_stmt *st;
-	int rc, k;
-
-	if (l->rc)
-		return l->rc;
-	st = cat_stmt(cat_load_conn(l), ST_ADD_SERIES, &rc);
-	if (st) {
-		cat_bind_text(st, 1, r->coll);
-		cat_bind_text(st, 2, r->pid);
-		cat_bind_text(st, 3, r->study);
-		cat_bind_text(st, 4, r->uid);
-		cat_bind_text(st, 5, r->name);
-		cat_bind_text(st, 6, r->full);
-		cat_bind_text(st, 7, r->raw);
-		for (k = 0; k < 3; k++)
-			cat_bind_text(st, 8 + k, r->facet[k]);
-		cat_bind_num(st, 11, r->mtime);
-		cat_bind_num(st, 12, r->images);
-		cat_bind_num(st, 13, r->bytes);
-		rc = sqlite3_step(st);
-		sqlite3_reset(st);
-	}
-	return cat_add_done(l, rc);
-}
-
-/* Writes the waiting rows, opening the transaction first if need be. */
-static int cat_flush(struct catalog_load *l)
-{
-	size_t i;
-	int rc = l->rc;
-
-	if (rc == 0 && !l->begun && !l->stage.db)
-		rc = l->rc = cat_load_open(l);
-	for (i = 0; i < l->nq; i++) {
-		struct cat_row *r = &l->q[i];
-
-		if (rc == 0) {
-			switch (r->kind) {
-			case CK_COLL:
-				rc = cat_put_coll(l, &r->u.coll);
-				break;
-			case CK_PATIENT:
-				rc = cat_put_patient(l, &r->u.patient);
-				break;
-			case CK_STUDY:
-				rc = cat_put_study(l, &r->u.study);
-				break;
-			case CK_SERIES:
-				rc = cat_put_series(l, &r->u.series);
-				break;
-			}
-		}
-		cat_row_clear(r);
-	}
-	l->nq = 0;
-	return rc;
-}
-
-/* Starts the load's staging database beside the catalog: "<catalog>.load-<pid>-<n>",
- * so that one left by a crash is known for what it is and removed (catalog_open). */
-static int cat_stage_open(struct catalog_load *l)
-{
-	static unsigned long seq;
-	int rc;
-
-	if (asprintf(&l->stage_path, "%s.load-%ld-%lu", l->c->path, (long)getpid(),
-		     __atomic_add_fetch(&seq, 1, __ATOMIC_RELAXED)) < 0) {
-		l->stage_path = NULL;
-		return l->rc = -ENOMEM;
-	}
-	rc = sqlite3_open_v2(l->stage_path, &l->stage.db, SQLITE_OPEN_READWRITE |
-			     SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
-	if (rc == SQLITE_OK)
-		rc = cat_exec(l->stage.db, "PRAGMA cache_size=-2048;");
-	if (rc == SQLITE_OK)
-		rc = cat_exec(l->stage.db, cat_stage_schema);
-	if (rc == SQLITE_OK)
-		rc = cat_exec(l->stage.db, "BEGIN");
-	if (rc != SQLITE_OK)
-		l->rc = cat_fail(l->stage.db, rc, "cannot stage a load");
-	return l->rc;
-}
-
-static void cat_stage_close(struct catalog_load *l)
-{
-	if (l->stage.db)
-		cat_conn_close(&l->stage);
-	if (l->stage_path) {
-		unlink(l->stage_path);
-		free(l->stage_path);
-		l->stage_path = NULL;
-	}
-}
-
-static struct cat_row *cat_queue(struct catalog_load *l, enum cat_kind kind)
-{
-	struct cat_row *r;
-
-	if (l->nq == CAT_BATCH && !l->stage.db && cat_stage_open(l) < 0)
-		return NULL;
-	if (l->nq == CAT_BATCH && cat_flush(l) < 0)
-		return NULL;
-	r = &l->q[l->nq++];
-	memset(r, 0, sizeof(*r));
-	r->kind = kind;
-	l->rows++;
-	return r;
-}
-
-/* A row missing what the schema requires is refused at once, with one line. */
-static int cat_refuse(struct catalog_load *l, const char *what)
-{
-	log_err("catalog: cannot store a %s without its identifiers", what);
-	if (l->rc == 0)
-		l->rc = -EINVAL;
-	return l->rc;
-}
-
-int catalog_add_coll(struct catalog_load *l, const struct catalog_coll *r)
-{
-	struct cat_row *q;
-	char **f[2];
-
-	if (l->rc)
-		return l->rc;
-	if (!r->api || !r->name)
-		return cat_refuse(l, "collection");
-	q = cat_queue(l, CK_COLL);
-	if (!q)
-		return l->rc;
-	q->u.coll = *r;
-	f[0] = &q->u.coll.api;
-	f[1] = &q->u.coll.name;
-	return cat_dup_all(f, 2) < 0 ? (l->rc = -ENOMEM) : 0;
-}
-
-int catalog_add_patient(struct catalog_load *l, const struct catalog_patient *r)
-{
-	struct cat_row *q;
-
-	if (l->rc)
-		return l->rc;
-	if (!r->coll || !r->pid || !r->name)
-		return cat_refuse(l, "patient");
-	q = cat_queue(l, CK_PATIENT);
-	if (!q)
-		return l->rc;
-	q->u.patient = *r;
-	char **f[] = { &q->u.patient.coll, &q->u.patient.pid, &q->u.patient.name,
-		       &q->u.patient.raw };
-	return cat_dup_all(f, 4) < 0 ? (l->rc = -ENOMEM) : 0;
-}
-
-int catalog_add_study(struct catalog_load *l, const struct catalog_study *r)
-{
-	struct cat_row *q;
-
-	if (l->rc)
-		return l->rc;
-	if (!r->coll || !r->pid || !r->uid || !r->name || !r->full || !r->raw)
-		return cat_refuse(l, "study");
-	q = cat_queue(l, CK_STUDY);
-	if (!q)
-		return l->rc;
-	q->u.study = *r;
-	char **f[] = { &q->u.study.coll, &q->u.study.pid, &q->u.study.uid, &q->u.study.name,
-		       &q->u.study.full, &q->u.study.raw };
-	return cat_dup_all(f, 6) < 0 ? (l->rc = -ENOMEM) : 0;
-}
-
-int catalog_add_series(struct catalog_load *l, const struct catalog_series *r)
-{
-	struct cat_row *q;
-
-	if (l->rc)
-		return l->rc;
-	if (!r->coll || !r->pid || !r->study || !r->uid || !r->name || !r->full || !r->raw)
-		return cat_refuse(l, "series");
-	q = cat_queue(l, CK_SERIES);
-	if (!q)
-		return l->rc;
-	q->u.series = *r;
-	char **f[] = { &q->u.series.coll, &q->u.series.pid, &q->u.series.study,
-		       &q->u.series.uid, &q->u.series.name, &q->u.series.full,
-		       &q->u.series.raw, &q->u.series.facet[0], &q->u.series.facet[1],
-		       &q->u.series.facet[2] };
-	return cat_dup_all(f, 10) < 0 ? (l->rc = -ENOMEM) : 0;
-}
-
-struct cat_rename {
-	int64_t rowid;
-	char *name;
-};
-
-/* Names that still collide among siblings (the dup statement's rows: rowid, name,
- * parent, sorted) become "name~N" for all but the first of each group. */
-static int cat_suffix_dups(struct catalog_load *l, enum cat_stmt dup, enum cat_stmt ren)
-{
-	struct cat_conn *k = &l->c->writer;
-	struct cat_rename *v = NULL, *nv;
-	char *prev_name = NULL, *prev_parent = NULL;
-	size_t n = 0, cap = 0, i, run = 0;
-	sqlite3_stmt *st;
-	int rc;
-
-	st = cat_stmt(k, dup, &rc);
-	if (!st)
-		return rc;
-	if (sqlite3_bind_parameter_count(st) >= 1)
-		cat_bind_text(st, 1, l->coll);
-	if (sqlite3_bind_parameter_count(st) >= 2)
-		cat_bind_text(st, 2, l->scope == CATALOG_PATIENT ? l->pid : NULL);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		const char *name = cat_col(st, 1), *parent = cat_col(st, 2);
-
-		if (prev_name && strcmp(prev_name, name) == 0 && strcmp(prev_parent, parent) == 0) {
-			run++;
-		} else {
-			run = 0;
-			free(prev_name);
-			free(prev_parent);
-			prev_name = strdup(name);
-			prev_parent = strdup(parent);
-			if (!prev_name || !prev_parent) {
-				rc = SQLITE_NOMEM;
-				break;
-			}
-		}
-		if (run == 0)
-			continue;
-		if (n == cap) {
-			cap = cap ? cap * 2 : 8;
-			nv = realloc(v, cap * sizeof(*v));
-			if (!nv) {
-				rc = SQLITE_NOMEM;
-				break;
-			}
-			v = nv;
-		}
-		/* Cut on a UTF-8 boundary so that the suffix fits a 255-byte name. */
-		size_t len = strlen(name);
-		if (len > 230) {
-			len = 230;
-			while (len > 0 && ((unsigned char)name[len] & 0xc0) == 0x80)
-				len--;
-		}
-		if (asprintf(&v[n].name, "%.*s~%zu", (int)len, name, run + 1) < 0) {
-			rc = SQLITE_NOMEM;
-			break;
-		}
-		v[n++].rowid = sqlite3_column_int64(st, 0);
-	}
-	sqlite3_reset(st);
-	free(prev_name);
-	free(prev_parent);
-	if (rc == SQLITE_DONE)
-		rc = SQLITE_OK;
-	for (i = 0; i < n; i++) {
-		if (rc == SQLITE_OK && (st = cat_stmt(k, ren, &rc)) != NULL) {
-			sqlite3_bind_int64(st, 1, v[i].rowid);
-			cat_bind_text(st, 2, v[i].name);
-			rc = sqlite3_step(st);
-			sqlite3_reset(st);
-			if (rc == SQLITE_DONE)
-				rc = SQLITE_OK;
-		}
-		free(v[i].name);
-	}
-	free(v);
-	return rc;
-}
-
-/* Names the scope's folders for good: full names where readable ones collide, then
- * "~N" where even those do. */
-static int cat_fix_names(struct catalog_load *l)
-{
-	const char *pid = l->scope == CATALOG_PATIENT ? l->pid : NULL;
-	int rc = SQLITE_OK;
-
-	switch (l->scope) {
-	case CATALOG_ARCHIVE:
-		return cat_suffix_dups(l, ST_DUP_COLLS, ST_RENAME_COLL);
-	case CATALOG_PATIENTS:
-		return cat_suffix_dups(l, ST_DUP_PATIENTS, ST_RENAME_PATIENT);
-	case CATALOG_COLLECTION:
-		/* fall through */
-	case CATALOG_PATIENT:
-		if (rc == SQLITE_OK)
-			rc = cat_write(l, ST_FULL_STUDIES, l->coll, pid);
-		if (rc == SQLITE_OK)
-			rc = cat_write(l, ST_FULL_SERIES, l->coll, pid);
-		if (rc == SQLITE_OK)
-			rc = cat_suffix_dups(l, ST_DUP_STUDIES, ST_RENAME_STUDY);
-		if (rc == SQLITE_OK)
-			rc = cat_suffix_dups(l, ST_DUP_SERIES, ST_RENAME_SERIES);
-		break;
-	}
-	return rc;
-}
-
-static int cat_record(struct catalog_load *l, enum catalog_scope s)
-{
-	sqlite3_stmt *st;
-	int rc;
-
-	st = cat_stmt(&l->c->writer, ST_RECORD, &rc);
-	if (!st)
-		return rc;
-	sqlite3_bind_int(st, 1, (int)s);
-	cat_bind_text(st, 2, l->coll);
-	cat_bind_text(st, 3, l->pid);
-	sqlite3_bind_int64(st, 4, cat_now_ms());
-	sqlite3_bind_int64(st, 5, l->rows);
-	rc = sqlite3_step(st);
-	sqlite3_reset(st);
-	return rc == SQLITE_DONE ? SQLITE_OK : rc;
-}
-
-/* A staged load's rows, into the catalog: the staging database is attached to the
- * writer and copied inside the load's transaction (opened here). */
-static int cat_stage_commit(struct catalog_load *l)
-{
-	struct catalog *c = l->c;
-	sqlite3_stmt *st = NULL;
-	int rc;
-
-	rc = cat_exec(l->stage.db, "COMMIT");
-	if (rc != SQLITE_OK)
-		return l->rc = cat_fail(l->stage.db, rc, "cannot stage a load");
-	cat_conn_close(&l->stage);
-	pthread_mutex_lock(&c->wlock);
-	rc = sqlite3_prepare_v2(c->writer.db, "ATTACH ?1 AS stage", -1, &st, NULL);
-	if (rc == SQLITE_OK) {
-		sqlite3_bind_text(st, 1, l->stage_path, -1, SQLITE_STATIC);
-		rc = sqlite3_step(st);
-		rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
-	}
-	sqlite3_finalize(st);
-	if (rc != SQLITE_OK) {
-		l->rc = cat_fail(c->writer.db, rc, "cannot attach a staged load");
-		pthread_mutex_unlock(&c->wlock);
-		return l->rc;
-	}
-	l->rc = cat_load_open_locked(l);
-	if (l->rc < 0) {
-		cat_exec(c->writer.db, "DETACH stage");
-		pthread_mutex_unlock(&c->wlock);
-		return l->rc;
-	}
-	rc = cat_exec(c->writer.db, cat_stage_copy);
-	if (rc != SQLITE_OK)
-		l->rc = cat_fail(c->writer.db, rc, "cannot copy a staged load");
-	return l->rc;
-}
-
-/* After the load's transaction ended: the staging database goes. */
-static void cat_stage_end(struct catalog_load *l)
-{
-	if (!l->stage_path)
-		return;
-	cat_exec(l->c->writer.db, "DETACH stage");
-	cat_stage_close(l);
-}
-
-int catalog_load_commit(struct catalog_load *l)
-{
-	struct catalog *c = l->c;
-	int rc = SQLITE_OK, ret;
-
-	ret = cat_flush(l);
-	if (ret == 0 && l->stage.db)
-		ret = cat_stage_commit(l);
-	if (ret == 0) {
-		rc = cat_fix_names(l);
-		if (rc == SQLITE_OK)
-			rc = cat_record(l, l->scope);
-		if (rc == SQLITE_OK)
-			rc = cat_exec(c->writer.db, "COMMIT");
-		if (rc != SQLITE_OK)
-			ret = cat_fail(c->writer.db, rc, "cannot commit a load");
-	}
-	if (l->begun) {
-		if (ret != 0 && !sqlite3_get_autocommit(c->writer.db))
-			cat_exec(c->writer.db, "ROLLBACK");
-		cat_stage_end(l);
-		pthread_mutex_unlock(&c->wlock);
-	}
-	cat_stage_close(l);
-	pthread_mutex_lock(&c->lock);
-	if (ret == 0)
-		c->loads++;
-	else
-		c->load_failures++;
-	pthread_mutex_unlock(&c->lock);
-	cat_load_free(l);
-	return ret;
-}
-
-void catalog_load_abort(struct catalog_load *l)
-{
-	struct catalog *c;
-
-	if (!l)
-		return;
-	c = l->c;
-	if (l->begun) {
-		if (!sqlite3_get_autocommit(c->writer.db))
-			cat_exec(c->writer.db, "ROLLBACK");
-		cat_stage_end(l);
-		pthread_mutex_unlock(&c->wlock);
-	}
-	cat_stage_close(l);
-	pthread_mutex_lock(&c->lock);
-	c->load_failures++;
-	pthread_mutex_unlock(&c->lock);
-	cat_load_free(l);
 }

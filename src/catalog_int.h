@@ -1,0 +1,113 @@
+/* SPDX-License-Identifier: MIT
+ * catalog_int.h — what catalog.c (schema, connections, queries) and catalog_load.c
+ * (loads) share: the connections, the prepared statements and their SQL, the helpers
+ * that translate SQLite's results. Not for other modules.
+ */
+#ifndef TCIAFS_CATALOG_INT_H
+#define TCIAFS_CATALOG_INT_H
+
+#include "catalog.h"
+
+#include <errno.h>
+#include <glob.h>
+#include <signal.h>
+#include <limits.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define CAT_VERSION 1
+#define CAT_READERS 4
+#define CAT_BUSY_MS 5000
+
+/* Prepared statements, one set per connection. */
+enum cat_stmt {
+	ST_LOADED,
+	ST_RECORD,
+	ST_DEL_COLLS,
+	ST_DEL_LISTED_PATIENTS,
+	ST_DEL_STUDIES,
+	ST_DEL_SERIES,
+	ST_DEL_PAT_STUDIES,
+	ST_DEL_PAT_SERIES,
+	ST_ADD_COLL,
+	ST_ADD_PATIENT,
+	ST_ADD_STUDY,
+	ST_ADD_SERIES,
+	ST_FULL_STUDIES,
+	ST_FULL_SERIES,
+	ST_DUP_COLLS,
+	ST_DUP_PATIENTS,
+	ST_DUP_STUDIES,
+	ST_DUP_SERIES,
+	ST_RENAME_COLL,
+	ST_RENAME_PATIENT,
+	ST_RENAME_STUDY,
+	ST_RENAME_SERIES,
+	ST_COLLS,
+	ST_PATIENTS,
+	ST_STUDIES,
+	ST_SERIES,
+	ST_FIND_COLL,
+	ST_FIND_PATIENT,
+	ST_PATIENT_BY_ID,
+	ST_FIND_STUDY,
+	ST_STUDY_BY_UID,
+	ST_FIND_SERIES,
+	ST_SERIES_BY_UID,
+	ST_COUNT,
+	ST_ALL_STUDIES,
+	ST_ALL_SERIES,
+	ST_COLL_BY_API,
+	ST_FACET_VALUES,			/* + facet */
+	ST_FACET_LINKS = ST_FACET_VALUES + 3,	/* + 2 × facet + unknown */
+	ST_FACET_LINK = ST_FACET_LINKS + 6,	/* + 2 × facet + unknown */
+	ST_FACET_NAMES = ST_FACET_LINK + 6,	/* + 2 × facet + unknown */
+	ST_TABLE = ST_FACET_NAMES + 6,		/* + table */
+	ST_LICENCE = ST_TABLE + 3,
+	ST_MEMBERS,
+	ST_N
+};
+
+/* The SQL of each statement (catalog.c). */
+extern const char *const cat_sql[ST_N];
+
+struct cat_conn {
+	sqlite3 *db;
+	sqlite3_stmt *st[ST_N];
+	bool busy;		/* a reader has it; protected by catalog->lock */
+};
+
+struct catalog {
+	char *path;
+	size_t cache_bytes;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;		/* a reader connection came back */
+	struct cat_conn readers[CAT_READERS];
+	pthread_mutex_t wlock;		/* held from a load's first write to its end */
+	struct cat_conn writer;
+	unsigned long loads, load_failures;	/* protected by lock */
+};
+
+int cat_errno(int rc);
+int cat_fail(sqlite3 *db, int rc, const char *what);
+void cat_conn_close(struct cat_conn *k);
+int cat_exec(sqlite3 *db, const char *sql);
+int cat_conn_open(struct catalog *c, struct cat_conn *k, bool create);
+sqlite3_stmt *cat_stmt(struct cat_conn *k, int s, int *rc);
+int64_t cat_now_ms(void);
+int cat_bind_text(sqlite3_stmt *st, int i, const char *s);
+int cat_bind_num(sqlite3_stmt *st, int i, int64_t v);
+char *cat_col(sqlite3_stmt *st, int i);
+int cat_dup_all(char **const *fields, size_t n);
+struct cat_conn *cat_reader(struct catalog *c);
+void cat_reader_put(struct catalog *c, struct cat_conn *k, sqlite3_stmt *st);
+
+#endif
