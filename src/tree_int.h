@@ -209,22 +209,41 @@ int tree_scope_fresh(struct tree *t, enum catalog_scope s, const char *coll, con
 int64_t tree_scope_when(struct tree *t, enum catalog_scope s, const char *coll,
 			const char *pid);
 void tree_memos_free(struct tree *t);
+/* Snapshots of lists: a slot holds the current one; a stale or empty slot is loaded
+ * (one load at a time per slot, never under the tree's lock). */
+void tree_snap_put(struct tree *t, struct tree_snap *s);
+int tree_slot_get(struct tree *t, struct tree_slot *slot, tree_load_fn load, void *arg,
+		  struct tree_snap **out);
+void tree_slot_clear(struct tree *t, struct tree_slot *slot);
+int tree_load_colls(struct tree *t, void *arg, struct tree_snap **out);
+int tree_load_vals(struct tree *t, void *arg, struct tree_snap **out);
+int tree_cmp_coll(const void *a, const void *b);
+
+/* ---- tree_names.c ---------------------------------------------------------------- */
+
+int64_t tree_now_ms(void);
+int tree_unreserve(char **name, const char *const *reserved, size_t n);
+time_t tree_parse_time(const char *s, time_t fallback);
+size_t tree_utf8_cut(const char *s, size_t max);
+int tree_cmp_str(const char *a, const char *b);
+int tree_cmp_names(const void *a, const void *b);
+int tree_uniquify(char *base, size_t count, size_t stride, size_t name_off);
+
+/* ---- tree_files.c ---------------------------------------------------------------- */
+
+int tree_make_readme(struct tree *t);
+/* The text of a generated file (README.txt, a .json file); *out is the caller's. */
+int tree_render(struct tree *t, struct tree_node *n, char **out, size_t *len);
+int tree_open_do(struct tree *tree, const char *path, int flags,
+		 const struct store_caller *who, struct tree_file **out);
 
 /* ---- tree.c ---------------------------------------------------------------------- */
 
 extern const char *const tree_root_reserved[2];
 extern const char *const tree_coll_reserved[5];
-int tree_unreserve(char **name, const char *const *reserved, size_t n);
-time_t tree_parse_time(const char *s, time_t fallback);
-size_t tree_utf8_cut(const char *s, size_t max);
-void tree_snap_put(struct tree *t, struct tree_snap *s);
-int tree_slot_get(struct tree *t, struct tree_slot *slot, tree_load_fn load, void *arg,
-		  struct tree_snap **out);
-void tree_slot_clear(struct tree *t, struct tree_slot *slot);
-int tree_cmp_str(const char *a, const char *b);
-int tree_cmp_names(const void *a, const void *b);
-int tree_uniquify(char *base, size_t count, size_t stride, size_t name_off);
-int tree_load_vals(struct tree *t, void *arg, struct tree_snap **out);
+int tree_resolve(struct tree *t, const char *path, const struct store_caller *who,
+		 struct tree_node *n);
+bool tree_is_dir(enum tree_kind k);
 void tree_node_put(struct tree *t, struct tree_node *n);
 int tree_get_colls(struct tree *t, struct tree_colls **out);
 

@@ -6,6 +6,7 @@
  * leaves the catalog as it was and an older load of the scope covers for it.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -558,4 +559,235 @@ int tree_cat_find_patient(struct tree *t, const char *coll, const char *name,
 	if (rc < 0)
 		return rc;
 	return catalog_find_patient(t->cat, coll, name, out);
+}
+
+/* ---- snapshots of lists (collections, value lists) ----------------------------------- */
+
+void tree_snap_put(struct tree *t, struct tree_snap *s)
+{
+	bool last;
+
+	if (!s)
+		return;
+	pthread_mutex_lock(&t->lock);
+	last = --s->refs == 0;
+	pthread_mutex_unlock(&t->lock);
+	if (last)
+		s->destroy(s);
+}
+
+/* Returns a referenced snapshot from slot (release with tree_snap_put), loading it when
+ * there is none or it has expired. Concurrent callers share one load and its result; a
+ * failed load is covered by the old snapshot when there is one (stale-if-error). */
+int tree_slot_get(struct tree *t, struct tree_slot *slot, tree_load_fn load, void *arg,
+		  struct tree_snap **out)
+{
+	struct tree_snap *s, *fresh = NULL, *old = NULL;
+	int64_t started;
+	unsigned seen;
+	int rc;
+
+	*out = NULL;
+	pthread_mutex_lock(&t->lock);
+	for (;;) {
+		s = slot->snap;
+		if (s && s->gen == t->gen && time(NULL) - s->fetched < t->meta_ttl)
+			goto out_ref;
+		if (!slot->loading && !s && slot->last_rc < 0 && slot->failed_ms &&
+		    tree_now_ms() - slot->failed_ms < TREE_FAIL_MEMORY_MS) {
+			rc = slot->last_rc;
+			log_adopt_reason(slot->why);
+			pthread_mutex_unlock(&t->lock);
+			return rc;
+		}
+		if (!slot->loading)
+			break;
+		seen = slot->done;
+		while (slot->loading && slot->done == seen)
+			pthread_cond_wait(&t->cond, &t->lock);
+		if (slot->last_rc < 0) {
+			/* The load we waited for failed: share its outcome, do not retry. */
+			s = slot->snap;
+			if (s)
+				goto out_ref;
+			rc = slot->last_rc;
+			log_adopt_reason(slot->why);
+			pthread_mutex_unlock(&t->lock);
+			return rc;
+		}
+		if (slot->snap)
+			goto out_ref_any;
+	}
+	slot->loading = true;
+	pthread_mutex_unlock(&t->lock);
+
+	started = tree_now_ms();
+	log_clear_reason();
+	rc = load(t, arg, &fresh);
+	/* Parsing a big answer leaves megabytes of freed heap behind (a 10,000-series
+	 * getSeries is ~8 MB of JSON): give them back rather than sit on them. */
+	malloc_trim(0);
+
+	pthread_mutex_lock(&t->lock);
+	slot->loading = false;
+	slot->done++;
+	slot->last_rc = rc;
+	slot->failed_ms = 0;
+	free(slot->why);
+	slot->why = rc < 0 ? strdup(log_reason()) : NULL;	/* for the callers who waited */
+	if (rc < 0 && tree_now_ms() - started >= TREE_SLOW_FAILURE_MS)
+		slot->failed_ms = tree_now_ms();
+	pthread_cond_broadcast(&t->cond);
+	if (rc == 0) {
+		fresh->refs = 2;	/* the slot's and the caller's */
+		fresh->gen = t->gen;
+		old = slot->snap;
+		slot->snap = fresh;
+		*out = fresh;
+	} else if (slot->snap) {
+		log_warn("serving what was listed %lds ago: %s",
+			 (long)(time(NULL) - slot->snap->fetched), strerror(-rc));
+		slot->snap->refs++;
+		*out = slot->snap;
+		rc = 0;
+	}
+	pthread_mutex_unlock(&t->lock);
+	tree_snap_put(t, old);
+	return rc;
+
+out_ref_any:
+	s = slot->snap;
+out_ref:
+	s->refs++;
+	pthread_mutex_unlock(&t->lock);
+	*out = s;
+	return 0;
+}
+
+/* Drops a slot's snapshot; used when the owning collection goes away. */
+void tree_slot_clear(struct tree *t, struct tree_slot *slot)
+{
+	struct tree_snap *s = slot->snap;
+
+	slot->snap = NULL;
+	free(slot->why);
+	slot->why = NULL;
+	tree_snap_put(t, s);
+}
+
+static void tree_colls_destroy_with(struct tree *t, struct tree_colls *c)
+{
+	size_t i;
+
+	for (i = 0; i < c->count; i++) {
+		tree_slot_clear(t, &c->v[i].vals);
+		tree_slot_clear(t, &c->v[i].facets);
+		free(c->v[i].name);
+		free(c->v[i].api);
+	}
+	free(c->v);
+	free(c);
+}
+
+int tree_cmp_coll(const void *a, const void *b)
+{
+	return strcmp(((const struct tree_coll *)a)->name, ((const struct tree_coll *)b)->name);
+}
+
+struct tree_colls_snap {
+	struct tree_colls colls;
+	struct tree *tree;	/* to release the per-collection slots on destroy */
+};
+
+static void tree_colls_destroy(struct tree_snap *s)
+{
+	struct tree_colls_snap *cs = (struct tree_colls_snap *)s;
+
+	tree_colls_destroy_with(cs->tree, &cs->colls);
+}
+
+struct tree_colls_build {
+	struct tree_colls *colls;
+	size_t cap;
+};
+
+static int tree_colls_add(void *arg, const struct catalog_coll *r)
+{
+	struct tree_colls_build *b = arg;
+	struct tree_coll *v;
+
+	if (b->colls->count == b->cap) {
+		b->cap = b->cap ? b->cap * 2 : 64;
+		v = realloc(b->colls->v, b->cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		b->colls->v = v;
+	}
+	v = &b->colls->v[b->colls->count];
+	memset(v, 0, sizeof(*v));
+	v->api = strdup(r->api);
+	v->name = strdup(r->name);
+	b->colls->count++;
+	return v->api && v->name ? 0 : -ENOMEM;
+}
+
+/* The collections, from the catalog (loaded into it when stale). */
+int tree_load_colls(struct tree *t, void *arg, struct tree_snap **out)
+{
+	struct tree_colls_snap *cs;
+	struct tree_colls_build b = { NULL, 0 };
+	int rc;
+
+	(void)arg;
+	rc = tree_cat_archive(t);
+	if (rc < 0)
+		return rc;
+	cs = calloc(1, sizeof(*cs));
+	if (!cs)
+		return -ENOMEM;
+	cs->tree = t;
+	cs->colls.hdr.destroy = tree_colls_destroy;
+	cs->colls.hdr.fetched = time(NULL);
+	b.colls = &cs->colls;
+	rc = catalog_colls(t->cat, tree_colls_add, &b);
+	if (rc < 0) {
+		tree_colls_destroy_with(t, &cs->colls);
+		return rc;
+	}
+	*out = &cs->colls.hdr;
+	return 0;
+}
+
+static void tree_vals_destroy(struct tree_snap *s)
+{
+	struct tree_vals *v = (struct tree_vals *)s;
+
+	tcia_values_clear(&v->mods);
+	tcia_values_clear(&v->parts);
+	tcia_values_clear(&v->manus);
+	free(v);
+}
+
+int tree_load_vals(struct tree *t, void *arg, struct tree_snap **out)
+{
+	struct tree_coll *c = arg;
+	struct tcia_filter f = { .collection = c->api };
+	struct tree_vals *v = calloc(1, sizeof(*v));
+	int rc;
+
+	if (!v)
+		return -ENOMEM;
+	v->hdr.destroy = tree_vals_destroy;
+	v->hdr.fetched = time(NULL);
+	rc = tcia_get_modalities(t->tcia, &f, &v->mods);
+	if (rc == 0)
+		rc = tcia_get_body_parts(t->tcia, &f, &v->parts);
+	if (rc == 0)
+		rc = tcia_get_manufacturers(t->tcia, &f, &v->manus);
+	if (rc < 0) {
+		tree_vals_destroy(&v->hdr);
+		return rc;
+	}
+	*out = &v->hdr;
+	return 0;
 }

@@ -1,0 +1,382 @@
+/* SPDX-License-Identifier: MIT
+ * tree_files.c — the files of the namespace: README.txt and the .json files, rendered
+ * from the catalog at each open, and opened files (generated, or stored in the series
+ * store under the shared lock that keeps them from eviction).
+ */
+#include "tree.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "failures.h"
+#include "log.h"
+#include "tree_int.h"
+#include "utf8.h"
+
+int tree_make_readme(struct tree *t)
+{
+	static const char fmt[] =
+		"tciafs: The Cancer Imaging Archive (TCIA) as a read-only filesystem.\n"
+		"\n"
+		"API:    %s\n"
+		"Cache:  %s\n"
+		"\n"
+		"Layout\n"
+		"  /<Collection>/collection.json      the collection: its modalities, body\n"
+		"                                     parts, manufacturers, licence and DOI\n"
+		"  /<Collection>/<PatientID>/patient.json\n"
+		"  .../<StudyDate> <StudyDescription>-<last 5 digits of the UID>/study.json\n"
+		"  .../<SeriesNumber> <Modality> <SeriesDescription>-<UID tail>/series.json\n"
+		"  .../<series folder>/*.dcm, LICENSE the series' DICOM files\n"
+		"  /<Collection>/CITATION.txt         DOI, licence, how to cite\n"
+		"  /<Collection>/patients.csv, studies.csv, series.csv\n"
+		"                                     one row per object, every attribute\n"
+		"  /<Collection>/.by-modality/<value>/, .by-bodypart/, .by-manufacturer/\n"
+		"                                     links to the matching series (hidden)\n"
+		"  /manifests/<name>/                 with -o manifest=FILE: links, missing.txt\n"
+		"  /.tciafs/status                    downloads in flight, cache use, counters\n"
+		"\n"
+		"The JSON files hold every attribute TCIA returns for the object, as it\n"
+		"returned them. Folder names are made safe ('/' and control characters\n"
+		"become '_'); a study or series folder can also be reached by its bare UID.\n"
+		"Every object's identifiers are in its user.tcia.* extended attributes\n"
+		"(getfattr -d). Everything here is read-only.\n"
+		"\n"
+		"A series' DICOM files are downloaded the first time its folder is opened,\n"
+		"then read from the cache. A process that opens many series folders in a\n"
+		"short time (find, du, an indexer) is held back after a few downloads:\n"
+		"see -o walk_budget in tciafs --help.\n"
+		"\n"
+		"Unmount with:  fusermount3 -u <mountpoint>\n";
+	const char *api = tcia_base_url(t->tcia);
+	int n = snprintf(NULL, 0, fmt, api, t->cache_dir);
+
+	if (n < 0)
+		return -EINVAL;
+	t->readme = malloc((size_t)n + 1);
+	if (!t->readme)
+		return -ENOMEM;
+	snprintf(t->readme, (size_t)n + 1, fmt, api, t->cache_dir);
+	t->readme_len = (size_t)n;
+	return 0;
+}
+
+/* Pretty-prints obj (2-space indent, trailing newline) into a new buffer. */
+static int tree_render_obj(json_t *obj, char **out, size_t *len)
+{
+	char *s = json_dumps(obj, JSON_INDENT(2) | JSON_ENCODE_ANY);
+	size_t n;
+
+	if (!s)
+		return -ENOMEM;
+	n = strlen(s);
+	*out = malloc(n + 2);
+	if (!*out) {
+		free(s);
+		return -ENOMEM;
+	}
+	memcpy(*out, s, n);
+	(*out)[n] = '\n';
+	(*out)[n + 1] = '\0';
+	*len = n + 1;
+	free(s);
+	return 0;
+}
+
+static int tree_render_raw(const char *raw, json_t *extra, char **out, size_t *len)
+{
+	json_t *obj = json_loads(raw, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+	int rc;
+
+	if (!obj)
+		return -ENOMEM;	/* raw was produced by json_dumps: only memory can fail */
+	if (extra && json_is_object(obj))
+		json_object_update(obj, extra);
+	rc = tree_render_obj(obj, out, len);
+	json_decref(obj);
+	return rc;
+}
+
+static json_t *tree_values_array(const struct tcia_values *v)
+{
+	json_t *a = json_array();
+	size_t i;
+
+	for (i = 0; a && i < v->count; i++)
+		if (json_array_append_new(a, json_string(v->v[i].value))) {
+			json_decref(a);
+			return NULL;
+		}
+	return a;
+}
+
+static int tree_render_coll(struct tree *t, struct tree_node *n, char **out, size_t *len)
+{
+	struct tree_vals *v = NULL;
+	json_t *obj, *lic = NULL;
+	int rc;
+
+	rc = tree_coll_get(t, n->coll, &n->coll->vals, tree_load_vals, &v);
+	if (rc == 0)
+		rc = tree_licence(t, n->coll, &lic);
+	if (rc < 0)
+		goto out_put;
+	rc = -ENOMEM;
+	obj = json_object();
+	if (!obj || json_object_set_new(obj, "Collection", json_string(n->coll->api)) ||
+	    json_object_set_new(obj, "Modality", tree_values_array(&v->mods)) ||
+	    json_object_set_new(obj, "BodyPartExamined", tree_values_array(&v->parts)) ||
+	    json_object_set_new(obj, "Manufacturer", tree_values_array(&v->manus)) ||
+	    json_object_update(obj, lic))
+		goto out_decref;
+	rc = tree_render_obj(obj, out, len);
+out_decref:
+	json_decref(obj);
+out_put:
+	json_decref(lic);
+	tree_snap_put(t, v ? &v->hdr : NULL);
+	return rc;
+}
+
+static int tree_render_series(struct tree *t, struct tree_node *n, char **out, size_t *len)
+{
+	struct tcia_series_size size;
+	json_t *extra = NULL;
+	int rc;
+
+	/* SeriesSize is slow and per series: asked only here, when series.json is looked at. */
+	rc = tcia_get_series_size(t->tcia, n->cser.uid, &size);
+	if (rc == -ENOENT)
+		return tree_render_raw(n->cser.raw, NULL, out, len);
+	if (rc < 0)
+		return rc;
+	extra = json_loads(size.raw, JSON_DECODE_ANY, NULL);
+	tcia_series_size_clear(&size);
+	if (!extra)
+		return -ENOMEM;
+	rc = tree_render_raw(n->cser.raw, extra, out, len);
+	json_decref(extra);
+	return rc;
+}
+
+/* patient.json is the patient list's object: a patient known from its studies alone
+ * (a targeted look) gets it from the list now. One the list lacks shows its IDs. */
+static int tree_render_patient(struct tree *t, struct tree_node *n, char **out, size_t *len)
+{
+	struct catalog_patient p;
+	json_t *obj;
+	int rc;
+
+	if (n->cpat.raw)
+		return tree_render_raw(n->cpat.raw, NULL, out, len);
+	rc = tree_cat_patients(t, n->coll->api);
+	if (rc < 0)
+		return rc;
+	rc = catalog_patient_by_id(t->cat, n->coll->api, n->cpat.pid, &p);
+	if (rc == 0 && p.raw) {
+		rc = tree_render_raw(p.raw, NULL, out, len);
+		catalog_patient_clear(&p);
+		return rc;
+	}
+	catalog_patient_clear(&p);
+	obj = json_pack("{s:s, s:s}", "PatientId", n->cpat.pid, "Collection", n->coll->api);
+	if (!obj)
+		return -ENOMEM;
+	rc = tree_render_obj(obj, out, len);
+	json_decref(obj);
+	return rc;
+}
+
+static int tree_render_status(struct tree *t, char **out, size_t *len)
+{
+	char *text = t->status ? t->status(t->status_arg) : strdup("{}");
+	size_t n;
+
+	if (!text)
+		return -ENOMEM;
+	n = strlen(text);
+	*out = malloc(n + 2);
+	if (!*out) {
+		free(text);
+		return -ENOMEM;
+	}
+	memcpy(*out, text, n);
+	(*out)[n] = '\n';
+	(*out)[n + 1] = '\0';
+	*len = n + 1;
+	free(text);
+	return 0;
+}
+
+/* Renders the generated file the node is. Returns 0 with a new buffer, or -errno. */
+int tree_render(struct tree *t, struct tree_node *n, char **out, size_t *len)
+{
+	switch (n->kind) {
+	case TK_README:
+		*out = strdup(t->readme);
+		*len = t->readme_len;
+		return *out ? 0 : -ENOMEM;
+	case TK_COLL_JSON:
+		return tree_render_coll(t, n, out, len);
+	case TK_PAT_JSON:
+		return tree_render_patient(t, n, out, len);
+	case TK_STUDY_JSON:
+		return tree_render_raw(n->cstud.raw, NULL, out, len);
+	case TK_SERIES_JSON:
+		return tree_render_series(t, n, out, len);
+	case TK_STATUS:
+		return tree_render_status(t, out, len);
+	case TK_CITATION:
+		return tree_render_citation(t, n, out, len);
+	case TK_MISSING:
+		return tree_render_missing(n, out, len);
+	default:
+		return -EISDIR;
+	}
+}
+
+/* How long an open waits for another process that holds a series exclusively (it is
+ * evicting it, or fetching it anew), and how often it looks. */
+#define TREE_BUSY_WAIT_MS 5000
+#define TREE_BUSY_STEP_MS 20
+/* Opens a stored file under the shared lock that keeps its series from eviction. When
+ * someone holds the series exclusively, waits a bounded while (interruptibly) and
+ * resolves the path again: if the series went away meanwhile, that fetches it anew. */
+static int tree_open_stored(struct tree *t, const char *path, const struct store_caller *who,
+			    struct tree_node *n, int *fd)
+{
+	struct timespec step = { 0, TREE_BUSY_STEP_MS * 1000000L };
+	int waited = 0, gone = 0, rc;
+
+	for (;;) {
+		rc = store_open(t->store, n->ss, n->file, fd);
+		if (rc == -ENOENT && gone++ == 0)
+			;	/* evicted between the lookup and now: look again, once */
+		else if (rc != -EBUSY || waited >= TREE_BUSY_WAIT_MS)
+			return rc;
+		if (who && who->interrupted && who->interrupted(who->arg))
+			return -EINTR;
+		if (rc == -EBUSY) {
+			nanosleep(&step, NULL);
+			waited += TREE_BUSY_STEP_MS;
+		}
+		tree_node_put(t, n);
+		rc = tree_resolve(t, path, who, n);
+		if (rc < 0)
+			return rc;
+		if (n->kind != TK_SERIES_FILE)
+			return -ENOENT;
+	}
+}
+
+int tree_open_do(struct tree *tree, const char *path, int flags,
+			const struct store_caller *who, struct tree_file **out)
+{
+	struct tree_file *f;
+	struct tree_node n;
+	int rc;
+
+	*out = NULL;
+	if ((flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC))
+		return -EROFS;
+	rc = tree_resolve(tree, path, who, &n);
+	if (rc < 0)
+		return rc;
+	rc = -EISDIR;
+	if (tree_is_dir(n.kind))
+		goto out_put;
+	rc = -ENOMEM;
+	f = calloc(1, sizeof(*f));
+	if (!f)
+		goto out_put;
+	f->fd = -1;
+	if (n.kind == TK_SERIES_FILE) {
+		rc = tree_open_stored(tree, path, who, &n, &f->fd);
+		if (rc == 0) {
+			/* The file keeps the node's reference on its series. */
+			f->store = tree->store;
+			f->ss = n.ss;
+			n.ss = NULL;
+		}
+	} else if (n.kind == TK_TABLE) {
+		off_t size;
+
+		/* Rendered into a file under the cache folder: read from there. */
+		rc = tree_table_file(tree, n.coll, n.facet, &f->fd, &size);
+	} else {
+		f->live = n.kind == TK_STATUS;
+		rc = tree_render(tree, &n, &f->data, &f->len);
+	}
+	if (rc < 0) {
+		free(f);
+		goto out_put;
+	}
+	*out = f;
+out_put:
+	tree_node_put(tree, &n);
+	return rc;
+}
+
+ssize_t tree_readlink(struct tree *tree, const char *path, char *buf, size_t size)
+{
+	struct tree_node n;
+	int rc = tree_resolve(tree, path, NULL, &n);
+
+	if (rc < 0)
+		return rc;
+	rc = n.kind == TK_LINK ? tree_link_target(&n, buf, size) : -EINVAL;
+	tree_node_put(tree, &n);
+	return rc;
+}
+
+int tree_file_fd(const struct tree_file *f)
+{
+	return f->fd;
+}
+
+bool tree_file_live(const struct tree_file *f)
+{
+	return f->live;
+}
+
+ssize_t tree_read(struct tree_file *f, char *buf, size_t size, off_t off)
+{
+	ssize_t got;
+	size_t n;
+
+	if (off < 0)
+		return -EINVAL;
+	if (f->fd >= 0) {
+		got = pread(f->fd, buf, size, off);
+		return got < 0 ? -errno : got;
+	}
+	if ((size_t)off >= f->len)
+		return 0;
+	n = f->len - (size_t)off;
+	if (n > size)
+		n = size;
+	memcpy(buf, f->data + off, n);
+	return (ssize_t)n;
+}
+
+void tree_close(struct tree_file *f)
+{
+	if (!f)
+		return;
+	if (f->ss) {
+		store_close(f->store, f->ss, f->fd);
+		store_series_put(f->store, f->ss);
+	} else if (f->fd >= 0) {
+		close(f->fd);	/* a rendered table's */
+	}
+	free(f->data);
+	free(f);
+}
