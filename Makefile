@@ -33,7 +33,7 @@ endif
 ALL_CFLAGS = $(WARN) $(OPT) $(SANFLAGS) $(PKG_CFLAGS) $(CFLAGS)
 ALL_LDFLAGS = $(SANFLAGS) $(LDFLAGS)
 
-MODEL     := utf8 log failures fileio http auth metacache catalog catalog_load tcia unzip store view tree tree_names tree_files tree_load tree_view
+MODEL     := utf8 log failures fileio http auth metacache catalog catalog_load tcia tcia_stream unzip store store_fetch view tree tree_names tree_files tree_load tree_view
 MODEL_OBJ := $(MODEL:%=$(BUILD)/%.o)
 BIN       := $(BUILD)/tciafs
 UNIT      := test_log test_failures test_http test_metacache test_catalog test_tcia test_tree test_unzip test_view

@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: MIT
- * store.c — the series store: the fetch protocol (lock, download to tmp/, verify and
- * extract, manifest, sync, rename into series/), worker threads with single-flight per
- * series, the walk guard, LRU eviction under a byte cap, and cleanup of what crashed
- * processes left. One mutex guards the in-memory tables; no lock is held across a
- * download, an extraction or a flock wait.
+ * store.c — the series store on disk: the in-memory table of stored series, the walk
+ * guard, LRU eviction under a byte cap, reading stored files, status, and cleanup of
+ * what crashed processes left. Fetching is in store_fetch.c. One mutex guards the
+ * in-memory tables; no lock is held across a download, an extraction or a flock wait.
  */
 #include "store.h"
+#include "store_int.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -27,88 +27,6 @@
 #include "log.h"
 #include "tcia.h"
 #include "unzip.h"
-
-#define STORE_MANIFEST ".manifest"
-#define STORE_TOUCH_EVERY 60	/* seconds between LRU time updates of one series */
-#define STORE_WAIT_TICK_MS 100
-#define STORE_MAX_WORKERS 32
-#define STORE_MAX_PIDS 256
-/* A failed fetch answers later callers for this long before a new attempt: one `ls -l`
- * makes several calls, and a broken series must not be downloaded for each. */
-#define STORE_FAIL_MEMORY 3
-#define STORE_REFETCH_ROUNDS 4	/* fetches of one series for one caller, at most */
-#define STORE_ZIP_SLACK ((uint64_t)16 << 20)
-/* How long a download started before its metadata waits for it once complete. */
-#define STORE_EXPECT_WAIT 120
-
-struct store_file {
-	char *name;
-	uint64_t size;
-};
-
-struct store_series {
-	char *uid;
-	size_t count;
-	struct store_file *files;
-	uint64_t bytes;
-	time_t fetched;
-	int refs;		/* protected by store->lock */
-	int open_files;		/* protected by store->lock */
-	int lock_fd;		/* holds LOCK_SH while open_files > 0; protected by lock */
-	time_t touched;		/* protected by store->lock */
-	bool gone;		/* evicted or vanished: no longer in the table */
-	struct store_series *next;
-};
-
-/* One download, shared by everyone who asks for the series meanwhile. */
-struct store_fetch {
-	char *uid;
-	struct store_expect exp;
-	bool started;
-	bool done;
-	int rc;
-	time_t finished;
-	int waiters;
-	bool exp_pending;	/* started by store_prefetch: exp not known yet; under lock */
-	bool exp_failed;	/* ... and it will not come (store_abandon); under lock */
-	char *why;		/* why it failed, as the worker's log line said; under lock */
-	uint64_t bytes_done;	/* written by the worker, read for status; under lock */
-	uint64_t bytes_expected;
-	struct store_fetch *next;
-};
-
-/* Recent fetch starts of one process, for the walk guard. */
-struct store_pid {
-	pid_t pid;
-	unsigned long long start;	/* process start time: tells a reused pid apart */
-	time_t times[64];		/* ring of recent fetch starts */
-	int n;
-	bool blocked;
-	char comm[32];
-};
-
-struct store {
-	char *dir;
-	char *series_dir;
-	char *tmp_dir;
-	char *locks_dir;
-	struct store_opts opts;
-	struct tcia *tcia;	/* borrowed */
-	char host[64];
-	pthread_mutex_t lock;
-	pthread_cond_t work;	/* a fetch was queued, or stopping */
-	pthread_cond_t done;	/* a fetch finished */
-	/* Protected by lock: */
-	struct store_series *series;
-	struct store_fetch *fetches;	/* queued and running */
-	struct store_pid pids[STORE_MAX_PIDS];
-	bool stopping;
-	unsigned long n_fetched, n_fetch_errors, n_evicted, n_refused, n_hits;
-	uint64_t used;			/* bytes in series/, as of the last scan */
-	size_t used_series;
-	int nworkers;
-	pthread_t workers[STORE_MAX_WORKERS];
-};
 
 /* ---- small helpers ------------------------------------------------------------------ */
 
@@ -153,7 +71,7 @@ int store_parse_size(const char *text, uint64_t *out)
 
 /* DICOM UIDs are digits and dots; anything else from the API is refused here rather than
  * turned into a path. */
-static bool store_uid_ok(const char *uid)
+bool store_uid_ok(const char *uid)
 {
 	size_t n = strlen(uid), i;
 
@@ -183,7 +101,7 @@ static int store_mkdir(const char *path)
 }
 
 /* rm -rf of a folder holding only plain files (what tmp/ and series/ hold). */
-static void store_rmtree(const char *path)
+void store_rmtree(const char *path)
 {
 	DIR *d = opendir(path);
 	struct dirent *de;
@@ -224,8 +142,8 @@ static void store_series_free(struct store_series *ss)
 
 /* ---- manifests ---------------------------------------------------------------------- */
 
-static int store_write_manifest(int dir_fd, const char *uid, const struct unzip_result *r,
-				uint64_t zip_bytes, time_t when)
+int store_write_manifest(int dir_fd, const char *uid, const struct unzip_result *r,
+			 uint64_t zip_bytes, time_t when)
 {
 	json_t *root, *files;
 	char *text = NULL;
@@ -376,7 +294,7 @@ static void store_touch(struct store *s, struct store_series *ss)
 
 /* The series from the table, or from its manifest on disk; checks it is still there
  * (another process may have evicted it). Returns 0 with a reference, or -ENOENT. */
-static int store_lookup(struct store *s, const char *uid, struct store_series **out)
+int store_lookup(struct store *s, const char *uid, struct store_series **out)
 {
 	char path[PATH_MAX];
 	struct store_series *ss, *loaded = NULL;
@@ -464,7 +382,7 @@ static unsigned long long store_proc_start(pid_t pid, char *comm, size_t comm_si
 /* May pid start one more fetch? A process that starts more than walk_budget within
  * walk_window seconds is taken for a recursive walk (find, du, an indexer) and refused
  * for the rest of its life. */
-static bool store_walk_allows(struct store *s, pid_t pid)
+bool store_walk_allows(struct store *s, pid_t pid)
 {
 	char comm[32] = "?";
 	unsigned long long start;
@@ -593,7 +511,7 @@ static bool store_awaited(struct store *s, const char *uid)
 /* Scans series/ (other processes add to it too), and while the total is over the cap
  * evicts the least recently used series that nobody has open. keep is not evicted
  * unless it alone is over the cap (a series bigger than the cap is still served once). */
-static void store_evict(struct store *s, const char *keep)
+void store_evict(struct store *s, const char *keep)
 {
 	struct store_victim *v = NULL, *nv;
 	size_t n = 0, cap = 0, i;
@@ -644,442 +562,6 @@ static void store_evict(struct store *s, const char *keep)
 	s->used_series = n;
 	pthread_mutex_unlock(&s->lock);
 	free(v);
-}
-
-/* ---- fetching ----------------------------------------------------------------------- */
-
-static void store_progress(void *arg, uint64_t done, uint64_t total)
-{
-	struct store_fetch *f = arg;
-
-	/* Read under the lock by status; a torn read of a counter is harmless, but keep
-	 * the writes simple and atomic-sized. */
-	__atomic_store_n(&f->bytes_done, done, __ATOMIC_RELAXED);
-	if (total)
-		__atomic_store_n(&f->bytes_expected, total, __ATOMIC_RELAXED);
-}
-
-/* The longest zip accepted for a series: a generous margin over what its metadata says
- * (a zip is rarely larger than its files; never twice as large), else max_series. A
- * server streaming without end is cut off there, before it fills the disk. */
-static uint64_t store_zip_max(const struct store *s, const struct store_expect *exp)
-{
-	if (exp->bytes > 0 && (uint64_t)exp->bytes < s->opts.max_series / 2)
-		return (uint64_t)exp->bytes * 2 + STORE_ZIP_SLACK;
-	return s->opts.max_series;
-}
-
-static bool store_ms_wait(struct store *s)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_nsec += STORE_WAIT_TICK_MS * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
-	return pthread_cond_timedwait(&s->done, &s->lock, &ts) == 0;
-}
-
-/* Waits (bounded) for the metadata of a fetch that store_prefetch started before it was
- * known. Returns 0 with *exp, or -errno with one log line. */
-static int store_await_expect(struct store *s, struct store_fetch *f, const char *what,
-			      struct store_expect *exp)
-{
-	time_t until = time(NULL) + STORE_EXPECT_WAIT;
-	int rc = 0;
-
-	pthread_mutex_lock(&s->lock);
-	while (f->exp_pending && !f->exp_failed && !s->stopping && time(NULL) < until)
-		store_ms_wait(s);
-	if (s->stopping) {
-		rc = -ECANCELED;
-	} else if (f->exp_failed) {
-		log_err("%s: not in the archive's metadata: the download is discarded", what);
-		rc = -ENOENT;
-	} else if (f->exp_pending) {
-		log_err("%s: its metadata did not come within %d s to check the zip against: "
-			"the download is discarded", what, STORE_EXPECT_WAIT);
-		rc = -EIO;
-	}
-	*exp = f->exp;
-	pthread_mutex_unlock(&s->lock);
-	return rc;
-}
-
-/* The fetch protocol for one series. Called by a worker with no lock held. */
-static int store_fetch_series(struct store *s, struct store_fetch *f)
-{
-	char lock_path[PATH_MAX], zip_path[PATH_MAX], work[PATH_MAX], final[PATH_MAX];
-	struct unzip_limits lim = { -1, -1, 0, s->opts.unzip_threads };
-	struct store_expect exp;
-	struct unzip_result r;
-	uint64_t zip_bytes = 0, max;
-	int lock_fd, zip_fd = -1, dir_fd = -1, rc;
-	char what[128];
-
-	snprintf(what, sizeof(what), "series %s", f->uid);
-	snprintf(lock_path, sizeof(lock_path), "%s/%s.lock", s->locks_dir, f->uid);
-	snprintf(zip_path, sizeof(zip_path), "%s/%s.%s.%d.%lu.zip", s->tmp_dir, f->uid, s->host,
-		 (int)getpid(), (unsigned long)pthread_self());
-	snprintf(work, sizeof(work), "%s/%s.%s.%d.%lu.d", s->tmp_dir, f->uid, s->host,
-		 (int)getpid(), (unsigned long)pthread_self());
-	snprintf(final, sizeof(final), "%s/%s", s->series_dir, f->uid);
-
-	lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (lock_fd < 0)
-		return -errno;
-	/* Another process may be fetching it: wait for it, then find it done. */
-	while (flock(lock_fd, LOCK_EX) < 0)
-		if (errno != EINTR) {
-			rc = -errno;
-			goto out_close_lock;
-		}
-	rc = 0;
-	if (access(final, F_OK) == 0)
-		goto out_unlock;
-
-	log_info("%s: downloading", what);
-	zip_fd = open(zip_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (zip_fd < 0) {
-		rc = -errno;
-		log_err("%s: cannot create %s: %s", what, zip_path, strerror(-rc));
-		goto out_unlock;
-	}
-	/* What the metadata says, if known yet (a store_prefetch learns it later). */
-	pthread_mutex_lock(&s->lock);
-	exp = f->exp;
-	pthread_mutex_unlock(&s->lock);
-	max = store_zip_max(s, &exp);
-	rc = tcia_get_image(s->tcia, f->uid, zip_fd, exp.bytes > 0 ? (uint64_t)exp.bytes : 0,
-			    max, store_progress, f, &zip_bytes);
-	close(zip_fd);
-	if (rc < 0 && rc != -EFBIG) {
-		log_err("%s: download failed: %s", what, strerror(-rc));
-		goto out_rm_zip;
-	}
-	/* Nothing is committed unchecked: a download that started before its metadata
-	 * waits for it here. */
-	if (rc == 0)
-		rc = store_await_expect(s, f, what, &exp);
-	if (rc == -EFBIG || (rc == 0 && zip_bytes > store_zip_max(s, &exp))) {
-		log_err("%s: refused: the zip goes on past %" PRIu64 " bytes, more than %s",
-			what, rc == -EFBIG ? max : store_zip_max(s, &exp),
-			exp.bytes > 0 ? "its metadata allows (FileSize x 2 + 16 MiB)"
-				      : "max_series allows (the metadata gives no size)");
-		rc = -EIO;
-	}
-	if (rc < 0)
-		goto out_rm_zip;
-	lim.expect_count = exp.count;
-	lim.expect_bytes = exp.bytes;
-	if (mkdir(work, 0755) < 0) {
-		rc = -errno;
-		goto out_rm_zip;
-	}
-	dir_fd = open(work, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dir_fd < 0) {
-		rc = -errno;
-		goto out_rm_work;
-	}
-	rc = unzip_extract(zip_path, dir_fd, &lim, what, &r);
-	if (rc < 0)
-		goto out_rm_work;
-	rc = store_write_manifest(dir_fd, f->uid, &r, zip_bytes, time(NULL));
-	unzip_result_clear(&r);
-	/* Everything on disk before the rename makes it visible: whole or absent. */
-	if (rc == 0 && syncfs(dir_fd) < 0)
-		rc = -errno;
-	if (rc == 0 && rename(work, final) < 0)
-		rc = -errno;
-	if (rc < 0) {
-		log_err("%s: cannot store it: %s", what, strerror(-rc));
-		goto out_rm_work;
-	}
-	close(dir_fd);
-	dir_fd = open(s->series_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dir_fd >= 0)
-		fsync(dir_fd);
-	log_info("%s: stored (%" PRIu64 " bytes downloaded)", what, zip_bytes);
-	goto out_rm_zip;
-
-out_rm_work:
-	store_rmtree(work);
-out_rm_zip:
-	if (dir_fd >= 0)
-		close(dir_fd);
-	unlink(zip_path);
-out_unlock:
-	flock(lock_fd, LOCK_UN);
-out_close_lock:
-	close(lock_fd);
-	return rc;
-}
-
-static void store_fetch_drop(struct store *s, struct store_fetch *f)
-{
-	struct store_fetch **p;
-
-	for (p = &s->fetches; *p; p = &(*p)->next)
-		if (*p == f) {
-			*p = f->next;
-			break;
-		}
-	free(f->uid);
-	free(f->why);
-	free(f);
-}
-
-static void *store_worker(void *arg)
-{
-	struct store *s = arg;
-	struct store_fetch *f;
-	int rc;
-
-	pthread_mutex_lock(&s->lock);
-	for (;;) {
-		for (f = s->fetches; f && f->started; f = f->next)
-			;
-		if (s->stopping)
-			break;
-		if (!f) {
-			pthread_cond_wait(&s->work, &s->lock);
-			continue;
-		}
-		f->started = true;
-		pthread_mutex_unlock(&s->lock);
-		log_clear_reason();
-		rc = store_fetch_series(s, f);
-		if (rc == 0)
-			store_evict(s, f->uid);
-		pthread_mutex_lock(&s->lock);
-		f->rc = rc;
-		f->done = true;
-		if (rc < 0)
-			f->why = strdup(log_reason());	/* for the callers waiting on it */
-		if (rc == 0)
-			s->n_fetched++;
-		else
-			s->n_fetch_errors++;
-		f->finished = time(NULL);
-		pthread_cond_broadcast(&s->done);
-		/* Everyone who waited gave up (interrupted): nobody else will drop it. A
-		 * failure stays a little while, to answer the callers right behind. */
-		if (f->waiters == 0 && rc == 0)
-			store_fetch_drop(s, f);
-	}
-	pthread_mutex_unlock(&s->lock);
-	return NULL;
-}
-
-/* Drops failed fetches older than STORE_FAIL_MEMORY that nobody waits on. Lock held. */
-static void store_forget_failures(struct store *s)
-{
-	struct store_fetch *f, *next;
-	time_t now = time(NULL);
-
-	for (f = s->fetches; f; f = next) {
-		next = f->next;
-		if (f->done && f->waiters == 0 && now - f->finished >= STORE_FAIL_MEMORY)
-			store_fetch_drop(s, f);
-	}
-}
-
-/* Queues a fetch of uid for the workers, with what its metadata says, or (exp NULL)
- * with that still to come (store_prefetch). Lock held. Returns it, or NULL. */
-static struct store_fetch *store_fetch_add(struct store *s, const char *uid,
-					   const struct store_expect *exp)
-{
-	struct store_fetch *f = calloc(1, sizeof(*f)), **tail;
-
-	if (f)
-		f->uid = strdup(uid);
-	if (!f || !f->uid) {
-		free(f);
-		return NULL;
-	}
-	f->exp = exp ? *exp : (struct store_expect){ -1, -1 };
-	f->exp_pending = !exp;
-	f->bytes_expected = f->exp.bytes > 0 ? (uint64_t)f->exp.bytes : 0;
-	/* Appended: the workers take fetches in the order they were asked for. */
-	for (tail = &s->fetches; *tail; tail = &(*tail)->next)
-		;
-	*tail = f;
-	pthread_cond_signal(&s->work);
-	return f;
-}
-
-/* A fetch started before its metadata (store_prefetch) learns it. Lock held. */
-static void store_expect_locked(struct store *s, struct store_fetch *f,
-				const struct store_expect *exp)
-{
-	f->exp = *exp;
-	f->exp_pending = false;
-	if (exp->bytes > 0)
-		__atomic_store_n(&f->bytes_expected, (uint64_t)exp->bytes, __ATOMIC_RELAXED);
-	pthread_cond_broadcast(&s->done);
-}
-
-int store_prefetch(struct store *s, const char *uid, const struct store_caller *who)
-{
-	char final[PATH_MAX];
-	struct store_fetch *f;
-
-	if (!store_uid_ok(uid) || s->opts.offline)
-		return 0;	/* store_get will say why */
-	snprintf(final, sizeof(final), "%s/%s", s->series_dir, uid);
-	if (access(final, F_OK) == 0)
-		return 0;
-	pthread_mutex_lock(&s->lock);
-	store_forget_failures(s);
-	for (f = s->fetches; f; f = f->next)
-		if (strcmp(f->uid, uid) == 0 && !f->done)
-			break;
-	if (f || s->stopping) {
-		pthread_mutex_unlock(&s->lock);
-		return 0;
-	}
-	if (!store_walk_allows(s, who ? who->pid : 0)) {
-		pthread_mutex_unlock(&s->lock);
-		return -EAGAIN;		/* store_get refuses it again, and says why */
-	}
-	f = store_fetch_add(s, uid, NULL);
-	pthread_mutex_unlock(&s->lock);
-	return f ? 0 : -ENOMEM;
-}
-
-void store_expect(struct store *s, const char *uid, const struct store_expect *exp)
-{
-	struct store_fetch *f;
-
-	pthread_mutex_lock(&s->lock);
-	for (f = s->fetches; f; f = f->next)
-		if (strcmp(f->uid, uid) == 0 && f->exp_pending)
-			store_expect_locked(s, f, exp);
-	pthread_mutex_unlock(&s->lock);
-}
-
-void store_abandon(struct store *s, const char *uid)
-{
-	struct store_fetch *f;
-
-	pthread_mutex_lock(&s->lock);
-	for (f = s->fetches; f; f = f->next)
-		if (strcmp(f->uid, uid) == 0 && f->exp_pending && !f->exp_failed) {
-			f->exp_failed = true;
-			pthread_cond_broadcast(&s->done);
-		}
-	pthread_mutex_unlock(&s->lock);
-}
-
-int store_peek(struct store *s, const char *uid, struct store_series **out)
-{
-	*out = NULL;
-	if (!store_uid_ok(uid))
-		return -ENOENT;
-	return store_lookup(s, uid, out);
-}
-
-
-int store_get(struct store *s, const char *uid, const struct store_expect *exp,
-	      const struct store_caller *who, struct store_series **out)
-{
-	static const struct store_expect unknown = { -1, -1 };
-	struct store_fetch *f;
-	int rc, round;
-
-	*out = NULL;
-	if (!store_uid_ok(uid)) {
-		log_err("store: refusing series UID \"%.80s\": not a DICOM UID", uid);
-		return -EIO;
-	}
-	for (round = 0; round <= STORE_REFETCH_ROUNDS; round++) {
-		rc = store_lookup(s, uid, out);
-		if (rc != -ENOENT) {
-			if (rc == 0) {
-				pthread_mutex_lock(&s->lock);
-				s->n_hits++;
-				pthread_mutex_unlock(&s->lock);
-			}
-			return rc;
-		}
-		/* Fetched, yet gone: another mount sharing the cache evicted it before we
-		 * looked (this mount's own evictions wait for us). Fetch it again. */
-		if (round > 0)
-			log_info("series %s: evicted by another process before it could be "
-				 "opened; fetching it again", uid);
-		if (round == STORE_REFETCH_ROUNDS)
-			break;
-		if (s->opts.offline) {
-			log_err("offline: series %s is not in the cache", uid);
-			return -EIO;
-		}
-		pthread_mutex_lock(&s->lock);
-		store_forget_failures(s);
-		/* A fetch that succeeded but whose series we did not find is history (its
-		 * own waiters may still hold it): this caller needs a new one. */
-		for (f = s->fetches; f; f = f->next)
-			if (strcmp(f->uid, uid) == 0 && !(f->done && f->rc == 0))
-				break;
-		if (f && f->done) {
-			/* It failed moments ago: say so again rather than fetch again. */
-			rc = f->rc;
-			log_adopt_reason(f->why);
-			pthread_mutex_unlock(&s->lock);
-			return rc;
-		}
-		if (f && f->exp_pending && exp)
-			store_expect_locked(s, f, exp);
-		if (!f) {
-			if (!store_walk_allows(s, who ? who->pid : 0)) {
-				s->n_refused++;
-				pthread_mutex_unlock(&s->lock);
-				/* Logged once per process; every refusal says why. */
-				if (!log_reason()[0])
-					log_adopt_reason("walk guard: this process started too many "
-							 "series downloads within a minute (see -o "
-							 "walk_budget)");
-				return -EAGAIN;
-			}
-			f = store_fetch_add(s, uid, exp ? exp : &unknown);
-			if (!f) {
-				pthread_mutex_unlock(&s->lock);
-				return -ENOMEM;
-			}
-		}
-		f->waiters++;
-		rc = 0;
-		while (!f->done) {
-			if (s->stopping) {
-				rc = -ECANCELED;	/* tciafs is stopping: answer now */
-				break;
-			}
-			store_ms_wait(s);
-			if (!f->done && who && who->interrupted && who->interrupted(who->arg)) {
-				rc = -EINTR;	/* the download carries on without us */
-				break;
-			}
-		}
-		if (rc == 0)
-			rc = f->rc;
-		if (rc < 0 && f->done)
-			log_adopt_reason(f->why);
-		pthread_mutex_unlock(&s->lock);
-		/* Still counted as a waiter while we look it up: our own evictions skip it. */
-		if (rc == 0)
-			rc = store_lookup(s, uid, out);
-		pthread_mutex_lock(&s->lock);
-		f->waiters--;
-		if (f->done && f->waiters == 0 && f->rc == 0)
-			store_fetch_drop(s, f);
-		pthread_mutex_unlock(&s->lock);
-		if (rc != -ENOENT)
-			return rc;
-	}
-	log_err("series %s: evicted %d times before it could be opened: the cache (cache_size)"
-		" is too small for what is being read at once", uid, STORE_REFETCH_ROUNDS);
-	return -EIO;
 }
 
 /* ---- reading ------------------------------------------------------------------------ */

@@ -5,6 +5,7 @@
  * become -EBADMSG here only. Answers go through the metacache when there is one.
  */
 #include "tcia.h"
+#include "tcia_int.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -100,7 +101,7 @@ void tcia_patients_clear(struct tcia_patients *l)
 	l->count = 0;
 }
 
-static void tcia_study_clear(struct tcia_study *s)
+void tcia_study_clear(struct tcia_study *s)
 {
 	free(s->study_uid);
 	free(s->patient_id);
@@ -121,7 +122,7 @@ void tcia_studies_clear(struct tcia_studies *l)
 	l->count = 0;
 }
 
-static void tcia_one_series_clear(struct tcia_series *s)
+void tcia_one_series_clear(struct tcia_series *s)
 {
 	free(s->series_uid);
 	free(s->study_uid);
@@ -182,7 +183,7 @@ static bool tcia_blank(const char *body, size_t len)
 
 /* Loads an answer that should be a JSON array. *out is a new reference, or NULL for "no
  * results". Returns 0, -ENOMEM or -EBADMSG (with a log line giving jansson's reason). */
-static int tcia_load_array(const char *body, size_t len, json_t **out)
+int tcia_load_array(const char *body, size_t len, json_t **out)
 {
 	json_error_t err;
 	json_t *root;
@@ -307,13 +308,6 @@ static char *tcia_field(struct tcia_fields *f, const char *key)
 	return s;
 }
 
-/* The text of an element as it came, for records parsed from a stream (the one_fn arg):
- * kept as sent rather than printed again. */
-struct tcia_as_sent {
-	const char *text;
-	size_t len;
-};
-
 static int tcia_raw(const json_t *obj, char **out)
 {
 	*out = json_dumps(obj, JSON_COMPACT | JSON_ENCODE_ANY);
@@ -336,8 +330,8 @@ static int tcia_raw_of(const json_t *obj, const void *arg, char **out)
  * [*start, *end) is its text and *pos is at the ',' or ']' after it. Only delimits: the
  * element's own syntax is jansson's to check. Returns 1 for an element, 0 at the ']'
  * that closes the list, -EBADMSG when the text ends first. */
-static int tcia_next_element(const char *b, size_t len, size_t *pos, size_t *start,
-			     size_t *end)
+int tcia_next_element(const char *b, size_t len, size_t *pos, size_t *start,
+		      size_t *end)
 {
 	size_t i = *pos, depth = 0;
 	bool in_string = false;
@@ -377,7 +371,6 @@ static int tcia_next_element(const char *b, size_t len, size_t *pos, size_t *sta
  * records. Each element is loaded on its own, so memory peaks at one element's JSON tree
  * rather than the whole answer's (a 10,000-series getSeries is ~8 MB of text and several
  * times that as a tree). On failure everything built so far is released with clear_fn. */
-typedef int (*tcia_one_fn)(const json_t *obj, void *item, const void *arg);
 typedef void (*tcia_clear_fn)(void *list);
 
 struct tcia_any_list {
@@ -405,7 +398,7 @@ static int tcia_list_grow(struct tcia_any_list *l, size_t *cap, size_t item_size
 	return 0;
 }
 
-static int tcia_parse_one(const char *text, size_t n, size_t index, json_t **out)
+int tcia_parse_one(const char *text, size_t n, size_t index, json_t **out)
 {
 	json_error_t err;
 
@@ -516,7 +509,7 @@ int tcia_parse_values(const char *body, size_t len, const char *key, struct tcia
 			       (tcia_clear_fn)tcia_values_clear, out);
 }
 
-static int tcia_one_patient(const json_t *obj, void *item, const void *arg)
+int tcia_one_patient(const json_t *obj, void *item, const void *arg)
 {
 	struct tcia_patient *p = item;
 	struct tcia_fields f = { obj, 0 };
@@ -543,7 +536,7 @@ int tcia_parse_patients(const char *body, size_t len, struct tcia_patients *out)
 			       (tcia_clear_fn)tcia_patients_clear, out);
 }
 
-static int tcia_one_study(const json_t *obj, void *item, const void *arg)
+int tcia_one_study(const json_t *obj, void *item, const void *arg)
 {
 	struct tcia_study *s = item;
 	struct tcia_fields f = { obj, 0 };
@@ -571,7 +564,7 @@ int tcia_parse_studies(const char *body, size_t len, struct tcia_studies *out)
 			       (tcia_clear_fn)tcia_studies_clear, out);
 }
 
-static int tcia_one_series(const json_t *obj, void *item, const void *arg)
+int tcia_one_series(const json_t *obj, void *item, const void *arg)
 {
 	struct tcia_series *s = item;
 	struct tcia_fields f = { obj, 0 };
@@ -625,292 +618,6 @@ int tcia_parse_sizes(const char *body, size_t len, struct tcia_sizes *out)
 {
 	return tcia_parse_list(body, len, sizeof(struct tcia_series_size), tcia_one_size, NULL,
 			       (tcia_clear_fn)tcia_sizes_clear, out);
-}
-
-/* ---- streamed lists ------------------------------------------------------------------- */
-
-/* A list answer parsed as it arrives: the bytes of one element are gathered (the same
- * delimiting as tcia_next_element, kept across pieces), then loaded and handed on, so
- * memory holds one element whatever the answer's size. A body that is not a list is
- * kept (up to a bound) for tcia_load_array to judge at the end. */
-#define TCIA_ELEMENT_MAX ((size_t)1 << 20)
-#define TCIA_NOTLIST_MAX ((size_t)1 << 16)
-/* How long a streamed list may go on, by kind: ten times and more what NLST, the
- * biggest collection, sends (patients ~15 MB, studies ~35 MB, series 167 MB). An
- * endless or gigantic answer stops there with -EFBIG. */
-static const uint64_t tcia_stream_max[] = {
-	(uint64_t)64 << 20,	/* TCIA_PATIENTS */
-	(uint64_t)512 << 20,	/* TCIA_STUDIES */
-	(uint64_t)2 << 30,	/* TCIA_SERIES */
-};
-
-enum tcia_stream_state {
-	TS_START,	/* before the '[' */
-	TS_NOT_LIST,	/* the body does not start with '[' */
-	TS_NEXT,	/* after '[' or ',': an element, or (first only) the ']' */
-	TS_ELEMENT,	/* inside an element */
-	TS_END,		/* after the ']' */
-};
-
-struct tcia_stream {
-	enum tcia_stream_state state;
-	tcia_one_fn one_fn;
-	void (*clear_one)(void *item);
-	tcia_each_fn each;
-	void *arg;
-	char *buf;
-	size_t len, cap;
-	size_t depth, index;
-	bool in_string, escape;
-	int rc;
-};
-
-static int tcia_stream_keep(struct tcia_stream *s, char c, size_t max)
-{
-	char *p;
-
-	if (s->len + 1 >= max) {
-		log_err("bad answer from TCIA: element %zu is longer than %zu bytes", s->index,
-			max);
-		return -EBADMSG;
-	}
-	if (s->len + 1 >= s->cap) {
-		size_t cap = s->cap ? s->cap * 2 : 1024;
-
-		p = realloc(s->buf, cap);
-		if (!p)
-			return -ENOMEM;
-		s->buf = p;
-		s->cap = cap;
-	}
-	s->buf[s->len++] = c;
-	return 0;
-}
-
-/* The element gathered in buf: parsed, built, handed on, freed. */
-static int tcia_stream_element(struct tcia_stream *s)
-{
-	union {
-		struct tcia_patient p;
-		struct tcia_study s;
-		struct tcia_series r;
-	} item;
-	json_t *el;
-	int rc;
-
-	struct tcia_as_sent as = { s->buf, s->len };
-
-	rc = tcia_parse_one(s->buf, s->len, s->index, &el);
-	if (rc < 0)
-		return rc;
-	memset(&item, 0, sizeof(item));
-	rc = s->one_fn(el, &item, &as);
-	s->len = 0;
-	json_decref(el);
-	if (rc == 0)
-		rc = s->each(s->arg, &item);
-	else if (rc > 0)
-		rc = 0;	/* left out, with its own log line */
-	s->clear_one(&item);
-	s->index++;
-	return rc;
-}
-
-static int tcia_stream_step(struct tcia_stream *s, char c)
-{
-	bool ws = c == ' ' || c == '\t' || c == '\r' || c == '\n';
-
-	switch (s->state) {
-	case TS_START:
-		if (ws)
-			return 0;
-		if (c == '[') {
-			s->state = TS_NEXT;
-			return 0;
-		}
-		s->state = TS_NOT_LIST;
-		/* fall through */
-	case TS_NOT_LIST:
-		return tcia_stream_keep(s, c, TCIA_NOTLIST_MAX);
-	case TS_NEXT:
-		if (ws)
-			return 0;
-		if (c == ']') {
-			if (s->index > 0) {
-				log_err("bad answer from TCIA: a ',' before the closing ']'");
-				return -EBADMSG;
-			}
-			s->state = TS_END;
-			return 0;
-		}
-		s->state = TS_ELEMENT;
-		s->depth = 0;
-		s->in_string = s->escape = false;
-		/* fall through */
-	case TS_ELEMENT:
-		if (s->in_string) {
-			if (s->escape)
-				s->escape = false;
-			else if (c == '\\')
-				s->escape = true;
-			else if (c == '"')
-				s->in_string = false;
-		} else if (c == '"') {
-			s->in_string = true;
-		} else if (c == '{' || c == '[') {
-			s->depth++;
-		} else if ((c == '}' || c == ']') && s->depth > 0) {
-			s->depth--;
-		} else if ((c == ',' || c == ']') && s->depth == 0) {
-			s->state = c == ',' ? TS_NEXT : TS_END;
-			return tcia_stream_element(s);
-		}
-		return tcia_stream_keep(s, c, TCIA_ELEMENT_MAX);
-	case TS_END:
-		if (ws)
-			return 0;
-		log_err("bad answer from TCIA: text after the list");
-		return -EBADMSG;
-	}
-	return -EINVAL;
-}
-
-/* Inside a string of an element, everything up to the next quote or backslash is just
- * kept: copied as one run rather than stepped through character by character. */
-static size_t tcia_stream_run(struct tcia_stream *s, const char *data, size_t len)
-{
-	size_t n = 0;
-	char *p;
-
-	while (n < len && data[n] != '"' && data[n] != '\\')
-		n++;
-	if (n == 0)
-		return 0;
-	if (s->len + n + 1 >= TCIA_ELEMENT_MAX)
-		return 0;	/* let the step say it is too long */
-	if (s->len + n + 1 > s->cap) {
-		size_t cap = s->cap ? s->cap : 1024;
-
-		while (cap < s->len + n + 1)
-			cap *= 2;
-		p = realloc(s->buf, cap);
-		if (!p) {
-			s->rc = -ENOMEM;
-			return 0;
-		}
-		s->buf = p;
-		s->cap = cap;
-	}
-	memcpy(s->buf + s->len, data, n);
-	s->len += n;
-	return n;
-}
-
-int tcia_stream_feed(struct tcia_stream *s, const char *data, size_t len)
-{
-	size_t i = 0;
-
-	while (i < len && s->rc == 0) {
-		if (s->state == TS_ELEMENT && s->in_string && !s->escape) {
-			size_t n = tcia_stream_run(s, data + i, len - i);
-
-			i += n;
-			if (n || i == len || s->rc)
-				continue;
-		}
-		s->rc = tcia_stream_step(s, data[i++]);
-	}
-	return s->rc;
-}
-
-int tcia_stream_end(struct tcia_stream *s)
-{
-	json_t *root = NULL;
-
-	if (s->rc < 0)
-		return s->rc;
-	switch (s->state) {
-	case TS_START:
-	case TS_END:
-		return 0;
-	case TS_NOT_LIST:
-		/* Not a list: let jansson say what it is (null, an object, HTML). */
-		s->rc = tcia_load_array(s->buf, s->len, &root);
-		json_decref(root);
-		if (s->rc == 0 && root) {
-			log_err("bad answer from TCIA: a list that does not start with '['");
-			s->rc = -EBADMSG;
-		}
-		return s->rc;
-	default:
-		log_err("bad answer from TCIA: the list ends in the middle of element text");
-		return s->rc = -EBADMSG;
-	}
-}
-
-/* Starts over, for a retried request: what was handed on already is the consumer's to
- * take back. */
-void tcia_stream_reset(struct tcia_stream *s)
-{
-	s->state = TS_START;
-	s->len = 0;
-	s->index = 0;
-	s->rc = 0;
-}
-
-void tcia_stream_free(struct tcia_stream *s)
-{
-	if (!s)
-		return;
-	free(s->buf);
-	free(s);
-}
-
-static void tcia_patient_clear_one(void *item)
-{
-	struct tcia_patient *p = item;
-
-	free(p->patient_id);
-	free(p->collection);
-	free(p->raw);
-}
-
-static void tcia_study_clear_one(void *item)
-{
-	tcia_study_clear(item);
-}
-
-static void tcia_series_clear_one(void *item)
-{
-	tcia_one_series_clear(item);
-}
-
-int tcia_stream_new(enum tcia_kind kind, tcia_each_fn each, void *arg,
-		    struct tcia_stream **out)
-{
-	struct tcia_stream *s = calloc(1, sizeof(*s));
-
-	*out = NULL;
-	if (!s)
-		return -ENOMEM;
-	switch (kind) {
-	case TCIA_PATIENTS:
-		s->one_fn = tcia_one_patient;
-		s->clear_one = tcia_patient_clear_one;
-		break;
-	case TCIA_STUDIES:
-		s->one_fn = tcia_one_study;
-		s->clear_one = tcia_study_clear_one;
-		break;
-	case TCIA_SERIES:
-		s->one_fn = tcia_one_series;
-		s->clear_one = tcia_series_clear_one;
-		break;
-	}
-	s->each = each;
-	s->arg = arg;
-	*out = s;
-	return 0;
 }
 
 /* ---- requests ------------------------------------------------------------------------- */
@@ -1104,12 +811,12 @@ int tcia_each(struct tcia *t, enum tcia_kind kind, const struct tcia_filter *f,
 	rc = tcia_stream_new(kind, each, arg, &a.s);
 	if (rc < 0)
 		goto out_free_url;
-	rc = http_stream(t->http, url, tcia_stream_max[kind], tcia_each_chunk, tcia_each_restart,
+	rc = http_stream(t->http, url, tcia_stream_limit(kind), tcia_each_chunk, tcia_each_restart,
 			 &a, NULL);
 	if (rc == 0)
 		rc = tcia_stream_end(a.s);
-	else if (a.s->rc < 0)
-		rc = a.s->rc;	/* the parser's or the consumer's own error, not the network's */
+	else if (tcia_stream_error(a.s) < 0)
+		rc = tcia_stream_error(a.s);	/* the parser's or the consumer's own, not the network's */
 	if (rc == -EBADMSG)
 		log_err("%s%s: the answer is not what the API documents", t->shown,
 			url + strlen(t->base));

@@ -367,7 +367,7 @@ out_clear:
  * answered before anything is loaded, so they never cost a request. A name inside a
  * series folder (other than series.json) fetches the series. */
 int tree_resolve(struct tree *t, const char *path, const struct store_caller *who,
-			struct tree_node *n)
+		 struct tree_node *n)
 {
 	char comps[TREE_DEPTH_MAX][TREE_NAME_MAX + 1];
 	int depth, i, rc;

@@ -278,7 +278,7 @@ static int tree_open_stored(struct tree *t, const char *path, const struct store
 }
 
 int tree_open_do(struct tree *tree, const char *path, int flags,
-			const struct store_caller *who, struct tree_file **out)
+		 const struct store_caller *who, struct tree_file **out)
 {
 	struct tree_file *f;
 	struct tree_node n;

@@ -1,0 +1,465 @@
+/* SPDX-License-Identifier: MIT
+ * store_fetch.c — fetching a series into the store: worker threads with single-flight
+ * per series, the fetch protocol (lock, download to tmp/, check against the metadata,
+ * verify and extract, manifest, sync, rename into series/), failures remembered a moment,
+ * and store_get, which waits for it. Part of the store module (src/store_int.h).
+ */
+#include "store.h"
+#include "store_int.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fileio.h"
+#include "log.h"
+#include "tcia.h"
+#include "unzip.h"
+
+/* ---- fetching ----------------------------------------------------------------------- */
+
+static void store_progress(void *arg, uint64_t done, uint64_t total)
+{
+	struct store_fetch *f = arg;
+
+	/* Read under the lock by status; a torn read of a counter is harmless, but keep
+	 * the writes simple and atomic-sized. */
+	__atomic_store_n(&f->bytes_done, done, __ATOMIC_RELAXED);
+	if (total)
+		__atomic_store_n(&f->bytes_expected, total, __ATOMIC_RELAXED);
+}
+
+/* The longest zip accepted for a series: a generous margin over what its metadata says
+ * (a zip is rarely larger than its files; never twice as large), else max_series. A
+ * server streaming without end is cut off there, before it fills the disk. */
+static uint64_t store_zip_max(const struct store *s, const struct store_expect *exp)
+{
+	if (exp->bytes > 0 && (uint64_t)exp->bytes < s->opts.max_series / 2)
+		return (uint64_t)exp->bytes * 2 + STORE_ZIP_SLACK;
+	return s->opts.max_series;
+}
+
+static bool store_ms_wait(struct store *s)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_nsec += STORE_WAIT_TICK_MS * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	return pthread_cond_timedwait(&s->done, &s->lock, &ts) == 0;
+}
+
+/* Waits (bounded) for the metadata of a fetch that store_prefetch started before it was
+ * known. Returns 0 with *exp, or -errno with one log line. */
+static int store_await_expect(struct store *s, struct store_fetch *f, const char *what,
+			      struct store_expect *exp)
+{
+	time_t until = time(NULL) + STORE_EXPECT_WAIT;
+	int rc = 0;
+
+	pthread_mutex_lock(&s->lock);
+	while (f->exp_pending && !f->exp_failed && !s->stopping && time(NULL) < until)
+		store_ms_wait(s);
+	if (s->stopping) {
+		rc = -ECANCELED;
+	} else if (f->exp_failed) {
+		log_err("%s: not in the archive's metadata: the download is discarded", what);
+		rc = -ENOENT;
+	} else if (f->exp_pending) {
+		log_err("%s: its metadata did not come within %d s to check the zip against: "
+			"the download is discarded", what, STORE_EXPECT_WAIT);
+		rc = -EIO;
+	}
+	*exp = f->exp;
+	pthread_mutex_unlock(&s->lock);
+	return rc;
+}
+
+/* The fetch protocol for one series. Called by a worker with no lock held. */
+static int store_fetch_series(struct store *s, struct store_fetch *f)
+{
+	char lock_path[PATH_MAX], zip_path[PATH_MAX], work[PATH_MAX], final[PATH_MAX];
+	struct unzip_limits lim = { -1, -1, 0, s->opts.unzip_threads };
+	struct store_expect exp;
+	struct unzip_result r;
+	uint64_t zip_bytes = 0, max;
+	int lock_fd, zip_fd = -1, dir_fd = -1, rc;
+	char what[128];
+
+	snprintf(what, sizeof(what), "series %s", f->uid);
+	snprintf(lock_path, sizeof(lock_path), "%s/%s.lock", s->locks_dir, f->uid);
+	snprintf(zip_path, sizeof(zip_path), "%s/%s.%s.%d.%lu.zip", s->tmp_dir, f->uid, s->host,
+		 (int)getpid(), (unsigned long)pthread_self());
+	snprintf(work, sizeof(work), "%s/%s.%s.%d.%lu.d", s->tmp_dir, f->uid, s->host,
+		 (int)getpid(), (unsigned long)pthread_self());
+	snprintf(final, sizeof(final), "%s/%s", s->series_dir, f->uid);
+
+	lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (lock_fd < 0)
+		return -errno;
+	/* Another process may be fetching it: wait for it, then find it done. */
+	while (flock(lock_fd, LOCK_EX) < 0)
+		if (errno != EINTR) {
+			rc = -errno;
+			goto out_close_lock;
+		}
+	rc = 0;
+	if (access(final, F_OK) == 0)
+		goto out_unlock;
+
+	log_info("%s: downloading", what);
+	zip_fd = open(zip_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (zip_fd < 0) {
+		rc = -errno;
+		log_err("%s: cannot create %s: %s", what, zip_path, strerror(-rc));
+		goto out_unlock;
+	}
+	/* What the metadata says, if known yet (a store_prefetch learns it later). */
+	pthread_mutex_lock(&s->lock);
+	exp = f->exp;
+	pthread_mutex_unlock(&s->lock);
+	max = store_zip_max(s, &exp);
+	rc = tcia_get_image(s->tcia, f->uid, zip_fd, exp.bytes > 0 ? (uint64_t)exp.bytes : 0,
+			    max, store_progress, f, &zip_bytes);
+	close(zip_fd);
+	if (rc < 0 && rc != -EFBIG) {
+		log_err("%s: download failed: %s", what, strerror(-rc));
+		goto out_rm_zip;
+	}
+	/* Nothing is committed unchecked: a download that started before its metadata
+	 * waits for it here. */
+	if (rc == 0)
+		rc = store_await_expect(s, f, what, &exp);
+	if (rc == -EFBIG || (rc == 0 && zip_bytes > store_zip_max(s, &exp))) {
+		log_err("%s: refused: the zip goes on past %" PRIu64 " bytes, more than %s",
+			what, rc == -EFBIG ? max : store_zip_max(s, &exp),
+			exp.bytes > 0 ? "its metadata allows (FileSize x 2 + 16 MiB)"
+				      : "max_series allows (the metadata gives no size)");
+		rc = -EIO;
+	}
+	if (rc < 0)
+		goto out_rm_zip;
+	lim.expect_count = exp.count;
+	lim.expect_bytes = exp.bytes;
+	if (mkdir(work, 0755) < 0) {
+		rc = -errno;
+		goto out_rm_zip;
+	}
+	dir_fd = open(work, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dir_fd < 0) {
+		rc = -errno;
+		goto out_rm_work;
+	}
+	rc = unzip_extract(zip_path, dir_fd, &lim, what, &r);
+	if (rc < 0)
+		goto out_rm_work;
+	rc = store_write_manifest(dir_fd, f->uid, &r, zip_bytes, time(NULL));
+	unzip_result_clear(&r);
+	/* Everything on disk before the rename makes it visible: whole or absent. */
+	if (rc == 0 && syncfs(dir_fd) < 0)
+		rc = -errno;
+	if (rc == 0 && rename(work, final) < 0)
+		rc = -errno;
+	if (rc < 0) {
+		log_err("%s: cannot store it: %s", what, strerror(-rc));
+		goto out_rm_work;
+	}
+	close(dir_fd);
+	dir_fd = open(s->series_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dir_fd >= 0)
+		fsync(dir_fd);
+	log_info("%s: stored (%" PRIu64 " bytes downloaded)", what, zip_bytes);
+	goto out_rm_zip;
+
+out_rm_work:
+	store_rmtree(work);
+out_rm_zip:
+	if (dir_fd >= 0)
+		close(dir_fd);
+	unlink(zip_path);
+out_unlock:
+	flock(lock_fd, LOCK_UN);
+out_close_lock:
+	close(lock_fd);
+	return rc;
+}
+
+static void store_fetch_drop(struct store *s, struct store_fetch *f)
+{
+	struct store_fetch **p;
+
+	for (p = &s->fetches; *p; p = &(*p)->next)
+		if (*p == f) {
+			*p = f->next;
+			break;
+		}
+	free(f->uid);
+	free(f->why);
+	free(f);
+}
+
+void *store_worker(void *arg)
+{
+	struct store *s = arg;
+	struct store_fetch *f;
+	int rc;
+
+	pthread_mutex_lock(&s->lock);
+	for (;;) {
+		for (f = s->fetches; f && f->started; f = f->next)
+			;
+		if (s->stopping)
+			break;
+		if (!f) {
+			pthread_cond_wait(&s->work, &s->lock);
+			continue;
+		}
+		f->started = true;
+		pthread_mutex_unlock(&s->lock);
+		log_clear_reason();
+		rc = store_fetch_series(s, f);
+		if (rc == 0)
+			store_evict(s, f->uid);
+		pthread_mutex_lock(&s->lock);
+		f->rc = rc;
+		f->done = true;
+		if (rc < 0)
+			f->why = strdup(log_reason());	/* for the callers waiting on it */
+		if (rc == 0)
+			s->n_fetched++;
+		else
+			s->n_fetch_errors++;
+		f->finished = time(NULL);
+		pthread_cond_broadcast(&s->done);
+		/* Everyone who waited gave up (interrupted): nobody else will drop it. A
+		 * failure stays a little while, to answer the callers right behind. */
+		if (f->waiters == 0 && rc == 0)
+			store_fetch_drop(s, f);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return NULL;
+}
+
+/* Drops failed fetches older than STORE_FAIL_MEMORY that nobody waits on. Lock held. */
+static void store_forget_failures(struct store *s)
+{
+	struct store_fetch *f, *next;
+	time_t now = time(NULL);
+
+	for (f = s->fetches; f; f = next) {
+		next = f->next;
+		if (f->done && f->waiters == 0 && now - f->finished >= STORE_FAIL_MEMORY)
+			store_fetch_drop(s, f);
+	}
+}
+
+/* Queues a fetch of uid for the workers, with what its metadata says, or (exp NULL)
+ * with that still to come (store_prefetch). Lock held. Returns it, or NULL. */
+static struct store_fetch *store_fetch_add(struct store *s, const char *uid,
+					   const struct store_expect *exp)
+{
+	struct store_fetch *f = calloc(1, sizeof(*f)), **tail;
+
+	if (f)
+		f->uid = strdup(uid);
+	if (!f || !f->uid) {
+		free(f);
+		return NULL;
+	}
+	f->exp = exp ? *exp : (struct store_expect){ -1, -1 };
+	f->exp_pending = !exp;
+	f->bytes_expected = f->exp.bytes > 0 ? (uint64_t)f->exp.bytes : 0;
+	/* Appended: the workers take fetches in the order they were asked for. */
+	for (tail = &s->fetches; *tail; tail = &(*tail)->next)
+		;
+	*tail = f;
+	pthread_cond_signal(&s->work);
+	return f;
+}
+
+/* A fetch started before its metadata (store_prefetch) learns it. Lock held. */
+static void store_expect_locked(struct store *s, struct store_fetch *f,
+				const struct store_expect *exp)
+{
+	f->exp = *exp;
+	f->exp_pending = false;
+	if (exp->bytes > 0)
+		__atomic_store_n(&f->bytes_expected, (uint64_t)exp->bytes, __ATOMIC_RELAXED);
+	pthread_cond_broadcast(&s->done);
+}
+
+int store_prefetch(struct store *s, const char *uid, const struct store_caller *who)
+{
+	char final[PATH_MAX];
+	struct store_fetch *f;
+
+	if (!store_uid_ok(uid) || s->opts.offline)
+		return 0;	/* store_get will say why */
+	snprintf(final, sizeof(final), "%s/%s", s->series_dir, uid);
+	if (access(final, F_OK) == 0)
+		return 0;
+	pthread_mutex_lock(&s->lock);
+	store_forget_failures(s);
+	for (f = s->fetches; f; f = f->next)
+		if (strcmp(f->uid, uid) == 0 && !f->done)
+			break;
+	if (f || s->stopping) {
+		pthread_mutex_unlock(&s->lock);
+		return 0;
+	}
+	if (!store_walk_allows(s, who ? who->pid : 0)) {
+		pthread_mutex_unlock(&s->lock);
+		return -EAGAIN;		/* store_get refuses it again, and says why */
+	}
+	f = store_fetch_add(s, uid, NULL);
+	pthread_mutex_unlock(&s->lock);
+	return f ? 0 : -ENOMEM;
+}
+
+void store_expect(struct store *s, const char *uid, const struct store_expect *exp)
+{
+	struct store_fetch *f;
+
+	pthread_mutex_lock(&s->lock);
+	for (f = s->fetches; f; f = f->next)
+		if (strcmp(f->uid, uid) == 0 && f->exp_pending)
+			store_expect_locked(s, f, exp);
+	pthread_mutex_unlock(&s->lock);
+}
+
+void store_abandon(struct store *s, const char *uid)
+{
+	struct store_fetch *f;
+
+	pthread_mutex_lock(&s->lock);
+	for (f = s->fetches; f; f = f->next)
+		if (strcmp(f->uid, uid) == 0 && f->exp_pending && !f->exp_failed) {
+			f->exp_failed = true;
+			pthread_cond_broadcast(&s->done);
+		}
+	pthread_mutex_unlock(&s->lock);
+}
+
+int store_peek(struct store *s, const char *uid, struct store_series **out)
+{
+	*out = NULL;
+	if (!store_uid_ok(uid))
+		return -ENOENT;
+	return store_lookup(s, uid, out);
+}
+
+
+int store_get(struct store *s, const char *uid, const struct store_expect *exp,
+	      const struct store_caller *who, struct store_series **out)
+{
+	static const struct store_expect unknown = { -1, -1 };
+	struct store_fetch *f;
+	int rc, round;
+
+	*out = NULL;
+	if (!store_uid_ok(uid)) {
+		log_err("store: refusing series UID \"%.80s\": not a DICOM UID", uid);
+		return -EIO;
+	}
+	for (round = 0; round <= STORE_REFETCH_ROUNDS; round++) {
+		rc = store_lookup(s, uid, out);
+		if (rc != -ENOENT) {
+			if (rc == 0) {
+				pthread_mutex_lock(&s->lock);
+				s->n_hits++;
+				pthread_mutex_unlock(&s->lock);
+			}
+			return rc;
+		}
+		/* Fetched, yet gone: another mount sharing the cache evicted it before we
+		 * looked (this mount's own evictions wait for us). Fetch it again. */
+		if (round > 0)
+			log_info("series %s: evicted by another process before it could be "
+				 "opened; fetching it again", uid);
+		if (round == STORE_REFETCH_ROUNDS)
+			break;
+		if (s->opts.offline) {
+			log_err("offline: series %s is not in the cache", uid);
+			return -EIO;
+		}
+		pthread_mutex_lock(&s->lock);
+		store_forget_failures(s);
+		/* A fetch that succeeded but whose series we did not find is history (its
+		 * own waiters may still hold it): this caller needs a new one. */
+		for (f = s->fetches; f; f = f->next)
+			if (strcmp(f->uid, uid) == 0 && !(f->done && f->rc == 0))
+				break;
+		if (f && f->done) {
+			/* It failed moments ago: say so again rather than fetch again. */
+			rc = f->rc;
+			log_adopt_reason(f->why);
+			pthread_mutex_unlock(&s->lock);
+			return rc;
+		}
+		if (f && f->exp_pending && exp)
+			store_expect_locked(s, f, exp);
+		if (!f) {
+			if (!store_walk_allows(s, who ? who->pid : 0)) {
+				s->n_refused++;
+				pthread_mutex_unlock(&s->lock);
+				/* Logged once per process; every refusal says why. */
+				if (!log_reason()[0])
+					log_adopt_reason("walk guard: this process started too many "
+							 "series downloads within a minute (see -o "
+							 "walk_budget)");
+				return -EAGAIN;
+			}
+			f = store_fetch_add(s, uid, exp ? exp : &unknown);
+			if (!f) {
+				pthread_mutex_unlock(&s->lock);
+				return -ENOMEM;
+			}
+		}
+		f->waiters++;
+		rc = 0;
+		while (!f->done) {
+			if (s->stopping) {
+				rc = -ECANCELED;	/* tciafs is stopping: answer now */
+				break;
+			}
+			store_ms_wait(s);
+			if (!f->done && who && who->interrupted && who->interrupted(who->arg)) {
+				rc = -EINTR;	/* the download carries on without us */
+				break;
+			}
+		}
+		if (rc == 0)
+			rc = f->rc;
+		if (rc < 0 && f->done)
+			log_adopt_reason(f->why);
+		pthread_mutex_unlock(&s->lock);
+		/* Still counted as a waiter while we look it up: our own evictions skip it. */
+		if (rc == 0)
+			rc = store_lookup(s, uid, out);
+		pthread_mutex_lock(&s->lock);
+		f->waiters--;
+		if (f->done && f->waiters == 0 && f->rc == 0)
+			store_fetch_drop(s, f);
+		pthread_mutex_unlock(&s->lock);
+		if (rc != -ENOENT)
+			return rc;
+	}
+	log_err("series %s: evicted %d times before it could be opened: the cache (cache_size)"
+		" is too small for what is being read at once", uid, STORE_REFETCH_ROUNDS);
+	return -EIO;
+}

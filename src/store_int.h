@@ -1,0 +1,109 @@
+/* SPDX-License-Identifier: MIT
+ * store_int.h — what store.c (the table, the walk guard, eviction, reading, life cycle)
+ * and store_fetch.c (fetching) share: the store's structures and a few helpers. Not for
+ * other modules.
+ */
+#ifndef TCIAFS_STORE_INT_H
+#define TCIAFS_STORE_INT_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "store.h"
+#include "unzip.h"
+
+#define STORE_MANIFEST ".manifest"
+#define STORE_TOUCH_EVERY 60	/* seconds between LRU time updates of one series */
+#define STORE_WAIT_TICK_MS 100
+#define STORE_MAX_WORKERS 32
+#define STORE_MAX_PIDS 256
+/* A failed fetch answers later callers for this long before a new attempt: one `ls -l`
+ * makes several calls, and a broken series must not be downloaded for each. */
+#define STORE_FAIL_MEMORY 3
+#define STORE_REFETCH_ROUNDS 4	/* fetches of one series for one caller, at most */
+#define STORE_ZIP_SLACK ((uint64_t)16 << 20)
+/* How long a download started before its metadata waits for it once complete. */
+#define STORE_EXPECT_WAIT 120
+
+struct store_file {
+	char *name;
+	uint64_t size;
+};
+
+struct store_series {
+	char *uid;
+	size_t count;
+	struct store_file *files;
+	uint64_t bytes;
+	time_t fetched;
+	int refs;		/* protected by store->lock */
+	int open_files;		/* protected by store->lock */
+	int lock_fd;		/* holds LOCK_SH while open_files > 0; protected by lock */
+	time_t touched;		/* protected by store->lock */
+	bool gone;		/* evicted or vanished: no longer in the table */
+	struct store_series *next;
+};
+
+/* One download, shared by everyone who asks for the series meanwhile. */
+struct store_fetch {
+	char *uid;
+	struct store_expect exp;
+	bool started;
+	bool done;
+	int rc;
+	time_t finished;
+	int waiters;
+	bool exp_pending;	/* started by store_prefetch: exp not known yet; under lock */
+	bool exp_failed;	/* ... and it will not come (store_abandon); under lock */
+	char *why;		/* why it failed, as the worker's log line said; under lock */
+	uint64_t bytes_done;	/* written by the worker, read for status; under lock */
+	uint64_t bytes_expected;
+	struct store_fetch *next;
+};
+
+/* Recent fetch starts of one process, for the walk guard. */
+struct store_pid {
+	pid_t pid;
+	unsigned long long start;	/* process start time: tells a reused pid apart */
+	time_t times[64];		/* ring of recent fetch starts */
+	int n;
+	bool blocked;
+	char comm[32];
+};
+
+struct store {
+	char *dir;
+	char *series_dir;
+	char *tmp_dir;
+	char *locks_dir;
+	struct store_opts opts;
+	struct tcia *tcia;	/* borrowed */
+	char host[64];
+	pthread_mutex_t lock;
+	pthread_cond_t work;	/* a fetch was queued, or stopping */
+	pthread_cond_t done;	/* a fetch finished */
+	/* Protected by lock: */
+	struct store_series *series;
+	struct store_fetch *fetches;	/* queued and running */
+	struct store_pid pids[STORE_MAX_PIDS];
+	bool stopping;
+	unsigned long n_fetched, n_fetch_errors, n_evicted, n_refused, n_hits;
+	uint64_t used;			/* bytes in series/, as of the last scan */
+	size_t used_series;
+	int nworkers;
+	pthread_t workers[STORE_MAX_WORKERS];
+};
+
+bool store_uid_ok(const char *uid);
+void store_rmtree(const char *path);
+int store_write_manifest(int dir_fd, const char *uid, const struct unzip_result *r,
+			 uint64_t zip_bytes, time_t when);
+int store_lookup(struct store *s, const char *uid, struct store_series **out);
+bool store_walk_allows(struct store *s, pid_t pid);
+void store_evict(struct store *s, const char *keep);
+void *store_worker(void *arg);
+
+#endif

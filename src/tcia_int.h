@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: MIT
+ * tcia_int.h — what tcia.c (requests, whole answers) and tcia_stream.c (answers parsed as
+ * they arrive) share: the parsing of one element. Not for other modules.
+ */
+#ifndef TCIAFS_TCIA_INT_H
+#define TCIAFS_TCIA_INT_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tcia.h"
+
+/* The text of an element as it came, for records parsed from a stream (the one_fn arg):
+ * kept as sent rather than printed again. */
+struct tcia_as_sent {
+	const char *text;
+	size_t len;
+};
+
+/* Makes the record item of one element (arg: a struct tcia_as_sent, or NULL). */
+typedef int (*tcia_one_fn)(const json_t *obj, void *item, const void *arg);
+
+void tcia_patient_clear(struct tcia_patient *p);
+void tcia_study_clear(struct tcia_study *s);
+void tcia_one_series_clear(struct tcia_series *s);
+/* An answer that should be a JSON array: *out a new reference, NULL for "no results";
+ * 0, -ENOMEM or -EBADMSG. */
+int tcia_load_array(const char *body, size_t len, json_t **out);
+/* The extent [*start, *end) of the element at *pos: 1, 0 at the list's closing ']',
+ * -EBADMSG when the text ends first. */
+int tcia_next_element(const char *b, size_t len, size_t *pos, size_t *start, size_t *end);
+/* One element's text loaded as JSON (index names it in the error line). */
+int tcia_parse_one(const char *text, size_t n, size_t index, json_t **out);
+/* One element as a typed record (item: a struct tcia_patient, _study or _series). */
+int tcia_one_patient(const json_t *obj, void *item, const void *arg);
+int tcia_one_study(const json_t *obj, void *item, const void *arg);
+int tcia_one_series(const json_t *obj, void *item, const void *arg);
+/* How long a streamed list of kind may go on (then -EFBIG). */
+uint64_t tcia_stream_limit(enum tcia_kind kind);
+/* The first error of the parser or of its consumer, else 0. */
+int tcia_stream_error(const struct tcia_stream *s);
+
+#endif
