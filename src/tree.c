@@ -1058,6 +1058,35 @@ int tree_opendir(struct tree *tree, const char *path, const struct store_caller 
 	return rc;
 }
 
+/* A patient's, a study's or a facet value's folder in a collection whose bulk load is
+ * fresh lists what that load brought: its stamp is the load's, known without resolving
+ * the path (the kernel looked the folder up before it opens it), so that each opendir
+ * of a warm walk asks the catalog nothing. 0 with *when; 1 when the path is not such a
+ * folder or the load is not fresh (then resolve it); -EINVAL for a facet root. */
+static int tree_stamp_in_bulk(struct tree *t, const char *path, int64_t *when)
+{
+	char comps[TREE_DEPTH_MAX][TREE_NAME_MAX + 1];
+	struct tree_colls *cs;
+	struct tree_coll *c;
+	int depth = tree_split(path, comps), facet, rc = 1;
+
+	if (depth != 2 && depth != 3)
+		return 1;
+	facet = tree_facet_index(comps[1]);
+	if (depth == 2 && facet >= 0)
+		return -EINVAL;
+	if (strcmp(comps[0], ".tciafs") == 0 || strcmp(comps[0], "manifests") == 0 ||
+	    tree_get_colls(t, &cs) < 0)
+		return 1;
+	c = tree_find_coll(cs, comps[0]);
+	if (c && tree_scope_fresh(t, CATALOG_COLLECTION, c->api, NULL) == 1) {
+		*when = tree_scope_when(t, CATALOG_COLLECTION, c->api, NULL);
+		rc = *when ? 0 : 1;
+	}
+	tree_snap_put(t, &cs->hdr);
+	return rc;
+}
+
 int tree_listing_stamp(struct tree *tree, const char *path, uint64_t *stamp)
 {
 	struct tree_node n;
@@ -1068,6 +1097,9 @@ int tree_listing_stamp(struct tree *tree, const char *path, uint64_t *stamp)
 	/* meta_ttl=0: every look asks again, so nothing may be kept. */
 	if (tree_uid_dir_unresolved(tree, path) || (tree->meta_ttl == 0 && !tree->offline))
 		return -EINVAL;
+	rc = tree_stamp_in_bulk(tree, path, &when);
+	if (rc <= 0)
+		goto out_stamp;
 	log_clear_reason();
 	rc = tree_resolve(tree, path, NULL, &n);
 	if (rc < 0)
@@ -1106,6 +1138,7 @@ int tree_listing_stamp(struct tree *tree, const char *path, uint64_t *stamp)
 	tree_node_put(tree, &n);
 	if (rc < 0)
 		tree_note(tree, path, rc);
+out_stamp:
 	if (rc == 0 && when == 0)
 		rc = -EINVAL;
 	pthread_mutex_lock(&tree->lock);
