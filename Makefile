@@ -204,7 +204,7 @@ fuzz: $(FUZZERS:%=$(FUZZ_BUILD)/fuzz_%)
 	done
 
 # Not part of check: timings on shared machines are for reading, not for asserting.
-bench: $(BIN)
+bench: $(BIN) $(BUILD)/tciafs-prefetch
 	$(PYTHON) scripts/bench.py $(BIN)
 
 demo: $(BIN)
