@@ -228,6 +228,53 @@ static void test_folder_names(void **state)
 	free(s);
 }
 
+/* A collection in the catalog as a bulk load leaves it: patients whose objects differ
+ * in their keys, so that a column first appears after rows are written. */
+static void load_table_fixture(struct catalog *c)
+{
+	struct catalog_coll coll = { "C", "C" };
+	struct catalog_patient p1 = { "C", "P1", "P1", "{\"PatientId\":\"P1\"}" };
+	struct catalog_patient p2 = { "C", "P2", "P2",
+				      "{\"PatientId\":\"P2\",\"PatientSex\":\"F\",\"N\":1.5}" };
+	struct catalog_load *l;
+
+	assert_int_equal(catalog_load_begin(c, CATALOG_ARCHIVE, NULL, NULL, &l), 0);
+	assert_int_equal(catalog_add_coll(l, &coll), 0);
+	assert_int_equal(catalog_load_commit(l), 0);
+	assert_int_equal(catalog_load_begin(c, CATALOG_PATIENTS, "C", NULL, &l), 0);
+	assert_int_equal(catalog_add_patient(l, &p2), 0);
+	assert_int_equal(catalog_add_patient(l, &p1), 0);
+	assert_int_equal(catalog_load_commit(l), 0);
+	assert_int_equal(catalog_load_begin(c, CATALOG_COLLECTION, "C", NULL, &l), 0);
+	assert_int_equal(catalog_load_commit(l), 0);
+}
+
+/* patients.csv: the column P2 brings comes after P1's row was written, so the table is
+ * rendered again with every column; nothing is asked of the (unreachable) API. */
+static void test_table_learns_late_columns(void **state)
+{
+	struct fixture *f = *state;
+	struct tree_opts to = { .cache_dir = f->dir, .mountpoint = "/mnt", .meta_ttl = 60 };
+	struct tree *tree;
+	struct tree_file *fh;
+	char buf[512];
+	ssize_t n;
+
+	assert_int_equal(tree_new(f->tcia, &to, &tree), 0);
+	tree_set_catalog(tree, f->cat);
+	load_table_fixture(f->cat);
+	assert_int_equal(tree_open(tree, "/C/patients.csv", O_RDONLY, NULL, &fh), 0);
+	n = tree_read(fh, buf, sizeof(buf) - 1, 0);
+	assert_true(n > 0);
+	buf[n] = '\0';
+	assert_string_equal(buf,
+			    "PatientId,PatientSex,N,Path\r\n"
+			    "P1,,,/mnt/C/P1\r\n"
+			    "P2,F,1.5,/mnt/C/P2\r\n");
+	tree_close(fh);
+	tree_free(tree);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -237,6 +284,7 @@ int main(void)
 		cmocka_unit_test(test_folder_names),
 		cmocka_unit_test_setup_teardown(test_offline_nodes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_api_down, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_table_learns_late_columns, setup, teardown),
 	};
 	int rc;
 
