@@ -72,8 +72,8 @@ enum cat_stmt {
 	ST_FACET_NAMES = ST_FACET_LINK + 6,	/* + 2 × facet + unknown */
 	ST_TABLE = ST_FACET_NAMES + 6,		/* + table */
 	ST_LICENCE = ST_TABLE + 3,
-	ST_MEMBERS,
-	ST_N
+	ST_MEMBERS_OF,				/* + table */
+	ST_N = ST_MEMBERS_OF + 3
 };
 
 /* The SQL of each statement (catalog.c). */

@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -698,6 +699,7 @@ struct tree_table_out {
 	bool again;		/* a column came after rows were written: render again */
 	struct view_cell *cells;
 	size_t ncells;
+	char path[PATH_MAX + 4 * 256];
 };
 
 static int tree_table_drain(struct tree_table_out *o)
@@ -717,9 +719,8 @@ static int tree_table_row(void *arg, const char *const *names, const struct cata
 			  size_t n)
 {
 	struct tree_table_out *o = arg;
-	char *path;
 	size_t i;
-	int rc;
+	int rc, len;
 
 	if (n > o->ncells) {
 		struct view_cell *c = realloc(o->cells, n * sizeof(*c));
@@ -738,12 +739,13 @@ static int tree_table_row(void *arg, const char *const *names, const struct cata
 		o->again = true;	/* the header is out already */
 	if (o->again)
 		return 0;		/* only learning now */
-	if (asprintf(&path, "%s/%s/%s%s%s%s%s", o->t->mountpoint, o->coll, names[0],
-		     names[1] ? "/" : "", names[1] ? names[1] : "", names[2] ? "/" : "",
-		     names[2] ? names[2] : "") < 0)
-		return -ENOMEM;
-	rc = view_table_row(o->tab, o->cells, n, path);
-	free(path);
+	/* The row's folder: a buffer kept across rows (names are at most 255 bytes). */
+	len = snprintf(o->path, sizeof(o->path), "%s/%s/%s%s%s%s%s", o->t->mountpoint, o->coll,
+		       names[0], names[1] ? "/" : "", names[1] ? names[1] : "",
+		       names[2] ? "/" : "", names[2] ? names[2] : "");
+	if (len < 0 || (size_t)len >= sizeof(o->path))
+		return -ENAMETOOLONG;
+	rc = view_table_row(o->tab, o->cells, n, o->path);
 	if (rc == 0 && ++o->rows % 1024 == 0)
 		rc = tree_table_drain(o);
 	return rc;
