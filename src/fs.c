@@ -468,6 +468,7 @@ static int fs_dir_list(struct fs_dir *d, const char *path)
 {
 	struct store_caller who = fs_caller();
 	struct stat dot = { .st_mode = S_IFDIR };
+	struct fs_stamps *stamps;
 	int rc;
 
 	fs_dir_add(d, ".", &dot, false);
@@ -486,8 +487,8 @@ static int fs_dir_list(struct fs_dir *d, const char *path)
 		d->len = 0;	/* buf is a read window from now on */
 	d->win = -1;
 	d->listed = true;
-	if (d->stamped && fs_stamps_get(fs_ctx()))
-		fs_stamp_set(fs_ctx()->stamps, path, d->stamp);
+	if (d->stamped && (stamps = fs_stamps_get(fs_ctx())) != NULL)
+		fs_stamp_set(stamps, path, d->stamp);
 	return 0;
 }
 
@@ -544,11 +545,10 @@ static int fs_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t
 static int fs_opendir(const char *path, struct fuse_file_info *fi)
 {
 	struct store_caller who = fs_caller();
+	struct fs_stamps *stamps;
 	struct fs_dir *d;
-	int rc;
-
 	uint64_t stamp;
-	int st;
+	int rc, st;
 
 	rc = tree_opendir(fs_ctx()->tree, path, &who);
 	if (rc < 0)
@@ -564,11 +564,11 @@ static int fs_opendir(const char *path, struct fuse_file_info *fi)
 	}
 	d->fd = -1;
 	fi->fh = (uintptr_t)d;
-	if (st == 0 && fs_stamps_get(fs_ctx())) {
+	if (st == 0 && (stamps = fs_stamps_get(fs_ctx())) != NULL) {
 		d->stamped = true;
 		d->stamp = stamp;
 		fi->cache_readdir = 1;
-		fi->keep_cache = fs_stamp_same(fs_ctx()->stamps, path, d->stamp);
+		fi->keep_cache = fs_stamp_same(stamps, path, d->stamp);
 		if (fi->keep_cache)
 			__atomic_add_fetch(&fs_ctx()->listings_kept, 1, __ATOMIC_RELAXED);
 	}
