@@ -14,6 +14,7 @@
 struct tree;
 struct fs_backing;
 struct fs_stamps;
+struct fs_open;
 
 /* How reads of stored DICOM files are served. */
 enum fs_read_path {
@@ -45,9 +46,14 @@ struct tciafs {
 	/* Which listing the kernel was last given for each folder it may keep; made at
 	 * the first opendir. */
 	struct fs_stamps *stamps;
+	/* What the kernel holds open, files and folders: freed by fs_cleanup when the
+	 * session ended before their release. */
+	pthread_mutex_t open_lock;
+	struct fs_open *opens;		/* under open_lock */
 };
 
-/* Frees what the callbacks made (after the session ended). */
+/* Frees what the callbacks made, and what the kernel still held open, after the session
+ * ended. */
 void fs_cleanup(struct tciafs *fs);
 
 /* The callback table for fuse_new(). */

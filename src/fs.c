@@ -40,9 +40,17 @@ struct fs_backing {
 	struct fs_backing *next;
 };
 
+/* Each handle the kernel holds (a file's or a folder's), listed so that those it still
+ * holds when the session ends (a stop while a file is open) are freed all the same. */
+struct fs_open {
+	struct fs_open *prev, *next;
+	bool dir;
+};
+
 /* What an open file is to us: the tree's file, and the backing it is read through in
  * passthrough (released with the last open of its path). */
 struct fs_handle {
+	struct fs_open link;	/* first: a handle is its link */
 	struct tree_file *f;
 	struct fs_backing *backing;	/* NULL = read through the daemon */
 };
@@ -50,6 +58,30 @@ struct fs_handle {
 static struct tciafs *fs_ctx(void)
 {
 	return fuse_get_context()->private_data;
+}
+
+static void fs_open_track(struct tciafs *fs, struct fs_open *o, bool dir)
+{
+	o->dir = dir;
+	o->prev = NULL;
+	pthread_mutex_lock(&fs->open_lock);
+	o->next = fs->opens;
+	if (fs->opens)
+		fs->opens->prev = o;
+	fs->opens = o;
+	pthread_mutex_unlock(&fs->open_lock);
+}
+
+static void fs_open_untrack(struct tciafs *fs, struct fs_open *o)
+{
+	pthread_mutex_lock(&fs->open_lock);
+	if (o->prev)
+		o->prev->next = o->next;
+	else
+		fs->opens = o->next;
+	if (o->next)
+		o->next->prev = o->prev;
+	pthread_mutex_unlock(&fs->open_lock);
 }
 
 static bool fs_interrupted(void *arg)
@@ -305,6 +337,7 @@ struct fs_dirent {		/* a record's head; the name and its NUL follow */
 };
 
 struct fs_dir {
+	struct fs_open link;	/* first: a listing is its link */
 	bool listed;
 	bool stamped;		/* stamp applies: record it once listed */
 	uint64_t stamp;
@@ -449,8 +482,26 @@ void fs_cleanup(struct tciafs *fs)
 {
 	struct fs_stamps *st = fs->stamps;
 	struct fs_stamp *e, *next;
+	struct fs_backing *b;
 	size_t i;
 
+	/* The kernel let go of its backing files with the session; ours are just memory. */
+	while ((b = fs->backings) != NULL) {
+		fs->backings = b->next;
+		free(b->path);
+		free(b);
+	}
+	while (fs->opens) {
+		struct fs_open *o = fs->opens;
+
+		fs->opens = o->next;
+		if (o->dir) {
+			fs_dir_free((struct fs_dir *)o);
+		} else {
+			tree_close(((struct fs_handle *)o)->f);
+			free(o);
+		}
+	}
 	if (!st)
 		return;
 	for (i = 0; i < FS_STAMP_BUCKETS; i++)
@@ -564,6 +615,7 @@ static int fs_opendir(const char *path, struct fuse_file_info *fi)
 	}
 	d->fd = -1;
 	fi->fh = (uintptr_t)d;
+	fs_open_track(fs_ctx(), &d->link, true);
 	if (st == 0 && (stamps = fs_stamps_get(fs_ctx())) != NULL) {
 		d->stamped = true;
 		d->stamp = stamp;
@@ -577,8 +629,11 @@ static int fs_opendir(const char *path, struct fuse_file_info *fi)
 
 static int fs_releasedir(const char *path, struct fuse_file_info *fi)
 {
+	struct fs_dir *d = (struct fs_dir *)(uintptr_t)fi->fh;
+
 	(void)path;
-	fs_dir_free((struct fs_dir *)(uintptr_t)fi->fh);
+	fs_open_untrack(fs_ctx(), &d->link);
+	fs_dir_free(d);
 	return 0;
 }
 
@@ -596,6 +651,7 @@ static int fs_open(const char *path, struct fuse_file_info *fi)
 		return rc;
 	}
 	fi->fh = (uintptr_t)h;
+	fs_open_track(fs_ctx(), &h->link, false);
 	if (tree_file_live(h->f)) {
 		fi->direct_io = 1;	/* made fresh on each open: never from the page cache */
 		return 0;
@@ -671,6 +727,7 @@ static int fs_release(const char *path, struct fuse_file_info *fi)
 	struct fs_handle *h = (struct fs_handle *)(uintptr_t)fi->fh;
 
 	(void)path;
+	fs_open_untrack(fs_ctx(), &h->link);
 	fs_backing_put(fs_ctx(), h->backing);
 	tree_close(h->f);	/* the series may be evicted from now on */
 	free(h);

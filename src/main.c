@@ -563,7 +563,8 @@ static int tciafs_run(struct fuse_args *args, struct fuse_cmdline_opts *cmd,
 	struct tciafs ctx = { .entry_timeout = 3600.0, .negative_timeout = 5.0,
 			      .passthrough = !conf->passthrough ||
 					     strcmp(conf->passthrough, "off") != 0,
-			      .backing_lock = PTHREAD_MUTEX_INITIALIZER };
+			      .backing_lock = PTHREAD_MUTEX_INITIALIZER,
+			      .open_lock = PTHREAD_MUTEX_INITIALIZER };
 	struct metacache_opts mopts = { .ttl = conf->meta_ttl, .offline = conf->offline };
 	struct store_opts sopts = {
 		.dir = conf->cache_dir,
