@@ -272,6 +272,8 @@ static void fs_backing_put(struct tciafs *fs, struct fs_backing *b)
 	free(b);
 }
 
+static struct fs_stamps *fs_stamps_new(void);
+
 static void *fs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 {
 	struct tciafs *fs = fs_ctx();
@@ -301,6 +303,9 @@ static void *fs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 #if FUSE_MAJOR_VERSION > 3 || (FUSE_MAJOR_VERSION == 3 && FUSE_MINOR_VERSION >= 17)
 	cfg->intr = 1;
 #endif
+	/* The stamps of the listings the kernel keeps: made here, before any request, so
+	 * the callbacks share it without care. Without it nothing is kept. */
+	fs->stamps = fs_stamps_new();
 	fs_init_passthrough(fs, conn);
 	return fs;
 }
@@ -423,37 +428,35 @@ static uint32_t fs_path_hash(const char *p)
 	return h % FS_STAMP_BUCKETS;
 }
 
-static struct fs_stamps *fs_stamps_get(struct tciafs *fs)
+static struct fs_stamps *fs_stamps_new(void)
 {
-	struct fs_stamps *st = __atomic_load_n(&fs->stamps, __ATOMIC_ACQUIRE), *mine;
+	struct fs_stamps *st = calloc(1, sizeof(*st));
 
 	if (st)
-		return st;
-	mine = calloc(1, sizeof(*mine));
-	if (!mine)
-		return NULL;
-	pthread_mutex_init(&mine->lock, NULL);
-	if (!__atomic_compare_exchange_n(&fs->stamps, &st, mine, false, __ATOMIC_ACQ_REL,
-					 __ATOMIC_ACQUIRE)) {
-		pthread_mutex_destroy(&mine->lock);
-		free(mine);
-		return st;
-	}
-	return mine;
+		pthread_mutex_init(&st->lock, NULL);
+	return st;
+}
+
+/* The entry of path, or NULL. Under st->lock. */
+static struct fs_stamp *fs_stamp_find(struct fs_stamps *st, const char *path, uint32_t h)
+{
+	struct fs_stamp *e;
+
+	for (e = st->b[h]; e; e = e->next)
+		if (strcmp(e->path, path) == 0)
+			return e;
+	return NULL;
 }
 
 /* Whether the kernel's listing of path (if it has one) is the one stamped. */
 static bool fs_stamp_same(struct fs_stamps *st, const char *path, uint64_t stamp)
 {
 	struct fs_stamp *e;
-	bool same = false;
+	bool same;
 
 	pthread_mutex_lock(&st->lock);
-	for (e = st->b[fs_path_hash(path)]; e; e = e->next)
-		if (strcmp(e->path, path) == 0) {
-			same = e->stamp == stamp;
-			break;
-		}
+	e = fs_stamp_find(st, path, fs_path_hash(path));
+	same = e && e->stamp == stamp;
 	pthread_mutex_unlock(&st->lock);
 	return same;
 }
@@ -465,9 +468,7 @@ static void fs_stamp_set(struct fs_stamps *st, const char *path, uint64_t stamp)
 	size_t n = strlen(path) + 1;
 
 	pthread_mutex_lock(&st->lock);
-	for (e = st->b[h]; e; e = e->next)
-		if (strcmp(e->path, path) == 0)
-			break;
+	e = fs_stamp_find(st, path, h);
 	if (!e && (e = malloc(sizeof(*e) + n)) != NULL) {
 		memcpy(e->path, path, n);
 		e->next = st->b[h];
@@ -519,7 +520,6 @@ static int fs_dir_list(struct fs_dir *d, const char *path)
 {
 	struct store_caller who = fs_caller();
 	struct stat dot = { .st_mode = S_IFDIR };
-	struct fs_stamps *stamps;
 	int rc;
 
 	fs_dir_add(d, ".", &dot, false);
@@ -538,8 +538,8 @@ static int fs_dir_list(struct fs_dir *d, const char *path)
 		d->len = 0;	/* buf is a read window from now on */
 	d->win = -1;
 	d->listed = true;
-	if (d->stamped && (stamps = fs_stamps_get(fs_ctx())) != NULL)
-		fs_stamp_set(stamps, path, d->stamp);
+	if (d->stamped)
+		fs_stamp_set(fs_ctx()->stamps, path, d->stamp);
 	return 0;
 }
 
@@ -616,7 +616,7 @@ static int fs_opendir(const char *path, struct fuse_file_info *fi)
 	d->fd = -1;
 	fi->fh = (uintptr_t)d;
 	fs_open_track(fs_ctx(), &d->link, true);
-	if (st == 0 && (stamps = fs_stamps_get(fs_ctx())) != NULL) {
+	if (st == 0 && (stamps = fs_ctx()->stamps) != NULL) {
 		d->stamped = true;
 		d->stamp = stamp;
 		fi->cache_readdir = 1;

@@ -38,8 +38,6 @@ static int64_t tree_mono_ms(void)
 
 /* ---- freshness --------------------------------------------------------------------- */
 
-/* 1 when the scope was loaded and is still trusted, 0 when it was loaded but is stale, -1
- * when never. Offline, anything loaded is trusted. */
 /* What this mount knows of the loads of a collection-wide scope (the list of
  * collections, a patient list, a bulk load): its time, remembered so that the looks
  * inside a collection loaded in bulk ask the catalog nothing to know it is fresh. */
@@ -67,24 +65,38 @@ static bool tree_is_fresh(struct tree *t, int64_t when)
 			      tree_wall_ms() - when < (int64_t)t->meta_ttl * 1000);
 }
 
-/* A fresh remembered load of the scope: its time, else 0. Under t->lock. */
+/* The memo of the scope, or NULL. Under t->lock. */
+static struct tree_memo *tree_memo_find(struct tree *t, enum catalog_scope s, const char *coll)
+{
+	struct tree_memo *m;
+
+	for (m = t->memos; m; m = m->next)
+		if (m->scope == s && strcmp(m->coll, coll ? coll : "") == 0)
+			return m;
+	return NULL;
+}
+
+/* A fresh remembered load of a collection-wide scope: its time, else 0. */
 static int64_t tree_memo_fresh(struct tree *t, enum catalog_scope s, const char *coll)
 {
 	struct tree_memo *m;
+	int64_t when = 0;
 
-	for (m = t->memos; m; m = m->next)
-		if (m->scope == s && strcmp(m->coll, coll ? coll : "") == 0)
-			return tree_is_fresh(t, m->when) ? m->when : 0;
-	return 0;
+	if (s == CATALOG_PATIENT)
+		return 0;	/* too many to remember */
+	pthread_mutex_lock(&t->lock);
+	m = tree_memo_find(t, s, coll);
+	if (m && tree_is_fresh(t, m->when))
+		when = m->when;
+	pthread_mutex_unlock(&t->lock);
+	return when;
 }
 
+/* Under t->lock. */
 static void tree_memo_set(struct tree *t, enum catalog_scope s, const char *coll, int64_t when)
 {
-	struct tree_memo *m;
+	struct tree_memo *m = tree_memo_find(t, s, coll);
 
-	for (m = t->memos; m; m = m->next)
-		if (m->scope == s && strcmp(m->coll, coll ? coll : "") == 0)
-			break;
 	if (!m && (m = calloc(1, sizeof(*m))) != NULL) {
 		m->scope = s;
 		m->coll = strdup(coll ? coll : "");
@@ -99,19 +111,16 @@ static void tree_memo_set(struct tree *t, enum catalog_scope s, const char *coll
 		m->when = when;
 }
 
+/* 1 when the scope was loaded and is still trusted, 0 when it was loaded but is stale, -1
+ * when never. Offline, anything loaded is trusted. */
 int tree_scope_fresh(struct tree *t, enum catalog_scope s, const char *coll,
 			    const char *pid)
 {
 	int64_t when;
 	int fresh;
 
-	if (s != CATALOG_PATIENT) {
-		pthread_mutex_lock(&t->lock);
-		when = tree_memo_fresh(t, s, coll);
-		pthread_mutex_unlock(&t->lock);
-		if (when)
-			return 1;
-	}
+	if (tree_memo_fresh(t, s, coll))
+		return 1;
 	if (catalog_loaded(t->cat, s, coll, pid, &when, NULL) < 0)
 		return -1;
 	pthread_mutex_lock(&t->lock);
@@ -125,16 +134,9 @@ int tree_scope_fresh(struct tree *t, enum catalog_scope s, const char *coll,
 int64_t tree_scope_when(struct tree *t, enum catalog_scope s, const char *coll,
 			const char *pid)
 {
-	int64_t when = 0;
+	int64_t when = tree_memo_fresh(t, s, coll);
 
-	if (s != CATALOG_PATIENT) {
-		pthread_mutex_lock(&t->lock);
-		when = tree_memo_fresh(t, s, coll);
-		pthread_mutex_unlock(&t->lock);
-		if (when)
-			return when;
-	}
-	if (catalog_loaded(t->cat, s, coll, pid, &when, NULL) < 0)
+	if (when == 0 && catalog_loaded(t->cat, s, coll, pid, &when, NULL) < 0)
 		return 0;
 	return when;
 }
