@@ -43,8 +43,8 @@ struct tciafs {
 	/* The kernel allows one backing file per inode: opens of one path share it. */
 	pthread_mutex_t backing_lock;
 	struct fs_backing *backings;	/* under backing_lock */
-	/* Which listing the kernel was last given for each folder it may keep; made at
-	 * the first opendir. */
+	/* Which listing the kernel was last given for each folder it may keep; made in
+	 * fs_init, before any request (NULL: nothing is kept). */
 	struct fs_stamps *stamps;
 	/* What the kernel holds open, files and folders: freed by fs_cleanup when the
 	 * session ended before their release. */
