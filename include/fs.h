@@ -6,15 +6,15 @@
 #define TCIAFS_FS_H
 
 #define FUSE_USE_VERSION 312
-#include <fuse.h>
+#include <fuse_lowlevel.h>
 
 #include <pthread.h>
 #include <stdbool.h>
 
 struct tree;
 struct fs_backing;
-struct fs_stamps;
 struct fs_open;
+struct fs_nodes;
 
 /* How reads of stored DICOM files are served. */
 enum fs_read_path {
@@ -26,11 +26,12 @@ enum fs_read_path {
 	FS_READ_DAEMON_PRIV,	/* through the daemon: passthrough refused (needs CAP_SYS_ADMIN) */
 };
 
-/* Everything a callback needs, reached through fuse_get_context()->private_data.
- * Set up by main() before mounting; read_path is decided at mount (and may fall back
- * once, at the first refused open), so it is read and written atomically. */
+/* Everything a callback needs, reached through fuse_req_userdata(). Set up by main()
+ * before mounting (se once the session exists); read_path is decided at mount (and may
+ * fall back once, at the first refused open), so it is read and written atomically. */
 struct tciafs {
 	struct tree *tree;
+	struct fuse_session *se;
 	const char *spool_dir;	/* where big folder listings are spooled (the cache folder) */
 	double entry_timeout;	/* seconds the kernel may keep names and attributes */
 	double negative_timeout;	/* seconds the kernel may remember a missing name */
@@ -40,24 +41,29 @@ struct tciafs {
 	unsigned long passthrough_opens;	/* opens handed to the kernel; __atomic */
 	unsigned long listings_made;	/* folder listings made for the kernel; __atomic */
 	unsigned long listings_kept;	/* opendirs told to keep the kernel's; __atomic */
-	/* The kernel allows one backing file per inode: opens of one path share it. */
+	/* The kernel's inodes: number → parent and name, so that a path can be made for the
+	 * tree, and the stamp of the listing the kernel keeps (made by fs_setup). */
+	struct fs_nodes *nodes;
+	/* The kernel allows one backing file per inode: opens of one inode share it. */
 	pthread_mutex_t backing_lock;
 	struct fs_backing *backings;	/* under backing_lock */
-	/* Which listing the kernel was last given for each folder it may keep; made in
-	 * fs_init, before any request (NULL: nothing is kept). */
-	struct fs_stamps *stamps;
 	/* What the kernel holds open, files and folders: freed by fs_cleanup when the
 	 * session ended before their release. */
 	pthread_mutex_t open_lock;
 	struct fs_open *opens;		/* under open_lock */
 };
 
+/* Makes what the callbacks share (the inode table), before the session starts.
+ * Returns 0 or -ENOMEM. */
+int fs_setup(struct tciafs *fs);
+
 /* Frees what the callbacks made, and what the kernel still held open, after the session
  * ended. */
 void fs_cleanup(struct tciafs *fs);
 
-/* The callback table for fuse_new(). */
-const struct fuse_operations *fs_operations(void);
+/* The callback table for fuse_session_new() (the low-level API: inode numbers are ours,
+ * each made into a path for the tree). */
+const struct fuse_lowlevel_ops *fs_operations(void);
 
 /* Which read path a mount uses, as a word for status ("passthrough" or "daemon"), and
  * why in a few words. */

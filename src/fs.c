@@ -1,13 +1,15 @@
 /* SPDX-License-Identifier: MIT
- * fs.c — the FUSE callbacks. Each one unpacks its arguments, makes one call into the
- * tree, and returns 0 or -errno; no HTTP, JSON or zip here. Every write-type call is
- * answered EROFS: the archive is read-only. Stored files open in FUSE passthrough where
- * the kernel and libfuse allow it: their reads then never reach us.
+ * fs.c — the FUSE callbacks, on libfuse's low-level API: each one makes the path of the
+ * inode it is given, makes one call into the tree and replies; no HTTP, JSON or zip
+ * here. The inode table is ours and compact (number → parent and name), every
+ * write-type call is answered EROFS, and stored files open in FUSE passthrough where the
+ * kernel and libfuse allow it: their reads then never reach us.
  */
 #include "fs.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,14 +17,12 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
-#include <fuse_lowlevel.h>
-
 #include "log.h"
 #include "tree.h"
 
 /* The passthrough ioctls on /dev/fuse (Linux 6.9, <linux/fuse.h>; Debian 12's kernel
- * headers predate them). libfuse 3.17 wraps them for the low-level API only, which
- * hands out the request; the high-level API has the session's fd. */
+ * headers predate them). libfuse 3.17 wraps them too; this works with any libfuse that
+ * passes backing_id on. */
 struct fs_backing_map {
 	int32_t fd;
 	uint32_t flags;
@@ -31,10 +31,10 @@ struct fs_backing_map {
 #define FS_IOC_BACKING_OPEN _IOW(229, 1, struct fs_backing_map)
 #define FS_IOC_BACKING_CLOSE _IOW(229, 2, uint32_t)
 
-/* A backing file the kernel holds for one path, shared by every open of that path
- * (the kernel refuses a second, different backing file for an inode in use). */
+/* A backing file the kernel holds for one inode, shared by every open of it (the kernel
+ * refuses a second, different backing file for an inode in use). */
 struct fs_backing {
-	char *path;
+	fuse_ino_t ino;
 	int id;
 	unsigned refs;
 	struct fs_backing *next;
@@ -48,17 +48,219 @@ struct fs_open {
 };
 
 /* What an open file is to us: the tree's file, and the backing it is read through in
- * passthrough (released with the last open of its path). */
+ * passthrough (released with the last open of its inode). */
 struct fs_handle {
 	struct fs_open link;	/* first: a handle is its link */
 	struct tree_file *f;
 	struct fs_backing *backing;	/* NULL = read through the daemon */
 };
 
-static struct tciafs *fs_ctx(void)
+static struct tciafs *fs_ctx(fuse_req_t req)
 {
-	return fuse_get_context()->private_data;
+	return fuse_req_userdata(req);
 }
+
+/* ---- the inode table ----------------------------------------------------------------
+ *
+ * An inode number is the address of its node (the root's is FUSE_ROOT_ID). A node lives
+ * while the kernel has looked it up (nlookup, given back by FORGET) or while it is the
+ * parent of a node that lives: ~70 bytes and its name each, where libfuse's high-level
+ * API kept some 250 for every name the kernel remembers. */
+struct fs_node {
+	struct fs_node *parent;	/* NULL for the root */
+	struct fs_node *next;	/* in its hash bucket */
+	uint64_t nlookup;
+	uint64_t children;	/* nodes whose parent this is */
+	uint64_t stamp;		/* of the listing the kernel was given, if stamped */
+	uint32_t hash;
+	bool stamped;
+	char name[];
+};
+
+struct fs_nodes {
+	pthread_mutex_t lock;
+	struct fs_node **b;
+	size_t nb, count;
+	struct fs_node *root;
+};
+
+#define FS_NODES_MIN 4096
+
+static uint32_t fs_name_hash(const struct fs_node *parent, const char *name)
+{
+	uint32_t h = 2166136261u ^ (uint32_t)((uintptr_t)parent >> 4);
+
+	while (*name)
+		h = (h ^ (unsigned char)*name++) * 16777619u;
+	return h;
+}
+
+static struct fs_nodes *fs_nodes_new(void)
+{
+	struct fs_nodes *t = calloc(1, sizeof(*t));
+
+	if (!t)
+		return NULL;
+	t->b = calloc(FS_NODES_MIN, sizeof(*t->b));
+	t->root = calloc(1, sizeof(*t->root) + 1);
+	if (!t->b || !t->root) {
+		free(t->b);
+		free(t->root);
+		free(t);
+		return NULL;
+	}
+	t->nb = FS_NODES_MIN;
+	pthread_mutex_init(&t->lock, NULL);
+	return t;
+}
+
+/* Makes what the callbacks share before the session starts. */
+int fs_setup(struct tciafs *fs)
+{
+	fs->nodes = fs_nodes_new();
+	return fs->nodes ? 0 : -ENOMEM;
+}
+
+static void fs_nodes_free(struct fs_nodes *t)
+{
+	size_t i;
+
+	if (!t)
+		return;
+	for (i = 0; i < t->nb; i++)
+		while (t->b[i]) {
+			struct fs_node *n = t->b[i];
+
+			t->b[i] = n->next;
+			free(n);
+		}
+	free(t->b);
+	free(t->root);
+	pthread_mutex_destroy(&t->lock);
+	free(t);
+}
+
+static struct fs_node *fs_node_of(struct tciafs *fs, fuse_ino_t ino)
+{
+	return ino == FUSE_ROOT_ID ? fs->nodes->root : (struct fs_node *)(uintptr_t)ino;
+}
+
+static fuse_ino_t fs_ino_of(struct tciafs *fs, struct fs_node *n)
+{
+	return n == fs->nodes->root ? FUSE_ROOT_ID : (fuse_ino_t)(uintptr_t)n;
+}
+
+/* Doubles the buckets when the table is full; a failure only makes chains longer.
+ * Under t->lock. */
+static void fs_nodes_grow(struct fs_nodes *t)
+{
+	size_t nb = t->nb * 2, i;
+	struct fs_node **b = calloc(nb, sizeof(*b));
+
+	if (!b)
+		return;
+	for (i = 0; i < t->nb; i++)
+		while (t->b[i]) {
+			struct fs_node *n = t->b[i];
+
+			t->b[i] = n->next;
+			n->next = b[n->hash & (nb - 1)];
+			b[n->hash & (nb - 1)] = n;
+		}
+	free(t->b);
+	t->b = b;
+	t->nb = nb;
+}
+
+/* The node of name in parent, with one more lookup; made if new. Under t->lock. */
+static struct fs_node *fs_node_get(struct fs_nodes *t, struct fs_node *parent,
+				   const char *name)
+{
+	uint32_t h = fs_name_hash(parent, name);
+	size_t len = strlen(name) + 1;
+	struct fs_node *n;
+
+	for (n = t->b[h & (t->nb - 1)]; n; n = n->next)
+		if (n->hash == h && n->parent == parent && strcmp(n->name, name) == 0) {
+			n->nlookup++;
+			return n;
+		}
+	n = malloc(sizeof(*n) + len);
+	if (!n)
+		return NULL;
+	n->parent = parent;
+	n->nlookup = 1;
+	n->children = 0;
+	n->stamp = 0;
+	n->stamped = false;
+	n->hash = h;
+	memcpy(n->name, name, len);
+	if (t->count >= t->nb)
+		fs_nodes_grow(t);
+	n->next = t->b[h & (t->nb - 1)];
+	t->b[h & (t->nb - 1)] = n;
+	t->count++;
+	parent->children++;
+	return n;
+}
+
+/* Gives back count lookups of n; frees it, and parents it kept, once unused. Under
+ * t->lock. */
+static void fs_node_put(struct fs_nodes *t, struct fs_node *n, uint64_t count)
+{
+	n->nlookup = count < n->nlookup ? n->nlookup - count : 0;
+	while (n != t->root && n->nlookup == 0 && n->children == 0) {
+		struct fs_node **p = &t->b[n->hash & (t->nb - 1)], *parent = n->parent;
+
+		while (*p != n)
+			p = &(*p)->next;
+		*p = n->next;
+		t->count--;
+		free(n);
+		parent->children--;
+		n = parent;
+	}
+}
+
+/* Writes the path of ino (with "/name" after it when name is given) into buf of
+ * PATH_MAX bytes. Returns 0 or -ENAMETOOLONG. */
+static int fs_path(struct tciafs *fs, fuse_ino_t ino, const char *name, char *buf)
+{
+	struct fs_nodes *t = fs->nodes;
+	size_t end = PATH_MAX - 1, len;
+	struct fs_node *n;
+	int rc = 0;
+
+	buf[end] = '\0';
+	if (name) {
+		len = strlen(name);
+		if (len + 1 > end)
+			return -ENAMETOOLONG;
+		end -= len;
+		memcpy(buf + end, name, len);
+		buf[--end] = '/';
+	}
+	pthread_mutex_lock(&t->lock);
+	for (n = fs_node_of(fs, ino); n->parent; n = n->parent) {
+		len = strlen(n->name);
+		if (len + 1 > end) {
+			rc = -ENAMETOOLONG;
+			break;
+		}
+		end -= len;
+		memcpy(buf + end, n->name, len);
+		buf[--end] = '/';
+	}
+	pthread_mutex_unlock(&t->lock);
+	if (rc < 0)
+		return rc;
+	if (end == PATH_MAX - 1)
+		buf[--end] = '/';	/* the root */
+	memmove(buf, buf + end, PATH_MAX - end);
+	return 0;
+}
+
+/* ---- handles ---------------------------------------------------------------------- */
 
 static void fs_open_track(struct tciafs *fs, struct fs_open *o, bool dir)
 {
@@ -86,14 +288,15 @@ static void fs_open_untrack(struct tciafs *fs, struct fs_open *o)
 
 static bool fs_interrupted(void *arg)
 {
-	(void)arg;
-	return fuse_interrupted() != 0;
+	return fuse_req_interrupted(arg) != 0;
 }
 
 /* Who is calling: the walk guard counts per process; a wait can be interrupted. */
-static struct store_caller fs_caller(void)
+static struct store_caller fs_caller(fuse_req_t req)
 {
-	struct store_caller who = { .pid = fuse_get_context()->pid, .interrupted = fs_interrupted };
+	struct store_caller who = { .pid = fuse_req_ctx(req)->pid,
+				    .interrupted = fs_interrupted,
+				    .arg = req };
 
 	return who;
 }
@@ -155,8 +358,7 @@ static int fs_backing_new(struct tciafs *fs, int fd)
 	struct fs_backing_map map = { .fd = fd };
 	int id;
 
-	id = ioctl(fuse_session_fd(fuse_get_session(fuse_get_context()->fuse)),
-		   FS_IOC_BACKING_OPEN, &map);
+	id = ioctl(fuse_session_fd(fs->se), FS_IOC_BACKING_OPEN, &map);
 	if (id > 0)
 		return id;
 	if (errno == EPERM) {
@@ -172,32 +374,29 @@ static int fs_backing_new(struct tciafs *fs, int fd)
 	}
 	return 0;
 }
-#endif
 
-static void fs_backing_close(int id)
-{
-	uint32_t arg = (uint32_t)id;
-
-	if (ioctl(fuse_session_fd(fuse_get_session(fuse_get_context()->fuse)),
-		  FS_IOC_BACKING_CLOSE, &arg) < 0)
-		log_warn("releasing a passthrough backing file: %s", strerror(errno));
-}
-
-#ifdef FUSE_CAP_PASSTHROUGH
-static struct fs_backing *fs_backing_find(struct tciafs *fs, const char *path)
+static struct fs_backing *fs_backing_find(struct tciafs *fs, fuse_ino_t ino)
 {
 	struct fs_backing *b;
 
 	for (b = fs->backings; b; b = b->next)
-		if (strcmp(b->path, path) == 0)
+		if (b->ino == ino)
 			return b;
 	return NULL;
 }
 #endif
 
-/* The backing for an open of path whose stored file is fd: the one its other opens
- * use, else a new one. NULL when the file is read through the daemon. */
-static struct fs_backing *fs_backing_get(struct tciafs *fs, const char *path, int fd)
+static void fs_backing_close(struct tciafs *fs, int id)
+{
+	uint32_t arg = (uint32_t)id;
+
+	if (ioctl(fuse_session_fd(fs->se), FS_IOC_BACKING_CLOSE, &arg) < 0)
+		log_warn("releasing a passthrough backing file: %s", strerror(errno));
+}
+
+/* The backing for an open of ino whose stored file is fd: the one its other opens use,
+ * else a new one. NULL when the file is read through the daemon. */
+static struct fs_backing *fs_backing_get(struct tciafs *fs, fuse_ino_t ino, int fd)
 {
 #ifdef FUSE_CAP_PASSTHROUGH
 	struct fs_backing *b, *nb;
@@ -206,7 +405,7 @@ static struct fs_backing *fs_backing_get(struct tciafs *fs, const char *path, in
 	if (fd < 0 || __atomic_load_n(&fs->read_path, __ATOMIC_RELAXED) != FS_READ_PASSTHROUGH)
 		return NULL;
 	pthread_mutex_lock(&fs->backing_lock);
-	b = fs_backing_find(fs, path);
+	b = fs_backing_find(fs, ino);
 	if (b)
 		b->refs++;
 	pthread_mutex_unlock(&fs->backing_lock);
@@ -216,17 +415,15 @@ static struct fs_backing *fs_backing_get(struct tciafs *fs, const char *path, in
 	if (id <= 0)
 		return NULL;
 	nb = calloc(1, sizeof(*nb));
-	if (nb)
-		nb->path = strdup(path);
-	if (!nb || !nb->path) {
-		free(nb);
-		fs_backing_close(id);
+	if (!nb) {
+		fs_backing_close(fs, id);
 		return NULL;
 	}
+	nb->ino = ino;
 	nb->id = id;
 	nb->refs = 1;
 	pthread_mutex_lock(&fs->backing_lock);
-	b = fs_backing_find(fs, path);	/* another open of it may have won */
+	b = fs_backing_find(fs, ino);	/* another open of it may have won */
 	if (b) {
 		b->refs++;
 	} else {
@@ -235,15 +432,14 @@ static struct fs_backing *fs_backing_get(struct tciafs *fs, const char *path, in
 	}
 	pthread_mutex_unlock(&fs->backing_lock);
 	if (b) {
-		fs_backing_close(id);
-		free(nb->path);
+		fs_backing_close(fs, id);
 		free(nb);
 		return b;
 	}
 	return nb;
 #else
 	(void)fs;
-	(void)path;
+	(void)ino;
 	(void)fd;
 	return NULL;
 #endif
@@ -267,16 +463,13 @@ static void fs_backing_put(struct tciafs *fs, struct fs_backing *b)
 	pthread_mutex_unlock(&fs->backing_lock);
 	if (!last)
 		return;
-	fs_backing_close(b->id);
-	free(b->path);
+	fs_backing_close(fs, b->id);
 	free(b);
 }
 
-static struct fs_stamps *fs_stamps_new(void);
-
-static void *fs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
+static void fs_init(void *userdata, struct fuse_conn_info *conn)
 {
-	struct tciafs *fs = fs_ctx();
+	struct tciafs *fs = userdata;
 
 	/* Big reads and readahead: DICOM files are read whole, front to back. */
 	conn->max_readahead = 4 << 20;
@@ -287,42 +480,112 @@ static void *fs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 	if (conn->capable & FUSE_CAP_SPLICE_MOVE)
 		conn->want |= FUSE_CAP_SPLICE_MOVE;
 	/* Always READDIRPLUS, never a switch to READDIR half way through a folder: every
-	 * listing carries full attributes anyway, and libfuse 3.17's buffered listings lose
-	 * entries when the kernel changes between the two (a 1,000-link folder listed 169). */
+	 * listing carries full attributes anyway. */
 	conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
-	/* The archive is immutable between refreshes: let the kernel cache names,
-	 * attributes and file pages, and remember misses for a little while. */
-	cfg->entry_timeout = fs->entry_timeout;
-	cfg->attr_timeout = fs->entry_timeout;
-	cfg->negative_timeout = fs->negative_timeout;
-	/* Not cfg->kernel_cache: it would add keep_cache to every open, and the kernel
-	 * refuses a passthrough open that has it. fs_open sets it file by file. */
-	/* A caller's Ctrl-C must reach a wait for a download (fuse_interrupted); libfuse
-	 * 3.17's high-level API ignores FUSE_INTERRUPT unless asked (earlier ones pass it
-	 * on without being asked, and without signalling our threads). */
-#if FUSE_MAJOR_VERSION > 3 || (FUSE_MAJOR_VERSION == 3 && FUSE_MINOR_VERSION >= 17)
-	cfg->intr = 1;
-#endif
-	/* The stamps of the listings the kernel keeps: made here, before any request, so
-	 * the callbacks share it without care. Without it nothing is kept. */
-	fs->stamps = fs_stamps_new();
 	fs_init_passthrough(fs, conn);
-	return fs;
 }
 
-static int fs_getattr(const char *path, struct stat *st, struct fuse_file_info *fi)
+/* The archive is immutable between refreshes: the kernel keeps names and attributes. */
+static void fs_entry(struct tciafs *fs, struct fs_node *n, const struct stat *st,
+		     struct fuse_entry_param *e)
 {
-	struct store_caller who = fs_caller();
+	memset(e, 0, sizeof(*e));
+	e->ino = fs_ino_of(fs, n);
+	e->attr = *st;
+	e->attr.st_ino = e->ino;
+	e->attr_timeout = fs->entry_timeout;
+	e->entry_timeout = fs->entry_timeout;
+}
+
+static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct tciafs *fs = fs_ctx(req);
+	struct store_caller who = fs_caller(req);
+	struct fuse_entry_param e;
+	char path[PATH_MAX];
+	struct fs_node *n;
+	struct stat st;
+	int rc;
+
+	rc = fs_path(fs, parent, name, path);
+	if (rc == 0)
+		rc = tree_stat(fs->tree, path, &who, &st);
+	if (rc == -ENOENT && fs->negative_timeout > 0) {
+		/* Remembered by the kernel for a while: probes of missing names are many. */
+		memset(&e, 0, sizeof(e));
+		e.entry_timeout = fs->negative_timeout;
+		fuse_reply_entry(req, &e);
+		return;
+	}
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	pthread_mutex_lock(&fs->nodes->lock);
+	n = fs_node_get(fs->nodes, fs_node_of(fs, parent), name);
+	pthread_mutex_unlock(&fs->nodes->lock);
+	if (!n) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	fs_entry(fs, n, &st, &e);
+	fuse_reply_entry(req, &e);
+}
+
+static void fs_forget_one(struct tciafs *fs, fuse_ino_t ino, uint64_t nlookup)
+{
+	pthread_mutex_lock(&fs->nodes->lock);
+	fs_node_put(fs->nodes, fs_node_of(fs, ino), nlookup);
+	pthread_mutex_unlock(&fs->nodes->lock);
+}
+
+static void fs_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	fs_forget_one(fs_ctx(req), ino, nlookup);
+	fuse_reply_none(req);
+}
+
+static void fs_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+	size_t i;
+
+	for (i = 0; i < count; i++)
+		fs_forget_one(fs_ctx(req), forgets[i].ino, forgets[i].nlookup);
+	fuse_reply_none(req);
+}
+
+static void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct tciafs *fs = fs_ctx(req);
+	struct store_caller who = fs_caller(req);
+	char path[PATH_MAX];
+	struct stat st;
+	int rc;
 
 	(void)fi;
-	return tree_stat(fs_ctx()->tree, path, &who, st);
+	rc = fs_path(fs, ino, NULL, path);
+	if (rc == 0)
+		rc = tree_stat(fs->tree, path, &who, &st);
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	st.st_ino = ino;
+	fuse_reply_attr(req, &st, fs->entry_timeout);
 }
 
-static int fs_readlink(const char *path, char *buf, size_t size)
+static void fs_readlink(fuse_req_t req, fuse_ino_t ino)
 {
-	ssize_t rc = tree_readlink(fs_ctx()->tree, path, buf, size);
+	char path[PATH_MAX], target[PATH_MAX];
+	ssize_t rc;
 
-	return rc < 0 ? (int)rc : 0;
+	rc = fs_path(fs_ctx(req), ino, NULL, path);
+	if (rc == 0)
+		rc = tree_readlink(fs_ctx(req)->tree, path, target, sizeof(target));
+	if (rc < 0)
+		fuse_reply_err(req, (int)-rc);
+	else
+		fuse_reply_readlink(req, target);
 }
 
 /* An open folder's listing, made at its first read and spooled: in memory while small,
@@ -330,9 +593,9 @@ static int fs_readlink(const char *path, char *buf, size_t size)
  * 200,000 entries costs the daemon no more memory than a small one, and each readdir
  * call resumes at its offset (the byte offset of the next record). */
 #define FS_DIR_MEM ((size_t)256 * 1024)
-/* Entries given with their attributes (readdirplus) per listing: libfuse keeps a node for
- * each until the kernel forgets it, so a folder of 200,000 links would cost some 30 MB of
- * them. Past this many, entries go out with their type only; a stat asks for the rest. */
+/* Entries given with their attributes (readdirplus) per listing: each is an inode the
+ * kernel then holds, and we a node for it. Past this many, entries go out with their
+ * type only; a stat asks for the rest. */
 #define FS_DIR_PLUS_MAX 4096
 
 struct fs_dirent {		/* a record's head; the name and its NUL follow */
@@ -353,6 +616,7 @@ struct fs_dir {
 	off_t size;		/* bytes in the spool file */
 	off_t win;		/* file offset of buf when used as a read window */
 	int rc;			/* a spooling failure */
+	const char *spool_dir;
 };
 
 static void fs_dir_free(struct fs_dir *d)
@@ -365,10 +629,8 @@ static void fs_dir_free(struct fs_dir *d)
 
 static int fs_dir_spill(struct fs_dir *d)
 {
-	const char *dir = fs_ctx()->spool_dir ? fs_ctx()->spool_dir : "/tmp";
-
 	if (d->fd < 0) {
-		d->fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+		d->fd = open(d->spool_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
 		if (d->fd < 0)
 			return -errno;
 	}
@@ -404,92 +666,39 @@ static int fs_dir_add(void *ctx, const char *name, const struct stat *st, bool c
  * A folder whose listing comes from one catalog load is opened with cache_readdir: the
  * kernel keeps its listing and a warm walk reads it without asking. Each opendir (which
  * does reach us) compares the folder's stamp now with the stamp of the listing the
- * kernel was last given: the same, and the kernel keeps its copy (keep_cache); changed
- * (a new load, a SIGHUP), and it drops it and reads the folder again. */
-#define FS_STAMP_BUCKETS 65536
+ * kernel was last given, kept in the folder's node (the kernel's copy lives and dies
+ * with its inode): the same, and the kernel keeps its copy (keep_cache); changed (a new
+ * load, a SIGHUP), and it drops it and reads the folder again. */
 
-struct fs_stamp {
-	struct fs_stamp *next;
-	uint64_t stamp;
-	char path[];
-};
-
-struct fs_stamps {
-	pthread_mutex_t lock;
-	struct fs_stamp *b[FS_STAMP_BUCKETS];
-};
-
-static uint32_t fs_path_hash(const char *p)
+/* Whether the kernel's listing of ino (if it has one) is the one stamped. */
+static bool fs_stamp_same(struct tciafs *fs, fuse_ino_t ino, uint64_t stamp)
 {
-	uint32_t h = 2166136261u;
-
-	while (*p)
-		h = (h ^ (unsigned char)*p++) * 16777619u;
-	return h % FS_STAMP_BUCKETS;
-}
-
-static struct fs_stamps *fs_stamps_new(void)
-{
-	struct fs_stamps *st = calloc(1, sizeof(*st));
-
-	if (st)
-		pthread_mutex_init(&st->lock, NULL);
-	return st;
-}
-
-/* The entry of path, or NULL. Under st->lock. */
-static struct fs_stamp *fs_stamp_find(struct fs_stamps *st, const char *path, uint32_t h)
-{
-	struct fs_stamp *e;
-
-	for (e = st->b[h]; e; e = e->next)
-		if (strcmp(e->path, path) == 0)
-			return e;
-	return NULL;
-}
-
-/* Whether the kernel's listing of path (if it has one) is the one stamped. */
-static bool fs_stamp_same(struct fs_stamps *st, const char *path, uint64_t stamp)
-{
-	struct fs_stamp *e;
+	struct fs_node *n = fs_node_of(fs, ino);
 	bool same;
 
-	pthread_mutex_lock(&st->lock);
-	e = fs_stamp_find(st, path, fs_path_hash(path));
-	same = e && e->stamp == stamp;
-	pthread_mutex_unlock(&st->lock);
+	pthread_mutex_lock(&fs->nodes->lock);
+	same = n->stamped && n->stamp == stamp;
+	pthread_mutex_unlock(&fs->nodes->lock);
 	return same;
 }
 
-static void fs_stamp_set(struct fs_stamps *st, const char *path, uint64_t stamp)
+static void fs_stamp_set(struct tciafs *fs, fuse_ino_t ino, uint64_t stamp)
 {
-	uint32_t h = fs_path_hash(path);
-	struct fs_stamp *e;
-	size_t n = strlen(path) + 1;
+	struct fs_node *n = fs_node_of(fs, ino);
 
-	pthread_mutex_lock(&st->lock);
-	e = fs_stamp_find(st, path, h);
-	if (!e && (e = malloc(sizeof(*e) + n)) != NULL) {
-		memcpy(e->path, path, n);
-		e->next = st->b[h];
-		st->b[h] = e;
-	}
-	if (e)
-		e->stamp = stamp;
-	pthread_mutex_unlock(&st->lock);
+	pthread_mutex_lock(&fs->nodes->lock);
+	n->stamp = stamp;
+	n->stamped = true;
+	pthread_mutex_unlock(&fs->nodes->lock);
 }
 
 void fs_cleanup(struct tciafs *fs)
 {
-	struct fs_stamps *st = fs->stamps;
-	struct fs_stamp *e, *next;
 	struct fs_backing *b;
-	size_t i;
 
 	/* The kernel let go of its backing files with the session; ours are just memory. */
 	while ((b = fs->backings) != NULL) {
 		fs->backings = b->next;
-		free(b->path);
 		free(b);
 	}
 	while (fs->opens) {
@@ -503,29 +712,26 @@ void fs_cleanup(struct tciafs *fs)
 			free(o);
 		}
 	}
-	if (!st)
-		return;
-	for (i = 0; i < FS_STAMP_BUCKETS; i++)
-		for (e = st->b[i]; e; e = next) {
-			next = e->next;
-			free(e);
-		}
-	pthread_mutex_destroy(&st->lock);
-	free(st);
-	fs->stamps = NULL;
+	fs_nodes_free(fs->nodes);
+	fs->nodes = NULL;
 }
 
-/* Makes the listing: ".", "..", then the tree's entries. */
-static int fs_dir_list(struct fs_dir *d, const char *path)
+/* Makes the listing of ino: ".", "..", then the tree's entries. */
+static int fs_dir_list(fuse_req_t req, struct fs_dir *d, fuse_ino_t ino)
 {
-	struct store_caller who = fs_caller();
+	struct tciafs *fs = fs_ctx(req);
+	struct store_caller who = fs_caller(req);
 	struct stat dot = { .st_mode = S_IFDIR };
+	char path[PATH_MAX];
 	int rc;
 
+	rc = fs_path(fs, ino, NULL, path);
+	if (rc < 0)
+		return rc;
 	fs_dir_add(d, ".", &dot, false);
 	fs_dir_add(d, "..", &dot, false);
-	__atomic_add_fetch(&fs_ctx()->listings_made, 1, __ATOMIC_RELAXED);
-	rc = tree_list(fs_ctx()->tree, path, &who, fs_dir_add, d);
+	__atomic_add_fetch(&fs->listings_made, 1, __ATOMIC_RELAXED);
+	rc = tree_list(fs->tree, path, &who, fs_dir_add, d);
 	if (rc == 0)
 		rc = d->rc;
 	if (rc == 0 && d->fd >= 0)
@@ -539,7 +745,7 @@ static int fs_dir_list(struct fs_dir *d, const char *path)
 	d->win = -1;
 	d->listed = true;
 	if (d->stamped)
-		fs_stamp_set(fs_ctx()->stamps, path, d->stamp);
+		fs_stamp_set(fs, ino, d->stamp);
 	return 0;
 }
 
@@ -567,319 +773,396 @@ static const struct fs_dirent *fs_dir_at(struct fs_dir *d, off_t off, int *rc)
 	return (const struct fs_dirent *)(d->buf + (off - d->win));
 }
 
-static int fs_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t off,
-		      struct fuse_file_info *fi, enum fuse_readdir_flags flags)
+/* One entry into a readdirplus reply: with its attributes (the kernel then holds its
+ * inode, one lookup) when complete, else with its type only. Returns the bytes used, or
+ * 0 when it does not fit. */
+static size_t fs_dir_plus(fuse_req_t req, char *p, size_t room, fuse_ino_t dir,
+			  const struct fs_dirent *e, off_t next)
+{
+	struct tciafs *fs = fs_ctx(req);
+	const char *name = (const char *)(e + 1);
+	struct fuse_entry_param ep;
+	struct fs_node *n = NULL;
+	size_t used;
+
+	if (e->complete && strcmp(name, ".") != 0 && strcmp(name, "..") != 0) {
+		pthread_mutex_lock(&fs->nodes->lock);
+		n = fs_node_get(fs->nodes, fs_node_of(fs, dir), name);
+		pthread_mutex_unlock(&fs->nodes->lock);
+	}
+	if (n) {
+		fs_entry(fs, n, &e->st, &ep);
+	} else {
+		memset(&ep, 0, sizeof(ep));
+		ep.attr.st_mode = e->st.st_mode & S_IFMT;
+		ep.attr.st_ino = 0xffffffff;	/* "unknown", as libfuse's high-level API says it */
+	}
+	used = fuse_add_direntry_plus(req, p, room, name, &ep, next);
+	if (used <= room)
+		return used;
+	if (n) {
+		pthread_mutex_lock(&fs->nodes->lock);
+		fs_node_put(fs->nodes, n, 1);
+		pthread_mutex_unlock(&fs->nodes->lock);
+	}
+	return 0;
+}
+
+static void fs_readdir_any(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			   struct fuse_file_info *fi, bool plus)
 {
 	struct fs_dir *d = (struct fs_dir *)(uintptr_t)fi->fh;
-	/* Hand back full attributes (readdirplus) so ls -l and find need no stat each. */
-	enum fuse_fill_dir_flags plus = flags & FUSE_READDIR_PLUS ? FUSE_FILL_DIR_PLUS : 0;
 	const struct fs_dirent *e;
+	char *buf, *p;
+	size_t room = size, used;
 	int rc = 0;
 
 	if (!d->listed) {
-		rc = fs_dir_list(d, path);
-		if (rc < 0)
-			return rc;
+		rc = fs_dir_list(req, d, ino);
+		if (rc < 0) {
+			fuse_reply_err(req, -rc);
+			return;
+		}
+	}
+	p = buf = malloc(size ? size : 1);
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
 	}
 	while ((e = fs_dir_at(d, off, &rc)) != NULL) {
 		off_t next = off + e->size;
-		const char *name = (const char *)(e + 1);
 
-		/* Without complete attributes only the type goes out; the kernel asks later. */
-		if (filler(buf, name, &e->st, next, e->complete ? plus : 0))
+		if (plus) {
+			used = fs_dir_plus(req, p, room, ino, e, next);
+		} else {
+			used = fuse_add_direntry(req, p, room, (const char *)(e + 1), &e->st, next);
+			if (used > room)
+				used = 0;
+		}
+		if (!used)
 			break;
+		p += used;
+		room -= used;
 		off = next;
 	}
-	return rc;
+	if (rc < 0 && p == buf)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_buf(req, buf, size - room);
+	free(buf);
 }
 
-static int fs_opendir(const char *path, struct fuse_file_info *fi)
+static void fs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
 {
-	struct store_caller who = fs_caller();
-	struct fs_stamps *stamps;
+	fs_readdir_any(req, ino, size, off, fi, false);
+}
+
+/* Hands back full attributes so ls -l and find need no stat each. */
+static void fs_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			   struct fuse_file_info *fi)
+{
+	fs_readdir_any(req, ino, size, off, fi, true);
+}
+
+static void fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct tciafs *fs = fs_ctx(req);
+	struct store_caller who = fs_caller(req);
+	char path[PATH_MAX];
 	struct fs_dir *d;
 	uint64_t stamp;
 	int rc, st;
 
-	rc = tree_opendir(fs_ctx()->tree, path, &who);
-	if (rc < 0)
-		return rc;
+	rc = fs_path(fs, ino, NULL, path);
+	if (rc == 0)
+		rc = tree_opendir(fs->tree, path, &who);
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
 	/* A load that fails here fails the opendir: the listing would only ask again. */
-	st = tree_listing_stamp(fs_ctx()->tree, path, &stamp);
-	if (st < 0 && st != -EINVAL)
-		return st;
+	st = tree_listing_stamp(fs->tree, path, &stamp);
+	if (st < 0 && st != -EINVAL) {
+		fuse_reply_err(req, -st);
+		return;
+	}
 	d = calloc(1, sizeof(*d));
 	if (!d || !(d->buf = malloc(FS_DIR_MEM))) {
 		free(d);
-		return -ENOMEM;
+		fuse_reply_err(req, ENOMEM);
+		return;
 	}
 	d->fd = -1;
+	d->spool_dir = fs->spool_dir ? fs->spool_dir : "/tmp";
 	fi->fh = (uintptr_t)d;
-	fs_open_track(fs_ctx(), &d->link, true);
-	if (st == 0 && (stamps = fs_ctx()->stamps) != NULL) {
+	if (st == 0) {
 		d->stamped = true;
 		d->stamp = stamp;
 		fi->cache_readdir = 1;
-		fi->keep_cache = fs_stamp_same(stamps, path, d->stamp);
+		fi->keep_cache = fs_stamp_same(fs, ino, d->stamp);
 		if (fi->keep_cache)
-			__atomic_add_fetch(&fs_ctx()->listings_kept, 1, __ATOMIC_RELAXED);
+			__atomic_add_fetch(&fs->listings_kept, 1, __ATOMIC_RELAXED);
 	}
-	return 0;
+	fs_open_track(fs, &d->link, true);
+	/* -ENOENT: the caller was interrupted and is gone; no release will come. */
+	if (fuse_reply_open(req, fi) == -ENOENT) {
+		fs_open_untrack(fs, &d->link);
+		fs_dir_free(d);
+	}
 }
 
-static int fs_releasedir(const char *path, struct fuse_file_info *fi)
+static void fs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs_dir *d = (struct fs_dir *)(uintptr_t)fi->fh;
 
-	(void)path;
-	fs_open_untrack(fs_ctx(), &d->link);
+	(void)ino;
+	fs_open_untrack(fs_ctx(req), &d->link);
 	fs_dir_free(d);
-	return 0;
+	fuse_reply_err(req, 0);
 }
 
-static int fs_open(const char *path, struct fuse_file_info *fi)
+static void fs_handle_free(struct tciafs *fs, struct fs_handle *h)
 {
-	struct store_caller who = fs_caller();
+	fs_open_untrack(fs, &h->link);
+	fs_backing_put(fs, h->backing);
+	tree_close(h->f);	/* the series may be evicted from now on */
+	free(h);
+}
+
+static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct tciafs *fs = fs_ctx(req);
+	struct store_caller who = fs_caller(req);
 	struct fs_handle *h = calloc(1, sizeof(*h));
+	char path[PATH_MAX];
 	int rc;
 
-	if (!h)
-		return -ENOMEM;
-	rc = tree_open(fs_ctx()->tree, path, fi->flags, &who, &h->f);
+	rc = h ? fs_path(fs, ino, NULL, path) : -ENOMEM;
+	if (rc == 0)
+		rc = tree_open(fs->tree, path, fi->flags, &who, &h->f);
 	if (rc < 0) {
 		free(h);
-		return rc;
+		fuse_reply_err(req, -rc);
+		return;
 	}
 	fi->fh = (uintptr_t)h;
-	fs_open_track(fs_ctx(), &h->link, false);
+	fs_open_track(fs, &h->link, false);
 	if (tree_file_live(h->f)) {
 		fi->direct_io = 1;	/* made fresh on each open: never from the page cache */
-		return 0;
-	}
-	/* The kernel reads a stored file itself; its pages are the cache file's. */
-	h->backing = fs_backing_get(fs_ctx(), path, tree_file_fd(h->f));
-	if (h->backing) {
+	} else {
+		/* The kernel reads a stored file itself; its pages are the cache file's. */
+		h->backing = fs_backing_get(fs, ino, tree_file_fd(h->f));
+		if (h->backing) {
 #ifdef FUSE_CAP_PASSTHROUGH
-		fi->backing_id = h->backing->id;
+			fi->backing_id = h->backing->id;
 #endif
-		__atomic_add_fetch(&fs_ctx()->passthrough_opens, 1, __ATOMIC_RELAXED);
-		return 0;
+			__atomic_add_fetch(&fs->passthrough_opens, 1, __ATOMIC_RELAXED);
+		} else {
+			/* Stored and generated files do not change: keep pages across opens
+			 * (not with passthrough: the kernel refuses it there). */
+			fi->keep_cache = 1;
+		}
 	}
-	/* Stored and generated files do not change: keep pages across opens. */
-	fi->keep_cache = 1;
-	return 0;
-}
-
-static struct tree_file *fs_file(const struct fuse_file_info *fi)
-{
-	return ((struct fs_handle *)(uintptr_t)fi->fh)->f;
+	/* -ENOENT: the caller was interrupted and is gone; no release will come. */
+	if (fuse_reply_open(req, fi) == -ENOENT)
+		fs_handle_free(fs, h);
 }
 
 /* Stored files are handed over as a file descriptor, so libfuse can splice them to the
  * kernel instead of copying through a buffer. */
-static int fs_read_buf(const char *path, struct fuse_bufvec **bufp, size_t size, off_t off,
-		       struct fuse_file_info *fi)
+static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
 {
-	struct tree_file *f = fs_file(fi);
-	struct fuse_bufvec *bv;
+	struct tree_file *f = ((struct fs_handle *)(uintptr_t)fi->fh)->f;
+	struct fuse_bufvec bv = FUSE_BUFVEC_INIT(size);
 	ssize_t n;
 	char *mem;
 
-	(void)path;
-	bv = malloc(sizeof(*bv));
-	if (!bv)
-		return -ENOMEM;
+	(void)ino;
 	if (tree_file_fd(f) >= 0) {
-		__atomic_add_fetch(&fs_ctx()->stored_reads, 1, __ATOMIC_RELAXED);
-		*bv = FUSE_BUFVEC_INIT(size);
-		bv->buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
-		bv->buf[0].fd = tree_file_fd(f);
-		bv->buf[0].pos = off;
-		*bufp = bv;
-		return 0;
+		__atomic_add_fetch(&fs_ctx(req)->stored_reads, 1, __ATOMIC_RELAXED);
+		bv.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+		bv.buf[0].fd = tree_file_fd(f);
+		bv.buf[0].pos = off;
+		fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE);
+		return;
 	}
 	mem = malloc(size ? size : 1);
 	if (!mem) {
-		free(bv);
-		return -ENOMEM;
+		fuse_reply_err(req, ENOMEM);
+		return;
 	}
 	n = tree_read(f, mem, size, off);
-	if (n < 0) {
-		free(mem);
-		free(bv);
-		return (int)n;
-	}
-	*bv = FUSE_BUFVEC_INIT((size_t)n);
-	bv->buf[0].mem = mem;
-	*bufp = bv;
-	return 0;
+	if (n < 0)
+		fuse_reply_err(req, (int)-n);
+	else
+		fuse_reply_buf(req, mem, (size_t)n);
+	free(mem);
 }
 
-static int fs_read(const char *path, char *buf, size_t size, off_t off,
-		   struct fuse_file_info *fi)
+static void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	(void)path;
-	return (int)tree_read(fs_file(fi), buf, size, off);
+	(void)ino;
+	fs_handle_free(fs_ctx(req), (struct fs_handle *)(uintptr_t)fi->fh);
+	fuse_reply_err(req, 0);
 }
 
-static int fs_release(const char *path, struct fuse_file_info *fi)
+/* getxattr and listxattr: size 0 asks for the size needed. */
+static void fs_xattr_reply(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
-	struct fs_handle *h = (struct fs_handle *)(uintptr_t)fi->fh;
+	struct tciafs *fs = fs_ctx(req);
+	char path[PATH_MAX], *buf = NULL;
+	ssize_t rc;
 
-	(void)path;
-	fs_open_untrack(fs_ctx(), &h->link);
-	fs_backing_put(fs_ctx(), h->backing);
-	tree_close(h->f);	/* the series may be evicted from now on */
-	free(h);
-	return 0;
+	rc = fs_path(fs, ino, NULL, path);
+	if (rc == 0 && size && !(buf = malloc(size)))
+		rc = -ENOMEM;
+	if (rc == 0)
+		rc = name ? tree_getxattr(fs->tree, path, name, buf, size)
+			  : tree_listxattr(fs->tree, path, buf, size);
+	if (rc < 0)
+		fuse_reply_err(req, (int)-rc);
+	else if (size == 0)
+		fuse_reply_xattr(req, (size_t)rc);
+	else
+		fuse_reply_buf(req, buf, (size_t)rc);
+	free(buf);
 }
 
-static int fs_getxattr(const char *path, const char *name, char *value, size_t size)
+static void fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
-	return (int)tree_getxattr(fs_ctx()->tree, path, name, value, size);
+	fs_xattr_reply(req, ino, name, size);
 }
 
-static int fs_listxattr(const char *path, char *list, size_t size)
+static void fs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
-	return (int)tree_listxattr(fs_ctx()->tree, path, list, size);
+	fs_xattr_reply(req, ino, NULL, size);
 }
 
-static int fs_statfs(const char *path, struct statvfs *sv)
+static void fs_statfs(fuse_req_t req, fuse_ino_t ino)
 {
-	(void)path;
-	memset(sv, 0, sizeof(*sv));
-	sv->f_bsize = 4096;
-	sv->f_frsize = 4096;
-	sv->f_namemax = 255;
-	sv->f_flag = ST_RDONLY;
-	return 0;
+	struct statvfs sv = { .f_bsize = 4096, .f_frsize = 4096, .f_namemax = 255,
+			      .f_flag = ST_RDONLY };
+
+	(void)ino;
+	fuse_reply_statfs(req, &sv);
 }
 
-static int fs_erofs_path(const char *path)
+/* ---- the archive is read-only -------------------------------------------------------
+ * The mount is read-only too (-o ro), so the kernel refuses these itself; answered all
+ * the same in case it is ever remounted read-write. */
+static void fs_erofs(fuse_req_t req)
 {
-	(void)path;
-	return -EROFS;
+	fuse_reply_err(req, EROFS);
 }
 
-static int fs_erofs_mode(const char *path, mode_t mode)
+static void fs_erofs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+			     struct fuse_file_info *fi)
 {
-	(void)path;
-	(void)mode;
-	return -EROFS;
+	(void)ino, (void)attr, (void)to_set, (void)fi;
+	fs_erofs(req);
 }
 
-static int fs_erofs_two(const char *from, const char *to)
+static void fs_erofs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+			   dev_t rdev)
 {
-	(void)from;
-	(void)to;
-	return -EROFS;
+	(void)parent, (void)name, (void)mode, (void)rdev;
+	fs_erofs(req);
 }
 
-static int fs_erofs_rename(const char *from, const char *to, unsigned int flags)
+static void fs_erofs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
-	(void)flags;
-	return fs_erofs_two(from, to);
+	(void)parent, (void)name, (void)mode;
+	fs_erofs(req);
 }
 
-static int fs_erofs_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
+static void fs_erofs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	(void)fi;
-	return fs_erofs_mode(path, mode);
+	(void)parent, (void)name;
+	fs_erofs(req);
 }
 
-static int fs_erofs_chown(const char *path, uid_t uid, gid_t gid, struct fuse_file_info *fi)
+static void fs_erofs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
+			     const char *name)
 {
-	(void)uid;
-	(void)gid;
-	(void)fi;
-	return fs_erofs_path(path);
+	(void)link, (void)parent, (void)name;
+	fs_erofs(req);
 }
 
-static int fs_erofs_truncate(const char *path, off_t size, struct fuse_file_info *fi)
+static void fs_erofs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+			    fuse_ino_t newparent, const char *newname, unsigned int flags)
 {
-	(void)size;
-	(void)fi;
-	return fs_erofs_path(path);
+	(void)parent, (void)name, (void)newparent, (void)newname, (void)flags;
+	fs_erofs(req);
 }
 
-static int fs_erofs_create(const char *path, mode_t mode, struct fuse_file_info *fi)
+static void fs_erofs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
+			  const char *newname)
 {
-	(void)fi;
-	return fs_erofs_mode(path, mode);
+	(void)ino, (void)newparent, (void)newname;
+	fs_erofs(req);
 }
 
-static int fs_erofs_mknod(const char *path, mode_t mode, dev_t dev)
+static void fs_erofs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
+			   off_t off, struct fuse_file_info *fi)
 {
-	(void)dev;
-	return fs_erofs_mode(path, mode);
+	(void)ino, (void)buf, (void)size, (void)off, (void)fi;
+	fs_erofs(req);
 }
 
-static int fs_erofs_write(const char *path, const char *buf, size_t size, off_t off,
-			  struct fuse_file_info *fi)
+static void fs_erofs_create(fuse_req_t req, fuse_ino_t parent, const char *name,
+			    mode_t mode, struct fuse_file_info *fi)
 {
-	(void)buf;
-	(void)size;
-	(void)off;
-	(void)fi;
-	return fs_erofs_path(path);
+	(void)parent, (void)name, (void)mode, (void)fi;
+	fs_erofs(req);
 }
 
-static int fs_erofs_utimens(const char *path, const struct timespec tv[2],
-			    struct fuse_file_info *fi)
+static void fs_erofs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+			      const char *value, size_t size, int flags)
 {
-	(void)tv;
-	(void)fi;
-	return fs_erofs_path(path);
+	(void)ino, (void)name, (void)value, (void)size, (void)flags;
+	fs_erofs(req);
 }
 
-static int fs_erofs_setxattr(const char *path, const char *name, const char *value,
-			     size_t size, int flags)
+static void fs_erofs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
-	(void)name;
-	(void)value;
-	(void)size;
-	(void)flags;
-	return fs_erofs_path(path);
+	(void)ino, (void)name;
+	fs_erofs(req);
 }
 
-static int fs_erofs_removexattr(const char *path, const char *name)
-{
-	(void)name;
-	return fs_erofs_path(path);
-}
-
-static const struct fuse_operations fs_ops = {
+static const struct fuse_lowlevel_ops fs_ops = {
 	.init = fs_init,
+	.lookup = fs_lookup,
+	.forget = fs_forget,
+	.forget_multi = fs_forget_multi,
 	.getattr = fs_getattr,
 	.readlink = fs_readlink,
 	.opendir = fs_opendir,
 	.readdir = fs_readdir,
+	.readdirplus = fs_readdirplus,
 	.releasedir = fs_releasedir,
 	.open = fs_open,
 	.read = fs_read,
-	.read_buf = fs_read_buf,
 	.release = fs_release,
 	.getxattr = fs_getxattr,
 	.listxattr = fs_listxattr,
 	.statfs = fs_statfs,
+	.setattr = fs_erofs_setattr,
 	.mknod = fs_erofs_mknod,
-	.mkdir = fs_erofs_mode,
-	.unlink = fs_erofs_path,
-	.rmdir = fs_erofs_path,
-	.symlink = fs_erofs_two,
+	.mkdir = fs_erofs_mkdir,
+	.unlink = fs_erofs_unlink,
+	.rmdir = fs_erofs_unlink,
+	.symlink = fs_erofs_symlink,
 	.rename = fs_erofs_rename,
-	.link = fs_erofs_two,
-	.chmod = fs_erofs_chmod,
-	.chown = fs_erofs_chown,
-	.truncate = fs_erofs_truncate,
+	.link = fs_erofs_link,
 	.write = fs_erofs_write,
 	.create = fs_erofs_create,
-	.utimens = fs_erofs_utimens,
 	.setxattr = fs_erofs_setxattr,
 	.removexattr = fs_erofs_removexattr,
 };
 
-const struct fuse_operations *fs_operations(void)
+const struct fuse_lowlevel_ops *fs_operations(void)
 {
 	return &fs_ops;
 }

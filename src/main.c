@@ -530,16 +530,17 @@ static int tciafs_loop_status(int rc)
 	return 0;
 }
 
-static int tciafs_loop_mt(struct fuse *fuse)
+static int tciafs_loop_mt(struct fuse_session *se, const struct fuse_cmdline_opts *cmd)
 {
 	struct fuse_loop_config *loop = fuse_loop_cfg_create();
 	int rc;
 
 	if (!loop)
 		return 1;
+	fuse_loop_cfg_set_clone_fd(loop, (unsigned int)cmd->clone_fd);
 	fuse_loop_cfg_set_max_threads(loop, 64);
 	fuse_loop_cfg_set_idle_threads(loop, 10);
-	rc = fuse_loop_mt(fuse, loop);
+	rc = fuse_session_loop_mt(se, loop);
 	fuse_loop_cfg_destroy(loop);
 	return tciafs_loop_status(rc);
 }
@@ -586,7 +587,7 @@ static int tciafs_run(struct fuse_args *args, struct fuse_cmdline_opts *cmd,
 	struct auth *auth = NULL;
 	struct http *http = NULL;
 	struct tcia *tcia = NULL;
-	struct fuse *fuse;
+	struct fuse_session *se;
 	char meta_dir[PATH_MAX];
 	int rc = 1;
 
@@ -640,18 +641,23 @@ static int tciafs_run(struct fuse_args *args, struct fuse_cmdline_opts *cmd,
 		goto out_free_model;
 	if (auth)
 		auth_attach(auth, http);
-	fuse = fuse_new(args, fs_operations(), sizeof(struct fuse_operations), &ctx);
-	if (!fuse)
+	if (fs_setup(&ctx) < 0) {
+		fprintf(stderr, "tciafs: out of memory\n");
 		goto out_free_model;
-	if (fuse_mount(fuse, cmd->mountpoint) != 0)
+	}
+	se = fuse_session_new(args, fs_operations(), sizeof(struct fuse_lowlevel_ops), &ctx);
+	if (!se)
+		goto out_free_model;
+	ctx.se = se;
+	if (fuse_session_mount(se, cmd->mountpoint) != 0)
 		goto out_destroy;
 	if (fuse_daemonize(cmd->foreground) != 0)
 		goto out_unmount;
-	if (fuse_set_signal_handlers(fuse_get_session(fuse)) != 0)
+	if (fuse_set_signal_handlers(se) != 0)
 		goto out_unmount;
 	hup.cache = cache;
 	hup.tree = ctx.tree;
-	hup.se = fuse_get_session(fuse);
+	hup.se = se;
 	hup.mount_id = tciafs_mount_id(cmd->mountpoint, -1);
 	hup.http = http;
 	hup.store = store;
@@ -665,16 +671,16 @@ static int tciafs_run(struct fuse_args *args, struct fuse_cmdline_opts *cmd,
 	log_info("mounted %s on %s (cache %s)", tcia_base_url(tcia), cmd->mountpoint,
 		 conf->cache_dir);
 	if (cmd->singlethread)
-		rc = tciafs_loop_status(fuse_loop(fuse));
+		rc = tciafs_loop_status(fuse_session_loop(se));
 	else
-		rc = tciafs_loop_mt(fuse);
+		rc = tciafs_loop_mt(se, cmd);
 	tciafs_hup_stop(&hup);
 out_remove_handlers:
-	fuse_remove_signal_handlers(fuse_get_session(fuse));
+	fuse_remove_signal_handlers(se);
 out_unmount:
-	fuse_unmount(fuse);
+	fuse_session_unmount(se);
 out_destroy:
-	fuse_destroy(fuse);
+	fuse_session_destroy(se);
 out_free_model:
 	fs_cleanup(&ctx);
 	tree_free(ctx.tree);
@@ -713,7 +719,7 @@ int main(int argc, char *argv[])
 		tciafs_usage(argv[0]);
 		printf("FUSE options:\n");
 		fuse_cmdline_help();
-		fuse_lib_help(&args);
+		fuse_lowlevel_help();
 		rc = 0;
 		goto out_free_args;
 	}
