@@ -15,6 +15,7 @@ struct tree;
 struct fs_backing;
 struct fs_open;
 struct fs_nodes;
+struct fs_dir;
 
 /* How reads of stored DICOM files are served. */
 enum fs_read_path {
@@ -35,12 +36,16 @@ struct tciafs {
 	const char *spool_dir;	/* where big folder listings are spooled (the cache folder) */
 	double entry_timeout;	/* seconds the kernel may keep names and attributes */
 	double negative_timeout;	/* seconds the kernel may remember a missing name */
+	/* Seconds the kernel may keep a folder's listing without asking whether it still
+	 * holds (the folder's attribute timeout, bounded by meta_ttl). */
+	double listing_timeout;
+	bool keep_listings;	/* the kernel may keep listings (not with meta_ttl=0) */
+	bool no_opendir;	/* decided at mount: the kernel keeps listings without opendir */
 	bool passthrough;	/* -o passthrough=on (the default) */
 	int read_path;		/* enum fs_read_path; __atomic */
 	unsigned long stored_reads;	/* reads of stored files we served; __atomic */
 	unsigned long passthrough_opens;	/* opens handed to the kernel; __atomic */
 	unsigned long listings_made;	/* folder listings made for the kernel; __atomic */
-	unsigned long listings_kept;	/* opendirs told to keep the kernel's; __atomic */
 	/* The kernel's inodes: number → parent and name, so that a path can be made for the
 	 * tree, and the stamp of the listing the kernel keeps (made by fs_setup). */
 	struct fs_nodes *nodes;
@@ -51,6 +56,7 @@ struct tciafs {
 	 * session ended before their release. */
 	pthread_mutex_t open_lock;
 	struct fs_open *opens;		/* under open_lock */
+	struct fs_dir *reading;		/* listings being read without opendir; open_lock */
 };
 
 /* Makes what the callbacks share (the inode table), before the session starts.
@@ -64,6 +70,13 @@ void fs_cleanup(struct tciafs *fs);
 /* The callback table for fuse_session_new() (the low-level API: inode numbers are ours,
  * each made into a path for the tree). */
 const struct fuse_lowlevel_ops *fs_operations(void);
+
+/* Makes the kernel drop every folder listing it keeps (SIGHUP): the next look at each
+ * folder lists it again. */
+void fs_forget_listings(struct tciafs *fs);
+
+/* Folder listings the kernel holds now. */
+unsigned long fs_listings_held(struct tciafs *fs);
 
 /* Which read path a mount uses, as a word for status ("passthrough" or "daemon"), and
  * why in a few words. */

@@ -73,7 +73,8 @@ struct fs_node {
 	uint64_t children;	/* nodes whose parent this is */
 	uint64_t stamp;		/* of the listing the kernel was given, if stamped */
 	uint32_t hash;
-	bool stamped;
+	bool stamped;		/* stamp is the listing's (else it is listed afresh) */
+	bool kept;		/* the kernel keeps a listing of this folder */
 	char name[];
 };
 
@@ -81,6 +82,7 @@ struct fs_nodes {
 	pthread_mutex_t lock;
 	struct fs_node **b;
 	size_t nb, count;
+	unsigned long kept;	/* nodes with kept set */
 	struct fs_node *root;
 };
 
@@ -193,6 +195,7 @@ static struct fs_node *fs_node_get(struct fs_nodes *t, struct fs_node *parent,
 	n->children = 0;
 	n->stamp = 0;
 	n->stamped = false;
+	n->kept = false;
 	n->hash = h;
 	memcpy(n->name, name, len);
 	if (t->count >= t->nb)
@@ -216,6 +219,7 @@ static void fs_node_put(struct fs_nodes *t, struct fs_node *n, uint64_t count)
 			p = &(*p)->next;
 		*p = n->next;
 		t->count--;
+		t->kept -= n->kept;
 		free(n);
 		parent->children--;
 		n = parent;
@@ -482,7 +486,25 @@ static void fs_init(void *userdata, struct fuse_conn_info *conn)
 	/* Always READDIRPLUS, never a switch to READDIR half way through a folder: every
 	 * listing carries full attributes anyway. */
 	conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
+	/* Every listing kept by the kernel, and no opendir or releasedir at all (a warm walk
+	 * asks us nothing): the first opendir answers ENOSYS. The kernel checks a kept
+	 * listing when the folder's attributes time out (auto_inval_data makes it look);
+	 * fs_listing_check then drops it if its load changed. */
+	if (fs->keep_listings && (conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT) &&
+	    (conn->capable & FUSE_CAP_AUTO_INVAL_DATA)) {
+		conn->want |= FUSE_CAP_NO_OPENDIR_SUPPORT | FUSE_CAP_AUTO_INVAL_DATA;
+		fs->no_opendir = true;
+	}
 	fs_init_passthrough(fs, conn);
+}
+
+static void fs_listing_check(struct tciafs *fs, fuse_ino_t ino, const char *path);
+
+/* A folder's attributes time out with the listing the kernel keeps: their next GETATTR
+ * is when fs_listing_check looks at it again. */
+static double fs_attr_timeout(const struct tciafs *fs, const struct stat *st)
+{
+	return fs->no_opendir && S_ISDIR(st->st_mode) ? fs->listing_timeout : fs->entry_timeout;
 }
 
 /* The archive is immutable between refreshes: the kernel keeps names and attributes. */
@@ -493,7 +515,7 @@ static void fs_entry(struct tciafs *fs, struct fs_node *n, const struct stat *st
 	e->ino = fs_ino_of(fs, n);
 	e->attr = *st;
 	e->attr.st_ino = e->ino;
-	e->attr_timeout = fs->entry_timeout;
+	e->attr_timeout = fs_attr_timeout(fs, st);
 	e->entry_timeout = fs->entry_timeout;
 }
 
@@ -510,6 +532,10 @@ static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	rc = fs_path(fs, parent, name, path);
 	if (rc == 0)
 		rc = tree_stat(fs->tree, path, &who, &st);
+	/* Without opendir, a by-UID folder's UID is checked here: a readdir's ENOENT would
+	 * look like an empty folder (glibc hides it). */
+	if (rc == 0 && fs->no_opendir && S_ISDIR(st.st_mode))
+		rc = tree_opendir(fs->tree, path, &who);
 	if (rc == -ENOENT && fs->negative_timeout > 0) {
 		/* Remembered by the kernel for a while: probes of missing names are many. */
 		memset(&e, 0, sizeof(e));
@@ -570,8 +596,10 @@ static void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		fuse_reply_err(req, -rc);
 		return;
 	}
+	if (fs->no_opendir && S_ISDIR(st.st_mode))
+		fs_listing_check(fs, ino, path);
 	st.st_ino = ino;
-	fuse_reply_attr(req, &st, fs->entry_timeout);
+	fuse_reply_attr(req, &st, fs_attr_timeout(fs, &st));
 }
 
 static void fs_readlink(fuse_req_t req, fuse_ino_t ino)
@@ -605,12 +633,20 @@ struct fs_dirent {		/* a record's head; the name and its NUL follow */
 };
 
 struct fs_dir {
-	struct fs_open link;	/* first: a listing is its link */
+	struct fs_open link;	/* first: a listing of an opendir is its link */
+	pthread_mutex_t lock;	/* over reading (the window moves) */
 	bool listed;
-	bool stamped;		/* stamp applies: record it once listed */
+	bool kept;		/* the kernel keeps this listing: record it once listed */
+	bool stamped;		/* with this stamp */
 	uint64_t stamp;
+	/* Without opendir: listings being read, by inode, until their end is read. */
+	fuse_ino_t ino;
+	unsigned refs;		/* the reading list's, and each readdir's using it */
+	bool reading;		/* in the reading list */
+	struct fs_dir *next;
 	size_t count;		/* entries added */
 	char *buf;		/* the records (fd < 0), or the write/read window (fd >= 0) */
+	size_t cap;		/* its size: grows to FS_DIR_MEM */
 	size_t len;		/* bytes in buf */
 	int fd;			/* the spool file, -1 while in memory */
 	off_t size;		/* bytes in the spool file */
@@ -621,10 +657,32 @@ struct fs_dir {
 
 static void fs_dir_free(struct fs_dir *d)
 {
+	if (!d)
+		return;
 	if (d->fd >= 0)
 		close(d->fd);
+	pthread_mutex_destroy(&d->lock);
 	free(d->buf);
 	free(d);
+}
+
+/* Starts small: most folders hold a few entries, and a walk lists tens of thousands. */
+static struct fs_dir *fs_dir_new(struct tciafs *fs)
+{
+	struct fs_dir *d = calloc(1, sizeof(*d));
+
+	if (!d)
+		return NULL;
+	d->cap = 4096;
+	d->buf = malloc(d->cap);
+	if (!d->buf) {
+		free(d);
+		return NULL;
+	}
+	pthread_mutex_init(&d->lock, NULL);
+	d->fd = -1;
+	d->spool_dir = fs->spool_dir ? fs->spool_dir : "/tmp";
+	return d;
 }
 
 static int fs_dir_spill(struct fs_dir *d)
@@ -649,7 +707,17 @@ static int fs_dir_add(void *ctx, const char *name, const struct stat *st, bool c
 
 	if (d->rc)
 		return 1;
-	if (d->len + rec > FS_DIR_MEM && (d->rc = fs_dir_spill(d)) < 0)
+	if (d->len + rec > d->cap && d->cap < FS_DIR_MEM) {
+		char *nb = realloc(d->buf, FS_DIR_MEM);
+
+		if (!nb) {
+			d->rc = -ENOMEM;
+			return 1;
+		}
+		d->buf = nb;
+		d->cap = FS_DIR_MEM;
+	}
+	if (d->len + rec > d->cap && (d->rc = fs_dir_spill(d)) < 0)
 		return 1;
 	e = (struct fs_dirent *)(d->buf + d->len);
 	memset(e, 0, rec);
@@ -677,19 +745,103 @@ static bool fs_stamp_same(struct tciafs *fs, fuse_ino_t ino, uint64_t stamp)
 	bool same;
 
 	pthread_mutex_lock(&fs->nodes->lock);
-	same = n->stamped && n->stamp == stamp;
+	same = n->kept && n->stamped && n->stamp == stamp;
 	pthread_mutex_unlock(&fs->nodes->lock);
 	return same;
 }
 
-static void fs_stamp_set(struct tciafs *fs, fuse_ino_t ino, uint64_t stamp)
+/* Records that the kernel keeps a listing of n (with its stamp, if it has one), or no
+ * longer does. Under the nodes' lock. */
+static void fs_node_keep(struct fs_nodes *t, struct fs_node *n, bool kept, bool stamped,
+			 uint64_t stamp)
 {
-	struct fs_node *n = fs_node_of(fs, ino);
+	t->kept += (unsigned long)kept - (unsigned long)n->kept;
+	n->kept = kept;
+	n->stamped = kept && stamped;
+	n->stamp = stamp;
+}
+
+static void fs_stamp_set(struct tciafs *fs, fuse_ino_t ino, bool stamped, uint64_t stamp)
+{
+	pthread_mutex_lock(&fs->nodes->lock);
+	fs_node_keep(fs->nodes, fs_node_of(fs, ino), true, stamped, stamp);
+	pthread_mutex_unlock(&fs->nodes->lock);
+}
+
+unsigned long fs_listings_held(struct tciafs *fs)
+{
+	unsigned long n;
 
 	pthread_mutex_lock(&fs->nodes->lock);
-	n->stamp = stamp;
-	n->stamped = true;
+	n = fs->nodes->kept;
 	pthread_mutex_unlock(&fs->nodes->lock);
+	return n;
+}
+
+/* Tells the kernel to drop its listing of ino (and its attributes). Never under a lock:
+ * the kernel may need requests of ours answered meanwhile. */
+static void fs_listing_drop(struct tciafs *fs, fuse_ino_t ino)
+{
+	int rc = fuse_lowlevel_notify_inval_inode(fs->se, ino, 0, 0);
+
+	if (rc < 0 && rc != -ENOENT)
+		log_warn("telling the kernel to drop a folder listing: %s", strerror(-rc));
+}
+
+void fs_forget_listings(struct tciafs *fs)
+{
+	struct fs_nodes *t = fs->nodes;
+	fuse_ino_t *inos = NULL;
+	size_t n = 0, i;
+	struct fs_node *e;
+
+	pthread_mutex_lock(&t->lock);
+	inos = malloc((t->kept + 1) * sizeof(*inos));
+	if (inos && t->root->kept)
+		inos[n++] = FUSE_ROOT_ID;
+	for (i = 0; inos && i < t->nb; i++)
+		for (e = t->b[i]; e; e = e->next)
+			if (e->kept)
+				inos[n++] = (fuse_ino_t)(uintptr_t)e;
+	if (inos) {
+		fs_node_keep(t, t->root, false, false, 0);
+		for (i = 0; i < t->nb; i++)
+			for (e = t->b[i]; e; e = e->next)
+				fs_node_keep(t, e, false, false, 0);
+	}
+	pthread_mutex_unlock(&t->lock);
+	if (!inos) {
+		log_warn("SIGHUP: out of memory: folder listings kept by the kernel stay until "
+			 "their timeout");
+		return;
+	}
+	/* A node freed meanwhile: the kernel no longer knows its number, or the number is
+	 * another folder's now, which only lists again. */
+	for (i = 0; i < n; i++)
+		fs_listing_drop(fs, inos[i]);
+	free(inos);
+}
+
+/* Whether the kernel's listing of a folder still holds, checked when its attributes
+ * time out (listing_timeout): its load may have been refreshed, or not be fresh. A
+ * listing without stamp (a series, a facet root) is listed again. */
+static void fs_listing_check(struct tciafs *fs, fuse_ino_t ino, const char *path)
+{
+	struct fs_node *n = fs_node_of(fs, ino);
+	uint64_t was, now;
+	bool kept, stamped;
+
+	pthread_mutex_lock(&fs->nodes->lock);
+	kept = n->kept;
+	stamped = n->stamped;
+	was = n->stamp;
+	pthread_mutex_unlock(&fs->nodes->lock);
+	if (!kept || (stamped && tree_listing_stamp(fs->tree, path, &now) == 0 && now == was))
+		return;
+	pthread_mutex_lock(&fs->nodes->lock);
+	fs_node_keep(fs->nodes, n, false, false, 0);
+	pthread_mutex_unlock(&fs->nodes->lock);
+	fs_listing_drop(fs, ino);
 }
 
 void fs_cleanup(struct tciafs *fs)
@@ -711,6 +863,12 @@ void fs_cleanup(struct tciafs *fs)
 			tree_close(((struct fs_handle *)o)->f);
 			free(o);
 		}
+	}
+	while (fs->reading) {
+		struct fs_dir *d = fs->reading;
+
+		fs->reading = d->next;
+		fs_dir_free(d);
 	}
 	fs_nodes_free(fs->nodes);
 	fs->nodes = NULL;
@@ -744,8 +902,8 @@ static int fs_dir_list(fuse_req_t req, struct fs_dir *d, fuse_ino_t ino)
 		d->len = 0;	/* buf is a read window from now on */
 	d->win = -1;
 	d->listed = true;
-	if (d->stamped)
-		fs_stamp_set(fs, ino, d->stamp);
+	if (d->kept)
+		fs_stamp_set(fs, ino, d->stamped, d->stamp);
 	return 0;
 }
 
@@ -808,27 +966,148 @@ static size_t fs_dir_plus(fuse_req_t req, char *p, size_t room, fuse_ino_t dir,
 	return 0;
 }
 
+/* ---- listings without opendir ------------------------------------------------------
+ *
+ * When the kernel keeps every listing by itself (no_opendir), a readdir comes with no
+ * handle: the listing is made at offset 0 and kept by inode until its end is read, for
+ * the readdirs that follow. A few are kept at most; one dropped half way is made again
+ * and resumed at the first record from its offset. */
+#define FS_READING_MAX 16
+
+/* Under open_lock: takes d out of the reading list. Returns true when d is to be freed. */
+static bool fs_reading_unlist(struct tciafs *fs, struct fs_dir *d)
+{
+	struct fs_dir **p;
+
+	for (p = &fs->reading; *p; p = &(*p)->next)
+		if (*p == d) {
+			*p = d->next;
+			break;
+		}
+	d->reading = false;
+	return --d->refs == 0;
+}
+
+/* Under open_lock: adds d (one reference for the list, one for the caller), replacing an
+ * older listing of its inode, and lets go of the oldest unused past FS_READING_MAX.
+ * Returns what the caller frees, outside the lock. */
+static struct fs_dir *fs_reading_list(struct tciafs *fs, struct fs_dir *d)
+{
+	struct fs_dir *e, *unused = NULL, *gone = NULL;
+	unsigned n = 0;
+
+	for (e = fs->reading; e; e = e->next)
+		if (e->ino == d->ino)
+			break;
+	if (e && fs_reading_unlist(fs, e))
+		gone = e;
+	d->refs = 2;
+	d->reading = true;
+	d->next = fs->reading;
+	fs->reading = d;
+	for (e = fs->reading; e; e = e->next, n++)
+		if (e->refs == 1)
+			unused = e;
+	if (n > FS_READING_MAX && unused && !gone && fs_reading_unlist(fs, unused))
+		gone = unused;
+	return gone;
+}
+
+/* The listing of ino for a readdir at *off: the one being read, else a new one (*off
+ * moved to a record's start). */
+static int fs_reading_get(fuse_req_t req, fuse_ino_t ino, off_t *off, struct fs_dir **out)
+{
+	struct tciafs *fs = fs_ctx(req);
+	struct fs_dir *d, *gone;
+	char path[PATH_MAX];
+	uint64_t stamp = 0;
+	int rc, st;
+
+	pthread_mutex_lock(&fs->open_lock);
+	for (d = fs->reading; d; d = d->next)
+		if (d->ino == ino && *off != 0)
+			break;
+	if (d)
+		d->refs++;
+	pthread_mutex_unlock(&fs->open_lock);
+	if (d) {
+		*out = d;
+		return 0;
+	}
+	rc = fs_path(fs, ino, NULL, path);
+	if (rc < 0)
+		return rc;
+	/* Looking refreshes a stale load; one that fails fails the listing. */
+	st = tree_listing_stamp(fs->tree, path, &stamp);
+	if (st < 0 && st != -EINVAL)
+		return st;
+	d = fs_dir_new(fs);
+	if (!d)
+		return -ENOMEM;
+	d->ino = ino;
+	d->kept = true;
+	d->stamped = st == 0;
+	d->stamp = stamp;
+	rc = fs_dir_list(req, d, ino);
+	if (rc < 0) {
+		fs_dir_free(d);
+		return rc;
+	}
+	if (*off != 0) {
+		const struct fs_dirent *e;
+		off_t o = 0;
+
+		while (o < *off && (e = fs_dir_at(d, o, &rc)) != NULL)
+			o += e->size;
+		*off = o;
+	}
+	pthread_mutex_lock(&fs->open_lock);
+	gone = fs_reading_list(fs, d);
+	pthread_mutex_unlock(&fs->open_lock);
+	fs_dir_free(gone);
+	*out = d;
+	return 0;
+}
+
+/* Done with a listing; at its end (an empty reply), the list lets go of it too. */
+static void fs_reading_put(struct tciafs *fs, struct fs_dir *d, bool end)
+{
+	bool last;
+
+	pthread_mutex_lock(&fs->open_lock);
+	if (end && d->reading)
+		fs_reading_unlist(fs, d);
+	last = --d->refs == 0;
+	pthread_mutex_unlock(&fs->open_lock);
+	if (last)
+		fs_dir_free(d);
+}
+
 static void fs_readdir_any(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			   struct fuse_file_info *fi, bool plus)
 {
 	struct fs_dir *d = (struct fs_dir *)(uintptr_t)fi->fh;
+	struct tciafs *fs = fs_ctx(req);	/* req is gone once answered */
 	const struct fs_dirent *e;
+	bool reading = !d;
 	char *buf, *p;
 	size_t room = size, used;
 	int rc = 0;
 
-	if (!d->listed) {
+	if (reading)
+		rc = fs_reading_get(req, ino, &off, &d);
+	else if (!d->listed)
 		rc = fs_dir_list(req, d, ino);
-		if (rc < 0) {
-			fuse_reply_err(req, -rc);
-			return;
-		}
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
 	}
 	p = buf = malloc(size ? size : 1);
 	if (!buf) {
-		fuse_reply_err(req, ENOMEM);
-		return;
+		rc = -ENOMEM;
+		goto out_put;
 	}
+	pthread_mutex_lock(&d->lock);
 	while ((e = fs_dir_at(d, off, &rc)) != NULL) {
 		off_t next = off + e->size;
 
@@ -845,10 +1124,14 @@ static void fs_readdir_any(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 		room -= used;
 		off = next;
 	}
+	pthread_mutex_unlock(&d->lock);
+out_put:
 	if (rc < 0 && p == buf)
 		fuse_reply_err(req, -rc);
 	else
 		fuse_reply_buf(req, buf, size - room);
+	if (reading)
+		fs_reading_put(fs, d, rc == 0 && p == buf);
 	free(buf);
 }
 
@@ -874,6 +1157,11 @@ static void fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	uint64_t stamp;
 	int rc, st;
 
+	if (fs->no_opendir) {
+		/* The kernel keeps each listing from now on, and asks no more opendirs. */
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
 	rc = fs_path(fs, ino, NULL, path);
 	if (rc == 0)
 		rc = tree_opendir(fs->tree, path, &who);
@@ -887,22 +1175,17 @@ static void fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		fuse_reply_err(req, -st);
 		return;
 	}
-	d = calloc(1, sizeof(*d));
-	if (!d || !(d->buf = malloc(FS_DIR_MEM))) {
-		free(d);
+	d = fs_dir_new(fs);
+	if (!d) {
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	d->fd = -1;
-	d->spool_dir = fs->spool_dir ? fs->spool_dir : "/tmp";
 	fi->fh = (uintptr_t)d;
 	if (st == 0) {
-		d->stamped = true;
+		d->kept = d->stamped = true;
 		d->stamp = stamp;
 		fi->cache_readdir = 1;
 		fi->keep_cache = fs_stamp_same(fs, ino, d->stamp);
-		if (fi->keep_cache)
-			__atomic_add_fetch(&fs->listings_kept, 1, __ATOMIC_RELAXED);
 	}
 	fs_open_track(fs, &d->link, true);
 	/* -ENOENT: the caller was interrupted and is gone; no release will come. */

@@ -366,7 +366,7 @@ static char *tciafs_status_json(void *arg)
 		"{s:I,s:I}", "made",
 		(json_int_t)__atomic_load_n(&st->fs->listings_made, __ATOMIC_RELAXED),
 		"kept_by_kernel",
-		(json_int_t)__atomic_load_n(&st->fs->listings_kept, __ATOMIC_RELAXED)));
+		(json_int_t)fs_listings_held(st->fs)));
 	json_object_set_new(root, "failures",
 			    failures_json(st->failures, TCIAFS_STATUS_FAILURES));
 	path = fs_read_path_name(st->fs, &why);
@@ -384,6 +384,7 @@ struct tciafs_hup {
 	pthread_t thread;
 	struct metacache *cache;
 	struct tree *tree;
+	struct tciafs *fs;
 	struct fuse_session *se;
 	struct http *http;
 	struct store *store;
@@ -483,9 +484,10 @@ static void *tciafs_hup_main(void *arg)
 		}
 		if (n > 0 && (pfd[0].revents & POLLIN) &&
 		    read(pfd[0].fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-			log_info("SIGHUP: cached metadata dropped; the next look asks TCIA again");
 			metacache_expire_all(hup->cache);
 			tree_expire(hup->tree);
+			fs_forget_listings(hup->fs);
+			log_info("SIGHUP: cached metadata dropped; the next look asks TCIA again");
 		}
 	}
 	if (pfd[0].fd >= 0)
@@ -562,6 +564,10 @@ static int tciafs_run(struct fuse_args *args, struct fuse_cmdline_opts *cmd,
 		.nmanifests = conf->nmanifests,
 	};
 	struct tciafs ctx = { .entry_timeout = 3600.0, .negative_timeout = 5.0,
+			      .listing_timeout = conf->meta_ttl > 0 && conf->meta_ttl < 3600 ?
+							 (double)conf->meta_ttl : 3600.0,
+			      /* meta_ttl=0: every look asks again (offline: nothing changes) */
+			      .keep_listings = conf->meta_ttl != 0 || conf->offline,
 			      .passthrough = !conf->passthrough ||
 					     strcmp(conf->passthrough, "off") != 0,
 			      .backing_lock = PTHREAD_MUTEX_INITIALIZER,
@@ -657,6 +663,7 @@ static int tciafs_run(struct fuse_args *args, struct fuse_cmdline_opts *cmd,
 		goto out_unmount;
 	hup.cache = cache;
 	hup.tree = ctx.tree;
+	hup.fs = &ctx;
 	hup.se = se;
 	hup.mount_id = tciafs_mount_id(cmd->mountpoint, -1);
 	hup.http = http;
