@@ -486,6 +486,11 @@ static void fs_init(void *userdata, struct fuse_conn_info *conn)
 	/* Always READDIRPLUS, never a switch to READDIR half way through a folder: every
 	 * listing carries full attributes anyway. */
 	conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
+	/* Lookups and listings in one folder at once: an open by UID waits for the archive,
+	 * and must not hold up the next one (the kernel serializes them otherwise; the
+	 * high-level API asked for this itself). */
+	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
+		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
 	/* Every listing kept by the kernel, and no opendir or releasedir at all (a warm walk
 	 * asks us nothing): the first opendir answers ENOSYS. The kernel checks a kept
 	 * listing when the folder's attributes time out (auto_inval_data makes it look);

@@ -175,4 +175,5 @@ def test_uids_resolve_and_download_as_a_pipeline(ctx):
     assert sorted(os.listdir(os.path.join(cache, "series"))) == sorted(uids)
     lookups = [e["t"] for e in s.requests("getSeries") if "SeriesInstanceUID" in e["query"]]
     images = [e["t"] for e in getimage(s)]
-    assert lookups and min(images) < max(lookups), (sorted(images)[:2], sorted(lookups)[-2:])
+    # The first download goes out before the first lookup's answer (300 ms) is back.
+    assert lookups and min(images) < min(lookups) + 0.25, (sorted(images)[:2], sorted(lookups))
