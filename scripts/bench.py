@@ -6,6 +6,7 @@
 # spread (min–max); ratios compare medians. Not part of make check: these machines are
 # noisy, so no test depends on a time.
 
+import glob
 import json
 import os
 import platform
@@ -404,7 +405,17 @@ def machine():
         pass
     commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
                             capture_output=True, text=True).stdout.strip()
-    return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    # Proactive reclaim (DAMON pageout of memory left idle): it takes page cache and the
+    # listings the kernel keeps away from a mount between runs, so "warm" rows vary.
+    damon = []
+    for state in glob.glob("/sys/kernel/mm/damon/admin/kdamonds/*/state"):
+        try:
+            if open(state).read().strip() == "on":
+                damon.append(os.path.dirname(state))
+        except OSError:
+            pass
+    return {"damon": damon,
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "cores": os.cpu_count(), "cpu": cpu, "kernel": platform.release(),
             "commit": commit or "?"}
 
@@ -437,6 +448,12 @@ def main():
              "| --- | --- | --- | --- | --- | --- |"]
     for r in b.rows:
         lines.append("| %s | %s | %s | %s | %s | %s |" % r)
+    if info["damon"]:
+        b.notes.append("This machine runs DAMON proactive reclaim (%s is on: it pages out "
+                       "memory left idle for about a minute), which takes away page cache "
+                       "and the folder listings the kernel keeps for the mount while the "
+                       "rows run; warm rows vary with what it took (the spread shows it)."
+                       % ", ".join(info["damon"]))
     lines += [""] + ["- " + n for n in b.notes] + \
         ["- Whole run: %.0f s." % (time.monotonic() - t0), ""]
     with open(os.path.join(ROOT, "docs", "benchmarks.md"), "w") as f:

@@ -630,6 +630,9 @@ static void fs_readlink(fuse_req_t req, fuse_ino_t ino)
  * kernel then holds, and we a node for it. Past this many, entries go out with their
  * type only; a stat asks for the rest. */
 #define FS_DIR_PLUS_MAX 4096
+/* Folders, though, are what a walk goes into next, each with a LOOKUP of its own if
+ * not given here: a collection's patients (26,000 in NLST) go out whole. */
+#define FS_DIR_PLUS_DIRS 32768
 
 struct fs_dirent {		/* a record's head; the name and its NUL follow */
 	uint32_t size;		/* the whole record, padded to 8 bytes */
@@ -649,7 +652,7 @@ struct fs_dir {
 	unsigned refs;		/* the reading list's, and each readdir's using it */
 	bool reading;		/* in the reading list */
 	struct fs_dir *next;
-	size_t count;		/* entries added */
+	size_t count, dirs;	/* entries and folders given with attributes */
 	char *buf;		/* the records (fd < 0), or the write/read window (fd >= 0) */
 	size_t cap;		/* its size: grows to FS_DIR_MEM */
 	size_t len;		/* bytes in buf */
@@ -727,7 +730,8 @@ static int fs_dir_add(void *ctx, const char *name, const struct stat *st, bool c
 	e = (struct fs_dirent *)(d->buf + d->len);
 	memset(e, 0, rec);
 	e->size = (uint32_t)rec;
-	e->complete = complete && ++d->count <= FS_DIR_PLUS_MAX;
+	e->complete = complete && (S_ISDIR(st->st_mode) ? ++d->dirs <= FS_DIR_PLUS_DIRS
+							: ++d->count <= FS_DIR_PLUS_MAX);
 	e->st = *st;
 	memcpy((char *)(e + 1), name, n);
 	d->len += rec;
