@@ -75,8 +75,9 @@ const struct fuse_lowlevel_ops *fs_operations(void);
  * folder lists it again. */
 void fs_forget_listings(struct tciafs *fs);
 
-/* Folder listings the kernel holds now. */
-unsigned long fs_listings_held(struct tciafs *fs);
+/* What the kernel holds now: inodes (each a node of ours, the root aside) and folder
+ * listings. */
+void fs_held(struct tciafs *fs, unsigned long *inodes, unsigned long *listings);
 
 /* Which read path a mount uses, as a word for status ("passthrough" or "daemon"), and
  * why in a few words. */

@@ -777,14 +777,12 @@ static void fs_stamp_set(struct tciafs *fs, fuse_ino_t ino, bool stamped, uint64
 	pthread_mutex_unlock(&fs->nodes->lock);
 }
 
-unsigned long fs_listings_held(struct tciafs *fs)
+void fs_held(struct tciafs *fs, unsigned long *inodes, unsigned long *listings)
 {
-	unsigned long n;
-
 	pthread_mutex_lock(&fs->nodes->lock);
-	n = fs->nodes->kept;
+	*inodes = fs->nodes->count;
+	*listings = fs->nodes->kept;
 	pthread_mutex_unlock(&fs->nodes->lock);
-	return n;
 }
 
 /* Tells the kernel to drop its listing of ino (and its attributes). Never under a lock:

@@ -332,6 +332,7 @@ static char *tciafs_status_json(void *arg)
 	struct metacache_stats ms;
 	struct http_stats hs;
 	const char *path, *why;
+	unsigned long inodes, listings;
 	json_t *root;
 	char *store_text, *text;
 
@@ -362,11 +363,12 @@ static char *tciafs_status_json(void *arg)
 			"series", (json_int_t)cs.series, "loads", (json_int_t)cs.loads,
 			"load_failures", (json_int_t)cs.load_failures));
 	}
+	fs_held(st->fs, &inodes, &listings);
 	json_object_set_new(root, "listings", json_pack(
 		"{s:I,s:I}", "made",
 		(json_int_t)__atomic_load_n(&st->fs->listings_made, __ATOMIC_RELAXED),
-		"kept_by_kernel",
-		(json_int_t)fs_listings_held(st->fs)));
+		"kept_by_kernel", (json_int_t)listings));
+	json_object_set_new(root, "inodes_held_by_kernel", json_integer((json_int_t)inodes));
 	json_object_set_new(root, "failures",
 			    failures_json(st->failures, TCIAFS_STATUS_FAILURES));
 	path = fs_read_path_name(st->fs, &why);
