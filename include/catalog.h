@@ -59,7 +59,9 @@ struct catalog_series {
 struct catalog_opts {
 	const char *dir;	/* where the database lives (created 0700) */
 	const char *host;	/* its file is catalog-<host>.sqlite; NULL = this host's name */
-	size_t cache_bytes;	/* SQLite's page cache per connection; 0 = 2 MiB */
+	/* SQLite's page cache of the writer; each of the readers has half (their queries
+	 * stream, and four of them fill their caches in turn); 0 = 2 MiB. */
+	size_t cache_bytes;
 };
 
 /* Opens (or creates) the catalog. A file that is not a database, is corrupt, has another

@@ -249,7 +249,8 @@ int cat_conn_open(struct catalog *c, struct cat_conn *k, bool create)
 	sqlite3_busy_timeout(k->db, CAT_BUSY_MS);
 	snprintf(pragmas, sizeof(pragmas),
 		 "PRAGMA cache_size=-%zu; PRAGMA mmap_size=0; PRAGMA temp_store=FILE;"
-		 " PRAGMA synchronous=NORMAL;", c->cache_bytes / 1024);
+		 " PRAGMA synchronous=NORMAL;",
+		 (create ? c->cache_bytes : c->cache_bytes / 2) / 1024);
 	rc = cat_exec(k->db, pragmas);
 	if (rc != SQLITE_OK)
 		goto out_close;

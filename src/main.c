@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <limits.h>
+#include <malloc.h>
 #include <stdint.h>
 #include <pthread.h>
 #include <signal.h>
@@ -713,6 +714,11 @@ int main(int argc, char *argv[])
 	struct fuse_cmdline_opts cmd = { 0 };
 	int rc = 1;
 
+	/* Big buffers that come and go (listings, FUSE's request buffers) are mapped and
+	 * unmapped, never left in the heap between the inode table's small nodes: glibc's
+	 * moving threshold would put them there after the first free, and the heap of a
+	 * long walk then holds a fifth more than it uses (measured on NLST, make bench). */
+	mallopt(M_MMAP_THRESHOLD, 128 * 1024);
 	if (fuse_opt_parse(&args, &conf, tciafs_opt_spec, tciafs_opt_proc) != 0)
 		goto out_free_args;
 	/* The mount point is the last positional argument; a SOURCE before it is ignored. */
