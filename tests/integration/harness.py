@@ -15,6 +15,7 @@ import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FAKE = os.path.join(ROOT, "tests", "fake-tcia", "fake_tcia.py")
+FAKE_IDC = os.path.join(ROOT, "tests", "fake-idc", "fake_idc.py")
 PYTHON = "/usr/bin/python3"
 HERE_PYTHON = sys.executable
 
@@ -62,12 +63,12 @@ def mounts_under(prefix):
 
 
 class FakeServer:
-    def __init__(self, workdir, args=()):
+    def __init__(self, workdir, args=(), script=FAKE, root="/nbia-api/"):
         self.workdir = workdir
         self.log_path = os.path.join(workdir, "requests.log")
         self.url_file = os.path.join(workdir, "url")
         self.err_path = os.path.join(workdir, "fake.err")
-        cmd = [PYTHON, FAKE, "--url-file", self.url_file, "--log", self.log_path] + list(args)
+        cmd = [PYTHON, script, "--url-file", self.url_file, "--log", self.log_path] + list(args)
         self.err = open(self.err_path, "w")
         self.proc = subprocess.Popen(cmd, stdout=self.err, stderr=self.err,
                                      stdin=subprocess.DEVNULL)
@@ -77,7 +78,7 @@ class FakeServer:
             raise TestFailure("fake server exited: " + open(self.err_path).read())
         with open(self.url_file) as f:
             self.url = f.read().strip()
-        self.base = self.url.split("/nbia-api/")[0]
+        self.base = self.url.split(root)[0]
 
     def requests(self, endpoint=None):
         """The request log so far, as dicts (optionally only one endpoint's)."""
@@ -191,6 +192,15 @@ class Context:
         d = self.path("server%d" % self._n)
         os.makedirs(d, exist_ok=True)
         s = FakeServer(d, args)
+        self.servers.append(s)
+        return s
+
+    def idc_server(self, *args):
+        """The fake IDC: its API at .url (…/v3), its buckets at .base + "/<bucket>"."""
+        self._n += 1
+        d = self.path("idc%d" % self._n)
+        os.makedirs(d, exist_ok=True)
+        s = FakeServer(d, args, script=FAKE_IDC, root="/v3")
         self.servers.append(s)
         return s
 

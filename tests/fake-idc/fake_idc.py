@@ -1,0 +1,521 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+# A stand-in for NCI's Imaging Data Commons as ../shared/docs/idc-api.md describes it: the
+# REST API v3 (/version, /collections, POST /sql run against an SQLite copy of its `index`
+# table) and the public buckets (S3 list-type=2 listings in XML, objects with Range), on
+# 127.0.0.1, standard library only. Nothing in it is random.
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import signal
+import sqlite3
+import sys
+import threading
+import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from xml.sax.saxutils import escape
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fake-tcia"))
+import dicom  # noqa: E402  (the fake TCIA's DICOM writer)
+
+UID_ROOT = "1.3.6.1.4.1.14519.5.2.1.8888"
+BUCKETS = ("idc-open-data", "idc-open-data-two", "idc-open-data-cr")
+S3_NS = "http://s3.amazonaws.com/doc/2006-03-01/"
+COLUMNS = (
+    "collection_id", "PatientID", "PatientAge", "PatientSex", "StudyInstanceUID",
+    "StudyDescription", "StudyDate", "SeriesInstanceUID", "Modality", "BodyPartExamined",
+    "Manufacturer", "ManufacturerModelName", "SeriesDescription", "SeriesNumber", "SeriesDate",
+    "instanceCount", "series_size_MB", "license_short_name", "source_DOI", "aws_bucket",
+    "crdc_series_uuid", "series_aws_url", "SOPClassUID", "TransferSyntaxUID",
+    "analysis_result_id", "series_init_idc_version", "series_revised_idc_version",
+)
+
+
+def digest(*parts):
+    return hashlib.sha256("/".join(str(p) for p in parts).encode()).hexdigest()
+
+
+def make_uid(*parts):
+    return UID_ROOT + "." + str(int(digest(*parts)[:24], 16))[:28]
+
+
+def make_uuid(*parts):
+    h = digest("uuid", *parts)
+    return "%s-%s-4%s-8%s-%s" % (h[:8], h[8:12], h[13:16], h[17:20], h[20:32])
+
+
+# The collections: (collection_id, collection_name, bucket, licence, patients). Each patient:
+# (PatientID, [(study description, [(modality, body part, manufacturer, instances), …])]).
+# The same PatientID in two collections, NULL body parts and manufacturers, a patient ID
+# with a quote and "--" (for the client's SQL escaping), a series of 1,500 files.
+COLLECTIONS = [
+    ("tcga_luad", "TCGA-LUAD", "idc-open-data", "CC BY 3.0", [
+        ("TCGA-05-4244", [("CT CHEST W CONTRAST", [("CT", "CHEST", "SIEMENS", 4),
+                                                    ("CT", "CHEST", "SIEMENS", 3)])]),
+        ("TCGA-05-4249", [("PET CT", [("PT", "CHEST", "GE MEDICAL SYSTEMS", 5),
+                                      ("CT", None, None, 2)])]),
+        ("LUNG1-001", [("CT THORAX", [("CT", "LUNG", "Philips", 3)])]),
+        ("QA-O'NEIL--01", [("CT ABDOMEN", [("CT", "ABDOMEN", "TOSHIBA", 2)])]),
+    ]),
+    ("nlst", "NLST", "idc-open-data-two", "CC BY 4.0", [
+        ("100002", [("NLST-LSS", [("CT", "CHEST", "SIEMENS", 1500)])]),
+        ("LUNG1-001", [("NLST-LSS", [("CT", "CHEST", None, 3)])]),
+    ]),
+    ("cptac_ccrcc", "CPTAC-CCRCC", "idc-open-data-cr", "CC BY-NC 3.0", [
+        ("C3L-00004", [("MR ABDOMEN", [("MR", "KIDNEY", "SIEMENS", 3)])]),
+    ]),
+]
+# The series whose revision left its old folder in the bucket (the index names only the new).
+REVISED = ("tcga_luad", "TCGA-05-4244", 0, 1)
+# The series whose folder also holds an object that is not DICOM.
+STRAY = ("tcga_luad", "TCGA-05-4244", 0, 0)
+
+
+class Archive:
+    """The index rows, and every object of every bucket (made on first use)."""
+
+    def __init__(self):
+        self.rows = []          # dicts, one per series, columns as COLUMNS
+        self.collections = []   # /collections records
+        self.objects = {b: {} for b in BUCKETS}   # bucket -> key -> image dict or bytes
+        for cid, cname, bucket, lic, patients in COLLECTIONS:
+            nseries = ninst = 0
+            size = 0
+            mods = set()
+            for pid, studies in patients:
+                for si, (sdesc, series) in enumerate(studies):
+                    study_uid = make_uid(cid, pid, si)
+                    date = "2019-%02d-%02d" % (1 + si, 1 + len(pid) % 27)
+                    for ri, (mod, part, manu, n) in enumerate(series):
+                        key = (cid, pid, si, ri)
+                        uid = make_uid(cid, pid, si, ri)
+                        uuid = make_uuid(cid, pid, si, ri, "v2" if key == REVISED else "v1")
+                        images = [self._image(cid, pid, study_uid, uid, sdesc, date, mod,
+                                              part, manu, ri, i) for i in range(n)]
+                        nbytes = 0
+                        for i, im in enumerate(images):
+                            k = "%s/%s.dcm" % (uuid, make_uuid(uuid, i))
+                            self.objects[bucket][k] = im
+                            nbytes += dicom.dicom_size(im)
+                        if key == STRAY:
+                            self.objects[bucket][uuid + "/series_notes.txt"] = \
+                                b"not a DICOM file\n"
+                        if key == REVISED:
+                            old = make_uuid(cid, pid, si, ri, "v1")
+                            for i, im in enumerate(images[:-1]):
+                                self.objects[bucket]["%s/%s.dcm" % (old, make_uuid(old, i))] = im
+                        self.rows.append({
+                            "collection_id": cid, "PatientID": pid,
+                            "PatientAge": "0%dY" % (40 + len(pid)), "PatientSex": "F" if
+                            len(pid) % 2 else "M",
+                            "StudyInstanceUID": study_uid, "StudyDescription": sdesc,
+                            "StudyDate": date, "SeriesInstanceUID": uid, "Modality": mod,
+                            "BodyPartExamined": part, "Manufacturer": manu,
+                            "ManufacturerModelName": (manu + " Model") if manu else None,
+                            "SeriesDescription": "%s series %d" % (mod, ri + 1),
+                            "SeriesNumber": str(ri + 1), "SeriesDate": date,
+                            "instanceCount": n, "series_size_MB": nbytes / 1e6,
+                            "license_short_name": lic,
+                            "source_DOI": "10.7937/fake.%s" % cid,
+                            "aws_bucket": bucket, "crdc_series_uuid": uuid,
+                            "series_aws_url": "s3://%s/%s/*" % (bucket, uuid),
+                            "SOPClassUID": dicom.SOP_CLASS.get(mod, dicom.SECONDARY_CAPTURE),
+                            "TransferSyntaxUID": dicom.EXPLICIT_VR_LE,
+                            "analysis_result_id": None,
+                            "series_init_idc_version": "v1",
+                            "series_revised_idc_version": "v25" if key == REVISED else "v1",
+                        })
+                        nseries += 1
+                        ninst += n
+                        size += nbytes
+                        mods.add(mod)
+            self.collections.append({
+                "collection_id": cid, "collection_name": cname,
+                "cancer_types": ["Lung Cancer"] if "lu" in cid or cid == "nlst" else
+                ["Kidney Cancer"], "tumor_locations": ["Chest"],
+                "species": ["Human"], "subjects": len(patients), "supporting_data": None,
+                "description": "<p>%s (synthetic, for tciafs tests)</p>" % cname,
+                "_detail": {"patients": len(patients), "series": nseries, "instances": ninst,
+                            "size_TB": size / 1e12, "modalities": sorted(mods),
+                            "licenses": [{"license_short_name": lic}]},
+            })
+
+    @staticmethod
+    def _image(cid, pid, study_uid, uid, sdesc, date, mod, part, manu, ri, i):
+        return {"PatientID": pid, "PatientName": pid, "StudyInstanceUID": study_uid,
+                "SeriesInstanceUID": uid, "SOPInstanceUID": make_uid(uid, i),
+                "Modality": mod, "StudyDate": date.replace("-", ""),
+                "StudyDescription": sdesc, "SeriesDescription": "%s series %d" % (mod, ri + 1),
+                "Manufacturer": manu or "", "BodyPartExamined": part, "SeriesNumber": ri + 1,
+                "InstanceNumber": i + 1, "Rows": 16, "Columns": 16}
+
+    def body(self, bucket, key):
+        obj = self.objects[bucket][key]
+        return obj if isinstance(obj, bytes) else dicom.dicom_file(obj)
+
+    def size(self, bucket, key):
+        obj = self.objects[bucket][key]
+        return len(obj) if isinstance(obj, bytes) else dicom.dicom_size(obj)
+
+    def database(self):
+        db = sqlite3.connect(":memory:", check_same_thread=False)
+        types = {"instanceCount": "INTEGER", "series_size_MB": "REAL"}
+        db.execute('CREATE TABLE "index"(%s)' % ", ".join(
+            '"%s" %s' % (c, types.get(c, "TEXT")) for c in COLUMNS))
+        db.executemany('INSERT INTO "index" VALUES (%s)' % ", ".join("?" * len(COLUMNS)),
+                       [tuple(r[c] for c in COLUMNS) for r in self.rows])
+        db.commit()
+        db.execute("PRAGMA query_only=1")
+        return db
+
+
+class Faults:
+    """Rules set through POST /_fake/faults: {"kind": "503" | "delay" | "lie" | "endless",
+    "endpoint": "version" | "collections" | "sql" | "list" | "object" | "*", "times": N
+    (-1 = until reset), "seconds": for delay, "by": bytes a "lie" adds to listed sizes}."""
+
+    KINDS = {"503", "delay", "lie", "endless"}
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.rules = []
+
+    def add(self, rule):
+        if rule.get("kind") not in self.KINDS:
+            raise ValueError("unknown fault kind %r" % rule.get("kind"))
+        rule.setdefault("endpoint", "*")
+        rule.setdefault("times", -1)
+        with self.lock:
+            self.rules.append(rule)
+
+    def reset(self):
+        with self.lock:
+            self.rules = []
+
+    def take(self, endpoint):
+        with self.lock:
+            for rule in self.rules:
+                if rule["times"] == 0 or rule["endpoint"] not in ("*", endpoint):
+                    continue
+                if rule["times"] > 0:
+                    rule["times"] -= 1
+                return dict(rule)
+        return None
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "fake-idc"
+
+    def log_message(self, fmt, *args):
+        pass
+
+    def _log(self, endpoint, query, status, nbytes, fault=None):
+        entry = {"t": time.time(), "method": self.command, "path": self.path,
+                 "endpoint": endpoint, "query": query, "status": status, "bytes": nbytes,
+                 "fault": fault}
+        if self.server.log_path:
+            with self.server.log_lock, open(self.server.log_path, "a") as f:
+                f.write(json.dumps(entry) + "\n")
+
+    def _send(self, status, ctype, body, extra=None, endpoint=None, query=None, fault=None):
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in (extra or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+        if endpoint:
+            self._log(endpoint, query or {}, status, len(body), fault)
+
+    def _json(self, status, obj, endpoint, query=None, fault=None):
+        self._send(status, "application/json", json.dumps(obj).encode(), None, endpoint,
+                   query, fault)
+
+    def _s3_error(self, status, code, message, endpoint, query):
+        body = ('<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>%s</Code>'
+                "<Message>%s</Message></Error>" % (code, escape(message))).encode()
+        self._send(status, "application/xml", body, None, endpoint, query)
+
+    def _fault(self, endpoint, query):
+        """Applies a fault rule; True when the request is answered by it."""
+        rule = self.server.faults.take(endpoint)
+        if not rule:
+            return False, None
+        if rule["kind"] == "delay":
+            time.sleep(float(rule.get("seconds", 1)))
+            return False, rule
+        if rule["kind"] == "503":
+            self._json(503, {"error": {"code": "unavailable", "message": "overloaded"}},
+                       endpoint, query, "503")
+            return True, rule
+        return False, rule
+
+    # -- control -------------------------------------------------------------------------
+
+    def _control(self, path, body):
+        if path == "/_fake/faults":
+            try:
+                self.server.faults.add(json.loads(body or b"{}"))
+            except ValueError as e:
+                return self._send(400, "text/plain", str(e).encode())
+        elif path == "/_fake/reset":
+            self.server.faults.reset()
+        elif path == "/_fake/version":
+            # A new IDC release: /version says so from now on.
+            self.server.version = json.loads(body or b"{}").get("idc_version", "v26")
+        else:
+            return self._send(404, "text/plain", b"no such control\n")
+        self._send(200, "application/json", b'{"ok":true}')
+
+    # -- the API -------------------------------------------------------------------------
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        path = urllib.parse.urlsplit(self.path).path
+        if path.startswith("/_fake/"):
+            return self._control(path, body)
+        if path != "/v3/sql":
+            return self._json(405 if path.startswith("/v3/") else 404,
+                              {"detail": "Method Not Allowed"}, "other")
+        self._sql(body)
+
+    def _sql(self, body):
+        try:
+            req = json.loads(body)
+        except ValueError:
+            return self._json(422, {"detail": [{"type": "json_invalid", "loc": ["body"],
+                                                "msg": "JSON decode error"}]}, "sql")
+        q = {"sql": req.get("sql") if isinstance(req, dict) else None,
+             "max_rows": req.get("max_rows") if isinstance(req, dict) else None}
+        done, rule = self._fault("sql", q)
+        if done:
+            return
+        if not isinstance(req, dict) or not isinstance(req.get("sql"), str):
+            # A bare body or an old filter body: the schema says "sql" is required.
+            return self._json(422, {"detail": [{"type": "missing", "loc": ["body", "sql"],
+                                                "msg": "Field required"}]}, "sql", q)
+        max_rows = req.get("max_rows", 5000)
+        if not isinstance(max_rows, int) or max_rows < 1:
+            return self._json(422, {"detail": [{"type": "int_parsing",
+                                                "loc": ["body", "max_rows"],
+                                                "msg": "Input should be a valid integer"}]},
+                              "sql", q)
+        max_rows = min(max_rows, 10000)     # silently capped
+        sql = req["sql"].strip()
+        if not re.match(r"(?is)^(select|with)\b", sql):
+            return self._json(400, {"error": {"code": "invalid_query", "message":
+                                              "only SELECT statements are allowed"}}, "sql", q)
+        try:
+            with self.server.db_lock:
+                cur = self.server.db.execute(sql)
+                cols = [d[0] for d in cur.description or []]
+                rows = cur.fetchmany(max_rows + 1)
+        except (sqlite3.Error, sqlite3.Warning) as e:
+            return self._json(400, {"error": {"code": "invalid_query", "message": str(e)}},
+                              "sql", q)
+        truncated = len(rows) > max_rows
+        rows = rows[:max_rows]
+        self._json(200, {"columns": cols, "rows": [dict(zip(cols, r)) for r in rows],
+                         "row_count": len(rows), "truncated": truncated,
+                         "max_rows": max_rows}, "sql", q, rule and rule["kind"])
+
+    def do_HEAD(self):
+        self.do_GET()
+
+    def do_GET(self):
+        parts = urllib.parse.urlsplit(self.path)
+        query = dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
+        path = urllib.parse.unquote(parts.path)
+        if path == "/v3/version":
+            if self._fault("version", query)[0]:
+                return
+            return self._json(200, {"idc_version": self.server.version,
+                                    "idc_index_data_version": self.server.version[1:] + ".0.0",
+                                    "api_version": "3.0.0b5", "build": "fake-idc"},
+                              "version", query)
+        if path == "/v3/collections" or path.startswith("/v3/collections/"):
+            return self._collections(path, query)
+        if path.startswith("/v3/"):
+            return self._json(404, {"detail": "Not Found"}, "other", query)
+        bucket, _, key = path.lstrip("/").partition("/")
+        if bucket not in BUCKETS:
+            return self._s3_error(404, "NoSuchBucket", "The specified bucket does not exist",
+                                  "list" if not key else "object", query)
+        if not key:
+            return self._list(bucket, query)
+        self._object(bucket, key, query)
+
+    def _collections(self, path, query):
+        if self._fault("collections", query)[0]:
+            return
+        arc = self.server.archive
+        if path == "/v3/collections":
+            return self._json(200, [{k: v for k, v in c.items() if k != "_detail"}
+                                    for c in arc.collections], "collections", query)
+        cid = path[len("/v3/collections/"):]
+        for c in arc.collections:
+            if c["collection_id"] == cid:
+                rec = {k: v for k, v in c.items() if k != "_detail"}
+                rec.update(c["_detail"])
+                return self._json(200, rec, "collections", query)
+        self._json(404, {"detail": "collection not found"}, "collections", query)
+
+    # -- the buckets ---------------------------------------------------------------------
+
+    def _list(self, bucket, query):
+        done, rule = self._fault("list", query)
+        if done:
+            return
+        if query.get("list-type") != "2":
+            return self._s3_error(400, "InvalidArgument", "use list-type=2", "list", query)
+        prefix = query.get("prefix", "")
+        try:
+            page = min(int(query.get("max-keys", self.server.page_size)), self.server.page_size)
+        except ValueError:
+            return self._s3_error(400, "InvalidArgument", "max-keys", "list", query)
+        keys = sorted(k for k in self.server.archive.objects[bucket] if k.startswith(prefix))
+        token = query.get("continuation-token")
+        start = 0
+        if token is not None:
+            try:
+                start = keys.index(bytes.fromhex(token).decode()) + 1
+            except ValueError:
+                return self._s3_error(400, "InvalidArgument",
+                                      "The continuation token provided is incorrect", "list",
+                                      query)
+        chunk = keys[start:start + page]
+        more = start + page < len(keys)
+        lie = int(rule["by"]) if rule and rule["kind"] == "lie" else 0
+        out = ['<?xml version="1.0" encoding="UTF-8"?>',
+               '<ListBucketResult xmlns="%s">' % S3_NS,
+               "<Name>%s</Name><Prefix>%s</Prefix>" % (bucket, escape(prefix))]
+        if token is not None:
+            out.append("<ContinuationToken>%s</ContinuationToken>" % escape(token))
+        out.append("<KeyCount>%d</KeyCount><MaxKeys>%d</MaxKeys><IsTruncated>%s</IsTruncated>"
+                   % (len(chunk), page, "true" if more else "false"))
+        if more:
+            out.append("<NextContinuationToken>%s</NextContinuationToken>"
+                       % chunk[-1].encode().hex())
+        arc = self.server.archive
+        for k in chunk:
+            size = arc.size(bucket, k) + lie
+            out.append("<Contents><Key>%s</Key><LastModified>2024-05-01T12:00:00.000Z"
+                       "</LastModified><ETag>&quot;%s&quot;</ETag><Size>%d</Size>"
+                       "<StorageClass>INTELLIGENT_TIERING</StorageClass></Contents>"
+                       % (escape(k), digest(bucket, k)[:32], size))
+        out.append("</ListBucketResult>")
+        self._send(200, "application/xml", "".join(out).encode(), None, "list", query,
+                   rule and rule["kind"])
+
+    def _object(self, bucket, key, query):
+        done, rule = self._fault("object", query)
+        if done:
+            return
+        arc = self.server.archive
+        if key not in arc.objects[bucket]:
+            return self._s3_error(404, "NoSuchKey", "The specified key does not exist.",
+                                  "object", query)
+        body = arc.body(bucket, key)
+        if rule and rule["kind"] == "endless":
+            return self._endless(body, query)
+        total = len(body)
+        rng = self.headers.get("Range")
+        q = dict(query, key=key, range=rng)
+        if not rng:
+            return self._send(200, "application/dicom", body,
+                              {"ETag": '"%s"' % digest(bucket, key)[:32],
+                               "Accept-Ranges": "bytes"}, "object", q)
+        m = re.fullmatch(r"bytes=(\d*)-(\d*)", rng.strip())
+        if not m or (not m.group(1) and not m.group(2)):
+            return self._s3_error(416, "InvalidRange", "The requested range is not "
+                                  "satisfiable", "object", q)
+        if m.group(1):
+            a = int(m.group(1))
+            b = min(int(m.group(2)), total - 1) if m.group(2) else total - 1
+        else:
+            a, b = max(total - int(m.group(2)), 0), total - 1
+        if a >= total or a > b:
+            return self._s3_error(416, "InvalidRange", "The requested range is not "
+                                  "satisfiable", "object", q)
+        self._send(206, "application/dicom", body[a:b + 1],
+                   {"Content-Range": "bytes %d-%d/%d" % (a, b, total),
+                    "Accept-Ranges": "bytes"}, "object", q)
+
+    def _endless(self, head, query):
+        """An object that never ends: its bytes, then zeros, chunked, until the client goes."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/dicom")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        sent = 0
+        try:
+            data = head
+            while not self.server.stopping.is_set():
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                sent += len(data)
+                data = b"\0" * 65536
+        except OSError:
+            pass
+        self._log("object", query, 200, sent, "endless")
+        self.close_connection = True
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 64
+
+
+def write_atomic(path, text):
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.rename(path + ".tmp", path)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="Fake IDC (API v3 and public buckets) for tciafs "
+                                             "tests.")
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--url-file", help="written once listening: the API base URL (…/v3)")
+    ap.add_argument("--log", help="append one JSON line per request to this file")
+    ap.add_argument("--page-size", type=int, default=1000,
+                    help="keys per bucket listing page (S3: at most 1000)")
+    args = ap.parse_args(argv)
+
+    srv = Server(("127.0.0.1", args.port), Handler)
+    srv.archive = Archive()
+    srv.db = srv.archive.database()
+    srv.db_lock = threading.Lock()
+    srv.faults = Faults()
+    srv.version = "v25"
+    srv.page_size = max(1, min(args.page_size, 1000))
+    srv.log_path = args.log
+    srv.log_lock = threading.Lock()
+    srv.stopping = threading.Event()
+    url = "http://127.0.0.1:%d/v3" % srv.server_address[1]
+
+    def stop(signum, frame):
+        srv.stopping.set()
+        threading.Thread(target=srv.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    if args.url_file:
+        write_atomic(args.url_file, url + "\n")
+    print("fake-idc: serving %s (buckets at %s/{bucket})" % (url, url[:-3]), file=sys.stderr,
+          flush=True)
+    srv.serve_forever(poll_interval=0.2)
+    srv.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
