@@ -9,7 +9,7 @@ SANITIZE  ?=
 CC        ?= cc
 PYTHON    ?= /usr/bin/python3
 
-PKGS      := fuse3 libcurl jansson libzip sqlite3
+PKGS      := fuse3 libcurl jansson libzip sqlite3 expat
 # libfuse: the 3.17 that scripts/libfuse.sh built into build/fuse317 (static, with FUSE
 # passthrough) when it is there, else the system's (3.14 on Debian 12: no passthrough).
 # FUSE=system forces the system's.
@@ -33,10 +33,10 @@ endif
 ALL_CFLAGS = $(WARN) $(OPT) $(SANFLAGS) $(PKG_CFLAGS) $(CFLAGS)
 ALL_LDFLAGS = $(SANFLAGS) $(LDFLAGS)
 
-MODEL     := utf8 log failures fileio http auth metacache catalog catalog_load tcia tcia_stream unzip store store_fetch view tree tree_names tree_files tree_load tree_view
+MODEL     := utf8 log failures fileio http auth metacache catalog catalog_load tcia tcia_stream idc unzip store store_fetch view tree tree_names tree_files tree_load tree_view
 MODEL_OBJ := $(MODEL:%=$(BUILD)/%.o)
 BIN       := $(BUILD)/tciafs
-UNIT      := test_log test_failures test_http test_metacache test_catalog test_tcia test_tree test_unzip test_view
+UNIT      := test_log test_failures test_http test_metacache test_catalog test_tcia test_idc test_tree test_unzip test_view
 UNIT_BIN  := $(UNIT:%=$(BUILD)/%)
 
 .SECONDARY:
@@ -78,6 +78,9 @@ $(BUILD)/tool_%.o: tests/tools/%.c $(HEADERS) | deps
 $(BUILD)/tcia-query: $(BUILD)/tool_tcia_query.o $(MODEL_OBJ)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
+$(BUILD)/idc-query: $(BUILD)/tool_idc_query.o $(MODEL_OBJ)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
 $(BUILD)/tciafs-prefetch: $(BUILD)/prefetch.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lpthread
 
@@ -101,7 +104,7 @@ valgrind: unit
 	  valgrind -q --leak-check=full --show-leak-kinds=definite,indirect,possible \
 	    --errors-for-leak-kinds=definite,indirect,possible --error-exitcode=99 ./$$t; done
 
-integration: $(BIN) $(BUILD)/tcia-query $(BUILD)/tciafs-prefetch
+integration: $(BIN) $(BUILD)/tcia-query $(BUILD)/idc-query $(BUILD)/tciafs-prefetch
 	$(PYTHON) tests/integration/run.py --bin $(BIN)
 
 check-build:
@@ -178,7 +181,7 @@ FUZZ_BUILD   := build-fuzz
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all
 FUZZ_CFLAGS   = $(WARN) -g -O1 $(FUZZ_SAN) -fsanitize=fuzzer-no-link $(PKG_CFLAGS)
 FUZZ_OBJ     := $(MODEL:%=$(FUZZ_BUILD)/%.o)
-FUZZERS      := tcia names unzip view
+FUZZERS      := tcia idc names unzip view
 
 $(FUZZ_BUILD)/%.o: src/%.c $(HEADERS) | deps
 	@mkdir -p $(FUZZ_BUILD)
@@ -191,7 +194,7 @@ fuzz: $(FUZZERS:%=$(FUZZ_BUILD)/fuzz_%)
 	@set -e; for t in $(FUZZERS); do \
 	  mkdir -p $(FUZZ_BUILD)/corpus-$$t; \
 	  case $$t in tcia) seeds=tests/fixtures/tcia;; unzip) seeds=tests/hostile/zips;; \
-	    view) seeds=tests/fuzz/seeds-view;; \
+	    view) seeds=tests/fuzz/seeds-view;; idc) seeds=tests/fuzz/seeds-idc;; \
 	    *) seeds=tests/fuzz/seeds-names;; esac; \
 	  echo "== fuzz_$$t for $(FUZZ_SECONDS) s"; \
 	  if ! $(FUZZ_BUILD)/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -close_fd_mask=2 \

@@ -79,6 +79,12 @@ typedef int (*http_restart_fn)(void *arg);
 int http_stream(struct http *http, const char *url, uint64_t max_bytes, http_chunk_fn chunk,
 		http_restart_fn restart, void *arg, uint64_t *bytes);
 
+/* http_stream for a POST of a JSON body (a read-only query, such as IDC's /sql): retried
+ * like a GET. */
+int http_stream_post_json(struct http *http, const char *url, const char *json,
+			  uint64_t max_bytes, http_chunk_fn chunk, http_restart_fn restart,
+			  void *arg, uint64_t *bytes);
+
 /* Stops the client for good, from any thread: transfers in flight end within a second
  * (curl's progress tick), waits between retries at once, and every call from now on
  * fails with -ECANCELED (logged as a cancellation, not a failure). For shutting down. */

@@ -452,13 +452,30 @@ static int http_auth_headers(struct http *http, CURL *h, struct curl_slist **hea
 	return 0;
 }
 
+/* Adds a Content-Type header to those of the request (set on h). */
+static int http_content_type(CURL *h, const char *ctype, struct curl_slist **headers)
+{
+	char line[128];
+	struct curl_slist *l;
+
+	snprintf(line, sizeof(line), "Content-Type: %s", ctype);
+	l = curl_slist_append(*headers, line);
+	if (!l)
+		return -ENOMEM;
+	*headers = l;
+	return curl_easy_setopt(h, CURLOPT_HTTPHEADER, l) == CURLE_OK ? 0 : -EIO;
+}
+
 static bool http_uses_auth(bool use_auth, const struct http *http)
 {
 	return use_auth && http->auth.token && http->auth.rejected;
 }
 
-static int http_perform(struct http *http, const char *url, const char *form, bool use_auth,
-			struct http_sink *sink, curl_xferinfo_callback xferinfo, void *xferdata)
+/* One request, retried as configured. form: a POST body (NULL for a GET), sent as ctype
+ * (NULL: a form, curl's default). */
+static int http_perform(struct http *http, const char *url, const char *form, const char *ctype,
+			bool use_auth, struct http_sink *sink, curl_xferinfo_callback xferinfo,
+			void *xferdata)
 {
 	struct curl_slist *headers = NULL;
 	bool reauthed = false;
@@ -511,6 +528,8 @@ static int http_perform(struct http *http, const char *url, const char *form, bo
 			rc = -EIO;
 		if (rc == 0 && use_auth)
 			rc = http_auth_headers(http, h, &headers);
+		if (rc == 0 && ctype)
+			rc = http_content_type(h, ctype, &headers);
 		if (rc == 0 && sink->buffer_size &&
 		    curl_easy_setopt(h, CURLOPT_BUFFERSIZE, sink->buffer_size) != CURLE_OK)
 			rc = -EIO;
@@ -519,8 +538,10 @@ static int http_perform(struct http *http, const char *url, const char *form, bo
 		     curl_easy_setopt(h, CURLOPT_XFERINFODATA, &xfer) != CURLE_OK ||
 		     curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L) != CURLE_OK))
 			rc = -EIO;
-		if (rc < 0)
+		if (rc < 0) {
+			curl_slist_free_all(headers);
 			break;
+		}
 		log_debug("%s %s (attempt %d/%d)", method, shown, attempt, attempts);
 		sink->h = h;
 		__atomic_add_fetch(&http->n_requests, 1, __ATOMIC_RELAXED);
@@ -618,7 +639,7 @@ int http_get(struct http *http, const char *url, char **body, size_t *len)
 
 	*body = NULL;
 	*len = 0;
-	rc = http_perform(http, url, NULL, true, &sink, NULL, NULL);
+	rc = http_perform(http, url, NULL, NULL, true, &sink, NULL, NULL);
 	if (rc < 0) {
 		http_buf_release(&buf);
 		return rc;
@@ -646,7 +667,7 @@ int http_post_form(struct http *http, const char *url, const char *form, char **
 
 	*body = NULL;
 	*len = 0;
-	rc = http_perform(http, url, form, false, &sink, NULL, NULL);
+	rc = http_perform(http, url, form, NULL, false, &sink, NULL, NULL);
 	if (rc < 0) {
 		free(buf.data);
 		return rc;
@@ -728,7 +749,7 @@ int http_download(struct http *http, const char *url, int fd, uint64_t max_bytes
 	int rc;
 
 	*bytes = 0;
-	rc = http_perform(http, url, NULL, true, &sink, http_fd_xferinfo, &f);
+	rc = http_perform(http, url, NULL, NULL, true, &sink, http_fd_xferinfo, &f);
 	if (rc == 0)
 		*bytes = f.written;
 	return rc;
@@ -779,8 +800,10 @@ static size_t http_chunks_write(char *ptr, size_t size, size_t nmemb, void *u)
 	return n;
 }
 
-int http_stream(struct http *http, const char *url, uint64_t max_bytes, http_chunk_fn chunk,
-		http_restart_fn restart, void *arg, uint64_t *bytes)
+/* http_stream, and with json its POST form. */
+static int http_stream_any(struct http *http, const char *url, const char *json,
+			   uint64_t max_bytes, http_chunk_fn chunk, http_restart_fn restart,
+			   void *arg, uint64_t *bytes)
 {
 	struct http_chunks c = { chunk, restart, arg, max_bytes ? max_bytes : UINT64_MAX, 0 };
 	/* curl's own buffer (buffer_size 0): and, like any answer, one deadline for the
@@ -788,10 +811,24 @@ int http_stream(struct http *http, const char *url, uint64_t max_bytes, http_chu
 	struct http_sink sink = { http_chunks_write, &c, http_chunks_reset, false, 0, 0, NULL };
 	int rc;
 
-	rc = http_perform(http, url, NULL, true, &sink, NULL, NULL);
+	rc = http_perform(http, url, json, json ? "application/json" : NULL, !json, &sink, NULL,
+			  NULL);
 	if (bytes)
 		*bytes = c.delivered;
 	return rc;
+}
+
+int http_stream(struct http *http, const char *url, uint64_t max_bytes, http_chunk_fn chunk,
+		http_restart_fn restart, void *arg, uint64_t *bytes)
+{
+	return http_stream_any(http, url, NULL, max_bytes, chunk, restart, arg, bytes);
+}
+
+int http_stream_post_json(struct http *http, const char *url, const char *json,
+			  uint64_t max_bytes, http_chunk_fn chunk, http_restart_fn restart,
+			  void *arg, uint64_t *bytes)
+{
+	return http_stream_any(http, url, json, max_bytes, chunk, restart, arg, bytes);
 }
 
 char *http_redact_url(const char *url)

@@ -23,7 +23,6 @@ typedef int (*tcia_one_fn)(const json_t *obj, void *item, const void *arg);
 
 void tcia_patient_clear(struct tcia_patient *p);
 void tcia_study_clear(struct tcia_study *s);
-void tcia_one_series_clear(struct tcia_series *s);
 /* An answer that should be a JSON array: *out a new reference, NULL for "no results";
  * 0, -ENOMEM or -EBADMSG. */
 int tcia_load_array(const char *body, size_t len, json_t **out);

@@ -54,6 +54,7 @@ def main():
         return 2
     os.environ["TCIAFS_BIN"] = binary
     os.environ["TCIAFS_QUERY"] = os.path.join(os.path.dirname(binary), "tcia-query")
+    os.environ["TCIAFS_IDC_QUERY"] = os.path.join(os.path.dirname(binary), "idc-query")
 
     def on_signal(signum, frame):
         raise Interrupted("signal %d" % signum)

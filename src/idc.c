@@ -1,0 +1,1057 @@
+/* SPDX-License-Identifier: MIT
+ * idc.c — NCI's Imaging Data Commons: the SQL tciafs sends to its API v3 (every value a
+ * literal made here), its answers parsed row by row as they arrive, and the S3 listings
+ * of its buckets parsed with expat. The request shapes of idc-api.md live here only: the
+ * API is a beta, and its next change should be one edit.
+ */
+#include "idc.h"
+
+#include <errno.h>
+#include <expat.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http.h"
+#include "log.h"
+
+struct idc {
+	struct http *http;
+	char *api;
+	char *files;		/* with {bucket} */
+};
+
+/* IDC's most rows per /sql answer: pages of a walk ask for this many. */
+#define IDC_PAGE_MAX 10000u
+/* Bounds on what IDC sends: one row, a value other than the rows, a whole answer, a
+ * listing's pages of one series. Past them an answer is refused, never held. */
+#define IDC_ROW_MAX ((size_t)1 << 20)
+#define IDC_VALUE_MAX ((size_t)64 << 10)
+#define IDC_ANSWER_MAX ((uint64_t)512 << 20)
+#define IDC_LIST_PAGES_MAX 10000
+
+int idc_new(struct http *http, const struct idc_opts *opts, struct idc **out)
+{
+	struct idc *t;
+	size_t n;
+
+	*out = NULL;
+	if (!opts->files || !strstr(opts->files, "{bucket}"))
+		return -EINVAL;
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	t->http = http;
+	t->api = strdup(opts->api ? opts->api : IDC_API_DEFAULT);
+	t->files = strdup(opts->files);
+	if (!t->api || !t->files) {
+		idc_free(t);
+		return -ENOMEM;
+	}
+	n = strlen(t->api);
+	if (n && t->api[n - 1] == '/')
+		t->api[n - 1] = '\0';
+	*out = t;
+	return 0;
+}
+
+void idc_free(struct idc *t)
+{
+	if (!t)
+		return;
+	free(t->api);
+	free(t->files);
+	free(t);
+}
+
+/* ---- SQL ------------------------------------------------------------------------------ */
+
+char *idc_sql_quote(const char *s)
+{
+	size_t n = 2, i;
+	char *out, *o;
+
+	for (i = 0; s[i]; i++)
+		n += s[i] == '\'' ? 2 : 1;
+	out = malloc(n + 1);
+	if (!out)
+		return NULL;
+	o = out;
+	*o++ = '\'';
+	for (i = 0; s[i]; i++) {
+		if (s[i] == '\'')
+			*o++ = '\'';
+		*o++ = s[i];
+	}
+	*o++ = '\'';
+	*o = '\0';
+	return out;
+}
+
+/* The columns of `index` that carry the seed's objects (idc-api.md §1). */
+static const char idc_columns[] =
+	"collection_id, PatientID, PatientAge, PatientSex, StudyInstanceUID, StudyDescription,"
+	" StudyDate, SeriesInstanceUID, Modality, BodyPartExamined, Manufacturer,"
+	" ManufacturerModelName, SeriesDescription, SeriesNumber, SeriesDate, instanceCount,"
+	" series_size_MB, license_short_name, source_DOI, aws_bucket, crdc_series_uuid";
+
+/* Appends " AND <column> <op> <literal of value>" when value is given. */
+static int idc_where(char **sql, const char *column, const char *op, const char *value)
+{
+	char *lit, *next;
+	int n;
+
+	if (!value)
+		return 0;
+	lit = idc_sql_quote(value);
+	if (!lit)
+		return -ENOMEM;
+	n = asprintf(&next, "%s AND %s %s %s", *sql, column, op, lit);
+	free(lit);
+	if (n < 0)
+		return -ENOMEM;
+	free(*sql);
+	*sql = next;
+	return 0;
+}
+
+int idc_series_sql(const struct idc_query *q, char **sql)
+{
+	unsigned limit = q->limit && q->limit < IDC_PAGE_MAX ? q->limit : IDC_PAGE_MAX;
+	char *next;
+	int rc;
+
+	*sql = NULL;
+	if (!q->collection_id && !q->series_uid)
+		return -EINVAL;
+	if (asprintf(sql, "SELECT %s FROM \"index\" WHERE true", idc_columns) < 0) {
+		*sql = NULL;
+		return -ENOMEM;
+	}
+	rc = idc_where(sql, "collection_id", "=", q->collection_id);
+	if (rc == 0)
+		rc = idc_where(sql, "PatientID", "=", q->patient_id);
+	if (rc == 0)
+		rc = idc_where(sql, "SeriesInstanceUID", "=", q->series_uid);
+	if (rc == 0)
+		rc = idc_where(sql, "SeriesInstanceUID", ">", q->after);
+	if (rc == 0 && asprintf(&next, "%s ORDER BY SeriesInstanceUID LIMIT %u", *sql, limit) < 0)
+		rc = -ENOMEM;
+	if (rc < 0) {
+		free(*sql);
+		*sql = NULL;
+		return rc;
+	}
+	free(*sql);
+	*sql = next;
+	return 0;
+}
+
+/* ---- a row as a record ---------------------------------------------------------------- */
+
+static char *idc_str(json_t *row, const char *key)
+{
+	const char *s = json_string_value(json_object_get(row, key));
+
+	return s ? strdup(s) : NULL;
+}
+
+/* A string column, or NULL when missing or null; -EBADMSG when it is another type. */
+static int idc_get_str(json_t *row, const char *key, char **out)
+{
+	json_t *v = json_object_get(row, key);
+
+	*out = NULL;
+	if (!v || json_is_null(v))
+		return 0;
+	if (!json_is_string(v))
+		return -EBADMSG;
+	*out = strdup(json_string_value(v));
+	return *out ? 0 : -ENOMEM;
+}
+
+/* The seed's attribute names where IDC has them, then the row as IDC sent it. */
+static const struct {
+	const char *seed, *idc;
+} idc_seed_names[] = {
+	{ "Collection", "collection_id" },
+	{ "PatientID", "PatientID" },
+	{ "StudyInstanceUID", "StudyInstanceUID" },
+	{ "StudyDescription", "StudyDescription" },
+	{ "StudyDate", "StudyDate" },
+	{ "SeriesInstanceUID", "SeriesInstanceUID" },
+	{ "Modality", "Modality" },
+	{ "BodyPartExamined", "BodyPartExamined" },
+	{ "Manufacturer", "Manufacturer" },
+	{ "ManufacturerModelName", "ManufacturerModelName" },
+	{ "SeriesDescription", "SeriesDescription" },
+	{ "SeriesNumber", "SeriesNumber" },
+	{ "SeriesDate", "SeriesDate" },
+	{ "ImageCount", "instanceCount" },
+	{ "LicenseName", "license_short_name" },
+	{ "CollectionURI", "source_DOI" },
+};
+
+static char *idc_row_raw(json_t *row, int64_t bytes)
+{
+	json_t *o = json_object();
+	size_t i;
+	char *text;
+
+	if (!o)
+		return NULL;
+	for (i = 0; i < sizeof(idc_seed_names) / sizeof(idc_seed_names[0]); i++) {
+		json_t *v = json_object_get(row, idc_seed_names[i].idc);
+
+		if (v && !json_is_null(v))
+			json_object_set(o, idc_seed_names[i].seed, v);
+	}
+	if (bytes >= 0)
+		json_object_set_new(o, "FileSize", json_integer(bytes));
+	json_object_set(o, "idc", row);
+	text = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	return text;
+}
+
+/* Builds s from a row. Returns 0, -EBADMSG (a required column missing or of the wrong
+ * type) or -ENOMEM; s is then cleared by the caller. */
+static int idc_row_series(json_t *row, struct tcia_series *s, char **bucket, char **uuid)
+{
+	json_t *n = json_object_get(row, "instanceCount");
+	json_t *mb = json_object_get(row, "series_size_MB");
+	int rc = 0;
+
+	memset(s, 0, sizeof(*s));
+	s->image_count = json_is_integer(n) ? json_integer_value(n) : -1;
+	/* Decimal megabytes, rounded by IDC: the listing has the exact sizes. */
+	s->file_size = json_is_number(mb) && json_number_value(mb) >= 0 ?
+			       (int64_t)(json_number_value(mb) * 1e6 + 0.5) : -1;
+	rc = rc ? rc : idc_get_str(row, "SeriesInstanceUID", &s->series_uid);
+	rc = rc ? rc : idc_get_str(row, "StudyInstanceUID", &s->study_uid);
+	rc = rc ? rc : idc_get_str(row, "PatientID", &s->patient_id);
+	rc = rc ? rc : idc_get_str(row, "collection_id", &s->collection);
+	rc = rc ? rc : idc_get_str(row, "Modality", &s->modality);
+	rc = rc ? rc : idc_get_str(row, "BodyPartExamined", &s->body_part);
+	rc = rc ? rc : idc_get_str(row, "Manufacturer", &s->manufacturer);
+	rc = rc ? rc : idc_get_str(row, "SeriesDescription", &s->description);
+	rc = rc ? rc : idc_get_str(row, "SeriesNumber", &s->number);
+	rc = rc ? rc : idc_get_str(row, "SeriesDate", &s->date);
+	rc = rc ? rc : idc_get_str(row, "license_short_name", &s->license_name);
+	rc = rc ? rc : idc_get_str(row, "source_DOI", &s->collection_uri);
+	rc = rc ? rc : idc_get_str(row, "aws_bucket", bucket);
+	rc = rc ? rc : idc_get_str(row, "crdc_series_uuid", uuid);
+	if (rc < 0)
+		return rc;
+	if (!s->series_uid || !s->study_uid || !s->patient_id || !s->collection || !*bucket ||
+	    !*uuid)
+		return -EBADMSG;
+	s->raw = idc_row_raw(row, s->file_size);
+	return s->raw ? 0 : -ENOMEM;
+}
+
+/* ---- the /sql answer, row by row --------------------------------------------------------
+ *
+ * {"columns":[…],"rows":[{…},…],"row_count":n,"truncated":b,"max_rows":m}: the rows are
+ * gathered one at a time and handed on; the other members (small) are gathered whole and
+ * read at their end. Only string state is tracked, so any valid JSON is delimited right;
+ * jansson judges each piece. */
+enum idc_answer_state {
+	IA_TOP,		/* before the '{' */
+	IA_KEY_WAIT,	/* after the '{': a key or the '}' */
+	IA_KEY_NEXT,	/* after a ',': a key */
+	IA_KEY,		/* in a key's string */
+	IA_COLON,
+	IA_VALUE_START,
+	IA_VALUE,	/* a member other than rows */
+	IA_AFTER_VALUE,
+	IA_ROWS,	/* in the rows array, between rows */
+	IA_ROW,		/* in a row */
+	IA_END,
+};
+
+struct idc_answer {
+	enum idc_answer_state state;
+	idc_series_fn each;
+	void *arg;
+	char key[32];
+	size_t keylen;
+	char *buf;
+	size_t len, cap;
+	size_t depth;
+	bool in_string, escape;
+	size_t rows;
+	bool truncated, saw_rows;
+	char *last_uid;		/* the last row's SeriesInstanceUID: where the next page starts */
+	int rc;
+};
+
+int idc_answer_new(idc_series_fn each, void *arg, struct idc_answer **out)
+{
+	struct idc_answer *a = calloc(1, sizeof(*a));
+
+	*out = a;
+	if (!a)
+		return -ENOMEM;
+	a->each = each;
+	a->arg = arg;
+	return 0;
+}
+
+void idc_answer_reset(struct idc_answer *a)
+{
+	free(a->buf);
+	free(a->last_uid);
+	a->state = IA_TOP;
+	a->keylen = 0;
+	a->buf = NULL;
+	a->len = a->cap = a->depth = a->rows = 0;
+	a->in_string = a->escape = a->truncated = a->saw_rows = false;
+	a->last_uid = NULL;
+	a->rc = 0;
+}
+
+void idc_answer_free(struct idc_answer *a)
+{
+	if (!a)
+		return;
+	free(a->buf);
+	free(a->last_uid);
+	free(a);
+}
+
+static int idc_keep(struct idc_answer *a, char c, size_t max)
+{
+	if (a->len + 1 >= max)
+		return -EBADMSG;
+	if (a->len + 1 >= a->cap) {
+		size_t cap = a->cap ? a->cap * 2 : 1024;
+		char *p = realloc(a->buf, cap);
+
+		if (!p)
+			return -ENOMEM;
+		a->buf = p;
+		a->cap = cap;
+	}
+	a->buf[a->len++] = c;
+	return 0;
+}
+
+/* A whole row: parsed, built, handed on. */
+static int idc_answer_row(struct idc_answer *a)
+{
+	struct tcia_series s;
+	char *bucket = NULL, *uuid = NULL;
+	json_t *row = json_loadb(a->buf, a->len, 0, NULL);
+	int rc;
+
+	a->len = 0;
+	if (!json_is_object(row)) {
+		json_decref(row);
+		return -EBADMSG;
+	}
+	rc = idc_row_series(row, &s, &bucket, &uuid);
+	json_decref(row);
+	if (rc == 0) {
+		free(a->last_uid);
+		a->last_uid = strdup(s.series_uid);
+		if (!a->last_uid)
+			rc = -ENOMEM;
+	}
+	if (rc == 0) {
+		a->rows++;
+		rc = a->each(a->arg, &s, bucket, uuid);
+	}
+	tcia_one_series_clear(&s);
+	free(bucket);
+	free(uuid);
+	return rc;
+}
+
+/* A member other than rows, whole: truncated is the one read. */
+static int idc_answer_value(struct idc_answer *a)
+{
+	json_t *v = json_loadb(a->buf, a->len, JSON_DECODE_ANY, NULL);
+
+	a->len = 0;
+	if (!v)
+		return -EBADMSG;
+	if (strcmp(a->key, "truncated") == 0) {
+		if (!json_is_boolean(v)) {
+			json_decref(v);
+			return -EBADMSG;
+		}
+		a->truncated = json_is_true(v);
+	}
+	json_decref(v);
+	return 0;
+}
+
+/* Tracks strings in a, for the delimiting of values and rows. Returns true while c is
+ * inside a string (its quotes included). */
+static bool idc_in_string(struct idc_answer *a, char c)
+{
+	if (a->in_string) {
+		if (a->escape)
+			a->escape = false;
+		else if (c == '\\')
+			a->escape = true;
+		else if (c == '"')
+			a->in_string = false;
+		return true;
+	}
+	if (c == '"') {
+		a->in_string = true;
+		return true;
+	}
+	return false;
+}
+
+static bool idc_space(char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+static int idc_answer_char(struct idc_answer *a, char c)
+{
+	switch (a->state) {
+	case IA_TOP:
+	case IA_END:
+		if (idc_space(c))
+			return 0;
+		if (a->state == IA_END || c != '{')
+			return -EBADMSG;
+		a->state = IA_KEY_WAIT;
+		return 0;
+	case IA_KEY_WAIT:
+	case IA_KEY_NEXT:
+		if (idc_space(c))
+			return 0;
+		if (c == '}' && a->state == IA_KEY_WAIT) {
+			a->state = IA_END;
+			return 0;
+		}
+		if (c != '"')
+			return -EBADMSG;
+		a->keylen = 0;
+		a->escape = false;
+		a->state = IA_KEY;
+		return 0;
+	case IA_KEY:
+		if (a->escape || c == '\\') {
+			a->escape = !a->escape;	/* keys of IDC's are plain words */
+		} else if (c == '"') {
+			a->key[a->keylen] = '\0';
+			a->state = IA_COLON;
+			return 0;
+		}
+		if (a->keylen + 1 < sizeof(a->key))
+			a->key[a->keylen++] = c;
+		return 0;
+	case IA_COLON:
+		if (idc_space(c))
+			return 0;
+		if (c != ':')
+			return -EBADMSG;
+		a->state = IA_VALUE_START;
+		return 0;
+	case IA_VALUE_START:
+		if (idc_space(c))
+			return 0;
+		if (strcmp(a->key, "rows") == 0) {
+			if (c != '[' || a->saw_rows)
+				return -EBADMSG;
+			a->saw_rows = true;
+			a->state = IA_ROWS;
+			return 0;
+		}
+		a->state = IA_VALUE;
+		a->depth = 0;
+		a->len = 0;
+		__attribute__((fallthrough));	/* c is the value's first character */
+	case IA_VALUE:
+		if (!idc_in_string(a, c)) {
+			if ((c == ',' || c == '}') && a->depth == 0) {
+				int rc = idc_answer_value(a);
+
+				a->state = c == '}' ? IA_END : IA_KEY_NEXT;
+				return rc;
+			}
+			if (c == '{' || c == '[')
+				a->depth++;
+			else if ((c == '}' || c == ']') && a->depth-- == 0)
+				return -EBADMSG;
+		}
+		return idc_keep(a, c, IDC_VALUE_MAX);
+	case IA_AFTER_VALUE:
+		if (idc_space(c))
+			return 0;
+		if (c == ',') {
+			a->state = IA_KEY_NEXT;
+			return 0;
+		}
+		if (c == '}') {
+			a->state = IA_END;
+			return 0;
+		}
+		return -EBADMSG;
+	case IA_ROWS:
+		if (idc_space(c) || c == ',')
+			return 0;
+		if (c == ']') {
+			a->state = IA_AFTER_VALUE;
+			return 0;
+		}
+		if (c != '{')
+			return -EBADMSG;
+		a->state = IA_ROW;
+		a->depth = 1;
+		a->len = 0;
+		return idc_keep(a, c, IDC_ROW_MAX);
+	case IA_ROW: {
+		int rc;
+
+		if (!idc_in_string(a, c)) {
+			if (c == '{' || c == '[')
+				a->depth++;
+			else if (c == '}' || c == ']')
+				a->depth--;
+		}
+		rc = idc_keep(a, c, IDC_ROW_MAX);
+		if (rc == 0 && a->depth == 0) {
+			a->state = IA_ROWS;
+			rc = idc_answer_row(a);
+		}
+		return rc;
+	}
+	}
+	return -EBADMSG;
+}
+
+int idc_answer_feed(struct idc_answer *a, const char *data, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len && a->rc == 0; i++)
+		a->rc = idc_answer_char(a, data[i]);
+	return a->rc;
+}
+
+int idc_answer_end(struct idc_answer *a, size_t *rows, bool *truncated)
+{
+	/* An error object, or anything else without rows, is not an answer. */
+	if (a->rc == 0 && (a->state != IA_END || !a->saw_rows))
+		a->rc = -EBADMSG;
+	*rows = a->rows;
+	*truncated = a->truncated;
+	return a->rc;
+}
+
+/* ---- the service ------------------------------------------------------------------------ */
+
+static int idc_chunk(void *arg, const char *data, size_t len)
+{
+	return idc_answer_feed(arg, data, len);
+}
+
+/* A retry starts the page over: its rows are handed on again (loads replace by key). */
+static int idc_restart(void *arg)
+{
+	idc_answer_reset(arg);
+	return 0;
+}
+
+int idc_series(struct idc *t, const struct idc_query *q, idc_series_fn each, void *arg)
+{
+	unsigned limit = q->limit && q->limit < IDC_PAGE_MAX ? q->limit : IDC_PAGE_MAX;
+	struct idc_query page = *q;
+	struct idc_answer *a = NULL;
+	char *url = NULL, *after = NULL;
+	int rc;
+
+	page.limit = limit;
+	rc = idc_answer_new(each, arg, &a);
+	if (rc == 0 && asprintf(&url, "%s/sql", t->api) < 0) {
+		url = NULL;
+		rc = -ENOMEM;
+	}
+	while (rc == 0) {
+		char *sql = NULL, *body = NULL;
+		size_t rows = 0;
+		bool truncated = false;
+		json_t *req;
+
+		page.after = after;
+		rc = idc_series_sql(&page, &sql);
+		if (rc < 0)
+			break;
+		req = json_pack("{s:s,s:i}", "sql", sql, "max_rows", (int)limit);
+		body = req ? json_dumps(req, JSON_COMPACT) : NULL;
+		json_decref(req);
+		free(sql);
+		if (!body) {
+			rc = -ENOMEM;
+			break;
+		}
+		idc_answer_reset(a);
+		rc = http_stream_post_json(t->http, url, body, IDC_ANSWER_MAX, idc_chunk, idc_restart,
+					   a, NULL);
+		free(body);
+		if (rc == 0)
+			rc = idc_answer_end(a, &rows, &truncated);
+		if (rc == -EBADMSG)
+			log_err("bad answer from IDC: %s/sql sent what is not an SQL answer", t->api);
+		/* A full page (or one IDC cut short) may have more after it. */
+		if (rc < 0 || (rows < limit && !truncated) || !a->last_uid)
+			break;
+		free(after);
+		after = strdup(a->last_uid);
+		if (!after)
+			rc = -ENOMEM;
+	}
+	free(after);
+	free(url);
+	idc_answer_free(a);
+	return rc;
+}
+
+int idc_version(struct idc *t, char **version)
+{
+	char *url = NULL, *body = NULL;
+	json_t *v;
+	size_t len;
+	int rc;
+
+	*version = NULL;
+	if (asprintf(&url, "%s/version", t->api) < 0)
+		return -ENOMEM;
+	rc = http_get(t->http, url, &body, &len);
+	free(url);
+	if (rc < 0)
+		return rc;
+	v = json_loadb(body, len, 0, NULL);
+	free(body);
+	*version = idc_str(v, "idc_version");
+	rc = *version ? 0 : json_is_string(json_object_get(v, "idc_version")) ? -ENOMEM : -EBADMSG;
+	json_decref(v);
+	if (rc == -EBADMSG)
+		log_err("bad answer from IDC: %s/version has no idc_version", t->api);
+	return rc;
+}
+
+void idc_collections_clear(struct idc_collections *c)
+{
+	size_t i;
+
+	for (i = 0; c->ids && i < c->names.count; i++)
+		free(c->ids[i]);
+	free(c->ids);
+	c->ids = NULL;
+	tcia_values_clear(&c->names);
+}
+
+int idc_parse_collections(const char *body, size_t len, struct idc_collections *out)
+{
+	json_t *arr = json_loadb(body, len, 0, NULL), *o;
+	size_t i, n;
+	int rc = 0;
+
+	memset(out, 0, sizeof(*out));
+	if (!json_is_array(arr)) {
+		json_decref(arr);
+		return -EBADMSG;
+	}
+	n = json_array_size(arr);
+	out->names.v = calloc(n ? n : 1, sizeof(*out->names.v));
+	out->ids = calloc(n ? n : 1, sizeof(*out->ids));
+	if (!out->names.v || !out->ids)
+		rc = -ENOMEM;
+	json_array_foreach(arr, i, o) {
+		struct tcia_value *v = &out->names.v[out->names.count];
+		const char *id = json_string_value(json_object_get(o, "collection_id"));
+		const char *name = json_string_value(json_object_get(o, "collection_name"));
+
+		if (rc < 0)
+			break;
+		if (!id || !*id) {
+			rc = -EBADMSG;
+			break;
+		}
+		v->value = strdup(name && *name ? name : id);
+		v->raw = json_dumps(o, JSON_COMPACT);
+		out->ids[out->names.count] = strdup(id);
+		out->names.count++;
+		if (!v->value || !v->raw || !out->ids[out->names.count - 1])
+			rc = -ENOMEM;
+	}
+	json_decref(arr);
+	if (rc < 0)
+		idc_collections_clear(out);
+	return rc;
+}
+
+int idc_collections(struct idc *t, struct idc_collections *out)
+{
+	char *url = NULL, *body = NULL;
+	size_t len;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if (asprintf(&url, "%s/collections", t->api) < 0)
+		return -ENOMEM;
+	rc = http_get(t->http, url, &body, &len);
+	free(url);
+	if (rc < 0)
+		return rc;
+	rc = idc_parse_collections(body, len, out);
+	free(body);
+	if (rc == -EBADMSG)
+		log_err("bad answer from IDC: %s/collections is not a list of collections", t->api);
+	return rc;
+}
+
+/* ---- the buckets' listings --------------------------------------------------------------- */
+
+/* Where the parser is: the element whose text is wanted, and what it holds so far. */
+enum idc_elem { IE_NONE, IE_KEY, IE_SIZE, IE_TRUNCATED, IE_NEXT };
+
+struct idc_xml {
+	XML_Parser p;
+	struct idc_listing *out;
+	int depth;
+	bool root_ok, in_contents, have_key, have_size;
+	enum idc_elem elem;
+	char text[1024];
+	size_t len;
+	char *key;
+	uint64_t size;
+	size_t cap;
+	int rc;
+};
+
+static void idc_xml_fail(struct idc_xml *x, int rc)
+{
+	if (x->rc == 0)
+		x->rc = rc;
+	XML_StopParser(x->p, XML_FALSE);
+}
+
+/* The local name of an element ("Key" of "{ns}Key", with namespaces on). */
+static const char *idc_local(const char *name)
+{
+	const char *sep = strrchr(name, '|');
+
+	return sep ? sep + 1 : name;
+}
+
+static void XMLCALL idc_xml_start(void *u, const XML_Char *name, const XML_Char **attrs)
+{
+	struct idc_xml *x = u;
+	const char *n = idc_local(name);
+
+	(void)attrs;
+	x->depth++;
+	x->elem = IE_NONE;
+	x->len = 0;
+	if (x->depth == 1) {
+		if (strcmp(n, "ListBucketResult") != 0)
+			idc_xml_fail(x, -EBADMSG);
+		x->root_ok = true;
+	} else if (x->depth == 2 && strcmp(n, "Contents") == 0) {
+		x->in_contents = true;
+		x->have_key = x->have_size = false;
+	} else if (x->depth == 3 && x->in_contents && strcmp(n, "Key") == 0) {
+		x->elem = IE_KEY;
+	} else if (x->depth == 3 && x->in_contents && strcmp(n, "Size") == 0) {
+		x->elem = IE_SIZE;
+	} else if (x->depth == 2 && strcmp(n, "IsTruncated") == 0) {
+		x->elem = IE_TRUNCATED;
+	} else if (x->depth == 2 && strcmp(n, "NextContinuationToken") == 0) {
+		x->elem = IE_NEXT;
+	}
+}
+
+static void XMLCALL idc_xml_text(void *u, const XML_Char *s, int len)
+{
+	struct idc_xml *x = u;
+
+	if (x->elem == IE_NONE)
+		return;
+	if (x->len + (size_t)len >= sizeof(x->text)) {
+		idc_xml_fail(x, -EBADMSG);
+		return;
+	}
+	memcpy(x->text + x->len, s, (size_t)len);
+	x->len += (size_t)len;
+}
+
+/* A size as S3 sends it: plain decimal digits, no sign, no overflow. */
+static int idc_size(const char *s, uint64_t *out)
+{
+	uint64_t v = 0;
+
+	if (!*s)
+		return -EBADMSG;
+	for (; *s; s++) {
+		uint64_t d = (uint64_t)(*s - '0');
+
+		if (*s < '0' || *s > '9' || v > (UINT64_MAX - d) / 10)
+			return -EBADMSG;
+		v = v * 10 + d;
+	}
+	*out = v;
+	return 0;
+}
+
+static void idc_xml_contents_end(struct idc_xml *x)
+{
+	struct idc_listing *l = x->out;
+
+	if (!x->have_key || !x->have_size) {
+		idc_xml_fail(x, -EBADMSG);
+		return;
+	}
+	if (l->count == x->cap) {
+		size_t cap = x->cap ? x->cap * 2 : 64;
+		struct idc_object *v = realloc(l->v, cap * sizeof(*v));
+
+		if (!v) {
+			idc_xml_fail(x, -ENOMEM);
+			return;
+		}
+		l->v = v;
+		x->cap = cap;
+	}
+	l->v[l->count].key = x->key;
+	l->v[l->count].size = x->size;
+	l->count++;
+	x->key = NULL;
+}
+
+static void XMLCALL idc_xml_end(void *u, const XML_Char *name)
+{
+	struct idc_xml *x = u;
+	const char *n = idc_local(name);
+
+	x->text[x->len] = '\0';
+	switch (x->elem) {
+	case IE_KEY:
+		free(x->key);
+		x->key = x->len ? strdup(x->text) : NULL;
+		if (!x->key)
+			idc_xml_fail(x, x->len ? -ENOMEM : -EBADMSG);
+		x->have_key = true;
+		break;
+	case IE_SIZE:
+		if (idc_size(x->text, &x->size) < 0)
+			idc_xml_fail(x, -EBADMSG);
+		x->have_size = true;
+		break;
+	case IE_TRUNCATED:
+		if (strcmp(x->text, "true") && strcmp(x->text, "false"))
+			idc_xml_fail(x, -EBADMSG);
+		x->out->truncated = strcmp(x->text, "true") == 0;
+		break;
+	case IE_NEXT:
+		free(x->out->next);
+		x->out->next = strdup(x->text);
+		if (!x->out->next)
+			idc_xml_fail(x, -ENOMEM);
+		break;
+	case IE_NONE:
+		if (x->depth == 2 && x->in_contents && strcmp(n, "Contents") == 0) {
+			x->in_contents = false;
+			idc_xml_contents_end(x);
+		}
+		break;
+	}
+	x->elem = IE_NONE;
+	x->len = 0;
+	x->depth--;
+}
+
+/* No DTD may declare entities: that is how XML bombs are made. */
+static void XMLCALL idc_xml_entity(void *u, const XML_Char *name, int param,
+				   const XML_Char *value, int value_len, const XML_Char *base,
+				   const XML_Char *system_id, const XML_Char *public_id,
+				   const XML_Char *notation)
+{
+	(void)name, (void)param, (void)value, (void)value_len, (void)base, (void)system_id,
+		(void)public_id, (void)notation;
+	idc_xml_fail(u, -EBADMSG);
+}
+
+void idc_listing_clear(struct idc_listing *l)
+{
+	size_t i;
+
+	for (i = 0; i < l->count; i++)
+		free(l->v[i].key);
+	free(l->v);
+	free(l->next);
+	memset(l, 0, sizeof(*l));
+}
+
+int idc_parse_listing(const char *body, size_t len, struct idc_listing *out)
+{
+	struct idc_xml x = { 0 };
+	int ok;
+
+	memset(out, 0, sizeof(*out));
+	if (len > INT32_MAX)
+		return -EBADMSG;
+	x.p = XML_ParserCreateNS(NULL, '|');
+	if (!x.p)
+		return -ENOMEM;
+	x.out = out;
+	XML_SetUserData(x.p, &x);
+	XML_SetElementHandler(x.p, idc_xml_start, idc_xml_end);
+	XML_SetCharacterDataHandler(x.p, idc_xml_text);
+	XML_SetEntityDeclHandler(x.p, idc_xml_entity);
+	ok = XML_Parse(x.p, body, (int)len, XML_TRUE) == XML_STATUS_OK;
+	if (!ok && x.rc == 0)
+		x.rc = XML_GetErrorCode(x.p) == XML_ERROR_NO_MEMORY ? -ENOMEM : -EBADMSG;
+	if (x.rc == 0 && !x.root_ok)
+		x.rc = -EBADMSG;
+	if (x.rc == 0 && out->truncated && (!out->next || !*out->next))
+		x.rc = -EBADMSG;	/* more to come, and no way to ask for it */
+	XML_ParserFree(x.p);
+	free(x.key);
+	if (x.rc < 0)
+		idc_listing_clear(out);
+	return x.rc;
+}
+
+/* The bucket's base URL: files with {bucket} replaced. */
+static char *idc_bucket_url(const struct idc *t, const char *bucket)
+{
+	const char *at = strstr(t->files, "{bucket}");
+	char *out;
+
+	if (asprintf(&out, "%.*s%s%s", (int)(at - t->files), t->files, bucket,
+		     at + strlen("{bucket}")) < 0)
+		return NULL;
+	return out;
+}
+
+char *idc_object_url(const struct idc *t, const char *bucket, const char *key)
+{
+	char *base = idc_bucket_url(t, bucket), *path = NULL, *out = NULL;
+	size_t n = 0, i;
+
+	if (!base)
+		return NULL;
+	/* Each byte that is not plain in a path is percent-encoded, the slashes kept. */
+	path = malloc(strlen(key) * 3 + 1);
+	if (path) {
+		for (i = 0; key[i]; i++) {
+			unsigned char c = (unsigned char)key[i];
+
+			if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			    (c >= '0' && c <= '9') || strchr("-._~/", c))
+				path[n++] = (char)c;
+			else
+				n += (size_t)sprintf(path + n, "%%%02X", c);
+		}
+		path[n] = '\0';
+		if (asprintf(&out, "%s/%s", base, path) < 0)
+			out = NULL;
+	}
+	free(path);
+	free(base);
+	return out;
+}
+
+static bool idc_is_dicom(const char *key, const char *prefix)
+{
+	size_t n = strlen(key), p = strlen(prefix);
+
+	return n > p + 4 && strncmp(key, prefix, p) == 0 && !strchr(key + p, '/') &&
+	       strcmp(key + n - 4, ".dcm") == 0;
+}
+
+/* Moves the DICOM objects of page into out (the rest counted in *strays). */
+static int idc_take_page(struct idc_listing *out, struct idc_listing *page,
+			 const char *prefix, size_t *strays)
+{
+	struct idc_object *v;
+	size_t i;
+
+	v = realloc(out->v, (out->count + page->count + 1) * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	out->v = v;
+	for (i = 0; i < page->count; i++) {
+		if (idc_is_dicom(page->v[i].key, prefix)) {
+			out->v[out->count++] = page->v[i];
+			page->v[i].key = NULL;
+		} else {
+			(*strays)++;
+		}
+	}
+	return 0;
+}
+
+int idc_list_series(struct idc *t, const char *bucket, const char *uuid,
+		    struct idc_listing *out, size_t *strays)
+{
+	char *base = idc_bucket_url(t, bucket), *prefix = NULL, *eprefix = NULL, *token = NULL;
+	int rc = 0, pages = 0;
+
+	memset(out, 0, sizeof(*out));
+	*strays = 0;
+	if (!base || asprintf(&prefix, "%s/", uuid) < 0 || !(eprefix = http_escape(prefix))) {
+		rc = -ENOMEM;
+		goto out_free;
+	}
+	do {
+		struct idc_listing page;
+		char *url = NULL, *etoken = NULL, *body = NULL;
+		size_t len;
+
+		if (token && !(etoken = http_escape(token))) {
+			rc = -ENOMEM;
+			break;
+		}
+		if (asprintf(&url, "%s/?list-type=2&prefix=%s%s%s", base, eprefix,
+			     etoken ? "&continuation-token=" : "", etoken ? etoken : "") < 0)
+			url = NULL;
+		free(etoken);
+		rc = url ? http_get(t->http, url, &body, &len) : -ENOMEM;
+		free(url);
+		if (rc < 0)
+			break;
+		rc = idc_parse_listing(body, len, &page);
+		free(body);
+		if (rc == -EBADMSG)
+			log_err("bad answer from IDC's bucket %s: the listing of %s is not an S3 "
+				"listing", bucket, prefix);
+		if (rc < 0)
+			break;
+		rc = idc_take_page(out, &page, prefix, strays);
+		/* A token that does not move on would list the same page for ever. */
+		if (rc == 0 && page.truncated && token && strcmp(token, page.next) == 0) {
+			log_err("bad answer from IDC's bucket %s: the listing of %s repeats its "
+				"continuation token", bucket, prefix);
+			rc = -EBADMSG;
+		}
+		free(token);
+		token = page.truncated ? page.next : NULL;
+		page.next = NULL;
+		idc_listing_clear(&page);
+		if (rc == 0 && token && ++pages >= IDC_LIST_PAGES_MAX) {
+			log_err("IDC's bucket %s: the listing of %s goes on past %d pages", bucket,
+				prefix, IDC_LIST_PAGES_MAX);
+			rc = -EFBIG;
+		}
+	} while (rc == 0 && token);
+out_free:
+	free(token);
+	free(eprefix);
+	free(prefix);
+	free(base);
+	if (rc < 0)
+		idc_listing_clear(out);
+	return rc;
+}

@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: MIT
+ * libFuzzer target: IDC's answers. The first byte picks the parser: an /sql answer fed in
+ * pieces of a size taken from the input (every row handed on has a series UID, a bucket
+ * and a folder; the same input in one piece gives the same rows), or an S3 listing
+ * (every object has a key; a truncated page has a token).
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "idc.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static int on_row(void *arg, struct tcia_series *s, const char *bucket, const char *uuid)
+{
+	if (!s->series_uid || !s->raw || !bucket || !*bucket || !uuid || !*uuid)
+		abort();
+	(*(size_t *)arg)++;
+	return 0;
+}
+
+static int answer(const char *text, size_t size, size_t piece, size_t *seen, size_t *rows)
+{
+	struct idc_answer *a;
+	bool truncated;
+	size_t off;
+	int rc = 0;
+
+	if (idc_answer_new(on_row, seen, &a) < 0)
+		return -ENOMEM;
+	for (off = 0; off < size && rc == 0; off += piece)
+		rc = idc_answer_feed(a, text + off, size - off < piece ? size - off : piece);
+	rc = idc_answer_end(a, rows, &truncated);
+	idc_answer_free(a);
+	return rc;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	const char *text = (const char *)data + 1;
+	size_t i;
+
+	if (size < 2)
+		return 0;
+	size--;
+	if (data[0] & 1) {
+		size_t seen1 = 0, seen2 = 0, rows1 = 0, rows2 = 0;
+		int rc1 = answer(text, size, 1 + data[0] / 2, &seen1, &rows1);
+		int rc2 = answer(text, size, size, &seen2, &rows2);
+
+		if (rc1 != rc2 || seen1 != seen2 || rows1 != seen1 || (rc1 && rc1 != -EBADMSG))
+			abort();
+	} else {
+		struct idc_listing l;
+		int rc = idc_parse_listing(text, size, &l);
+
+		if (rc == 0) {
+			for (i = 0; i < l.count; i++)
+				if (!l.v[i].key || !*l.v[i].key)
+					abort();
+			if (l.truncated && (!l.next || !*l.next))
+				abort();
+			idc_listing_clear(&l);
+		} else if (rc != -EBADMSG || l.count || l.v) {
+			abort();
+		}
+	}
+	return 0;
+}
