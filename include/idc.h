@@ -114,4 +114,11 @@ int idc_list_series(struct idc *t, const char *bucket, const char *uuid,
 /* The URL of an object (caller frees), or NULL. */
 char *idc_object_url(const struct idc *t, const char *bucket, const char *key);
 
+/* Fetches one object into fd (at its current offset): exactly size bytes, the size its
+ * listing gave. Longer is cut off and refused (-EFBIG), shorter refused (-EIO), each
+ * with a log line; fd may then hold part of it, which the caller discards. progress may
+ * be NULL. */
+int idc_get_object(struct idc *t, const char *bucket, const char *key, uint64_t size, int fd,
+		   void (*progress)(void *arg, uint64_t done, uint64_t total), void *arg);
+
 #endif

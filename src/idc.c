@@ -963,6 +963,29 @@ char *idc_object_url(const struct idc *t, const char *bucket, const char *key)
 	return out;
 }
 
+int idc_get_object(struct idc *t, const char *bucket, const char *key, uint64_t size, int fd,
+		   void (*progress)(void *arg, uint64_t done, uint64_t total), void *arg)
+{
+	char *url = idc_object_url(t, bucket, key);
+	uint64_t got = 0;
+	int rc;
+
+	if (!url)
+		return -ENOMEM;
+	/* One byte over what was listed is enough to know it lies. */
+	rc = http_download(t->http, url, fd, size + 1, progress, arg, &got);
+	if (rc == -EFBIG)
+		log_err("IDC's bucket %s: %s is longer than the %llu bytes its listing gave: "
+			"refused", bucket, key, (unsigned long long)size);
+	else if (rc == 0 && got != size) {
+		log_err("IDC's bucket %s: %s has %llu bytes, its listing gave %llu: refused",
+			bucket, key, (unsigned long long)got, (unsigned long long)size);
+		rc = -EIO;
+	}
+	free(url);
+	return rc;
+}
+
 static bool idc_is_dicom(const char *key, const char *prefix)
 {
 	size_t n = strlen(key), p = strlen(prefix);

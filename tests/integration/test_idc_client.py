@@ -95,3 +95,25 @@ def test_503_bursts_are_retried_and_bad_answers_refused(ctx):
     r = subprocess.run([os.environ["TCIAFS_IDC_QUERY"], plain.url, plain.base + "/{bucket}",
                         "version"], capture_output=True, text=True, timeout=60)
     assert r.returncode != 0
+
+
+def test_objects_are_fetched_at_their_listed_size(ctx):
+    s = ctx.idc_server()
+    row = fake_sql(s, "SELECT * FROM \"index\" WHERE Modality = 'MR'")[0]
+    rc, got = query(s, "list", row["aws_bucket"], row["crdc_series_uuid"])
+    obj = got["objects"][0]
+    out = ctx.path("one.dcm")
+    n0 = len(s.requests("object"))
+    assert query(s, "get", row["aws_bucket"], obj["key"], str(obj["size"]), out) == (0, out)
+    assert os.path.getsize(out) == obj["size"]
+    assert len(s.requests("object")) - n0 == 1
+    import pydicom
+    assert pydicom.dcmread(out).SeriesInstanceUID == row["SeriesInstanceUID"]
+    # Shorter or longer than listed: refused, said so; an endless object is cut off.
+    rc, err = query(s, "get", row["aws_bucket"], obj["key"], str(obj["size"] + 1), out)
+    assert rc == 5 and "listing gave" in err, (rc, err)
+    rc, err = query(s, "get", row["aws_bucket"], obj["key"], str(obj["size"] - 7), out)
+    assert rc == 27 and "longer than" in err, (rc, err)
+    s.fault(kind="endless", endpoint="object", times=1)
+    rc, err = query(s, "get", row["aws_bucket"], obj["key"], str(obj["size"]), out)
+    assert rc == 27 and "longer than" in err, (rc, err)

@@ -6,8 +6,10 @@
  *   idc-query [-r RETRIES] API FILES version | collections
  *   idc-query [-r RETRIES] API FILES series [collection=ID] [patient=ID] [uid=UID] [limit=N]
  *   idc-query [-r RETRIES] API FILES list BUCKET CRDC_SERIES_UUID
+ *   idc-query [-r RETRIES] API FILES get BUCKET KEY SIZE OUTFILE
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,6 +76,15 @@ static int run(struct idc *t, const char *what, int argc, char **argv, json_t **
 
 		*out = json_array();
 		rc = idc_series(t, &q, on_series, *out);
+	} else if (strcmp(what, "get") == 0 && argc == 4) {
+		int fd = open(argv[3], O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+
+		rc = fd < 0 ? -errno : idc_get_object(t, argv[0], argv[1],
+						       strtoull(argv[2], NULL, 10), fd, NULL, NULL);
+		if (fd >= 0)
+			close(fd);
+		if (rc == 0)
+			*out = json_string(argv[3]);
 	} else if (strcmp(what, "list") == 0 && argc == 2) {
 		struct idc_listing l;
 		size_t strays, i;
