@@ -14,7 +14,7 @@
 struct tree;
 struct fs_backing;
 struct fs_open;
-struct fs_nodes;
+struct inodes;
 struct fs_dir;
 
 /* How reads of stored DICOM files are served. */
@@ -47,8 +47,8 @@ struct tciafs {
 	unsigned long passthrough_opens;	/* opens handed to the kernel; __atomic */
 	unsigned long listings_made;	/* folder listings made for the kernel; __atomic */
 	/* The kernel's inodes: number → parent and name, so that a path can be made for the
-	 * tree, and the stamp of the listing the kernel keeps (made by fs_setup). */
-	struct fs_nodes *nodes;
+	 * tree, and the listing of each folder the kernel keeps (made by fs_setup). */
+	struct inodes *inodes;
 	/* The kernel allows one backing file per inode: opens of one inode share it. */
 	pthread_mutex_t backing_lock;
 	struct fs_backing *backings;	/* under backing_lock */

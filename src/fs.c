@@ -17,6 +17,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "inodes.h"
 #include "log.h"
 #include "tree.h"
 
@@ -60,208 +61,16 @@ static struct tciafs *fs_ctx(fuse_req_t req)
 	return fuse_req_userdata(req);
 }
 
-/* ---- the inode table ----------------------------------------------------------------
- *
- * An inode number is the address of its node (the root's is FUSE_ROOT_ID). A node lives
- * while the kernel has looked it up (nlookup, given back by FORGET) or while it is the
- * parent of a node that lives: ~70 bytes and its name each, where libfuse's high-level
- * API kept some 250 for every name the kernel remembers. */
-struct fs_node {
-	struct fs_node *parent;	/* NULL for the root */
-	struct fs_node *next;	/* in its hash bucket */
-	uint64_t nlookup;
-	uint64_t children;	/* nodes whose parent this is */
-	uint64_t stamp;		/* of the listing the kernel was given, if stamped */
-	uint32_t hash;
-	bool stamped;		/* stamp is the listing's (else it is listed afresh) */
-	bool kept;		/* the kernel keeps a listing of this folder */
-	char name[];
-};
-
-struct fs_nodes {
-	pthread_mutex_t lock;
-	struct fs_node **b;
-	size_t nb, count;
-	unsigned long kept;	/* nodes with kept set */
-	struct fs_node *root;
-};
-
-#define FS_NODES_MIN 4096
-
-static uint32_t fs_name_hash(const struct fs_node *parent, const char *name)
-{
-	uint32_t h = 2166136261u ^ (uint32_t)((uintptr_t)parent >> 4);
-
-	while (*name)
-		h = (h ^ (unsigned char)*name++) * 16777619u;
-	return h;
-}
-
-static struct fs_nodes *fs_nodes_new(void)
-{
-	struct fs_nodes *t = calloc(1, sizeof(*t));
-
-	if (!t)
-		return NULL;
-	t->b = calloc(FS_NODES_MIN, sizeof(*t->b));
-	t->root = calloc(1, sizeof(*t->root) + 1);
-	if (!t->b || !t->root) {
-		free(t->b);
-		free(t->root);
-		free(t);
-		return NULL;
-	}
-	t->nb = FS_NODES_MIN;
-	pthread_mutex_init(&t->lock, NULL);
-	return t;
-}
-
 /* Makes what the callbacks share before the session starts. */
 int fs_setup(struct tciafs *fs)
 {
-	fs->nodes = fs_nodes_new();
-	return fs->nodes ? 0 : -ENOMEM;
+	return inodes_new(&fs->inodes);
 }
 
-static void fs_nodes_free(struct fs_nodes *t)
-{
-	size_t i;
-
-	if (!t)
-		return;
-	for (i = 0; i < t->nb; i++)
-		while (t->b[i]) {
-			struct fs_node *n = t->b[i];
-
-			t->b[i] = n->next;
-			free(n);
-		}
-	free(t->b);
-	free(t->root);
-	pthread_mutex_destroy(&t->lock);
-	free(t);
-}
-
-static struct fs_node *fs_node_of(struct tciafs *fs, fuse_ino_t ino)
-{
-	return ino == FUSE_ROOT_ID ? fs->nodes->root : (struct fs_node *)(uintptr_t)ino;
-}
-
-static fuse_ino_t fs_ino_of(struct tciafs *fs, struct fs_node *n)
-{
-	return n == fs->nodes->root ? FUSE_ROOT_ID : (fuse_ino_t)(uintptr_t)n;
-}
-
-/* Doubles the buckets when the table is full; a failure only makes chains longer.
- * Under t->lock. */
-static void fs_nodes_grow(struct fs_nodes *t)
-{
-	size_t nb = t->nb * 2, i;
-	struct fs_node **b = calloc(nb, sizeof(*b));
-
-	if (!b)
-		return;
-	for (i = 0; i < t->nb; i++)
-		while (t->b[i]) {
-			struct fs_node *n = t->b[i];
-
-			t->b[i] = n->next;
-			n->next = b[n->hash & (nb - 1)];
-			b[n->hash & (nb - 1)] = n;
-		}
-	free(t->b);
-	t->b = b;
-	t->nb = nb;
-}
-
-/* The node of name in parent, with one more lookup; made if new. Under t->lock. */
-static struct fs_node *fs_node_get(struct fs_nodes *t, struct fs_node *parent,
-				   const char *name)
-{
-	uint32_t h = fs_name_hash(parent, name);
-	size_t len = strlen(name) + 1;
-	struct fs_node *n;
-
-	for (n = t->b[h & (t->nb - 1)]; n; n = n->next)
-		if (n->hash == h && n->parent == parent && strcmp(n->name, name) == 0) {
-			n->nlookup++;
-			return n;
-		}
-	n = malloc(sizeof(*n) + len);
-	if (!n)
-		return NULL;
-	n->parent = parent;
-	n->nlookup = 1;
-	n->children = 0;
-	n->stamp = 0;
-	n->stamped = false;
-	n->kept = false;
-	n->hash = h;
-	memcpy(n->name, name, len);
-	if (t->count >= t->nb)
-		fs_nodes_grow(t);
-	n->next = t->b[h & (t->nb - 1)];
-	t->b[h & (t->nb - 1)] = n;
-	t->count++;
-	parent->children++;
-	return n;
-}
-
-/* Gives back count lookups of n; frees it, and parents it kept, once unused. Under
- * t->lock. */
-static void fs_node_put(struct fs_nodes *t, struct fs_node *n, uint64_t count)
-{
-	n->nlookup = count < n->nlookup ? n->nlookup - count : 0;
-	while (n != t->root && n->nlookup == 0 && n->children == 0) {
-		struct fs_node **p = &t->b[n->hash & (t->nb - 1)], *parent = n->parent;
-
-		while (*p != n)
-			p = &(*p)->next;
-		*p = n->next;
-		t->count--;
-		t->kept -= n->kept;
-		free(n);
-		parent->children--;
-		n = parent;
-	}
-}
-
-/* Writes the path of ino (with "/name" after it when name is given) into buf of
- * PATH_MAX bytes. Returns 0 or -ENAMETOOLONG. */
+/* The path of ino (with "/name" after it when name is given) in buf of PATH_MAX bytes. */
 static int fs_path(struct tciafs *fs, fuse_ino_t ino, const char *name, char *buf)
 {
-	struct fs_nodes *t = fs->nodes;
-	size_t end = PATH_MAX - 1, len;
-	struct fs_node *n;
-	int rc = 0;
-
-	buf[end] = '\0';
-	if (name) {
-		len = strlen(name);
-		if (len + 1 > end)
-			return -ENAMETOOLONG;
-		end -= len;
-		memcpy(buf + end, name, len);
-		buf[--end] = '/';
-	}
-	pthread_mutex_lock(&t->lock);
-	for (n = fs_node_of(fs, ino); n->parent; n = n->parent) {
-		len = strlen(n->name);
-		if (len + 1 > end) {
-			rc = -ENAMETOOLONG;
-			break;
-		}
-		end -= len;
-		memcpy(buf + end, n->name, len);
-		buf[--end] = '/';
-	}
-	pthread_mutex_unlock(&t->lock);
-	if (rc < 0)
-		return rc;
-	if (end == PATH_MAX - 1)
-		buf[--end] = '/';	/* the root */
-	memmove(buf, buf + end, PATH_MAX - end);
-	return 0;
+	return inodes_path(fs->inodes, ino, name, buf, PATH_MAX);
 }
 
 /* ---- handles ---------------------------------------------------------------------- */
@@ -513,11 +322,11 @@ static double fs_attr_timeout(const struct tciafs *fs, const struct stat *st)
 }
 
 /* The archive is immutable between refreshes: the kernel keeps names and attributes. */
-static void fs_entry(struct tciafs *fs, struct fs_node *n, const struct stat *st,
+static void fs_entry(struct tciafs *fs, fuse_ino_t ino, const struct stat *st,
 		     struct fuse_entry_param *e)
 {
 	memset(e, 0, sizeof(*e));
-	e->ino = fs_ino_of(fs, n);
+	e->ino = ino;
 	e->attr = *st;
 	e->attr.st_ino = e->ino;
 	e->attr_timeout = fs_attr_timeout(fs, st);
@@ -530,7 +339,7 @@ static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct store_caller who = fs_caller(req);
 	struct fuse_entry_param e;
 	char path[PATH_MAX];
-	struct fs_node *n;
+	fuse_ino_t ino;
 	struct stat st;
 	int rc;
 
@@ -552,27 +361,18 @@ static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	pthread_mutex_lock(&fs->nodes->lock);
-	n = fs_node_get(fs->nodes, fs_node_of(fs, parent), name);
-	pthread_mutex_unlock(&fs->nodes->lock);
-	if (!n) {
+	ino = inodes_get(fs->inodes, parent, name);
+	if (!ino) {
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	fs_entry(fs, n, &st, &e);
+	fs_entry(fs, ino, &st, &e);
 	fuse_reply_entry(req, &e);
-}
-
-static void fs_forget_one(struct tciafs *fs, fuse_ino_t ino, uint64_t nlookup)
-{
-	pthread_mutex_lock(&fs->nodes->lock);
-	fs_node_put(fs->nodes, fs_node_of(fs, ino), nlookup);
-	pthread_mutex_unlock(&fs->nodes->lock);
 }
 
 static void fs_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
-	fs_forget_one(fs_ctx(req), ino, nlookup);
+	inodes_put(fs_ctx(req)->inodes, ino, nlookup);
 	fuse_reply_none(req);
 }
 
@@ -581,7 +381,7 @@ static void fs_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
 	size_t i;
 
 	for (i = 0; i < count; i++)
-		fs_forget_one(fs_ctx(req), forgets[i].ino, forgets[i].nlookup);
+		inodes_put(fs_ctx(req)->inodes, forgets[i].ino, forgets[i].nlookup);
 	fuse_reply_none(req);
 }
 
@@ -750,39 +550,16 @@ static int fs_dir_add(void *ctx, const char *name, const struct stat *st, bool c
 /* Whether the kernel's listing of ino (if it has one) is the one stamped. */
 static bool fs_stamp_same(struct tciafs *fs, fuse_ino_t ino, uint64_t stamp)
 {
-	struct fs_node *n = fs_node_of(fs, ino);
-	bool same;
+	bool kept, stamped;
+	uint64_t was;
 
-	pthread_mutex_lock(&fs->nodes->lock);
-	same = n->kept && n->stamped && n->stamp == stamp;
-	pthread_mutex_unlock(&fs->nodes->lock);
-	return same;
-}
-
-/* Records that the kernel keeps a listing of n (with its stamp, if it has one), or no
- * longer does. Under the nodes' lock. */
-static void fs_node_keep(struct fs_nodes *t, struct fs_node *n, bool kept, bool stamped,
-			 uint64_t stamp)
-{
-	t->kept += (unsigned long)kept - (unsigned long)n->kept;
-	n->kept = kept;
-	n->stamped = kept && stamped;
-	n->stamp = stamp;
-}
-
-static void fs_stamp_set(struct tciafs *fs, fuse_ino_t ino, bool stamped, uint64_t stamp)
-{
-	pthread_mutex_lock(&fs->nodes->lock);
-	fs_node_keep(fs->nodes, fs_node_of(fs, ino), true, stamped, stamp);
-	pthread_mutex_unlock(&fs->nodes->lock);
+	inodes_listing(fs->inodes, ino, &kept, &stamped, &was);
+	return kept && stamped && was == stamp;
 }
 
 void fs_held(struct tciafs *fs, unsigned long *inodes, unsigned long *listings)
 {
-	pthread_mutex_lock(&fs->nodes->lock);
-	*inodes = fs->nodes->count;
-	*listings = fs->nodes->kept;
-	pthread_mutex_unlock(&fs->nodes->lock);
+	inodes_held(fs->inodes, inodes, listings);
 }
 
 /* Tells the kernel to drop its listing of ino (and its attributes). Never under a lock:
@@ -797,27 +574,10 @@ static void fs_listing_drop(struct tciafs *fs, fuse_ino_t ino)
 
 void fs_forget_listings(struct tciafs *fs)
 {
-	struct fs_nodes *t = fs->nodes;
-	fuse_ino_t *inos = NULL;
-	size_t n = 0, i;
-	struct fs_node *e;
+	uint64_t *inos;
+	size_t n, i;
 
-	pthread_mutex_lock(&t->lock);
-	inos = malloc((t->kept + 1) * sizeof(*inos));
-	if (inos && t->root->kept)
-		inos[n++] = FUSE_ROOT_ID;
-	for (i = 0; inos && i < t->nb; i++)
-		for (e = t->b[i]; e; e = e->next)
-			if (e->kept)
-				inos[n++] = (fuse_ino_t)(uintptr_t)e;
-	if (inos) {
-		fs_node_keep(t, t->root, false, false, 0);
-		for (i = 0; i < t->nb; i++)
-			for (e = t->b[i]; e; e = e->next)
-				fs_node_keep(t, e, false, false, 0);
-	}
-	pthread_mutex_unlock(&t->lock);
-	if (!inos) {
+	if (inodes_take_kept(fs->inodes, &inos, &n) < 0) {
 		log_warn("SIGHUP: out of memory: folder listings kept by the kernel stay until "
 			 "their timeout");
 		return;
@@ -834,20 +594,13 @@ void fs_forget_listings(struct tciafs *fs)
  * listing without stamp (a series, a facet root) is listed again. */
 static void fs_listing_check(struct tciafs *fs, fuse_ino_t ino, const char *path)
 {
-	struct fs_node *n = fs_node_of(fs, ino);
 	uint64_t was, now;
 	bool kept, stamped;
 
-	pthread_mutex_lock(&fs->nodes->lock);
-	kept = n->kept;
-	stamped = n->stamped;
-	was = n->stamp;
-	pthread_mutex_unlock(&fs->nodes->lock);
+	inodes_listing(fs->inodes, ino, &kept, &stamped, &was);
 	if (!kept || (stamped && tree_listing_stamp(fs->tree, path, &now) == 0 && now == was))
 		return;
-	pthread_mutex_lock(&fs->nodes->lock);
-	fs_node_keep(fs->nodes, n, false, false, 0);
-	pthread_mutex_unlock(&fs->nodes->lock);
+	inodes_keep(fs->inodes, ino, false, false, 0);
 	fs_listing_drop(fs, ino);
 }
 
@@ -877,8 +630,8 @@ void fs_cleanup(struct tciafs *fs)
 		fs->reading = d->next;
 		fs_dir_free(d);
 	}
-	fs_nodes_free(fs->nodes);
-	fs->nodes = NULL;
+	inodes_free(fs->inodes);
+	fs->inodes = NULL;
 }
 
 /* Makes the listing of ino: ".", "..", then the tree's entries. */
@@ -910,7 +663,7 @@ static int fs_dir_list(fuse_req_t req, struct fs_dir *d, fuse_ino_t ino)
 	d->win = -1;
 	d->listed = true;
 	if (d->kept)
-		fs_stamp_set(fs, ino, d->stamped, d->stamp);
+		inodes_keep(fs->inodes, ino, true, d->stamped, d->stamp);
 	return 0;
 }
 
@@ -947,16 +700,13 @@ static size_t fs_dir_plus(fuse_req_t req, char *p, size_t room, fuse_ino_t dir,
 	struct tciafs *fs = fs_ctx(req);
 	const char *name = (const char *)(e + 1);
 	struct fuse_entry_param ep;
-	struct fs_node *n = NULL;
+	fuse_ino_t ino = 0;
 	size_t used;
 
-	if (e->complete && strcmp(name, ".") != 0 && strcmp(name, "..") != 0) {
-		pthread_mutex_lock(&fs->nodes->lock);
-		n = fs_node_get(fs->nodes, fs_node_of(fs, dir), name);
-		pthread_mutex_unlock(&fs->nodes->lock);
-	}
-	if (n) {
-		fs_entry(fs, n, &e->st, &ep);
+	if (e->complete && strcmp(name, ".") != 0 && strcmp(name, "..") != 0)
+		ino = inodes_get(fs->inodes, dir, name);
+	if (ino) {
+		fs_entry(fs, ino, &e->st, &ep);
 	} else {
 		memset(&ep, 0, sizeof(ep));
 		ep.attr.st_mode = e->st.st_mode & S_IFMT;
@@ -965,11 +715,8 @@ static size_t fs_dir_plus(fuse_req_t req, char *p, size_t room, fuse_ino_t dir,
 	used = fuse_add_direntry_plus(req, p, room, name, &ep, next);
 	if (used <= room)
 		return used;
-	if (n) {
-		pthread_mutex_lock(&fs->nodes->lock);
-		fs_node_put(fs->nodes, n, 1);
-		pthread_mutex_unlock(&fs->nodes->lock);
-	}
+	if (ino)
+		inodes_put(fs->inodes, ino, 1);
 	return 0;
 }
 

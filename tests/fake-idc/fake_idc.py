@@ -229,10 +229,11 @@ class Handler(BaseHTTPRequestHandler):
         for k, v in (extra or {}).items():
             self.send_header(k, v)
         self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+        # Logged before the body goes: a client that has its answer finds it in the log.
         if endpoint:
             self._log(endpoint, query or {}, status, len(body), fault)
+        if self.command != "HEAD":
+            self.wfile.write(body)
 
     def _json(self, status, obj, endpoint, query=None, fault=None):
         self._send(status, "application/json", json.dumps(obj).encode(), None, endpoint,
