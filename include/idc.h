@@ -47,8 +47,10 @@ struct idc_query {
 	unsigned limit;
 };
 
-/* The SELECT for q, as one string (caller frees). Returns 0, -EINVAL when q names
- * nothing, or -ENOMEM. */
+/* The SELECT for q, as one string (caller frees): the series, or the patients or studies
+ * derived from them (grouped by IDC), keyed for paging by PatientID, StudyInstanceUID or
+ * SeriesInstanceUID. Returns 0, -EINVAL when q names nothing, or -ENOMEM. */
+int idc_each_sql(enum tcia_kind kind, const struct idc_query *q, char **sql);
 int idc_series_sql(const struct idc_query *q, char **sql);
 
 /* A series row, as the records above take it: s (its strings may be taken, leaving
@@ -69,6 +71,12 @@ void idc_answer_free(struct idc_answer *a);
  * most) until the last, handing on each row. Returns 0, or -errno (-EBADMSG for an answer
  * that is not IDC's). */
 int idc_series(struct idc *t, const struct idc_query *q, idc_series_fn each, void *arg);
+
+/* As tcia_each: the records of q of one kind (struct tcia_patient, tcia_study or
+ * tcia_series, each keeping the seed's names and the row as sent under "idc"), page by
+ * page; each() may take a record's strings. A retry hands a page's rows on again. */
+int idc_each(struct idc *t, enum tcia_kind kind, const struct idc_query *q, tcia_each_fn each,
+	     void *arg);
 
 /* ---- the service ------------------------------------------------------------------- */
 

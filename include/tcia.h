@@ -82,8 +82,10 @@ void tcia_values_clear(struct tcia_values *l);
 void tcia_patients_clear(struct tcia_patients *l);
 void tcia_studies_clear(struct tcia_studies *l);
 void tcia_series_list_clear(struct tcia_series_list *l);
-/* Frees one record's strings (another source, idc.c, builds these records too). */
+/* Free one record's strings (another source, idc.c, builds these records too). */
 void tcia_one_series_clear(struct tcia_series *s);
+void tcia_patient_clear(struct tcia_patient *p);
+void tcia_study_clear(struct tcia_study *s);
 void tcia_sizes_clear(struct tcia_sizes *l);
 
 /* Query filters: NULL means "not given". */

@@ -116,16 +116,33 @@ static int idc_where(char **sql, const char *column, const char *op, const char 
 	return 0;
 }
 
-int idc_series_sql(const struct idc_query *q, char **sql)
+/* What each kind asks, and the column its pages are keyed by: patients and studies are
+ * derived from the series rows (IDC has no other table to list them). */
+static const struct {
+	const char *select, *group, *key;
+} idc_kinds[] = {
+	[TCIA_PATIENTS] = { "PatientID, collection_id, min(PatientAge) AS PatientAge,"
+			    " min(PatientSex) AS PatientSex,"
+			    " count(DISTINCT StudyInstanceUID) AS studies", " GROUP BY PatientID",
+			    "PatientID" },
+	[TCIA_STUDIES] = { "StudyInstanceUID, PatientID, collection_id, min(StudyDate) AS"
+			   " StudyDate, min(StudyDescription) AS StudyDescription, count(*) AS"
+			   " series", " GROUP BY StudyInstanceUID", "StudyInstanceUID" },
+	[TCIA_SERIES] = { idc_columns, "", "SeriesInstanceUID" },
+};
+
+int idc_each_sql(enum tcia_kind kind, const struct idc_query *q, char **sql)
 {
 	unsigned limit = q->limit && q->limit < IDC_PAGE_MAX ? q->limit : IDC_PAGE_MAX;
+	const char *key;
 	char *next;
 	int rc;
 
 	*sql = NULL;
-	if (!q->collection_id && !q->series_uid)
+	if ((unsigned)kind > TCIA_SERIES || (!q->collection_id && !q->series_uid))
 		return -EINVAL;
-	if (asprintf(sql, "SELECT %s FROM \"index\" WHERE true", idc_columns) < 0) {
+	key = idc_kinds[kind].key;
+	if (asprintf(sql, "SELECT %s FROM \"index\" WHERE true", idc_kinds[kind].select) < 0) {
 		*sql = NULL;
 		return -ENOMEM;
 	}
@@ -135,8 +152,9 @@ int idc_series_sql(const struct idc_query *q, char **sql)
 	if (rc == 0)
 		rc = idc_where(sql, "SeriesInstanceUID", "=", q->series_uid);
 	if (rc == 0)
-		rc = idc_where(sql, "SeriesInstanceUID", ">", q->after);
-	if (rc == 0 && asprintf(&next, "%s ORDER BY SeriesInstanceUID LIMIT %u", *sql, limit) < 0)
+		rc = idc_where(sql, key, ">", q->after);
+	if (rc == 0 && asprintf(&next, "%s%s ORDER BY %s LIMIT %u", *sql, idc_kinds[kind].group,
+				key, limit) < 0)
 		rc = -ENOMEM;
 	if (rc < 0) {
 		free(*sql);
@@ -146,6 +164,11 @@ int idc_series_sql(const struct idc_query *q, char **sql)
 	free(*sql);
 	*sql = next;
 	return 0;
+}
+
+int idc_series_sql(const struct idc_query *q, char **sql)
+{
+	return idc_each_sql(TCIA_SERIES, q, sql);
 }
 
 /* ---- a row as a record ---------------------------------------------------------------- */
@@ -271,9 +294,16 @@ enum idc_answer_state {
 	IA_END,
 };
 
+struct idc_answer;
+/* Builds a record from a row and hands it on. */
+typedef int (*idc_row_fn)(struct idc_answer *a, json_t *row);
+
 struct idc_answer {
 	enum idc_answer_state state;
-	idc_series_fn each;
+	enum tcia_kind kind;
+	idc_row_fn row;
+	idc_series_fn each;	/* TCIA_SERIES through idc_answer_new */
+	tcia_each_fn each_record;	/* any kind, through idc_each */
 	void *arg;
 	char key[32];
 	size_t keylen;
@@ -283,9 +313,11 @@ struct idc_answer {
 	bool in_string, escape;
 	size_t rows;
 	bool truncated, saw_rows;
-	char *last_uid;		/* the last row's SeriesInstanceUID: where the next page starts */
+	char *last_uid;		/* the last row's key column: where the next page starts */
 	int rc;
 };
+
+static int idc_row_series_each(struct idc_answer *a, json_t *row);
 
 int idc_answer_new(idc_series_fn each, void *arg, struct idc_answer **out)
 {
@@ -294,6 +326,8 @@ int idc_answer_new(idc_series_fn each, void *arg, struct idc_answer **out)
 	*out = a;
 	if (!a)
 		return -ENOMEM;
+	a->kind = TCIA_SERIES;
+	a->row = idc_row_series_each;
 	a->each = each;
 	a->arg = arg;
 	return 0;
@@ -338,34 +372,107 @@ static int idc_keep(struct idc_answer *a, char c, size_t max)
 	return 0;
 }
 
-/* A whole row: parsed, built, handed on. */
-static int idc_answer_row(struct idc_answer *a)
+static int idc_row_series_each(struct idc_answer *a, json_t *row)
 {
 	struct tcia_series s;
 	char *bucket = NULL, *uuid = NULL;
-	json_t *row = json_loadb(a->buf, a->len, 0, NULL);
-	int rc;
+	int rc = idc_row_series(row, &s, &bucket, &uuid);
 
-	a->len = 0;
-	if (!json_is_object(row)) {
-		json_decref(row);
-		return -EBADMSG;
-	}
-	rc = idc_row_series(row, &s, &bucket, &uuid);
-	json_decref(row);
-	if (rc == 0) {
-		free(a->last_uid);
-		a->last_uid = strdup(s.series_uid);
-		if (!a->last_uid)
-			rc = -ENOMEM;
-	}
-	if (rc == 0) {
-		a->rows++;
-		rc = a->each(a->arg, &s, bucket, uuid);
-	}
+	if (rc == 0)
+		rc = a->each ? a->each(a->arg, &s, bucket, uuid) : a->each_record(a->arg, &s);
 	tcia_one_series_clear(&s);
 	free(bucket);
 	free(uuid);
+	return rc;
+}
+
+/* The seed's names of a patient or a study row, then the row as sent. */
+static char *idc_derived_raw(json_t *row, const char *const *names)
+{
+	json_t *o = json_object();
+	char *text;
+
+	if (!o)
+		return NULL;
+	for (; names[0]; names += 2) {
+		json_t *v = json_object_get(row, names[1]);
+
+		if (v && !json_is_null(v))
+			json_object_set(o, names[0], v);
+	}
+	json_object_set(o, "idc", row);
+	text = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	return text;
+}
+
+static int idc_row_patient(struct idc_answer *a, json_t *row)
+{
+	static const char *const names[] = { "PatientId", "PatientID", "Collection",
+					     "collection_id", "PatientSex", "PatientSex",
+					     "PatientAge", "PatientAge", NULL };
+	struct tcia_patient p = { 0 };
+	int rc = idc_get_str(row, "PatientID", &p.patient_id);
+
+	rc = rc ? rc : idc_get_str(row, "collection_id", &p.collection);
+	if (rc == 0 && (!p.patient_id || !p.collection))
+		rc = -EBADMSG;
+	if (rc == 0 && !(p.raw = idc_derived_raw(row, names)))
+		rc = -ENOMEM;
+	if (rc == 0)
+		rc = a->each_record(a->arg, &p);
+	tcia_patient_clear(&p);
+	return rc;
+}
+
+static int idc_row_study(struct idc_answer *a, json_t *row)
+{
+	static const char *const names[] = { "StudyInstanceUID", "StudyInstanceUID", "PatientID",
+					     "PatientID", "Collection", "collection_id",
+					     "StudyDate", "StudyDate", "StudyDescription",
+					     "StudyDescription", "SeriesCount", "series", NULL };
+	struct tcia_study st = { .series_count = -1 };
+	json_t *n = json_object_get(row, "series");
+	int rc = idc_get_str(row, "StudyInstanceUID", &st.study_uid);
+
+	rc = rc ? rc : idc_get_str(row, "PatientID", &st.patient_id);
+	rc = rc ? rc : idc_get_str(row, "collection_id", &st.collection);
+	rc = rc ? rc : idc_get_str(row, "StudyDate", &st.date);
+	rc = rc ? rc : idc_get_str(row, "StudyDescription", &st.description);
+	if (rc == 0 && (!st.study_uid || !st.patient_id || !st.collection))
+		rc = -EBADMSG;
+	if (json_is_integer(n))
+		st.series_count = json_integer_value(n);
+	if (rc == 0 && !(st.raw = idc_derived_raw(row, names)))
+		rc = -ENOMEM;
+	if (rc == 0)
+		rc = a->each_record(a->arg, &st);
+	tcia_study_clear(&st);
+	return rc;
+}
+
+/* A whole row: parsed, its key kept for the next page, built, handed on. */
+static int idc_answer_row(struct idc_answer *a)
+{
+	json_t *row = json_loadb(a->buf, a->len, 0, NULL);
+	const char *key;
+	int rc = 0;
+
+	a->len = 0;
+	key = json_string_value(json_object_get(row, idc_kinds[a->kind].key));
+	if (!json_is_object(row) || !key) {
+		json_decref(row);
+		return -EBADMSG;
+	}
+	free(a->last_uid);
+	a->last_uid = strdup(key);
+	if (!a->last_uid)
+		rc = -ENOMEM;
+	if (rc == 0) {
+		a->rows++;
+		rc = a->row(a, row);
+	}
+	json_decref(row);
 	return rc;
 }
 
@@ -562,17 +669,16 @@ static int idc_restart(void *arg)
 	return 0;
 }
 
-int idc_series(struct idc *t, const struct idc_query *q, idc_series_fn each, void *arg)
+/* Asks for the rows of a's kind, page by page, handing each to a. */
+static int idc_pages(struct idc *t, const struct idc_query *q, struct idc_answer *a)
 {
 	unsigned limit = q->limit && q->limit < IDC_PAGE_MAX ? q->limit : IDC_PAGE_MAX;
 	struct idc_query page = *q;
-	struct idc_answer *a = NULL;
 	char *url = NULL, *after = NULL;
-	int rc;
+	int rc = 0;
 
 	page.limit = limit;
-	rc = idc_answer_new(each, arg, &a);
-	if (rc == 0 && asprintf(&url, "%s/sql", t->api) < 0) {
+	if (asprintf(&url, "%s/sql", t->api) < 0) {
 		url = NULL;
 		rc = -ENOMEM;
 	}
@@ -583,7 +689,7 @@ int idc_series(struct idc *t, const struct idc_query *q, idc_series_fn each, voi
 		json_t *req;
 
 		page.after = after;
-		rc = idc_series_sql(&page, &sql);
+		rc = idc_each_sql(a->kind, &page, &sql);
 		if (rc < 0)
 			break;
 		req = json_pack("{s:s,s:i}", "sql", sql, "max_rows", (int)limit);
@@ -612,6 +718,40 @@ int idc_series(struct idc *t, const struct idc_query *q, idc_series_fn each, voi
 	}
 	free(after);
 	free(url);
+	return rc;
+}
+
+int idc_series(struct idc *t, const struct idc_query *q, idc_series_fn each, void *arg)
+{
+	struct idc_answer *a;
+	int rc = idc_answer_new(each, arg, &a);
+
+	if (rc == 0)
+		rc = idc_pages(t, q, a);
+	idc_answer_free(a);
+	return rc;
+}
+
+int idc_each(struct idc *t, enum tcia_kind kind, const struct idc_query *q, tcia_each_fn each,
+	     void *arg)
+{
+	static const idc_row_fn rows[] = {
+		[TCIA_PATIENTS] = idc_row_patient,
+		[TCIA_STUDIES] = idc_row_study,
+		[TCIA_SERIES] = idc_row_series_each,
+	};
+	struct idc_answer *a;
+	int rc;
+
+	if ((unsigned)kind > TCIA_SERIES)
+		return -EINVAL;
+	rc = idc_answer_new(NULL, arg, &a);
+	if (rc < 0)
+		return rc;
+	a->kind = kind;
+	a->row = rows[kind];
+	a->each_record = each;
+	rc = idc_pages(t, q, a);
 	idc_answer_free(a);
 	return rc;
 }

@@ -87,15 +87,19 @@ void tcia_values_clear(struct tcia_values *l)
 	l->count = 0;
 }
 
+void tcia_patient_clear(struct tcia_patient *p)
+{
+	free(p->patient_id);
+	free(p->collection);
+	free(p->raw);
+}
+
 void tcia_patients_clear(struct tcia_patients *l)
 {
 	size_t i;
 
-	for (i = 0; i < l->count; i++) {
-		free(l->v[i].patient_id);
-		free(l->v[i].collection);
-		free(l->v[i].raw);
-	}
+	for (i = 0; i < l->count; i++)
+		tcia_patient_clear(&l->v[i]);
 	free(l->v);
 	l->v = NULL;
 	l->count = 0;

@@ -21,8 +21,6 @@ struct tcia_as_sent {
 /* Makes the record item of one element (arg: a struct tcia_as_sent, or NULL). */
 typedef int (*tcia_one_fn)(const json_t *obj, void *item, const void *arg);
 
-void tcia_patient_clear(struct tcia_patient *p);
-void tcia_study_clear(struct tcia_study *s);
 /* An answer that should be a JSON array: *out a new reference, NULL for "no results";
  * 0, -ENOMEM or -EBADMSG. */
 int tcia_load_array(const char *body, size_t len, json_t **out);

@@ -257,11 +257,7 @@ void tcia_stream_free(struct tcia_stream *s)
 
 static void tcia_patient_clear_one(void *item)
 {
-	struct tcia_patient *p = item;
-
-	free(p->patient_id);
-	free(p->collection);
-	free(p->raw);
+	tcia_patient_clear(item);
 }
 
 static void tcia_study_clear_one(void *item)

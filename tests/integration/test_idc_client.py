@@ -117,3 +117,25 @@ def test_objects_are_fetched_at_their_listed_size(ctx):
     s.fault(kind="endless", endpoint="object", times=1)
     rc, err = query(s, "get", row["aws_bucket"], obj["key"], str(obj["size"]), out)
     assert rc == 27 and "longer than" in err, (rc, err)
+
+
+def test_patients_and_studies_are_derived_from_the_series(ctx):
+    s = ctx.idc_server()
+    rc, pats = query(s, "patients", "collection=tcga_luad", "limit=2")
+    assert rc == 0, pats
+    assert [p["patient_id"] for p in pats] == sorted(
+        r["PatientID"] for r in fake_sql(s, "SELECT DISTINCT PatientID FROM \"index\" WHERE "
+                                            "collection_id = 'tcga_luad'"))
+    p = [p for p in pats if p["patient_id"] == "QA-O'NEIL--01"][0]
+    assert p["collection"] == "tcga_luad" and p["raw"]["PatientId"] == "QA-O'NEIL--01"
+    assert p["raw"]["idc"]["studies"] == 1
+    rc, studies = query(s, "studies", "collection=tcga_luad", "patient=TCGA-05-4249")
+    assert rc == 0 and len(studies) == 1, studies
+    st = studies[0]
+    assert st["series_count"] == 2 and st["date"] == st["raw"]["StudyDate"], st
+    assert st["raw"]["Collection"] == "tcga_luad" and st["patient_id"] == "TCGA-05-4249"
+    # One PatientID in two collections is two patients, one in each.
+    for coll in ("tcga_luad", "nlst"):
+        rc, pats = query(s, "patients", "collection=" + coll)
+        assert "LUNG1-001" in [p["patient_id"] for p in pats] and \
+            all(p["collection"] == coll for p in pats)

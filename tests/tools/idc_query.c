@@ -5,6 +5,7 @@
  *
  *   idc-query [-r RETRIES] API FILES version | collections
  *   idc-query [-r RETRIES] API FILES series [collection=ID] [patient=ID] [uid=UID] [limit=N]
+ *   idc-query [-r RETRIES] API FILES patients|studies collection=ID [patient=ID] [limit=N]
  *   idc-query [-r RETRIES] API FILES list BUCKET CRDC_SERIES_UUID
  *   idc-query [-r RETRIES] API FILES get BUCKET KEY SIZE OUTFILE
  */
@@ -44,6 +45,34 @@ static int on_series(void *arg, struct tcia_series *s, const char *bucket, const
 	return 0;
 }
 
+struct records {
+	json_t *rows;
+	enum tcia_kind kind;
+};
+
+/* A patient's or a study's record, with its raw (the seed's names, the row as sent). */
+static int on_record(void *arg, void *record)
+{
+	struct records *r = arg;
+
+	if (r->kind == TCIA_PATIENTS) {
+		struct tcia_patient *p = record;
+
+		json_array_append_new(r->rows, json_pack("{s:s,s:s,s:o}", "patient_id",
+			p->patient_id, "collection", p->collection, "raw",
+			json_loads(p->raw, 0, NULL)));
+	} else {
+		struct tcia_study *st = record;
+
+		json_array_append_new(r->rows, json_pack("{s:s,s:s,s:s,s:s?,s:s?,s:I,s:o}",
+			"study_uid", st->study_uid, "patient_id", st->patient_id, "collection",
+			st->collection, "date", st->date, "description", st->description,
+			"series_count", (json_int_t)st->series_count, "raw",
+			json_loads(st->raw, 0, NULL)));
+	}
+	return 0;
+}
+
 static int run(struct idc *t, const char *what, int argc, char **argv, json_t **out)
 {
 	int rc = -EINVAL;
@@ -76,6 +105,16 @@ static int run(struct idc *t, const char *what, int argc, char **argv, json_t **
 
 		*out = json_array();
 		rc = idc_series(t, &q, on_series, *out);
+	} else if (strcmp(what, "patients") == 0 || strcmp(what, "studies") == 0) {
+		const char *limit = arg(argc, argv, "limit");
+		struct idc_query q = { .collection_id = arg(argc, argv, "collection"),
+				       .patient_id = arg(argc, argv, "patient"),
+				       .limit = limit ? (unsigned)atoi(limit) : 0 };
+
+		struct records r = { json_array(), what[0] == 'p' ? TCIA_PATIENTS : TCIA_STUDIES };
+
+		*out = r.rows;
+		rc = idc_each(t, r.kind, &q, on_record, &r);
 	} else if (strcmp(what, "get") == 0 && argc == 4) {
 		int fd = open(argv[3], O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 

@@ -114,6 +114,30 @@ static void test_series_sql_resists_injection(void **state)
 		assert_int_equal(n, 1);
 		free(sql);
 	}
+	/* The patients and studies derived from the rows run, and resist the same. */
+	for (i = 0; i < sizeof(hostile) / sizeof(hostile[0]); i++) {
+		struct idc_query q = { .collection_id = hostile[i], .after = hostile[i] };
+
+		assert_int_equal(idc_each_sql(TCIA_PATIENTS, &q, &sql), 0);
+		n = 0;
+		assert_int_equal(sqlite3_exec(db, sql, count_rows, &n, &err), SQLITE_OK);
+		assert_int_equal(n, 0);
+		free(sql);
+		assert_int_equal(idc_each_sql(TCIA_STUDIES, &q, &sql), 0);
+		assert_int_equal(sqlite3_exec(db, sql, count_rows, &n, &err), SQLITE_OK);
+		assert_int_equal(n, 0);
+		free(sql);
+	}
+	{
+		struct idc_query q = { .collection_id = "c" };
+
+		assert_int_equal(idc_each_sql(TCIA_PATIENTS, &q, &sql), 0);
+		n = 0;
+		assert_int_equal(sqlite3_exec(db, sql, count_rows, &n, &err), SQLITE_OK);
+		assert_int_equal(n, 2);
+		assert_non_null(strstr(sql, "GROUP BY PatientID ORDER BY PatientID LIMIT 10000"));
+		free(sql);
+	}
 	n = 0;
 	assert_int_equal(sqlite3_exec(db, "SELECT * FROM \"index\"", count_rows, &n, &err),
 			 SQLITE_OK);
