@@ -540,12 +540,12 @@ static int fs_dir_add(void *ctx, const char *name, const struct stat *st, bool c
 
 /* ---- listings the kernel keeps ------------------------------------------------------
  *
- * A folder whose listing comes from one catalog load is opened with cache_readdir: the
- * kernel keeps its listing and a warm walk reads it without asking. Each opendir (which
- * does reach us) compares the folder's stamp now with the stamp of the listing the
- * kernel was last given, kept in the folder's node (the kernel's copy lives and dies
- * with its inode): the same, and the kernel keeps its copy (keep_cache); changed (a new
- * load, a SIGHUP), and it drops it and reads the folder again. */
+ * inodes.c records, per folder, whether the kernel keeps a listing and the stamp of the
+ * load it came from (the kernel's copy lives and dies with its inode). Without opendir
+ * (the usual way) the kernel keeps every listing; fs_listing_check looks at the stamp
+ * when the folder's attributes time out and drops a changed copy. With opendir
+ * (meta_ttl=0) only stamped folders are kept (cache_readdir), each opendir comparing the
+ * stamps: the same, and the kernel keeps its copy (keep_cache); changed, it lists again. */
 
 /* Whether the kernel's listing of ino (if it has one) is the one stamped. */
 static bool fs_stamp_same(struct tciafs *fs, fuse_ino_t ino, uint64_t stamp)
