@@ -456,16 +456,15 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/dicom")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
-        sent = 0
+        # Logged before the body, as every answer is (its length is never known).
+        self._log("object", query, 200, None, "endless")
         try:
             data = head
             while not self.server.stopping.is_set():
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
-                sent += len(data)
                 data = b"\0" * 65536
         except OSError:
             pass
-        self._log("object", query, 200, sent, "endless")
         self.close_connection = True
 
 
