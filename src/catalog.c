@@ -158,11 +158,10 @@ const char *const cat_sql[ST_N] = {
 	[ST_FACET_LINK + 3] = CAT_LINK(CAT_UNKNOWN("body_part")),
 	[ST_FACET_LINK + 4] = CAT_LINK(CAT_KNOWN("manufacturer")),
 	[ST_FACET_LINK + 5] = CAT_LINK(CAT_UNKNOWN("manufacturer")),
-	/* The tables: each object as sent and its folders' names, in path order; only what
-	 * the tree shows (a study under a listed patient, a series under such a study). */
 	/* The tables: each object's row and its folders' names, in path order; only what
-	 * the tree shows. The objects are read by rowid once sorted (ST_MEMBERS_OF): the
-	 * sort carries names, not 170 MB of objects as sent. */
+	 * the tree shows (a study under a listed patient, a series under such a study). The
+	 * objects are read by rowid once sorted (ST_MEMBERS_OF): the sort carries names, not
+	 * 170 MB of objects as sent. */
 	[ST_TABLE + 0] = "SELECT rowid, name, NULL, NULL FROM patient WHERE coll=?1 AND"
 			 " raw IS NOT NULL ORDER BY name",
 	[ST_TABLE + 1] = "SELECT st.rowid, p.name, st.name, NULL FROM study st JOIN patient p ON"

@@ -173,13 +173,6 @@ int idc_series_sql(const struct idc_query *q, char **sql)
 
 /* ---- a row as a record ---------------------------------------------------------------- */
 
-static char *idc_str(json_t *row, const char *key)
-{
-	const char *s = json_string_value(json_object_get(row, key));
-
-	return s ? strdup(s) : NULL;
-}
-
 /* A string column, or NULL when missing or null; -EBADMSG when it is another type. */
 static int idc_get_str(json_t *row, const char *key, char **out)
 {
@@ -194,41 +187,21 @@ static int idc_get_str(json_t *row, const char *key, char **out)
 	return *out ? 0 : -ENOMEM;
 }
 
-/* The seed's attribute names where IDC has them, then the row as IDC sent it. */
-static const struct {
-	const char *seed, *idc;
-} idc_seed_names[] = {
-	{ "Collection", "collection_id" },
-	{ "PatientID", "PatientID" },
-	{ "StudyInstanceUID", "StudyInstanceUID" },
-	{ "StudyDescription", "StudyDescription" },
-	{ "StudyDate", "StudyDate" },
-	{ "SeriesInstanceUID", "SeriesInstanceUID" },
-	{ "Modality", "Modality" },
-	{ "BodyPartExamined", "BodyPartExamined" },
-	{ "Manufacturer", "Manufacturer" },
-	{ "ManufacturerModelName", "ManufacturerModelName" },
-	{ "SeriesDescription", "SeriesDescription" },
-	{ "SeriesNumber", "SeriesNumber" },
-	{ "SeriesDate", "SeriesDate" },
-	{ "ImageCount", "instanceCount" },
-	{ "LicenseName", "license_short_name" },
-	{ "CollectionURI", "source_DOI" },
-};
-
-static char *idc_row_raw(json_t *row, int64_t bytes)
+/* A record as sent: the seed's attribute names where IDC has them (names: pairs of seed
+ * name and IDC column, NULL-ended), FileSize when known (bytes >= 0), then the row as IDC
+ * sent it under "idc". A new string, or NULL. */
+static char *idc_raw(json_t *row, const char *const *names, int64_t bytes)
 {
 	json_t *o = json_object();
-	size_t i;
 	char *text;
 
 	if (!o)
 		return NULL;
-	for (i = 0; i < sizeof(idc_seed_names) / sizeof(idc_seed_names[0]); i++) {
-		json_t *v = json_object_get(row, idc_seed_names[i].idc);
+	for (; names[0]; names += 2) {
+		json_t *v = json_object_get(row, names[1]);
 
 		if (v && !json_is_null(v))
-			json_object_set(o, idc_seed_names[i].seed, v);
+			json_object_set(o, names[0], v);
 	}
 	if (bytes >= 0)
 		json_object_set_new(o, "FileSize", json_integer(bytes));
@@ -237,6 +210,17 @@ static char *idc_row_raw(json_t *row, int64_t bytes)
 	json_decref(o);
 	return text;
 }
+
+static const char *const idc_series_names[] = {
+	"Collection", "collection_id", "PatientID", "PatientID",
+	"StudyInstanceUID", "StudyInstanceUID", "StudyDescription", "StudyDescription",
+	"StudyDate", "StudyDate", "SeriesInstanceUID", "SeriesInstanceUID",
+	"Modality", "Modality", "BodyPartExamined", "BodyPartExamined",
+	"Manufacturer", "Manufacturer", "ManufacturerModelName", "ManufacturerModelName",
+	"SeriesDescription", "SeriesDescription", "SeriesNumber", "SeriesNumber",
+	"SeriesDate", "SeriesDate", "ImageCount", "instanceCount",
+	"LicenseName", "license_short_name", "CollectionURI", "source_DOI", NULL,
+};
 
 /* Builds s from a row. Returns 0, -EBADMSG (a required column missing or of the wrong
  * type) or -ENOMEM; s is then cleared by the caller. */
@@ -270,7 +254,7 @@ static int idc_row_series(json_t *row, struct tcia_series *s, char **bucket, cha
 	if (!s->series_uid || !s->study_uid || !s->patient_id || !s->collection || !*bucket ||
 	    !*uuid)
 		return -EBADMSG;
-	s->raw = idc_row_raw(row, s->file_size);
+	s->raw = idc_raw(row, idc_series_names, s->file_size);
 	return s->raw ? 0 : -ENOMEM;
 }
 
@@ -386,26 +370,6 @@ static int idc_row_series_each(struct idc_answer *a, json_t *row)
 	return rc;
 }
 
-/* The seed's names of a patient or a study row, then the row as sent. */
-static char *idc_derived_raw(json_t *row, const char *const *names)
-{
-	json_t *o = json_object();
-	char *text;
-
-	if (!o)
-		return NULL;
-	for (; names[0]; names += 2) {
-		json_t *v = json_object_get(row, names[1]);
-
-		if (v && !json_is_null(v))
-			json_object_set(o, names[0], v);
-	}
-	json_object_set(o, "idc", row);
-	text = json_dumps(o, JSON_COMPACT);
-	json_decref(o);
-	return text;
-}
-
 static int idc_row_patient(struct idc_answer *a, json_t *row)
 {
 	static const char *const names[] = { "PatientId", "PatientID", "Collection",
@@ -417,7 +381,7 @@ static int idc_row_patient(struct idc_answer *a, json_t *row)
 	rc = rc ? rc : idc_get_str(row, "collection_id", &p.collection);
 	if (rc == 0 && (!p.patient_id || !p.collection))
 		rc = -EBADMSG;
-	if (rc == 0 && !(p.raw = idc_derived_raw(row, names)))
+	if (rc == 0 && !(p.raw = idc_raw(row, names, -1)))
 		rc = -ENOMEM;
 	if (rc == 0)
 		rc = a->each_record(a->arg, &p);
@@ -443,7 +407,7 @@ static int idc_row_study(struct idc_answer *a, json_t *row)
 		rc = -EBADMSG;
 	if (json_is_integer(n))
 		st.series_count = json_integer_value(n);
-	if (rc == 0 && !(st.raw = idc_derived_raw(row, names)))
+	if (rc == 0 && !(st.raw = idc_raw(row, names, -1)))
 		rc = -ENOMEM;
 	if (rc == 0)
 		rc = a->each_record(a->arg, &st);
@@ -772,8 +736,9 @@ int idc_version(struct idc *t, char **version)
 		return rc;
 	v = json_loadb(body, len, 0, NULL);
 	free(body);
-	*version = idc_str(v, "idc_version");
-	rc = *version ? 0 : json_is_string(json_object_get(v, "idc_version")) ? -ENOMEM : -EBADMSG;
+	rc = idc_get_str(v, "idc_version", version);
+	if (rc == 0 && !*version)
+		rc = -EBADMSG;
 	json_decref(v);
 	if (rc == -EBADMSG)
 		log_err("bad answer from IDC: %s/version has no idc_version", t->api);

@@ -21,6 +21,7 @@ from xml.sax.saxutils import escape
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fake-tcia"))
 import dicom  # noqa: E402  (the fake TCIA's DICOM writer)
+from fake_tcia import Faults  # noqa: E402  (and its fault rules)
 
 UID_ROOT = "1.3.6.1.4.1.14519.5.2.1.8888"
 BUCKETS = ("idc-open-data", "idc-open-data-two", "idc-open-data-cr")
@@ -173,38 +174,10 @@ class Archive:
         return db
 
 
-class Faults:
-    """Rules set through POST /_fake/faults: {"kind": "503" | "delay" | "lie" | "endless",
-    "endpoint": "version" | "collections" | "sql" | "list" | "object" | "*", "times": N
-    (-1 = until reset), "seconds": for delay, "by": bytes a "lie" adds to listed sizes}."""
-
-    KINDS = {"503", "delay", "lie", "endless"}
-
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.rules = []
-
-    def add(self, rule):
-        if rule.get("kind") not in self.KINDS:
-            raise ValueError("unknown fault kind %r" % rule.get("kind"))
-        rule.setdefault("endpoint", "*")
-        rule.setdefault("times", -1)
-        with self.lock:
-            self.rules.append(rule)
-
-    def reset(self):
-        with self.lock:
-            self.rules = []
-
-    def take(self, endpoint):
-        with self.lock:
-            for rule in self.rules:
-                if rule["times"] == 0 or rule["endpoint"] not in ("*", endpoint):
-                    continue
-                if rule["times"] > 0:
-                    rule["times"] -= 1
-                return dict(rule)
-        return None
+# The fault rules of POST /_fake/faults: {"kind", "endpoint" (version, collections, sql,
+# list, object or *), "times" (-1 = until reset), "seconds" for delay, "by" for the bytes a
+# "lie" adds to listed sizes}; the fake TCIA's rule book, with IDC's kinds.
+FAULT_KINDS = {"503", "delay", "lie", "endless"}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -246,7 +219,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _fault(self, endpoint, query):
         """Applies a fault rule; True when the request is answered by it."""
-        rule = self.server.faults.take(endpoint)
+        rule = self.server.faults.take(endpoint, {})
         if not rule:
             return False, None
         if rule["kind"] == "delay":
@@ -494,7 +467,7 @@ def main(argv=None):
     srv.archive = Archive()
     srv.db = srv.archive.database()
     srv.db_lock = threading.Lock()
-    srv.faults = Faults()
+    srv.faults = Faults(FAULT_KINDS)
     srv.version = "v25"
     srv.page_size = max(1, min(args.page_size, 1000))
     srv.log_path = args.log

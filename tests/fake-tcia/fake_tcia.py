@@ -71,12 +71,13 @@ class Faults:
     The first live rule that matches a request applies to it.
     """
 
-    def __init__(self):
+    def __init__(self, kinds=FAULT_KINDS):
+        self.kinds = kinds
         self.lock = threading.Lock()
         self.rules = []
 
     def add(self, rule):
-        if rule.get("kind") not in FAULT_KINDS:
+        if rule.get("kind") not in self.kinds:
             raise ValueError("unknown fault kind %r" % rule.get("kind"))
         rule.setdefault("endpoint", "*")
         rule.setdefault("times", -1)
