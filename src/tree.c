@@ -162,6 +162,9 @@ static struct tree_coll *tree_find_coll(struct tree_colls *cs, const char *name)
 {
 	struct tree_coll key = { .name = (char *)name };
 
+	/* An empty list has no array: bsearch may not be given NULL, even for none. */
+	if (cs->count == 0)
+		return NULL;
 	return bsearch(&key, cs->v, cs->count, sizeof(*cs->v), tree_cmp_coll);
 }
 

@@ -105,6 +105,8 @@ static int tree_load_fvals(struct tree *t, void *arg, struct tree_snap **out)
 		rc = catalog_facet_values(t->cat, c->api, k, tree_fval_add, &b);
 		if (rc < 0)
 			break;
+		if (fv->n[k] < 2)
+			continue;	/* none has no array, and qsort may not be given NULL */
 		qsort(fv->v[k], fv->n[k], sizeof(*fv->v[k]), tree_cmp_fval);
 		rc = tree_uniquify((char *)fv->v[k], fv->n[k], sizeof(*fv->v[k]),
 				   offsetof(struct tree_fval, name));
@@ -123,6 +125,8 @@ static const struct tree_fval *tree_fval_find(const struct tree_fvals *fv, unsig
 {
 	struct tree_fval key = { .name = (char *)name };
 
+	if (fv->n[k] == 0)
+		return NULL;	/* no array to search */
 	return bsearch(&key, fv->v[k], fv->n[k], sizeof(*fv->v[k]), tree_cmp_fval);
 }
 
