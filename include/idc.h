@@ -94,6 +94,16 @@ int idc_collections(struct idc *t, struct idc_collections *out);
 int idc_parse_collections(const char *body, size_t len, struct idc_collections *out);
 void idc_collections_clear(struct idc_collections *c);
 
+/* The distinct values of a collection's facet (0 Modality, 1 BodyPartExamined,
+ * 2 Manufacturer), sorted, NULL and empty left out; each raw is {"<facet>": value}, as
+ * NBIA sends them. idc_values_sql is its statement (caller frees). */
+int idc_values(struct idc *t, const char *collection_id, unsigned facet,
+	       struct tcia_values *out);
+int idc_values_sql(const char *collection_id, unsigned facet, char **sql);
+
+/* The API's base URL, as given. */
+const char *idc_api_url(const struct idc *t);
+
 /* ---- the buckets ------------------------------------------------------------------- */
 
 struct idc_object {

@@ -17,7 +17,7 @@
 
 struct store;
 struct store_series;
-struct tcia;
+struct source;
 
 struct store_opts {
 	const char *dir;	/* the cache folder (series/, tmp/, locks/ go inside) */
@@ -35,6 +35,9 @@ struct store_opts {
 struct store_expect {
 	int64_t count;		/* DICOM files (ImageCount) */
 	int64_t bytes;		/* their total size (FileSize) */
+	/* Where its files are, for a source that serves them one by one (source_where);
+	 * NULL otherwise. Copied. */
+	const char *where;
 };
 
 /* Who is asking: the walk guard counts fetches per process, and a waiting caller can be
@@ -48,9 +51,11 @@ struct store_caller {
 	bool wants_files;
 };
 
-/* Makes the folders and removes what dead processes left in tmp/. tcia is borrowed.
- * Returns 0 or -errno (logged). */
-int store_new(const struct store_opts *opts, struct tcia *tcia, struct store **out);
+/* Makes the folders and removes what dead processes left in tmp/. src is borrowed.
+ * Returns 0 or -errno (logged). A source that serves files one by one (IDC) has a
+ * series "fetched" when its files are listed (names and exact sizes, nothing
+ * downloaded); each file is then fetched alone the first time it is opened. */
+int store_new(const struct store_opts *opts, struct source *src, struct store **out);
 
 /* Starts the fetch workers. Separate from store_new because a daemon forks after setting
  * up, and threads do not survive fork(): call it in the process that will serve. */
@@ -101,7 +106,9 @@ time_t store_series_time(const struct store_series *ss);
 long store_series_find(const struct store_series *ss, const char *name);
 
 /* Opens file i for reading and marks the series in use (never evicted while any of its
- * files is open, in any process). Returns 0 with *fd, or -errno. */
+ * files is open, in any process). A file listed but not yet stored is fetched first
+ * (concurrent openers share one download; checked against its listed size, renamed into
+ * place whole). Returns 0 with *fd, or -errno. */
 int store_open(struct store *s, struct store_series *ss, size_t i, int *fd);
 void store_close(struct store *s, struct store_series *ss, int fd);
 

@@ -25,7 +25,7 @@
 
 #include "store.h"
 
-struct tcia;
+struct source;
 struct tree;
 struct tree_file;
 struct failures;
@@ -51,9 +51,9 @@ struct tree_opts {
 	bool offline;		/* never ask the API: serve what the catalog holds */
 };
 
-/* Creates the tree over a TCIA client (borrowed; must outlive the tree). Makes no
+/* Creates the tree over a source (borrowed; must outlive the tree). Makes no
  * request. Returns 0 or -ENOMEM. */
-int tree_new(struct tcia *tcia, const struct tree_opts *opts, struct tree **out);
+int tree_new(struct source *src, const struct tree_opts *opts, struct tree **out);
 void tree_free(struct tree *tree);
 
 /* Gives the tree the metadata catalog, where what the API says is kept (borrowed; must

@@ -720,6 +720,118 @@ int idc_each(struct idc *t, enum tcia_kind kind, const struct idc_query *q, tcia
 	return rc;
 }
 
+/* A small answer gathered whole (a facet's values): bounded like a value. */
+struct idc_body {
+	char *buf;
+	size_t len;
+};
+
+static int idc_body_chunk(void *arg, const char *data, size_t len)
+{
+	struct idc_body *b = arg;
+	char *grown;
+
+	if (b->len + len > IDC_ROW_MAX)
+		return -EFBIG;
+	grown = realloc(b->buf, b->len + len + 1);
+	if (!grown)
+		return -ENOMEM;
+	memcpy(grown + b->len, data, len);
+	b->buf = grown;
+	b->len += len;
+	return 0;
+}
+
+static int idc_body_restart(void *arg)
+{
+	((struct idc_body *)arg)->len = 0;
+	return 0;
+}
+
+int idc_values_sql(const char *collection_id, unsigned facet, char **sql)
+{
+	static const char *const columns[] = { "Modality", "BodyPartExamined", "Manufacturer" };
+	char *lit;
+	int n;
+
+	if (facet > 2 || !collection_id)
+		return -EINVAL;
+	lit = idc_sql_quote(collection_id);
+	if (!lit)
+		return -ENOMEM;
+	n = asprintf(sql, "SELECT DISTINCT %s AS value FROM \"index\" WHERE collection_id = %s AND"
+		     " %s IS NOT NULL AND %s <> '' ORDER BY 1", columns[facet], lit,
+		     columns[facet], columns[facet]);
+	free(lit);
+	return n < 0 ? -ENOMEM : 0;
+}
+
+int idc_values(struct idc *t, const char *collection_id, unsigned facet,
+	       struct tcia_values *out)
+{
+	static const char *const names[] = { "Modality", "BodyPartExamined", "Manufacturer" };
+	struct idc_body b = { NULL, 0 };
+	char *sql = NULL, *url = NULL, *body = NULL;
+	json_t *req, *ans = NULL, *rows, *row;
+	size_t i;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	rc = idc_values_sql(collection_id, facet, &sql);
+	if (rc < 0)
+		return rc;
+	req = json_pack("{s:s,s:i}", "sql", sql, "max_rows", (int)IDC_PAGE_MAX);
+	body = req ? json_dumps(req, JSON_COMPACT) : NULL;
+	json_decref(req);
+	free(sql);
+	if (!body || asprintf(&url, "%s/sql", t->api) < 0) {
+		free(body);
+		return -ENOMEM;
+	}
+	rc = http_stream_post_json(t->http, url, body, IDC_ROW_MAX, idc_body_chunk,
+				   idc_body_restart, &b, NULL);
+	free(body);
+	free(url);
+	if (rc == 0) {
+		ans = json_loadb(b.buf ? b.buf : "", b.len, 0, NULL);
+		rows = json_object_get(ans, "rows");
+		rc = json_is_array(rows) ? 0 : -EBADMSG;
+		out->v = rc == 0 ? calloc(json_array_size(rows) + 1, sizeof(*out->v)) : NULL;
+		if (rc == 0 && !out->v)
+			rc = -ENOMEM;
+		json_array_foreach(rows, i, row) {
+			const char *v = json_string_value(json_object_get(row, "value"));
+			struct tcia_value *o = &out->v[out->count];
+			json_t *one;
+
+			if (rc < 0)
+				break;
+			if (!v)
+				continue;	/* NULL is "unknown": not a value */
+			one = json_pack("{s:s}", names[facet], v);
+
+			o->value = strdup(v);
+			o->raw = one ? json_dumps(one, JSON_COMPACT) : NULL;
+			json_decref(one);
+			out->count++;
+			if (!o->value || !o->raw)
+				rc = -ENOMEM;
+		}
+	}
+	if (rc == -EBADMSG)
+		log_err("bad answer from IDC: %s/sql sent what is not an SQL answer", t->api);
+	json_decref(ans);
+	free(b.buf);
+	if (rc < 0)
+		tcia_values_clear(out);
+	return rc;
+}
+
+const char *idc_api_url(const struct idc *t)
+{
+	return t->api;
+}
+
 int idc_version(struct idc *t, char **version)
 {
 	char *url = NULL, *body = NULL;

@@ -31,6 +31,8 @@
 #include "catalog.h"
 #include "metacache.h"
 #include "store.h"
+#include "idc.h"
+#include "source.h"
 #include "tcia.h"
 #include "tree.h"
 #include "view.h"
@@ -43,6 +45,9 @@
 
 struct tciafs_conf {
 	char *api;
+	char *source;		/* nbia (default) or idc */
+	char *idc_api;
+	char *idc_files;
 	char *cache_dir;
 	char *token_file;
 	char *naming;
@@ -73,6 +78,9 @@ enum { TCIAFS_KEY_MANIFEST = 1 };
 
 static const struct fuse_opt tciafs_opt_spec[] = {
 	TCIAFS_OPT("api=%s", api),
+	TCIAFS_OPT("source=%s", source),
+	TCIAFS_OPT("idc_api=%s", idc_api),
+	TCIAFS_OPT("idc_files=%s", idc_files),
 	TCIAFS_OPT("cache_dir=%s", cache_dir),
 	TCIAFS_OPT("token_file=%s", token_file),
 	TCIAFS_OPT("naming=%s", naming),
@@ -158,7 +166,12 @@ static void tciafs_usage(const char *prog)
 	       "Mounts The Cancer Imaging Archive (TCIA) as a read-only filesystem.\n"
 	       "\n"
 	       "tciafs options:\n"
-	       "    -o api=URL             API base URL (default: %s)\n"
+	       "    -o source=nbia|idc     where the archive comes from: TCIA's NBIA API\n"
+	       "                           (series as zips) or NCI's Imaging Data Commons\n"
+	       "                           (one object per file; default: nbia)\n"
+	       "    -o api=URL             NBIA API base URL (default: %s)\n"
+	       "    -o idc_api=URL         IDC API base URL (default: %s)\n"
+	       "    -o idc_files=URL       IDC buckets, with {bucket} (default: %s)\n"
 	       "    -o cache_dir=DIR       cache folder (default: $XDG_CACHE_HOME/tciafs)\n"
 	       "    -o timeout=SECONDS     stall limit per request: a transfer making no progress\n"
 	       "                           this long fails (default: 30)\n"
@@ -183,7 +196,7 @@ static void tciafs_usage(const char *prog)
 	       "                           as /manifests/<name>/ (repeatable; default: none)\n"
 	       "    -V, --version          print the version and exit\n"
 	       "\n",
-	       prog, prog, TCIAFS_DEFAULT_API);
+	       prog, prog, TCIAFS_DEFAULT_API, IDC_API_DEFAULT, IDC_FILES_DEFAULT);
 }
 
 /* Returns a new string: the cache folder to use when none was given. */
@@ -247,6 +260,25 @@ static int tciafs_conf_check(struct tciafs_conf *conf)
 				"(credentials go in token_file=)\n");
 		return -EINVAL;
 	}
+	if (conf->source && strcmp(conf->source, "nbia") != 0 && strcmp(conf->source, "idc") != 0) {
+		fprintf(stderr, "tciafs: source=%s: use nbia or idc\n", conf->source);
+		return -EINVAL;
+	}
+	if (!conf->idc_api)
+		conf->idc_api = strdup(IDC_API_DEFAULT);
+	if (!conf->idc_files)
+		conf->idc_files = strdup(IDC_FILES_DEFAULT);
+	if (!conf->idc_api || !conf->idc_files)
+		return -ENOMEM;
+	if ((strncmp(conf->idc_api, "http://", 7) != 0 &&
+	     strncmp(conf->idc_api, "https://", 8) != 0) || strpbrk(conf->idc_api, "?#") ||
+	    (strncmp(conf->idc_files, "http://", 7) != 0 &&
+	     strncmp(conf->idc_files, "https://", 8) != 0) || strpbrk(conf->idc_files, "?#") ||
+	    !strstr(conf->idc_files, "{bucket}")) {
+		fprintf(stderr, "tciafs: idc_api= and idc_files= are http:// or https:// URLs "
+				"without a query; idc_files= has a {bucket} placeholder\n");
+		return -EINVAL;
+	}
 	if (conf->timeout <= 0 || conf->connect_timeout < 0 || conf->retries < 0 ||
 	    conf->retries > 20 || conf->meta_ttl < 0) {
 		fprintf(stderr, "tciafs: timeout must be > 0, connect_timeout >= 0, retries 0..20, "
@@ -284,6 +316,16 @@ static int tciafs_conf_check(struct tciafs_conf *conf)
 			fprintf(stderr, "tciafs: no cache folder: set -o cache_dir= or HOME\n");
 			return -EINVAL;
 		}
+	}
+	/* IDC's files are other files (named by instance UUIDs) than NBIA's zips hold, and
+	 * its metadata another catalog: the two sources never share a store. */
+	if (conf->source && strcmp(conf->source, "idc") == 0) {
+		char *sub = NULL;
+
+		if (asprintf(&sub, "%s/idc", conf->cache_dir) < 0)
+			return -ENOMEM;
+		free(conf->cache_dir);
+		conf->cache_dir = sub;
 	}
 	rc = tciafs_mkdirs(conf->cache_dir);
 	if (rc < 0) {
@@ -596,6 +638,8 @@ static int tciafs_run(struct fuse_args *args, struct fuse_cmdline_opts *cmd,
 	struct auth *auth = NULL;
 	struct http *http = NULL;
 	struct tcia *tcia = NULL;
+	struct idc *idc = NULL;
+	struct source *src = NULL;
 	struct fuse_session *se;
 	char meta_dir[PATH_MAX];
 	int rc = 1;
@@ -616,7 +660,21 @@ static int tciafs_run(struct fuse_args *args, struct fuse_cmdline_opts *cmd,
 		fprintf(stderr, "tciafs: out of memory\n");
 		goto out_free_model;
 	}
-	if (store_new(&sopts, tcia, &store) < 0) {
+	if (conf->source && strcmp(conf->source, "idc") == 0) {
+		struct idc_opts iopts = { conf->idc_api, conf->idc_files };
+
+		rc = idc_new(http, &iopts, &idc);
+		rc = rc < 0 ? rc : source_new_idc(idc, &src);
+	} else {
+		rc = source_new_nbia(tcia, &src);
+	}
+	if (rc < 0) {
+		fprintf(stderr, "tciafs: %s\n", strerror(-rc));
+		rc = 1;
+		goto out_free_model;
+	}
+	rc = 1;
+	if (store_new(&sopts, src, &store) < 0) {
 		fprintf(stderr, "tciafs: cannot use the cache folder %s\n", conf->cache_dir);
 		goto out_free_model;
 	}
@@ -640,7 +698,7 @@ static int tciafs_run(struct fuse_args *args, struct fuse_cmdline_opts *cmd,
 	topts.status = tciafs_status_json;
 	topts.status_arg = &status;
 	ctx.spool_dir = conf->cache_dir;
-	if (tree_new(tcia, &topts, &ctx.tree) < 0) {
+	if (tree_new(src, &topts, &ctx.tree) < 0) {
 		fprintf(stderr, "tciafs: out of memory\n");
 		goto out_free_model;
 	}
@@ -678,8 +736,8 @@ static int tciafs_run(struct fuse_args *args, struct fuse_cmdline_opts *cmd,
 	status.catalog = catalog;
 	if (store_start(store) < 0 || tciafs_hup_start(&hup) < 0)
 		goto out_remove_handlers;
-	log_info("mounted %s on %s (cache %s)", tcia_base_url(tcia), cmd->mountpoint,
-		 conf->cache_dir);
+	log_info("mounted %s (%s) on %s (cache %s)", source_url(src), source_name(src),
+		 cmd->mountpoint, conf->cache_dir);
 	if (cmd->singlethread)
 		rc = tciafs_loop_status(fuse_session_loop(se));
 	else
@@ -695,6 +753,8 @@ out_free_model:
 	fs_cleanup(&ctx);
 	tree_free(ctx.tree);
 	store_free(store);
+	source_free(src);
+	idc_free(idc);
 	tcia_free(tcia);
 	http_free(http);
 	auth_free(auth);
@@ -763,6 +823,9 @@ out_free_cmd:
 out_free_args:
 	fuse_opt_free_args(&args);
 	free(conf.api);
+	free(conf.source);
+	free(conf.idc_api);
+	free(conf.idc_files);
 	free(conf.cache_dir);
 	free(conf.token_file);
 	free(conf.naming);

@@ -135,6 +135,7 @@ static void store_series_free(struct store_series *ss)
 		free(ss->files[i].name);
 	free(ss->files);
 	free(ss->uid);
+	free(ss->where);
 	if (ss->lock_fd >= 0)
 		close(ss->lock_fd);
 	free(ss);
@@ -142,8 +143,8 @@ static void store_series_free(struct store_series *ss)
 
 /* ---- manifests ---------------------------------------------------------------------- */
 
-int store_write_manifest(int dir_fd, const char *uid, const struct unzip_result *r,
-			 uint64_t zip_bytes, time_t when)
+int store_write_manifest(int dir_fd, const char *uid, const struct unzip_entry *v, size_t n,
+			 uint64_t zip_bytes, time_t when, const char *where)
 {
 	json_t *root, *files;
 	char *text = NULL;
@@ -154,10 +155,12 @@ int store_write_manifest(int dir_fd, const char *uid, const struct unzip_result 
 			 "zip_bytes", (json_int_t)zip_bytes, "files");
 	if (!root)
 		return -ENOMEM;
+	if (where && json_object_set_new(root, "where", json_string(where)))
+		goto out;
 	files = json_object_get(root, "files");
-	for (i = 0; i < r->count; i++)
-		if (json_array_append_new(files, json_pack("{s:s,s:I}", "name", r->v[i].name,
-							   "size", (json_int_t)r->v[i].size)))
+	for (i = 0; i < n; i++)
+		if (json_array_append_new(files, json_pack("{s:s,s:I}", "name", v[i].name,
+							   "size", (json_int_t)v[i].size)))
 			goto out;
 	text = json_dumps(root, JSON_COMPACT);
 	if (!text)
@@ -211,6 +214,9 @@ static int store_load(struct store *s, const char *uid, struct store_series **ou
 	if (!ss->uid || !ss->files)
 		goto out_free;
 	ss->fetched = (time_t)json_integer_value(json_object_get(root, "fetched"));
+	if (json_is_string(json_object_get(root, "where")) &&
+	    !(ss->where = strdup(json_string_value(json_object_get(root, "where")))))
+		goto out_free;
 	json_array_foreach(files, i, f) {
 		const char *name = json_string_value(json_object_get(f, "name"));
 		json_int_t size = json_integer_value(json_object_get(f, "size"));
@@ -626,6 +632,14 @@ int store_open(struct store *s, struct store_series *ss, size_t i, int *fd)
 		return rc;
 	snprintf(path, sizeof(path), "%s/%s/%s", s->series_dir, ss->uid, ss->files[i].name);
 	*fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	/* Listed, not yet fetched: under the shared lock now, so no eviction meanwhile. */
+	if (*fd < 0 && errno == ENOENT && ss->where) {
+		rc = store_fetch_file(s, ss, i);
+		if (rc == 0)
+			*fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		else
+			errno = -rc;
+	}
 	if (*fd < 0) {
 		rc = -errno;
 		store_close(s, ss, -1);
@@ -680,7 +694,7 @@ char *store_status_json(struct store *s)
 			json_array_append_new(blocked, json_pack("{s:i,s:s}", "pid",
 								 (int)s->pids[i].pid, "command",
 								 s->pids[i].comm));
-	root = json_pack("{s:o,s:I,s:{s:s,s:I,s:I,s:I},s:{s:I,s:I,s:I,s:I,s:I},"
+	root = json_pack("{s:o,s:I,s:{s:s,s:I,s:I,s:I},s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I},"
 			 "s:{s:i,s:i,s:o}}",
 			 "fetches", fetches, "queued", (json_int_t)queued,
 			 "store", "dir", s->dir, "bytes", (json_int_t)s->used, "cap",
@@ -688,7 +702,8 @@ char *store_status_json(struct store *s)
 			 "counters", "fetched", (json_int_t)s->n_fetched, "fetch_errors",
 			 (json_int_t)s->n_fetch_errors, "evictions", (json_int_t)s->n_evicted,
 			 "walk_refusals", (json_int_t)s->n_refused, "cache_hits",
-			 (json_int_t)s->n_hits,
+			 (json_int_t)s->n_hits, "files_fetched", (json_int_t)s->n_files_fetched,
+			 "file_fetch_errors", (json_int_t)s->n_file_errors,
 			 "walk_guard", "budget", s->opts.walk_budget, "window_seconds",
 			 s->opts.walk_window, "held_back_processes", blocked);
 	pthread_mutex_unlock(&s->lock);
@@ -745,7 +760,7 @@ static void store_clean_tmp(struct store *s)
 			 s->tmp_dir);
 }
 
-int store_new(const struct store_opts *opts, struct tcia *tcia, struct store **out)
+int store_new(const struct store_opts *opts, struct source *src, struct store **out)
 {
 	struct store *s;
 	int rc = -ENOMEM, i;
@@ -763,7 +778,7 @@ int store_new(const struct store_opts *opts, struct tcia *tcia, struct store **o
 		s->opts.walk_window = 60;
 	if (s->opts.max_series == 0)
 		s->opts.max_series = (uint64_t)64 << 30;
-	s->tcia = tcia;
+	s->src = src;
 	if (gethostname(s->host, sizeof(s->host) - 1) < 0 || !s->host[0])
 		snprintf(s->host, sizeof(s->host), "localhost");
 	for (i = 0; s->host[i]; i++)

@@ -25,7 +25,7 @@
 
 #include "fileio.h"
 #include "log.h"
-#include "tcia.h"
+#include "source.h"
 #include "unzip.h"
 
 /* ---- fetching ----------------------------------------------------------------------- */
@@ -90,6 +90,181 @@ static int store_await_expect(struct store *s, struct store_fetch *f, const char
 	return rc;
 }
 
+/* A series whose files come one by one: its folder holds the listing (names, exact
+ * sizes) and no file yet. Under the series' lock, as a download. */
+static int store_list_series(struct store *s, struct store_fetch *f, const char *what,
+			     const char *work, const char *final)
+{
+	struct store_expect exp;
+	struct source_files l;
+	struct unzip_entry *v = NULL;
+	size_t i;
+	int dir_fd = -1, rc;
+
+	rc = store_await_expect(s, f, what, &exp);
+	if (rc < 0)
+		return rc;
+	if (!exp.where) {
+		log_err("%s: its metadata does not say where its files are", what);
+		return -EIO;
+	}
+	log_info("%s: listing its files", what);
+	rc = source_list_files(s->src, exp.where, &l);
+	if (rc < 0) {
+		log_err("%s: listing its files failed: %s", what, strerror(-rc));
+		return rc;
+	}
+	if (l.strays)
+		log_info("%s: %zu objects that are not DICOM files left out", what, l.strays);
+	if (exp.count >= 0 && (int64_t)l.count != exp.count)
+		log_warn("%s: %zu files listed where its metadata says %lld", what, l.count,
+			 (long long)exp.count);
+	rc = -EIO;
+	if (l.count == 0) {
+		log_err("%s: its folder lists no DICOM file", what);
+		goto out_clear;
+	}
+	v = calloc(l.count, sizeof(*v));
+	rc = v ? 0 : -ENOMEM;
+	for (i = 0; rc == 0 && i < l.count; i++) {
+		v[i].name = l.v[i].name;	/* borrowed */
+		v[i].size = l.v[i].size;
+		if (!unzip_name_ok(v[i].name))
+			rc = -EIO;
+	}
+	if (rc == 0 && mkdir(work, 0755) < 0)
+		rc = -errno;
+	if (rc < 0)
+		goto out_clear;
+	dir_fd = open(work, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	rc = dir_fd < 0 ? -errno : store_write_manifest(dir_fd, f->uid, v, l.count, 0,
+							 time(NULL), exp.where);
+	if (rc == 0 && fsync(dir_fd) < 0)
+		rc = -errno;
+	if (rc == 0 && rename(work, final) < 0)
+		rc = -errno;
+	if (rc < 0) {
+		log_err("%s: cannot store its listing: %s", what, strerror(-rc));
+		store_rmtree(work);
+	} else {
+		log_info("%s: %zu files listed", what, l.count);
+	}
+	if (dir_fd >= 0)
+		close(dir_fd);
+out_clear:
+	free(v);
+	source_files_clear(&l);
+	return rc;
+}
+
+/* A file fetch's progress is not shown: one file is small. */
+static void store_no_progress(void *arg, uint64_t done, uint64_t total)
+{
+	(void)arg;
+	(void)done;
+	(void)total;
+}
+
+/* Fetches file i of a listed series into tmp/, checks its size and renames it into the
+ * series' folder. The caller holds the series open (its shared lock: no eviction). */
+static int store_fetch_file_now(struct store *s, struct store_series *ss, size_t i)
+{
+	char tmp[PATH_MAX], final[PATH_MAX], what[PATH_MAX + 64];
+	struct store_file *file = &ss->files[i];
+	struct stat st;
+	int fd, rc;
+
+	snprintf(what, sizeof(what), "series %s: %s", ss->uid, file->name);
+	if (s->opts.offline) {
+		log_err("offline: %s is not in the cache", what);
+		return -EIO;
+	}
+	snprintf(tmp, sizeof(tmp), "%s/%s.%s.%d.%lu.f", s->tmp_dir, ss->uid, s->host,
+		 (int)getpid(), (unsigned long)pthread_self());
+	snprintf(final, sizeof(final), "%s/%s/%s", s->series_dir, ss->uid, file->name);
+	fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		rc = -errno;
+		log_err("%s: cannot create %s: %s", what, tmp, strerror(-rc));
+		return rc;
+	}
+	rc = source_get_file(s->src, ss->where, file->name, file->size, fd, store_no_progress,
+			     NULL);
+	if (rc == -EFBIG)
+		rc = -EIO;	/* an object longer than listed is a bad object, as a short one */
+	/* Checked again on disk: only a whole file is ever renamed into place. */
+	if (rc == 0 && (fstat(fd, &st) < 0 || (uint64_t)st.st_size != file->size))
+		rc = -EIO;
+	if (close(fd) < 0 && rc == 0)
+		rc = -errno;
+	if (rc == 0 && rename(tmp, final) < 0)
+		rc = -errno;
+	if (rc < 0) {
+		unlink(tmp);
+		log_err("%s: fetch failed: %s", what, strerror(-rc));
+	}
+	return rc;
+}
+
+int store_fetch_file(struct store *s, struct store_series *ss, size_t i)
+{
+	struct store_file_flight *fl, **p;
+	int rc;
+
+	pthread_mutex_lock(&s->lock);
+	for (fl = s->file_flights; fl; fl = fl->next)
+		if (strcmp(fl->uid, ss->uid) == 0 && strcmp(fl->name, ss->files[i].name) == 0)
+			break;
+	if (fl) {
+		/* Someone is fetching it: wait for their answer. */
+		fl->waiters++;
+		while (!fl->done && !s->stopping)
+			store_ms_wait(s);
+		rc = fl->done ? fl->rc : -ECANCELED;
+		if (--fl->waiters == 0 && fl->done) {
+			free(fl->uid);
+			free(fl);
+		}
+		pthread_mutex_unlock(&s->lock);
+		return rc;
+	}
+	fl = calloc(1, sizeof(*fl));
+	if (fl && !(fl->uid = strdup(ss->uid))) {
+		free(fl);
+		fl = NULL;
+	}
+	if (!fl) {
+		pthread_mutex_unlock(&s->lock);
+		return -ENOMEM;
+	}
+	fl->name = ss->files[i].name;
+	fl->next = s->file_flights;
+	s->file_flights = fl;
+	pthread_mutex_unlock(&s->lock);
+
+	rc = store_fetch_file_now(s, ss, i);
+
+	pthread_mutex_lock(&s->lock);
+	for (p = &s->file_flights; *p; p = &(*p)->next)
+		if (*p == fl) {
+			*p = fl->next;
+			break;
+		}
+	fl->done = true;
+	fl->rc = rc;
+	if (rc == 0)
+		s->n_files_fetched++;
+	else
+		s->n_file_errors++;
+	pthread_cond_broadcast(&s->done);
+	if (fl->waiters == 0) {
+		free(fl->uid);
+		free(fl);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return rc;
+}
+
 /* The fetch protocol for one series. Called by a worker with no lock held. */
 static int store_fetch_series(struct store *s, struct store_fetch *f)
 {
@@ -121,6 +296,10 @@ static int store_fetch_series(struct store *s, struct store_fetch *f)
 	rc = 0;
 	if (access(final, F_OK) == 0)
 		goto out_unlock;
+	if (source_files_one_by_one(s->src)) {
+		rc = store_list_series(s, f, what, work, final);
+		goto out_unlock;
+	}
 
 	log_info("%s: downloading", what);
 	zip_fd = open(zip_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -134,7 +313,7 @@ static int store_fetch_series(struct store *s, struct store_fetch *f)
 	exp = f->exp;
 	pthread_mutex_unlock(&s->lock);
 	max = store_zip_max(s, &exp);
-	rc = tcia_get_image(s->tcia, f->uid, zip_fd, exp.bytes > 0 ? (uint64_t)exp.bytes : 0,
+	rc = source_get_zip(s->src, f->uid, zip_fd, exp.bytes > 0 ? (uint64_t)exp.bytes : 0,
 			    max, store_progress, f, &zip_bytes);
 	close(zip_fd);
 	if (rc < 0 && rc != -EFBIG) {
@@ -168,7 +347,7 @@ static int store_fetch_series(struct store *s, struct store_fetch *f)
 	rc = unzip_extract(zip_path, dir_fd, &lim, what, &r);
 	if (rc < 0)
 		goto out_rm_work;
-	rc = store_write_manifest(dir_fd, f->uid, &r, zip_bytes, time(NULL));
+	rc = store_write_manifest(dir_fd, f->uid, r.v, r.count, zip_bytes, time(NULL), NULL);
 	unzip_result_clear(&r);
 	/* Everything on disk before the rename makes it visible: whole or absent. */
 	if (rc == 0 && syncfs(dir_fd) < 0)
@@ -209,6 +388,7 @@ static void store_fetch_drop(struct store *s, struct store_fetch *f)
 			break;
 		}
 	free(f->uid);
+	free(f->where);
 	free(f->why);
 	free(f);
 }
@@ -281,7 +461,9 @@ static struct store_fetch *store_fetch_add(struct store *s, const char *uid,
 		free(f);
 		return NULL;
 	}
-	f->exp = exp ? *exp : (struct store_expect){ -1, -1 };
+	f->exp = exp ? *exp : (struct store_expect){ -1, -1, NULL };
+	f->where = f->exp.where ? strdup(f->exp.where) : NULL;
+	f->exp.where = f->where;
 	f->exp_pending = !exp;
 	f->bytes_expected = f->exp.bytes > 0 ? (uint64_t)f->exp.bytes : 0;
 	/* Appended: the workers take fetches in the order they were asked for. */
@@ -296,7 +478,10 @@ static struct store_fetch *store_fetch_add(struct store *s, const char *uid,
 static void store_expect_locked(struct store *s, struct store_fetch *f,
 				const struct store_expect *exp)
 {
+	free(f->where);
 	f->exp = *exp;
+	f->where = exp->where ? strdup(exp->where) : NULL;
+	f->exp.where = f->where;
 	f->exp_pending = false;
 	if (exp->bytes > 0)
 		__atomic_store_n(&f->bytes_expected, (uint64_t)exp->bytes, __ATOMIC_RELAXED);
@@ -367,7 +552,7 @@ int store_peek(struct store *s, const char *uid, struct store_series **out)
 int store_get(struct store *s, const char *uid, const struct store_expect *exp,
 	      const struct store_caller *who, struct store_series **out)
 {
-	static const struct store_expect unknown = { -1, -1 };
+	static const struct store_expect unknown = { -1, -1, NULL };
 	struct store_fetch *f;
 	int rc, round;
 

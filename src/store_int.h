@@ -35,6 +35,7 @@ struct store_file {
 
 struct store_series {
 	char *uid;
+	char *where;		/* files fetched one by one from here; NULL: stored whole */
 	size_t count;
 	struct store_file *files;
 	uint64_t bytes;
@@ -50,7 +51,8 @@ struct store_series {
 /* One download, shared by everyone who asks for the series meanwhile. */
 struct store_fetch {
 	char *uid;
-	struct store_expect exp;
+	struct store_expect exp;	/* exp.where is where, below */
+	char *where;
 	bool started;
 	bool done;
 	int rc;
@@ -62,6 +64,16 @@ struct store_fetch {
 	uint64_t bytes_done;	/* written by the worker, read for status; under lock */
 	uint64_t bytes_expected;
 	struct store_fetch *next;
+};
+
+/* A file of a series being fetched alone: who opens it meanwhile waits for it. */
+struct store_file_flight {
+	char *uid;
+	const char *name;	/* the series' own copy */
+	bool done;
+	int rc;
+	int waiters;
+	struct store_file_flight *next;
 };
 
 /* Recent fetch starts of one process, for the walk guard. */
@@ -80,7 +92,7 @@ struct store {
 	char *tmp_dir;
 	char *locks_dir;
 	struct store_opts opts;
-	struct tcia *tcia;	/* borrowed */
+	struct source *src;	/* borrowed */
 	char host[64];
 	pthread_mutex_t lock;
 	pthread_cond_t work;	/* a fetch was queued, or stopping */
@@ -91,6 +103,8 @@ struct store {
 	struct store_pid pids[STORE_MAX_PIDS];
 	bool stopping;
 	unsigned long n_fetched, n_fetch_errors, n_evicted, n_refused, n_hits;
+	unsigned long n_files_fetched, n_file_errors;	/* files fetched one by one */
+	struct store_file_flight *file_flights;
 	uint64_t used;			/* bytes in series/, as of the last scan */
 	size_t used_series;
 	int nworkers;
@@ -99,8 +113,9 @@ struct store {
 
 bool store_uid_ok(const char *uid);
 void store_rmtree(const char *path);
-int store_write_manifest(int dir_fd, const char *uid, const struct unzip_result *r,
-			 uint64_t zip_bytes, time_t when);
+int store_write_manifest(int dir_fd, const char *uid, const struct unzip_entry *v, size_t n,
+			 uint64_t zip_bytes, time_t when, const char *where);
+int store_fetch_file(struct store *s, struct store_series *ss, size_t i);
 int store_lookup(struct store *s, const char *uid, struct store_series **out);
 bool store_walk_allows(struct store *s, pid_t pid);
 void store_evict(struct store *s, const char *keep);

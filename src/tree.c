@@ -23,7 +23,7 @@
 
 /* ---- life cycle -------------------------------------------------------------------- */
 
-int tree_new(struct tcia *tcia, const struct tree_opts *opts, struct tree **out)
+int tree_new(struct source *src, const struct tree_opts *opts, struct tree **out)
 {
 	struct tree *t;
 
@@ -31,7 +31,7 @@ int tree_new(struct tcia *tcia, const struct tree_opts *opts, struct tree **out)
 	t = calloc(1, sizeof(*t));
 	if (!t)
 		return -ENOMEM;
-	t->tcia = tcia;
+	t->src = src;
 	t->offline = opts->offline;
 	t->store = opts->store;
 	t->status = opts->status;
@@ -207,7 +207,8 @@ static int tree_split(const char *path, char comps[][TREE_NAME_MAX + 1])
 static int tree_series_files(struct tree *t, const struct catalog_series *ser, bool fetch,
 			     const struct store_caller *who, struct store_series **out)
 {
-	struct store_expect exp = { ser->images, ser->bytes };
+	struct store_expect exp = { ser->images, ser->bytes, NULL };
+	char *where;
 	int rc;
 
 	*out = NULL;
@@ -216,7 +217,10 @@ static int tree_series_files(struct tree *t, const struct catalog_series *ser, b
 	rc = store_peek(t->store, ser->uid, out);
 	if (rc == 0 || !fetch)
 		return rc;
-	return store_get(t->store, ser->uid, &exp, who, out);
+	exp.where = where = source_where(t->src, ser->raw);
+	rc = store_get(t->store, ser->uid, &exp, who, out);
+	free(where);
+	return rc;
 }
 
 /* The folder path of a series whose place the catalog holds fresh (the patient's or the
@@ -314,9 +318,11 @@ static int tree_resolve_uid(struct tree *t, const char *uid, const char *name,
 		early = false;
 	rc = tree_resolve_uid_by_request(t, uid, name, who, n);
 	if (early && rc == 0 && n->cser.uid) {
-		struct store_expect exp = { n->cser.images, n->cser.bytes };
+		char *where = source_where(t->src, n->cser.raw);
+		struct store_expect exp = { n->cser.images, n->cser.bytes, where };
 
 		store_expect(t->store, uid, &exp);
+		free(where);
 	} else if (early) {
 		store_abandon(t->store, uid);
 	}
@@ -335,7 +341,7 @@ static int tree_resolve_uid_by_request(struct tree *t, const char *uid, const ch
 	char path[PATH_MAX];
 	int rc;
 
-	rc = tcia_get_series(t->tcia, &f, &l);
+	rc = source_get_series(t->src, &f, &l);
 	if (rc < 0)
 		return rc;
 	rc = -ENOENT;

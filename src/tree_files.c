@@ -56,7 +56,7 @@ int tree_make_readme(struct tree *t)
 		"see -o walk_budget in tciafs --help.\n"
 		"\n"
 		"Unmount with:  fusermount3 -u <mountpoint>\n";
-	const char *api = tcia_base_url(t->tcia);
+	const char *api = source_url(t->src);
 	int n = snprintf(NULL, 0, fmt, api, t->cache_dir);
 
 	if (n < 0)
@@ -148,18 +148,18 @@ out_put:
 
 static int tree_render_series(struct tree *t, struct tree_node *n, char **out, size_t *len)
 {
-	struct tcia_series_size size;
 	json_t *extra = NULL;
+	char *raw;
 	int rc;
 
 	/* SeriesSize is slow and per series: asked only here, when series.json is looked at. */
-	rc = tcia_get_series_size(t->tcia, n->cser.uid, &size);
+	rc = source_series_extra(t->src, n->cser.uid, &raw);
 	if (rc == -ENOENT)
 		return tree_render_raw(n->cser.raw, NULL, out, len);
 	if (rc < 0)
 		return rc;
-	extra = json_loads(size.raw, JSON_DECODE_ANY, NULL);
-	tcia_series_size_clear(&size);
+	extra = json_loads(raw, JSON_DECODE_ANY, NULL);
+	free(raw);
 	if (!extra)
 		return -ENOMEM;
 	rc = tree_render_raw(n->cser.raw, extra, out, len);

@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "catalog.h"
+#include "source.h"
 #include "tcia.h"
 #include "tree.h"
 #include "view.h"
@@ -86,7 +87,7 @@ struct tree_flight;
 struct tree_memo;
 
 struct tree {
-	struct tcia *tcia;	/* borrowed */
+	struct source *src;	/* borrowed */
 	struct catalog *cat;	/* borrowed */
 	bool offline;
 	int64_t expired_ms;	/* loads before this are stale (SIGHUP); protected by lock */

@@ -271,18 +271,18 @@ static int tree_ensure(struct tree *t, enum catalog_scope s, const char *coll, c
 static int tree_load_archive(struct tree *t, const char *coll, const char *pid)
 {
 	struct catalog_load *l;
-	struct tcia_values v;
+	struct source_colls v;
 	size_t i;
 	int rc;
 
 	(void)coll;
 	(void)pid;
-	rc = tcia_get_collections(t->tcia, &v);
+	rc = source_collections(t->src, &v);
 	if (rc < 0)
 		return rc;
 	rc = catalog_load_begin(t->cat, CATALOG_ARCHIVE, NULL, NULL, &l);
 	for (i = 0; rc == 0 && i < v.count; i++) {
-		struct catalog_coll r = { v.v[i].value, tree_sanitize_name(v.v[i].value) };
+		struct catalog_coll r = { v.v[i].api, tree_sanitize_name(v.v[i].name) };
 
 		rc = r.name ? tree_unreserve(&r.name, tree_root_reserved, 2) : -ENOMEM;
 		if (rc == 0)
@@ -293,7 +293,7 @@ static int tree_load_archive(struct tree *t, const char *coll, const char *pid)
 		rc = catalog_load_commit(l);
 	else
 		catalog_load_abort(l);
-	tcia_values_clear(&v);
+	source_colls_clear(&v);
 	return rc;
 }
 
@@ -413,7 +413,7 @@ static int tree_load_patients(struct tree *t, const char *coll, const char *pid)
 	rc = catalog_load_begin(t->cat, CATALOG_PATIENTS, coll, NULL, &k.l);
 	if (rc < 0)
 		return rc;
-	rc = tcia_each(t->tcia, TCIA_PATIENTS, &f, tree_sink_patient, tree_sink_restart, &k);
+	rc = source_each(t->src, TCIA_PATIENTS, &f, tree_sink_patient, tree_sink_restart, &k);
 	if (rc < 0) {
 		catalog_load_abort(k.l);
 		return rc;
@@ -432,9 +432,9 @@ static int tree_load_studies_series(struct tree *t, const char *coll, const char
 				&k.l);
 	if (rc < 0)
 		return rc;
-	rc = tcia_each(t->tcia, TCIA_STUDIES, &f, tree_sink_study, tree_sink_restart, &k);
+	rc = source_each(t->src, TCIA_STUDIES, &f, tree_sink_study, tree_sink_restart, &k);
 	if (rc == 0)
-		rc = tcia_each(t->tcia, TCIA_SERIES, &f, tree_sink_series, tree_sink_restart, &k);
+		rc = source_each(t->src, TCIA_SERIES, &f, tree_sink_series, tree_sink_restart, &k);
 	if (rc < 0) {
 		catalog_load_abort(k.l);
 		return rc;
@@ -773,7 +773,6 @@ static void tree_vals_destroy(struct tree_snap *s)
 int tree_load_vals(struct tree *t, void *arg, struct tree_snap **out)
 {
 	struct tree_coll *c = arg;
-	struct tcia_filter f = { .collection = c->api };
 	struct tree_vals *v = calloc(1, sizeof(*v));
 	int rc;
 
@@ -781,11 +780,11 @@ int tree_load_vals(struct tree *t, void *arg, struct tree_snap **out)
 		return -ENOMEM;
 	v->hdr.destroy = tree_vals_destroy;
 	v->hdr.fetched = time(NULL);
-	rc = tcia_get_modalities(t->tcia, &f, &v->mods);
+	rc = source_facet(t->src, c->api, 0, &v->mods);
 	if (rc == 0)
-		rc = tcia_get_body_parts(t->tcia, &f, &v->parts);
+		rc = source_facet(t->src, c->api, 1, &v->parts);
 	if (rc == 0)
-		rc = tcia_get_manufacturers(t->tcia, &f, &v->manus);
+		rc = source_facet(t->src, c->api, 2, &v->manus);
 	if (rc < 0) {
 		tree_vals_destroy(&v->hdr);
 		return rc;

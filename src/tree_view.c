@@ -415,7 +415,7 @@ static int tree_man_locate(struct tree *t, struct tree_probed *probed, const cha
 		return rc;
 	if (t->offline)
 		return 0;
-	rc = tcia_get_series(t->tcia, &f, &l);
+	rc = source_get_series(t->src, &f, &l);
 	if (rc < 0)
 		return rc;
 	if (l.count == 1 && l.v[0].collection && !tree_probed_has(probed, l.v[0].collection)) {

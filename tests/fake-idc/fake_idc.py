@@ -176,8 +176,9 @@ class Archive:
 
 # The fault rules of POST /_fake/faults: {"kind", "endpoint" (version, collections, sql,
 # list, object or *), "times" (-1 = until reset), "seconds" for delay, "by" for the bytes a
-# "lie" adds to listed sizes}; the fake TCIA's rule book, with IDC's kinds.
-FAULT_KINDS = {"503", "delay", "lie", "endless"}
+# "lie" adds to listed sizes, "path" for "body": a prepared (hostile) answer served in place
+# of the real one}; the fake TCIA's rule book, with IDC's kinds.
+FAULT_KINDS = {"503", "delay", "lie", "endless", "body"}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -228,6 +229,12 @@ class Handler(BaseHTTPRequestHandler):
         if rule["kind"] == "503":
             self._json(503, {"error": {"code": "unavailable", "message": "overloaded"}},
                        endpoint, query, "503")
+            return True, rule
+        if rule["kind"] == "body":
+            with open(rule["path"], "rb") as f:
+                body = f.read()
+            ctype = "application/xml" if endpoint == "list" else "application/json"
+            self._send(200, ctype, body, None, endpoint, query, "body")
             return True, rule
         return False, rule
 

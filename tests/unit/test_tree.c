@@ -17,6 +17,7 @@
 #include "catalog.h"
 #include "http.h"
 #include "tcia.h"
+#include "source.h"
 #include "tree.h"
 
 static void check_name(const char *in, const char *want)
@@ -98,6 +99,7 @@ static void test_probe_names(void **state)
 struct fixture {
 	struct http *http;
 	struct tcia *tcia;
+	struct source *src;
 	struct catalog *cat;
 	struct tree *tree;
 	char dir[64];
@@ -112,7 +114,8 @@ static int setup(void **state)
 	assert_non_null(f);
 	assert_int_equal(http_new(&ho, &f->http), 0);
 	assert_int_equal(tcia_new(f->http, NULL, "http://127.0.0.1:1/nbia-api/services/v4/", &f->tcia), 0);
-	assert_int_equal(tree_new(f->tcia, &to, &f->tree), 0);
+	assert_int_equal(source_new_nbia(f->tcia, &f->src), 0);
+	assert_int_equal(tree_new(f->src, &to, &f->tree), 0);
 	snprintf(f->dir, sizeof(f->dir), "/tmp/tciafs-tree-XXXXXX");
 	assert_non_null(mkdtemp(f->dir));
 	{
@@ -135,6 +138,7 @@ static int teardown(void **state)
 	catalog_free(f->cat);
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
 	assert_int_equal(system(cmd), 0);
+	source_free(f->src);
 	tcia_free(f->tcia);
 	http_free(f->http);
 	free(f);
@@ -260,7 +264,7 @@ static void test_table_learns_late_columns(void **state)
 	char buf[512];
 	ssize_t n;
 
-	assert_int_equal(tree_new(f->tcia, &to, &tree), 0);
+	assert_int_equal(tree_new(f->src, &to, &tree), 0);
 	tree_set_catalog(tree, f->cat);
 	load_table_fixture(f->cat);
 	assert_int_equal(tree_open(tree, "/C/patients.csv", O_RDONLY, NULL, &fh), 0);

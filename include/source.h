@@ -1,0 +1,98 @@
+/* SPDX-License-Identifier: MIT
+ * source.h — where the archive comes from: NBIA (tcia.c; a series is one zip) or IDC
+ * (idc.c; one object per DICOM file, listed with exact sizes). The tree and the store ask
+ * here and do not care which one answers; records are those of tcia.h either way.
+ */
+#ifndef TCIAFS_SOURCE_H
+#define TCIAFS_SOURCE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tcia.h"
+
+struct idc;
+struct source;
+
+enum source_kind {
+	SOURCE_NBIA = 0,
+	SOURCE_IDC = 1,
+};
+
+/* Over a client (borrowed: it must outlive the source). Return 0 or -ENOMEM. */
+int source_new_nbia(struct tcia *tcia, struct source **out);
+int source_new_idc(struct idc *idc, struct source **out);
+void source_free(struct source *src);
+
+enum source_kind source_kind(const struct source *src);
+/* The metadata service's URL as it may be shown, and the source's name ("NBIA", "IDC"). */
+const char *source_url(const struct source *src);
+const char *source_name(const struct source *src);
+
+/* ---- metadata ------------------------------------------------------------------------ */
+
+/* A collection: api is what requests and records call it (NBIA's name, IDC's
+ * collection_id), name what users know it by (its folder, before sanitising). */
+struct source_coll {
+	char *api;
+	char *name;
+};
+struct source_colls {
+	size_t count;
+	struct source_coll *v;
+};
+int source_collections(struct source *src, struct source_colls *out);
+void source_colls_clear(struct source_colls *c);
+
+/* The distinct values of a collection's facet (0 Modality, 1 BodyPartExamined,
+ * 2 Manufacturer), as tcia_get_modalities & co. */
+int source_facet(struct source *src, const char *coll, unsigned facet, struct tcia_values *out);
+
+/* As tcia_each: patients, studies or series of a collection (or a patient of it, or a
+ * series by UID), streamed. */
+int source_each(struct source *src, enum tcia_kind kind, const struct tcia_filter *f,
+		tcia_each_fn each, tcia_restart_fn restart, void *arg);
+
+/* The series matching f (a series UID, in practice), in a list. */
+int source_get_series(struct source *src, const struct tcia_filter *f,
+		      struct tcia_series_list *out);
+
+/* What series.json adds to the series' record (NBIA's getSeriesSize, as sent): a new
+ * JSON object text in *raw, or -ENOENT when there is nothing to add. */
+int source_series_extra(struct source *src, const char *uid, char **raw);
+
+/* ---- files --------------------------------------------------------------------------- */
+
+/* True when the source lists a series' files with exact sizes and serves them one by
+ * one (IDC); false when a series comes whole, as a zip (NBIA). */
+bool source_files_one_by_one(const struct source *src);
+
+/* Where a series' files are, from its record as the catalog keeps it (raw): a new
+ * string the store keeps in its manifest, NULL when the source needs none (NBIA) or the
+ * record does not say (or says something unsafe: logged). */
+char *source_where(const struct source *src, const char *raw);
+
+/* The series as a zip (NBIA), as tcia_get_image. */
+int source_get_zip(struct source *src, const char *uid, int fd, uint64_t expected,
+		   uint64_t max, tcia_progress_fn progress, void *arg, uint64_t *bytes);
+
+struct source_file {
+	char *name;		/* a plain file name, safe as one path component */
+	uint64_t size;
+};
+struct source_files {
+	size_t count;
+	struct source_file *v;
+	size_t strays;		/* objects that are not DICOM files, left out */
+};
+/* The DICOM files of the series at where, in name order. -ENOTSUP for NBIA. */
+int source_list_files(struct source *src, const char *where, struct source_files *out);
+void source_files_clear(struct source_files *l);
+
+/* One file of the series at where into fd: exactly size bytes (as listed), or -EIO /
+ * -EFBIG with a log line; fd may then hold part of it. */
+int source_get_file(struct source *src, const char *where, const char *name, uint64_t size,
+		    int fd, tcia_progress_fn progress, void *arg);
+
+#endif

@@ -1,0 +1,336 @@
+/* SPDX-License-Identifier: MIT
+ * source.c — one face for the two archives: each call goes to tcia.c (NBIA) or idc.c
+ * (IDC), and what IDC needs that NBIA does not (collection ids, where a series' objects
+ * are) is settled here, so that the tree and the store never ask which source it is.
+ */
+#include "source.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "idc.h"
+#include "log.h"
+
+struct source {
+	enum source_kind kind;
+	struct tcia *tcia;
+	struct idc *idc;
+};
+
+static int source_new(enum source_kind kind, struct tcia *tcia, struct idc *idc,
+		      struct source **out)
+{
+	struct source *src = calloc(1, sizeof(*src));
+
+	*out = src;
+	if (!src)
+		return -ENOMEM;
+	src->kind = kind;
+	src->tcia = tcia;
+	src->idc = idc;
+	return 0;
+}
+
+int source_new_nbia(struct tcia *tcia, struct source **out)
+{
+	return source_new(SOURCE_NBIA, tcia, NULL, out);
+}
+
+int source_new_idc(struct idc *idc, struct source **out)
+{
+	return source_new(SOURCE_IDC, NULL, idc, out);
+}
+
+void source_free(struct source *src)
+{
+	free(src);
+}
+
+enum source_kind source_kind(const struct source *src)
+{
+	return src->kind;
+}
+
+const char *source_url(const struct source *src)
+{
+	return src->kind == SOURCE_IDC ? idc_api_url(src->idc) : tcia_base_url(src->tcia);
+}
+
+const char *source_name(const struct source *src)
+{
+	return src->kind == SOURCE_IDC ? "IDC" : "NBIA";
+}
+
+/* ---- metadata ------------------------------------------------------------------------ */
+
+void source_colls_clear(struct source_colls *c)
+{
+	size_t i;
+
+	for (i = 0; c->v && i < c->count; i++) {
+		free(c->v[i].api);
+		free(c->v[i].name);
+	}
+	free(c->v);
+	c->v = NULL;
+	c->count = 0;
+}
+
+int source_collections(struct source *src, struct source_colls *out)
+{
+	struct idc_collections ic = { { 0, NULL }, NULL };
+	struct tcia_values *names = &ic.names;
+	size_t i;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	rc = src->kind == SOURCE_IDC ? idc_collections(src->idc, &ic)
+				     : tcia_get_collections(src->tcia, names);
+	if (rc < 0)
+		return rc;
+	out->v = calloc(names->count + 1, sizeof(*out->v));
+	if (!out->v)
+		rc = -ENOMEM;
+	for (i = 0; rc == 0 && i < names->count; i++) {
+		struct source_coll *c = &out->v[out->count++];
+
+		/* NBIA calls a collection by its name; IDC by an id, shown by its name. */
+		c->api = ic.ids ? ic.ids[i] : names->v[i].value;
+		c->name = strdup(names->v[i].value);
+		if (ic.ids)
+			ic.ids[i] = NULL;
+		else
+			names->v[i].value = NULL;
+		if (!c->api || !c->name)
+			rc = -ENOMEM;
+	}
+	idc_collections_clear(&ic);
+	if (rc < 0)
+		source_colls_clear(out);
+	return rc;
+}
+
+int source_facet(struct source *src, const char *coll, unsigned facet, struct tcia_values *out)
+{
+	struct tcia_filter f = { .collection = coll };
+
+	if (src->kind == SOURCE_IDC)
+		return idc_values(src->idc, coll, facet, out);
+	switch (facet) {
+	case 0:
+		return tcia_get_modalities(src->tcia, &f, out);
+	case 1:
+		return tcia_get_body_parts(src->tcia, &f, out);
+	case 2:
+		return tcia_get_manufacturers(src->tcia, &f, out);
+	}
+	return -EINVAL;
+}
+
+/* A filter as IDC's query: IDC lists by collection, patient or series only. */
+static int source_idc_query(const struct tcia_filter *f, struct idc_query *q)
+{
+	memset(q, 0, sizeof(*q));
+	if (f->study_uid || f->modality || f->body_part || f->manufacturer || f->model)
+		return -EINVAL;
+	q->collection_id = f->collection;
+	q->patient_id = f->patient_id;
+	q->series_uid = f->series_uid;
+	return 0;
+}
+
+int source_each(struct source *src, enum tcia_kind kind, const struct tcia_filter *f,
+		tcia_each_fn each, tcia_restart_fn restart, void *arg)
+{
+	struct idc_query q;
+	int rc;
+
+	if (src->kind == SOURCE_NBIA)
+		return tcia_each(src->tcia, kind, f, each, restart, arg);
+	rc = source_idc_query(f, &q);
+	/* IDC's pages are asked one by one, and a retried page hands its rows on again:
+	 * consumers replace by key, so nothing needs starting over. */
+	return rc < 0 ? rc : idc_each(src->idc, kind, &q, each, arg);
+}
+
+/* Takes a series record's strings into a list. */
+static int source_collect(void *arg, void *rec)
+{
+	struct tcia_series_list *l = arg;
+	struct tcia_series *grown = realloc(l->v, (l->count + 1) * sizeof(*grown));
+
+	if (!grown)
+		return -ENOMEM;
+	l->v = grown;
+	l->v[l->count++] = *(struct tcia_series *)rec;
+	memset(rec, 0, sizeof(struct tcia_series));
+	return 0;
+}
+
+int source_get_series(struct source *src, const struct tcia_filter *f,
+		      struct tcia_series_list *out)
+{
+	int rc;
+
+	if (src->kind == SOURCE_NBIA)
+		return tcia_get_series(src->tcia, f, out);
+	memset(out, 0, sizeof(*out));
+	rc = source_each(src, TCIA_SERIES, f, source_collect, NULL, out);
+	if (rc < 0)
+		tcia_series_list_clear(out);
+	return rc;
+}
+
+int source_series_extra(struct source *src, const char *uid, char **raw)
+{
+	struct tcia_series_size size;
+	int rc;
+
+	*raw = NULL;
+	/* IDC's record already has everything its row says, FileSize included. */
+	if (src->kind == SOURCE_IDC)
+		return -ENOENT;
+	rc = tcia_get_series_size(src->tcia, uid, &size);
+	if (rc < 0)
+		return rc;
+	*raw = size.raw;
+	size.raw = NULL;
+	tcia_series_size_clear(&size);
+	return 0;
+}
+
+/* ---- files --------------------------------------------------------------------------- */
+
+bool source_files_one_by_one(const struct source *src)
+{
+	return src->kind == SOURCE_IDC;
+}
+
+/* Names from IDC go into URLs and paths: only what its ids are made of. */
+static bool source_safe(const char *s, const char *extra)
+{
+	size_t i;
+
+	if (!s || !*s || strlen(s) > 128 || s[0] == '.' || s[0] == '-')
+		return false;
+	for (i = 0; s[i]; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+		      (s[i] >= '0' && s[i] <= '9') || strchr(extra, s[i])))
+			return false;
+	return true;
+}
+
+char *source_where(const struct source *src, const char *raw)
+{
+	json_t *o, *row;
+	const char *bucket, *uuid;
+	char *where = NULL;
+
+	if (src->kind != SOURCE_IDC || !raw)
+		return NULL;
+	o = json_loads(raw, 0, NULL);
+	row = json_object_get(o, "idc");
+	bucket = json_string_value(json_object_get(row, "aws_bucket"));
+	uuid = json_string_value(json_object_get(row, "crdc_series_uuid"));
+	if (!source_safe(bucket, ".-") || !source_safe(uuid, "-"))
+		log_err("IDC: a series record gives no usable place for its files "
+			"(aws_bucket, crdc_series_uuid)");
+	else if (asprintf(&where, "%s/%s", bucket, uuid) < 0)
+		where = NULL;
+	json_decref(o);
+	return where;
+}
+
+int source_get_zip(struct source *src, const char *uid, int fd, uint64_t expected,
+		   uint64_t max, tcia_progress_fn progress, void *arg, uint64_t *bytes)
+{
+	if (src->kind != SOURCE_NBIA)
+		return -ENOTSUP;
+	return tcia_get_image(src->tcia, uid, fd, expected, max, progress, arg, bytes);
+}
+
+void source_files_clear(struct source_files *l)
+{
+	size_t i;
+
+	for (i = 0; l->v && i < l->count; i++)
+		free(l->v[i].name);
+	free(l->v);
+	memset(l, 0, sizeof(*l));
+}
+
+/* Splits where ("bucket/uuid") into its parts, checked again: it comes from a manifest
+ * on disk too. */
+static int source_split(const char *where, char *bucket, size_t bsize, const char **uuid)
+{
+	const char *slash = where ? strchr(where, '/') : NULL;
+	size_t n = slash ? (size_t)(slash - where) : 0;
+
+	if (!slash || n == 0 || n >= bsize)
+		return -EINVAL;
+	memcpy(bucket, where, n);
+	bucket[n] = '\0';
+	*uuid = slash + 1;
+	return source_safe(bucket, ".-") && source_safe(*uuid, "-") ? 0 : -EINVAL;
+}
+
+int source_list_files(struct source *src, const char *where, struct source_files *out)
+{
+	struct idc_listing l;
+	char bucket[160];
+	const char *uuid;
+	size_t i, p;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if (src->kind != SOURCE_IDC)
+		return -ENOTSUP;
+	rc = source_split(where, bucket, sizeof(bucket), &uuid);
+	if (rc < 0)
+		return rc;
+	rc = idc_list_series(src->idc, bucket, uuid, &l, &out->strays);
+	if (rc < 0)
+		return rc;
+	p = strlen(uuid) + 1;
+	out->v = calloc(l.count + 1, sizeof(*out->v));
+	if (!out->v)
+		rc = -ENOMEM;
+	for (i = 0; rc == 0 && i < l.count; i++) {
+		const char *name = l.v[i].key + p;	/* idc_list_series kept "<uuid>/<name>" */
+
+		if (!source_safe(name, ".-_")) {
+			out->strays++;
+			continue;
+		}
+		out->v[out->count].name = strdup(name);
+		out->v[out->count].size = l.v[i].size;
+		if (!out->v[out->count++].name)
+			rc = -ENOMEM;
+	}
+	idc_listing_clear(&l);
+	if (rc < 0)
+		source_files_clear(out);
+	return rc;
+}
+
+int source_get_file(struct source *src, const char *where, const char *name, uint64_t size,
+		    int fd, tcia_progress_fn progress, void *arg)
+{
+	char bucket[160], *key = NULL;
+	const char *uuid;
+	int rc;
+
+	if (src->kind != SOURCE_IDC)
+		return -ENOTSUP;
+	rc = source_split(where, bucket, sizeof(bucket), &uuid);
+	if (rc < 0 || !source_safe(name, ".-_"))
+		return -EINVAL;
+	if (asprintf(&key, "%s/%s", uuid, name) < 0)
+		return -ENOMEM;
+	rc = idc_get_object(src->idc, bucket, key, size, fd, progress, arg);
+	free(key);
+	return rc;
+}

@@ -1,0 +1,292 @@
+# SPDX-License-Identifier: MIT
+# A real mount of the fake IDC (-o source=idc, issue 15): the tree browses with IDC's
+# names and the seed's attributes; a look at a patient, a series listing and a file each
+# cost what IDC's layout allows (one query; listings, no download; one object GET); the
+# files are real DICOM; lies, endless objects, hostile answers and 503 storms give an
+# errno and a log line, and leave the cache as it was.
+
+import json
+import os
+import subprocess
+import time
+
+import pydicom
+
+from harness import run
+from test_fake_idc import list_all, rows
+
+HOSTILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "hostile", "idc")
+
+
+def corpus(name):
+    return os.path.abspath(os.path.join(HOSTILE, name))
+
+
+def idc_mount(ctx, s, options=(), **kw):
+    return ctx.mount(api=s.url, options=["source=idc", "idc_api=" + s.url,
+                                         "idc_files=" + s.base + "/{bucket}"] + list(options),
+                     **kw)
+
+
+def one_series(s, where):
+    return rows(s, 'SELECT * FROM "index" WHERE %s ORDER BY SeriesInstanceUID LIMIT 1'
+                % where)[0]
+
+
+def series_dir(m, row):
+    return os.path.join(m.mountpoint, ".tciafs", "series", row["SeriesInstanceUID"])
+
+
+def count(s, endpoint, since):
+    return len(s.requests(endpoint)) - since
+
+
+def stored(m, row):
+    """The files of the series in the mount's store (its cache is cache_dir/idc)."""
+    d = os.path.join(m_cache(m), "series", row["SeriesInstanceUID"])
+    return sorted(n for n in os.listdir(d) if not n.startswith(".")) if os.path.isdir(d) else []
+
+
+def m_cache(m):
+    status = json.loads(open(os.path.join(m.mountpoint, ".tciafs", "status")).read())
+    return status["store"]["dir"]
+
+
+def test_the_tree_browses_with_idc_names(ctx):
+    s = ctx.idc_server()
+    m = idc_mount(ctx, s)
+    top = sorted(os.listdir(m.mountpoint))
+    # Folders by collection_name, the name users know; the id in the JSON and xattrs.
+    assert top == ["CPTAC-CCRCC", "NLST", "README.txt", "TCGA-LUAD"], top
+    coll = os.path.join(m.mountpoint, "TCGA-LUAD")
+    info = json.load(open(os.path.join(coll, "collection.json")))
+    assert info["Collection"] == "tcga_luad", info
+    want = sorted({r["Modality"] for r in rows(
+        s, "SELECT Modality FROM \"index\" WHERE collection_id = 'tcga_luad'")})
+    assert info["Modality"] == want, info
+    assert os.getxattr(coll, "user.tcia.collection") == b"tcga_luad"
+    # The patient whose ID holds a quote and "--" is a folder like any other.
+    assert "QA-O'NEIL--01" in os.listdir(coll)
+    row = one_series(s, "PatientID = 'QA-O''NEIL--01'")
+    pdir = os.path.join(coll, "QA-O'NEIL--01")
+    (study,) = [n for n in os.listdir(pdir) if n != "patient.json"]
+    sers = [n for n in os.listdir(os.path.join(pdir, study)) if n != "study.json"]
+    assert sers, sers
+    # series.json: the seed's names where IDC has them, and the row as IDC sent it.
+    for name in sers:
+        sj = json.load(open(os.path.join(pdir, study, name, "series.json")))
+        assert sj["PatientID"] == "QA-O'NEIL--01" and sj["Collection"] == "tcga_luad", sj
+        assert sj["idc"]["crdc_series_uuid"] and "ImageCount" in sj, sj
+    assert any(json.load(open(os.path.join(pdir, study, n, "series.json")))
+               ["SeriesInstanceUID"] == row["SeriesInstanceUID"] for n in sers)
+    pj = json.load(open(os.path.join(pdir, "patient.json")))
+    assert pj["PatientId"] == "QA-O'NEIL--01", pj     # getPatient's name for it
+    # The tables and facet folders are the same queries as for NBIA.
+    with open(os.path.join(coll, "series.csv")) as f:
+        lines = f.read().splitlines()
+    n = rows(s, "SELECT count(*) AS n FROM \"index\" WHERE collection_id = 'tcga_luad'")[0]["n"]
+    assert len(lines) == n + 1, lines[:3]
+    assert os.listdir(os.path.join(coll, ".by-modality", "CT"))
+    ctx.unmount(m)
+
+
+def test_a_first_look_at_a_patient_costs_one_query(ctx):
+    s = ctx.idc_server()
+    m = idc_mount(ctx, s)
+    coll = os.path.join(m.mountpoint, "TCGA-LUAD")
+    os.listdir(coll)
+    n0, all0 = len(s.requests("sql")), len(s.requests())
+    pdir = os.path.join(coll, "TCGA-05-4244")
+    for study in os.listdir(pdir):
+        if study != "patient.json":
+            os.listdir(os.path.join(pdir, study))
+    got = len(s.requests()) - all0
+    assert got <= 2 and len(s.requests("sql")) - n0 == got, s.requests()[all0:]
+    ctx.unmount(m)
+
+
+def test_a_series_of_1500_files_lists_without_a_download(ctx):
+    s = ctx.idc_server()
+    m = idc_mount(ctx, s)
+    row = one_series(s, "instanceCount = 1500")
+    objs, pages = list_all(s, row["aws_bucket"], row["crdc_series_uuid"] + "/")
+    assert pages == 2
+    d = series_dir(m, row)
+    l0, o0 = len(s.requests("list")), len(s.requests("object"))
+    r = run(["ls", "-l", d])
+    names = {os.path.basename(k): size for k, size in objs if k.endswith(".dcm")}
+    listed = {n: os.stat(os.path.join(d, n)).st_size for n in os.listdir(d)
+              if n.endswith(".dcm")}
+    assert listed == names and len(listed) == 1500, (len(listed), r.stdout[:300])
+    assert count(s, "list", l0) == 2 and count(s, "object", o0) == 0
+    assert stored(m, row) == [], stored(m, row)
+    ctx.unmount(m)
+
+
+def test_reading_a_file_fetches_that_object_alone(ctx):
+    s = ctx.idc_server()
+    m = idc_mount(ctx, s)
+    row = one_series(s, "collection_id = 'tcga_luad' AND instanceCount > 2")
+    d = series_dir(m, row)
+    files = sorted(n for n in os.listdir(d) if n.endswith(".dcm"))
+    o0 = len(s.requests("object"))
+    with open(os.path.join(d, files[0]), "rb") as f:
+        data = f.read()
+    assert count(s, "object", o0) == 1
+    (obj,) = s.requests("object")[o0:]
+    assert obj["query"]["key"] == "%s/%s" % (row["crdc_series_uuid"], files[0]), obj
+    assert stored(m, row) == [files[0]]
+    ds = pydicom.dcmread(os.path.join(d, files[0]))
+    assert ds.SeriesInstanceUID == row["SeriesInstanceUID"] and len(data) > 132
+    # Read again, and by another tool: from the store, no request.
+    run(["dcmdump", os.path.join(d, files[0])])
+    assert count(s, "object", o0) == 1
+    # The whole series reads as DICOM: dcm2niix takes the folder.
+    out = ctx.path("nii")
+    os.makedirs(out)
+    r = run(["dcm2niix", "-o", out, "-f", "s", d], check=False)
+    assert r.returncode == 0 and any(n.endswith(".nii") for n in os.listdir(out)), r.stdout
+    assert count(s, "object", o0) == len(files)
+    ctx.unmount(m)
+
+
+def test_strays_and_revised_folders_are_not_shown(ctx):
+    s = ctx.idc_server()
+    m = idc_mount(ctx, s)
+    for r in rows(s, 'SELECT * FROM "index"'):
+        keys, _ = list_all(s, r["aws_bucket"], r["crdc_series_uuid"] + "/")
+        if any(not k.endswith(".dcm") for k, _ in keys):
+            break
+    else:
+        raise AssertionError("the fake has no stray object")
+    d = series_dir(m, r)
+    names = os.listdir(d)
+    assert all(n.endswith(".dcm") or n == "series.json" for n in names), names
+    assert len([n for n in names if n.endswith(".dcm")]) == len(
+        [k for k, _ in keys if k.endswith(".dcm")])
+    assert "not DICOM files left out" in m.log()
+    ctx.unmount(m)
+
+
+def expect_refused(m, s, row, what):
+    """Reading the series' first file fails with EIO, one log line says why, and the
+    store keeps no file of it, nor anything in tmp/."""
+    d = series_dir(m, row)
+    first = sorted(n for n in os.listdir(d) if n.endswith(".dcm"))[0]
+    t0 = time.monotonic()
+    r = subprocess.run(["cat", os.path.join(d, first)], capture_output=True, timeout=60)
+    assert r.returncode != 0 and b"Input/output error" in r.stderr, (what, r)
+    assert time.monotonic() - t0 < 30, what
+    assert stored(m, row) == [], (what, stored(m, row))
+    assert os.listdir(os.path.join(m_cache(m), "tmp")) == [], what
+    return first
+
+
+def test_an_object_that_disagrees_with_its_listing_is_refused(ctx):
+    s = ctx.idc_server()
+    m = idc_mount(ctx, s, options=["retries=0"])
+    row = one_series(s, "collection_id = 'tcga_luad' AND instanceCount > 1")
+    # Listed longer than it is: short.
+    s.fault(kind="lie", endpoint="list", by=7, times=1)
+    expect_refused(m, s, row, "short")
+    assert "its listing gave" in m.log(), m.log()
+    ctx.unmount(m)
+    # An object that never ends: cut off one byte past its listed size.
+    m = idc_mount(ctx, s, options=["retries=0"], cache_dir=ctx.path("cache-endless"))
+    s.fault(kind="endless", endpoint="object", times=-1)
+    expect_refused(m, s, row, "endless")
+    assert "is longer than the" in m.log(), m.log()
+    s.reset_faults()
+    # Nothing was lost: the next read fetches it whole.
+    d = series_dir(m, row)
+    first = sorted(n for n in os.listdir(d) if n.endswith(".dcm"))[0]
+    assert pydicom.dcmread(os.path.join(d, first)).SeriesInstanceUID == row["SeriesInstanceUID"]
+    ctx.unmount(m)
+
+
+def test_hostile_listings_are_refused(ctx):
+    s = ctx.idc_server()
+    row = one_series(s, "collection_id = 'tcga_luad' AND instanceCount > 1")
+    for case in ("bomb", "malformed", "sizes", "no-token"):
+        s.reset_faults()
+        s.fault(kind="body", endpoint="list", path=corpus("list-%s.xml" % case), times=-1)
+        m = idc_mount(ctx, s, options=["retries=0"], name="mnt-" + case)
+        t0 = time.monotonic()
+        r = subprocess.run(["ls", series_dir(m, row)], capture_output=True, text=True,
+                           timeout=60)
+        assert r.returncode != 0, (case, r)
+        assert time.monotonic() - t0 < 20, case
+        assert "bad answer from IDC's bucket" in m.log() or "lists no DICOM" in m.log(), (
+            case, m.log())
+        assert not os.path.exists(os.path.join(m_cache(m), "series", row["SeriesInstanceUID"]))
+        ctx.unmount(m)
+    # Keys that are paths are not shown as files: here none is left to show.
+    keys = open(corpus("list-keys.xml")).read().replace("UUID/", row["crdc_series_uuid"] + "/")
+    path = ctx.path("list-keys.xml")
+    with open(path, "w") as f:
+        f.write(keys)
+    s.reset_faults()
+    s.fault(kind="body", endpoint="list", path=path, times=-1)
+    m = idc_mount(ctx, s, options=["retries=0"], name="mnt-keys")
+    r = subprocess.run(["ls", "-a", series_dir(m, row)], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode != 0 and "lists no DICOM file" in m.log(), (r, m.log())
+    assert not os.path.exists("/etc/passwd.dcm")
+    ctx.unmount(m)
+
+
+def test_hostile_names_and_places_from_the_api(ctx):
+    s = ctx.idc_server()
+    s.fault(kind="body", endpoint="collections", path=corpus("collections-names.json"),
+            times=-1)
+    m = idc_mount(ctx, s, options=["retries=0"])
+    names = [n for n in os.listdir(m.mountpoint) if n != "README.txt"]
+    assert len(names) == len(set(names)) and len(names) >= 12, names
+    for n in names:
+        assert "/" not in n and not n.startswith(".") and len(n.encode()) <= 255, n
+        assert all(ord(c) >= 0x20 and ord(c) != 0x7f for c in n), n
+    ctx.unmount(m)
+    s.reset_faults()
+    # A series record whose files' place would leave the bucket: refused, not fetched.
+    for case in ("bucket", "uuid", "host"):
+        s.reset_faults()
+        s.fault(kind="body", endpoint="sql", path=corpus("sql-series-where-%s.json" % case),
+                times=-1)
+        m = idc_mount(ctx, s, options=["retries=0"], name="mnt-where-" + case)
+        l0 = len(s.requests("list"))
+        r = subprocess.run(["ls", os.path.join(m.mountpoint, ".tciafs", "series",
+                                               "1.2.3.4.5")],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode != 0, (case, r)
+        assert count(s, "list", l0) == 0, case
+        assert "no usable place for its files" in m.log(), (case, m.log())
+        ctx.unmount(m)
+
+
+def test_values_from_paths_cannot_change_the_query(ctx):
+    s = ctx.idc_server()
+    m = idc_mount(ctx, s)
+    coll = os.path.join(m.mountpoint, "TCGA-LUAD")
+    for hostile in ("x' OR '1'='1", "x' OR 1=1 --", "QA-O'NEIL--01' OR 'a'='a"):
+        n0 = len(s.requests("sql"))
+        r = subprocess.run(["ls", os.path.join(coll, hostile)], capture_output=True,
+                           timeout=60)
+        assert r.returncode != 0, hostile
+        for e in s.requests("sql")[n0:]:
+            assert hostile.replace("'", "''") in e["query"]["sql"] or \
+                hostile not in e["query"]["sql"], e
+    ctx.unmount(m)
+
+
+def test_a_503_storm_gives_eio_then_recovers(ctx):
+    s = ctx.idc_server()
+    s.fault(kind="503", endpoint="*", times=-1)
+    m = idc_mount(ctx, s, options=["retries=1", "timeout=5"])
+    t0 = time.monotonic()
+    r = subprocess.run(["ls", m.mountpoint], capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and time.monotonic() - t0 < 30, r
+    assert "503" in m.log(), m.log()
+    s.reset_faults()
+    r = subprocess.run(["ls", m.mountpoint], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "TCGA-LUAD" in r.stdout, r
+    ctx.unmount(m)
