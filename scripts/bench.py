@@ -17,6 +17,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
@@ -318,6 +319,48 @@ class Bench:
                  "%.2f s 20 curls, 4 at a time (%s)" % (med(base), spread(base)),
                  "%.2f× the time" % ratio, "≤ 1.1×", ratio <= 1.1)
 
+    # -- IDC: files one by one ------------------------------------------------------
+
+    IDC_FILES, IDC_RATE = 200, 10e6
+
+    def idc_first_file(self):
+        """Time to the first file of a 200-file series through .tciafs/series/<UID>/: the
+        IDC source (one object) against the NBIA source (the series zip), both fakes with
+        the same round trip and the same bandwidth."""
+        zcache = os.path.join(self.work, "idc-zip-cache")
+        os.makedirs(zcache, exist_ok=True)
+        mb = self.IDC_FILES // 2          # the fake TCIA's images are 512 KiB each
+        nbia = self.ctx.server("--big-mb", str(mb), "--series-size-delay", "0",
+                               "--zip-cache", zcache, "--delay", str(self.LATENCY),
+                               "--zip-delay", str(self.ZIP_DELAY), "--rate", str(self.IDC_RATE))
+        idc = self.ctx.idc_server("--big", str(self.IDC_FILES), "--delay", str(self.LATENCY),
+                                  "--rate", str(self.IDC_RATE))
+        nuid = nbia.get_json("getSeries", Collection="Big-Series")[0]["SeriesInstanceUID"]
+        req = urllib.request.Request(idc.url + "/sql", method="POST", data=json.dumps(
+            {"sql": "SELECT SeriesInstanceUID FROM \"index\" WHERE collection_id = "
+                    "'big_series'"}).encode(), headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=60) as r:
+            iuid = json.load(r)["rows"][0]["SeriesInstanceUID"]
+        first = "f=$(ls '%s' | grep '[.]dcm$' | head -1) && cat \"%s/$f\" > /dev/null"
+        ours, base = [], []
+        for i in range(3):
+            m = self.ctx.mount(idc, name="first-idc%d" % i, options=[
+                "source=idc", "idc_api=" + idc.url, "idc_files=" + idc.base + "/{bucket}"])
+            d = os.path.join(m.mountpoint, ".tciafs", "series", iuid)
+            ours += timed(lambda: sh(first % (d, d)), 1)
+            self.ctx.unmount(m)
+            m = self.ctx.mount(nbia, name="first-nbia%d" % i)
+            d = os.path.join(m.mountpoint, ".tciafs", "series", nuid)
+            base += timed(lambda: sh(first % (d, d)), 1)
+            self.ctx.unmount(m)
+        ratio = med(ours) / med(base)
+        self.row("time to the first file of a %d-file series (%.0f MB/s, %d ms a request): "
+                 "IDC source vs NBIA source" % (self.IDC_FILES, self.IDC_RATE / 1e6,
+                                               self.LATENCY * 1000),
+                 "%.2f s IDC (%s)" % (med(ours), spread(ours)),
+                 "%.2f s NBIA zip (%s)" % (med(base), spread(base)),
+                 "%.2f× the time" % ratio, "< 1×", ratio < 1)
+
     # -- an NLST-size collection --------------------------------------------------
 
     def nlst(self):
@@ -432,6 +475,7 @@ def main():
         b.parallel()
         b.by_uid()
         b.prefetch_pipeline()
+        b.idc_first_file()
         b.rss(os.path.join(work, "zip-cache"))
     finally:
         problems = b.ctx.cleanup()

@@ -855,6 +855,7 @@ void store_free(struct store *s)
 	for (f = s->fetches; f; f = fn) {
 		fn = f->next;
 		free(f->uid);
+		free(f->where);
 		free(f->why);
 		free(f);
 	}

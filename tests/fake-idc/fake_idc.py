@@ -76,14 +76,24 @@ REVISED = ("tcga_luad", "TCGA-05-4244", 0, 1)
 STRAY = ("tcga_luad", "TCGA-05-4244", 0, 0)
 
 
+# --big N: a collection of one series of N 512x512 CT images of noise (about N/2 MB), the
+# images as big as the fake TCIA's --big-mb ones, for benchmarks against the NBIA source.
+BIG = ("big_series", "Big-Series", "idc-open-data", "CC BY 4.0",
+       [("BIG-001", [("CT CHEST HIGH RES", [("CT", "CHEST", "SIEMENS", 0)])])])
+
+
 class Archive:
     """The index rows, and every object of every bucket (made on first use)."""
 
-    def __init__(self):
+    def __init__(self, big=0):
         self.rows = []          # dicts, one per series, columns as COLUMNS
         self.collections = []   # /collections records
         self.objects = {b: {} for b in BUCKETS}   # bucket -> key -> image dict or bytes
-        for cid, cname, bucket, lic, patients in COLLECTIONS:
+        colls = list(COLLECTIONS)
+        if big:
+            cid, cname, bucket, lic, ((pid, ((sdesc, ((m, b, manu, _),)),)),) = BIG
+            colls.append((cid, cname, bucket, lic, [(pid, [(sdesc, [(m, b, manu, big)])])]))
+        for cid, cname, bucket, lic, patients in colls:
             nseries = ninst = 0
             size = 0
             mods = set()
@@ -97,6 +107,9 @@ class Archive:
                         uuid = make_uuid(cid, pid, si, ri, "v2" if key == REVISED else "v1")
                         images = [self._image(cid, pid, study_uid, uid, sdesc, date, mod,
                                               part, manu, ri, i) for i in range(n)]
+                        if cid == BIG[0]:
+                            for im in images:
+                                im.update(Rows=512, Columns=512, Noise=True)
                         nbytes = 0
                         for i, im in enumerate(images):
                             k = "%s/%s.dcm" % (uuid, make_uuid(uuid, i))
@@ -197,6 +210,8 @@ class Handler(BaseHTTPRequestHandler):
                 f.write(json.dumps(entry) + "\n")
 
     def _send(self, status, ctype, body, extra=None, endpoint=None, query=None, fault=None):
+        if endpoint and self.server.delay:
+            time.sleep(self.server.delay)      # a round trip on a real network
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
@@ -207,7 +222,20 @@ class Handler(BaseHTTPRequestHandler):
         if endpoint:
             self._log(endpoint, query or {}, status, len(body), fault)
         if self.command != "HEAD":
-            self.wfile.write(body)
+            self._write(body)
+
+    def _write(self, body):
+        """The body at --rate bytes a second when given (a slow link), else at once."""
+        rate = self.server.rate
+        if not rate:
+            return self.wfile.write(body)
+        step = max(1024, int(rate / 20))
+        for i in range(0, len(body), step):
+            if self.server.stopping.is_set():
+                return
+            self.wfile.write(body[i:i + step])
+            self.wfile.flush()
+            time.sleep(len(body[i:i + step]) / rate)
 
     def _json(self, status, obj, endpoint, query=None, fault=None):
         self._send(status, "application/json", json.dumps(obj).encode(), None, endpoint,
@@ -468,10 +496,18 @@ def main(argv=None):
     ap.add_argument("--log", help="append one JSON line per request to this file")
     ap.add_argument("--page-size", type=int, default=1000,
                     help="keys per bucket listing page (S3: at most 1000)")
+    ap.add_argument("--delay", type=float, default=0.0,
+                    help="seconds before every answer (a round trip on a real network)")
+    ap.add_argument("--rate", type=float, default=0.0,
+                    help="bytes a second at which answers are sent (0 = at once)")
+    ap.add_argument("--big", type=int, default=0, metavar="N",
+                    help="add collection Big-Series: one series of N 512x512 noisy CT images")
     args = ap.parse_args(argv)
 
     srv = Server(("127.0.0.1", args.port), Handler)
-    srv.archive = Archive()
+    srv.archive = Archive(big=args.big)
+    srv.delay = args.delay
+    srv.rate = args.rate
     srv.db = srv.archive.database()
     srv.db_lock = threading.Lock()
     srv.faults = Faults(FAULT_KINDS)

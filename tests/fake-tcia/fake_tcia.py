@@ -639,11 +639,16 @@ class Handler(BaseHTTPRequestHandler):
                 with open(tmp, "wb") as f:
                     series.write_zip(f, new_names)
                 os.rename(tmp, path)
-            return 200, self._chunked(lambda w: self._copy_file(path, w)), kind
-        return 200, self._chunked(lambda w: series.write_zip(w, new_names)), kind
+            return 200, self._chunked(lambda w: self._copy_file(self._link(w), path)), kind
+        return 200, self._chunked(lambda w: series.write_zip(self._link(w), new_names)), kind
+
+    def _link(self, w):
+        """The zip's way out: at --rate bytes a second when given (a slow link)."""
+        rate = self.server.rate
+        return SlowWriter(w, rate, self.server.stopping) if rate else w
 
     @staticmethod
-    def _copy_file(path, w):
+    def _copy_file(w, path):
         with open(path, "rb") as f:
             while True:
                 block = f.read(1 << 20)
@@ -755,6 +760,9 @@ def main(argv=None):
     ap.add_argument("--delay", type=float, default=0.0,
                     help="seconds to wait before answering every API request (a round "
                          "trip on a real network)")
+    ap.add_argument("--rate", type=float, default=0.0,
+                    help="bytes a second at which zips are sent (a slow link; 0 = as fast "
+                         "as it goes)")
     ap.add_argument("--zip-delay", type=float, default=0.0,
                     help="further seconds before a zip's first byte (the real service "
                          "assembles the zip before it sends anything)")
@@ -776,6 +784,7 @@ def main(argv=None):
     srv.reqlog = RequestLog(args.log)
     srv.delay = args.delay
     srv.zip_delay = args.zip_delay
+    srv.rate = args.rate
     srv.zip_cache = args.zip_cache
     srv.stopping = threading.Event()
     srv.bomb_lock = threading.Lock()
