@@ -2,10 +2,12 @@
  * tciafs-prefetch — fetches every series below folders of a mounted tciafs tree (or the
  * series named in a file of SeriesInstanceUIDs) into the cache, in parallel, with
  * progress. It works only through the mount: opening a series folder is what makes
- * tciafs fetch it, so the store keeps a single owner. Plain system calls, no FUSE.
+ * tciafs fetch it (and, where files come one by one, opening each file), so the store
+ * keeps a single owner. Plain system calls, no FUSE.
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -300,6 +302,95 @@ out_free:
 	free(kinds);
 }
 
+/* The files of one series folder, opened by a few threads at once. */
+#define PF_FILE_THREADS 4
+
+struct pf_files {
+	int dir_fd;
+	char **names;
+	size_t count;
+	atomic_size_t next;
+	atomic_int rc;		/* the first errno */
+};
+
+static void *pf_opener(void *arg)
+{
+	struct pf_files *f = arg;
+	size_t i;
+
+	while (!pf_stop && (i = atomic_fetch_add(&f->next, 1)) < f->count) {
+		int fd = openat(f->dir_fd, f->names[i], O_RDONLY | O_CLOEXEC);
+		int zero = 0;
+
+		if (fd >= 0)
+			close(fd);
+		else
+			atomic_compare_exchange_strong(&f->rc, &zero, errno);
+	}
+	return NULL;
+}
+
+static bool pf_is_dicom(const char *name)
+{
+	size_t n = strlen(name);
+
+	return n > 4 && strcmp(name + n - 4, ".dcm") == 0;
+}
+
+/* Lists the series folder (which makes tciafs fetch the series, or list its files where
+ * a source serves them one by one) and opens each DICOM file (which fetches it then; a
+ * stored file opens at once). Returns 0 or an errno. */
+static int pf_fetch_series(const char *path)
+{
+	struct pf_files f = { .dir_fd = -1 };
+	pthread_t threads[PF_FILE_THREADS];
+	struct dirent *de;
+	size_t cap = 0, i, started = 0;
+	DIR *d = opendir(path);
+	int rc = 0;
+
+	if (!d)
+		return errno;
+	errno = 0;
+	while ((de = readdir(d))) {
+		if (!pf_is_dicom(de->d_name))
+			continue;
+		if (f.count == cap) {
+			char **grown = realloc(f.names, (cap = cap ? cap * 2 : 64) * sizeof(*grown));
+
+			if (!grown) {
+				rc = ENOMEM;
+				break;
+			}
+			f.names = grown;
+		}
+		if (!(f.names[f.count] = strdup(de->d_name))) {
+			rc = ENOMEM;
+			break;
+		}
+		f.count++;
+		errno = 0;
+	}
+	if (!rc)
+		rc = errno;
+	if (!rc && f.count) {
+		f.dir_fd = dirfd(d);
+		for (i = 0; i < PF_FILE_THREADS && i < f.count; i++)
+			if (pthread_create(&threads[started], NULL, pf_opener, &f) == 0)
+				started++;
+		if (!started)
+			pf_opener(&f);
+		for (i = 0; i < started; i++)
+			pthread_join(threads[i], NULL);
+		rc = atomic_load(&f.rc);
+	}
+	closedir(d);
+	for (i = 0; i < f.count; i++)
+		free(f.names[i]);
+	free(f.names);
+	return rc;
+}
+
 static void *pf_worker(void *arg)
 {
 	struct pf *p = arg;
@@ -307,18 +398,8 @@ static void *pf_worker(void *arg)
 
 	while (!pf_stop && (i = atomic_fetch_add(&p->next, 1)) < p->count) {
 		struct pf_series *s = &p->v[i];
-		DIR *d = opendir(s->path);
 
-		/* Listing the folder is what makes tciafs fetch the series. */
-		if (!d) {
-			s->rc = errno;
-		} else {
-			errno = 0;
-			while (readdir(d))
-				;
-			s->rc = errno;
-			closedir(d);
-		}
+		s->rc = pf_fetch_series(s->path);
 		if (s->rc == EINTR && pf_stop)
 			break;
 		if (!s->rc && p->lazy) {

@@ -290,3 +290,46 @@ def test_a_503_storm_gives_eio_then_recovers(ctx):
     r = subprocess.run(["ls", m.mountpoint], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "TCGA-LUAD" in r.stdout, r
     ctx.unmount(m)
+
+
+def test_prefetch_fetches_every_file(ctx):
+    from test_prefetch import prefetch
+    s = ctx.idc_server()
+    m = idc_mount(ctx, s)
+    big = one_series(s, "instanceCount = 1500")
+    small = one_series(s, "collection_id = 'tcga_luad' AND instanceCount > 2")
+    uids = ctx.path("uids.txt")
+    with open(uids, "w") as f:
+        f.write("%s\n%s\n" % (big["SeriesInstanceUID"], small["SeriesInstanceUID"]))
+    o0 = len(s.requests("object"))
+    r = prefetch("-j", "2", "--uids", uids, m.mountpoint)
+    assert "2/2 series" in r.stderr, r.stderr
+    assert len(stored(m, big)) == 1500 and len(stored(m, small)) == small["instanceCount"]
+    gets = s.requests("object")[o0:]
+    assert len(gets) == 1500 + small["instanceCount"], len(gets)
+    status = json.loads(open(os.path.join(m.mountpoint, ".tciafs", "status")).read())
+    assert status["counters"]["files_fetched"] == len(gets), status["counters"]
+    # Again: everything is stored, nothing is asked for.
+    prefetch("--uids", uids, m.mountpoint)
+    assert len(s.requests("object")) - o0 == len(gets)
+    ctx.unmount(m)
+
+
+def test_prefetch_asks_for_a_series_objects_side_by_side(ctx):
+    from test_prefetch import prefetch
+    s = ctx.idc_server()
+    m = idc_mount(ctx, s)
+    row = one_series(s, "collection_id = 'tcga_luad' AND instanceCount >= 4")
+    uids = ctx.path("uids.txt")
+    with open(uids, "w") as f:
+        f.write(row["SeriesInstanceUID"] + "\n")
+    os.listdir(series_dir(m, row))
+    # Each object answers after 1 s (logged then): one after another they would be logged
+    # a second apart or more; side by side, together.
+    s.fault(kind="delay", endpoint="object", seconds=1, times=-1)
+    o0 = len(s.requests("object"))
+    prefetch("--uids", uids, m.mountpoint)
+    t = sorted(e["t"] for e in s.requests("object")[o0:])
+    assert len(t) == row["instanceCount"], t
+    assert min(b - a for a, b in zip(t, t[1:])) < 0.5, t
+    ctx.unmount(m)
