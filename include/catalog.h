@@ -91,6 +91,11 @@ int catalog_add_coll(struct catalog_load *l, const struct catalog_coll *r);
 int catalog_add_patient(struct catalog_load *l, const struct catalog_patient *r);
 int catalog_add_study(struct catalog_load *l, const struct catalog_study *r);
 int catalog_add_series(struct catalog_load *l, const struct catalog_series *r);
+/* The release of the archive (IDC's idc_version) to record with the load, at its commit,
+ * in place of the one recorded before. */
+int catalog_set_release(struct catalog_load *l, const char *release);
+/* The release last recorded: 0 with a new string in *out, or NULL when none was. */
+int catalog_release(struct catalog *c, char **out);
 /* Gives colliding folder names their full forms (then "~N"), records the scope and
  * commits. Frees l whatever the result. */
 int catalog_load_commit(struct catalog_load *l);

@@ -45,6 +45,11 @@ struct source_colls {
 int source_collections(struct source *src, struct source_colls *out);
 void source_colls_clear(struct source_colls *c);
 
+/* The release the source serves (IDC's idc_version, "v25"): a new string in *out, or
+ * NULL for a source without releases (NBIA). A new release means what was loaded from
+ * the old one is to be loaded again. */
+int source_release(struct source *src, char **out);
+
 /* The distinct values of a collection's facet (0 Modality, 1 BodyPartExamined,
  * 2 Manufacturer), as tcia_get_modalities & co. */
 int source_facet(struct source *src, const char *coll, unsigned facet, struct tcia_values *out);

@@ -64,6 +64,10 @@ void tree_set_catalog(struct tree *tree, struct catalog *cat);
  * the old answers still cover a failed refresh. */
 void tree_expire(struct tree *tree);
 
+/* A number that changes whenever the tree forgets (tree_expire, or a new release of
+ * the archive found on a refresh): what the kernel keeps of the tree is then stale. */
+unsigned tree_generation(struct tree *tree);
+
 /* Fills *st for path ("/" or "/a/b"). A name inside a series folder fetches the series
  * (who is asked about: the walk guard, interruption; NULL = nobody in particular).
  * Returns 0, -ENOENT, or -errno from the API or the store. */

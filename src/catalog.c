@@ -40,6 +40,8 @@ const char *const cat_sql[ST_N] = {
 	[ST_LOADED] = "SELECT fetched, rows FROM load WHERE scope=?1 AND coll=?2 AND pid=?3",
 	[ST_RECORD] = "INSERT OR REPLACE INTO load(scope, coll, pid, fetched, rows)"
 		      " VALUES(?1, ?2, ?3, ?4, ?5)",
+	[ST_RELEASE] = "SELECT pid FROM load WHERE scope=4 AND coll=''",
+	[ST_DEL_RELEASE] = "DELETE FROM load WHERE scope=4",
 	[ST_DEL_COLLS] = "DELETE FROM collection",
 	/* A new patient list replaces the old one; patients known only from a targeted
 	 * look (no raw object) stay. */
@@ -1142,6 +1144,29 @@ out_put:
 		*when_ms = v[0];
 	if (rows)
 		*rows = v[1];
+	return ret;
+}
+
+int catalog_release(struct catalog *c, char **out)
+{
+	struct cat_conn *k = cat_reader(c);
+	sqlite3_stmt *st;
+	int rc, ret = 0;
+
+	*out = NULL;
+	st = cat_stmt(k, ST_RELEASE, &rc);
+	if (!st) {
+		ret = cat_fail(k->db, rc, "query");
+		goto out_put;
+	}
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW && sqlite3_column_text(st, 0) &&
+	    !(*out = strdup((const char *)sqlite3_column_text(st, 0))))
+		ret = -ENOMEM;
+	else if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		ret = cat_fail(k->db, rc, "query");
+out_put:
+	cat_reader_put(c, k, st);
 	return ret;
 }
 

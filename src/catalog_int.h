@@ -26,11 +26,15 @@
 #define CAT_VERSION 1
 #define CAT_READERS 4
 #define CAT_BUSY_MS 5000
+/* The load table's row for the archive's release (pid holds it): not a scope of loads. */
+#define CAT_RELEASE_SCOPE 4
 
 /* Prepared statements, one set per connection. */
 enum cat_stmt {
 	ST_LOADED,
 	ST_RECORD,
+	ST_RELEASE,
+	ST_DEL_RELEASE,
 	ST_DEL_COLLS,
 	ST_DEL_LISTED_PATIENTS,
 	ST_DEL_STUDIES,

@@ -65,6 +65,7 @@ struct catalog_load {
 	 * the catalog's write lock is never held across the network. */
 	struct cat_conn stage;
 	char *stage_path;
+	char *release;		/* recorded at commit (catalog_set_release) */
 };
 
 static struct cat_conn *cat_load_conn(struct catalog_load *l)
@@ -120,6 +121,7 @@ static void cat_load_free(struct catalog_load *l)
 	free(l->q);
 	free(l->coll);
 	free(l->pid);
+	free(l->release);
 	free(l);
 }
 
@@ -586,6 +588,39 @@ static int cat_record(struct catalog_load *l, enum catalog_scope s)
 	return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
+int catalog_set_release(struct catalog_load *l, const char *release)
+{
+	free(l->release);
+	l->release = strdup(release);
+	return l->release ? 0 : -ENOMEM;
+}
+
+/* The archive's release, in place of the one recorded before. */
+static int cat_record_release(struct catalog_load *l)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	st = cat_stmt(&l->c->writer, ST_DEL_RELEASE, &rc);
+	if (!st)
+		return rc;
+	rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE)
+		return rc;
+	st = cat_stmt(&l->c->writer, ST_RECORD, &rc);
+	if (!st)
+		return rc;
+	sqlite3_bind_int(st, 1, CAT_RELEASE_SCOPE);
+	cat_bind_text(st, 2, "");
+	cat_bind_text(st, 3, l->release);
+	sqlite3_bind_int64(st, 4, cat_now_ms());
+	sqlite3_bind_int64(st, 5, 0);
+	rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
 /* A staged load's rows, into the catalog: the staging database is attached to the
  * writer and copied inside the load's transaction (opened here). */
 static int cat_stage_commit(struct catalog_load *l)
@@ -644,6 +679,8 @@ int catalog_load_commit(struct catalog_load *l)
 		rc = cat_fix_names(l);
 		if (rc == SQLITE_OK)
 			rc = cat_record(l, l->scope);
+		if (rc == SQLITE_OK && l->release)
+			rc = cat_record_release(l);
 		if (rc == SQLITE_OK)
 			rc = cat_exec(c->writer.db, "COMMIT");
 		if (rc != SQLITE_OK)

@@ -505,6 +505,7 @@ static void *tciafs_hup_main(void *arg)
 	struct tciafs_hup *hup = arg;
 	struct signalfd_siginfo si;
 	struct pollfd pfd[2];
+	unsigned gen = tree_generation(hup->tree);
 	sigset_t set;
 
 	sigemptyset(&set);
@@ -532,7 +533,15 @@ static void *tciafs_hup_main(void *arg)
 			metacache_expire_all(hup->cache);
 			tree_expire(hup->tree);
 			fs_forget_listings(hup->fs);
+			gen = tree_generation(hup->tree);
 			log_info("SIGHUP: cached metadata dropped; the next look asks TCIA again");
+		}
+		/* The tree forgot by itself (a new release of the archive): the kernel's
+		 * listings go too. Here, not in the request that found it: dropping them
+		 * from inside a request could wait on that very request's folder. */
+		if (gen != tree_generation(hup->tree)) {
+			gen = tree_generation(hup->tree);
+			fs_forget_listings(hup->fs);
 		}
 	}
 	if (pfd[0].fd >= 0)

@@ -113,6 +113,12 @@ int source_collections(struct source *src, struct source_colls *out)
 	return rc;
 }
 
+int source_release(struct source *src, char **out)
+{
+	*out = NULL;
+	return src->kind == SOURCE_IDC ? idc_version(src->idc, out) : 0;
+}
+
 int source_facet(struct source *src, const char *coll, unsigned facet, struct tcia_values *out)
 {
 	struct tcia_filter f = { .collection = coll };

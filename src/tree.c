@@ -95,6 +95,16 @@ void tree_expire(struct tree *tree)
 	pthread_mutex_unlock(&tree->lock);
 }
 
+unsigned tree_generation(struct tree *tree)
+{
+	unsigned gen;
+
+	pthread_mutex_lock(&tree->lock);
+	gen = tree->gen;
+	pthread_mutex_unlock(&tree->lock);
+	return gen;
+}
+
 /* ---- reserved names ---------------------------------------------------------------- */
 
 /* Folder names that a collection or patient must not take from the API. */

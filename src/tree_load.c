@@ -272,15 +272,26 @@ static int tree_load_archive(struct tree *t, const char *coll, const char *pid)
 {
 	struct catalog_load *l;
 	struct source_colls v;
+	char *release = NULL, *known = NULL;
 	size_t i;
 	int rc;
 
 	(void)coll;
 	(void)pid;
-	rc = source_collections(t->src, &v);
+	rc = source_release(t->src, &release);
 	if (rc < 0)
 		return rc;
+	rc = source_collections(t->src, &v);
+	if (rc < 0) {
+		free(release);
+		return rc;
+	}
 	rc = catalog_load_begin(t->cat, CATALOG_ARCHIVE, NULL, NULL, &l);
+	if (rc == 0 && release) {
+		rc = catalog_set_release(l, release);
+		if (rc == 0)
+			rc = catalog_release(t->cat, &known);
+	}
 	for (i = 0; rc == 0 && i < v.count; i++) {
 		struct catalog_coll r = { v.v[i].api, tree_sanitize_name(v.v[i].name) };
 
@@ -289,11 +300,20 @@ static int tree_load_archive(struct tree *t, const char *coll, const char *pid)
 			rc = catalog_add_coll(l, &r);
 		free(r.name);
 	}
+	/* A new release: everything loaded from the old one is stale from now on (and is
+	 * loaded again as it is looked at); this load, committed after, is not. */
+	if (rc == 0 && known && strcmp(known, release) != 0) {
+		log_info("%s serves a new release, %s (was %s): what was loaded is refreshed as "
+			 "it is looked at", source_name(t->src), release, known);
+		tree_expire(t);
+	}
 	if (rc == 0)
 		rc = catalog_load_commit(l);
 	else
 		catalog_load_abort(l);
 	source_colls_clear(&v);
+	free(release);
+	free(known);
 	return rc;
 }
 

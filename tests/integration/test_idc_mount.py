@@ -13,7 +13,7 @@ import time
 import pydicom
 
 from harness import run
-from test_fake_idc import list_all, rows
+from test_fake_idc import http, list_all, rows
 
 HOSTILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "hostile", "idc")
 
@@ -333,3 +333,29 @@ def test_prefetch_asks_for_a_series_objects_side_by_side(ctx):
     assert len(t) == row["instanceCount"], t
     assert min(b - a for a, b in zip(t, t[1:])) < 0.5, t
     ctx.unmount(m)
+
+
+def test_a_new_release_refreshes_what_was_loaded(ctx):
+    s = ctx.idc_server()
+    for new_release in (False, True):
+        m = idc_mount(ctx, s, options=["meta_ttl=3"], name="mnt-release-%s" % new_release)
+        v0 = len(s.requests("version"))
+        os.listdir(m.mountpoint)
+        assert len(s.requests("version")) - v0 == 1     # checked with the collections
+        time.sleep(1.5)
+        pdir = os.path.join(m.mountpoint, "TCGA-LUAD", "TCGA-05-4244")
+        os.listdir(pdir)                                 # loaded 1.5 s after the root
+        if new_release:
+            http("POST", s.base + "/_fake/version", {"idc_version": "v26"})
+        time.sleep(2)                                    # the root is stale, pdir is not
+        os.listdir(m.mountpoint)                         # the release is checked again
+        assert len(s.requests("version")) - v0 == 2
+        time.sleep(0.5)         # the daemon drops the kernel's listings within 0.1 s
+        n0 = len(s.requests("sql"))
+        os.listdir(pdir)
+        asked = len(s.requests("sql")) - n0
+        if new_release:
+            assert asked >= 1 and "serves a new release, v26 (was v25)" in m.log(), m.log()
+        else:
+            assert asked == 0, s.requests("sql")[n0:]
+        ctx.unmount(m)

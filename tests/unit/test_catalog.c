@@ -414,6 +414,33 @@ static void test_table_members(void **state)
 	catalog_free(c);
 }
 
+/* The archive's release is kept with the list of collections: replaced by the next one
+ * recorded, left as it was by a load that is aborted or records none. */
+static void test_release(void **state)
+{
+	struct catalog *c = open_cat();
+	struct catalog_load *l;
+	char *r;
+
+	(void)state;
+	assert_int_equal(catalog_release(c, &r), 0);
+	assert_null(r);
+	for (int i = 0; i < 4; i++) {
+		assert_int_equal(catalog_load_begin(c, CATALOG_ARCHIVE, NULL, NULL, &l), 0);
+		if (i != 2)
+			assert_int_equal(catalog_set_release(l, i ? "v26" : "v25"), 0);
+		if (i == 1) {
+			catalog_load_abort(l);
+		} else {
+			assert_int_equal(catalog_load_commit(l), 0);
+		}
+		assert_int_equal(catalog_release(c, &r), 0);
+		assert_string_equal(r, i < 3 ? "v25" : "v26");
+		free(r);
+	}
+	catalog_free(c);
+}
+
 static void test_recovery(void **state)
 {
 	struct catalog *c;
@@ -472,6 +499,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_load_and_query, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_abort_and_scopes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_recovery, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_release, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_table_members, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_big_load_is_staged, setup, teardown),
 	};
