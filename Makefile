@@ -211,7 +211,7 @@ bench: $(BIN) $(BUILD)/tciafs-prefetch
 	$(PYTHON) scripts/bench.py $(BIN)
 
 demo: $(BIN)
-	@sh scripts/demo.sh $(BIN)
+	@sh scripts/demo.sh $(BIN) $(or $(SOURCE),nbia)
 
 clean:
 	rm -rf build build-asan build-fuzz build-tsan build-sysfuse

@@ -1,10 +1,12 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
-# make demo: starts the bundled fake TCIA on 127.0.0.1, mounts tciafs on ./mnt in the
-# foreground, and on Ctrl-C unmounts and stops the server. Works offline.
+# make demo: starts the bundled fake TCIA (or, with SOURCE=idc, the fake IDC) on
+# 127.0.0.1, mounts tciafs on ./mnt in the foreground, and on Ctrl-C unmounts and stops
+# the server. Works offline.
 set -eu
 
 BIN=${1:-build/tciafs}
+SOURCE=${2:-nbia}
 MNT=${DEMO_MNT:-./mnt}
 WORK=${DEMO_WORK:-./.demo}
 PY=/usr/bin/python3
@@ -27,30 +29,42 @@ mkdir -p "$MNT" "$WORK"
 # A demo killed hard last time may have left a dead mount behind.
 fusermount3 -u -z "$MNT" 2>/dev/null || true
 rm -f "$WORK/url"
-$PY tests/fake-tcia/fake_tcia.py --url-file "$WORK/url" --log "$WORK/requests.log" \
-	2>"$WORK/fake-tcia.log" &
+case $SOURCE in
+nbia) FAKE=tests/fake-tcia/fake_tcia.py NAME="fake TCIA" ;;
+idc) FAKE=tests/fake-idc/fake_idc.py NAME="fake IDC" ;;
+*) echo "demo: SOURCE=$SOURCE: use nbia or idc" >&2; exit 2 ;;
+esac
+$PY $FAKE --url-file "$WORK/url" --log "$WORK/requests.log" 2>"$WORK/fake-$SOURCE.log" &
 FAKE_PID=$!
 i=0
 while [ ! -s "$WORK/url" ]; do
 	i=$((i + 1))
 	if [ "$i" -gt 200 ] || ! kill -0 "$FAKE_PID" 2>/dev/null; then
-		echo "demo: the fake TCIA server did not start; see $WORK/fake-tcia.log" >&2
+		echo "demo: the $NAME server did not start; see $WORK/fake-$SOURCE.log" >&2
 		exit 1
 	fi
 	sleep 0.05
 done
 API=$(cat "$WORK/url")
+if [ "$SOURCE" = idc ]; then
+	# The buckets are beside the API on the same fake: http://127.0.0.1:PORT/<bucket>.
+	OPTS="source=idc,idc_api=$API,idc_files=${API%/v3}/{bucket}"
+	TRY="ls -l $MNT/TCGA-LUAD/TCGA-05-4244/*/*"
+else
+	OPTS="api=$API"
+	TRY="ls -l \"$MNT/CT COLONOGRAPHY\""
+fi
 
 cat <<MSG
-tciafs demo: the fake TCIA archive ($API) is mounted on $MNT.
+tciafs demo: the $NAME archive ($API) is mounted on $MNT.
 In another terminal, try:
     ls $MNT
     cat $MNT/README.txt
-    ls -l "$MNT/CT COLONOGRAPHY"
+    $TRY
 Requests the server saw: $WORK/requests.log
 Press Ctrl-C here to unmount and stop.
 MSG
-"$BIN" -f -o "api=$API,cache_dir=$(realpath "$WORK")/cache" "$MNT" &
+"$BIN" -f -o "$OPTS,cache_dir=$(realpath "$WORK")/cache" "$MNT" &
 FS_PID=$!
 # Wait rather than exec: the traps must run after tciafs exits.
 wait "$FS_PID" || true

@@ -26,7 +26,7 @@ int tree_make_readme(struct tree *t)
 	static const char fmt[] =
 		"tciafs: The Cancer Imaging Archive (TCIA) as a read-only filesystem.\n"
 		"\n"
-		"API:    %s\n"
+		"API:    %s (%s)\n"
 		"Cache:  %s\n"
 		"\n"
 		"Layout\n"
@@ -56,15 +56,15 @@ int tree_make_readme(struct tree *t)
 		"see -o walk_budget in tciafs --help.\n"
 		"\n"
 		"Unmount with:  fusermount3 -u <mountpoint>\n";
-	const char *api = source_url(t->src);
-	int n = snprintf(NULL, 0, fmt, api, t->cache_dir);
+	const char *api = source_url(t->src), *src = source_name(t->src);
+	int n = snprintf(NULL, 0, fmt, api, src, t->cache_dir);
 
 	if (n < 0)
 		return -EINVAL;
 	t->readme = malloc((size_t)n + 1);
 	if (!t->readme)
 		return -ENOMEM;
-	snprintf(t->readme, (size_t)n + 1, fmt, api, t->cache_dir);
+	snprintf(t->readme, (size_t)n + 1, fmt, api, src, t->cache_dir);
 	t->readme_len = (size_t)n;
 	return 0;
 }
