@@ -359,3 +359,41 @@ def test_a_new_release_refreshes_what_was_loaded(ctx):
         else:
             assert asked == 0, s.requests("sql")[n0:]
         ctx.unmount(m)
+
+
+def test_offline_sharing_and_eviction_as_for_nbia(ctx):
+    s = ctx.idc_server()
+    cache = ctx.path("shared-cache")
+    a = idc_mount(ctx, s, cache_dir=cache, name="mnt-a")
+    b = idc_mount(ctx, s, cache_dir=cache, name="mnt-b")
+    row = one_series(s, "collection_id = 'tcga_luad' AND instanceCount > 2")
+    files = sorted(n for n in os.listdir(series_dir(a, row)) if n.endswith(".dcm"))
+    with open(os.path.join(series_dir(a, row), files[0]), "rb") as f:
+        data = f.read()
+    # The other mount on the same cache reads the stored file: no request.
+    o0 = len(s.requests("object"))
+    with open(os.path.join(series_dir(b, row), files[0]), "rb") as f:
+        assert f.read() == data
+    assert count(s, "object", o0) == 0
+    ctx.unmount(a)
+    ctx.unmount(b)
+    # Offline: what was looked at browses, the stored file reads, the others fail at once.
+    m = idc_mount(ctx, s, options=["offline"], cache_dir=cache, name="mnt-offline")
+    n0 = len(s.requests())
+    d = series_dir(m, row)
+    assert sorted(n for n in os.listdir(d) if n.endswith(".dcm")) == files
+    with open(os.path.join(d, files[0]), "rb") as f:
+        assert f.read() == data
+    r = subprocess.run(["cat", os.path.join(d, files[1])], capture_output=True, timeout=30)
+    assert r.returncode != 0 and b"Input/output error" in r.stderr, r
+    assert len(s.requests()) == n0 and "offline" in m.log()
+    ctx.unmount(m)
+    # A cap smaller than two series: listing another evicts the first, files and all.
+    m = idc_mount(ctx, s, options=["cache_size=%d" % (row["series_size_MB"] * 1e6 + 100)],
+                  cache_dir=cache, name="mnt-cap")
+    other = one_series(s, "collection_id = 'tcga_luad' AND SeriesInstanceUID <> '%s'"
+                       % row["SeriesInstanceUID"])
+    os.listdir(series_dir(m, other))
+    assert stored(m, row) == [] and not os.path.isdir(
+        os.path.join(m_cache(m), "series", row["SeriesInstanceUID"]))
+    ctx.unmount(m)
