@@ -364,6 +364,7 @@ struct tciafs_status {
 	struct metacache *cache;
 	struct failures *failures;
 	struct catalog *catalog;
+	struct source *src;
 };
 
 /* The failures shown in .tciafs/status, newest first. */
@@ -386,6 +387,8 @@ static char *tciafs_status_json(void *arg)
 		return NULL;
 	http_stats(st->http, &hs);
 	metacache_stats(st->cache, &ms);
+	json_object_set_new(root, "source", json_pack("{s:s,s:s}", "name", source_name(st->src),
+						      "url", source_url(st->src)));
 	json_object_set_new(root, "requests",
 			    json_pack("{s:I,s:I,s:I}", "sent", (json_int_t)hs.requests, "retries",
 				      (json_int_t)hs.retries, "failed", (json_int_t)hs.failures));
@@ -691,7 +694,7 @@ static int tciafs_run(struct fuse_args *args, struct fuse_cmdline_opts *cmd,
 		fprintf(stderr, "tciafs: out of memory\n");
 		goto out_free_model;
 	}
-	status = (struct tciafs_status){ &ctx, store, http, cache, failures, NULL };
+	status = (struct tciafs_status){ &ctx, store, http, cache, failures, NULL, src };
 	/* Checked (and rebuilt if broken) here, where the user sees why it fails; opened
 	 * again in the process that serves, below: SQLite connections must not cross
 	 * fuse_daemonize's fork. */

@@ -321,6 +321,7 @@ def test_status_shows_progress(ctx):
     lister.wait(60)
     st = json.load(open(path))
     assert st["fetches"] == [] and st["counters"]["fetched"] == 1
+    assert st["source"] == {"name": "NBIA", "url": s.url.rstrip("/")}, st["source"]
     assert st["store"]["series"] == 1 and st["store"]["bytes"] >= rec["FileSize"]
     # The collections, the patient's studies and series (a targeted look), the zip.
     assert st["requests"]["sent"] >= 4

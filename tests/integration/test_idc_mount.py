@@ -58,6 +58,8 @@ def test_the_tree_browses_with_idc_names(ctx):
     top = sorted(os.listdir(m.mountpoint))
     # Folders by collection_name, the name users know; the id in the JSON and xattrs.
     assert top == ["CPTAC-CCRCC", "NLST", "README.txt", "TCGA-LUAD"], top
+    status = json.load(open(os.path.join(m.mountpoint, ".tciafs", "status")))
+    assert status["source"] == {"name": "IDC", "url": s.url}, status["source"]
     coll = os.path.join(m.mountpoint, "TCGA-LUAD")
     info = json.load(open(os.path.join(coll, "collection.json")))
     assert info["Collection"] == "tcga_luad", info
