@@ -163,7 +163,7 @@ static void test_offline_nodes(void **state)
 	assert_int_equal(n, st.st_size);
 	buf[n] = '\0';
 	assert_non_null(strstr(buf, "/nonexistent/cache"));
-	assert_non_null(strstr(buf, "http://127.0.0.1:1/nbia-api/services/v4\n"));
+	assert_non_null(strstr(buf, "http://127.0.0.1:1/nbia-api/services/v4 (NBIA)\n"));
 	assert_int_equal(tree_read(fh, buf, 10, st.st_size), 0);
 	assert_int_equal(tree_read(fh, buf, 4, 2), 4);
 	assert_memory_equal(buf, "iafs", 4);
