@@ -399,3 +399,26 @@ def test_offline_sharing_and_eviction_as_for_nbia(ctx):
     assert stored(m, row) == [] and not os.path.isdir(
         os.path.join(m_cache(m), "series", row["SeriesInstanceUID"]))
     ctx.unmount(m)
+
+
+def test_the_whole_tree_walks_to_every_series(ctx):
+    s = ctx.idc_server()
+    m = idc_mount(ctx, s)
+    want = {r["SeriesInstanceUID"]: r for r in rows(s, 'SELECT * FROM "index"')}
+    o0 = len(s.requests("object"))
+    r = run(["find", m.mountpoint, "-name", "series.json"])
+    seen = {}
+    for path in r.stdout.splitlines():
+        sj = json.load(open(path))
+        seen[sj["SeriesInstanceUID"]] = (path, sj)
+    assert set(seen) == set(want), set(want) ^ set(seen)
+    names = {c["collection_id"]: c["collection_name"] for c in
+             json.loads(http("GET", s.url + "/collections")[2])}
+    for uid, (path, sj) in seen.items():
+        w = want[uid]
+        rel = os.path.relpath(path, m.mountpoint).split(os.sep)
+        assert rel[0] == names[w["collection_id"]] and rel[1] == w["PatientID"], rel
+        assert sj["ImageCount"] == w["instanceCount"] and sj["Modality"] == w["Modality"]
+    # A walk to the series folders' metadata fetches no file.
+    assert count(s, "object", o0) == 0
+    ctx.unmount(m)
