@@ -78,6 +78,13 @@ int idc_series(struct idc *t, const struct idc_query *q, idc_series_fn each, voi
 int idc_each(struct idc *t, enum tcia_kind kind, const struct idc_query *q, tcia_each_fn each,
 	     void *arg);
 
+/* A patient's studies and series from one query (q names the collection and the
+ * patient): its series rows, the studies derived from them as idc_each's grouped query
+ * would send them, then each() for every study, then for every series. Returns as
+ * idc_each; -EINVAL when q names no patient. */
+int idc_each_patient(struct idc *t, const struct idc_query *q, tcia_each_fn study,
+		     tcia_each_fn series, void *arg);
+
 /* ---- the service ------------------------------------------------------------------- */
 
 /* The release IDC serves ("v25"): a new one means the catalog is to be refreshed. A new

@@ -59,6 +59,13 @@ int source_facet(struct source *src, const char *coll, unsigned facet, struct tc
 int source_each(struct source *src, enum tcia_kind kind, const struct tcia_filter *f,
 		tcia_each_fn each, tcia_restart_fn restart, void *arg);
 
+/* A collection's studies and series (bulk), or one patient's (f names it): each study
+ * to study(), then each series to series(). NBIA asks twice; IDC asks for a patient's
+ * series only and derives its studies from them. */
+int source_each_studies_series(struct source *src, const struct tcia_filter *f,
+			       tcia_each_fn study, tcia_each_fn series, tcia_restart_fn restart,
+			       void *arg);
+
 /* The series matching f (a series UID, in practice), in a list. */
 int source_get_series(struct source *src, const struct tcia_filter *f,
 		      struct tcia_series_list *out);

@@ -30,6 +30,8 @@ struct idc {
 #define IDC_VALUE_MAX ((size_t)64 << 10)
 #define IDC_ANSWER_MAX ((uint64_t)512 << 20)
 #define IDC_LIST_PAGES_MAX 10000
+/* Series rows of one patient held to derive its studies from: far more than any has. */
+#define IDC_PATIENT_MAX 100000u
 
 int idc_new(struct http *http, const struct idc_opts *opts, struct idc **out)
 {
@@ -830,6 +832,94 @@ int idc_values(struct idc *t, const char *collection_id, unsigned facet,
 const char *idc_api_url(const struct idc *t)
 {
 	return t->api;
+}
+
+/* A patient's series rows, kept by UID (a retried page gives its rows again). */
+static int idc_row_keep(struct idc_answer *a, json_t *row)
+{
+	json_t *kept = a->arg;
+	const char *uid = json_string_value(json_object_get(row, "SeriesInstanceUID"));
+
+	if (json_object_size(kept) >= IDC_PATIENT_MAX)
+		return -EFBIG;
+	return json_object_set(kept, uid, row) ? -ENOMEM : 0;
+}
+
+/* What min() of SQL keeps of two values of a column: the smaller string, NULL ignored. */
+static void idc_min(json_t *group, const char *key, json_t *row)
+{
+	const char *have = json_string_value(json_object_get(group, key));
+	const char *v = json_string_value(json_object_get(row, key));
+
+	if (v && (!have || strcmp(v, have) < 0))
+		json_object_set_new(group, key, json_string(v));
+}
+
+/* The studies of a patient's series rows, as the grouped query of idc_each would send
+ * them (same columns, same order), in the order of their first series. */
+static json_t *idc_group_studies(json_t *rows)
+{
+	json_t *studies = json_object(), *row;
+	const char *uid;
+
+	json_object_foreach(rows, uid, row) {
+		const char *st = json_string_value(json_object_get(row, "StudyInstanceUID"));
+		json_t *g;
+
+		if (!st || !studies)
+			continue;	/* idc_row_series refuses it below */
+		g = json_object_get(studies, st);
+		if (!g) {
+			g = json_pack("{s:s,s:O?,s:O?,s:n,s:n,s:I}", "StudyInstanceUID", st,
+				      "PatientID", json_object_get(row, "PatientID"),
+				      "collection_id", json_object_get(row, "collection_id"),
+				      "StudyDate", "StudyDescription", "series", (json_int_t)0);
+			if (!g || json_object_set_new(studies, st, g)) {
+				json_decref(studies);
+				return NULL;
+			}
+		}
+		idc_min(g, "StudyDate", row);
+		idc_min(g, "StudyDescription", row);
+		json_object_set_new(g, "series",
+				    json_integer(json_integer_value(json_object_get(g, "series")) + 1));
+	}
+	return studies;
+}
+
+int idc_each_patient(struct idc *t, const struct idc_query *q, tcia_each_fn study,
+		     tcia_each_fn series, void *arg)
+{
+	json_t *rows = json_object(), *studies = NULL, *row;
+	struct idc_answer *a = NULL;
+	const char *key;
+	int rc;
+
+	if (!q->collection_id || !q->patient_id)
+		return -EINVAL;
+	rc = rows ? idc_answer_new(NULL, rows, &a) : -ENOMEM;
+	if (rc == 0) {
+		a->kind = TCIA_SERIES;
+		a->row = idc_row_keep;
+		rc = idc_pages(t, q, a);
+	}
+	if (rc == 0 && !(studies = idc_group_studies(rows)))
+		rc = -ENOMEM;
+	if (rc == 0) {
+		a->arg = arg;
+		a->each_record = study;
+		json_object_foreach(studies, key, row)
+			if (rc == 0)
+				rc = idc_row_study(a, row);
+		a->each_record = series;
+		json_object_foreach(rows, key, row)
+			if (rc == 0)
+				rc = idc_row_series_each(a, row);
+	}
+	json_decref(studies);
+	json_decref(rows);
+	idc_answer_free(a);
+	return rc;
 }
 
 int idc_version(struct idc *t, char **version)

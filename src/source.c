@@ -162,6 +162,21 @@ int source_each(struct source *src, enum tcia_kind kind, const struct tcia_filte
 	return rc < 0 ? rc : idc_each(src->idc, kind, &q, each, arg);
 }
 
+int source_each_studies_series(struct source *src, const struct tcia_filter *f,
+			       tcia_each_fn study, tcia_each_fn series, tcia_restart_fn restart,
+			       void *arg)
+{
+	struct idc_query q;
+	int rc;
+
+	if (src->kind == SOURCE_IDC && f->patient_id) {
+		rc = source_idc_query(f, &q);
+		return rc < 0 ? rc : idc_each_patient(src->idc, &q, study, series, arg);
+	}
+	rc = source_each(src, TCIA_STUDIES, f, study, restart, arg);
+	return rc < 0 ? rc : source_each(src, TCIA_SERIES, f, series, restart, arg);
+}
+
 /* Takes a series record's strings into a list. */
 static int source_collect(void *arg, void *rec)
 {

@@ -452,9 +452,8 @@ static int tree_load_studies_series(struct tree *t, const char *coll, const char
 				&k.l);
 	if (rc < 0)
 		return rc;
-	rc = source_each(t->src, TCIA_STUDIES, &f, tree_sink_study, tree_sink_restart, &k);
-	if (rc == 0)
-		rc = source_each(t->src, TCIA_SERIES, &f, tree_sink_series, tree_sink_restart, &k);
+	rc = source_each_studies_series(t->src, &f, tree_sink_study, tree_sink_series,
+					tree_sink_restart, &k);
 	if (rc < 0) {
 		catalog_load_abort(k.l);
 		return rc;
