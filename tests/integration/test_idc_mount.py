@@ -435,3 +435,27 @@ def test_the_whole_tree_walks_to_every_series(ctx):
     # A walk to the series folders' metadata fetches no file.
     assert count(s, "object", o0) == 0
     ctx.unmount(m)
+
+
+def test_hostile_patient_ids_from_the_api(ctx):
+    s = ctx.idc_server()
+    m = idc_mount(ctx, s, options=["retries=0"])
+    coll = os.path.join(m.mountpoint, "TCGA-LUAD")
+    s.fault(kind="body", endpoint="sql", path=corpus("sql-patients-names.json"), times=1)
+    names = [n for n in os.listdir(coll) if not n.endswith((".json", ".csv", ".txt")) and
+             not n.startswith(".by-")]
+    assert len(names) == len(set(names)) and len(names) >= 12, names
+    for n in names:
+        assert "/" not in n and not n.startswith(".") and len(n.encode()) <= 255, n
+        assert all(ord(c) >= 0x20 and ord(c) != 0x7f for c in n), n
+    # A patient whose ID is SQL is looked up with that ID as a quoted literal: the
+    # query finds no such patient (nothing else), and the folder is empty but for its
+    # patient.json.
+    pid = "x' OR '1'='1"
+    assert pid in names
+    n0 = len(s.requests("sql"))
+    listed = os.listdir(os.path.join(coll, pid))
+    sent = [e["query"]["sql"] for e in s.requests("sql")[n0:]]
+    assert sent and all("'x'' OR ''1''=''1'" in q for q in sent), sent
+    assert listed == ["patient.json"], listed
+    ctx.unmount(m)
