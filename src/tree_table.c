@@ -101,6 +101,267 @@ static int tree_table_row(void *arg, const char *const *names, const struct cata
 	return rc;
 }
 
+/* ---- the reader and the writer --------------------------------------------------------
+ *
+ * The catalog's rows (valid during its callback only) are copied into batches and handed
+ * to a writer thread, which makes the text and writes it: reading the catalog (SQLite's
+ * JSON members) and making the text cost about the same, and a machine has two cores at
+ * least. A few batches in flight bound the memory. */
+#define TREE_TABLE_BATCH 512
+#define TREE_TABLE_QUEUE 4
+#define TREE_TABLE_NONE SIZE_MAX	/* an offset that stands for NULL */
+
+struct tree_table_mem {
+	size_t key, text, len;
+};
+
+struct tree_table_rec {
+	size_t names[3];
+	size_t first, n;	/* its members in m[] */
+};
+
+struct tree_table_batch {
+	char *buf;		/* every string, NUL-terminated, one after another */
+	size_t len, cap;
+	struct tree_table_mem *m;
+	size_t nm, mcap;
+	struct tree_table_rec *r;
+	size_t nr, rcap;
+	struct tree_table_batch *next;
+};
+
+struct tree_table_pipe {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct tree_table_batch *head, *tail;	/* queued for the writer */
+	struct tree_table_batch *spare;		/* written, for the reader to fill again */
+	size_t queued;
+	bool done;		/* the reader is through */
+	int rc;			/* the first failure of either side */
+	struct tree_table_batch *cur;		/* the reader's */
+	struct tree_table_out *o;
+	struct catalog_member *m;		/* the writer's, rebuilt for each row */
+	size_t mcap;
+};
+
+static void tree_table_batch_free(struct tree_table_batch *b)
+{
+	while (b) {
+		struct tree_table_batch *next = b->next;
+
+		free(b->buf);
+		free(b->m);
+		free(b->r);
+		free(b);
+		b = next;
+	}
+}
+
+/* Copies s (n bytes) into b's strings; its offset, or TREE_TABLE_NONE for NULL. */
+static size_t tree_table_keep(struct tree_table_batch *b, const char *s, size_t n, bool *oom)
+{
+	size_t at = b->len;
+
+	if (!s)
+		return TREE_TABLE_NONE;
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 65536;
+		char *grown;
+
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		grown = realloc(b->buf, cap);
+		if (!grown) {
+			*oom = true;
+			return TREE_TABLE_NONE;
+		}
+		b->buf = grown;
+		b->cap = cap;
+	}
+	memcpy(b->buf + at, s, n);
+	b->buf[at + n] = '\0';
+	b->len += n + 1;
+	return at;
+}
+
+static bool tree_table_grow(void **v, size_t *cap, size_t need, size_t size)
+{
+	size_t n = *cap ? *cap : 64;
+	void *grown;
+
+	if (need <= *cap)
+		return true;
+	while (n < need)
+		n *= 2;
+	grown = realloc(*v, n * size);
+	if (!grown)
+		return false;
+	*v = grown;
+	*cap = n;
+	return true;
+}
+
+/* Hands the reader's batch to the writer, waiting while too many are in flight. Lock
+ * held. */
+static void tree_table_push(struct tree_table_pipe *p)
+{
+	while (p->queued >= TREE_TABLE_QUEUE && !p->rc)
+		pthread_cond_wait(&p->cond, &p->lock);
+	p->cur->next = NULL;
+	if (p->tail)
+		p->tail->next = p->cur;
+	else
+		p->head = p->cur;
+	p->tail = p->cur;
+	p->queued++;
+	p->cur = NULL;
+	pthread_cond_broadcast(&p->cond);
+}
+
+/* The catalog's callback, on the reader's thread: the row, copied into a batch. */
+static int tree_table_copy(void *arg, const char *const *names, const struct catalog_member *m,
+			   size_t n)
+{
+	struct tree_table_pipe *p = arg;
+	struct tree_table_batch *b;
+	struct tree_table_rec *r;
+	bool oom = false;
+	size_t i;
+	int rc;
+
+	pthread_mutex_lock(&p->lock);
+	rc = p->rc;
+	if (!rc && !p->cur) {
+		p->cur = p->spare;
+		if (p->cur)
+			p->spare = p->cur->next;
+		else
+			p->cur = calloc(1, sizeof(*p->cur));
+		if (p->cur)
+			p->cur->len = p->cur->nm = p->cur->nr = 0;
+		else
+			rc = -ENOMEM;
+	}
+	pthread_mutex_unlock(&p->lock);
+	if (rc)
+		return rc;
+	b = p->cur;
+	if (!tree_table_grow((void **)&b->r, &b->rcap, b->nr + 1, sizeof(*b->r)) ||
+	    !tree_table_grow((void **)&b->m, &b->mcap, b->nm + n, sizeof(*b->m)))
+		return -ENOMEM;
+	r = &b->r[b->nr];
+	for (i = 0; i < 3; i++)
+		r->names[i] = tree_table_keep(b, names[i], names[i] ? strlen(names[i]) : 0, &oom);
+	r->first = b->nm;
+	r->n = n;
+	for (i = 0; i < n; i++) {
+		struct tree_table_mem *mm = &b->m[b->nm + i];
+
+		mm->key = tree_table_keep(b, m[i].key, strlen(m[i].key), &oom);
+		mm->text = tree_table_keep(b, m[i].text, m[i].len, &oom);
+		mm->len = m[i].len;
+	}
+	if (oom)
+		return -ENOMEM;
+	b->nm += n;
+	if (++b->nr == TREE_TABLE_BATCH) {
+		pthread_mutex_lock(&p->lock);
+		tree_table_push(p);
+		rc = p->rc;
+		pthread_mutex_unlock(&p->lock);
+	}
+	return rc;
+}
+
+/* Makes the text of one batch's rows, on the writer's thread. */
+static int tree_table_write(struct tree_table_pipe *p, struct tree_table_batch *b)
+{
+	size_t i, j;
+	int rc = 0;
+
+	for (i = 0; rc == 0 && i < b->nr; i++) {
+		struct tree_table_rec *r = &b->r[i];
+		const char *names[3];
+
+		if (!tree_table_grow((void **)&p->m, &p->mcap, r->n, sizeof(*p->m)))
+			return -ENOMEM;
+		for (j = 0; j < 3; j++)
+			names[j] = r->names[j] == TREE_TABLE_NONE ? NULL : b->buf + r->names[j];
+		for (j = 0; j < r->n; j++) {
+			struct tree_table_mem *mm = &b->m[r->first + j];
+
+			p->m[j].key = b->buf + mm->key;
+			p->m[j].text = mm->text == TREE_TABLE_NONE ? NULL : b->buf + mm->text;
+			p->m[j].len = mm->len;
+		}
+		rc = tree_table_row(p->o, names, p->m, r->n);
+	}
+	return rc;
+}
+
+static void *tree_table_writer(void *arg)
+{
+	struct tree_table_pipe *p = arg;
+	struct tree_table_batch *b;
+	int rc = 0;
+
+	pthread_mutex_lock(&p->lock);
+	for (;;) {
+		while (!p->head && !p->done)
+			pthread_cond_wait(&p->cond, &p->lock);
+		b = p->head;
+		if (!b)
+			break;
+		p->head = b->next;
+		if (!p->head)
+			p->tail = NULL;
+		p->queued--;
+		pthread_cond_broadcast(&p->cond);
+		pthread_mutex_unlock(&p->lock);
+		/* After a failure the rest is only drained, for the reader to stop. */
+		if (!rc)
+			rc = tree_table_write(p, b);
+		pthread_mutex_lock(&p->lock);
+		if (rc && !p->rc)
+			p->rc = rc;
+		b->next = p->spare;
+		p->spare = b;
+	}
+	pthread_mutex_unlock(&p->lock);
+	return NULL;
+}
+
+/* One pass over the catalog's rows into o: the reader here, the writer on a thread of
+ * its own (or here too, when no thread can be made). */
+static int tree_table_pass(struct tree *t, struct tree_coll *c, unsigned which,
+			   struct tree_table_out *o)
+{
+	struct tree_table_pipe p = { .lock = PTHREAD_MUTEX_INITIALIZER,
+				     .cond = PTHREAD_COND_INITIALIZER, .o = o };
+	pthread_t writer;
+	int rc;
+
+	if (pthread_create(&writer, NULL, tree_table_writer, &p) != 0)
+		return catalog_table(t->cat, c->api, which, tree_table_row, o);
+	rc = catalog_table(t->cat, c->api, which, tree_table_copy, &p);
+	pthread_mutex_lock(&p.lock);
+	if (p.cur && p.cur->nr)
+		tree_table_push(&p);
+	p.done = true;
+	pthread_cond_broadcast(&p.cond);
+	pthread_mutex_unlock(&p.lock);
+	pthread_join(writer, NULL);
+	if (rc == 0 || rc == p.rc)
+		rc = p.rc;
+	tree_table_batch_free(p.cur);
+	tree_table_batch_free(p.head);
+	tree_table_batch_free(p.spare);
+	free(p.m);
+	pthread_cond_destroy(&p.cond);
+	pthread_mutex_destroy(&p.lock);
+	return rc;
+}
+
 /* A new unlinked file under the cache folder for a rendering. */
 static int tree_table_tmpfile(struct tree *t)
 {
@@ -137,7 +398,7 @@ static int tree_table_render(struct tree *t, struct tree_coll *c, unsigned which
 	}
 	/* One pass when every object sends the same keys, as they do; else a second one,
 	 * with every column known. */
-	rc = catalog_table(t->cat, c->api, which, tree_table_row, &o);
+	rc = tree_table_pass(t, c, which, &o);
 	if (rc == 0 && o.again) {
 		view_table_restart(o.tab);
 		o.again = false;
@@ -145,7 +406,7 @@ static int tree_table_render(struct tree *t, struct tree_coll *c, unsigned which
 		if (ftruncate(o.fd, 0) < 0 || lseek(o.fd, 0, SEEK_SET) < 0)
 			rc = -errno;
 		if (rc == 0)
-			rc = catalog_table(t->cat, c->api, which, tree_table_row, &o);
+			rc = tree_table_pass(t, c, which, &o);
 	}
 	if (rc == 0)
 		rc = tree_table_drain(&o);
