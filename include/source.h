@@ -54,6 +54,11 @@ int source_release(struct source *src, char **out);
  * 2 Manufacturer), as tcia_get_modalities & co. */
 int source_facet(struct source *src, const char *coll, unsigned facet, struct tcia_values *out);
 
+/* True when a collection's facet values are exactly those its series carry (IDC's come
+ * from the same rows), so that a collection loaded in bulk knows them without asking;
+ * NBIA's value lists may name values no series of the collection carries. */
+bool source_facets_from_series(const struct source *src);
+
 /* As tcia_each: patients, studies or series of a collection (or a patient of it, or a
  * series by UID), streamed. */
 int source_each(struct source *src, enum tcia_kind kind, const struct tcia_filter *f,

@@ -361,6 +361,30 @@ class Bench:
                  "%.2f s NBIA zip (%s)" % (med(base), spread(base)),
                  "%.2f× the time" % ratio, "< 1×", ratio < 1)
 
+    def idc_nlst(self):
+        """The NLST-size collection from the IDC source: a first look, then a walk."""
+        s = self.ctx.idc_server("--scale", str(NLST_SCALE))
+        series, studies, patients = NLST_SCALE * 10, NLST_SCALE * 2, NLST_SCALE
+        m = self.ctx.mount(s, name="idc-nlst", options=[
+            "source=idc", "idc_api=" + s.url, "idc_files=" + s.base + "/{bucket}"])
+        root = os.path.join(m.mountpoint, "Scale-Test")
+        os.listdir(root)
+        pat = os.path.join(root, "SCALE-%05d" % (NLST_SCALE // 2))
+        n0 = len(s.requests())
+        t = timed(lambda: sh("ls '%s'/*/ > /dev/null" % pat), 1)[0]
+        n = len(s.requests()) - n0
+        self.row("IDC source, NLST-size collection (%d series): first ls of a patient's "
+                 "study folders (patients listed)" % series, "%.3f s, %d requests" % (t, n),
+                 "—", "", "≤ 0.5 s, ≤ 2 requests", t <= 0.5 and n <= 2)
+        n0 = len(s.requests())
+        t = timed(lambda: sh(["find", root, "-mindepth", "3", "-maxdepth", "3"]), 1)[0]
+        n = len(s.requests()) - n0
+        pages = sum(-(-k // 10000) for k in (series, studies))
+        self.row("… find -mindepth 3 -maxdepth 3, cold (bulk load in pages of 10,000 "
+                 "included)", "%.1f s, %d requests" % (t, n), "—", "",
+                 "≤ 12 s, ≤ %d requests" % (pages + 4), t <= 12 and n <= pages + 4)
+        self.ctx.unmount(m)
+
     # -- an NLST-size collection --------------------------------------------------
 
     def nlst(self):
@@ -476,6 +500,7 @@ def main():
         b.by_uid()
         b.prefetch_pipeline()
         b.idc_first_file()
+        b.idc_nlst()
         b.rss(os.path.join(work, "zip-cache"))
     finally:
         problems = b.ctx.cleanup()

@@ -136,6 +136,11 @@ int source_facet(struct source *src, const char *coll, unsigned facet, struct tc
 	return -EINVAL;
 }
 
+bool source_facets_from_series(const struct source *src)
+{
+	return src->kind == SOURCE_IDC;
+}
+
 /* A filter as IDC's query: IDC lists by collection, patient or series only. */
 static int source_idc_query(const struct tcia_filter *f, struct idc_query *q)
 {

@@ -173,6 +173,8 @@ static int tree_facet_extra(struct tree *t, struct tree_coll *c, const struct tr
 
 	*out = NULL;
 	*count = 0;
+	if (source_facets_from_series(t->src))
+		return 0;	/* the values the series carry are all there are */
 	rc = tree_coll_get(t, c, &c->vals, tree_load_vals, &v);
 	if (rc < 0)
 		return rc;

@@ -85,7 +85,7 @@ BIG = ("big_series", "Big-Series", "idc-open-data", "CC BY 4.0",
 class Archive:
     """The index rows, and every object of every bucket (made on first use)."""
 
-    def __init__(self, big=0):
+    def __init__(self, big=0, scale=0):
         self.rows = []          # dicts, one per series, columns as COLUMNS
         self.collections = []   # /collections records
         self.objects = {b: {} for b in BUCKETS}   # bucket -> key -> image dict or bytes
@@ -157,6 +157,39 @@ class Archive:
                             "size_TB": size / 1e12, "modalities": sorted(mods),
                             "licenses": [{"license_short_name": lic}]},
             })
+        if scale:
+            self._scale(scale)
+
+    def _scale(self, n):
+        """Collection scale_test (Scale-Test): n patients of 2 studies of 5 series each,
+        index rows only (no objects): an archive-sized walk of the metadata."""
+        cid, bucket = "scale_test", "idc-open-data"
+        for p in range(n):
+            pid = "SCALE-%05d" % p
+            for si in range(2):
+                study_uid = make_uid(cid, pid, si)
+                date = "2001-%02d-%02d" % (1 + si, 1 + p % 28)
+                for ri in range(5):
+                    uid = make_uid(cid, pid, si, ri)
+                    self.rows.append(dict.fromkeys(COLUMNS) | {
+                        "collection_id": cid, "PatientID": pid, "PatientAge": "060Y",
+                        "PatientSex": "F" if p % 2 else "M", "StudyInstanceUID": study_uid,
+                        "StudyDescription": "NLST-LSS", "StudyDate": date,
+                        "SeriesInstanceUID": uid, "Modality": "CT", "BodyPartExamined": "CHEST",
+                        "Manufacturer": "SIEMENS", "ManufacturerModelName": "SIEMENS Model",
+                        "SeriesDescription": "SCALE SERIES %d" % (ri + 1),
+                        "SeriesNumber": str(ri + 1), "SeriesDate": date, "instanceCount": 2,
+                        "series_size_MB": 0.003, "license_short_name": "CC BY 4.0",
+                        "source_DOI": "10.7937/fake.%s" % cid, "aws_bucket": bucket,
+                        "crdc_series_uuid": make_uuid(cid, pid, si, ri),
+                        "series_init_idc_version": "v1", "series_revised_idc_version": "v1"})
+        self.collections.append({
+            "collection_id": cid, "collection_name": "Scale-Test", "cancer_types": [],
+            "tumor_locations": [], "species": ["Human"], "subjects": n,
+            "supporting_data": None, "description": "<p>Scale-Test (synthetic)</p>",
+            "_detail": {"patients": n, "series": n * 10, "instances": n * 20,
+                        "size_TB": 0, "modalities": ["CT"],
+                        "licenses": [{"license_short_name": "CC BY 4.0"}]}})
 
     @staticmethod
     def _image(cid, pid, study_uid, uid, sdesc, date, mod, part, manu, ri, i):
@@ -182,6 +215,9 @@ class Archive:
             '"%s" %s' % (c, types.get(c, "TEXT")) for c in COLUMNS))
         db.executemany('INSERT INTO "index" VALUES (%s)' % ", ".join("?" * len(COLUMNS)),
                        [tuple(r[c] for c in COLUMNS) for r in self.rows])
+        # Keyset pages of a big collection find their place without a scan.
+        for col in ("SeriesInstanceUID", "StudyInstanceUID", "PatientID"):
+            db.execute('CREATE INDEX "by_%s" ON "index"(collection_id, %s)' % (col, col))
         db.commit()
         db.execute("PRAGMA query_only=1")
         return db
@@ -500,12 +536,15 @@ def main(argv=None):
                     help="seconds before every answer (a round trip on a real network)")
     ap.add_argument("--rate", type=float, default=0.0,
                     help="bytes a second at which answers are sent (0 = at once)")
+    ap.add_argument("--scale", type=int, default=0, metavar="N",
+                    help="add collection Scale-Test: N patients, 2 studies each, 5 series each "
+                         "(index rows only)")
     ap.add_argument("--big", type=int, default=0, metavar="N",
                     help="add collection Big-Series: one series of N 512x512 noisy CT images")
     args = ap.parse_args(argv)
 
     srv = Server(("127.0.0.1", args.port), Handler)
-    srv.archive = Archive(big=args.big)
+    srv.archive = Archive(big=args.big, scale=args.scale)
     srv.delay = args.delay
     srv.rate = args.rate
     srv.db = srv.archive.database()

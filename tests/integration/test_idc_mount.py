@@ -459,3 +459,16 @@ def test_hostile_patient_ids_from_the_api(ctx):
     assert sent and all("'x'' OR ''1''=''1'" in q for q in sent), sent
     assert listed == ["patient.json"], listed
     ctx.unmount(m)
+
+
+def test_facets_cost_no_request_after_a_bulk_load(ctx):
+    s = ctx.idc_server()
+    m = idc_mount(ctx, s)
+    coll = os.path.join(m.mountpoint, "TCGA-LUAD")
+    open(os.path.join(coll, "series.csv")).read()           # the collection in bulk
+    n0 = len(s.requests())
+    values = sorted(os.listdir(os.path.join(coll, ".by-modality")))
+    links = os.listdir(os.path.join(coll, ".by-bodypart", "_unknown"))
+    assert values == ["CT", "PT"] and len(links) == 1, (values, links)
+    assert len(s.requests()) == n0, s.requests()[n0:]
+    ctx.unmount(m)
