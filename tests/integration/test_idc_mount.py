@@ -472,3 +472,17 @@ def test_facets_cost_no_request_after_a_bulk_load(ctx):
     assert values == ["CT", "PT"] and len(links) == 1, (values, links)
     assert len(s.requests()) == n0, s.requests()[n0:]
     ctx.unmount(m)
+
+
+def test_walk_guard_holds_back_a_grep_of_the_whole_mount(ctx):
+    s = ctx.idc_server()
+    m = idc_mount(ctx, s, options=["walk_budget=3"])
+    # grep -r would read every file of every series: held back after three series.
+    run(["grep", "-r", "-l", "no such text", os.path.join(m.mountpoint, "TCGA-LUAD")],
+        check=False, timeout=120)
+    listed = {e["path"].split("prefix=")[1].split("%2F")[0] for e in s.requests("list")}
+    assert len(listed) == 3, listed
+    assert "walk guard" in m.log()
+    status = json.load(open(os.path.join(m.mountpoint, ".tciafs", "status")))
+    assert status["walk_guard"]["held_back_processes"][0]["command"] == "grep"
+    ctx.unmount(m)
