@@ -441,6 +441,24 @@ static int tree_load_patients(struct tree *t, const char *coll, const char *pid)
 	return catalog_load_commit(k.l);
 }
 
+/* After a bulk load, which takes many pages: whether the source published a new release
+ * meanwhile (or since the collections were listed). If so, the load may mix two releases:
+ * everything is stale at once, and the next look loads the release and then the
+ * collection again. A failed check changes nothing (the next refresh checks again). */
+static void tree_check_release(struct tree *t, const char *coll)
+{
+	char *now = NULL, *known = NULL;
+
+	if (source_release(t->src, &now) == 0 && now &&
+	    catalog_release(t->cat, &known) == 0 && known && strcmp(now, known) != 0) {
+		log_info("%s: %s published a new release, %s (was %s), while it was loaded: it "
+			 "is loaded again at the next look", coll, source_name(t->src), now, known);
+		tree_expire(t);
+	}
+	free(now);
+	free(known);
+}
+
 /* A collection's studies and series (bulk, pid NULL) or one patient's (targeted). */
 static int tree_load_studies_series(struct tree *t, const char *coll, const char *pid)
 {
@@ -463,7 +481,10 @@ static int tree_load_studies_series(struct tree *t, const char *coll, const char
 			  (long long)k.rows);
 	else
 		log_info("%s: %lld studies and series loaded in bulk", coll, (long long)k.rows);
-	return catalog_load_commit(k.l);
+	rc = catalog_load_commit(k.l);
+	if (rc == 0 && !pid)
+		tree_check_release(t, coll);
+	return rc;
 }
 
 /* ---- what the tree asks ------------------------------------------------------------ */

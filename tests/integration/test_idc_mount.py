@@ -486,3 +486,25 @@ def test_walk_guard_holds_back_a_grep_of_the_whole_mount(ctx):
     status = json.load(open(os.path.join(m.mountpoint, ".tciafs", "status")))
     assert status["walk_guard"]["held_back_processes"][0]["command"] == "grep"
     ctx.unmount(m)
+
+
+def test_a_release_published_during_a_bulk_load_is_loaded_again(ctx):
+    s = ctx.idc_server()
+    m = idc_mount(ctx, s)
+    os.listdir(m.mountpoint)                                 # v25, with the collections
+    coll = os.path.join(m.mountpoint, "TCGA-LUAD")
+    os.listdir(coll)
+    http("POST", s.base + "/_fake/version", {"idc_version": "v26"})
+    v0, q0 = len(s.requests("version")), len(s.requests("sql"))
+    open(os.path.join(coll, "series.csv")).read()            # the bulk load's pages
+    assert "published a new release, v26 (was v25), while it was loaded" in m.log(), m.log()
+    # Everything was stale at once: the release and the collection were loaded again
+    # (the open after the stat that loaded them did it), and now they hold.
+    assert "serves a new release, v26 (was v25)" in m.log(), m.log()
+    time.sleep(0.5)             # the daemon drops the kernel's listings within 0.1 s
+    os.listdir(m.mountpoint)
+    v1, n1 = len(s.requests("version")), len(s.requests("sql"))
+    open(os.path.join(coll, "series.csv")).read()
+    os.listdir(os.path.join(coll, "TCGA-05-4244"))
+    assert len(s.requests("sql")) == n1 > q0 and len(s.requests("version")) == v1 > v0
+    ctx.unmount(m)
