@@ -42,6 +42,7 @@ struct tciafs {
 	bool keep_listings;	/* the kernel may keep listings (not with meta_ttl=0) */
 	bool no_opendir;	/* decided at mount: the kernel keeps listings without opendir */
 	bool passthrough;	/* -o passthrough=on (the default) */
+	bool acl_cache;		/* kernel-kept ACLs: only the mounting user looks (no allow_other) */
 	int read_path;		/* enum fs_read_path; __atomic */
 	unsigned long stored_reads;	/* reads of stored files we served; __atomic */
 	unsigned long passthrough_opens;	/* opens handed to the kernel; __atomic */

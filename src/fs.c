@@ -300,6 +300,13 @@ static void fs_init(void *userdata, struct fuse_conn_info *conn)
 	 * high-level API asked for this itself). */
 	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
 		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+	/* ls -l asks every file for its ACLs: with POSIX ACLs on (the mount has
+	 * default_permissions already), the kernel keeps each inode's answer (none) instead
+	 * of asking us again on every listing (a warm ls -l: one request a file, not three).
+	 * Not on a mount others may use: for them the kernel would then ask for a folder's
+	 * ACL before it lets them in, one more request per folder of a cold walk. */
+	if (fs->acl_cache && (conn->capable & FUSE_CAP_POSIX_ACL))
+		conn->want |= FUSE_CAP_POSIX_ACL;
 	/* Every listing kept by the kernel, and no opendir or releasedir at all (a warm walk
 	 * asks us nothing): the first opendir answers ENOSYS. The kernel checks a kept
 	 * listing when the folder's attributes time out (auto_inval_data makes it look);

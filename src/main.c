@@ -58,6 +58,7 @@ struct tciafs_conf {
 	int max_fetches;
 	int walk_budget;
 	int offline;
+	int shared;		/* allow_other or allow_root: users other than ours look */
 	uint64_t cache_bytes;
 	char *positional[2];	/* [SOURCE] MOUNTPOINT, as mount.fuse3 passes them */
 	int npositional;
@@ -72,7 +73,7 @@ struct tciafs_conf {
 	struct view_manifest *manifests;	/* read by tciafs_conf_check */
 };
 
-enum { TCIAFS_KEY_MANIFEST = 1 };
+enum { TCIAFS_KEY_MANIFEST = 1, TCIAFS_KEY_SHARED };
 
 #define TCIAFS_OPT(t, p) { t, offsetof(struct tciafs_conf, p), 1 }
 
@@ -95,6 +96,8 @@ static const struct fuse_opt tciafs_opt_spec[] = {
 	TCIAFS_OPT("retries=%d", retries),
 	TCIAFS_OPT("meta_ttl=%d", meta_ttl),
 	FUSE_OPT_KEY("manifest=", TCIAFS_KEY_MANIFEST),
+	FUSE_OPT_KEY("allow_other", TCIAFS_KEY_SHARED),
+	FUSE_OPT_KEY("allow_root", TCIAFS_KEY_SHARED),
 	TCIAFS_OPT("-h", show_help),
 	TCIAFS_OPT("--help", show_help),
 	TCIAFS_OPT("-V", show_version),
@@ -109,6 +112,10 @@ static int tciafs_opt_proc(void *data, const char *arg, int key, struct fuse_arg
 	struct tciafs_conf *conf = data;
 
 	(void)outargs;
+	if (key == TCIAFS_KEY_SHARED) {
+		conf->shared = 1;
+		return 1;	/* kept: fusermount3 takes it */
+	}
 	if (key == TCIAFS_KEY_MANIFEST) {
 		char **p = realloc(conf->manifest_files,
 				   (conf->nmanifests + 1) * sizeof(*p));
@@ -627,6 +634,7 @@ static int tciafs_run(struct fuse_args *args, struct fuse_cmdline_opts *cmd,
 			      .keep_listings = conf->meta_ttl != 0 || conf->offline,
 			      .passthrough = !conf->passthrough ||
 					     strcmp(conf->passthrough, "off") != 0,
+			      .acl_cache = !conf->shared,
 			      .backing_lock = PTHREAD_MUTEX_INITIALIZER,
 			      .open_lock = PTHREAD_MUTEX_INITIALIZER };
 	struct metacache_opts mopts = { .ttl = conf->meta_ttl, .offline = conf->offline };

@@ -277,6 +277,27 @@ def test_xattrs(ctx):
         assert e.errno == 61     # ENODATA
 
 
+def test_a_warm_ls_l_does_not_ask_for_acls_again(ctx):
+    """ls -l asks every file for its ACLs and its security label: on a mount only its
+    user can look at, the kernel keeps the ACLs' answer (there are none), so a warm
+    ls -l costs one request a file (the label), not three. With allow_other it would
+    cost others a request per folder of a walk instead: there, nothing is kept."""
+    s = ctx.server("--series-size-delay", "0")
+    for opts, shared in ((["debug"], False), (["debug", "allow_other"], True)):
+        m = ctx.mount(s, options=opts)
+        coll = os.path.join(m.mountpoint, "Lung-Phantom-CT")
+        run(["ls", "-l", coll])
+        run(["ls", "-l", coll])
+        before = m.log().count("opcode: GETXATTR")
+        run(["ls", "-l", coll])
+        asked = m.log().count("opcode: GETXATTR") - before
+        n = len([e for e in os.listdir(coll) if not e.startswith(".")]) + 1   # and itself
+        # The label, and where nothing is kept the ACL (and a folder's default ACL).
+        assert asked >= 2 * n if shared else asked == n, (opts, asked, n)
+        assert os.getxattr(coll, "user.tcia.collection") == b"Lung-Phantom-CT"
+        ctx.unmount(m)
+
+
 def test_concurrent_listers_share_requests(ctx):
     s = ctx.server()
     s.fault(kind="delay", endpoint="getPatient", seconds=0.5, times=1)
