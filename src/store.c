@@ -863,6 +863,12 @@ void store_free(struct store *s)
 		next = ss->next;
 		store_series_free(ss);
 	}
+	while (s->file_flights) {	/* failures remembered; nobody waits any more */
+		struct store_file_flight *fl = s->file_flights;
+
+		s->file_flights = fl->next;
+		store_file_flight_free(fl);
+	}
 	pthread_cond_destroy(&s->done);
 	pthread_cond_destroy(&s->work);
 	pthread_mutex_destroy(&s->lock);

@@ -206,38 +206,66 @@ static int store_fetch_file_now(struct store *s, struct store_series *ss, size_t
 	return rc;
 }
 
+void store_file_flight_free(struct store_file_flight *fl)
+{
+	free(fl->uid);
+	free(fl->name);
+	free(fl->why);
+	free(fl);
+}
+
+/* Takes fl out of the list. Lock held. */
+static void store_file_flight_unlist(struct store *s, struct store_file_flight *fl)
+{
+	struct store_file_flight **p;
+
+	for (p = &s->file_flights; *p; p = &(*p)->next)
+		if (*p == fl) {
+			*p = fl->next;
+			break;
+		}
+	fl->listed = false;
+}
+
 int store_fetch_file(struct store *s, struct store_series *ss, size_t i)
 {
-	struct store_file_flight *fl, **p;
+	struct store_file_flight *fl;
 	int rc;
 
 	pthread_mutex_lock(&s->lock);
 	for (fl = s->file_flights; fl; fl = fl->next)
 		if (strcmp(fl->uid, ss->uid) == 0 && strcmp(fl->name, ss->files[i].name) == 0)
 			break;
+	/* A failure remembered too long ago: this opener tries again. */
+	if (fl && fl->done && time(NULL) - fl->finished >= STORE_FAIL_MEMORY) {
+		store_file_flight_unlist(s, fl);
+		if (fl->waiters == 0)
+			store_file_flight_free(fl);
+		fl = NULL;
+	}
 	if (fl) {
-		/* Someone is fetching it: wait for their answer. */
+		/* Someone is fetching it, or failed to moments ago: their answer. */
 		fl->waiters++;
 		while (!fl->done && !s->stopping)
 			store_ms_wait(s);
 		rc = fl->done ? fl->rc : -ECANCELED;
-		if (--fl->waiters == 0 && fl->done) {
-			free(fl->uid);
-			free(fl);
-		}
+		if (rc < 0 && fl->done)
+			log_adopt_reason(fl->why);
+		if (--fl->waiters == 0 && fl->done && !fl->listed)
+			store_file_flight_free(fl);
 		pthread_mutex_unlock(&s->lock);
 		return rc;
 	}
 	fl = calloc(1, sizeof(*fl));
-	if (fl && !(fl->uid = strdup(ss->uid))) {
-		free(fl);
+	if (fl && (!(fl->uid = strdup(ss->uid)) || !(fl->name = strdup(ss->files[i].name)))) {
+		store_file_flight_free(fl);
 		fl = NULL;
 	}
 	if (!fl) {
 		pthread_mutex_unlock(&s->lock);
 		return -ENOMEM;
 	}
-	fl->name = ss->files[i].name;
+	fl->listed = true;
 	fl->next = s->file_flights;
 	s->file_flights = fl;
 	pthread_mutex_unlock(&s->lock);
@@ -245,22 +273,19 @@ int store_fetch_file(struct store *s, struct store_series *ss, size_t i)
 	rc = store_fetch_file_now(s, ss, i);
 
 	pthread_mutex_lock(&s->lock);
-	for (p = &s->file_flights; *p; p = &(*p)->next)
-		if (*p == fl) {
-			*p = fl->next;
-			break;
-		}
 	fl->done = true;
 	fl->rc = rc;
-	if (rc == 0)
+	fl->finished = time(NULL);
+	if (rc == 0) {
 		s->n_files_fetched++;
-	else
+		store_file_flight_unlist(s, fl);
+	} else {
 		s->n_file_errors++;
-	pthread_cond_broadcast(&s->done);
-	if (fl->waiters == 0) {
-		free(fl->uid);
-		free(fl);
+		fl->why = strdup(log_reason());
 	}
+	pthread_cond_broadcast(&s->done);
+	if (fl->waiters == 0 && !fl->listed)
+		store_file_flight_free(fl);
 	pthread_mutex_unlock(&s->lock);
 	return rc;
 }

@@ -66,12 +66,17 @@ struct store_fetch {
 	struct store_fetch *next;
 };
 
-/* A file of a series being fetched alone: who opens it meanwhile waits for it. */
+/* A file of a series being fetched alone: who opens it meanwhile waits for it. A failed
+ * one stays listed for STORE_FAIL_MEMORY seconds and answers the next openers (a viewer
+ * opens a file several times; a bad object is not fetched for each). Under lock. */
 struct store_file_flight {
 	char *uid;
-	const char *name;	/* the series' own copy */
+	char *name;
 	bool done;
+	bool listed;		/* in store->file_flights */
 	int rc;
+	char *why;		/* the failure's reason, for the openers it answers */
+	time_t finished;
 	int waiters;
 	struct store_file_flight *next;
 };
@@ -116,6 +121,7 @@ void store_rmtree(const char *path);
 int store_write_manifest(int dir_fd, const char *uid, const struct unzip_entry *v, size_t n,
 			 uint64_t zip_bytes, time_t when, const char *where);
 int store_fetch_file(struct store *s, struct store_series *ss, size_t i);
+void store_file_flight_free(struct store_file_flight *fl);
 int store_lookup(struct store *s, const char *uid, struct store_series **out);
 bool store_walk_allows(struct store *s, pid_t pid);
 void store_evict(struct store *s, const char *keep);

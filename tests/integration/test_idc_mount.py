@@ -212,7 +212,9 @@ def test_an_object_that_disagrees_with_its_listing_is_refused(ctx):
     expect_refused(m, s, row, "endless")
     assert "is longer than the" in m.log(), m.log()
     s.reset_faults()
-    # Nothing was lost: the next read fetches it whole.
+    # Nothing was lost: the next read, once the failure is no longer remembered (3 s),
+    # fetches it whole.
+    time.sleep(3.2)
     d = series_dir(m, row)
     first = sorted(n for n in os.listdir(d) if n.endswith(".dcm"))[0]
     assert pydicom.dcmread(os.path.join(d, first)).SeriesInstanceUID == row["SeriesInstanceUID"]
@@ -507,4 +509,27 @@ def test_a_release_published_during_a_bulk_load_is_loaded_again(ctx):
     open(os.path.join(coll, "series.csv")).read()
     os.listdir(os.path.join(coll, "TCGA-05-4244"))
     assert len(s.requests("sql")) == n1 > q0 and len(s.requests("version")) == v1 > v0
+    ctx.unmount(m)
+
+
+def test_a_bad_object_is_not_fetched_again_at_once(ctx):
+    s = ctx.idc_server()
+    m = idc_mount(ctx, s, options=["retries=0"])
+    row = one_series(s, "collection_id = 'tcga_luad' AND instanceCount > 1")
+    d = series_dir(m, row)
+    first = os.path.join(d, sorted(n for n in os.listdir(d) if n.endswith(".dcm"))[0])
+    s.fault(kind="endless", endpoint="object", times=-1)
+    o0 = len(s.requests("object"))
+    for _ in range(3):       # a viewer opens a file several times: one GET answers them
+        r = subprocess.run(["cat", first], capture_output=True, timeout=60)
+        assert r.returncode != 0 and b"Input/output error" in r.stderr, r
+    assert count(s, "object", o0) == 1
+    err = os.getxattr(first, "user.tciafs.error").decode()
+    assert row["crdc_series_uuid"] in err and "too large" in err, err
+    # A few seconds on, it is asked for again (and, the fault gone, stored).
+    s.reset_faults()
+    time.sleep(3.2)
+    with open(first, "rb") as f:
+        assert f.read(132)[128:] == b"DICM"
+    assert count(s, "object", o0) == 2
     ctx.unmount(m)
