@@ -635,41 +635,46 @@ static int idc_restart(void *arg)
 	return 0;
 }
 
+/* POST /sql: the one place that knows the request's shape ({"sql", "max_rows"}); the
+ * answer goes to chunk as it arrives (at most max_bytes). */
+static int idc_post_sql(struct idc *t, const char *sql, unsigned max_rows, uint64_t max_bytes,
+			http_chunk_fn chunk, http_restart_fn restart, void *arg)
+{
+	json_t *req = json_pack("{s:s,s:i}", "sql", sql, "max_rows", (int)max_rows);
+	char *body = req ? json_dumps(req, JSON_COMPACT) : NULL, *url = NULL;
+	int rc = -ENOMEM;
+
+	json_decref(req);
+	if (body && asprintf(&url, "%s/sql", t->api) >= 0) {
+		rc = http_stream_post_json(t->http, url, body, max_bytes, chunk, restart, arg,
+					   NULL);
+		free(url);
+	}
+	free(body);
+	return rc;
+}
+
 /* Asks for the rows of a's kind, page by page, handing each to a. */
 static int idc_pages(struct idc *t, const struct idc_query *q, struct idc_answer *a)
 {
 	unsigned limit = q->limit && q->limit < IDC_PAGE_MAX ? q->limit : IDC_PAGE_MAX;
 	struct idc_query page = *q;
-	char *url = NULL, *after = NULL;
+	char *after = NULL;
 	int rc = 0;
 
 	page.limit = limit;
-	if (asprintf(&url, "%s/sql", t->api) < 0) {
-		url = NULL;
-		rc = -ENOMEM;
-	}
 	while (rc == 0) {
-		char *sql = NULL, *body = NULL;
+		char *sql = NULL;
 		size_t rows = 0;
 		bool truncated = false;
-		json_t *req;
 
 		page.after = after;
 		rc = idc_each_sql(a->kind, &page, &sql);
 		if (rc < 0)
 			break;
-		req = json_pack("{s:s,s:i}", "sql", sql, "max_rows", (int)limit);
-		body = req ? json_dumps(req, JSON_COMPACT) : NULL;
-		json_decref(req);
-		free(sql);
-		if (!body) {
-			rc = -ENOMEM;
-			break;
-		}
 		idc_answer_reset(a);
-		rc = http_stream_post_json(t->http, url, body, IDC_ANSWER_MAX, idc_chunk, idc_restart,
-					   a, NULL);
-		free(body);
+		rc = idc_post_sql(t, sql, limit, IDC_ANSWER_MAX, idc_chunk, idc_restart, a);
+		free(sql);
 		if (rc == 0)
 			rc = idc_answer_end(a, &rows, &truncated);
 		if (rc == -EBADMSG)
@@ -683,7 +688,6 @@ static int idc_pages(struct idc *t, const struct idc_query *q, struct idc_answer
 			rc = -ENOMEM;
 	}
 	free(after);
-	free(url);
 	return rc;
 }
 
@@ -773,8 +777,8 @@ int idc_values(struct idc *t, const char *collection_id, unsigned facet,
 {
 	static const char *const names[] = { "Modality", "BodyPartExamined", "Manufacturer" };
 	struct idc_body b = { NULL, 0 };
-	char *sql = NULL, *url = NULL, *body = NULL;
-	json_t *req, *ans = NULL, *rows, *row;
+	char *sql = NULL;
+	json_t *ans = NULL, *rows, *row;
 	size_t i;
 	int rc;
 
@@ -782,18 +786,9 @@ int idc_values(struct idc *t, const char *collection_id, unsigned facet,
 	rc = idc_values_sql(collection_id, facet, &sql);
 	if (rc < 0)
 		return rc;
-	req = json_pack("{s:s,s:i}", "sql", sql, "max_rows", (int)IDC_PAGE_MAX);
-	body = req ? json_dumps(req, JSON_COMPACT) : NULL;
-	json_decref(req);
+	rc = idc_post_sql(t, sql, IDC_PAGE_MAX, IDC_ROW_MAX, idc_body_chunk, idc_body_restart,
+			  &b);
 	free(sql);
-	if (!body || asprintf(&url, "%s/sql", t->api) < 0) {
-		free(body);
-		return -ENOMEM;
-	}
-	rc = http_stream_post_json(t->http, url, body, IDC_ROW_MAX, idc_body_chunk,
-				   idc_body_restart, &b, NULL);
-	free(body);
-	free(url);
 	if (rc == 0) {
 		ans = json_loadb(b.buf ? b.buf : "", b.len, 0, NULL);
 		rows = json_object_get(ans, "rows");

@@ -21,7 +21,7 @@ from xml.sax.saxutils import escape
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fake-tcia"))
 import dicom  # noqa: E402  (the fake TCIA's DICOM writer)
-from fake_tcia import Faults  # noqa: E402  (and its fault rules)
+from fake_tcia import Faults, write_atomic  # noqa: E402  (and its fault rules)
 
 UID_ROOT = "1.3.6.1.4.1.14519.5.2.1.8888"
 BUCKETS = ("idc-open-data", "idc-open-data-two", "idc-open-data-cr")
@@ -516,12 +516,6 @@ class Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 64
-
-
-def write_atomic(path, text):
-    with open(path + ".tmp", "w") as f:
-        f.write(text)
-    os.rename(path + ".tmp", path)
 
 
 def main(argv=None):
