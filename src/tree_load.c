@@ -268,11 +268,32 @@ static int tree_ensure(struct tree *t, enum catalog_scope s, const char *coll, c
 
 /* ---- the loads --------------------------------------------------------------------- */
 
+/* Whether now (the source's release; NULL for a source without releases) is another
+ * than the catalog recorded. If so, everything loaded so far is stale from this moment
+ * and loads again as it is looked at. coll: the collection whose bulk load found it, or
+ * NULL for the list of collections. */
+static void tree_release_check(struct tree *t, const char *now, const char *coll)
+{
+	char *known = NULL;
+
+	if (now && catalog_release(t->cat, &known) == 0 && known && strcmp(now, known) != 0) {
+		if (coll)
+			log_info("%s: %s published a new release, %s (was %s), while it was "
+				 "loaded: it is loaded again at the next look", coll,
+				 source_name(t->src), now, known);
+		else
+			log_info("%s serves a new release, %s (was %s): what was loaded is "
+				 "refreshed as it is looked at", source_name(t->src), now, known);
+		tree_expire(t);
+	}
+	free(known);
+}
+
 static int tree_load_archive(struct tree *t, const char *coll, const char *pid)
 {
 	struct catalog_load *l;
 	struct source_colls v;
-	char *release = NULL, *known = NULL;
+	char *release = NULL;
 	size_t i;
 	int rc;
 
@@ -287,11 +308,8 @@ static int tree_load_archive(struct tree *t, const char *coll, const char *pid)
 		return rc;
 	}
 	rc = catalog_load_begin(t->cat, CATALOG_ARCHIVE, NULL, NULL, &l);
-	if (rc == 0 && release) {
+	if (rc == 0 && release)
 		rc = catalog_set_release(l, release);
-		if (rc == 0)
-			rc = catalog_release(t->cat, &known);
-	}
 	for (i = 0; rc == 0 && i < v.count; i++) {
 		struct catalog_coll r = { v.v[i].api, tree_sanitize_name(v.v[i].name) };
 
@@ -300,20 +318,15 @@ static int tree_load_archive(struct tree *t, const char *coll, const char *pid)
 			rc = catalog_add_coll(l, &r);
 		free(r.name);
 	}
-	/* A new release: everything loaded from the old one is stale from now on (and is
-	 * loaded again as it is looked at); this load, committed after, is not. */
-	if (rc == 0 && known && strcmp(known, release) != 0) {
-		log_info("%s serves a new release, %s (was %s): what was loaded is refreshed as "
-			 "it is looked at", source_name(t->src), release, known);
-		tree_expire(t);
-	}
+	/* Before the commit: this load, committed after the expiry, is not stale. */
+	if (rc == 0)
+		tree_release_check(t, release, NULL);
 	if (rc == 0)
 		rc = catalog_load_commit(l);
 	else
 		catalog_load_abort(l);
 	source_colls_clear(&v);
 	free(release);
-	free(known);
 	return rc;
 }
 
@@ -441,22 +454,16 @@ static int tree_load_patients(struct tree *t, const char *coll, const char *pid)
 	return catalog_load_commit(k.l);
 }
 
-/* After a bulk load, which takes many pages: whether the source published a new release
- * meanwhile (or since the collections were listed). If so, the load may mix two releases:
- * everything is stale at once, and the next look loads the release and then the
- * collection again. A failed check changes nothing (the next refresh checks again). */
+/* After a bulk load, which takes many pages: a release published meanwhile (or since
+ * the collections were listed) may have mixed two in it. A failed check changes nothing
+ * (the next refresh checks again). */
 static void tree_check_release(struct tree *t, const char *coll)
 {
-	char *now = NULL, *known = NULL;
+	char *now = NULL;
 
-	if (source_release(t->src, &now) == 0 && now &&
-	    catalog_release(t->cat, &known) == 0 && known && strcmp(now, known) != 0) {
-		log_info("%s: %s published a new release, %s (was %s), while it was loaded: it "
-			 "is loaded again at the next look", coll, source_name(t->src), now, known);
-		tree_expire(t);
-	}
+	if (source_release(t->src, &now) == 0)
+		tree_release_check(t, now, coll);
 	free(now);
-	free(known);
 }
 
 /* A collection's studies and series (bulk, pid NULL) or one patient's (targeted). */
