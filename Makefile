@@ -207,8 +207,23 @@ fuzz: $(FUZZERS:%=$(FUZZ_BUILD)/fuzz_%)
 	done
 
 # Not part of check: timings on shared machines are for reading, not for asserting.
-bench: $(BIN) $(BUILD)/tciafs-prefetch
+bench: $(BIN) $(BUILD)/tciafs-prefetch $(BUILD)/floorfs $(BUILD)/passthrough_hp
 	$(PYTHON) scripts/bench.py $(BIN)
+
+# The floors under make bench's rows: a FUSE daemon that keeps nothing (walks), and
+# libfuse's own passthrough example from the 3.17 source make deps fetched (reads;
+# skipped by the bench when that source or a C++ compiler is not there).
+$(BUILD)/floorfs: scripts/floorfs.c $(BUILD)/.fuse
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(PKG_LIBS)
+
+HP_SRC := build/apt/src/libfuse/example/passthrough_hp.cc
+$(BUILD)/passthrough_hp: $(wildcard $(HP_SRC)) $(BUILD)/.fuse
+	@if [ -f $(HP_SRC) ] && [ -f $(FUSE_DIR)/.done ] && command -v $(CXX) >/dev/null; then \
+	  $(CXX) -std=c++17 -O2 -Wno-deprecated-declarations -I$(dir $(HP_SRC)) \
+	    $$(PKG_CONFIG_PATH=$(FUSE_DIR)/lib/pkgconfig pkg-config --cflags fuse3) -o $@ \
+	    $(HP_SRC) $$(PKG_CONFIG_PATH=$(FUSE_DIR)/lib/pkgconfig pkg-config --libs fuse3) \
+	    -lpthread; \
+	else echo "bench: no libfuse 3.17 source or C++ compiler: the passthrough_hp floor is skipped"; fi
 
 demo: $(BIN)
 	@sh scripts/demo.sh $(BIN) $(or $(SOURCE),nbia)

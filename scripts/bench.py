@@ -60,14 +60,45 @@ def api_requests(s):
 class Bench:
     def __init__(self, binary, work):
         self.ctx = harness.Context(os.path.abspath(binary), work)
+        self.bindir = os.path.dirname(os.path.abspath(binary))
         self.work = work
         self.rows = []
         self.notes = []
 
     def row(self, measure, ours, baseline, result, target, met):
+        """met None: a row for reading (a floor), with no target of its own."""
         self.rows.append((measure, ours, baseline, result, target,
-                          "met" if met else "**missed**"))
+                          "—" if met is None else "met" if met else "**missed**"))
         print("%-60s %s | %s | %s | %s | %s" % self.rows[-1], flush=True)
+
+    # -- floors: what FUSE itself costs on this machine ----------------------------------
+
+    def floor_mount(self, argv, name):
+        """Starts another FUSE daemon (argv, with MNT for its mountpoint) in the
+        foreground; returns (process, mountpoint) once mounted, or None."""
+        mnt = os.path.join(self.work, "floor-" + name)
+        os.makedirs(mnt, exist_ok=True)
+        p = subprocess.Popen([mnt if a == "MNT" else a for a in argv],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(200):
+            if os.path.ismount(mnt):
+                return p, mnt
+            if p.poll() is not None:
+                break
+            time.sleep(0.05)
+        p.kill()
+        p.wait()
+        return None
+
+    @staticmethod
+    def floor_unmount(fm):
+        p, mnt = fm
+        subprocess.run(["fusermount3", "-u", mnt], check=False)
+        try:
+            p.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
 
     # -- the walk -------------------------------------------------------------------
 
@@ -194,10 +225,37 @@ class Bench:
             self.row("the same read again (%s)" % label,
                      "%.3f s (%s)" % (med(repeat), spread(repeat)),
                      "%.3f s" % med(direct), "%.2f× the speed" % r2, "≥ 0.9×", r2 >= 0.9)
+        self.floor_reads(store, direct)
         m, d2 = keep
         self.concurrent_readers(d2, store)
         self.mount_for_rss = m
         return m
+
+    def floor_reads(self, store, direct):
+        """The same reads through libfuse's own passthrough example (passthrough_hp from
+        the 3.17 source make deps fetched) over the store's files: FUSE's floor here."""
+        exe = os.path.join(self.bindir, "passthrough_hp")
+        label = "floor: libfuse's passthrough_hp (3.17 example, passthrough) over the " \
+                "store's files, first read after a fresh mount"
+        first, repeat = [], []
+        for i in range(3):
+            fm = os.access(exe, os.X_OK) and self.floor_mount(
+                [exe, "--foreground", store, "MNT"], "reads%d" % i)
+            if not fm:
+                self.row(label, "not run (%s not built or did not mount)" % exe, "—", "",
+                         "—", None)
+                return
+            sh(["ls", fm[1]])
+            cmd = "cat '%s'/*.dcm > /dev/null" % fm[1]
+            first += timed(lambda: sh(cmd), 1)
+            repeat += timed(lambda: sh(cmd), 2)
+            self.floor_unmount(fm)
+        self.row(label, "%.3f s (%s)" % (med(first), spread(first)),
+                 "%.3f s cat of the store" % med(direct),
+                 "%.2f× the speed" % (med(direct) / med(first)), "—", None)
+        self.row("floor: the same read again (passthrough_hp)",
+                 "%.3f s (%s)" % (med(repeat), spread(repeat)), "%.3f s" % med(direct),
+                 "%.2f× the speed" % (med(direct) / med(repeat)), "—", None)
 
     def concurrent_readers(self, d, store):
         cmd = "cat '%s'/*.dcm > /dev/null" % d
@@ -438,6 +496,36 @@ class Bench:
         self.ctx.unmount(m)
         self.row("… daemon peak RSS across these rows", "%.0f MiB" % max(peaks), "—", "",
                  "≤ 64 MiB", max(peaks) <= 64)
+        self.floor_walk(again, med(warm))
+
+    def floor_walk(self, remount, warm_ours):
+        """The same find through a FUSE daemon that computes the same tree and keeps
+        nothing (scripts/floorfs.c): what the kernel's round trips alone cost here."""
+        exe = os.path.join(self.bindir, "floorfs")
+        label = "… floor: the same find through a FUSE daemon that keeps nothing " \
+                "(scripts/floorfs.c: the same folders, the same FUSE settings)"
+        cold, warm = [], []
+        for i in range(3):
+            fm = os.access(exe, os.X_OK) and self.floor_mount(
+                [exe, "MNT", str(NLST_SCALE), "2", "5",
+                 "-o", "ro,default_permissions,fsname=floorfs"], "walk%d" % i)
+            if not fm:
+                self.row(label, "not run (%s did not mount)" % exe, "—", "", "—", None)
+                return
+            find = ["find", os.path.join(fm[1], "C"), "-mindepth", "3", "-maxdepth", "3"]
+            cold += timed(lambda: sh(find), 1)
+            if i == 2:
+                warm = timed(lambda: sh(find), 3)
+            self.floor_unmount(fm)
+        self.row(label + ", fresh mount", "%.1f s (%s)" % (med(cold), spread(cold)), "—",
+                 "tciafs after a remount: %.2f× the floor" % (remount / med(cold)), "—", None)
+        self.row("… floor: the same find, warm", "%.2f s (%s)" % (med(warm), spread(warm)),
+                 "—", "tciafs warm: %.2f× the floor" % (warm_ours / med(warm)), "—", None)
+        self.notes.append("Floors: a walk of this shape is 126,000 READDIRPLUS round trips "
+                          "(two a folder: its entries, then the empty answer that ends it) "
+                          "whoever answers them; scripts/floorfs.c answers them from the "
+                          "inode number alone, so its time is FUSE's own on this machine, "
+                          "under any daemon's.")
 
     # -- memory ---------------------------------------------------------------------
 
