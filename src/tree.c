@@ -744,32 +744,20 @@ static int tree_emit_series(void *arg, const struct catalog_series *r)
 static int tree_list_coll(struct tree *t, struct tree_node *n, struct tree_lister *l)
 {
 	struct tree_emit_arg ea;
-	struct tree_snap *v;
 	struct stat st;
-	bool bulk;
 	size_t i;
 	int rc;
 
 	rc = tree_cat_patients(t, n->coll->api);
 	if (rc < 0)
 		return rc;
-	/* collection.json costs four requests to size: give its attributes only when they
-	 * are at hand, so that `find` walking past it asks for nothing. */
-	v = tree_peek(t, &n->coll->vals);
-	bulk = tree_scope_fresh(t, CATALOG_COLLECTION, n->coll->api, NULL) == 1;
+	/* collection.json, the tables and the citation cost a rendering to size (for
+	 * collection.json up to four requests, or a pass over every series of the
+	 * collection for its licence): left to a stat, so that `find` walking past them,
+	 * and every listing made again, asks for nothing and reads no series. */
 	memset(&st, 0, sizeof(st));
 	st.st_mode = S_IFREG | 0444;
-	if (v && bulk) {
-		struct tree_node jn = *n;
-
-		jn.kind = TK_COLL_JSON;
-		rc = tree_node_stat(t, &jn, &st);
-	}
-	tree_snap_put(t, v);
-	tree_hold(l, "collection.json", &st, v && bulk && rc == 0);
-	/* The tables and the citation cost a rendering to size: left to a stat. */
-	memset(&st, 0, sizeof(st));
-	st.st_mode = S_IFREG | 0444;
+	tree_hold(l, "collection.json", &st, false);
 	for (i = 0; i < 3; i++)
 		tree_hold(l, tree_table_names[i], &st, false);
 	tree_hold(l, "CITATION.txt", &st, false);
