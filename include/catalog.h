@@ -177,9 +177,9 @@ typedef int (*catalog_members_fn)(void *arg, const char *const *names,
  * parsed by SQLite. */
 int catalog_table(struct catalog *c, const char *coll, unsigned table, catalog_members_fn fn,
 		  void *arg);
-/* The distinct text values of a series member (LicenseName, …), first seen first. */
-int catalog_licence(struct catalog *c, const char *coll, const char *key, catalog_cols_fn fn,
-		    void *arg);
+/* The distinct text values of the series' LicenseName (0), LicenseURI (1) and
+ * CollectionURI (2), first seen first: fn gets (member number, value, first rowid). */
+int catalog_licence(struct catalog *c, const char *coll, catalog_cols_fn fn, void *arg);
 
 void catalog_coll_clear(struct catalog_coll *r);
 void catalog_patient_clear(struct catalog_patient *r);

@@ -75,6 +75,7 @@ void tree_free(struct tree *tree)
 	free(tree->mans);
 	tree_flights_free(tree);
 	tree_memos_free(tree);
+	tree_lics_free(tree);
 	tree_tables_free(tree);
 	free(tree->mountpoint);
 	pthread_cond_destroy(&tree->cond);

@@ -85,6 +85,7 @@ struct tree_walk {
 
 struct tree_flight;
 struct tree_memo;
+struct tree_lic;
 
 struct tree {
 	struct source *src;	/* borrowed */
@@ -95,6 +96,7 @@ struct tree {
 	struct tree_table *tables;	/* rendered tables; protected by lock */
 	struct tree_walk *walks;	/* protected by lock */
 	struct tree_memo *memos;	/* protected by lock */
+	struct tree_lic *lics;		/* licences of bulk loads; protected by lock */
 	struct store *store;	/* borrowed, may be NULL */
 	char *(*status)(void *arg);
 	void *status_arg;
@@ -210,6 +212,7 @@ int tree_scope_fresh(struct tree *t, enum catalog_scope s, const char *coll, con
 int64_t tree_scope_when(struct tree *t, enum catalog_scope s, const char *coll,
 			const char *pid);
 void tree_memos_free(struct tree *t);
+void tree_lics_free(struct tree *t);
 /* Snapshots of lists: a slot holds the current one; a stale or empty slot is loaded
  * (one load at a time per slot, never under the tree's lock). */
 void tree_snap_put(struct tree *t, struct tree_snap *s);
