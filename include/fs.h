@@ -72,9 +72,10 @@ void fs_cleanup(struct tciafs *fs);
  * each made into a path for the tree). */
 const struct fuse_lowlevel_ops *fs_operations(void);
 
-/* Makes the kernel drop every folder listing it keeps (SIGHUP): the next look at each
- * folder lists it again. */
-void fs_forget_listings(struct tciafs *fs);
+/* Makes the kernel drop every folder listing it keeps and its copy of every file
+ * rendered from metadata (SIGHUP, a new release): the next look at each lists or
+ * renders it again. */
+void fs_forget_loaded(struct tciafs *fs);
 
 /* What the kernel holds now: inodes (each a node of ours, the root aside) and folder
  * listings. */

@@ -41,6 +41,11 @@ void inodes_listing(struct inodes *t, uint64_t ino, bool *kept, bool *stamped,
  * *inos (caller frees) of *n numbers. Returns 0 or -ENOMEM (nothing changed). */
 int inodes_take_kept(struct inodes *t, uint64_t **inos, size_t *n);
 
+/* Every inode whose name pick accepts: a new array in *inos (caller frees) of *n
+ * numbers. Returns 0 or -ENOMEM. */
+int inodes_named(struct inodes *t, bool (*pick)(const char *name), uint64_t **inos,
+		 size_t *n);
+
 /* How many inodes (the root aside) and kept listings there are. */
 void inodes_held(struct inodes *t, unsigned long *inodes, unsigned long *listings);
 

@@ -146,4 +146,8 @@ char *tree_series_name(const char *number, const char *modality, const char *des
  * here (".hidden", "desktop.ini", …): they are answered without any request. */
 bool tree_is_probe_name(const char *name);
 
+/* True for the names of files rendered from loaded metadata (collection.json, the
+ * tables, CITATION.txt, …): what a new load may change under the kernel's copy. */
+bool tree_is_rendered_name(const char *name);
+
 #endif

@@ -569,7 +569,8 @@ void fs_held(struct tciafs *fs, unsigned long *inodes, unsigned long *listings)
 	inodes_held(fs->inodes, inodes, listings);
 }
 
-/* Tells the kernel to drop its listing of ino (and its attributes). Never under a lock:
+/* Tells the kernel to drop its listing of ino, or its pages of a file, and its
+ * attributes. Never under a lock:
  * the kernel may need requests of ours answered meanwhile. */
 static void fs_listing_drop(struct tciafs *fs, fuse_ino_t ino)
 {
@@ -579,7 +580,7 @@ static void fs_listing_drop(struct tciafs *fs, fuse_ino_t ino)
 		log_warn("telling the kernel to drop a folder listing: %s", strerror(-rc));
 }
 
-void fs_forget_listings(struct tciafs *fs)
+void fs_forget_loaded(struct tciafs *fs)
 {
 	uint64_t *inos;
 	size_t n, i;
@@ -591,6 +592,16 @@ void fs_forget_listings(struct tciafs *fs)
 	}
 	/* A node freed meanwhile: the kernel no longer knows its number, or the number is
 	 * another folder's now, which only lists again. */
+	for (i = 0; i < n; i++)
+		fs_listing_drop(fs, inos[i]);
+	free(inos);
+	/* The kernel keeps the attributes (an hour) and pages (keep_cache) of rendered
+	 * files too: a licence or a table changed by the new load would not show. */
+	if (inodes_named(fs->inodes, tree_is_rendered_name, &inos, &n) < 0) {
+		log_warn("SIGHUP: out of memory: files kept by the kernel stay until their "
+			 "timeout");
+		return;
+	}
 	for (i = 0; i < n; i++)
 		fs_listing_drop(fs, inos[i]);
 	free(inos);

@@ -256,6 +256,41 @@ int inodes_take_kept(struct inodes *t, uint64_t **inos, size_t *n)
 	return 0;
 }
 
+int inodes_named(struct inodes *t, bool (*pick)(const char *name), uint64_t **inos,
+		 size_t *n)
+{
+	struct inodes_node *e;
+	size_t i, cap = 64;
+
+	*n = 0;
+	*inos = malloc(cap * sizeof(**inos));
+	if (!*inos)
+		return -ENOMEM;
+	pthread_mutex_lock(&t->lock);
+	for (i = 0; i < t->nb; i++)
+		for (e = t->b[i]; e; e = e->next) {
+			uint64_t *more;
+
+			if (!pick(e->name))
+				continue;
+			if (*n == cap) {
+				more = realloc(*inos, 2 * cap * sizeof(**inos));
+				if (!more) {
+					pthread_mutex_unlock(&t->lock);
+					free(*inos);
+					*inos = NULL;
+					*n = 0;
+					return -ENOMEM;
+				}
+				*inos = more;
+				cap *= 2;
+			}
+			(*inos)[(*n)++] = (uint64_t)(uintptr_t)e;
+		}
+	pthread_mutex_unlock(&t->lock);
+	return 0;
+}
+
 void inodes_held(struct inodes *t, unsigned long *inodes, unsigned long *listings)
 {
 	pthread_mutex_lock(&t->lock);

@@ -542,7 +542,7 @@ static void *tciafs_hup_main(void *arg)
 		    read(pfd[0].fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
 			metacache_expire_all(hup->cache);
 			tree_expire(hup->tree);
-			fs_forget_listings(hup->fs);
+			fs_forget_loaded(hup->fs);
 			gen = tree_generation(hup->tree);
 			log_info("SIGHUP: cached metadata dropped; the next look asks TCIA again");
 		}
@@ -551,7 +551,7 @@ static void *tciafs_hup_main(void *arg)
 		 * from inside a request could wait on that very request's folder. */
 		if (gen != tree_generation(hup->tree)) {
 			gen = tree_generation(hup->tree);
-			fs_forget_listings(hup->fs);
+			fs_forget_loaded(hup->fs);
 		}
 	}
 	if (pfd[0].fd >= 0)

@@ -364,3 +364,34 @@ def test_sighup_drops_cached_metadata(ctx):
     assert len(s.requests("getCollectionValues")) == 2
     assert m.proc.poll() is None      # SIGHUP refreshes; it does not unmount
     ctx.unmount(m)
+
+
+def test_licence_follows_the_collection_load(ctx):
+    """collection.json's licence (a pass over every series of the collection) is kept for
+    the load it came from; a new load (here after SIGHUP) brings the licence the archive
+    now says to collection.json and CITATION.txt, though the kernel had both files'
+    attributes and pages."""
+    s = ctx.server("--series-size-delay", "0")
+    coll = "Lung-Phantom-CT"
+    recs = s.get_json("getSeries", Collection=coll)
+    m = ctx.mount(s)
+    cj = os.path.join(m.mountpoint, coll, "collection.json")
+    cite = os.path.join(m.mountpoint, coll, "CITATION.txt")
+    assert read_json_file(cj)["LicenseName"] == recs[0]["LicenseName"]
+    with open(cite) as f:
+        assert recs[0]["LicenseName"] in f.read()
+    assert "Changed Licence" not in recs[0]["LicenseName"]
+    for r in recs:
+        r["LicenseName"] = "Changed Licence 2.0"
+    body = ctx.path("series.json")
+    with open(body, "w") as f:
+        json.dump(recs, f)
+    s.fault(kind="body", endpoint="getSeries", path=body)
+    m.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while "SIGHUP" not in m.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert read_json_file(cj)["LicenseName"] == "Changed Licence 2.0"
+    with open(cite) as f:
+        assert "Changed Licence 2.0" in f.read()
+    ctx.unmount(m)
