@@ -580,31 +580,35 @@ static void fs_listing_drop(struct tciafs *fs, fuse_ino_t ino)
 		log_warn("telling the kernel to drop a folder listing: %s", strerror(-rc));
 }
 
+/* Drops the kernel's copy of each of n inodes (the array is freed). A node freed
+ * meanwhile: the kernel no longer knows its number, or the number is another's now,
+ * which only lists or reads again. */
+static void fs_drop_each(struct tciafs *fs, uint64_t *inos, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		fs_listing_drop(fs, inos[i]);
+	free(inos);
+}
+
 void fs_forget_loaded(struct tciafs *fs)
 {
 	uint64_t *inos;
-	size_t n, i;
+	size_t n;
 
-	if (inodes_take_kept(fs->inodes, &inos, &n) < 0) {
+	if (inodes_take_kept(fs->inodes, &inos, &n) < 0)
 		log_warn("SIGHUP: out of memory: folder listings kept by the kernel stay until "
 			 "their timeout");
-		return;
-	}
-	/* A node freed meanwhile: the kernel no longer knows its number, or the number is
-	 * another folder's now, which only lists again. */
-	for (i = 0; i < n; i++)
-		fs_listing_drop(fs, inos[i]);
-	free(inos);
+	else
+		fs_drop_each(fs, inos, n);
 	/* The kernel keeps the attributes (an hour) and pages (keep_cache) of rendered
 	 * files too: a licence or a table changed by the new load would not show. */
-	if (inodes_named(fs->inodes, tree_is_rendered_name, &inos, &n) < 0) {
+	if (inodes_named(fs->inodes, tree_is_rendered_name, &inos, &n) < 0)
 		log_warn("SIGHUP: out of memory: files kept by the kernel stay until their "
 			 "timeout");
-		return;
-	}
-	for (i = 0; i < n; i++)
-		fs_listing_drop(fs, inos[i]);
-	free(inos);
+	else
+		fs_drop_each(fs, inos, n);
 }
 
 /* Whether the kernel's listing of a folder still holds, checked when its attributes
