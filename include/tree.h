@@ -107,12 +107,16 @@ int tree_open(struct tree *tree, const char *path, int flags, const struct store
  * -ENAMETOOLONG when size is too small, or -errno. */
 ssize_t tree_readlink(struct tree *tree, const char *path, char *buf, size_t size);
 
-/* The file descriptor behind an open file (a stored DICOM file), or -1 for generated
- * content; lets fs.c hand reads to the kernel without copying. */
+/* The file descriptor behind an open file (a stored DICOM file, a rendered table), or
+ * -1 for content in memory; lets fs.c hand reads to the kernel without copying. */
 int tree_file_fd(const struct tree_file *f);
 
 /* True for content made fresh on each open (/.tciafs/status): no page caching. */
 bool tree_file_live(const struct tree_file *f);
+
+/* True for a stored DICOM file: the same bytes for as long as the name exists, so its
+ * pages may be kept across opens (rendered files change with each load). */
+bool tree_file_stored(const struct tree_file *f);
 
 /* Copies up to size bytes at off. Returns the count (0 at the end) or -errno. */
 ssize_t tree_read(struct tree_file *f, char *buf, size_t size, off_t off);

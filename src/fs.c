@@ -322,21 +322,24 @@ static void fs_init(void *userdata, struct fuse_conn_info *conn)
 static void fs_listing_check(struct tciafs *fs, fuse_ino_t ino, const char *path);
 
 /* A folder's attributes time out with the listing the kernel keeps: their next GETATTR
- * is when fs_listing_check looks at it again. */
-static double fs_attr_timeout(const struct tciafs *fs, const struct stat *st)
+ * is when fs_listing_check looks at it again. A rendered file's (collection.json, a
+ * table, …) time out with the load it comes from, so that a refresh shows its size. */
+static double fs_attr_timeout(const struct tciafs *fs, const struct stat *st, const char *name)
 {
-	return fs->no_opendir && S_ISDIR(st->st_mode) ? fs->listing_timeout : fs->entry_timeout;
+	if (fs->no_opendir && S_ISDIR(st->st_mode))
+		return fs->listing_timeout;
+	return tree_is_rendered_name(name) ? fs->listing_timeout : fs->entry_timeout;
 }
 
 /* The archive is immutable between refreshes: the kernel keeps names and attributes. */
-static void fs_entry(struct tciafs *fs, fuse_ino_t ino, const struct stat *st,
-		     struct fuse_entry_param *e)
+static void fs_entry(struct tciafs *fs, fuse_ino_t ino, const char *name,
+		     const struct stat *st, struct fuse_entry_param *e)
 {
 	memset(e, 0, sizeof(*e));
 	e->ino = ino;
 	e->attr = *st;
 	e->attr.st_ino = e->ino;
-	e->attr_timeout = fs_attr_timeout(fs, st);
+	e->attr_timeout = fs_attr_timeout(fs, st, name);
 	e->entry_timeout = fs->entry_timeout;
 }
 
@@ -373,7 +376,7 @@ static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	fs_entry(fs, ino, &st, &e);
+	fs_entry(fs, ino, name, &st, &e);
 	fuse_reply_entry(req, &e);
 }
 
@@ -411,7 +414,7 @@ static void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	if (fs->no_opendir && S_ISDIR(st.st_mode))
 		fs_listing_check(fs, ino, path);
 	st.st_ino = ino;
-	fuse_reply_attr(req, &st, fs_attr_timeout(fs, &st));
+	fuse_reply_attr(req, &st, fs_attr_timeout(fs, &st, strrchr(path, '/') + 1));
 }
 
 static void fs_readlink(fuse_req_t req, fuse_ino_t ino)
@@ -728,7 +731,7 @@ static size_t fs_dir_plus(fuse_req_t req, char *p, size_t room, fuse_ino_t dir,
 	if (e->complete && strcmp(name, ".") != 0 && strcmp(name, "..") != 0)
 		ino = inodes_get(fs->inodes, dir, name);
 	if (ino) {
-		fs_entry(fs, ino, &e->st, &ep);
+		fs_entry(fs, ino, name, &e->st, &ep);
 	} else {
 		memset(&ep, 0, sizeof(ep));
 		ep.attr.st_mode = e->st.st_mode & S_IFMT;
@@ -1018,9 +1021,10 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 #endif
 			__atomic_add_fetch(&fs->passthrough_opens, 1, __ATOMIC_RELAXED);
 		} else {
-			/* Stored and generated files do not change: keep pages across opens
-			 * (not with passthrough: the kernel refuses it there). */
-			fi->keep_cache = 1;
+			/* A stored file does not change: keep its pages across opens (not
+			 * with passthrough: the kernel refuses it there). A rendered one may
+			 * with each load: its pages go at each open (it is rendered then). */
+			fi->keep_cache = tree_file_stored(h->f);
 		}
 	}
 	/* -ENOENT: the caller was interrupted and is gone; no release will come. */

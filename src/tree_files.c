@@ -347,6 +347,11 @@ bool tree_file_live(const struct tree_file *f)
 	return f->live;
 }
 
+bool tree_file_stored(const struct tree_file *f)
+{
+	return f->ss != NULL;
+}
+
 ssize_t tree_read(struct tree_file *f, char *buf, size_t size, off_t off)
 {
 	ssize_t got;

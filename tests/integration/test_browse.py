@@ -395,3 +395,28 @@ def test_licence_follows_the_collection_load(ctx):
     with open(cite) as f:
         assert "Changed Licence 2.0" in f.read()
     ctx.unmount(m)
+
+
+def test_rendered_files_follow_a_refresh(ctx):
+    """Past meta_ttl, a look loads again, and the kernel's copy of a rendered file goes
+    with it: its attributes time out with the TTL and its pages are not kept across
+    opens, so a licence changed to another of the same length shows too."""
+    s = ctx.server("--series-size-delay", "0")
+    coll = "Lung-Phantom-CT"
+    recs = s.get_json("getSeries", Collection=coll)
+    m = ctx.mount(s, options=["meta_ttl=2"])
+    cj = os.path.join(m.mountpoint, coll, "collection.json")
+    old = read_json_file(cj)["LicenseName"]
+    assert old == recs[0]["LicenseName"]
+    new = "X" * len(old)
+    for r in recs:
+        r["LicenseName"] = new
+    body = ctx.path("series.json")
+    with open(body, "w") as f:
+        json.dump(recs, f)
+    s.fault(kind="body", endpoint="getSeries", path=body)
+    size = os.stat(cj).st_size
+    time.sleep(2.5)
+    assert read_json_file(cj)["LicenseName"] == new
+    assert os.stat(cj).st_size == size
+    ctx.unmount(m)
