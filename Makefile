@@ -117,7 +117,7 @@ check-asan:
 # eviction under readers, interrupted waits, the network gone, prefetch in parallel,
 # the views, and the fault campaign. tests/tsan.supp lists (and explains) the reports
 # suppressed, all inside libraries. About 2 minutes; part of check.
-TSAN_TESTS := test_fetch,test_resilience,test_prefetch,test_views,test_faults.test_mount,test_browse,test_idc_mount
+TSAN_TESTS := test_fetch,test_resilience,test_prefetch,test_views,test_faults.test_mount,test_browse,test_idc_mount,test_passthrough
 tsan: deps
 	$(MAKE) BUILD=build-tsan OPT="-O1 -g -fsanitize=thread" LDFLAGS="-fsanitize=thread" \
 	  build-tsan/tciafs build-tsan/tciafs-prefetch build-tsan/tcia-query

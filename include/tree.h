@@ -118,6 +118,9 @@ bool tree_file_live(const struct tree_file *f);
  * pages may be kept across opens (rendered files change with each load). */
 bool tree_file_stored(const struct tree_file *f);
 
+/* How many opens found their series folder kept from an earlier open (no catalog). */
+unsigned long tree_placed_opens(struct tree *t);
+
 /* Copies up to size bytes at off. Returns the count (0 at the end) or -errno. */
 ssize_t tree_read(struct tree_file *f, char *buf, size_t size, off_t off);
 

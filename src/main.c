@@ -426,10 +426,11 @@ static char *tciafs_status_json(void *arg)
 			    failures_json(st->failures, TCIAFS_STATUS_FAILURES));
 	path = fs_read_path_name(st->fs, &why);
 	json_object_set_new(root, "reads", json_pack(
-		"{s:s,s:s,s:I,s:I}", "path", path, "why", why, "passthrough_opens",
+		"{s:s,s:s,s:I,s:I,s:I}", "path", path, "why", why, "passthrough_opens",
 		(json_int_t)__atomic_load_n(&st->fs->passthrough_opens, __ATOMIC_RELAXED),
 		"served_by_daemon",
-		(json_int_t)__atomic_load_n(&st->fs->stored_reads, __ATOMIC_RELAXED)));
+		(json_int_t)__atomic_load_n(&st->fs->stored_reads, __ATOMIC_RELAXED),
+		"opens_in_kept_folders", (json_int_t)tree_placed_opens(st->fs->tree)));
 	text = json_dumps(root, JSON_INDENT(2));
 	json_decref(root);
 	return text;

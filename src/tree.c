@@ -76,6 +76,7 @@ void tree_free(struct tree *tree)
 	tree_flights_free(tree);
 	tree_memos_free(tree);
 	tree_lics_free(tree);
+	tree_places_free(tree);
 	tree_tables_free(tree);
 	free(tree->mountpoint);
 	pthread_cond_destroy(&tree->cond);

@@ -277,6 +277,149 @@ static int tree_open_stored(struct tree *t, const char *path, const struct store
 	}
 }
 
+/* ---- places: opens of a series' files without the catalog ----------------------------
+ *
+ * Reading a stored series opens each of its files: resolving each path in the catalog
+ * (collection, patient, study, series, and whether their load holds) was the larger
+ * part of the daemon's work per open, which every reader waits for. The folder's series
+ * is kept from the first open until its load would be stale (meta_ttl, SIGHUP), so an
+ * open of a stored file then costs the store's lookup only; anything else (a file not
+ * stored, a series evicted) resolves the path as before. */
+
+void tree_places_free(struct tree *t)
+{
+	size_t i;
+
+	for (i = 0; i < TREE_PLACES; i++) {
+		free(t->places[i].dir);
+		free(t->places[i].uid);
+	}
+	memset(t->places, 0, sizeof(t->places));
+}
+
+static int64_t tree_wall_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The folder part of path (up to its last '/'), or 0 when there is none. */
+static size_t tree_place_dir_len(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+
+	return slash && slash != path ? (size_t)(slash - path) : 0;
+}
+
+/* Under t->lock: the live entry of the folder of path, or NULL. */
+static struct tree_place *tree_place_find(struct tree *t, const char *path, size_t len)
+{
+	int64_t now = tree_wall_now_ms();
+	size_t i;
+
+	for (i = 0; i < TREE_PLACES; i++) {
+		struct tree_place *p = &t->places[i];
+
+		if (p->dir && strncmp(p->dir, path, len) == 0 && p->dir[len] == '\0' &&
+		    p->gen == t->gen && now < p->until_ms)
+			return p;
+	}
+	return NULL;
+}
+
+/* After path resolved (the slow way) to a stored file in n: keeps its folder's series
+ * until the load that named it is stale. Only the collection's own folders: a by-UID
+ * folder or a manifest's link resolves by other loads. */
+static void tree_place_keep(struct tree *t, const char *path, const struct tree_node *n)
+{
+	size_t len = tree_place_dir_len(path);
+	int64_t when, until;
+	struct tree_place *p;
+	char *dir, *uid;
+
+	if (!len || !n->coll || !n->colls || !n->cpat.pid || !n->cser.uid ||
+	    strncmp(path, "/.tciafs/", 9) == 0 || strncmp(path, "/manifests/", 11) == 0)
+		return;
+	if (tree_scope_fresh(t, CATALOG_COLLECTION, n->coll->api, NULL) == 1)
+		when = tree_scope_when(t, CATALOG_COLLECTION, n->coll->api, NULL);
+	else
+		when = tree_scope_when(t, CATALOG_PATIENT, n->coll->api, n->cpat.pid);
+	if (when == 0)
+		return;
+	/* The list of collections is looked at on every resolve too: its age counts. */
+	until = when + (int64_t)t->meta_ttl * 1000;
+	if ((int64_t)n->colls->hdr.fetched * 1000 + (int64_t)t->meta_ttl * 1000 < until)
+		until = (int64_t)n->colls->hdr.fetched * 1000 + (int64_t)t->meta_ttl * 1000;
+	if (t->offline)
+		until = INT64_MAX;
+	dir = strndup(path, len);
+	uid = strdup(n->cser.uid);
+	if (!dir || !uid)
+		goto out_free;
+	pthread_mutex_lock(&t->lock);
+	p = tree_place_find(t, path, len);
+	if (!p) {
+		p = &t->places[t->place_next];
+		t->place_next = (t->place_next + 1) % TREE_PLACES;
+	}
+	free(p->dir);
+	free(p->uid);
+	p->dir = dir;
+	p->uid = uid;
+	p->until_ms = until;
+	p->gen = t->gen;
+	pthread_mutex_unlock(&t->lock);
+	return;
+out_free:
+	free(dir);
+	free(uid);
+}
+
+/* A stored file of a kept folder into n (kind TK_SERIES_FILE, the series referenced):
+ * 0, or 1 when it is not at hand that way (resolve the path). */
+static int tree_place_open(struct tree *t, const char *path, struct tree_node *n)
+{
+	size_t len = tree_place_dir_len(path);
+	const char *name = path + len + 1;
+	struct store_series *ss;
+	struct tree_place *p;
+	char *uid = NULL;
+	long found;
+
+	if (!len || !t->store || tree_is_probe_name(name) || strcmp(name, "series.json") == 0)
+		return 1;
+	pthread_mutex_lock(&t->lock);
+	p = tree_place_find(t, path, len);
+	if (p)
+		uid = strdup(p->uid);
+	pthread_mutex_unlock(&t->lock);
+	if (!uid)
+		return 1;
+	if (store_peek(t->store, uid, &ss) < 0) {
+		free(uid);
+		return 1;
+	}
+	free(uid);
+	found = store_series_find(ss, name);
+	if (found < 0) {
+		store_series_put(t->store, ss);
+		return 1;
+	}
+	memset(n, 0, sizeof(*n));
+	n->kind = TK_SERIES_FILE;
+	n->ss = ss;
+	n->file = (size_t)found;
+	__atomic_add_fetch(&t->placed_opens, 1, __ATOMIC_RELAXED);
+	return 0;
+}
+
+unsigned long tree_placed_opens(struct tree *t)
+{
+	return __atomic_load_n(&t->placed_opens, __ATOMIC_RELAXED);
+}
+
 int tree_open_do(struct tree *tree, const char *path, int flags,
 		 const struct store_caller *who, struct tree_file **out)
 {
@@ -287,7 +430,12 @@ int tree_open_do(struct tree *tree, const char *path, int flags,
 	*out = NULL;
 	if ((flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC))
 		return -EROFS;
-	rc = tree_resolve(tree, path, who, &n);
+	rc = tree_place_open(tree, path, &n);
+	if (rc == 1) {
+		rc = tree_resolve(tree, path, who, &n);
+		if (rc == 0 && n.kind == TK_SERIES_FILE)
+			tree_place_keep(tree, path, &n);
+	}
 	if (rc < 0)
 		return rc;
 	rc = -EISDIR;

@@ -87,6 +87,16 @@ struct tree_flight;
 struct tree_memo;
 struct tree_lic;
 
+/* A series folder recently opened into, and the series it names while its load holds:
+ * the next open of one of its files skips resolving the path in the catalog. */
+#define TREE_PLACES 64
+struct tree_place {
+	char *dir;		/* the folder's path; NULL: a free entry */
+	char *uid;
+	int64_t until_ms;	/* wall clock: the load it came from is stale then */
+	unsigned gen;
+};
+
 struct tree {
 	struct source *src;	/* borrowed */
 	struct catalog *cat;	/* borrowed */
@@ -97,6 +107,9 @@ struct tree {
 	struct tree_walk *walks;	/* protected by lock */
 	struct tree_memo *memos;	/* protected by lock */
 	struct tree_lic *lics;		/* licences of bulk loads; protected by lock */
+	struct tree_place places[TREE_PLACES];	/* protected by lock */
+	unsigned place_next;		/* the entry to reuse next; protected by lock */
+	unsigned long placed_opens;	/* opens served by places (atomic) */
 	struct store *store;	/* borrowed, may be NULL */
 	char *(*status)(void *arg);
 	void *status_arg;
@@ -213,6 +226,7 @@ int64_t tree_scope_when(struct tree *t, enum catalog_scope s, const char *coll,
 			const char *pid);
 void tree_memos_free(struct tree *t);
 void tree_lics_free(struct tree *t);
+void tree_places_free(struct tree *t);
 /* Snapshots of lists: a slot holds the current one; a stale or empty slot is loaded
  * (one load at a time per slot, never under the tree's lock). */
 void tree_snap_put(struct tree *t, struct tree_snap *s);

@@ -180,3 +180,37 @@ def test_a_zip_that_disagrees_with_metadata_arriving_late_is_refused(ctx):
     assert img and meta and min(img) < min(meta), (img, meta)    # the zip came first
     assert "the metadata says" in m.log(), m.log()
     assert store_state(cache) == ([], [])
+
+
+def test_opens_in_a_kept_folder_skip_the_catalog(ctx):
+    """A series folder opened into is kept with its series while its load holds: the
+    other opens of its stored files resolve nothing in the catalog (the status counts
+    them) and read the same bytes; SIGHUP or the end of meta_ttl makes the next open
+    resolve, and load, again."""
+    import signal
+    s = ctx.server("--big-mb", "4")
+    rec = s.get_json("getSeries", Collection="Big-Series")[0]
+    m = ctx.mount(s, options=["meta_ttl=3"])
+    names = read_series(s, m, rec)
+    assert len(names) > 2
+    # The first open resolved the path; the others found its folder kept.
+    assert status(m)["reads"]["opens_in_kept_folders"] == len(names) - 1
+    read_series(s, m, rec)
+    assert status(m)["reads"]["opens_in_kept_folders"] == 2 * len(names) - 1
+    m.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while "SIGHUP" not in m.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    n = len([e for e in s.requests() if e.get("endpoint") == "getSeries"])
+    read_series(s, m, rec)
+    assert status(m)["reads"]["opens_in_kept_folders"] == 3 * len(names) - 2
+    assert len([e for e in s.requests() if e.get("endpoint") == "getSeries"]) > n
+    # Past meta_ttl, an open in the kept folder looks (and loads) again.
+    time.sleep(3.5)
+    n = len([e for e in s.requests() if e.get("endpoint") == "getSeries"])
+    d = series_dir(m.mountpoint, rec)
+    with open(os.path.join(d, names[0]), "rb") as f:
+        assert f.read() == zip_of(s, rec["SeriesInstanceUID"]).read(names[0])
+    assert status(m)["reads"]["opens_in_kept_folders"] == 3 * len(names) - 2
+    assert len([e for e in s.requests() if e.get("endpoint") == "getSeries"]) > n
+    ctx.unmount(m)
