@@ -227,8 +227,10 @@ static int idc_row_series(json_t *row, struct tcia_series *s, char **bucket, cha
 
 	memset(s, 0, sizeof(*s));
 	s->image_count = json_is_integer(n) ? json_integer_value(n) : -1;
-	/* Decimal megabytes, rounded by IDC: the listing has the exact sizes. */
-	s->file_size = json_is_number(mb) && json_number_value(mb) >= 0 ?
+	/* Decimal megabytes, rounded by IDC: the listing has the exact sizes. Past 9e9 MB
+	 * (9e15 bytes, as tcia.c bounds a size) it is no size: unknown. */
+	s->file_size = json_is_number(mb) && json_number_value(mb) >= 0 &&
+			       json_number_value(mb) <= 9.0e9 ?
 			       (int64_t)(json_number_value(mb) * 1e6 + 0.5) : -1;
 	rc = rc ? rc : idc_get_str(row, "SeriesInstanceUID", &s->series_uid);
 	rc = rc ? rc : idc_get_str(row, "StudyInstanceUID", &s->study_uid);
