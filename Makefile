@@ -33,10 +33,10 @@ endif
 ALL_CFLAGS = $(WARN) $(OPT) $(SANFLAGS) $(PKG_CFLAGS) $(CFLAGS)
 ALL_LDFLAGS = $(SANFLAGS) $(LDFLAGS)
 
-MODEL     := utf8 log failures fileio inodes http auth metacache catalog catalog_load tcia tcia_stream idc idc_bucket source unzip store store_fetch view tree tree_names tree_files tree_load tree_view tree_table
+MODEL     := utf8 log failures fileio spool inodes http auth metacache catalog catalog_load tcia tcia_stream idc idc_bucket source unzip store store_fetch view tree tree_names tree_files tree_load tree_view tree_table tree_xattr
 MODEL_OBJ := $(MODEL:%=$(BUILD)/%.o)
 BIN       := $(BUILD)/tciafs
-UNIT      := test_log test_failures test_inodes test_http test_metacache test_catalog test_tcia test_idc test_tree test_unzip test_view
+UNIT      := test_log test_failures test_spool test_inodes test_http test_metacache test_catalog test_tcia test_idc test_tree test_unzip test_view
 UNIT_BIN  := $(UNIT:%=$(BUILD)/%)
 
 .SECONDARY:

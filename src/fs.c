@@ -19,6 +19,7 @@
 
 #include "inodes.h"
 #include "log.h"
+#include "spool.h"
 #include "tree.h"
 
 /* The passthrough ioctls on /dev/fuse (Linux 6.9, <linux/fuse.h>; Debian 12's kernel
@@ -431,10 +432,10 @@ static void fs_readlink(fuse_req_t req, fuse_ino_t ino)
 		fuse_reply_readlink(req, target);
 }
 
-/* An open folder's listing, made at its first read and spooled: in memory while small,
- * past FS_DIR_MEM in an unlinked file under the cache folder, so that a folder of
- * 200,000 entries costs the daemon no more memory than a small one, and each readdir
- * call resumes at its offset (the byte offset of the next record). */
+/* An open folder's listing, made at its first read and spooled (spool.c): in memory
+ * while small, past FS_DIR_MEM in an unlinked file under the cache folder, so that a
+ * folder of 200,000 entries costs the daemon no more memory than a small one, and each
+ * readdir call resumes at its offset (the byte offset of the next record). */
 #define FS_DIR_MEM ((size_t)256 * 1024)
 /* Entries given with their attributes (readdirplus) per listing: each is an inode the
  * kernel then holds, and we a node for it. Past this many, entries go out with their
@@ -463,24 +464,16 @@ struct fs_dir {
 	bool reading;		/* in the reading list */
 	struct fs_dir *next;
 	size_t count, dirs;	/* entries and folders given with attributes */
-	char *buf;		/* the records (fd < 0), or the write/read window (fd >= 0) */
-	size_t cap;		/* its size: grows to FS_DIR_MEM */
-	size_t len;		/* bytes in buf */
-	int fd;			/* the spool file, -1 while in memory */
-	off_t size;		/* bytes in the spool file */
-	off_t win;		/* file offset of buf when used as a read window */
+	struct spool sp;	/* the records */
 	int rc;			/* a spooling failure */
-	const char *spool_dir;
 };
 
 static void fs_dir_free(struct fs_dir *d)
 {
 	if (!d)
 		return;
-	if (d->fd >= 0)
-		close(d->fd);
+	spool_clear(&d->sp);
 	pthread_mutex_destroy(&d->lock);
-	free(d->buf);
 	free(d);
 }
 
@@ -491,30 +484,13 @@ static struct fs_dir *fs_dir_new(struct tciafs *fs)
 
 	if (!d)
 		return NULL;
-	d->cap = 4096;
-	d->buf = malloc(d->cap);
-	if (!d->buf) {
+	if (spool_init(&d->sp, fs->spool_dir ? fs->spool_dir : "/tmp", 4096, FS_DIR_MEM) < 0) {
+		spool_clear(&d->sp);
 		free(d);
 		return NULL;
 	}
 	pthread_mutex_init(&d->lock, NULL);
-	d->fd = -1;
-	d->spool_dir = fs->spool_dir ? fs->spool_dir : "/tmp";
 	return d;
-}
-
-static int fs_dir_spill(struct fs_dir *d)
-{
-	if (d->fd < 0) {
-		d->fd = open(d->spool_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-		if (d->fd < 0)
-			return -errno;
-	}
-	if (pwrite(d->fd, d->buf, d->len, d->size) != (ssize_t)d->len)
-		return errno ? -errno : -EIO;
-	d->size += (off_t)d->len;
-	d->len = 0;
-	return 0;
 }
 
 static int fs_dir_add(void *ctx, const char *name, const struct stat *st, bool complete)
@@ -525,26 +501,14 @@ static int fs_dir_add(void *ctx, const char *name, const struct stat *st, bool c
 
 	if (d->rc)
 		return 1;
-	if (d->len + rec > d->cap && d->cap < FS_DIR_MEM) {
-		char *nb = realloc(d->buf, FS_DIR_MEM);
-
-		if (!nb) {
-			d->rc = -ENOMEM;
-			return 1;
-		}
-		d->buf = nb;
-		d->cap = FS_DIR_MEM;
-	}
-	if (d->len + rec > d->cap && (d->rc = fs_dir_spill(d)) < 0)
+	e = spool_append(&d->sp, rec, &d->rc);
+	if (!e)
 		return 1;
-	e = (struct fs_dirent *)(d->buf + d->len);
-	memset(e, 0, rec);
 	e->size = (uint32_t)rec;
 	e->complete = complete && (S_ISDIR(st->st_mode) ? ++d->dirs <= FS_DIR_PLUS_DIRS
 							: ++d->count <= FS_DIR_PLUS_MAX);
 	e->st = *st;
 	memcpy((char *)(e + 1), name, n);
-	d->len += rec;
 	return 0;
 }
 
@@ -677,15 +641,10 @@ static int fs_dir_list(fuse_req_t req, struct fs_dir *d, fuse_ino_t ino)
 	rc = tree_list(fs->tree, path, &who, fs_dir_add, d);
 	if (rc == 0)
 		rc = d->rc;
-	if (rc == 0 && d->fd >= 0)
-		rc = fs_dir_spill(d);
+	if (rc == 0)
+		rc = spool_finish(&d->sp);
 	if (rc < 0)
 		return rc;
-	if (d->fd < 0)
-		d->size = (off_t)d->len;
-	else
-		d->len = 0;	/* buf is a read window from now on */
-	d->win = -1;
 	d->listed = true;
 	if (d->kept)
 		inodes_keep(fs->inodes, ino, true, d->stamped, d->stamp);
@@ -695,25 +654,9 @@ static int fs_dir_list(fuse_req_t req, struct fs_dir *d, fuse_ino_t ino)
 /* The record at off, or NULL at the end (or on a read error, *rc set). */
 static const struct fs_dirent *fs_dir_at(struct fs_dir *d, off_t off, int *rc)
 {
-	const struct fs_dirent *e;
-	ssize_t got;
+	const struct fs_dirent *e = spool_at(&d->sp, off, sizeof(*e), rc);
 
-	if (off >= d->size)
-		return NULL;
-	if (d->fd < 0)
-		return (const struct fs_dirent *)(d->buf + off);
-	if (d->win < 0 || off < d->win || off + (off_t)sizeof(*e) > d->win + (off_t)d->len ||
-	    off + (off_t)((const struct fs_dirent *)(d->buf + (off - d->win)))->size >
-		    d->win + (off_t)d->len) {
-		got = pread(d->fd, d->buf, FS_DIR_MEM, off);
-		if (got < (ssize_t)sizeof(*e)) {
-			*rc = got < 0 ? -errno : -EIO;
-			return NULL;
-		}
-		d->win = off;
-		d->len = (size_t)got;
-	}
-	return (const struct fs_dirent *)(d->buf + (off - d->win));
+	return e ? spool_at(&d->sp, off, e->size, rc) : NULL;
 }
 
 /* One entry into a readdirplus reply: with its attributes (the kernel then holds its
