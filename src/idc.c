@@ -248,8 +248,9 @@ static int idc_row_series(json_t *row, struct tcia_series *s, char **bucket, cha
 	rc = rc ? rc : idc_get_str(row, "crdc_series_uuid", uuid);
 	if (rc < 0)
 		return rc;
+	/* A place is a bucket and a folder, both named: an empty one is no place. */
 	if (!s->series_uid || !s->study_uid || !s->patient_id || !s->collection || !*bucket ||
-	    !*uuid)
+	    !**bucket || !*uuid || !**uuid)
 		return -EBADMSG;
 	s->raw = idc_raw(row, idc_series_names, s->file_size);
 	return s->raw ? 0 : -ENOMEM;
