@@ -297,14 +297,6 @@ void tree_places_free(struct tree *t)
 	memset(t->places, 0, sizeof(t->places));
 }
 
-static int64_t tree_wall_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* The folder part of path (up to its last '/'), or 0 when there is none. */
 static size_t tree_place_dir_len(const char *path)
 {
@@ -316,7 +308,7 @@ static size_t tree_place_dir_len(const char *path)
 /* Under t->lock: the live entry of the folder of path, or NULL. */
 static struct tree_place *tree_place_find(struct tree *t, const char *path, size_t len)
 {
-	int64_t now = tree_wall_now_ms();
+	int64_t now = tree_wall_ms();
 	size_t i;
 
 	for (i = 0; i < TREE_PLACES; i++) {
@@ -335,13 +327,19 @@ static struct tree_place *tree_place_find(struct tree *t, const char *path, size
 static void tree_place_keep(struct tree *t, const char *path, const struct tree_node *n)
 {
 	size_t len = tree_place_dir_len(path);
-	int64_t when, until;
+	int64_t when, until, colls_until;
 	struct tree_place *p;
 	char *dir, *uid;
+	unsigned gen;
 
 	if (!len || !n->coll || !n->colls || !n->cpat.pid || !n->cser.uid ||
 	    strncmp(path, "/.tciafs/", 9) == 0 || strncmp(path, "/manifests/", 11) == 0)
 		return;
+	/* The generation first: a SIGHUP after it leaves the entry dead, never a stamp from
+	 * before the SIGHUP kept under the new generation. */
+	pthread_mutex_lock(&t->lock);
+	gen = t->gen;
+	pthread_mutex_unlock(&t->lock);
 	if (tree_scope_fresh(t, CATALOG_COLLECTION, n->coll->api, NULL) == 1)
 		when = tree_scope_when(t, CATALOG_COLLECTION, n->coll->api, NULL);
 	else
@@ -350,8 +348,9 @@ static void tree_place_keep(struct tree *t, const char *path, const struct tree_
 		return;
 	/* The list of collections is looked at on every resolve too: its age counts. */
 	until = when + (int64_t)t->meta_ttl * 1000;
-	if ((int64_t)n->colls->hdr.fetched * 1000 + (int64_t)t->meta_ttl * 1000 < until)
-		until = (int64_t)n->colls->hdr.fetched * 1000 + (int64_t)t->meta_ttl * 1000;
+	colls_until = (int64_t)n->colls->hdr.fetched * 1000 + (int64_t)t->meta_ttl * 1000;
+	if (colls_until < until)
+		until = colls_until;
 	if (t->offline)
 		until = INT64_MAX;
 	dir = strndup(path, len);
@@ -369,7 +368,7 @@ static void tree_place_keep(struct tree *t, const char *path, const struct tree_
 	p->dir = dir;
 	p->uid = uid;
 	p->until_ms = until;
-	p->gen = t->gen;
+	p->gen = gen;
 	pthread_mutex_unlock(&t->lock);
 	return;
 out_free:

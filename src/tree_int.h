@@ -240,6 +240,7 @@ int tree_cmp_coll(const void *a, const void *b);
 /* ---- tree_names.c ---------------------------------------------------------------- */
 
 int64_t tree_now_ms(void);
+int64_t tree_wall_ms(void);
 int tree_unreserve(char **name, const char *const *reserved, size_t n);
 time_t tree_parse_time(const char *s, time_t fallback);
 size_t tree_utf8_cut(const char *s, size_t max);

@@ -20,14 +20,6 @@
  * window, and the next look loads the collection in bulk. */
 #define TREE_WALK_WINDOW_MS 60000
 
-static int64_t tree_wall_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int64_t tree_mono_ms(void)
 {
 	struct timespec ts;

@@ -30,6 +30,15 @@ int64_t tree_now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Milliseconds on the wall clock: what loads are stamped with in the catalog. */
+int64_t tree_wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static const char *const tree_probe_names[] = {
 	"desktop.ini", "Desktop.ini", "autorun.inf", "AUTORUN.INF", "Thumbs.db",
 	"folder.jpg", "folder.gif", "AlbumArtSmall.jpg",
@@ -52,13 +61,15 @@ bool tree_is_probe_name(const char *name)
 bool tree_is_rendered_name(const char *name)
 {
 	static const char *const rendered[] = {
-		"collection.json", "patient.json", "study.json", "series.json", "patients.csv",
-		"studies.csv", "series.csv", "CITATION.txt",
+		"collection.json", "patient.json", "study.json", "series.json", "CITATION.txt",
 	};
 	size_t i;
 
 	for (i = 0; i < sizeof(rendered) / sizeof(rendered[0]); i++)
 		if (strcmp(name, rendered[i]) == 0)
+			return true;
+	for (i = 0; i < 3; i++)
+		if (strcmp(name, tree_table_names[i]) == 0)
 			return true;
 	return false;
 }
