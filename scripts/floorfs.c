@@ -4,7 +4,9 @@
  * so its walk times are what FUSE itself costs on this machine: the floor under ours.
  *
  * floorfs MOUNTPOINT PATIENTS STUDIES_PER_PATIENT SERIES_PER_STUDY [FUSE options]
- * Tree: /C/P<p>/{patient.json,S<study>/{study.json,<study>.<k>/}}  */
+ * Tree: /C/P<p>/{patient.json,S<study>/{study.json,<study>.<k>/}}, and, as in the fake's
+ * scale collection (every series CT, CHEST, SIEMENS), three facet folders of one value
+ * each holding a link to every series: /C/.by-modality/CT/P<p>_<study>.<k> -> ../../…  */
 #define FUSE_USE_VERSION 312
 #include <fuse_lowlevel.h>
 
@@ -14,9 +16,12 @@
 #include <string.h>
 #include <sys/stat.h>
 
-enum { K_ROOT = 0, K_COLL, K_PAT, K_STUDY, K_SERIES, K_PJSON, K_SJSON };
+enum { K_ROOT = 0, K_COLL, K_PAT, K_STUDY, K_SERIES, K_PJSON, K_SJSON, K_FACET, K_FVAL,
+       K_LINK };
 
-static unsigned long patients, per_patient, per_study;
+static const char *const facets[3][2] = {
+	{ ".by-bodypart", "CHEST" }, { ".by-manufacturer", "SIEMENS" }, { ".by-modality", "CT" },
+};
 
 /* ino = kind << 40 | index; the root is FUSE_ROOT_ID. */
 static fuse_ino_t ino_of(unsigned kind, unsigned long i)
@@ -34,15 +39,28 @@ static unsigned long index_of(fuse_ino_t ino)
 	return (unsigned long)(ino & ((1UL << 40) - 1));
 }
 
+static unsigned long patients, per_patient, per_study;
+
+/* Where facet link ino points: its series' folder, from the facet value folder. */
+static int link_target(fuse_ino_t ino, char *buf, size_t len)
+{
+	unsigned long all = patients * per_patient * per_study, i = index_of(ino) % all;
+	unsigned long study = i / per_study;
+
+	return snprintf(buf, len, "../../P%06lu/S%07lu/%lu.%lu", study / per_patient, study,
+			study, i % per_study);
+}
+
 static void fill(fuse_ino_t ino, struct stat *st)
 {
 	unsigned k = kind_of(ino);
 
 	memset(st, 0, sizeof(*st));
 	st->st_ino = ino;
-	st->st_mode = k == K_PJSON || k == K_SJSON ? S_IFREG | 0444 : S_IFDIR | 0555;
+	st->st_mode = k == K_PJSON || k == K_SJSON ? S_IFREG | 0444 :
+		      k == K_LINK ? S_IFLNK | 0777 : S_IFDIR | 0555;
 	st->st_nlink = S_ISDIR(st->st_mode) ? 2 : 1;
-	st->st_size = S_ISDIR(st->st_mode) ? 0 : 512;
+	st->st_size = S_ISDIR(st->st_mode) ? 0 : S_ISLNK(st->st_mode) ? link_target(ino, NULL, 0) : 512;
 	st->st_mtime = 1700000000;
 }
 
@@ -58,10 +76,27 @@ static fuse_ino_t child(fuse_ino_t dir, unsigned long i, char *name, size_t len)
 		snprintf(name, len, "C");
 		return ino_of(K_COLL, 0);
 	case K_COLL:
-		if (i >= patients)
+		if (i < 3) {
+			snprintf(name, len, "%s", facets[i][0]);
+			return ino_of(K_FACET, i);
+		}
+		if (i - 3 >= patients)
 			return 0;
-		snprintf(name, len, "P%06lu", i);
-		return ino_of(K_PAT, i);
+		snprintf(name, len, "P%06lu", i - 3);
+		return ino_of(K_PAT, i - 3);
+	case K_FACET:
+		if (i > 0)
+			return 0;
+		snprintf(name, len, "%s", facets[d][1]);
+		return ino_of(K_FVAL, d);
+	case K_FVAL: {
+		unsigned long all = patients * per_patient * per_study, study = i / per_study;
+
+		if (i >= all)
+			return 0;
+		snprintf(name, len, "P%06lu_%lu.%lu", study / per_patient, study, i % per_study);
+		return ino_of(K_LINK, d * all + i);
+	}
 	case K_PAT:
 		if (i > per_patient)
 			return 0;
@@ -116,6 +151,14 @@ static void ff_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	fuse_reply_attr(req, &st, 86400);
 }
 
+static void ff_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	char target[96];
+
+	link_target(ino, target, sizeof(target));
+	fuse_reply_readlink(req, target);
+}
+
 static void ff_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void)ino;
@@ -167,6 +210,7 @@ static const struct fuse_lowlevel_ops ff_ops = {
 	.init = ff_init,
 	.lookup = ff_lookup,
 	.getattr = ff_getattr,
+	.readlink = ff_readlink,
 	.opendir = ff_opendir,
 	.readdirplus = ff_readdirplus,
 };
