@@ -166,16 +166,15 @@ const char *const cat_sql[ST_N] = {
 	/* The tables: each object's row and its folders' names, in path order; only what
 	 * the tree shows (a study under a listed patient, a series under such a study). The
 	 * objects are read by rowid once sorted (ST_MEMBERS_OF): the sort carries names, not
-	 * 170 MB of objects as sent. */
+	 * 170 MB of objects as sent. Patients first, through indices (half the time of the
+	 * series first, each looking up its study and patient). */
 	[ST_TABLE + 0] = "SELECT rowid, name, NULL, NULL FROM patient WHERE coll=?1 AND"
 			 " raw IS NOT NULL ORDER BY name",
-	[ST_TABLE + 1] = "SELECT st.rowid, p.name, st.name, NULL FROM study st JOIN patient p ON"
-			 " p.coll=st.coll AND p.pid=st.pid WHERE st.coll=?1 AND p.raw IS NOT NULL"
+	[ST_TABLE + 1] = "SELECT st.rowid, p.name, st.name, NULL FROM patient p CROSS JOIN study st"
+			 " ON st.coll=p.coll AND st.pid=p.pid WHERE p.coll=?1 AND p.raw IS NOT NULL"
 			 " ORDER BY p.name || '/' || st.name",
-	[ST_TABLE + 2] = "SELECT s.rowid, p.name, st.name, s.name FROM series s JOIN study st ON"
-			 " st.coll=s.coll AND st.uid=s.study JOIN patient p ON p.coll=st.coll AND"
-			 " p.pid=st.pid WHERE s.coll=?1 AND p.raw IS NOT NULL"
-			 " ORDER BY p.name || '/' || st.name || '/' || s.name",
+	[ST_TABLE + 2] = "SELECT s.rowid, p.name, st.name, s.name" CAT_FACET_FROM
+			 " AND p.raw IS NOT NULL ORDER BY p.name || '/' || st.name || '/' || s.name",
 	/* An object's members, parsed by SQLite (some five times faster than building
 	 * each object with jansson, which made a table of 210,000 series cost 6 s). */
 	[ST_MEMBERS_OF + 0] = "SELECT key, type, value FROM"

@@ -435,8 +435,8 @@ static void plan_of(sqlite3 *db, int s, char *out, size_t size)
 
 /* A lookup by name or UID reads a few rows through an index, whatever the collection's
  * size: no scan, and never a search of the series by collection alone (at NLST size that
- * is 210,000 rows per stat of a facet link). A facet listing starts from the patients,
- * in the order it shows them. SQLite's planner has no statistics here, as in a catalog
+ * is 210,000 rows per stat of a facet link). A facet listing or a table starts from the
+ * patients and goes down through indices. SQLite's planner has no statistics here, as in a catalog
  * a mount made. */
 static void test_lookups_use_indices(void **state)
 {
@@ -467,6 +467,11 @@ static void test_lookups_use_indices(void **state)
 		if (strncmp(plan, first, strlen(first)) != 0 ||
 		    !strstr(plan, "RIGHT PART OF ORDER BY"))
 			fail_msg("facet statement %d does not go patient by patient: %s", s, plan);
+	}
+	for (s = ST_TABLE + 1; s <= ST_TABLE + 2; s++) {
+		plan_of(db, s, plan, sizeof(plan));
+		if (strncmp(plan, first, strlen(first)) != 0 || strstr(plan, "SCAN "))
+			fail_msg("table statement %d does not start from the patients: %s", s, plan);
 	}
 	sqlite3_close(db);
 	catalog_free(c);
