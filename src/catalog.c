@@ -250,6 +250,14 @@ int cat_exec(sqlite3 *db, const char *sql)
 	return sqlite3_exec(db, sql, NULL, NULL, NULL);
 }
 
+int cat_cache_kib(sqlite3 *db, size_t kib)
+{
+	char sql[64];
+
+	snprintf(sql, sizeof(sql), "PRAGMA cache_size=-%zu", kib);
+	return cat_exec(db, sql);
+}
+
 int cat_conn_open(struct catalog *c, struct cat_conn *k, bool create)
 {
 	char pragmas[160];

@@ -105,6 +105,8 @@ int cat_fail(sqlite3 *db, int rc, const char *what);
 void cat_conn_close(struct cat_conn *k);
 int cat_exec(sqlite3 *db, const char *sql);
 int cat_conn_open(struct catalog *c, struct cat_conn *k, bool create);
+/* Sets a connection's page cache to kib KiB. */
+int cat_cache_kib(sqlite3 *db, size_t kib);
 sqlite3_stmt *cat_stmt(struct cat_conn *k, int s, int *rc);
 int64_t cat_now_ms(void);
 int cat_bind_text(sqlite3_stmt *st, int i, const char *s);
