@@ -28,17 +28,39 @@ static const char cat_stage_schema[] =
  * the 64 MiB the daemon keeps under). Only for the copy, then given back. */
 #define CAT_COPY_CACHE ((size_t)16 << 20)
 
-/* What a staged load brings into the catalog, inside the commit's transaction. */
-static const char cat_stage_copy[] =
-	"INSERT OR REPLACE INTO main.collection SELECT * FROM stage.collection;"
-	"INSERT INTO main.patient(coll, pid, name, raw)"
-	" SELECT coll, pid, name, raw FROM stage.patient WHERE true"
-	" ON CONFLICT(coll, pid) DO UPDATE SET raw=coalesce(excluded.raw, patient.raw);"
-	"INSERT OR REPLACE INTO main.study(" "coll, pid, uid, name, full, mtime, raw" ")"
-	" SELECT coll, pid, uid, name, full, mtime, raw FROM stage.study;"
-	"INSERT OR REPLACE INTO main.series(coll, pid, study, uid, name, full, mtime, images,"
-	" bytes, modality, body_part, manufacturer, raw) SELECT coll, pid, study, uid, name,"
-	" full, mtime, images, bytes, modality, body_part, manufacturer, raw FROM stage.series;";
+enum cat_order { CAT_ORDER_STUDY, CAT_ORDER_SERIES, CAT_ORDERS };
+
+/* What a staged load brings into the catalog, inside the commit's transaction. Studies
+ * and series go in their patients' order (cat_stage_order): rows that are read
+ * together then share pages. */
+static const struct {
+	const char *sql;
+	int order;		/* an enum cat_order, or -1 */
+} cat_stage_copy[] = {
+	{ "INSERT OR REPLACE INTO main.collection SELECT * FROM stage.collection", -1 },
+	{ "INSERT INTO main.patient(coll, pid, name, raw)"
+	  " SELECT coll, pid, name, raw FROM stage.patient WHERE true"
+	  " ON CONFLICT(coll, pid) DO UPDATE SET raw=coalesce(excluded.raw, patient.raw)", -1 },
+	{ "INSERT OR REPLACE INTO main.study(coll, pid, uid, name, full, mtime, raw)"
+	  " SELECT coll, pid, uid, name, full, mtime, raw FROM stage.study", CAT_ORDER_STUDY },
+	{ "INSERT OR REPLACE INTO main.series(coll, pid, study, uid, name, full, mtime, images,"
+	  " bytes, modality, body_part, manufacturer, raw) SELECT coll, pid, study, uid, name,"
+	  " full, mtime, images, bytes, modality, body_part, manufacturer, raw FROM stage.series",
+	  CAT_ORDER_SERIES },
+};
+
+/* Rows that came out of their patients' order are copied in it, through an index made
+ * on the staging database first (IDC sends series by UID: a study's series were then
+ * on as many pages as it has series, and a facet's listing read every page of the
+ * collection at random: 1.1 s at NLST size, 0.5 s once in order). */
+static const struct {
+	const char *index, *order;
+} cat_stage_order[] = {
+	[CAT_ORDER_STUDY] = { "CREATE INDEX study_order ON study(coll, pid)",
+			      " ORDER BY coll, pid" },
+	[CAT_ORDER_SERIES] = { "CREATE INDEX series_order ON series(coll, pid, study)",
+			       " ORDER BY coll, pid, study" },
+};
 
 
 /* Rows wait here until there are CAT_BATCH of them or the load commits: a small load
@@ -73,6 +95,13 @@ struct catalog_load {
 	struct cat_conn stage;
 	char *stage_path;
 	char *release;		/* recorded at commit (catalog_set_release) */
+	/* The last study's and series' keys ("coll\0pid\0study\0"), and whether a row
+	 * came before the one put ahead of it (cat_stage_order). */
+	struct cat_last {
+		char *key;
+		size_t len, cap;
+		bool scattered;
+	} last[CAT_ORDERS];
 };
 
 static struct cat_conn *cat_load_conn(struct catalog_load *l)
@@ -129,6 +158,8 @@ static void cat_load_free(struct catalog_load *l)
 	free(l->coll);
 	free(l->pid);
 	free(l->release);
+	free(l->last[CAT_ORDER_STUDY].key);
+	free(l->last[CAT_ORDER_SERIES].key);
 	free(l);
 }
 
@@ -253,6 +284,39 @@ static int cat_put_patient(struct catalog_load *l, const struct catalog_patient 
 	return cat_add_done(l, rc);
 }
 
+/* Notes whether a row's key (n parts) comes before the last one's. */
+static int cat_note_order(struct catalog_load *l, enum cat_order o, const char *const *part,
+			  size_t n)
+{
+	struct cat_last *last = &l->last[o];
+	size_t len = 0, i, at;
+	int cmp = 0;
+
+	for (i = 0; i < n; i++)
+		len += strlen(part[i]) + 1;
+	for (i = 0, at = 0; i < n && last->key && cmp == 0; i++) {
+		cmp = strcmp(part[i], last->key + at);
+		at += strlen(last->key + at) + 1;
+	}
+	if (cmp < 0)
+		last->scattered = true;
+	if (len > last->cap) {
+		char *grown = realloc(last->key, len);
+
+		if (!grown)
+			return -ENOMEM;
+		last->key = grown;
+		last->cap = len;
+	}
+	for (i = 0, at = 0; i < n; i++) {
+		size_t k = strlen(part[i]) + 1;
+
+		memcpy(last->key + at, part[i], k);
+		at += k;
+	}
+	return 0;
+}
+
 static int cat_put_study(struct catalog_load *l, const struct catalog_study *r)
 {
 	sqlite3_stmt *st;
@@ -260,6 +324,8 @@ static int cat_put_study(struct catalog_load *l, const struct catalog_study *r)
 
 	if (l->rc)
 		return l->rc;
+	if (cat_note_order(l, CAT_ORDER_STUDY, (const char *[]){ r->coll, r->pid }, 2) < 0)
+		return l->rc = -ENOMEM;
 	st = cat_stmt(cat_load_conn(l), ST_ADD_STUDY, &rc);
 	if (st) {
 		cat_bind_text(st, 1, r->coll);
@@ -282,6 +348,9 @@ static int cat_put_series(struct catalog_load *l, const struct catalog_series *r
 
 	if (l->rc)
 		return l->rc;
+	if (cat_note_order(l, CAT_ORDER_SERIES, (const char *[]){ r->coll, r->pid, r->study },
+			   3) < 0)
+		return l->rc = -ENOMEM;
 	st = cat_stmt(cat_load_conn(l), ST_ADD_SERIES, &rc);
 	if (st) {
 		cat_bind_text(st, 1, r->coll);
@@ -634,9 +703,14 @@ static int cat_stage_commit(struct catalog_load *l)
 {
 	struct catalog *c = l->c;
 	sqlite3_stmt *st = NULL;
-	int rc;
+	size_t i;
+	int rc = SQLITE_OK;
 
-	rc = cat_exec(l->stage.db, "COMMIT");
+	for (i = 0; i < CAT_ORDERS && rc == SQLITE_OK; i++)
+		if (l->last[i].scattered)
+			rc = cat_exec(l->stage.db, cat_stage_order[i].index);
+	if (rc == SQLITE_OK)
+		rc = cat_exec(l->stage.db, "COMMIT");
 	if (rc != SQLITE_OK)
 		return l->rc = cat_fail(l->stage.db, rc, "cannot stage a load");
 	cat_conn_close(&l->stage);
@@ -660,7 +734,19 @@ static int cat_stage_commit(struct catalog_load *l)
 		return l->rc;
 	}
 	cat_cache_kib(c->writer.db, CAT_COPY_CACHE >> 10);
-	rc = cat_exec(c->writer.db, cat_stage_copy);
+	for (i = 0; i < sizeof(cat_stage_copy) / sizeof(cat_stage_copy[0]) && rc == SQLITE_OK;
+	     i++) {
+		int o = cat_stage_copy[i].order;
+		char *sql = NULL;
+
+		if (o >= 0 && l->last[o].scattered &&
+		    asprintf(&sql, "%s%s", cat_stage_copy[i].sql, cat_stage_order[o].order) < 0) {
+			rc = SQLITE_NOMEM;
+			break;
+		}
+		rc = cat_exec(c->writer.db, sql ? sql : cat_stage_copy[i].sql);
+		free(sql);
+	}
 	if (rc != SQLITE_OK)
 		l->rc = cat_fail(c->writer.db, rc, "cannot copy a staged load");
 	return l->rc;

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -352,6 +353,74 @@ static void test_big_load_is_staged(void **state)
 	catalog_free(c);
 }
 
+/* The rowids of a table's rows in key order are increasing: the rows lie in that order. */
+static bool rows_in_order(sqlite3 *db, const char *sql)
+{
+	sqlite3_stmt *st;
+	sqlite3_int64 last = 0;
+	bool ok = true;
+
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		if (sqlite3_column_int64(st, 0) < last)
+			ok = false;
+		last = sqlite3_column_int64(st, 0);
+	}
+	sqlite3_finalize(st);
+	return ok;
+}
+
+/* A big load whose rows come by UID, patients all mixed (as IDC sends them), lies in
+ * the catalog patient by patient and study by study; the same rows in that order stay as
+ * they came. */
+static void test_big_load_lies_in_patient_order(void **state)
+{
+	static const char *const by_patient[] = {
+		"SELECT rowid FROM series ORDER BY coll, pid, study, rowid",
+		"SELECT rowid FROM study ORDER BY coll, pid, rowid",
+	};
+	struct catalog *c = open_cat();
+	struct catalog_load *l;
+	char pid[16], study[32], uid[32];
+	sqlite3 *db;
+	int i, k;
+
+	(void)state;
+	assert_int_equal(catalog_load_begin(c, CATALOG_COLLECTION, "C", NULL, &l), 0);
+	for (i = 0; i < 6000; i++) {
+		/* UIDs in order; their 1,200 studies of 600 patients scattered. */
+		int j = (i * 7919) % 1200;
+
+		snprintf(pid, sizeof(pid), "P%03d", j / 2);
+		snprintf(study, sizeof(study), "2.%d", j);
+		snprintf(uid, sizeof(uid), "1.%05d", i);
+		if (i < 1200)
+			add_study(l, pid, study, study, study);
+		add_series(l, pid, study, uid, uid, uid, "CT");
+	}
+	assert_int_equal(catalog_load_commit(l), 0);
+	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	for (k = 0; k < 2; k++)
+		assert_true(rows_in_order(db, by_patient[k]));
+	/* The UIDs themselves no longer come in rowid order: the rows were moved. */
+	assert_false(rows_in_order(db, "SELECT rowid FROM series ORDER BY uid"));
+	sqlite3_close(db);
+
+	/* Rows that come in their patients' order keep the order they came in. */
+	assert_int_equal(catalog_load_begin(c, CATALOG_COLLECTION, "C", NULL, &l), 0);
+	for (i = 0; i < 6000; i++) {
+		snprintf(pid, sizeof(pid), "P%03d", i / 10);
+		snprintf(study, sizeof(study), "2.%04d", i / 5);
+		snprintf(uid, sizeof(uid), "1.%05d", 6000 - i);
+		add_series(l, pid, study, uid, uid, uid, "CT");
+	}
+	assert_int_equal(catalog_load_commit(l), 0);
+	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	assert_true(rows_in_order(db, "SELECT rowid FROM series ORDER BY uid DESC"));
+	sqlite3_close(db);
+	catalog_free(c);
+}
+
 static int count_aside(void)
 {
 	char cmd[160];
@@ -565,6 +634,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_release, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_table_members, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_big_load_is_staged, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_big_load_lies_in_patient_order, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_lookups_use_indices, setup, teardown),
 	};
 
