@@ -33,10 +33,10 @@ endif
 ALL_CFLAGS = $(WARN) $(OPT) $(SANFLAGS) $(PKG_CFLAGS) $(CFLAGS)
 ALL_LDFLAGS = $(SANFLAGS) $(LDFLAGS)
 
-MODEL     := utf8 log failures fileio spool inodes http auth metacache catalog catalog_load tcia tcia_stream idc idc_bucket source unzip store store_fetch view tree tree_names tree_files tree_load tree_view tree_table tree_xattr
+MODEL     := utf8 log failures fileio spool ahead inodes http auth metacache catalog catalog_load tcia tcia_stream idc idc_bucket source unzip store store_fetch view tree tree_names tree_files tree_load tree_view tree_table tree_xattr
 MODEL_OBJ := $(MODEL:%=$(BUILD)/%.o)
 BIN       := $(BUILD)/tciafs
-UNIT      := test_log test_failures test_spool test_inodes test_http test_metacache test_catalog test_tcia test_idc test_tree test_unzip test_view
+UNIT      := test_log test_failures test_spool test_ahead test_inodes test_http test_metacache test_catalog test_tcia test_idc test_tree test_unzip test_view
 UNIT_BIN  := $(UNIT:%=$(BUILD)/%)
 
 .SECONDARY:
@@ -115,9 +115,10 @@ check-asan:
 
 # ThreadSanitizer over the tests where threads meet: concurrent openers, shared stores,
 # eviction under readers, interrupted waits, the network gone, prefetch in parallel,
-# the views, and the fault campaign. tests/tsan.supp lists (and explains) the reports
+# the views, the catalog's loads (long answers parsed on a helper thread, ahead.c),
+# and the fault campaign. tests/tsan.supp lists (and explains) the reports
 # suppressed, all inside libraries. About 2 minutes; part of check.
-TSAN_TESTS := test_fetch,test_resilience,test_prefetch,test_views,test_faults.test_mount,test_browse,test_idc_mount,test_passthrough
+TSAN_TESTS := test_fetch,test_resilience,test_prefetch,test_views,test_faults.test_mount,test_browse,test_idc_mount,test_passthrough,test_catalog
 tsan: deps
 	$(MAKE) BUILD=build-tsan OPT="-O1 -g -fsanitize=thread" LDFLAGS="-fsanitize=thread" \
 	  build-tsan/tciafs build-tsan/tciafs-prefetch build-tsan/tcia-query

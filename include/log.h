@@ -37,6 +37,10 @@ void log_adopt_reason(const char *why);
 /* Forgets this thread's reason (at the start of an operation). */
 void log_clear_reason(void);
 
+/* Drops this thread's lines from now on (on), or not: for a helper thread whose failures
+ * the thread it helps does again, and reports as its own. */
+void log_quiet(bool on);
+
 /* Copies in to out (at most cap bytes with the NUL) with control characters as \xNN,
  * backslashes doubled and bidi controls as \uNNNN, cutting before an escape that would
  * not fit. Returns the length written. */

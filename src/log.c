@@ -26,6 +26,13 @@ static bool log_syslog;
  * failure without every layer in between passing it along. */
 static __thread char log_why[512];
 static __thread bool log_why_is_error;
+/* This thread's lines are dropped (log_quiet). */
+static __thread bool log_hushed;
+
+void log_quiet(bool on)
+{
+	log_hushed = on;
+}
 
 const char *log_reason(void)
 {
@@ -104,7 +111,7 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	va_list ap;
 	int n;
 
-	if (!log_enabled(level) && level > LOG_LEVEL_WARN)
+	if ((!log_enabled(level) && level > LOG_LEVEL_WARN) || log_hushed)
 		return;
 	va_start(ap, fmt);
 	(void)vsnprintf(raw, sizeof(raw), fmt, ap);	/* an over-long line is cut, never dropped */

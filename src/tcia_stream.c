@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ahead.h"
 #include "log.h"
 
 /* ---- streamed lists ------------------------------------------------------------------- */
@@ -41,15 +42,27 @@ enum tcia_stream_state {
 	TS_END,		/* after the ']' */
 };
 
+/* One element's record, whatever the kind. */
+union tcia_stream_item {
+	struct tcia_patient p;
+	struct tcia_study s;
+	struct tcia_series r;
+};
+
 struct tcia_stream {
 	enum tcia_stream_state state;
 	tcia_one_fn one_fn;
 	void (*clear_one)(void *item);
 	tcia_each_fn each;
 	void *arg;
+	/* Elements are parsed on a helper thread once the answer is long (ahead.c) and
+	 * handed on here in order. */
+	struct ahead *ahead;
 	char *buf;
 	size_t len, cap;
-	size_t depth, index;
+	size_t depth;
+	size_t index;		/* elements gathered */
+	size_t handed;		/* elements handed on (tcia_stream_done) */
 	bool in_string, escape;
 	int rc;
 };
@@ -76,31 +89,51 @@ static int tcia_stream_keep(struct tcia_stream *s, char c, size_t max)
 	return 0;
 }
 
-/* The element gathered in buf: parsed, built, handed on, freed. */
-static int tcia_stream_element(struct tcia_stream *s)
+/* On the helper: an element parsed and built, or not (the caller then does it again and
+ * says what is wrong with it). */
+static int tcia_stream_work(void *ctx, const char *text, size_t len, void *item)
 {
-	union {
-		struct tcia_patient p;
-		struct tcia_study s;
-		struct tcia_series r;
-	} item;
-	json_t *el;
-	int rc;
+	struct tcia_stream *s = ctx;
+	struct tcia_as_sent as = { text, len };
+	json_t *el = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, NULL);
+	int rc = -EBADMSG;
 
-	struct tcia_as_sent as = { s->buf, s->len };
-
-	rc = tcia_parse_one(s->buf, s->len, s->index, &el);
-	if (rc < 0)
-		return rc;
-	memset(&item, 0, sizeof(item));
-	rc = s->one_fn(el, &item, &as);
-	s->len = 0;
+	if (json_is_object(el))
+		rc = s->one_fn(el, item, &as);
 	json_decref(el);
+	return rc;
+}
+
+/* An element's turn: its record (built by the helper, or here) handed on, then freed. */
+static int tcia_stream_done(void *ctx, const char *text, size_t len, void *item, bool made)
+{
+	struct tcia_stream *s = ctx;
+	struct tcia_as_sent as = { text, len };
+	json_t *el;
+	int rc = 0;
+
+	if (!made) {
+		rc = tcia_parse_one(text, len, s->handed, &el);
+		if (rc == 0) {
+			rc = s->one_fn(el, item, &as);
+			json_decref(el);
+		}
+	}
 	if (rc == 0)
-		rc = s->each(s->arg, &item);
+		rc = s->each(s->arg, item);
 	else if (rc > 0)
 		rc = 0;	/* left out, with its own log line */
-	s->clear_one(&item);
+	s->clear_one(item);
+	s->handed++;
+	return rc;
+}
+
+/* The element gathered in buf, on its way. */
+static int tcia_stream_element(struct tcia_stream *s)
+{
+	int rc = ahead_put(s->ahead, s->buf, s->len);
+
+	s->len = 0;
 	s->index++;
 	return rc;
 }
@@ -218,6 +251,9 @@ int tcia_stream_end(struct tcia_stream *s)
 
 	if (s->rc < 0)
 		return s->rc;
+	s->rc = ahead_end(s->ahead);	/* the elements still on their way */
+	if (s->rc < 0)
+		return s->rc;
 	switch (s->state) {
 	case TS_START:
 	case TS_END:
@@ -241,9 +277,10 @@ int tcia_stream_end(struct tcia_stream *s)
  * take back. */
 void tcia_stream_reset(struct tcia_stream *s)
 {
+	ahead_reset(s->ahead);
 	s->state = TS_START;
 	s->len = 0;
-	s->index = 0;
+	s->index = s->handed = 0;
 	s->rc = 0;
 }
 
@@ -251,6 +288,7 @@ void tcia_stream_free(struct tcia_stream *s)
 {
 	if (!s)
 		return;
+	ahead_free(s->ahead);
 	free(s->buf);
 	free(s);
 }
@@ -294,6 +332,11 @@ int tcia_stream_new(enum tcia_kind kind, tcia_each_fn each, void *arg,
 	}
 	s->each = each;
 	s->arg = arg;
+	if (ahead_new(sizeof(union tcia_stream_item), tcia_stream_work, tcia_stream_done,
+		      s->clear_one, s, &s->ahead) < 0) {
+		free(s);
+		return -ENOMEM;
+	}
 	*out = s;
 	return 0;
 }

@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+#include "log.h"
 #include "tcia.h"
 
 /* ---- allocation failure injection ----------------------------------------------------
@@ -307,6 +308,85 @@ static void test_stream(void **state)
 	}
 }
 
+/* A long answer (its elements parsed on a helper thread): every record in order, one
+ * without its UID left out in its place, and a broken element still fails the answer,
+ * named by its number. */
+static int count_in_order(void *arg, void *rec)
+{
+	long *next = arg;
+	struct tcia_series *r = rec;
+	char want[32];
+
+	snprintf(want, sizeof(want), "1.%ld", *next);
+	assert_string_equal(r->series_uid, want);
+	assert_non_null(r->raw);
+	++*next;
+	if (*next == 1700)
+		++*next;	/* the element left out */
+	return 0;
+}
+
+static char *long_series_list(long n, long broken)
+{
+	size_t cap = (size_t)n * 96 + 16, len = 0;
+	char *body = malloc(cap);
+	long i;
+
+	assert_non_null(body);
+	body[len++] = '[';
+	for (i = 0; i < n; i++) {
+		if (i == 1700)
+			len += (size_t)snprintf(body + len, cap - len, "%s{\"Modality\":\"CT\"}",
+						i ? "," : "");
+		else if (i == broken)
+			len += (size_t)snprintf(body + len, cap - len, ",{\"SeriesInstanceUID\":}");
+		else
+			len += (size_t)snprintf(body + len, cap - len,
+						"%s{\"SeriesInstanceUID\":\"1.%ld\",\"Modality\":\"CT\"}",
+						i ? "," : "", i);
+	}
+	body[len++] = ']';
+	body[len] = '\0';
+	return body;
+}
+
+static void test_long_stream(void **state)
+{
+	struct tcia_stream *st;
+	char *body;
+	long next = 0;
+	int rc;
+
+	(void)state;
+	body = long_series_list(5000, -1);
+	assert_int_equal(tcia_stream_new(TCIA_SERIES, count_in_order, &next, &st), 0);
+	assert_int_equal(tcia_stream_feed(st, body, strlen(body)), 0);
+	assert_int_equal(tcia_stream_end(st), 0);
+	assert_int_equal(next, 5000);
+	/* Again after a restart in the middle (a retried request). */
+	tcia_stream_reset(st);
+	next = 0;
+	assert_int_equal(tcia_stream_feed(st, body, strlen(body) / 2), 0);
+	tcia_stream_reset(st);
+	next = 0;
+	assert_int_equal(tcia_stream_feed(st, body, strlen(body)), 0);
+	assert_int_equal(tcia_stream_end(st), 0);
+	assert_int_equal(next, 5000);
+	tcia_stream_free(st);
+	free(body);
+
+	body = long_series_list(5000, 4000);
+	next = 0;
+	log_clear_reason();
+	assert_int_equal(tcia_stream_new(TCIA_SERIES, count_in_order, &next, &st), 0);
+	rc = tcia_stream_feed(st, body, strlen(body));
+	assert_int_equal(rc ? rc : tcia_stream_end(st), -EBADMSG);
+	assert_int_equal(next, 4000);
+	assert_non_null(strstr(log_reason(), "element 4000"));
+	tcia_stream_free(st);
+	free(body);
+}
+
 static void test_series_sample(void **state)
 {
 	struct tcia_series_list l;
@@ -523,6 +603,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_series_sample),
 		cmocka_unit_test(test_stream),
+		cmocka_unit_test(test_long_stream),
 		cmocka_unit_test(test_series_quirks),
 		cmocka_unit_test(test_patients),
 		cmocka_unit_test(test_studies),
