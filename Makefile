@@ -116,12 +116,17 @@ check-asan:
 # ThreadSanitizer over the tests where threads meet: concurrent openers, shared stores,
 # eviction under readers, interrupted waits, the network gone, prefetch in parallel,
 # the views, the catalog's loads (long answers parsed on a helper thread, ahead.c),
-# and the fault campaign. tests/tsan.supp lists (and explains) the reports
-# suppressed, all inside libraries. About 2 minutes; part of check.
+# and the fault campaign; and the unit tests of the helper that parses long answers
+# (TSAN_UNIT). tests/tsan.supp lists (and explains) the reports suppressed, all inside
+# libraries. About 2 minutes; part of check.
 TSAN_TESTS := test_fetch,test_resilience,test_prefetch,test_views,test_faults.test_mount,test_browse,test_idc_mount,test_passthrough,test_catalog
+TSAN_UNIT := test_ahead test_tcia test_idc
 tsan: deps
 	$(MAKE) BUILD=build-tsan OPT="-O1 -g -fsanitize=thread" LDFLAGS="-fsanitize=thread" \
-	  build-tsan/tciafs build-tsan/tciafs-prefetch build-tsan/tcia-query
+	  build-tsan/tciafs build-tsan/tciafs-prefetch build-tsan/tcia-query \
+	  $(TSAN_UNIT:%=build-tsan/%)
+	for t in $(TSAN_UNIT); do TSAN_OPTIONS="halt_on_error=1 exitcode=66" \
+	  build-tsan/$$t > build-tsan/$$t.log 2>&1 || { tail -40 build-tsan/$$t.log; exit 1; }; done
 	TSAN_OPTIONS="halt_on_error=1 exitcode=66 suppressions=$(CURDIR)/tests/tsan.supp" \
 	  $(PYTHON) tests/integration/run.py --bin build-tsan/tciafs -k $(TSAN_TESTS)
 	TSAN_OPTIONS="halt_on_error=1 exitcode=66 suppressions=$(CURDIR)/tests/tsan.supp" \

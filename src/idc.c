@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ahead.h"
 #include "http.h"
 #include "idc_int.h"
 #include "log.h"
@@ -297,7 +298,34 @@ struct idc_answer {
 	bool truncated, saw_rows;
 	char *last_uid;		/* the last row's key column: where the next page starts */
 	int rc;
+	/* Rows are parsed on a helper thread once a page is long (ahead.c), and built and
+	 * handed on here, in order. */
+	struct ahead *ahead;
 };
+
+/* A row parsed by the helper. */
+struct idc_parsed {
+	json_t *row;
+};
+
+static int idc_row_parse(void *ctx, const char *text, size_t len, void *item)
+{
+	struct idc_parsed *p = item;
+
+	(void)ctx;
+	p->row = json_loadb(text, len, 0, NULL);
+	return p->row ? 0 : -EBADMSG;
+}
+
+static void idc_row_unparse(void *item)
+{
+	struct idc_parsed *p = item;
+
+	json_decref(p->row);
+	p->row = NULL;
+}
+
+static int idc_row_done(void *ctx, const char *text, size_t len, void *item, bool made);
 
 static int idc_row_series_each(struct idc_answer *a, json_t *row);
 
@@ -312,11 +340,18 @@ int idc_answer_new(idc_series_fn each, void *arg, struct idc_answer **out)
 	a->row = idc_row_series_each;
 	a->each = each;
 	a->arg = arg;
+	if (ahead_new(sizeof(struct idc_parsed), idc_row_parse, idc_row_done, idc_row_unparse,
+		      a, &a->ahead) < 0) {
+		free(a);
+		*out = NULL;
+		return -ENOMEM;
+	}
 	return 0;
 }
 
 void idc_answer_reset(struct idc_answer *a)
 {
+	ahead_reset(a->ahead);
 	free(a->buf);
 	free(a->last_uid);
 	a->state = IA_TOP;
@@ -332,6 +367,7 @@ void idc_answer_free(struct idc_answer *a)
 {
 	if (!a)
 		return;
+	ahead_free(a->ahead);
 	free(a->buf);
 	free(a->last_uid);
 	free(a);
@@ -413,14 +449,23 @@ static int idc_row_study(struct idc_answer *a, json_t *row)
 	return rc;
 }
 
-/* A whole row: parsed, its key kept for the next page, built, handed on. */
+/* A whole row, on its way: parsed (on the helper, or in idc_row_done). */
 static int idc_answer_row(struct idc_answer *a)
 {
-	json_t *row = json_loadb(a->buf, a->len, 0, NULL);
+	int rc = ahead_put(a->ahead, a->buf, a->len);
+
+	a->len = 0;
+	return rc;
+}
+
+/* A row's turn: its key kept for the next page, built, handed on. */
+static int idc_row_done(void *ctx, const char *text, size_t len, void *item, bool made)
+{
+	struct idc_answer *a = ctx;
+	json_t *row = made ? ((struct idc_parsed *)item)->row : json_loadb(text, len, 0, NULL);
 	const char *key;
 	int rc = 0;
 
-	a->len = 0;
 	key = json_string_value(json_object_get(row, idc_kinds[a->kind].key));
 	if (!json_is_object(row) || !key) {
 		json_decref(row);
@@ -609,6 +654,8 @@ int idc_answer_feed(struct idc_answer *a, const char *data, size_t len)
 
 int idc_answer_end(struct idc_answer *a, size_t *rows, bool *truncated)
 {
+	if (a->rc == 0)
+		a->rc = ahead_end(a->ahead);	/* the rows still on their way */
 	/* An error object, or anything else without rows, is not an answer. */
 	if (a->rc == 0 && (a->state != IA_END || !a->saw_rows))
 		a->rc = -EBADMSG;

@@ -279,6 +279,64 @@ static void test_answer_bad(void **state)
 	free(z.raw0);
 }
 
+/* A long page (rows parsed on a helper thread): every row handed on in order, and a
+ * broken row still fails the page after the rows before it. */
+static int in_order(void *arg, struct tcia_series *s, const char *bucket, const char *uuid)
+{
+	int *next = arg;
+	char want[32];
+
+	(void)bucket;
+	(void)uuid;
+	snprintf(want, sizeof(want), "1.%05d", *next);
+	assert_string_equal(s->series_uid, want);
+	++*next;
+	return 0;
+}
+
+static char *long_page(int n, int broken)
+{
+	size_t cap = (size_t)n * 600 + 64, len = 0;
+	char *body = malloc(cap), uid[16];
+	int i;
+
+	assert_non_null(body);
+	len += (size_t)snprintf(body, cap, "{\"rows\":[");
+	for (i = 0; i < n; i++) {
+		snprintf(uid, sizeof(uid), "1.%05d", i);
+		if (i == broken)
+			len += (size_t)snprintf(body + len, cap - len, ",{\"SeriesInstanceUID\":}");
+		else
+			len += (size_t)snprintf(body + len, cap - len, "%s" ROW("%s", "null"),
+						i ? "," : "", uid, uid);
+	}
+	len += (size_t)snprintf(body + len, cap - len, "],\"truncated\":false}");
+	return body;
+}
+
+static void test_answer_long(void **state)
+{
+	struct idc_answer *a;
+	size_t rows;
+	bool truncated;
+	int next = 0, b;
+	char *body;
+
+	(void)state;
+	for (b = 0; b < 2; b++) {
+		body = long_page(3000, b ? 2500 : -1);
+		next = 0;
+		assert_int_equal(idc_answer_new(in_order, &next, &a), 0);
+		idc_answer_feed(a, body, strlen(body));
+		assert_int_equal(idc_answer_end(a, &rows, &truncated), b ? -EBADMSG : 0);
+		assert_int_equal(next, b ? 2500 : 3000);
+		if (!b)
+			assert_int_equal(rows, 3000);
+		idc_answer_free(a);
+		free(body);
+	}
+}
+
 /* ---- listings ------------------------------------------------------------------------- */
 
 #define S3_HEAD "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n" \
@@ -400,6 +458,7 @@ int main(void)
 		cmocka_unit_test(test_series_sql_resists_injection),
 		cmocka_unit_test(test_answer_rows),
 		cmocka_unit_test(test_answer_bad),
+		cmocka_unit_test(test_answer_long),
 		cmocka_unit_test(test_listing),
 		cmocka_unit_test(test_listing_bad),
 		cmocka_unit_test(test_collections),

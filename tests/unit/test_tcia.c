@@ -38,12 +38,13 @@ void *__wrap_realloc(void *p, size_t n);
 char *__wrap_strdup(const char *s);
 char *__wrap_strndup(const char *s, size_t n);
 
+/* Atomic: a long answer's elements are made on a helper thread too (ahead.c). */
 static bool alloc_fails(void)
 {
-	alloc_calls++;
-	if (alloc_countdown < 0)
+	__atomic_add_fetch(&alloc_calls, 1, __ATOMIC_RELAXED);
+	if (__atomic_load_n(&alloc_countdown, __ATOMIC_RELAXED) < 0)
 		return false;
-	return alloc_countdown-- == 0;
+	return __atomic_fetch_sub(&alloc_countdown, 1, __ATOMIC_RELAXED) == 0;
 }
 
 void *__wrap_malloc(size_t n)
