@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 #include <sqlite3.h>
 
 #include "idc.h"
@@ -281,6 +282,8 @@ static void test_answer_bad(void **state)
 
 /* A long page (rows parsed on a helper thread): every row handed on in order, and a
  * broken row still fails the page after the rows before it. */
+static char *long_raw0;	/* the first row's record as sent, made on the helper */
+
 static int in_order(void *arg, struct tcia_series *s, const char *bucket, const char *uuid)
 {
 	int *next = arg;
@@ -290,6 +293,10 @@ static int in_order(void *arg, struct tcia_series *s, const char *bucket, const 
 	(void)uuid;
 	snprintf(want, sizeof(want), "1.%05d", *next);
 	assert_string_equal(s->series_uid, want);
+	if (*next == 0 && !long_raw0) {
+		long_raw0 = s->raw;
+		s->raw = NULL;
+	}
 	++*next;
 	return 0;
 }
@@ -334,6 +341,25 @@ static void test_answer_long(void **state)
 			assert_int_equal(rows, 3000);
 		idc_answer_free(a);
 		free(body);
+	}
+	/* The record made on the helper (the row as sent under "idc") is the one made from
+	 * a short answer (the row printed again): the same JSON. */
+	{
+		static const char one[] = "{\"rows\":[" ROW("1.00000", "null") "]}";
+		struct seen z = { 0 };
+		json_t *fast = json_loads(long_raw0, 0, NULL), *slow;
+
+		assert_int_equal(parse_answer(one, strlen(one), 100000, &z, &rows, &truncated), 0);
+		slow = json_loads(z.raw0, 0, NULL);
+		assert_non_null(fast);
+		assert_non_null(slow);
+		assert_true(json_equal(fast, slow));
+		assert_non_null(strstr(long_raw0, "\"FileSize\":2019100,\"idc\":{\"collection_id\""));
+		json_decref(fast);
+		json_decref(slow);
+		free(z.raw0);
+		free(long_raw0);
+		long_raw0 = NULL;
 	}
 }
 
