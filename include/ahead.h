@@ -22,8 +22,8 @@ typedef int (*ahead_done_fn)(void *ctx, const char *text, size_t len, void *item
 /* Clears an item made and never handed to done (after a failure or a reset). */
 typedef void (*ahead_clear_fn)(void *item);
 
-/* Elements are gathered in batches; the helper starts with the second batch, so a short
- * answer is all done on the caller's thread, as before. */
+/* Elements are gathered in batches; the helper starts once a first batch is full, so a
+ * short answer (less than a batch) is all done on the caller's thread, as before. */
 int ahead_new(size_t item_size, ahead_work_fn work, ahead_done_fn done, ahead_clear_fn clear,
 	      void *ctx, struct ahead **out);
 /* Takes an element's text (copied). done runs here for elements whose turn came. Returns

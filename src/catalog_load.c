@@ -99,7 +99,7 @@ struct catalog_load {
 	 * came before the one put ahead of it (cat_stage_order). */
 	struct cat_last {
 		char *key;
-		size_t len, cap;
+		size_t cap;
 		bool scattered;
 	} last[CAT_ORDERS];
 };
