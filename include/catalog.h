@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <time.h>
 
 struct catalog;
@@ -62,6 +63,9 @@ struct catalog_opts {
 	/* SQLite's page cache of the writer; each of the readers has half (their queries
 	 * stream, and four of them fill their caches in turn); 0 = 2 MiB. */
 	size_t cache_bytes;
+	/* A catalog file up to this size is read whole (PRAGMA quick_check) at each open;
+	 * a bigger one only when it was found damaged while in use; 0 = 64 MiB. */
+	off_t check_max;
 };
 
 /* Opens (or creates) the catalog. A file that is not a database, is corrupt, has another

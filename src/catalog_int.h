@@ -9,6 +9,7 @@
 #include "catalog.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <glob.h>
 #include <signal.h>
 #include <limits.h>
@@ -92,6 +93,7 @@ struct cat_conn {
 struct catalog {
 	char *path;
 	size_t cache_bytes;
+	off_t check_max;	/* read whole at open up to this size (catalog_opts) */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;		/* a reader connection came back */
 	struct cat_conn readers[CAT_READERS];

@@ -625,12 +625,83 @@ static void test_recovery(void **state)
 	assert_int_equal(count_aside(), 4);
 }
 
+static int count_rows(void *arg, const char *const *names, const struct catalog_member *m,
+		      size_t n)
+{
+	(void)names;
+	(void)m;
+	(void)n;
+	++*(int *)arg;
+	return 0;
+}
+
+static bool file_exists(const char *p)
+{
+	struct stat sb;
+
+	return stat(p, &sb) == 0;
+}
+
+/* A catalog too big to be read whole at each open (check_max) opens on its schema alone;
+ * a damaged page met in use is an error and a record beside it, and the next open reads
+ * it whole, finds the damage and moves it aside. A small one is read whole at once. */
+static void test_damage_found_in_use(void **state)
+{
+	struct catalog_opts o = { .dir = dir, .host = "testhost", .check_max = 1 };
+	char uid[32], mark[160];
+	struct catalog_load *l;
+	struct catalog *c;
+	struct stat sb;
+	int i, n = 0, rc;
+
+	(void)state;
+	snprintf(mark, sizeof(mark), "%s.damaged", path);
+	assert_int_equal(catalog_open(&o, &c), 0);
+	assert_int_equal(catalog_load_begin(c, CATALOG_PATIENTS, "C", NULL, &l), 0);
+	add_patient(l, "P1", "P1", "{}");
+	assert_int_equal(catalog_load_commit(l), 0);
+	assert_int_equal(catalog_load_begin(c, CATALOG_COLLECTION, "C", NULL, &l), 0);
+	add_study(l, "P1", "1.5", "S", "S");
+	for (i = 0; i < 20000; i++) {
+		snprintf(uid, sizeof(uid), "1.5.%05d", i);
+		add_series(l, "P1", "1.5", uid, uid, uid, "CT");
+	}
+	assert_int_equal(catalog_load_commit(l), 0);
+	catalog_free(c);
+	/* Garbage over a page in the middle of the series. */
+	assert_int_equal(stat(path, &sb), 0);
+	{
+		FILE *f = fopen(path, "r+");
+		char junk[16384];
+
+		assert_non_null(f);
+		memset(junk, 0xA5, sizeof(junk));
+		fseek(f, (long)(sb.st_size / 2 / 16384 * 16384), SEEK_SET);
+		fwrite(junk, 1, sizeof(junk), f);
+		fclose(f);
+	}
+	assert_int_equal(catalog_open(&o, &c), 0);
+	assert_int_equal(count_aside(), 0);
+	rc = catalog_table(c, "C", 2, count_rows, &n);
+	assert_int_equal(rc, -EIO);
+	assert_true(file_exists(mark));
+	catalog_free(c);
+	assert_int_equal(catalog_open(&o, &c), 0);
+	assert_int_equal(count_aside(), 1);
+	assert_false(file_exists(mark));
+	n = 0;
+	assert_int_equal(catalog_table(c, "C", 2, count_rows, &n), 0);
+	assert_int_equal(n, 0);
+	catalog_free(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_load_and_query, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_abort_and_scopes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_recovery, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_damage_found_in_use, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_release, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_table_members, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_big_load_is_staged, setup, teardown),
