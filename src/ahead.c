@@ -246,7 +246,7 @@ int ahead_put(struct ahead *a, const char *text, size_t len)
 		a->cur->next = NULL;
 	}
 	b = a->cur;
-	if (b->len + len > b->cap) {
+	if (!b->text || b->len + len > b->cap) {	/* an empty element has text too */
 		size_t cap = b->cap ? b->cap : 65536;
 		char *grown;
 
@@ -258,7 +258,8 @@ int ahead_put(struct ahead *a, const char *text, size_t len)
 		b->text = grown;
 		b->cap = cap;
 	}
-	memcpy(b->text + b->len, text, len);
+	if (len)
+		memcpy(b->text + b->len, text, len);
 	e = &b->e[b->n++];
 	e->off = b->len;
 	e->len = len;
