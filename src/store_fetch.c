@@ -290,6 +290,28 @@ int store_fetch_file(struct store *s, struct store_series *ss, size_t i)
 	return rc;
 }
 
+/* Puts a series' files, its manifest and its folder on disk. Its own files only, not
+ * the whole filesystem's (syncfs waited for whatever else was being written there, 40 ms
+ * where 4 would do); their writeback began as each was unpacked, so the first sync
+ * commits the journal for all, and the others find little left to do. */
+static int store_sync_series(int dir_fd, const struct unzip_result *r)
+{
+	size_t i;
+	int fd, rc = 0;
+
+	for (i = 0; rc == 0 && i <= r->count; i++) {
+		fd = openat(dir_fd, i < r->count ? r->v[i].name : STORE_MANIFEST,
+			    O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0 || fdatasync(fd) < 0)
+			rc = -errno;
+		if (fd >= 0)
+			close(fd);
+	}
+	if (rc == 0 && fsync(dir_fd) < 0)
+		rc = -errno;
+	return rc;
+}
+
 /* The fetch protocol for one series. Called by a worker with no lock held. */
 static int store_fetch_series(struct store *s, struct store_fetch *f)
 {
@@ -370,13 +392,15 @@ static int store_fetch_series(struct store *s, struct store_fetch *f)
 		goto out_rm_work;
 	}
 	rc = unzip_extract(zip_path, dir_fd, &lim, what, &r);
+	/* Gone before the sync below: the zip's pages are then dropped, never written. */
+	unlink(zip_path);
 	if (rc < 0)
 		goto out_rm_work;
 	rc = store_write_manifest(dir_fd, f->uid, r.v, r.count, zip_bytes, time(NULL), NULL);
-	unzip_result_clear(&r);
 	/* Everything on disk before the rename makes it visible: whole or absent. */
-	if (rc == 0 && syncfs(dir_fd) < 0)
-		rc = -errno;
+	if (rc == 0)
+		rc = store_sync_series(dir_fd, &r);
+	unzip_result_clear(&r);
 	if (rc == 0 && rename(work, final) < 0)
 		rc = -errno;
 	if (rc < 0) {

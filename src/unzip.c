@@ -171,6 +171,10 @@ static void unzip_one(struct unzip_job *j, zip_t *za, size_t i, char *buf)
 			break;
 		}
 	}
+	/* Its writeback starts now, while later entries unpack: the sync that commits the
+	 * series then finds little left to write. */
+	if (!atomic_load(&j->stop))
+		sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
 	if (close(fd) < 0 && !atomic_load(&j->stop)) {
 		rc = -errno;
 		unzip_fail_disk(j, rc, "cannot write ", e->name);
