@@ -772,24 +772,28 @@ static int tree_list_coll(struct tree *t, struct tree_node *n, struct tree_liste
 	return rc < 0 ? rc : 0;
 }
 
-/* A patient's folder: patient.json, then its studies. patient.json is sized only when
- * its object is at hand (a patient known from a targeted look waits for the list). */
+/* A folder's .json file goes out with its type only: its size is its rendering (parse
+ * the object, print it), a sixth of a walk's time when every listing did it, for a file
+ * a walk never reads. Whoever stats it asks for it (one lookup), and gets the size. */
+static void tree_hold_json(struct tree_lister *l, const char *name)
+{
+	struct stat st;
+
+	memset(&st, 0, sizeof(st));
+	st.st_mode = S_IFREG | 0444;
+	tree_hold(l, name, &st, false);
+}
+
+/* A patient's folder: patient.json, then its studies. */
 static int tree_list_pat(struct tree *t, struct tree_node *n, struct tree_lister *l)
 {
-	struct tree_node jn = *n;
 	struct tree_emit_arg ea = { t, l, { 0 } };
-	struct stat st;
 	int rc;
 
 	rc = tree_cat_patient(t, n->coll->api, n->cpat.pid);
 	if (rc < 0)
 		return rc;
-	memset(&st, 0, sizeof(st));
-	st.st_mode = S_IFREG | 0444;
-	jn.kind = TK_PAT_JSON;
-	if (n->cpat.raw && tree_node_stat(t, &jn, &st) < 0)
-		return -EIO;
-	tree_hold(l, "patient.json", &st, n->cpat.raw != NULL);
+	tree_hold_json(l, "patient.json");
 	rc = catalog_studies(t->cat, n->coll->api, n->cpat.pid, tree_emit_study, &ea);
 	tree_emit_pending(l);
 	return rc < 0 ? rc : 0;
@@ -797,16 +801,10 @@ static int tree_list_pat(struct tree *t, struct tree_node *n, struct tree_lister
 
 static int tree_list_study(struct tree *t, struct tree_node *n, struct tree_lister *l)
 {
-	struct tree_node jn = *n;
 	struct tree_emit_arg ea = { t, l, { 0 } };
-	struct stat st;
 	int rc;
 
-	jn.kind = TK_STUDY_JSON;
-	rc = tree_node_stat(t, &jn, &st);
-	if (rc < 0)
-		return rc;
-	tree_hold(l, "study.json", &st, true);
+	tree_hold_json(l, "study.json");
 	rc = catalog_series(t->cat, n->coll->api, n->cstud.uid, tree_emit_series, &ea);
 	tree_emit_pending(l);
 	return rc < 0 ? rc : 0;
