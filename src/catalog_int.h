@@ -116,6 +116,21 @@ int cat_bind_num(sqlite3_stmt *st, int i, int64_t v);
 char *cat_col(sqlite3_stmt *st, int i);
 int cat_dup_all(char **const *fields, size_t n);
 struct cat_conn *cat_reader(struct catalog *c);
+
+/* Runs a reader statement with up to three text parameters; each row goes to row()
+ * (one: the first row only, -ENOENT without one). */
+typedef int (*cat_row_fn)(sqlite3_stmt *st, void *arg);
+int cat_query_v(struct catalog *c, int s, const char *const *params, int n, cat_row_fn row,
+		void *arg, bool one);
+int cat_query(struct catalog *c, int s, const char *a, const char *b, const char *d,
+	      cat_row_fn row, void *arg, bool one);
+/* A public callback and its argument, for a cat_row_fn that calls it. */
+struct cat_cb {
+	void *fn;
+	void *arg;
+};
+/* A series row of CAT_SERIES_COLS into r (pointers into the statement's row). */
+void cat_read_series(sqlite3_stmt *st, struct catalog_series *r);
 void cat_reader_put(struct catalog *c, struct cat_conn *k, sqlite3_stmt *st);
 
 #endif
