@@ -291,9 +291,10 @@ int store_fetch_file(struct store *s, struct store_series *ss, size_t i)
 }
 
 /* Puts a series' files, its manifest and its folder on disk. Its own files only, not
- * the whole filesystem's (syncfs waited for whatever else was being written there, 40 ms
- * where 4 would do); their writeback began as each was unpacked, so the first sync
- * commits the journal for all, and the others find little left to do. */
+ * the whole filesystem's: syncfs also wrote whatever else was being written there (the
+ * 500 MB fetch: 0.55x curl + unzip this way, 0.70-0.96x with syncfs). Their writeback
+ * began as each was unpacked, so the first sync commits the journal for all, and the
+ * others find little left to do. */
 static int store_sync_series(int dir_fd, const struct unzip_result *r)
 {
 	size_t i;
