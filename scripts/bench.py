@@ -235,6 +235,7 @@ class Bench:
                      "%.3f s (%s)" % (med(repeat), spread(repeat)),
                      "%.3f s" % med(direct), "%.2f× the speed" % r2, "≥ 0.9×", r2 >= 0.9)
         self.floor_reads(store, direct)
+        self.floor_round_trip(direct, len([f for f in os.listdir(store) if f.endswith(".dcm")]))
         m, d2 = keep
         self.concurrent_readers(d2, store)
         self.mount_for_rss = m
@@ -270,6 +271,35 @@ class Bench:
                      "%.2f× the speed" % (med(direct) / med(repeat)), "—", None)
             if many:
                 self.floor_many = many
+
+    def floor_round_trip(self, direct, files):
+        """One FUSE round trip here: a stat of a name floorfs does not have (a LOOKUP it
+        answers at once), less the same stat on a local folder. A first read opens every
+        file, each open one round trip at least."""
+        exe = os.path.join(self.bindir, "floorfs")
+        fm = os.access(exe, os.X_OK) and self.floor_mount(
+            [exe, "MNT", "10", "1", "1", "-o", "ro,fsname=floorfs"], "rt")
+        if not fm:
+            return
+
+        def per_stat(base, n=20000):
+            t = time.perf_counter()
+            for i in range(n):
+                try:
+                    os.stat("%s/absent%d" % (base, i))
+                except FileNotFoundError:
+                    pass
+            return (time.perf_counter() - t) / n
+
+        local = os.path.join(self.work, "rt-local")
+        os.makedirs(local, exist_ok=True)
+        rts = [per_stat(os.path.join(fm[1], "C")) - per_stat(local) for _ in range(3)]
+        self.floor_unmount(fm)
+        best = med(direct) / (med(direct) + files * med(rts))
+        self.row("floor: one FUSE round trip (a LOOKUP floorfs answers at once, less the same "
+                 "stat of a local folder)", "%.1f µs" % (med(rts) * 1e6), "—",
+                 "a first read of %d files, one round trip each: %.2f× the speed of cat at "
+                 "best" % (files, best), "—", None)
 
     @staticmethod
     def sixteen(cmd):
