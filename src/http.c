@@ -397,6 +397,7 @@ struct http_sink {
 	int write_errno;
 	long buffer_size;	/* curl's receive buffer; 0 = its default */
 	CURL *h;		/* the handle of the attempt in progress */
+	const char *write_why;	/* why, when strerror(write_errno) would not say */
 };
 
 static int http_buf_reset(struct http_sink *sink)
@@ -505,6 +506,7 @@ static int http_perform(struct http *http, const char *url, const char *form, co
 		errbuf[0] = '\0';
 		status = 0;
 		sink->failed_write = false;
+		sink->write_why = NULL;
 		rc = sink->reset(sink);
 		if (rc < 0)
 			break;
@@ -572,7 +574,8 @@ static int http_perform(struct http *http, const char *url, const char *form, co
 		if (rc == 0)
 			break;
 		if (sink->failed_write)
-			snprintf(cause, sizeof(cause), "%s", strerror(-rc));
+			snprintf(cause, sizeof(cause), "%s", sink->write_why ? sink->write_why
+				 : strerror(-rc));
 		else if (cc == CURLE_OK && form && status >= 300 && status < 400)
 			snprintf(cause, sizeof(cause), "HTTP %ld redirect not followed: credentials "
 				 "go only to the URL given", status);
@@ -634,7 +637,8 @@ static void http_buf_release(struct http_buf *b)
 int http_get(struct http *http, const char *url, char **body, size_t *len)
 {
 	struct http_buf buf = { .max = http->opts.max_body, .http = http };
-	struct http_sink sink = { http_buf_sink_write, &buf, http_buf_reset, false, 0, 0, NULL };
+	struct http_sink sink = { http_buf_sink_write, &buf, http_buf_reset, false, 0, 0,
+				  NULL, NULL };
 	int rc;
 
 	*body = NULL;
@@ -662,7 +666,8 @@ int http_post_form(struct http *http, const char *url, const char *form, char **
 		   size_t *len)
 {
 	struct http_buf buf = { .max = (size_t)1 << 20 };
-	struct http_sink sink = { http_buf_sink_write, &buf, http_buf_reset, false, 0, 0, NULL };
+	struct http_sink sink = { http_buf_sink_write, &buf, http_buf_reset, false, 0, 0,
+				  NULL, NULL };
 	int rc;
 
 	*body = NULL;
@@ -745,7 +750,8 @@ int http_download(struct http *http, const char *url, int fd, uint64_t max_bytes
 		  http_progress_fn progress, void *arg, uint64_t *bytes)
 {
 	struct http_fd f = { fd, lseek(fd, 0, SEEK_CUR), max_bytes, 0, progress, arg };
-	struct http_sink sink = { http_fd_write, &f, http_fd_reset, false, 0, 256 * 1024, NULL };
+	struct http_sink sink = { http_fd_write, &f, http_fd_reset, false, 0, 256 * 1024,
+				  NULL, NULL };
 	int rc;
 
 	*bytes = 0;
@@ -755,7 +761,15 @@ int http_download(struct http *http, const char *url, int fd, uint64_t max_bytes
 	return rc;
 }
 
-/* A body handed on piece by piece (http_stream): 2xx bodies only, up to max bytes. */
+/* A body handed on piece by piece (http_stream): 2xx bodies only, up to max bytes, and
+ * at most HTTP_INFLATE_MAX times what came over the wire once past HTTP_INFLATE_FLOOR.
+ * The ratio, like the zip check's (unzip.c), stops a gzip bomb in a fraction of a second
+ * rather than after parsing hundreds of MB that only look like a list: JSON as TCIA
+ * sends it compresses about ten to one. */
+#define HTTP_INFLATE_MAX 200
+#define HTTP_TEXT(x) HTTP_TEXT_(x)
+#define HTTP_TEXT_(x) #x
+#define HTTP_INFLATE_FLOOR ((uint64_t)16 << 20)
 struct http_chunks {
 	http_chunk_fn chunk;
 	http_restart_fn restart;
@@ -791,6 +805,19 @@ static size_t http_chunks_write(char *ptr, size_t size, size_t nmemb, void *u)
 		return 0;
 	}
 	c->delivered += n;
+	if (c->delivered > HTTP_INFLATE_FLOOR) {
+		curl_off_t wire = 0;
+
+		curl_easy_getinfo(sink->h, CURLINFO_SIZE_DOWNLOAD_T, &wire);
+		if (c->delivered / HTTP_INFLATE_MAX > (uint64_t)wire) {
+			sink->failed_write = true;
+			sink->write_errno = EFBIG;
+			sink->write_why = "refused as a compression bomb: it inflates more "
+					  "than " HTTP_TEXT(HTTP_INFLATE_MAX) " times what came over "
+					  "the wire";
+			return 0;
+		}
+	}
 	rc = c->chunk(c->arg, ptr, n);
 	if (rc < 0) {
 		sink->failed_write = true;
@@ -808,7 +835,8 @@ static int http_stream_any(struct http *http, const char *url, const char *json,
 	struct http_chunks c = { chunk, restart, arg, max_bytes ? max_bytes : UINT64_MAX, 0 };
 	/* curl's own buffer (buffer_size 0): and, like any answer, one deadline for the
 	 * whole call, so that a trickle cannot hold a caller for ever. */
-	struct http_sink sink = { http_chunks_write, &c, http_chunks_reset, false, 0, 0, NULL };
+	struct http_sink sink = { http_chunks_write, &c, http_chunks_reset, false, 0, 0,
+				  NULL, NULL };
 	int rc;
 
 	rc = http_perform(http, url, json, json ? "application/json" : NULL, !json, &sink, NULL,

@@ -422,11 +422,32 @@ int tcia_parse_one(const char *text, size_t n, size_t index, json_t **out)
 	return -EBADMSG;
 }
 
+/* Elements without their key are left out; one line per answer says how many, however
+ * many there are (an answer of a million such elements is one line, not a million). The
+ * values' lists lack keys by design (getBodyPartValues) and say nothing. */
+void tcia_log_left_out(tcia_one_fn one_fn, size_t n)
+{
+	static const struct {
+		tcia_one_fn fn;
+		const char *one, *many, *key;
+	} kinds[] = {
+		{ tcia_one_patient, "patient", "patients", "PatientId" },
+		{ tcia_one_study, "study", "studies", "StudyInstanceUID" },
+		{ tcia_one_series, "series", "series", "SeriesInstanceUID" },
+	};
+	size_t i;
+
+	for (i = 0; n > 0 && i < sizeof(kinds) / sizeof(kinds[0]); i++)
+		if (kinds[i].fn == one_fn)
+			log_warn("TCIA answer: %zu %s without %s left out", n,
+				 n == 1 ? kinds[i].one : kinds[i].many, kinds[i].key);
+}
+
 static int tcia_parse_list(const char *body, size_t len, size_t item_size, tcia_one_fn one_fn,
 			   const void *arg, tcia_clear_fn clear_fn, void *list)
 {
 	struct tcia_any_list *l = list;
-	size_t pos = 0, start = 0, end = 0, cap = 0, index = 0;
+	size_t pos = 0, start = 0, end = 0, cap = 0, index = 0, left_out = 0;
 	json_t *root = NULL, *el;
 	int rc, more;
 
@@ -470,6 +491,8 @@ static int tcia_parse_list(const char *body, size_t len, size_t item_size, tcia_
 		}
 		if (rc == 0)
 			l->count++;
+		else
+			left_out++;
 		index++;
 		if (body[pos] == ']') {
 			rc = 0;
@@ -489,6 +512,8 @@ static int tcia_parse_list(const char *body, size_t len, size_t item_size, tcia_
 	}
 	if (rc < 0)
 		clear_fn(list);
+	else
+		tcia_log_left_out(one_fn, left_out);
 	return rc;
 }
 
@@ -528,7 +553,6 @@ int tcia_one_patient(const json_t *obj, void *item, const void *arg)
 	if (!p->patient_id) {
 		free(p->collection);
 		p->collection = NULL;
-		log_warn("TCIA answer: a patient without PatientId left out");
 		return 1;
 	}
 	return tcia_raw_of(obj, arg, &p->raw);
@@ -554,7 +578,6 @@ int tcia_one_study(const json_t *obj, void *item, const void *arg)
 	if (f.rc == 0 && !s->study_uid) {
 		tcia_study_clear(s);
 		memset(s, 0, sizeof(*s));
-		log_warn("TCIA answer: a study without StudyInstanceUID left out");
 		return 1;
 	}
 	if (f.rc == 0)
@@ -594,7 +617,6 @@ int tcia_one_series(const json_t *obj, void *item, const void *arg)
 	if (f.rc == 0 && !s->series_uid) {
 		tcia_one_series_clear(s);
 		memset(s, 0, sizeof(*s));
-		log_warn("TCIA answer: a series without SeriesInstanceUID left out");
 		return 1;
 	}
 	if (f.rc == 0)

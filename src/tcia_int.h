@@ -33,6 +33,8 @@ int tcia_parse_one(const char *text, size_t n, size_t index, json_t **out);
 int tcia_one_patient(const json_t *obj, void *item, const void *arg);
 int tcia_one_study(const json_t *obj, void *item, const void *arg);
 int tcia_one_series(const json_t *obj, void *item, const void *arg);
+/* One log line for the n elements of an answer that one_fn left out (returned 1). */
+void tcia_log_left_out(tcia_one_fn one_fn, size_t n);
 /* How long a streamed list of kind may go on (then -EFBIG). */
 uint64_t tcia_stream_limit(enum tcia_kind kind);
 /* The first error of the parser or of its consumer, else 0. */

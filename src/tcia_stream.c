@@ -63,6 +63,7 @@ struct tcia_stream {
 	size_t depth;
 	size_t index;		/* elements gathered */
 	size_t handed;		/* elements handed on (tcia_stream_done) */
+	size_t left_out;	/* of those, left out (one log line at the end) */
 	bool in_string, escape;
 	int rc;
 };
@@ -121,8 +122,10 @@ static int tcia_stream_done(void *ctx, const char *text, size_t len, void *item,
 	}
 	if (rc == 0)
 		rc = s->each(s->arg, item);
-	else if (rc > 0)
-		rc = 0;	/* left out, with its own log line */
+	else if (rc > 0) {
+		rc = 0;	/* left out: counted, told at the end */
+		s->left_out++;
+	}
 	s->clear_one(item);
 	s->handed++;
 	return rc;
@@ -254,6 +257,7 @@ int tcia_stream_end(struct tcia_stream *s)
 	s->rc = ahead_end(s->ahead);	/* the elements still on their way */
 	if (s->rc < 0)
 		return s->rc;
+	tcia_log_left_out(s->one_fn, s->left_out);
 	switch (s->state) {
 	case TS_START:
 	case TS_END:
@@ -280,7 +284,7 @@ void tcia_stream_reset(struct tcia_stream *s)
 	ahead_reset(s->ahead);
 	s->state = TS_START;
 	s->len = 0;
-	s->index = s->handed = 0;
+	s->index = s->handed = s->left_out = 0;
 	s->rc = 0;
 }
 
