@@ -78,7 +78,8 @@ enum cat_stmt {
 	ST_TABLE = ST_FACET_NAMES + 6,		/* + table */
 	ST_LICENCE = ST_TABLE + 3,
 	ST_MEMBERS_OF,				/* + table */
-	ST_N = ST_MEMBERS_OF + 3
+	ST_RAW_OF = ST_MEMBERS_OF + 3,		/* + table */
+	ST_N = ST_RAW_OF + 3
 };
 
 /* The SQL of each statement (catalog.c). */

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT
  * catalog_view.c — the catalog's answers for the views: facet values and links, the
- * members of a table's objects (parsed by SQLite), and a collection's licences. The SQL
- * is catalog.c's, with every other statement.
+ * members of a table's objects (read from their text as sent, jsonobj.c), and a
+ * collection's licences. The SQL is catalog.c's, with every other statement.
  */
 #include "catalog_int.h"
+#include "jsonobj.h"
 
 static int cat_each_cols(sqlite3_stmt *st, void *arg)
 {
@@ -62,13 +63,14 @@ int catalog_facet_link(struct catalog *c, const char *coll, unsigned facet, cons
 			   &cb, false);
 }
 
-/* One row's members: their text copied out of json_each's rows (each step overwrites
- * the last), then handed over together. */
+/* One row's members: their text copied out as they are read (the reader's buffer and
+ * SQLite's row are overwritten by the next), then handed over together. */
 struct cat_members {
 	char *buf;
 	size_t cap;
 	struct catalog_member *m;
 	size_t mcap;
+	struct jsonobj jo;
 };
 
 static int cat_members_add(struct cat_members *cm, size_t *used, size_t n, const char *key,
@@ -112,12 +114,25 @@ static int cat_members_add(struct cat_members *cm, size_t *used, size_t n, const
 	return 0;
 }
 
-/* The members of the object in row rowid of table into cm; *n set. */
-static int cat_members_read(struct cat_conn *k, struct cat_members *cm, unsigned table,
+/* Offsets to pointers, once every member of the row is in cm->buf. */
+static void cat_members_fix(struct cat_members *cm, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		cm->m[i].key = cm->buf + (uintptr_t)cm->m[i].key;
+		if (cm->m[i].text)
+			cm->m[i].text = cm->buf + ((uintptr_t)cm->m[i].text - 1);
+	}
+}
+
+/* The members of the object in row rowid of table, through SQLite's json_each: for text
+ * jsonobj.c will not read (it never was, so far). */
+static int cat_members_each(struct cat_conn *k, struct cat_members *cm, unsigned table,
 			    int64_t rowid, size_t *n)
 {
 	sqlite3_stmt *st = cat_stmt(k, ST_MEMBERS_OF + (int)table, &(int){ 0 });
-	size_t used = 0, i;
+	size_t used = 0;
 	int rc = 0, step;
 
 	*n = 0;
@@ -152,11 +167,50 @@ static int cat_members_read(struct cat_conn *k, struct cat_members *cm, unsigned
 	if (rc == 0 && step != SQLITE_DONE)
 		rc = cat_fail(k->db, step, "reading an object as sent");
 	sqlite3_reset(st);
-	for (i = 0; i < *n; i++) {
-		cm->m[i].key = cm->buf + (uintptr_t)cm->m[i].key;
-		if (cm->m[i].text)
-			cm->m[i].text = cm->buf + ((uintptr_t)cm->m[i].text - 1);
+	cat_members_fix(cm, *n);
+	return rc;
+}
+
+/* The members of the object in row rowid of table into cm; *n set. Numbers keep the
+ * text they were sent in; true and false are words, null no text. */
+static int cat_members_read(struct cat_conn *k, struct cat_members *cm, unsigned table,
+			    int64_t rowid, size_t *n)
+{
+	sqlite3_stmt *st = cat_stmt(k, ST_RAW_OF + (int)table, &(int){ 0 });
+	struct jsonobj_member m;
+	size_t used = 0;
+	int rc = 0, step, more = 0;
+
+	*n = 0;
+	if (!st)
+		return cat_fail(k->db, sqlite3_errcode(k->db), "query");
+	sqlite3_bind_int64(st, 1, rowid);
+	step = sqlite3_step(st);
+	if (step == SQLITE_ROW) {
+		jsonobj_start(&cm->jo, (const char *)sqlite3_column_text(st, 0),
+			      (size_t)sqlite3_column_bytes(st, 0));
+		while (rc == 0 && (more = jsonobj_next(&cm->jo, &m)) > 0) {
+			const char *text = m.type == JSONOBJ_TRUE ? "true"
+					   : m.type == JSONOBJ_FALSE ? "false" : m.text;
+			size_t len = m.type == JSONOBJ_TRUE ? 4 : m.type == JSONOBJ_FALSE ? 5
+				     : m.len;
+
+			if (m.type != JSONOBJ_NULL && !text)
+				text = "";
+			rc = cat_members_add(cm, &used, *n, m.key, m.klen, text, len);
+			if (rc == 0)
+				(*n)++;
+		}
+		step = sqlite3_step(st);
 	}
+	if (rc == 0 && step != SQLITE_DONE)
+		rc = cat_fail(k->db, step, "reading an object as sent");
+	sqlite3_reset(st);
+	if (rc == 0 && more == -ENOMEM)
+		rc = -ENOMEM;
+	if (rc == 0 && more == -EBADMSG)
+		return cat_members_each(k, cm, table, rowid, n);
+	cat_members_fix(cm, *n);
 	return rc;
 }
 
@@ -186,6 +240,7 @@ int catalog_table(struct catalog *c, const char *coll, unsigned table, catalog_m
 		ret = cat_fail(k->db, rc, "query");
 out_put:
 	cat_reader_put(c, k, st);
+	jsonobj_release(&cm.jo);
 	free(cm.buf);
 	free(cm.m);
 	return ret;

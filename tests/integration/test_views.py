@@ -217,6 +217,26 @@ def test_tables_hold_every_record(ctx):
     assert not s.requests("getImage")
 
 
+def test_tables_keep_numbers_and_nested_values_as_sent(ctx):
+    # The catalog keeps each object as sent; the table's cells are that text, numbers
+    # included (1.50 stays 1.50, not 1.5), nested values compacted.
+    s = ctx.server()
+    recs = s.get_json("getSeries", Collection="Lung-Phantom-CT")
+    quirks = ', "Quirk": 1.50, "Tiny": 2.5E-7, "Nested": [ 1, {"a" : "b c"} ]'
+    text = "[" + ", ".join(json.dumps(r)[:-1] + (quirks if i == 0 else "") + "}"
+                           for i, r in enumerate(recs)) + "]"
+    body = ctx.path("series.json")
+    with open(body, "w") as f:
+        f.write(text)
+    s.fault(kind="body", endpoint="getSeries", path=body)
+    m = ctx.mount(s)
+    rows = read_csv(os.path.join(m.mountpoint, "Lung-Phantom-CT", "series.csv"))
+    row = [r for r in rows if r["SeriesInstanceUID"] == recs[0]["SeriesInstanceUID"]][0]
+    assert (row["Quirk"], row["Tiny"], row["Nested"]) == \
+        ("1.50", "2.5E-7", '[1,{"a":"b c"}]'), row
+    assert all(r["Quirk"] == "" for r in rows if r is not row)
+
+
 def test_citation(ctx):
     s = ctx.server()
     m = ctx.mount(s)
