@@ -165,21 +165,14 @@ int catalog_facet_names(struct catalog *c, const char *coll, unsigned facet,
 /* Those of them with the given patient and series folder names, by UID. */
 int catalog_facet_link(struct catalog *c, const char *coll, unsigned facet, const char *value,
 		       const char *patient, const char *series, catalog_link_fn fn, void *arg);
-/* A member of an object as sent: its key, and its value as text: a string's contents, a
- * number as written, true or false, an array or object as compact JSON; NULL for null. */
-struct catalog_member {
-	const char *key;
-	const char *text;
-	size_t len;		/* of text (a string may hold a NUL) */
-};
-
 /* names[0..2]: the object's patient's, study's and series' folder names (NULL above
- * it); its members in the order sent; all valid during the callback. */
-typedef int (*catalog_members_fn)(void *arg, const char *const *names,
-				  const struct catalog_member *m, size_t n);
-/* A table's rows (0 patients, 1 studies, 2 series) in path order, each object's members
- * parsed by SQLite. */
-int catalog_table(struct catalog *c, const char *coll, unsigned table, catalog_members_fn fn,
+ * it); raw: the object as sent, JSON text of len bytes (not NUL-terminated); all valid
+ * during the callback. */
+typedef int (*catalog_raw_fn)(void *arg, const char *const *names, const char *raw,
+			      size_t len);
+/* A table's rows (0 patients, 1 studies, 2 series) in path order, each object as sent
+ * (its members read by the caller: SQLite's json_each cost five times jsonobj.c). */
+int catalog_table(struct catalog *c, const char *coll, unsigned table, catalog_raw_fn fn,
 		  void *arg);
 /* The distinct text values of the series' LicenseName (0), LicenseURI (1) and
  * CollectionURI (2), first seen first: fn gets (member number, value, first rowid). */

@@ -77,8 +77,7 @@ enum cat_stmt {
 	ST_FACET_NAMES = ST_FACET_LINK + 6,	/* + 2 × facet + unknown */
 	ST_TABLE = ST_FACET_NAMES + 6,		/* + table */
 	ST_LICENCE = ST_TABLE + 3,
-	ST_MEMBERS_OF,				/* + table */
-	ST_RAW_OF = ST_MEMBERS_OF + 3,		/* + table */
+	ST_RAW_OF,				/* + table */
 	ST_N = ST_RAW_OF + 3
 };
 

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT
  * tree_table.c — patients.csv, studies.csv and series.csv: a collection's objects as
  * tables, rendered once per load into an unlinked file under the cache folder. The
- * catalog is read on one thread and the text made and written on another, so that a
- * table of 200,000 rows is ready in the time of the slower of the two.
+ * catalog is read on one thread, and each object's members read (jsonobj.c) and the text
+ * made and written on another, so that a table of 200,000 rows is ready in the time of
+ * the slower of the two.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -14,6 +15,7 @@
 #include <unistd.h>
 
 #include "fileio.h"
+#include "jsonobj.h"
 #include "log.h"
 #include "tree_int.h"
 
@@ -44,12 +46,17 @@ struct tree_table_out {
 	struct tree *t;
 	const char *coll;	/* the folder's name */
 	struct view_table *tab;
+	unsigned which;
 	int fd;
 	size_t rows;
 	bool again;		/* a column came after rows were written: render again */
 	struct view_cell *cells;
 	size_t ncells;
+	struct jsonobj jo;
+	char *mbuf;		/* the row's keys and values, each NUL-terminated */
+	size_t mcap;
 	char path[PATH_MAX + 4 * 256];
+	size_t base;		/* the length of "<mountpoint>/<collection>/" in path */
 };
 
 static int tree_table_drain(struct tree_table_out *o)
@@ -65,23 +72,91 @@ static int tree_table_drain(struct tree_table_out *o)
 	return rc;
 }
 
-static int tree_table_row(void *arg, const char *const *names, const struct catalog_member *m,
-			  size_t n)
+/* Copies s (n bytes) to the row's buffer at *used, NUL-terminated; its offset. */
+static int tree_table_put(struct tree_table_out *o, size_t *used, const char *s, size_t n,
+			  size_t *at)
+{
+	if (*used + n + 1 > o->mcap) {
+		size_t cap = o->mcap ? o->mcap : 4096;
+		char *grown;
+
+		while (cap < *used + n + 1)
+			cap *= 2;
+		if (!(grown = realloc(o->mbuf, cap)))
+			return -ENOMEM;
+		o->mbuf = grown;
+		o->mcap = cap;
+	}
+	memcpy(o->mbuf + *used, s, n);
+	o->mbuf[*used + n] = '\0';
+	*at = *used;
+	*used += n + 1;
+	return 0;
+}
+
+/* An object's members as the row's cells (*n of them): keys and values copied out, as
+ * the reader hands each member over only until the next one. true and false are words,
+ * null no text. */
+static int tree_table_members(struct tree_table_out *o, const char *raw, size_t len,
+			      size_t *n)
+{
+	struct jsonobj_member m;
+	size_t used = 0, i, key, text;
+	int more, rc = 0;
+
+	*n = 0;
+	jsonobj_start(&o->jo, raw, len);
+	while (rc == 0 && (more = jsonobj_next(&o->jo, &m)) > 0) {
+		if (*n >= o->ncells) {
+			size_t nc = o->ncells ? 2 * o->ncells : 32;
+			struct view_cell *c = realloc(o->cells, nc * sizeof(*c));
+
+			if (!c)
+				return -ENOMEM;
+			o->cells = c;
+			o->ncells = nc;
+		}
+		if (m.type == JSONOBJ_TRUE) {
+			m.text = "true";
+			m.len = 4;
+		} else if (m.type == JSONOBJ_FALSE) {
+			m.text = "false";
+			m.len = 5;
+		}
+		rc = tree_table_put(o, &used, m.key, m.klen, &key);
+		text = SIZE_MAX;
+		if (rc == 0 && m.type != JSONOBJ_NULL)
+			rc = tree_table_put(o, &used, m.text ? m.text : "", m.len, &text);
+		/* Offsets for now: the buffer may move while the row is read. */
+		o->cells[*n] = (struct view_cell){ (const char *)(uintptr_t)key,
+						   (const char *)(uintptr_t)text, m.len };
+		(*n)++;
+	}
+	if (rc == 0 && more < 0) {
+		if (more == -EBADMSG)
+			log_err("%s/%s: an object in the catalog is not JSON; the catalog may be "
+				"damaged", o->coll, tree_table_names[o->which]);
+		return more == -EBADMSG ? -EIO : more;
+	}
+	for (i = 0; rc == 0 && i < *n; i++) {
+		o->cells[i].key = o->mbuf + (uintptr_t)o->cells[i].key;
+		if ((uintptr_t)o->cells[i].text == SIZE_MAX)
+			o->cells[i].text = NULL;
+		else
+			o->cells[i].text = o->mbuf + (uintptr_t)o->cells[i].text;
+	}
+	return rc;
+}
+
+static int tree_table_row(void *arg, const char *const *names, const char *raw, size_t len)
 {
 	struct tree_table_out *o = arg;
-	size_t i;
-	int rc, len;
+	size_t n, i, plen;
+	int rc;
 
-	if (n > o->ncells) {
-		struct view_cell *c = realloc(o->cells, n * sizeof(*c));
-
-		if (!c)
-			return -ENOMEM;
-		o->cells = c;
-		o->ncells = n;
-	}
-	for (i = 0; i < n; i++)
-		o->cells[i] = (struct view_cell){ m[i].key, m[i].text, m[i].len };
+	rc = tree_table_members(o, raw, len, &n);
+	if (rc < 0)
+		return rc;
 	rc = view_table_learn(o->tab, o->cells, n);
 	if (rc < 0)
 		return rc;
@@ -89,12 +164,27 @@ static int tree_table_row(void *arg, const char *const *names, const struct cata
 		o->again = true;	/* the header is out already */
 	if (o->again)
 		return 0;		/* only learning now */
-	/* The row's folder: a buffer kept across rows (names are at most 255 bytes). */
-	len = snprintf(o->path, sizeof(o->path), "%s/%s/%s%s%s%s%s", o->t->mountpoint, o->coll,
-		       names[0], names[1] ? "/" : "", names[1] ? names[1] : "",
-		       names[2] ? "/" : "", names[2] ? names[2] : "");
-	if (len < 0 || (size_t)len >= sizeof(o->path))
-		return -ENAMETOOLONG;
+	/* The row's folder: after the collection's part, kept across rows (made at the
+	 * first), its names joined (each at most 255 bytes). */
+	if (!o->base) {
+		int b = snprintf(o->path, sizeof(o->path), "%s/%s/", o->t->mountpoint, o->coll);
+
+		if (b < 0 || (size_t)b >= sizeof(o->path) - 3 * 256)
+			return -ENAMETOOLONG;
+		o->base = (size_t)b;
+	}
+	plen = o->base;
+	for (i = 0; i < 3 && names[i]; i++) {
+		size_t k = strlen(names[i]);
+
+		if (plen + k + 2 > sizeof(o->path))
+			return -ENAMETOOLONG;
+		if (i > 0)
+			o->path[plen++] = '/';
+		memcpy(o->path + plen, names[i], k);
+		plen += k;
+	}
+	o->path[plen] = '\0';
 	rc = view_table_row(o->tab, o->cells, n, o->path);
 	if (rc == 0 && ++o->rows % 1024 == 0)
 		rc = tree_table_drain(o);
@@ -104,27 +194,21 @@ static int tree_table_row(void *arg, const char *const *names, const struct cata
 /* ---- the reader and the writer --------------------------------------------------------
  *
  * The catalog's rows (valid during its callback only) are copied into batches and handed
- * to a writer thread, which makes the text and writes it: reading the catalog (SQLite's
- * JSON members) and making the text cost about the same, and a machine has two cores at
- * least. A few batches in flight bound the memory. */
+ * to a writer thread, which reads their members and makes the text and writes it:
+ * reading the catalog (SQLite's sort and lookups) and the rest cost about the same, and a
+ * machine has two cores at least. A few batches in flight bound the memory. */
 #define TREE_TABLE_BATCH 512
 #define TREE_TABLE_QUEUE 4
 #define TREE_TABLE_NONE SIZE_MAX	/* an offset that stands for NULL */
 
-struct tree_table_mem {
-	size_t key, text, len;
-};
-
 struct tree_table_rec {
 	size_t names[3];
-	size_t first, n;	/* its members in m[] */
+	size_t raw, len;	/* the object as sent */
 };
 
 struct tree_table_batch {
 	char *buf;		/* every string, NUL-terminated, one after another */
 	size_t len, cap;
-	struct tree_table_mem *m;
-	size_t nm, mcap;
 	struct tree_table_rec *r;
 	size_t nr, rcap;
 	struct tree_table_batch *next;
@@ -140,8 +224,6 @@ struct tree_table_pipe {
 	int rc;			/* the first failure of either side */
 	struct tree_table_batch *cur;		/* the reader's */
 	struct tree_table_out *o;
-	struct catalog_member *m;		/* the writer's, rebuilt for each row */
-	size_t mcap;
 };
 
 static void tree_table_batch_free(struct tree_table_batch *b)
@@ -150,7 +232,6 @@ static void tree_table_batch_free(struct tree_table_batch *b)
 		struct tree_table_batch *next = b->next;
 
 		free(b->buf);
-		free(b->m);
 		free(b->r);
 		free(b);
 		b = next;
@@ -219,8 +300,7 @@ static void tree_table_push(struct tree_table_pipe *p)
 }
 
 /* The catalog's callback, on the reader's thread: the row, copied into a batch. */
-static int tree_table_copy(void *arg, const char *const *names, const struct catalog_member *m,
-			   size_t n)
+static int tree_table_copy(void *arg, const char *const *names, const char *raw, size_t len)
 {
 	struct tree_table_pipe *p = arg;
 	struct tree_table_batch *b;
@@ -238,7 +318,7 @@ static int tree_table_copy(void *arg, const char *const *names, const struct cat
 		else
 			p->cur = calloc(1, sizeof(*p->cur));
 		if (p->cur)
-			p->cur->len = p->cur->nm = p->cur->nr = 0;
+			p->cur->len = p->cur->nr = 0;
 		else
 			rc = -ENOMEM;
 	}
@@ -246,24 +326,15 @@ static int tree_table_copy(void *arg, const char *const *names, const struct cat
 	if (rc)
 		return rc;
 	b = p->cur;
-	if (!tree_table_grow((void **)&b->r, &b->rcap, b->nr + 1, sizeof(*b->r)) ||
-	    !tree_table_grow((void **)&b->m, &b->mcap, b->nm + n, sizeof(*b->m)))
+	if (!tree_table_grow((void **)&b->r, &b->rcap, b->nr + 1, sizeof(*b->r)))
 		return -ENOMEM;
 	r = &b->r[b->nr];
 	for (i = 0; i < 3; i++)
 		r->names[i] = tree_table_keep(b, names[i], names[i] ? strlen(names[i]) : 0, &oom);
-	r->first = b->nm;
-	r->n = n;
-	for (i = 0; i < n; i++) {
-		struct tree_table_mem *mm = &b->m[b->nm + i];
-
-		mm->key = tree_table_keep(b, m[i].key, strlen(m[i].key), &oom);
-		mm->text = tree_table_keep(b, m[i].text, m[i].len, &oom);
-		mm->len = m[i].len;
-	}
+	r->raw = tree_table_keep(b, raw ? raw : "", len, &oom);
+	r->len = len;
 	if (oom)
 		return -ENOMEM;
-	b->nm += n;
 	if (++b->nr == TREE_TABLE_BATCH) {
 		pthread_mutex_lock(&p->lock);
 		tree_table_push(p);
@@ -283,18 +354,9 @@ static int tree_table_write(struct tree_table_pipe *p, struct tree_table_batch *
 		struct tree_table_rec *r = &b->r[i];
 		const char *names[3];
 
-		if (!tree_table_grow((void **)&p->m, &p->mcap, r->n, sizeof(*p->m)))
-			return -ENOMEM;
 		for (j = 0; j < 3; j++)
 			names[j] = r->names[j] == TREE_TABLE_NONE ? NULL : b->buf + r->names[j];
-		for (j = 0; j < r->n; j++) {
-			struct tree_table_mem *mm = &b->m[r->first + j];
-
-			p->m[j].key = b->buf + mm->key;
-			p->m[j].text = mm->text == TREE_TABLE_NONE ? NULL : b->buf + mm->text;
-			p->m[j].len = mm->len;
-		}
-		rc = tree_table_row(p->o, names, p->m, r->n);
+		rc = tree_table_row(p->o, names, b->buf + r->raw, r->len);
 	}
 	return rc;
 }
@@ -356,7 +418,6 @@ static int tree_table_pass(struct tree *t, struct tree_coll *c, unsigned which,
 	tree_table_batch_free(p.cur);
 	tree_table_batch_free(p.head);
 	tree_table_batch_free(p.spare);
-	free(p.m);
 	pthread_cond_destroy(&p.cond);
 	pthread_mutex_destroy(&p.lock);
 	return rc;
@@ -383,7 +444,7 @@ static int tree_table_tmpfile(struct tree *t)
 static int tree_table_render(struct tree *t, struct tree_coll *c, unsigned which, int *fd,
 			     off_t *size)
 {
-	struct tree_table_out o = { .t = t, .coll = c->name, .fd = -1 };
+	struct tree_table_out o = { .t = t, .coll = c->name, .which = which, .fd = -1 };
 	int rc;
 
 	rc = view_table_new(&o.tab);
@@ -418,6 +479,8 @@ static int tree_table_render(struct tree *t, struct tree_coll *c, unsigned which
 	if (o.fd >= 0)
 		close(o.fd);
 out_free:
+	jsonobj_release(&o.jo);
+	free(o.mbuf);
 	free(o.cells);
 	view_table_free(o.tab);
 	return rc;

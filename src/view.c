@@ -412,10 +412,15 @@ static void view_field(struct view_buf *b, const char *s, size_t n, bool first)
 {
 	size_t i, from = 0;
 
+	/* The bytes that make a field quoted: a table of them, as each byte of a table of
+	 * 200,000 rows passes here. */
+	static const bool special[256] = { [','] = true, ['"'] = true, ['\r'] = true,
+					   ['\n'] = true };
+
 	if (!first)
 		view_put(b, ",", 1);
 	for (i = 0; i < n; i++)
-		if (s[i] == ',' || s[i] == '"' || s[i] == '\r' || s[i] == '\n')
+		if (special[(unsigned char)s[i]])
 			break;
 	if (i == n) {
 		view_put(b, s, n);
