@@ -117,10 +117,11 @@ int catalog_colls(struct catalog *c, catalog_coll_fn fn, void *arg);
 int catalog_patients(struct catalog *c, const char *coll, catalog_patient_fn fn, void *arg);
 int catalog_studies(struct catalog *c, const char *coll, const char *pid, catalog_study_fn fn,
 		    void *arg);
-int catalog_series(struct catalog *c, const char *coll, const char *study, catalog_series_fn fn,
-		   void *arg);
+int catalog_series(struct catalog *c, const char *coll, const char *pid, const char *study,
+		   catalog_series_fn fn, void *arg);
 
-/* Every study (by patient, then name) or series (by study, then name) of a collection. */
+/* Every study (by patient, then name) or series (by patient, study, then name) of a
+ * collection. */
 int catalog_all_studies(struct catalog *c, const char *coll, catalog_study_fn fn, void *arg);
 int catalog_all_series(struct catalog *c, const char *coll, catalog_series_fn fn, void *arg);
 
@@ -131,8 +132,8 @@ int catalog_find_patient(struct catalog *c, const char *coll, const char *name,
 			 struct catalog_patient *out);
 int catalog_find_study(struct catalog *c, const char *coll, const char *pid, const char *name,
 		       struct catalog_study *out);
-int catalog_find_series(struct catalog *c, const char *coll, const char *study,
-			const char *name, struct catalog_series *out);
+int catalog_find_series(struct catalog *c, const char *coll, const char *pid,
+			const char *study, const char *name, struct catalog_series *out);
 /* A collection by its name as the API sends it. */
 int catalog_coll_by_api(struct catalog *c, const char *api, struct catalog_coll *out);
 /* A patient by its ID. */

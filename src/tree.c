@@ -494,7 +494,8 @@ int tree_resolve(struct tree *t, const char *path, const struct store_caller *wh
 		n->kind = TK_STUDY_JSON;
 		return 0;
 	}
-	rc = catalog_find_series(t->cat, n->coll->api, n->cstud.uid, comps[3], &n->cser);
+	rc = catalog_find_series(t->cat, n->coll->api, n->cstud.pid, n->cstud.uid, comps[3],
+				 &n->cser);
 	if (rc < 0)
 		goto out_put;
 	n->kind = TK_SERIES;
@@ -805,7 +806,8 @@ static int tree_list_study(struct tree *t, struct tree_node *n, struct tree_list
 	int rc;
 
 	tree_hold_json(l, "study.json");
-	rc = catalog_series(t->cat, n->coll->api, n->cstud.uid, tree_emit_series, &ea);
+	rc = catalog_series(t->cat, n->coll->api, n->cstud.pid, n->cstud.uid, tree_emit_series,
+			    &ea);
 	tree_emit_pending(l);
 	return rc < 0 ? rc : 0;
 }

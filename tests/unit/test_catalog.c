@@ -168,7 +168,7 @@ static void test_load_and_query(void **state)
 	assert_string_equal(buf, "2001-01-01 CT-1.2.3.44444|2001-01-01 CT-1.2.9.44444|"
 				 "2002-02-02 MR-1.5|");
 	buf[0] = '\0';
-	assert_int_equal(catalog_series(c, "C", "1.5", collect_series, buf), 0);
+	assert_int_equal(catalog_series(c, "C", "P1", "1.5", collect_series, buf), 0);
 	assert_string_equal(buf, "1 CT-5.1|2 MR-5.2|3 X-same|3 X-same~2|");
 
 	assert_int_equal(catalog_find_patient(c, "C", "P1", &p), 0);
@@ -189,7 +189,7 @@ static void test_load_and_query(void **state)
 	catalog_study_clear(&st);
 	assert_int_equal(catalog_find_study(c, "C", "P2", "1.5", &st), -ENOENT);
 
-	assert_int_equal(catalog_find_series(c, "C", "1.5", "2 MR-5.2", &ser), 0);
+	assert_int_equal(catalog_find_series(c, "C", "P1", "1.5", "2 MR-5.2", &ser), 0);
 	assert_string_equal(ser.uid, "1.5.2");
 	assert_string_equal(ser.facet[0], "MR");
 	assert_null(ser.facet[1]);
@@ -244,7 +244,7 @@ static void test_abort_and_scopes(void **state)
 	assert_int_equal(catalog_studies(c, "C", "P1", collect_study, buf), 0);
 	assert_string_equal(buf, "2002-02-02 MR-1.5|");
 	buf[0] = '\0';
-	assert_int_equal(catalog_series(c, "C", "1.5", collect_series, buf), 0);
+	assert_int_equal(catalog_series(c, "C", "P1", "1.5", collect_series, buf), 0);
 	assert_string_equal(buf, "9 PT-5.9|");
 	assert_int_equal(catalog_find_patient(c, "C", "P1", &p), 0);
 	assert_string_equal(p.raw, "{\"PatientId\":\"P1\"}");
@@ -330,12 +330,12 @@ static void test_big_load_is_staged(void **state)
 		if (round == 0) {
 			catalog_load_abort(big);
 			n = 0;
-			assert_int_equal(catalog_series(c, "C", "1.5", count_series, &n), 0);
+			assert_int_equal(catalog_series(c, "C", "P1", "1.5", count_series, &n), 0);
 			assert_int_equal(n, 0);
 		} else {
 			assert_int_equal(catalog_load_commit(big), 0);
 			n = 0;
-			assert_int_equal(catalog_series(c, "C", "1.5", count_series, &n), 0);
+			assert_int_equal(catalog_series(c, "C", "P1", "1.5", count_series, &n), 0);
 			assert_int_equal(n, 10000);
 		}
 		assert_int_equal(count_files(".load-"), 0);
@@ -518,9 +518,14 @@ static void test_lookups_use_indices(void **state)
 	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
 	for (i = 0; i < sizeof(lookups) / sizeof(lookups[0]); i++) {
 		plan_of(db, lookups[i], plan, sizeof(plan));
-		if (strstr(plan, "SCAN ") || strstr(plan, "series_pid (coll=?)"))
+		if (strstr(plan, "SCAN ") || strstr(plan, "series_name (coll=?)"))
 			fail_msg("statement %d reads the whole collection: %s", lookups[i], plan);
 	}
+	/* A study's series go through the index that is in patients' order. */
+	plan_of(db, ST_SERIES, plan, sizeof(plan));
+	assert_non_null(strstr(plan, "series_name (coll=? AND pid=? AND study=?)"));
+	plan_of(db, ST_FIND_SERIES, plan, sizeof(plan));
+	assert_non_null(strstr(plan, "series_name (coll=? AND pid=? AND study=? AND name=?)"));
 	for (s = ST_FACET_LINKS; s < ST_FACET_NAMES + 6; s++) {
 		if (s == ST_FACET_LINK)
 			s = ST_FACET_NAMES;	/* the single links are lookups, above */
