@@ -115,6 +115,9 @@ typedef int (*catalog_series_fn)(void *arg, const struct catalog_series *r);
 
 int catalog_colls(struct catalog *c, catalog_coll_fn fn, void *arg);
 int catalog_patients(struct catalog *c, const char *coll, catalog_patient_fn fn, void *arg);
+/* A patient's studies and a study's series as a folder lists them, from an index alone:
+ * identifiers, name, mtime (and a series' facets); full, raw, images and bytes are
+ * NULL or -1. */
 int catalog_studies(struct catalog *c, const char *coll, const char *pid, catalog_study_fn fn,
 		    void *arg);
 int catalog_series(struct catalog *c, const char *coll, const char *pid, const char *study,

@@ -24,7 +24,7 @@
 
 #include "log.h"
 
-#define CAT_VERSION 2
+#define CAT_VERSION 3
 #define CAT_READERS 4
 #define CAT_BUSY_MS 5000
 /* The load table's row for the archive's release (pid holds it): not a scope of loads. */
