@@ -135,6 +135,10 @@ int catalog_find_patient(struct catalog *c, const char *coll, const char *name,
 			 struct catalog_patient *out);
 int catalog_find_study(struct catalog *c, const char *coll, const char *pid, const char *name,
 		       struct catalog_study *out);
+/* A patient and one of its studies by folder names (not a bare UID), in one query. */
+int catalog_find_patient_study(struct catalog *c, const char *coll, const char *patient,
+				const char *study, struct catalog_patient *p,
+				struct catalog_study *s);
 int catalog_find_series(struct catalog *c, const char *coll, const char *pid,
 			const char *study, const char *name, struct catalog_series *out);
 /* A collection by its name as the API sends it. */

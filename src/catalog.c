@@ -64,8 +64,14 @@ const char *const cat_sql[ST_N] = {
 			   " raw=coalesce(excluded.raw, patient.raw)",
 	[ST_ADD_STUDY] = "INSERT OR REPLACE INTO study(" CAT_STUDY_COLS ")"
 			 " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+	/* A series belongs where its study is, whatever PatientID its record gives: the
+	 * folder-name index goes by the study's patient. A staged load (no keys to look a
+	 * study up by) takes the study's at its copy (catalog_load.c). */
 	[ST_ADD_SERIES] = "INSERT OR REPLACE INTO series(" CAT_SERIES_COLS ")"
-			  " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+			  " VALUES(?1, coalesce((SELECT pid FROM study WHERE coll=?1 AND uid=?3),"
+			  " ?2), ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+	[ST_ADD_SERIES_STAGED] = "INSERT INTO series(" CAT_SERIES_COLS ")"
+				 " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
 	/* Siblings whose readable names collide take their full names. The IN list is
 	 * computed before any row changes. */
 	[ST_FULL_STUDIES] = "UPDATE study SET name=full WHERE rowid IN ("
@@ -116,6 +122,12 @@ const char *const cat_sql[ST_N] = {
 	[ST_FIND_STUDY] = "SELECT " CAT_STUDY_COLS " FROM study WHERE coll=?1 AND pid=?2"
 			  " AND name=?3 UNION ALL SELECT " CAT_STUDY_COLS " FROM study"
 			  " WHERE coll=?1 AND uid=?3 AND pid=?2 LIMIT 1",
+	/* A patient and one of its studies by their folder names, in one statement: a walk
+	 * resolves a study's folder for each of its listings. */
+	[ST_FIND_PAT_STUDY] = "SELECT p.coll, p.pid, p.name, p.raw, st.coll, st.pid, st.uid,"
+			      " st.name, st.full, st.raw, st.mtime FROM patient p CROSS JOIN study st"
+			      " ON st.coll=p.coll AND st.pid=p.pid AND st.name=?3"
+			      " WHERE p.coll=?1 AND p.name=?2",
 	[ST_STUDY_BY_UID] = "SELECT " CAT_STUDY_COLS " FROM study WHERE coll=?1 AND uid=?2",
 	[ST_FIND_SERIES] = "SELECT " CAT_SERIES_COLS " FROM series WHERE coll=?1 AND pid=?4"
 			   " AND study=?2 AND name=?3 UNION ALL SELECT " CAT_SERIES_COLS " FROM series"
@@ -661,15 +673,21 @@ static void cat_read_patient(sqlite3_stmt *st, struct catalog_patient *r)
 	r->raw = cat_col(st, 3);
 }
 
+/* A study from the row's columns at, at + 1, … (CAT_STUDY_COLS' order). */
+static void cat_read_study_at(sqlite3_stmt *st, int at, struct catalog_study *r)
+{
+	r->coll = cat_col(st, at);
+	r->pid = cat_col(st, at + 1);
+	r->uid = cat_col(st, at + 2);
+	r->name = cat_col(st, at + 3);
+	r->full = cat_col(st, at + 4);
+	r->raw = cat_col(st, at + 5);
+	r->mtime = cat_num(st, at + 6);
+}
+
 static void cat_read_study(sqlite3_stmt *st, struct catalog_study *r)
 {
-	r->coll = cat_col(st, 0);
-	r->pid = cat_col(st, 1);
-	r->uid = cat_col(st, 2);
-	r->name = cat_col(st, 3);
-	r->full = cat_col(st, 4);
-	r->raw = cat_col(st, 5);
-	r->mtime = cat_num(st, 6);
+	cat_read_study_at(st, 0, r);
 }
 
 void cat_read_series(sqlite3_stmt *st, struct catalog_series *r)
@@ -777,6 +795,31 @@ static int cat_copy_patient(sqlite3_stmt *st, void *out)
 	rc = cat_dup_all(f, 4);
 	if (rc < 0)
 		catalog_patient_clear(r);
+	return rc;
+}
+
+/* A patient and its study from one row (ST_FIND_PAT_STUDY). */
+struct cat_pat_study {
+	struct catalog_patient *p;
+	struct catalog_study *s;
+};
+
+static int cat_copy_pat_study(sqlite3_stmt *st, void *out)
+{
+	struct cat_pat_study *ps = out;
+	struct catalog_patient *p = ps->p;
+	struct catalog_study *r = ps->s;
+	char **f[] = { &p->coll, &p->pid, &p->name, &p->raw, &r->coll, &r->pid, &r->uid,
+		       &r->name, &r->full, &r->raw };
+	int rc;
+
+	cat_read_patient(st, p);
+	cat_read_study_at(st, 4, r);
+	rc = cat_dup_all(f, 10);
+	if (rc < 0) {
+		catalog_patient_clear(p);
+		catalog_study_clear(r);
+	}
 	return rc;
 }
 
@@ -954,6 +997,18 @@ int catalog_find_study(struct catalog *c, const char *coll, const char *pid, con
 {
 	memset(out, 0, sizeof(*out));
 	return cat_query(c, ST_FIND_STUDY, coll, pid, name, cat_copy_study, out, true);
+}
+
+int catalog_find_patient_study(struct catalog *c, const char *coll, const char *patient,
+				const char *study, struct catalog_patient *p,
+				struct catalog_study *s)
+{
+	struct cat_pat_study ps = { p, s };
+
+	memset(p, 0, sizeof(*p));
+	memset(s, 0, sizeof(*s));
+	return cat_query(c, ST_FIND_PAT_STUDY, coll, patient, study, cat_copy_pat_study, &ps,
+			 true);
 }
 
 int catalog_study_by_uid(struct catalog *c, const char *coll, const char *uid,

@@ -43,10 +43,12 @@ static const struct {
 	  " ON CONFLICT(coll, pid) DO UPDATE SET raw=coalesce(excluded.raw, patient.raw)", -1 },
 	{ "INSERT OR REPLACE INTO main.study(coll, pid, uid, name, full, mtime, raw)"
 	  " SELECT coll, pid, uid, name, full, mtime, raw FROM stage.study", CAT_ORDER_STUDY },
+	/* A series goes where its study is, as ST_ADD_SERIES puts it. */
 	{ "INSERT OR REPLACE INTO main.series(coll, pid, study, uid, name, full, mtime, images,"
-	  " bytes, modality, body_part, manufacturer, raw) SELECT coll, pid, study, uid, name,"
-	  " full, mtime, images, bytes, modality, body_part, manufacturer, raw FROM stage.series",
-	  CAT_ORDER_SERIES },
+	  " bytes, modality, body_part, manufacturer, raw) SELECT coll, coalesce((SELECT pid"
+	  " FROM main.study m WHERE m.coll=s.coll AND m.uid=s.study), pid), study, uid, name,"
+	  " full, mtime, images, bytes, modality, body_part, manufacturer, raw"
+	  " FROM stage.series s", CAT_ORDER_SERIES },
 };
 
 /* Rows that came out of their patients' order are copied in it, through an index made
@@ -351,7 +353,7 @@ static int cat_put_series(struct catalog_load *l, const struct catalog_series *r
 	if (cat_note_order(l, CAT_ORDER_SERIES, (const char *[]){ r->coll, r->pid, r->study },
 			   3) < 0)
 		return l->rc = -ENOMEM;
-	st = cat_stmt(cat_load_conn(l), ST_ADD_SERIES, &rc);
+	st = cat_stmt(cat_load_conn(l), l->stage.db ? ST_ADD_SERIES_STAGED : ST_ADD_SERIES, &rc);
 	if (st) {
 		cat_bind_text(st, 1, r->coll);
 		cat_bind_text(st, 2, r->pid);

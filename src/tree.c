@@ -472,6 +472,13 @@ int tree_resolve(struct tree *t, const char *path, const struct store_caller *wh
 			goto out_put;
 		return 0;
 	}
+	/* A study's folder where every name resolves from the catalog as is (a walk's
+	 * case): its patient and study in one query; anything else the long way. */
+	if (depth >= 3 && strcmp(comps[2], "patient.json") != 0 &&
+	    tree_coll_loaded_fresh(t, n->coll->api) &&
+	    catalog_find_patient_study(t->cat, n->coll->api, comps[1], comps[2], &n->cpat,
+				       &n->cstud) == 0)
+		goto study_found;
 	rc = tree_cat_find_patient(t, n->coll->api, comps[1], &n->cpat);
 	if (rc < 0)
 		goto out_put;
@@ -487,6 +494,7 @@ int tree_resolve(struct tree *t, const char *path, const struct store_caller *wh
 		rc = catalog_find_study(t->cat, n->coll->api, n->cpat.pid, comps[2], &n->cstud);
 	if (rc < 0)
 		goto out_put;
+study_found:
 	n->kind = TK_STUDY;
 	if (depth == 3)
 		return 0;

@@ -206,6 +206,9 @@ struct tree_lister {
 typedef int (*tree_load_fn)(struct tree *t, void *arg, struct tree_snap **out);
 
 /* ---- tree_load.c ----------------------------------------------------------------- */
+/* Whether coll's patient list and bulk load are both known fresh without a query (what
+ * tree_scope_fresh found, remembered): then every name resolves from the catalog as is. */
+bool tree_coll_loaded_fresh(struct tree *t, const char *coll);
 
 /* Each makes sure the catalog holds a fresh copy of its scope, loading it if not:
  * 0 or -errno. */

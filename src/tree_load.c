@@ -123,6 +123,12 @@ int tree_scope_fresh(struct tree *t, enum catalog_scope s, const char *coll,
 	return fresh;
 }
 
+bool tree_coll_loaded_fresh(struct tree *t, const char *coll)
+{
+	return tree_memo_fresh(t, CATALOG_PATIENTS, coll) != 0 &&
+	       tree_memo_fresh(t, CATALOG_COLLECTION, coll) != 0;
+}
+
 int64_t tree_scope_when(struct tree *t, enum catalog_scope s, const char *coll,
 			const char *pid)
 {

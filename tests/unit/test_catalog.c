@@ -303,6 +303,30 @@ static int count_series(void *arg, const struct catalog_series *r)
 	return 0;
 }
 
+/* A series whose record names another patient than its study's is listed, found and
+ * counted where its study is (a load small enough to go in directly). */
+static void test_series_go_where_their_study_is(void **state)
+{
+	struct catalog *c = open_cat();
+	struct catalog_load *l;
+	struct catalog_series ser;
+	char buf[256] = "";
+
+	(void)state;
+	assert_int_equal(catalog_load_begin(c, CATALOG_COLLECTION, "C", NULL, &l), 0);
+	add_study(l, "P1", "1.5", "S", "S");
+	add_series(l, "P1", "1.5", "1.5.1", "A", "A", "CT");
+	add_series(l, "", "1.5", "1.5.2", "B", "B", "CT");
+	add_series(l, "P7", "1.5", "1.5.3", "C", "C", "CT");
+	assert_int_equal(catalog_load_commit(l), 0);
+	assert_int_equal(catalog_series(c, "C", "P1", "1.5", collect_series, buf), 0);
+	assert_string_equal(buf, "A|B|C|");
+	assert_int_equal(catalog_find_series(c, "C", "P1", "1.5", "C", &ser), 0);
+	assert_string_equal(ser.pid, "P1");
+	catalog_series_clear(&ser);
+	catalog_free(c);
+}
+
 /* A load of more rows than a batch goes through a staging file: while it streams, other
  * loads commit (the catalog's write lock is not held); it lands whole at commit, or not
  * at all on abort, and its staging file goes either way. */
@@ -381,7 +405,7 @@ static void test_big_load_lies_in_patient_order(void **state)
 	};
 	struct catalog *c = open_cat();
 	struct catalog_load *l;
-	char pid[16], study[32], uid[32];
+	char pid[16], study[32], uid[32], buf[256] = "";
 	sqlite3 *db;
 	int i, k;
 
@@ -398,7 +422,11 @@ static void test_big_load_lies_in_patient_order(void **state)
 			add_study(l, pid, study, study, study);
 		add_series(l, pid, study, uid, uid, uid, "CT");
 	}
+	/* A record that names another patient than its study's goes where its study is. */
+	add_series(l, "LIAR", "2.0", "1.99999", "1.99999", "1.99999", "CT");
 	assert_int_equal(catalog_load_commit(l), 0);
+	assert_int_equal(catalog_series(c, "C", "P000", "2.0", collect_series, buf), 0);
+	assert_non_null(strstr(buf, "1.99999|"));
 	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
 	for (k = 0; k < 2; k++)
 		assert_true(rows_in_order(db, by_patient[k]));
@@ -709,6 +737,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_big_load_lies_in_patient_order, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_lookups_use_indices, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_series_go_where_their_study_is, setup,
+						teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
