@@ -102,7 +102,7 @@ static int tree_table_members(struct tree_table_out *o, const char *raw, size_t 
 {
 	struct jsonobj_member m;
 	size_t used = 0, i, key, text;
-	int more, rc = 0;
+	int more = 0, rc = 0;
 
 	*n = 0;
 	jsonobj_start(&o->jo, raw, len);
