@@ -72,25 +72,44 @@ static int tree_table_drain(struct tree_table_out *o)
 	return rc;
 }
 
-/* Copies s (n bytes) to the row's buffer at *used, NUL-terminated; its offset. */
-static int tree_table_put(struct tree_table_out *o, size_t *used, const char *s, size_t n,
-			  size_t *at)
+/* Grows the array *v of *cap elements of size bytes to hold need of them. */
+static bool tree_table_grow(void **v, size_t *cap, size_t need, size_t size)
 {
-	if (*used + n + 1 > o->mcap) {
-		size_t cap = o->mcap ? o->mcap : 4096;
+	size_t n = *cap ? *cap : 64;
+	void *grown;
+
+	if (need <= *cap)
+		return true;
+	while (n < need)
+		n *= 2;
+	grown = realloc(*v, n * size);
+	if (!grown)
+		return false;
+	*v = grown;
+	*cap = n;
+	return true;
+}
+
+/* Appends s (n bytes) and a NUL to the text buf[0..*len) of capacity *cap; *at is
+ * where it starts. */
+static int tree_table_append(char **buf, size_t *len, size_t *cap, const char *s, size_t n,
+			     size_t *at)
+{
+	if (*len + n + 1 > *cap) {
+		size_t c = *cap ? *cap : 4096;
 		char *grown;
 
-		while (cap < *used + n + 1)
-			cap *= 2;
-		if (!(grown = realloc(o->mbuf, cap)))
+		while (c < *len + n + 1)
+			c *= 2;
+		if (!(grown = realloc(*buf, c)))
 			return -ENOMEM;
-		o->mbuf = grown;
-		o->mcap = cap;
+		*buf = grown;
+		*cap = c;
 	}
-	memcpy(o->mbuf + *used, s, n);
-	o->mbuf[*used + n] = '\0';
-	*at = *used;
-	*used += n + 1;
+	memcpy(*buf + *len, s, n);
+	(*buf)[*len + n] = '\0';
+	*at = *len;
+	*len += n + 1;
 	return 0;
 }
 
@@ -107,15 +126,8 @@ static int tree_table_members(struct tree_table_out *o, const char *raw, size_t 
 	*n = 0;
 	jsonobj_start(&o->jo, raw, len);
 	while (rc == 0 && (more = jsonobj_next(&o->jo, &m)) > 0) {
-		if (*n >= o->ncells) {
-			size_t nc = o->ncells ? 2 * o->ncells : 32;
-			struct view_cell *c = realloc(o->cells, nc * sizeof(*c));
-
-			if (!c)
-				return -ENOMEM;
-			o->cells = c;
-			o->ncells = nc;
-		}
+		if (!tree_table_grow((void **)&o->cells, &o->ncells, *n + 1, sizeof(*o->cells)))
+			return -ENOMEM;
 		if (m.type == JSONOBJ_TRUE) {
 			m.text = "true";
 			m.len = 4;
@@ -123,10 +135,11 @@ static int tree_table_members(struct tree_table_out *o, const char *raw, size_t 
 			m.text = "false";
 			m.len = 5;
 		}
-		rc = tree_table_put(o, &used, m.key, m.klen, &key);
+		rc = tree_table_append(&o->mbuf, &used, &o->mcap, m.key, m.klen, &key);
 		text = SIZE_MAX;
 		if (rc == 0 && m.type != JSONOBJ_NULL)
-			rc = tree_table_put(o, &used, m.text ? m.text : "", m.len, &text);
+			rc = tree_table_append(&o->mbuf, &used, &o->mcap, m.text ? m.text : "",
+					       m.len, &text);
 		/* Offsets for now: the buffer may move while the row is read. */
 		o->cells[*n] = (struct view_cell){ (const char *)(uintptr_t)key,
 						   (const char *)(uintptr_t)text, m.len };
@@ -241,45 +254,15 @@ static void tree_table_batch_free(struct tree_table_batch *b)
 /* Copies s (n bytes) into b's strings; its offset, or TREE_TABLE_NONE for NULL. */
 static size_t tree_table_keep(struct tree_table_batch *b, const char *s, size_t n, bool *oom)
 {
-	size_t at = b->len;
+	size_t at;
 
 	if (!s)
 		return TREE_TABLE_NONE;
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 65536;
-		char *grown;
-
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		grown = realloc(b->buf, cap);
-		if (!grown) {
-			*oom = true;
-			return TREE_TABLE_NONE;
-		}
-		b->buf = grown;
-		b->cap = cap;
+	if (tree_table_append(&b->buf, &b->len, &b->cap, s, n, &at) < 0) {
+		*oom = true;
+		return TREE_TABLE_NONE;
 	}
-	memcpy(b->buf + at, s, n);
-	b->buf[at + n] = '\0';
-	b->len += n + 1;
 	return at;
-}
-
-static bool tree_table_grow(void **v, size_t *cap, size_t need, size_t size)
-{
-	size_t n = *cap ? *cap : 64;
-	void *grown;
-
-	if (need <= *cap)
-		return true;
-	while (n < need)
-		n *= 2;
-	grown = realloc(*v, n * size);
-	if (!grown)
-		return false;
-	*v = grown;
-	*cap = n;
-	return true;
 }
 
 /* Hands the reader's batch to the writer, waiting while too many are in flight. Lock
