@@ -33,7 +33,7 @@ endif
 ALL_CFLAGS = $(WARN) $(OPT) $(SANFLAGS) $(PKG_CFLAGS) $(CFLAGS)
 ALL_LDFLAGS = $(SANFLAGS) $(LDFLAGS)
 
-MODEL     := utf8 jsonobj log failures fileio spool ahead inodes http auth metacache catalog catalog_load catalog_view tcia tcia_stream idc idc_bucket source unzip store store_fetch view tree tree_names tree_files tree_load tree_view tree_table tree_xattr
+MODEL     := utf8 jsonobj log failures fileio spool ahead inodes http auth metacache catalog catalog_load catalog_view tcia tcia_stream tcia_pick idc idc_bucket source unzip store store_fetch view tree tree_names tree_files tree_load tree_view tree_table tree_xattr
 MODEL_OBJ := $(MODEL:%=$(BUILD)/%.o)
 BIN       := $(BUILD)/tciafs
 UNIT      := test_jsonobj test_log test_failures test_spool test_ahead test_inodes test_http test_metacache test_catalog test_tcia test_idc test_tree test_unzip test_view
@@ -187,7 +187,7 @@ FUZZ_BUILD   := build-fuzz
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all
 FUZZ_CFLAGS   = $(WARN) -g -O1 $(FUZZ_SAN) -fsanitize=fuzzer-no-link $(PKG_CFLAGS)
 FUZZ_OBJ     := $(MODEL:%=$(FUZZ_BUILD)/%.o)
-FUZZERS      := tcia idc names unzip view jsonobj
+FUZZERS      := tcia idc names unzip view jsonobj pick
 
 $(FUZZ_BUILD)/%.o: src/%.c $(HEADERS) | deps
 	@mkdir -p $(FUZZ_BUILD)
@@ -201,7 +201,7 @@ fuzz: $(FUZZERS:%=$(FUZZ_BUILD)/fuzz_%)
 	  mkdir -p $(FUZZ_BUILD)/corpus-$$t; \
 	  case $$t in tcia) seeds=tests/fixtures/tcia;; unzip) seeds=tests/hostile/zips;; \
 	    view) seeds=tests/fuzz/seeds-view;; idc) seeds=tests/fuzz/seeds-idc;; \
-	    jsonobj) seeds=tests/fuzz/seeds-jsonobj;; \
+	    jsonobj|pick) seeds=tests/fuzz/seeds-jsonobj;; \
 	    *) seeds=tests/fuzz/seeds-names;; esac; \
 	  echo "== fuzz_$$t for $(FUZZ_SECONDS) s"; \
 	  if ! $(FUZZ_BUILD)/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -close_fd_mask=2 \

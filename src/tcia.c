@@ -222,7 +222,7 @@ int tcia_load_array(const char *body, size_t len, json_t **out)
 /* A new copy of a JSON string with each embedded NUL as U+FFFD: cut at the NUL, "1.2.3\0"
  * "4" would become another series' UID "1.2.3"; with U+FFFD it is a UID no one has, which
  * the store refuses. */
-static char *tcia_strdup_nul(const char *s, size_t n)
+char *tcia_strdup_nul(const char *s, size_t n)
 {
 	size_t nuls = 0, i, j = 0;
 	char *out;
@@ -251,11 +251,14 @@ static char *tcia_strdup_nul(const char *s, size_t n)
 /* The text of a scalar member as the service sent it: strings as they are (an embedded
  * NUL as U+FFFD), numbers printed. Returns 0 with *out a new string or NULL (missing,
  * null, or not a scalar), or -ENOMEM. */
-static int tcia_text(const json_t *obj, const char *key, char **out)
+static int tcia_text(const struct tcia_src *src, const char *key, char **out)
 {
-	const json_t *v = json_object_get(obj, key);
+	const json_t *v;
 	char num[64];
 
+	if (src->picked)
+		return tcia_pick_text(src->picked, key, out);
+	v = json_object_get(src->obj, key);
 	*out = NULL;
 	if (json_is_string(v)) {
 		*out = tcia_strdup_nul(json_string_value(v), json_string_length(v));
@@ -271,35 +274,48 @@ static int tcia_text(const json_t *obj, const char *key, char **out)
 	return *out ? 0 : -ENOMEM;
 }
 
-/* An integer member, sent as a JSON integer, a real, or a string such as "25273786.0".
- * Returns the value, or -1 when missing, negative, fractional or unreadable. */
-static int64_t tcia_int(const json_t *obj, const char *key)
+int64_t tcia_int_of_real(double d)
 {
-	const json_t *v = json_object_get(obj, key);
-	double d;
-	char *end;
-
-	if (json_is_integer(v))
-		return json_integer_value(v) >= 0 ? (int64_t)json_integer_value(v) : -1;
-	if (json_is_real(v))
-		d = json_real_value(v);
-	else if (json_is_string(v) && json_string_length(v) > 0 &&
-		 strlen(json_string_value(v)) == json_string_length(v)) {
-		errno = 0;
-		d = strtod(json_string_value(v), &end);
-		if (errno || *end != '\0')
-			return -1;
-	} else {
-		return -1;
-	}
 	if (!isfinite(d) || d < 0 || d > 9.0e15 || d != floor(d))
 		return -1;
 	return (int64_t)d;
 }
 
+int64_t tcia_int_of_string(const char *s, size_t len)
+{
+	double d;
+	char *end;
+
+	if (len == 0 || strlen(s) != len)
+		return -1;
+	errno = 0;
+	d = strtod(s, &end);
+	if (errno || *end != '\0')
+		return -1;
+	return tcia_int_of_real(d);
+}
+
+/* An integer member, sent as a JSON integer, a real, or a string such as "25273786.0".
+ * Returns the value, or -1 when missing, negative, fractional or unreadable. */
+static int64_t tcia_int(const struct tcia_src *src, const char *key)
+{
+	const json_t *v;
+
+	if (src->picked)
+		return tcia_pick_int(src->picked, key);
+	v = json_object_get(src->obj, key);
+	if (json_is_integer(v))
+		return json_integer_value(v) >= 0 ? (int64_t)json_integer_value(v) : -1;
+	if (json_is_real(v))
+		return tcia_int_of_real(json_real_value(v));
+	if (json_is_string(v))
+		return tcia_int_of_string(json_string_value(v), json_string_length(v));
+	return -1;
+}
+
 /* Chains tcia_text calls: stops at the first failure and remembers it. */
 struct tcia_fields {
-	const json_t *obj;
+	const struct tcia_src *src;
 	int rc;
 };
 
@@ -308,7 +324,7 @@ static char *tcia_field(struct tcia_fields *f, const char *key)
 	char *s = NULL;
 
 	if (f->rc == 0)
-		f->rc = tcia_text(f->obj, key, &s);
+		f->rc = tcia_text(f->src, key, &s);
 	return s;
 }
 
@@ -320,12 +336,12 @@ static int tcia_raw(const json_t *obj, char **out)
 
 /* raw for a record: the element's text as sent when parsing a stream (arg), else the
  * object printed compact. */
-static int tcia_raw_of(const json_t *obj, const void *arg, char **out)
+static int tcia_raw_of(const struct tcia_src *src, const void *arg, char **out)
 {
 	const struct tcia_as_sent *as = arg;
 
 	if (!as)
-		return tcia_raw(obj, out);
+		return src->obj ? tcia_raw(src->obj, out) : -EINVAL;
 	*out = tcia_strdup_nul(as->text, as->len);
 	return *out ? 0 : -ENOMEM;
 }
@@ -482,7 +498,8 @@ static int tcia_parse_list(const char *body, size_t len, size_t item_size, tcia_
 			rc = tcia_parse_one(body + start, end - start, index, &el);
 		if (rc < 0)
 			break;
-		rc = one_fn(el, (char *)l->v + l->count * item_size, arg);
+		rc = one_fn(&(struct tcia_src){ el, NULL }, (char *)l->v + l->count * item_size,
+			    arg);
 		json_decref(el);
 		if (rc < 0) {
 			/* The item being built may hold part of its fields: free it too. */
@@ -519,17 +536,17 @@ static int tcia_parse_list(const char *body, size_t len, size_t item_size, tcia_
 
 /* ---- one record each ------------------------------------------------------------------ */
 
-static int tcia_one_value(const json_t *obj, void *item, const void *arg)
+static int tcia_one_value(const struct tcia_src *src, void *item, const void *arg)
 {
 	struct tcia_value *v = item;
 	int rc;
 
-	rc = tcia_text(obj, arg, &v->value);
+	rc = tcia_text(src, arg, &v->value);
 	if (rc < 0)
 		return rc;
 	if (!v->value)
 		return 1;	/* some elements lack the key (getBodyPartValues) */
-	return tcia_raw(obj, &v->raw);
+	return tcia_raw(src->obj, &v->raw);
 }
 
 int tcia_parse_values(const char *body, size_t len, const char *key, struct tcia_values *out)
@@ -538,10 +555,10 @@ int tcia_parse_values(const char *body, size_t len, const char *key, struct tcia
 			       (tcia_clear_fn)tcia_values_clear, out);
 }
 
-int tcia_one_patient(const json_t *obj, void *item, const void *arg)
+int tcia_one_patient(const struct tcia_src *src, void *item, const void *arg)
 {
 	struct tcia_patient *p = item;
-	struct tcia_fields f = { obj, 0 };
+	struct tcia_fields f = { src, 0 };
 
 	/* Clients since 2023 read PatientId; older ones PatientID: accept both. */
 	p->patient_id = tcia_field(&f, "PatientId");
@@ -555,7 +572,7 @@ int tcia_one_patient(const json_t *obj, void *item, const void *arg)
 		p->collection = NULL;
 		return 1;
 	}
-	return tcia_raw_of(obj, arg, &p->raw);
+	return tcia_raw_of(src, arg, &p->raw);
 }
 
 int tcia_parse_patients(const char *body, size_t len, struct tcia_patients *out)
@@ -564,24 +581,24 @@ int tcia_parse_patients(const char *body, size_t len, struct tcia_patients *out)
 			       (tcia_clear_fn)tcia_patients_clear, out);
 }
 
-int tcia_one_study(const json_t *obj, void *item, const void *arg)
+int tcia_one_study(const struct tcia_src *src, void *item, const void *arg)
 {
 	struct tcia_study *s = item;
-	struct tcia_fields f = { obj, 0 };
+	struct tcia_fields f = { src, 0 };
 
 	s->study_uid = tcia_field(&f, "StudyInstanceUID");
 	s->patient_id = tcia_field(&f, "PatientID");
 	s->collection = tcia_field(&f, "Collection");
 	s->date = tcia_field(&f, "StudyDate");
 	s->description = tcia_field(&f, "StudyDescription");
-	s->series_count = tcia_int(obj, "SeriesCount");
+	s->series_count = tcia_int(src, "SeriesCount");
 	if (f.rc == 0 && !s->study_uid) {
 		tcia_study_clear(s);
 		memset(s, 0, sizeof(*s));
 		return 1;
 	}
 	if (f.rc == 0)
-		f.rc = tcia_raw_of(obj, arg, &s->raw);
+		f.rc = tcia_raw_of(src, arg, &s->raw);
 	return f.rc;
 }
 
@@ -591,10 +608,10 @@ int tcia_parse_studies(const char *body, size_t len, struct tcia_studies *out)
 			       (tcia_clear_fn)tcia_studies_clear, out);
 }
 
-int tcia_one_series(const json_t *obj, void *item, const void *arg)
+int tcia_one_series(const struct tcia_src *src, void *item, const void *arg)
 {
 	struct tcia_series *s = item;
-	struct tcia_fields f = { obj, 0 };
+	struct tcia_fields f = { src, 0 };
 
 	s->series_uid = tcia_field(&f, "SeriesInstanceUID");
 	s->study_uid = tcia_field(&f, "StudyInstanceUID");
@@ -612,15 +629,15 @@ int tcia_one_series(const json_t *obj, void *item, const void *arg)
 	s->license_name = tcia_field(&f, "LicenseName");
 	s->license_uri = tcia_field(&f, "LicenseURI");
 	s->collection_uri = tcia_field(&f, "CollectionURI");
-	s->image_count = tcia_int(obj, "ImageCount");
-	s->file_size = tcia_int(obj, "FileSize");
+	s->image_count = tcia_int(src, "ImageCount");
+	s->file_size = tcia_int(src, "FileSize");
 	if (f.rc == 0 && !s->series_uid) {
 		tcia_one_series_clear(s);
 		memset(s, 0, sizeof(*s));
 		return 1;
 	}
 	if (f.rc == 0)
-		f.rc = tcia_raw_of(obj, arg, &s->raw);
+		f.rc = tcia_raw_of(src, arg, &s->raw);
 	return f.rc;
 }
 
@@ -630,14 +647,14 @@ int tcia_parse_series(const char *body, size_t len, struct tcia_series_list *out
 			       (tcia_clear_fn)tcia_series_list_clear, out);
 }
 
-static int tcia_one_size(const json_t *obj, void *item, const void *arg)
+static int tcia_one_size(const struct tcia_src *src, void *item, const void *arg)
 {
 	struct tcia_series_size *s = item;
 
 	(void)arg;
-	s->total_bytes = tcia_int(obj, "TotalSizeInBytes");
-	s->object_count = tcia_int(obj, "ObjectCount");
-	return tcia_raw(obj, &s->raw);
+	s->total_bytes = tcia_int(src, "TotalSizeInBytes");
+	s->object_count = tcia_int(src, "ObjectCount");
+	return tcia_raw(src->obj, &s->raw);
 }
 
 int tcia_parse_sizes(const char *body, size_t len, struct tcia_sizes *out)

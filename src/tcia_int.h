@@ -18,8 +18,33 @@ struct tcia_as_sent {
 	size_t len;
 };
 
+/* The members of a record picked from an element's text in place (tcia_pick.c). */
+struct tcia_picked;
+int tcia_picked_new(struct tcia_picked **out);
+void tcia_picked_free(struct tcia_picked *p);
+/* Reads the element text[0..len): 0, -ENOMEM, or -EAGAIN when it is jansson's to read
+ * (anything jansson might refuse or read otherwise: a repeated key, a nested value, a
+ * number out of range, text that is not UTF-8, not one object). */
+int tcia_pick(struct tcia_picked *p, const char *text, size_t len);
+/* A picked member as tcia.c's tcia_text and tcia_int give a jansson object's. */
+int tcia_pick_text(const struct tcia_picked *p, const char *key, char **out);
+int64_t tcia_pick_int(const struct tcia_picked *p, const char *key);
+
+/* An element a record is made of: jansson's object, or the members picked from it. */
+struct tcia_src {
+	const json_t *obj;
+	const struct tcia_picked *picked;
+};
+
 /* Makes the record item of one element (arg: a struct tcia_as_sent, or NULL). */
-typedef int (*tcia_one_fn)(const json_t *obj, void *item, const void *arg);
+typedef int (*tcia_one_fn)(const struct tcia_src *src, void *item, const void *arg);
+
+/* A copy of a string with each embedded NUL as U+FFFD. */
+char *tcia_strdup_nul(const char *s, size_t n);
+/* An integer from a real, or from a string such as "25273786.0": -1 when negative,
+ * fractional, too big or unreadable. */
+int64_t tcia_int_of_real(double d);
+int64_t tcia_int_of_string(const char *s, size_t len);
 
 /* An answer that should be a JSON array: *out a new reference, NULL for "no results";
  * 0, -ENOMEM or -EBADMSG. */
@@ -30,9 +55,9 @@ int tcia_next_element(const char *b, size_t len, size_t *pos, size_t *start, siz
 /* One element's text loaded as JSON (index names it in the error line). */
 int tcia_parse_one(const char *text, size_t n, size_t index, json_t **out);
 /* One element as a typed record (item: a struct tcia_patient, _study or _series). */
-int tcia_one_patient(const json_t *obj, void *item, const void *arg);
-int tcia_one_study(const json_t *obj, void *item, const void *arg);
-int tcia_one_series(const json_t *obj, void *item, const void *arg);
+int tcia_one_patient(const struct tcia_src *src, void *item, const void *arg);
+int tcia_one_study(const struct tcia_src *src, void *item, const void *arg);
+int tcia_one_series(const struct tcia_src *src, void *item, const void *arg);
 /* One log line for the n elements of an answer that one_fn left out (returned 1). */
 void tcia_log_left_out(tcia_one_fn one_fn, size_t n);
 /* How long a streamed list of kind may go on (then -EFBIG). */

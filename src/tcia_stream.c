@@ -58,6 +58,8 @@ struct tcia_stream {
 	/* Elements are parsed on a helper thread once the answer is long (ahead.c) and
 	 * handed on here in order. */
 	struct ahead *ahead;
+	/* Members picked in place, on the helper and here (jansson reads the rest). */
+	struct tcia_picked *pick_ahead, *pick_here;
 	char *buf;
 	size_t len, cap;
 	size_t depth;
@@ -90,17 +92,32 @@ static int tcia_stream_keep(struct tcia_stream *s, char c, size_t max)
 	return 0;
 }
 
+/* An element's record from its members picked in place: -EAGAIN when it is jansson's to
+ * read. */
+static int tcia_stream_pick(struct tcia_stream *s, struct tcia_picked *pick, const char *text,
+			    size_t len, void *item)
+{
+	struct tcia_as_sent as = { text, len };
+	int rc = tcia_pick(pick, text, len);
+
+	return rc < 0 ? rc : s->one_fn(&(struct tcia_src){ NULL, pick }, item, &as);
+}
+
 /* On the helper: an element parsed and built, or not (the caller then does it again and
  * says what is wrong with it). */
 static int tcia_stream_work(void *ctx, const char *text, size_t len, void *item)
 {
 	struct tcia_stream *s = ctx;
 	struct tcia_as_sent as = { text, len };
-	json_t *el = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, NULL);
-	int rc = -EBADMSG;
+	json_t *el;
+	int rc = tcia_stream_pick(s, s->pick_ahead, text, len, item);
 
+	if (rc != -EAGAIN)
+		return rc;
+	el = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, NULL);
+	rc = -EBADMSG;
 	if (json_is_object(el))
-		rc = s->one_fn(el, item, &as);
+		rc = s->one_fn(&(struct tcia_src){ el, NULL }, item, &as);
 	json_decref(el);
 	return rc;
 }
@@ -113,10 +130,12 @@ static int tcia_stream_done(void *ctx, const char *text, size_t len, void *item,
 	json_t *el;
 	int rc = 0;
 
-	if (!made) {
+	if (!made)
+		rc = tcia_stream_pick(s, s->pick_here, text, len, item);
+	if (!made && rc == -EAGAIN) {
 		rc = tcia_parse_one(text, len, s->handed, &el);
 		if (rc == 0) {
-			rc = s->one_fn(el, item, &as);
+			rc = s->one_fn(&(struct tcia_src){ el, NULL }, item, &as);
 			json_decref(el);
 		}
 	}
@@ -293,6 +312,8 @@ void tcia_stream_free(struct tcia_stream *s)
 	if (!s)
 		return;
 	ahead_free(s->ahead);
+	tcia_picked_free(s->pick_ahead);
+	tcia_picked_free(s->pick_here);
 	free(s->buf);
 	free(s);
 }
@@ -336,9 +357,10 @@ int tcia_stream_new(enum tcia_kind kind, tcia_each_fn each, void *arg,
 	}
 	s->each = each;
 	s->arg = arg;
-	if (ahead_new(sizeof(union tcia_stream_item), tcia_stream_work, tcia_stream_done,
+	if (tcia_picked_new(&s->pick_ahead) < 0 || tcia_picked_new(&s->pick_here) < 0 ||
+	    ahead_new(sizeof(union tcia_stream_item), tcia_stream_work, tcia_stream_done,
 		      s->clear_one, s, &s->ahead) < 0) {
-		free(s);
+		tcia_stream_free(s);
 		return -ENOMEM;
 	}
 	*out = s;

@@ -3,6 +3,7 @@
  * empty bodies, [] and null for no results, elements lacking the key, numbers for strings,
  * HTML pages and truncated JSON. */
 #include <errno.h>
+#include <inttypes.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -248,21 +249,27 @@ static int seen_series(void *arg, void *rec)
 	return 0;
 }
 
-static int stream_in_pieces(enum tcia_kind kind, const char *body, size_t len, size_t piece,
-			    struct seen *out)
+static int stream_each(enum tcia_kind kind, const char *body, size_t len, size_t piece,
+		       tcia_each_fn each, struct seen *out)
 {
 	struct tcia_stream *st;
 	size_t off;
 	int rc = 0;
 
 	memset(out, 0, sizeof(*out));
-	assert_int_equal(tcia_stream_new(kind, seen_series, out, &st), 0);
+	assert_int_equal(tcia_stream_new(kind, each, out, &st), 0);
 	for (off = 0; off < len && rc == 0; off += piece)
 		rc = tcia_stream_feed(st, body + off, len - off < piece ? len - off : piece);
 	if (rc == 0)
 		rc = tcia_stream_end(st);
 	tcia_stream_free(st);
 	return rc;
+}
+
+static int stream_in_pieces(enum tcia_kind kind, const char *body, size_t len, size_t piece,
+			    struct seen *out)
+{
+	return stream_each(kind, body, len, piece, seen_series, out);
 }
 
 static void test_stream(void **state)
@@ -389,6 +396,122 @@ static void test_long_stream(void **state)
 	assert_non_null(strstr(log_reason(), "element 4000"));
 	tcia_stream_free(st);
 	free(body);
+}
+
+/* Every field of a series record, raw compared as JSON (the stream keeps it as sent). */
+static int every_field(void *arg, void *rec)
+{
+	struct seen *s = arg;
+	struct tcia_series *r = rec;
+	const char *const f[] = { r->series_uid, r->study_uid, r->patient_id, r->collection,
+				  r->modality, r->body_part, r->manufacturer, r->description,
+				  r->number, r->date, r->timestamp, r->license_name,
+				  r->license_uri, r->collection_uri };
+	json_t *obj = json_loads(r->raw, JSON_ALLOW_NUL, NULL);
+	char *raw;
+	size_t i;
+
+	assert_non_null(obj);
+	raw = json_dumps(obj, JSON_COMPACT);
+	assert_non_null(raw);
+	for (i = 0; i < sizeof(f) / sizeof(f[0]); i++)
+		snprintf(s->text + strlen(s->text), sizeof(s->text) - strlen(s->text), "%s|",
+			 f[i] ? f[i] : "(none)");
+	snprintf(s->text + strlen(s->text), sizeof(s->text) - strlen(s->text),
+		 "%" PRId64 "|%" PRId64 "|%s;", r->image_count, r->file_size, raw);
+	free(raw);
+	json_decref(obj);
+	s->n++;
+	return 0;
+}
+
+/* A list of one element n times, then tail (NULL: none), as one answer. */
+static char *repeated(const char *el, size_t n, const char *tail)
+{
+	size_t len = 1, cap = (strlen(el) + 1) * (n + 1) + (tail ? strlen(tail) : 0) + 3;
+	char *body = malloc(cap);
+	size_t i;
+
+	assert_non_null(body);
+	body[0] = '[';
+	for (i = 0; i < n; i++)
+		len += (size_t)snprintf(body + len, cap - len, "%s%s", i ? "," : "", el);
+	if (tail)
+		len += (size_t)snprintf(body + len, cap - len, "%s%s", n ? "," : "", tail);
+	snprintf(body + len, cap - len, "]");
+	return body;
+}
+
+/* Streamed elements have their members read in place (tcia_pick.c), not by jansson: the
+ * records must be what jansson's reading makes, field for field, and what jansson
+ * refuses must still be refused, whether an element is read on the helper thread (a long
+ * answer) or not. */
+static void test_stream_reads_members_as_jansson_does(void **state)
+{
+	static const char *const same[] = {
+		"{\"SeriesInstanceUID\":\"1.1\",\"SeriesNumber\":4.0,\"ImageCount\":\"12.0\","
+		"\"FileSize\":1e3,\"Modality\":\"C\\u0054\",\"BodyPartExamined\":null,"
+		"\"Manufacturer\":true,\"SeriesDescription\":\"a\\u0000b\",\"TimeStamp\":null,"
+		"\"DateReleased\":\"2020-01-01\",\"StudyInstanceUID\":\"2.1\",\"PatientID\":-0}",
+		"{\"SeriesInstanceUID\":\"1.2\",\"SeriesNumber\":-7,\"ImageCount\":-3,"
+		"\"FileSize\":\"12.5\",\"Extra\":{\"a\":[1,{\"b\":2}]}}",
+		"{\"SeriesInstanceUID\":\"1.3\",\"SeriesNumber\":12345678901234567890123.5e-3,"
+		"\"ImageCount\":1.5,\"FileSize\":\" 1\",\"LicenseURI\":1E2,\"SeriesDate\":false}",
+		"{ \"SeriesInstanceUID\" : \"1.4\" , \"Modality\":\"\\u00e9\\ud83d\\ude00 \xc3\xa9\" }",
+		"{\"Modality\":\"CT\"}",
+		"{\"Series\\u0049nstanceUID\":\"1.5\",\"TimeStamp\":\"t\",\"DateReleased\":\"d\"}",
+		"{\"SeriesInstanceUID\":\"1.6\",\"k0\":0,\"k1\":1,\"k2\":2,\"k3\":3,\"k4\":4,\"k5\":5,"
+		"\"k6\":6,\"k7\":7,\"k8\":8,\"k9\":9,\"k10\":0,\"k11\":1,\"k12\":2,\"k13\":3,"
+		"\"k14\":4,\"k15\":5,\"k16\":6,\"k17\":7,\"k18\":8,\"k19\":9,\"k20\":0,\"k21\":1,"
+		"\"k22\":2,\"k23\":3,\"k24\":4,\"k25\":5,\"k26\":6,\"k27\":7,\"k28\":8,\"k29\":9,"
+		"\"k30\":0,\"k31\":1,\"k32\":2,\"k33\":3,\"k34\":4,\"k35\":5,\"k36\":6,\"k37\":7,"
+		"\"k38\":8,\"k39\":9,\"k40\":0,\"k41\":1,\"k42\":2,\"k43\":3,\"k44\":4,\"k45\":5,"
+		"\"k46\":6,\"k47\":7,\"k48\":8,\"k49\":9,\"k50\":0,\"k51\":1,\"k52\":2,\"k53\":3,"
+		"\"k54\":4,\"k55\":5,\"k56\":6,\"k57\":7,\"k58\":8,\"k59\":9,\"k60\":0,\"k61\":1,"
+		"\"k62\":2,\"k63\":3,\"k64\":4,\"Modality\":\"MR\"}",
+	};
+	static const char *const refused[] = {
+		"{\"SeriesInstanceUID\":\"1\",\"SeriesInstanceUID\":\"2\"}",
+		"{\"SeriesInstanceUID\":\"1\",\"x\":1,\"x\":1}",
+		"{\"SeriesInstanceUID\":\"1\",\"x\":99999999999999999999}",
+		"{\"SeriesInstanceUID\":\"1\",\"x\":-1e999}",
+		"{\"SeriesInstanceUID\":\"1\",\"x\\u0000\":1}",
+		"{\"SeriesInstanceUID\":\"\xc0\xaf\"}",
+		"{\"SeriesInstanceUID\":\"\xed\xa0\x80\"}",
+		"{\"SeriesInstanceUID\":\"1\",\"x\":\"\xf4\x90\x80\x80\"}",
+		"{\"SeriesInstanceUID\":\"1\"} x",
+		"{\"SeriesInstanceUID\":\"1\",\"x\":{\"y\":1,\"y\":2}}",
+		"{\"SeriesInstanceUID\":\"1\",\"x\":01}",
+	};
+	struct tcia_series_list l;
+	struct seen whole, part;
+	size_t i, j, n;
+	char *body;
+
+	(void)state;
+	for (n = 1; n <= 600; n += 599) {	/* 600: past a batch (ahead.c) */
+		for (i = 0; i < sizeof(same) / sizeof(same[0]); i++) {
+			body = repeated(same[i], n, NULL);
+			assert_int_equal(tcia_parse_series(body, strlen(body), &l), 0);
+			memset(&whole, 0, sizeof(whole));
+			for (j = 0; j < l.count && j < 3; j++)
+				every_field(&whole, &l.v[j]);
+			tcia_series_list_clear(&l);
+			assert_int_equal(stream_each(TCIA_SERIES, body, strlen(body), 4096,
+						     every_field, &part), 0);
+			/* The first three records of each (the buffer holds no more). */
+			part.text[strlen(whole.text)] = '\0';
+			assert_string_equal(part.text, whole.text);
+			free(body);
+		}
+		for (i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+			body = repeated(same[0], n - 1, refused[i]);
+			assert_int_equal(tcia_parse_series(body, strlen(body), &l), -EBADMSG);
+			assert_int_equal(stream_in_pieces(TCIA_SERIES, body, strlen(body), 4096,
+							  &part), -EBADMSG);
+			free(body);
+		}
+	}
 }
 
 static void test_series_sample(void **state)
@@ -611,6 +734,7 @@ int main(void)
 		cmocka_unit_test(test_series_sample),
 		cmocka_unit_test(test_stream),
 		cmocka_unit_test(test_long_stream),
+		cmocka_unit_test(test_stream_reads_members_as_jansson_does),
 		cmocka_unit_test(test_series_quirks),
 		cmocka_unit_test(test_patients),
 		cmocka_unit_test(test_studies),
