@@ -66,6 +66,9 @@ struct catalog_opts {
 	/* A catalog file up to this size is read whole (PRAGMA quick_check) at each open;
 	 * a bigger one only when it was found damaged while in use; 0 = 64 MiB. */
 	off_t check_max;
+	/* Frames in the log after a commit from which a thread of the catalog's own folds
+	 * it back into the database (the commit does not wait for that); 0 = 1000. */
+	int ckpt_frames;
 };
 
 /* Opens (or creates) the catalog. A file that is not a database, is corrupt, has another

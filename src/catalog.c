@@ -536,6 +536,85 @@ static void cat_configure(void)
 	sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
 }
 
+/* ---- the log folded back in the background ------------------------------------------ */
+
+/* Frames in the log after a commit from which it is folded back (SQLite's own default). */
+#define CAT_CKPT_FRAMES 1000
+
+/* After each commit of the writer, instead of SQLite's checkpoint inside it. */
+static int cat_wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
+{
+	struct catalog *c = arg;
+
+	(void)db;
+	(void)name;
+	if (frames >= c->ckpt_frames) {
+		pthread_mutex_lock(&c->ckpt_lock);
+		c->ckpt_wanted = true;
+		pthread_cond_signal(&c->ckpt_cond);
+		pthread_mutex_unlock(&c->ckpt_lock);
+	}
+	return SQLITE_OK;
+}
+
+/* A passive checkpoint waits for no one: pages a reader still needs stay in the log for
+ * the next one. A failure (a full disk) is told once until one succeeds again. */
+static void *cat_ckpt_main(void *arg)
+{
+	struct catalog *c = arg;
+	int rc;
+
+	pthread_mutex_lock(&c->ckpt_lock);
+	for (;;) {
+		while (!c->ckpt_stop && !c->ckpt_wanted)
+			pthread_cond_wait(&c->ckpt_cond, &c->ckpt_lock);
+		if (c->ckpt_stop)
+			break;
+		c->ckpt_wanted = false;
+		pthread_mutex_unlock(&c->ckpt_lock);
+		rc = sqlite3_wal_checkpoint_v2(c->ckpt.db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL,
+					       NULL);
+		pthread_mutex_lock(&c->ckpt_lock);
+		if (rc != SQLITE_OK && rc != SQLITE_BUSY && !c->ckpt_failed)
+			log_warn("catalog: cannot fold the log back into %s: %s (tried again after "
+				 "the next load)", c->path, sqlite3_errstr(rc));
+		c->ckpt_failed = rc != SQLITE_OK && rc != SQLITE_BUSY;
+	}
+	pthread_mutex_unlock(&c->ckpt_lock);
+	return NULL;
+}
+
+/* Without the thread (it could not start), SQLite checkpoints inside commits as usual. */
+static int cat_ckpt_start(struct catalog *c)
+{
+	int rc = cat_conn_open(c, &c->ckpt, false);
+
+	if (rc != SQLITE_OK)
+		return rc;
+	cat_cache_kib(c->ckpt.db, 64);
+	if (pthread_create(&c->ckpt_thread, NULL, cat_ckpt_main, c) != 0) {
+		cat_conn_close(&c->ckpt);
+		return SQLITE_OK;
+	}
+	c->ckpt_started = true;
+	sqlite3_wal_hook(c->writer.db, cat_wal_hook, c);
+	return SQLITE_OK;
+}
+
+static void cat_ckpt_stop(struct catalog *c)
+{
+	if (c->ckpt_started) {
+		sqlite3_wal_hook(c->writer.db, NULL, NULL);
+		pthread_mutex_lock(&c->ckpt_lock);
+		c->ckpt_stop = true;
+		pthread_cond_signal(&c->ckpt_cond);
+		pthread_mutex_unlock(&c->ckpt_lock);
+		pthread_join(c->ckpt_thread, NULL);
+		c->ckpt_started = false;
+	}
+	cat_conn_close(&c->ckpt);
+}
+
 int catalog_open(const struct catalog_opts *opts, struct catalog **out)
 {
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -558,6 +637,7 @@ int catalog_open(const struct catalog_opts *opts, struct catalog **out)
 		return -ENOMEM;
 	c->cache_bytes = opts->cache_bytes ? opts->cache_bytes : 2u << 20;
 	c->check_max = opts->check_max ? opts->check_max : CAT_CHECK_MAX;
+	c->ckpt_frames = opts->ckpt_frames > 0 ? opts->ckpt_frames : CAT_CKPT_FRAMES;
 	if (opts->host)
 		snprintf(host, sizeof(host), "%s", opts->host);
 	else
@@ -575,6 +655,8 @@ int catalog_open(const struct catalog_opts *opts, struct catalog **out)
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_cond_init(&c->cond, NULL);
 	pthread_mutex_init(&c->wlock, NULL);
+	pthread_mutex_init(&c->ckpt_lock, NULL);
+	pthread_cond_init(&c->ckpt_cond, NULL);
 	for (tries = 0;; tries++) {
 		if (lstat(c->path, &sb) == 0 && !S_ISREG(sb.st_mode)) {
 			rc = cat_move_aside(c->path, "not a file");
@@ -602,6 +684,11 @@ int catalog_open(const struct catalog_opts *opts, struct catalog **out)
 			goto out_free;
 		}
 	}
+	rc = cat_ckpt_start(c);
+	if (rc != SQLITE_OK) {
+		rc = cat_fail(NULL, rc, "open");
+		goto out_free;
+	}
 	*out = c;
 	return 0;
 out_free:
@@ -615,6 +702,7 @@ void catalog_free(struct catalog *c)
 
 	if (!c)
 		return;
+	cat_ckpt_stop(c);
 	for (i = 0; i < CAT_READERS; i++)
 		cat_conn_close(&c->readers[i]);
 	if (c->writer.db) {
@@ -627,6 +715,8 @@ void catalog_free(struct catalog *c)
 		pthread_mutex_destroy(&c->lock);
 		pthread_cond_destroy(&c->cond);
 		pthread_mutex_destroy(&c->wlock);
+		pthread_mutex_destroy(&c->ckpt_lock);
+		pthread_cond_destroy(&c->ckpt_cond);
 	}
 	free(c->path);
 	free(c);

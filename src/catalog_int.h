@@ -102,6 +102,15 @@ struct catalog {
 	pthread_mutex_t wlock;		/* held from a load's first write to its end */
 	struct cat_conn writer;
 	unsigned long loads, load_failures;	/* protected by lock */
+	/* The log folded back into the database on a thread of its own (cat_ckpt_main)
+	 * rather than inside the commit that grew it: NLST's bulk commit waited 2–3 s
+	 * for its own checkpoint before a walk could go on. */
+	struct cat_conn ckpt;
+	int ckpt_frames;
+	pthread_t ckpt_thread;
+	pthread_mutex_t ckpt_lock;
+	pthread_cond_t ckpt_cond;
+	bool ckpt_started, ckpt_wanted, ckpt_stop, ckpt_failed;	/* under ckpt_lock */
 };
 
 int cat_errno(int rc);

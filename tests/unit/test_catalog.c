@@ -377,6 +377,41 @@ static void test_big_load_is_staged(void **state)
 	catalog_free(c);
 }
 
+/* The log is folded back into the database by the catalog's own thread after a commit
+ * that grew it, while the catalog stays open (not only when it is closed). */
+static void test_log_folded_back_in_background(void **state)
+{
+	struct catalog_opts o = { .dir = dir, .host = "testhost", .ckpt_frames = 8 };
+	struct catalog_load *l;
+	struct catalog *c;
+	struct stat sb;
+	char uid[32], name[32];
+	int i, n = 0, waited;
+
+	(void)state;
+	assert_int_equal(catalog_open(&o, &c), 0);
+	assert_int_equal(stat(path, &sb), 0);
+	assert_true(sb.st_size < 256 * 1024);
+	assert_int_equal(catalog_load_begin(c, CATALOG_COLLECTION, "C", NULL, &l), 0);
+	add_study(l, "P1", "1.5", "S", "S");
+	for (i = 0; i < 10000; i++) {
+		snprintf(uid, sizeof(uid), "1.5.%d", i);
+		snprintf(name, sizeof(name), "%d CT-%d", i, i);
+		add_series(l, "P1", "1.5", uid, name, name, "CT");
+	}
+	assert_int_equal(catalog_load_commit(l), 0);
+	for (waited = 0; waited < 200; waited++) {
+		assert_int_equal(stat(path, &sb), 0);
+		if (sb.st_size >= 256 * 1024)
+			break;
+		usleep(50 * 1000);
+	}
+	assert_true(sb.st_size >= 256 * 1024);
+	assert_int_equal(catalog_series(c, "C", "P1", "1.5", count_series, &n), 0);
+	assert_int_equal(n, 10000);
+	catalog_free(c);
+}
+
 /* The rowids of a table's rows in key order are increasing: the rows lie in that order. */
 static bool rows_in_order(sqlite3 *db, const char *sql)
 {
@@ -734,6 +769,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_release, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_table_objects_as_sent, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_big_load_is_staged, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_log_folded_back_in_background, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_big_load_lies_in_patient_order, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_lookups_use_indices, setup, teardown),
