@@ -138,7 +138,8 @@ int catalog_find_patient(struct catalog *c, const char *coll, const char *name,
 			 struct catalog_patient *out);
 int catalog_find_study(struct catalog *c, const char *coll, const char *pid, const char *name,
 		       struct catalog_study *out);
-/* A patient and one of its studies by folder names (not a bare UID), in one query. */
+/* A patient and one of its studies by folder names (not a bare UID), in one query that
+ * reads the indices only: their raw (and the study's full name) are left NULL. */
 int catalog_find_patient_study(struct catalog *c, const char *coll, const char *patient,
 				const char *study, struct catalog_patient *p,
 				struct catalog_study *s);

@@ -122,10 +122,11 @@ const char *const cat_sql[ST_N] = {
 	[ST_FIND_STUDY] = "SELECT " CAT_STUDY_COLS " FROM study WHERE coll=?1 AND pid=?2"
 			  " AND name=?3 UNION ALL SELECT " CAT_STUDY_COLS " FROM study"
 			  " WHERE coll=?1 AND uid=?3 AND pid=?2 LIMIT 1",
-	/* A patient and one of its studies by their folder names, in one statement: a walk
-	 * resolves a study's folder for each of its listings. */
-	[ST_FIND_PAT_STUDY] = "SELECT p.coll, p.pid, p.name, p.raw, st.coll, st.pid, st.uid,"
-			      " st.name, st.full, st.raw, st.mtime FROM patient p CROSS JOIN study st"
+	/* A patient and one of its studies by their folder names, in one statement and from
+	 * the indices alone (no objects as sent: study.json reads its own): a walk resolves
+	 * a study's folder for each of its listings. */
+	[ST_FIND_PAT_STUDY] = "SELECT p.coll, p.pid, p.name, NULL, st.coll, st.pid, st.uid,"
+			      " st.name, NULL, NULL, st.mtime FROM patient p CROSS JOIN study st"
 			      " ON st.coll=p.coll AND st.pid=p.pid AND st.name=?3"
 			      " WHERE p.coll=?1 AND p.name=?2",
 	[ST_STUDY_BY_UID] = "SELECT " CAT_STUDY_COLS " FROM study WHERE coll=?1 AND uid=?2",

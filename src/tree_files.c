@@ -216,6 +216,21 @@ static int tree_render_status(struct tree *t, char **out, size_t *len)
 	return 0;
 }
 
+/* A study found by a walk's lookup has no object as sent with it: read by its UID. */
+static int tree_render_study(struct tree *t, struct tree_node *n, char **out, size_t *len)
+{
+	struct catalog_study s;
+	int rc;
+
+	if (n->cstud.raw)
+		return tree_render_raw(n->cstud.raw, NULL, out, len);
+	rc = catalog_study_by_uid(t->cat, n->coll->api, n->cstud.uid, &s);
+	if (rc == 0)
+		rc = tree_render_raw(s.raw, NULL, out, len);
+	catalog_study_clear(&s);
+	return rc;
+}
+
 /* Renders the generated file the node is. Returns 0 with a new buffer, or -errno. */
 int tree_render(struct tree *t, struct tree_node *n, char **out, size_t *len)
 {
@@ -229,7 +244,7 @@ int tree_render(struct tree *t, struct tree_node *n, char **out, size_t *len)
 	case TK_PAT_JSON:
 		return tree_render_patient(t, n, out, len);
 	case TK_STUDY_JSON:
-		return tree_render_raw(n->cstud.raw, NULL, out, len);
+		return tree_render_study(t, n, out, len);
 	case TK_SERIES_JSON:
 		return tree_render_series(t, n, out, len);
 	case TK_STATUS:

@@ -589,6 +589,11 @@ static void test_lookups_use_indices(void **state)
 	assert_non_null(strstr(plan, "COVERING INDEX series_name (coll=? AND pid=? AND study=?)"));
 	plan_of(db, ST_STUDIES, plan, sizeof(plan));
 	assert_non_null(strstr(plan, "COVERING INDEX study_name (coll=? AND pid=?)"));
+	/* A walk's resolving of a study folder reads no row, the indices only. */
+	plan_of(db, ST_FIND_PAT_STUDY, plan, sizeof(plan));
+	if (!strstr(plan, "COVERING INDEX patient_name (coll=? AND name=?)") ||
+	    !strstr(plan, "COVERING INDEX study_name (coll=? AND pid=? AND name=?)"))
+		fail_msg("a walk's study lookup reads rows: %s", plan);
 	plan_of(db, ST_FIND_SERIES, plan, sizeof(plan));
 	assert_non_null(strstr(plan, "series_name (coll=? AND pid=? AND study=? AND name=?)"));
 	for (s = ST_FACET_LINKS; s < ST_FACET_NAMES + 6; s++) {
