@@ -212,10 +212,35 @@ static bool idc_cat(char **out, size_t *len, size_t *cap, const char *s, size_t 
 	return true;
 }
 
-/* Appends v printed compact. */
+/* Whether jansson prints s as it is between quotes: nothing to escape. */
+static bool idc_plain(const char *s, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (s[i] == '"' || s[i] == '\\' || (unsigned char)s[i] < 0x20 ||
+		    (unsigned char)s[i] == 0x7f)
+			return false;
+	return true;
+}
+
+/* Appends v printed compact, as jansson prints it: strings with nothing to escape and
+ * integers (most of a row) printed here, the rest by jansson (a fifth of a page's time
+ * when it printed them all). */
 static bool idc_cat_json(char **out, size_t *len, size_t *cap, const json_t *v)
 {
-	size_t n = json_dumpb(v, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY);
+	size_t n;
+	char num[32];
+
+	if (json_is_string(v) && idc_plain(json_string_value(v), json_string_length(v)))
+		return idc_cat(out, len, cap, "\"", 1) &&
+		       idc_cat(out, len, cap, json_string_value(v), json_string_length(v)) &&
+		       idc_cat(out, len, cap, "\"", 1);
+	if (json_is_integer(v)) {
+		n = (size_t)snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+		return idc_cat(out, len, cap, num, n);
+	}
+	n = json_dumpb(v, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY);
 
 	if (n == 0 || !idc_room(out, *len, cap, n))
 		return false;
@@ -732,12 +757,46 @@ static int idc_answer_char(struct idc_answer *a, char c)
 	return -EBADMSG;
 }
 
+/* Inside a string of a row, everything up to the next quote or backslash is kept as one
+ * run rather than stepped through character by character (most of a page's bytes). */
+static size_t idc_answer_run(struct idc_answer *a, const char *data, size_t len)
+{
+	size_t n = 0, cap;
+	char *p;
+
+	while (n < len && data[n] != '"' && data[n] != '\\')
+		n++;
+	if (n == 0 || a->len + n + 1 >= IDC_ROW_MAX)
+		return 0;	/* let the step say it is too long */
+	if (a->len + n + 1 > a->cap) {
+		for (cap = a->cap ? a->cap : 1024; cap < a->len + n + 1; cap *= 2)
+			;
+		p = realloc(a->buf, cap);
+		if (!p) {
+			a->rc = -ENOMEM;
+			return 0;
+		}
+		a->buf = p;
+		a->cap = cap;
+	}
+	memcpy(a->buf + a->len, data, n);
+	a->len += n;
+	return n;
+}
+
 int idc_answer_feed(struct idc_answer *a, const char *data, size_t len)
 {
-	size_t i;
+	size_t i = 0, n;
 
-	for (i = 0; i < len && a->rc == 0; i++)
-		a->rc = idc_answer_char(a, data[i]);
+	while (i < len && a->rc == 0) {
+		if (a->state == IA_ROW && a->in_string && !a->escape) {
+			n = idc_answer_run(a, data + i, len - i);
+			i += n;
+			if (n || i == len || a->rc)
+				continue;
+		}
+		a->rc = idc_answer_char(a, data[i++]);
+	}
 	return a->rc;
 }
 

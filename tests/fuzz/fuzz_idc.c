@@ -3,7 +3,7 @@
  * pieces of a size taken from the input (every row handed on has a series UID, a bucket
  * and a folder; the same input in one piece gives the same rows and the same verdict),
  * or an S3 listing
- * (every object has a key; a truncated page has a token).
+ * (every object has a key; a truncated page has a token). A row's record as sent is JSON.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -11,14 +11,23 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "idc.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static int on_row(void *arg, struct tcia_series *s, const char *bucket, const char *uuid)
 {
+	json_t *raw;
+
 	if (!s->series_uid || !s->raw || !bucket || !*bucket || !uuid || !*uuid)
 		abort();
+	/* The record as sent is JSON: every value printed into it escaped as it must be. */
+	raw = json_loads(s->raw, 0, NULL);
+	if (!json_is_object(raw))
+		abort();
+	json_decref(raw);
 	(*(size_t *)arg)++;
 	return 0;
 }

@@ -210,6 +210,7 @@ static void test_answer_rows(void **state)
 	static const size_t pieces[] = { 1, 2, 7, 64, 100000 };
 	size_t i, rows;
 	bool truncated;
+	json_t *raw;
 
 	(void)state;
 	for (i = 0; i < sizeof(pieces) / sizeof(pieces[0]); i++) {
@@ -234,6 +235,14 @@ static void test_answer_rows(void **state)
 		/* A null is not given a seed name; the row keeps it. */
 		assert_true(strstr(z.raw0, "\"Manufacturer\"") > strstr(z.raw0, "\"idc\":"));
 		assert_non_null(strstr(z.raw0, "\"idc\":{\"collection_id\":\"nlst\""));
+		/* Values printed as jansson prints them: escaped where they must be. */
+		assert_non_null(strstr(z.raw0, "\"StudyDescription\":\"a {b} \\\"c\\\" [d]\","));
+		assert_non_null(strstr(z.raw0, "\"SeriesNumber\":\"3\","));
+		raw = json_loads(z.raw0, 0, NULL);
+		assert_non_null(raw);
+		assert_string_equal(json_string_value(json_object_get(raw, "StudyDescription")),
+				    "a {b} \"c\" [d]");
+		json_decref(raw);
 		free(z.raw0);
 	}
 }
