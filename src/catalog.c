@@ -44,6 +44,8 @@ static const char cat_schema[] =
 
 const char *const cat_sql[ST_N] = {
 	[ST_LOADED] = "SELECT fetched, rows FROM load WHERE scope=?1 AND coll=?2 AND pid=?3",
+	[ST_READ_BEGIN] = "BEGIN",
+	[ST_READ_END] = "COMMIT",
 	[ST_RECORD] = "INSERT OR REPLACE INTO load(scope, coll, pid, fetched, rows)"
 		      " VALUES(?1, ?2, ?3, ?4, ?5)",
 	[ST_RELEASE] = "SELECT pid FROM load WHERE scope=4 AND coll=''",
@@ -345,6 +347,85 @@ sqlite3_stmt *cat_stmt(struct cat_conn *k, int s, int *rc)
 	return k->st[s];
 }
 
+/* A reader keeps its read transaction across statements for a moment: beginning and
+ * ending one around each statement (a lock of a read mark of the log, a look at its
+ * header) was a fifth of the daemon's time in a walk, where statements come every
+ * 100 µs. A snapshot lives CAT_LINGER_MS at most, and not past this process's next
+ * commit; one left idle is ended by the checkpointer's thread. So another mount's
+ * commit is seen within CAT_LINGER_MS or so, this mount's own at once. */
+#define CAT_LINGER_MS 50
+
+static int64_t cat_mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Runs BEGIN or COMMIT on k: SQLITE_OK or the error. */
+static int cat_read_step(struct cat_conn *k, int s)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	st = cat_stmt(k, s, &rc);
+	if (!st)
+		return rc;
+	rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+static void cat_read_end(struct cat_conn *k)
+{
+	if (!sqlite3_get_autocommit(k->db) && cat_read_step(k, ST_READ_END) != SQLITE_OK)
+		cat_exec(k->db, "ROLLBACK");
+}
+
+/* The reader k (in the caller's hands) in a read transaction that is recent enough:
+ * kept, or ended and begun again. Without one (BEGIN failed) its statements run each in
+ * a transaction of their own, as before. */
+static void cat_read_begin(struct catalog *c, struct cat_conn *k)
+{
+	unsigned long gen = __atomic_load_n(&c->gen, __ATOMIC_ACQUIRE);
+	int64_t now = cat_mono_ms();
+
+	if (!sqlite3_get_autocommit(k->db)) {
+		if (k->read_gen == gen && now - k->read_ms < CAT_LINGER_MS)
+			return;
+		cat_read_end(k);
+	}
+	if (cat_read_step(k, ST_READ_BEGIN) == SQLITE_OK) {
+		k->read_gen = gen;
+		k->read_ms = now;
+	}
+}
+
+/* Ends the read transactions of idle readers: all of them (all), or those past their
+ * time. Returns whether one is left (a reader in use may hold one). */
+static bool cat_read_end_idle(struct catalog *c, bool all)
+{
+	int64_t now = cat_mono_ms();
+	bool left = false;
+	size_t i;
+
+	pthread_mutex_lock(&c->lock);
+	for (i = 0; i < CAT_READERS; i++) {
+		struct cat_conn *k = &c->readers[i];
+
+		if (!k->db || sqlite3_get_autocommit(k->db))
+			continue;
+		if (!k->busy && (all || now - k->read_ms >= CAT_LINGER_MS))
+			cat_read_end(k);
+		else
+			left = true;
+	}
+	__atomic_store_n(&c->lingering, left, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&c->lock);
+	return left;
+}
+
 struct cat_conn *cat_reader(struct catalog *c)
 {
 	struct cat_conn *k = NULL;
@@ -361,17 +442,29 @@ struct cat_conn *cat_reader(struct catalog *c)
 	}
 	k->busy = true;
 	pthread_mutex_unlock(&c->lock);
+	cat_read_begin(c, k);
 	return k;
 }
 
 void cat_reader_put(struct catalog *c, struct cat_conn *k, sqlite3_stmt *st)
 {
+	bool wake;
+
 	if (st)
 		sqlite3_reset(st);
 	pthread_mutex_lock(&c->lock);
 	k->busy = false;
 	pthread_cond_signal(&c->cond);
+	wake = !sqlite3_get_autocommit(k->db) && !__atomic_load_n(&c->lingering, __ATOMIC_ACQUIRE);
+	if (wake)
+		__atomic_store_n(&c->lingering, 1, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&c->lock);
+	if (wake && c->ckpt_started) {
+		/* The checkpointer ends it if no one uses it in time. */
+		pthread_mutex_lock(&c->ckpt_lock);
+		pthread_cond_signal(&c->ckpt_cond);
+		pthread_mutex_unlock(&c->ckpt_lock);
+	}
 }
 
 /* Milliseconds of the wall clock: loads are compared with an expiry (SIGHUP) that may
@@ -542,13 +635,18 @@ static void cat_configure(void)
 /* Frames in the log after a commit from which it is folded back (SQLite's own default). */
 #define CAT_CKPT_FRAMES 1000
 
-/* After each commit of the writer, instead of SQLite's checkpoint inside it. */
+/* After each commit of the writer, instead of SQLite's checkpoint inside it: readers
+ * take a new snapshot from now on (cat_read_begin). */
 static int cat_wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
 {
 	struct catalog *c = arg;
 
-	(void)db;
-	(void)name;
+	__atomic_add_fetch(&c->gen, 1, __ATOMIC_RELEASE);
+	if (!c->ckpt_started) {
+		if (frames >= c->ckpt_frames)
+			sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+		return SQLITE_OK;
+	}
 	if (frames >= c->ckpt_frames) {
 		pthread_mutex_lock(&c->ckpt_lock);
 		c->ckpt_wanted = true;
@@ -565,14 +663,35 @@ static void *cat_ckpt_main(void *arg)
 	struct catalog *c = arg;
 	int rc;
 
+	struct timespec until;
+	bool wanted;
+
 	pthread_mutex_lock(&c->ckpt_lock);
 	for (;;) {
-		while (!c->ckpt_stop && !c->ckpt_wanted)
+		/* Readers' transactions left idle are looked at every CAT_LINGER_MS. */
+		while (!c->ckpt_stop && !c->ckpt_wanted &&
+		       !__atomic_load_n(&c->lingering, __ATOMIC_ACQUIRE))
 			pthread_cond_wait(&c->ckpt_cond, &c->ckpt_lock);
+		if (!c->ckpt_stop && !c->ckpt_wanted) {
+			clock_gettime(CLOCK_REALTIME, &until);
+			until.tv_nsec += CAT_LINGER_MS * 1000000L;
+			if (until.tv_nsec >= 1000000000L) {
+				until.tv_sec++;
+				until.tv_nsec -= 1000000000L;
+			}
+			pthread_cond_timedwait(&c->ckpt_cond, &c->ckpt_lock, &until);
+		}
 		if (c->ckpt_stop)
 			break;
+		wanted = c->ckpt_wanted;
 		c->ckpt_wanted = false;
 		pthread_mutex_unlock(&c->ckpt_lock);
+		/* Before a checkpoint, every idle snapshot goes: one would hold it back. */
+		cat_read_end_idle(c, wanted);
+		if (!wanted) {
+			pthread_mutex_lock(&c->ckpt_lock);
+			continue;
+		}
 		rc = sqlite3_wal_checkpoint_v2(c->ckpt.db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL,
 					       NULL);
 		pthread_mutex_lock(&c->ckpt_lock);
@@ -585,7 +704,8 @@ static void *cat_ckpt_main(void *arg)
 	return NULL;
 }
 
-/* Without the thread (it could not start), SQLite checkpoints inside commits as usual. */
+/* Without the thread (it could not start), the writer checkpoints inside commits as SQLite
+ * does by default. */
 static int cat_ckpt_start(struct catalog *c)
 {
 	int rc = cat_conn_open(c, &c->ckpt, false);
@@ -593,19 +713,18 @@ static int cat_ckpt_start(struct catalog *c)
 	if (rc != SQLITE_OK)
 		return rc;
 	cat_cache_kib(c->ckpt.db, 64);
-	if (pthread_create(&c->ckpt_thread, NULL, cat_ckpt_main, c) != 0) {
+	c->ckpt_started = pthread_create(&c->ckpt_thread, NULL, cat_ckpt_main, c) == 0;
+	if (!c->ckpt_started)
 		cat_conn_close(&c->ckpt);
-		return SQLITE_OK;
-	}
-	c->ckpt_started = true;
 	sqlite3_wal_hook(c->writer.db, cat_wal_hook, c);
 	return SQLITE_OK;
 }
 
 static void cat_ckpt_stop(struct catalog *c)
 {
-	if (c->ckpt_started) {
+	if (c->writer.db)
 		sqlite3_wal_hook(c->writer.db, NULL, NULL);
+	if (c->ckpt_started) {
 		pthread_mutex_lock(&c->ckpt_lock);
 		c->ckpt_stop = true;
 		pthread_cond_signal(&c->ckpt_cond);

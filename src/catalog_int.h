@@ -80,7 +80,9 @@ enum cat_stmt {
 	ST_TABLE = ST_FACET_NAMES + 6,		/* + table */
 	ST_LICENCE = ST_TABLE + 3,
 	ST_RAW_OF,				/* + table */
-	ST_N = ST_RAW_OF + 3
+	ST_READ_BEGIN = ST_RAW_OF + 3,
+	ST_READ_END,
+	ST_N
 };
 
 /* The SQL of each statement (catalog.c). */
@@ -90,6 +92,10 @@ struct cat_conn {
 	sqlite3 *db;
 	sqlite3_stmt *st[ST_N];
 	bool busy;		/* a reader has it; protected by catalog->lock */
+	/* A reader's read transaction, kept across statements (cat_read_begin): when it
+	 * began, and the catalog's commit count then. */
+	int64_t read_ms;
+	unsigned long read_gen;
 };
 
 struct catalog {
@@ -111,6 +117,10 @@ struct catalog {
 	pthread_mutex_t ckpt_lock;
 	pthread_cond_t ckpt_cond;
 	bool ckpt_started, ckpt_wanted, ckpt_stop, ckpt_failed;	/* under ckpt_lock */
+	/* Commits of the writer so far, and whether a reader may hold a read transaction
+	 * while idle (for the checkpointer to end it): both atomic. */
+	unsigned long gen;
+	int lingering;
 };
 
 int cat_errno(int rc);

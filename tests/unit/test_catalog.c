@@ -412,6 +412,57 @@ static void test_log_folded_back_in_background(void **state)
 	catalog_free(c);
 }
 
+static int count_patients(void *arg, const struct catalog_patient *r)
+{
+	(void)r;
+	++*(int *)arg;
+	return 0;
+}
+
+/* Readers keep a read transaction across statements for a moment: another mount's commit
+ * is still seen within a fraction of a second, and a reader left idle lets go of its
+ * snapshot, so that the log can be folded back whole. */
+static void test_readers_see_other_mounts_soon(void **state)
+{
+	struct catalog *a = open_cat(), *b = open_cat();
+	struct catalog_load *l;
+	sqlite3_stmt *st;
+	sqlite3 *db;
+	int n = 0, waited, busy = -1;
+
+	(void)state;
+	assert_int_equal(catalog_patients(a, "C", count_patients, &n), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(catalog_load_begin(b, CATALOG_PATIENTS, "C", NULL, &l), 0);
+	add_patient(l, "P1", "P1", "{}");
+	assert_int_equal(catalog_load_commit(l), 0);
+	/* b's own readers see it at once. */
+	assert_int_equal(catalog_patients(b, "C", count_patients, &n), 0);
+	assert_int_equal(n, 1);
+	for (waited = 0; waited < 100; waited++) {
+		n = 0;
+		assert_int_equal(catalog_patients(a, "C", count_patients, &n), 0);
+		if (n == 1)
+			break;
+		usleep(10 * 1000);
+	}
+	assert_int_equal(n, 1);
+	assert_true(waited <= 20);	/* within 200 ms */
+	/* Idle, a's reader ends its transaction: a checkpoint that waits for every reader
+	 * finds none in its way. */
+	usleep(300 * 1000);
+	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA wal_checkpoint(TRUNCATE)", -1, &st, NULL),
+			 SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	busy = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	assert_int_equal(busy, 0);
+	catalog_free(b);
+	catalog_free(a);
+}
+
 /* The rowids of a table's rows in key order are increasing: the rows lie in that order. */
 static bool rows_in_order(sqlite3 *db, const char *sql)
 {
@@ -775,6 +826,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_table_objects_as_sent, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_big_load_is_staged, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_log_folded_back_in_background, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_readers_see_other_mounts_soon, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_big_load_lies_in_patient_order, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_lookups_use_indices, setup, teardown),

@@ -1,0 +1,2 @@
+build-mut/failures.o: src/failures.c include/failures.h
+include/failures.h:

@@ -1,0 +1,2 @@
+build-mut/fileio.o: src/fileio.c include/fileio.h
+include/fileio.h:

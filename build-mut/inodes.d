@@ -1,0 +1,2 @@
+build-mut/inodes.o: src/inodes.c include/inodes.h
+include/inodes.h:

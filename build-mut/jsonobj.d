@@ -1,0 +1,2 @@
+build-mut/jsonobj.o: src/jsonobj.c include/jsonobj.h
+include/jsonobj.h:

@@ -1,0 +1,2 @@
+build-mut/view.o: src/view.c include/view.h
+include/view.h:
