@@ -2,10 +2,13 @@
  * catalog.c — the metadata catalog on SQLite: schema, recovery from a broken file, and the
  * queries the tree asks (loads are in catalog_load.c; every SQL statement of tciafs is in
  * these two files). Readers take a connection from a small pool (WAL lets them run beside
- * the one writer); each connection's page cache is capped, so memory stays flat however
- * big the catalog grows.
+ * the one writer) and keep its read transaction for a moment; a thread of the catalog's
+ * own folds the log back. Each connection's page cache is capped, so memory stays flat
+ * however big the catalog grows.
  */
 #include "catalog_int.h"
+
+#include <sys/resource.h>
 
 static const char cat_schema[] =
 	"CREATE TABLE IF NOT EXISTS collection("
@@ -661,11 +664,13 @@ static int cat_wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
 static void *cat_ckpt_main(void *arg)
 {
 	struct catalog *c = arg;
-	int rc;
-
 	struct timespec until;
 	bool wanted;
+	int rc;
 
+	/* Behind every request on a busy machine: the walk that asked for a bulk load goes
+	 * on while the load's log is folded back (Linux: a thread's own niceness). */
+	setpriority(PRIO_PROCESS, (id_t)gettid(), 10);
 	pthread_mutex_lock(&c->ckpt_lock);
 	for (;;) {
 		/* Readers' transactions left idle are looked at every CAT_LINGER_MS. */
