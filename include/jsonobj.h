@@ -46,4 +46,8 @@ int jsonobj_next(struct jsonobj *o, struct jsonobj_member *m);
 /* Frees what the reader holds; it may be started again. */
 void jsonobj_release(struct jsonobj *o);
 
+/* Where the plain run of a string's text from p ends: at the first quote, backslash or
+ * control character, else at end (for the parsers that delimit streamed lists). */
+const char *jsonobj_plain(const char *p, const char *end);
+
 #endif

@@ -15,6 +15,7 @@
 #include "ahead.h"
 #include "http.h"
 #include "idc_int.h"
+#include "jsonobj.h"
 #include "log.h"
 
 /* IDC's most rows per /sql answer: pages of a walk ask for this many. */
@@ -761,26 +762,14 @@ static int idc_answer_char(struct idc_answer *a, char c)
  * run rather than stepped through character by character (most of a page's bytes). */
 static size_t idc_answer_run(struct idc_answer *a, const char *data, size_t len)
 {
-	size_t n = 0, cap;
-	char *p;
+	size_t n = (size_t)(jsonobj_plain(data, data + len) - data);
 
-	while (n < len && data[n] != '"' && data[n] != '\\')
-		n++;
 	if (n == 0 || a->len + n + 1 >= IDC_ROW_MAX)
 		return 0;	/* let the step say it is too long */
-	if (a->len + n + 1 > a->cap) {
-		for (cap = a->cap ? a->cap : 1024; cap < a->len + n + 1; cap *= 2)
-			;
-		p = realloc(a->buf, cap);
-		if (!p) {
-			a->rc = -ENOMEM;
-			return 0;
-		}
-		a->buf = p;
-		a->cap = cap;
+	if (!idc_cat(&a->buf, &a->len, &a->cap, data, n)) {
+		a->rc = -ENOMEM;
+		return 0;
 	}
-	memcpy(a->buf + a->len, data, n);
-	a->len += n;
 	return n;
 }
 

@@ -142,7 +142,7 @@ static int jsonobj_escape(const char **pp, const char *end, char *out)
 /* The first byte from p that ends a string's plain run: a quote, a backslash or a
  * control character (not allowed in JSON text), else end. Sixteen bytes a step where
  * SSE2 is (every x86-64), else eight: strings are most of an object's text. */
-static const char *jsonobj_plain(const char *p, const char *end)
+const char *jsonobj_plain(const char *p, const char *end)
 {
 	const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
 #ifdef __SSE2__

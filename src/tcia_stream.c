@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "ahead.h"
+#include "jsonobj.h"
 #include "log.h"
 
 /* ---- streamed lists ------------------------------------------------------------------- */
@@ -70,24 +71,33 @@ struct tcia_stream {
 	int rc;
 };
 
-static int tcia_stream_keep(struct tcia_stream *s, char c, size_t max)
+/* Room in buf for n more bytes and a NUL: 0 or -ENOMEM. */
+static int tcia_stream_room(struct tcia_stream *s, size_t n)
 {
+	size_t cap;
 	char *p;
 
+	if (s->len + n + 1 <= s->cap)
+		return 0;
+	for (cap = s->cap ? s->cap * 2 : 1024; cap < s->len + n + 1; cap *= 2)
+		;
+	p = realloc(s->buf, cap);
+	if (!p)
+		return -ENOMEM;
+	s->buf = p;
+	s->cap = cap;
+	return 0;
+}
+
+static int tcia_stream_keep(struct tcia_stream *s, char c, size_t max)
+{
 	if (s->len + 1 >= max) {
 		log_err("bad answer from TCIA: element %zu is longer than %zu bytes", s->index,
 			max);
 		return -EBADMSG;
 	}
-	if (s->len + 1 >= s->cap) {
-		size_t cap = s->cap ? s->cap * 2 : 1024;
-
-		p = realloc(s->buf, cap);
-		if (!p)
-			return -ENOMEM;
-		s->buf = p;
-		s->cap = cap;
-	}
+	if (tcia_stream_room(s, 1) < 0)
+		return -ENOMEM;
 	s->buf[s->len++] = c;
 	return 0;
 }
@@ -223,27 +233,13 @@ static int tcia_stream_step(struct tcia_stream *s, char c)
  * kept: copied as one run rather than stepped through character by character. */
 static size_t tcia_stream_run(struct tcia_stream *s, const char *data, size_t len)
 {
-	size_t n = 0;
-	char *p;
+	size_t n = (size_t)(jsonobj_plain(data, data + len) - data);
 
-	while (n < len && data[n] != '"' && data[n] != '\\')
-		n++;
-	if (n == 0)
-		return 0;
-	if (s->len + n + 1 >= TCIA_ELEMENT_MAX)
+	if (n == 0 || s->len + n + 1 >= TCIA_ELEMENT_MAX)
 		return 0;	/* let the step say it is too long */
-	if (s->len + n + 1 > s->cap) {
-		size_t cap = s->cap ? s->cap : 1024;
-
-		while (cap < s->len + n + 1)
-			cap *= 2;
-		p = realloc(s->buf, cap);
-		if (!p) {
-			s->rc = -ENOMEM;
-			return 0;
-		}
-		s->buf = p;
-		s->cap = cap;
+	if (tcia_stream_room(s, n) < 0) {
+		s->rc = -ENOMEM;
+		return 0;
 	}
 	memcpy(s->buf + s->len, data, n);
 	s->len += n;

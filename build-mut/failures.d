@@ -1,2 +1,0 @@
-build-mut/failures.o: src/failures.c include/failures.h
-include/failures.h:

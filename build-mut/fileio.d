@@ -1,2 +1,0 @@
-build-mut/fileio.o: src/fileio.c include/fileio.h
-include/fileio.h:

@@ -1,2 +1,0 @@
-build-mut/inodes.o: src/inodes.c include/inodes.h
-include/inodes.h:

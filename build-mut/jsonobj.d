@@ -1,2 +1,0 @@
-build-mut/jsonobj.o: src/jsonobj.c include/jsonobj.h
-include/jsonobj.h:

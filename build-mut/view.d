@@ -1,2 +1,0 @@
-build-mut/view.o: src/view.c include/view.h
-include/view.h:
