@@ -406,8 +406,8 @@ static void cat_read_begin(struct catalog *c, struct cat_conn *k)
 }
 
 /* Ends the read transactions of idle readers: all of them (all), or those past their
- * time. Returns whether one is left (a reader in use may hold one). */
-static bool cat_read_end_idle(struct catalog *c, bool all)
+ * time; lingering says whether one is left (a reader in use may hold one). */
+static void cat_read_end_idle(struct catalog *c, bool all)
 {
 	int64_t now = cat_mono_ms();
 	bool left = false;
@@ -426,7 +426,6 @@ static bool cat_read_end_idle(struct catalog *c, bool all)
 	}
 	__atomic_store_n(&c->lingering, left, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&c->lock);
-	return left;
 }
 
 struct cat_conn *cat_reader(struct catalog *c)

@@ -219,8 +219,7 @@ static bool idc_plain(const char *s, size_t n)
 	size_t i;
 
 	for (i = 0; i < n; i++)
-		if (s[i] == '"' || s[i] == '\\' || (unsigned char)s[i] < 0x20 ||
-		    (unsigned char)s[i] == 0x7f)
+		if (s[i] == '"' || s[i] == '\\' || (unsigned char)s[i] < 0x20)
 			return false;
 	return true;
 }

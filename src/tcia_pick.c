@@ -141,7 +141,7 @@ static uint64_t tcia_pick_hash(const char *s, size_t n)
 static int tcia_pick_member(struct tcia_picked *p, const struct jsonobj_member *m)
 {
 	size_t k = tcia_pick_key(m->key, m->klen);
-	enum tcia_pick_type type = TP_OTHER;
+	enum tcia_pick_type type = m->type == JSONOBJ_STRING ? TP_STRING : TP_OTHER;
 	char num[TCIA_PICK_NUMBER];
 	int64_t i = 0;
 	double d = 0;
@@ -161,24 +161,14 @@ static int tcia_pick_member(struct tcia_picked *p, const struct jsonobj_member *
 	p->v[k].type = type;
 	p->v[k].i = i;
 	p->v[k].d = d;
-	switch (type) {
-	case TP_STRING:
-	case TP_ABSENT:
-		break;
-	case TP_INTEGER:
-		n = snprintf(num, sizeof(num), "%" PRId64, i);
-		return tcia_pick_copy(p, num, (size_t)n, &p->v[k].off);
-	case TP_REAL:
-		n = snprintf(num, sizeof(num), "%.17g", d);
-		return tcia_pick_copy(p, num, (size_t)n, &p->v[k].off);
-	case TP_OTHER:
-		if (m->type != JSONOBJ_STRING)
-			return 0;
-		p->v[k].type = TP_STRING;
-		p->v[k].len = m->len;
+	p->v[k].len = m->len;
+	if (type == TP_STRING)
 		return tcia_pick_copy(p, m->text, m->len, &p->v[k].off);
-	}
-	return 0;
+	if (type == TP_OTHER)
+		return 0;	/* null, true, false: no text */
+	n = type == TP_INTEGER ? snprintf(num, sizeof(num), "%" PRId64, i) :
+				 snprintf(num, sizeof(num), "%.17g", d);
+	return tcia_pick_copy(p, num, (size_t)n, &p->v[k].off);
 }
 
 int tcia_pick(struct tcia_picked *p, const char *text, size_t len)

@@ -327,6 +327,20 @@ static void test_series_go_where_their_study_is(void **state)
 	catalog_free(c);
 }
 
+/* Study 1.5 of patient P1 with 10,000 CT series: a load past its first batch. */
+static void add_big_study(struct catalog_load *l)
+{
+	char uid[32], name[32];
+	int i;
+
+	add_study(l, "P1", "1.5", "S", "S");
+	for (i = 0; i < 10000; i++) {
+		snprintf(uid, sizeof(uid), "1.5.%d", i);
+		snprintf(name, sizeof(name), "%d CT-%d", i, i);
+		add_series(l, "P1", "1.5", uid, name, name, "CT");
+	}
+}
+
 /* A load of more rows than a batch goes through a staging file: while it streams, other
  * loads commit (the catalog's write lock is not held); it lands whole at commit, or not
  * at all on abort, and its staging file goes either way. */
@@ -334,18 +348,12 @@ static void test_big_load_is_staged(void **state)
 {
 	struct catalog *c = open_cat();
 	struct catalog_load *big, *small;
-	char uid[32], name[32];
-	int i, n = 0;
+	int n = 0;
 
 	(void)state;
 	for (int round = 0; round < 2; round++) {
 		assert_int_equal(catalog_load_begin(c, CATALOG_COLLECTION, "C", NULL, &big), 0);
-		add_study(big, "P1", "1.5", "S", "S");
-		for (i = 0; i < 10000; i++) {
-			snprintf(uid, sizeof(uid), "1.5.%d", i);
-			snprintf(name, sizeof(name), "%d CT-%d", i, i);
-			add_series(big, "P1", "1.5", uid, name, name, "CT");
-		}
+		add_big_study(big);
 		assert_int_equal(count_files(".load-"), 1);
 		/* Another load commits meanwhile: no wait on the big one. */
 		assert_int_equal(catalog_load_begin(c, CATALOG_PATIENT, "C", "P7", &small), 0);
@@ -385,20 +393,14 @@ static void test_log_folded_back_in_background(void **state)
 	struct catalog_load *l;
 	struct catalog *c;
 	struct stat sb;
-	char uid[32], name[32];
-	int i, n = 0, waited;
+	int n = 0, waited;
 
 	(void)state;
 	assert_int_equal(catalog_open(&o, &c), 0);
 	assert_int_equal(stat(path, &sb), 0);
 	assert_true(sb.st_size < 256 * 1024);
 	assert_int_equal(catalog_load_begin(c, CATALOG_COLLECTION, "C", NULL, &l), 0);
-	add_study(l, "P1", "1.5", "S", "S");
-	for (i = 0; i < 10000; i++) {
-		snprintf(uid, sizeof(uid), "1.5.%d", i);
-		snprintf(name, sizeof(name), "%d CT-%d", i, i);
-		add_series(l, "P1", "1.5", uid, name, name, "CT");
-	}
+	add_big_study(l);
 	assert_int_equal(catalog_load_commit(l), 0);
 	for (waited = 0; waited < 200; waited++) {
 		assert_int_equal(stat(path, &sb), 0);
