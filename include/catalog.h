@@ -125,6 +125,12 @@ int catalog_studies(struct catalog *c, const char *coll, const char *pid, catalo
 		    void *arg);
 int catalog_series(struct catalog *c, const char *coll, const char *pid, const char *study,
 		   catalog_series_fn fn, void *arg);
+/* The same by folder names (a patient's, a study's), found in the same query. No row is
+ * either no such folder or an empty one: the caller finds out the long way. */
+int catalog_studies_named(struct catalog *c, const char *coll, const char *patient,
+			  catalog_study_fn fn, void *arg);
+int catalog_series_named(struct catalog *c, const char *coll, const char *patient,
+			 const char *study, catalog_series_fn fn, void *arg);
 
 /* Every study (by patient, then name) or series (by patient, study, then name) of a
  * collection. */

@@ -121,6 +121,16 @@ const char *const cat_sql[ST_N] = {
 	[ST_SERIES] = "SELECT coll, pid, study, uid, name, NULL, NULL, modality, body_part,"
 		      " manufacturer, mtime, NULL, NULL FROM series WHERE coll=?1 AND pid=?3"
 		      " AND study=?2 ORDER BY name",
+	/* The same by folder names, the patient (and study) found in a subquery: a walk's
+	 * listing in one statement, in the index's order (a join's ORDER BY would sort). */
+	[ST_STUDIES_NAMED] = "SELECT coll, pid, uid, name, NULL, NULL, mtime FROM study"
+			     " WHERE coll=?1 AND pid=(SELECT pid FROM patient WHERE coll=?1"
+			     " AND name=?2) ORDER BY name",
+	[ST_SERIES_NAMED] = "SELECT coll, pid, study, uid, name, NULL, NULL, modality, body_part,"
+			    " manufacturer, mtime, NULL, NULL FROM series WHERE coll=?1 AND"
+			    " (pid, study)=(SELECT st.pid, st.uid FROM patient p CROSS JOIN study st"
+			    " ON st.coll=p.coll AND st.pid=p.pid AND st.name=?3"
+			    " WHERE p.coll=?1 AND p.name=?2) ORDER BY name",
 	[ST_FIND_COLL] = "SELECT api, name FROM collection WHERE name=?1",
 	[ST_FIND_PATIENT] = "SELECT coll, pid, name, raw FROM patient WHERE coll=?1 AND name=?2",
 	[ST_PATIENT_BY_ID] = "SELECT coll, pid, name, raw FROM patient WHERE coll=?1 AND pid=?2",
@@ -1164,6 +1174,22 @@ int catalog_series(struct catalog *c, const char *coll, const char *pid, const c
 	struct cat_cb cb = { (void *)fn, arg };
 
 	return cat_query(c, ST_SERIES, coll, study, pid, cat_each_series, &cb, false);
+}
+
+int catalog_studies_named(struct catalog *c, const char *coll, const char *patient,
+			  catalog_study_fn fn, void *arg)
+{
+	struct cat_cb cb = { (void *)fn, arg };
+
+	return cat_query(c, ST_STUDIES_NAMED, coll, patient, NULL, cat_each_study, &cb, false);
+}
+
+int catalog_series_named(struct catalog *c, const char *coll, const char *patient,
+			 const char *study, catalog_series_fn fn, void *arg)
+{
+	struct cat_cb cb = { (void *)fn, arg };
+
+	return cat_query(c, ST_SERIES_NAMED, coll, patient, study, cat_each_series, &cb, false);
 }
 
 int catalog_all_studies(struct catalog *c, const char *coll, catalog_study_fn fn, void *arg)

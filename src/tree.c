@@ -727,6 +727,7 @@ struct tree_emit_arg {
 	struct tree *t;
 	struct tree_lister *l;
 	struct stat st;
+	size_t rows;
 };
 
 static int tree_emit_patient(void *arg, const struct catalog_patient *r)
@@ -740,6 +741,7 @@ static int tree_emit_study(void *arg, const struct catalog_study *r)
 {
 	struct tree_emit_arg *a = arg;
 
+	a->rows++;
 	tree_fill_dir(a->t, (time_t)r->mtime, &a->st);
 	return tree_emit(a->l, r->name, &a->st, true) ? 1 : 0;
 }
@@ -748,6 +750,7 @@ static int tree_emit_series(void *arg, const struct catalog_series *r)
 {
 	struct tree_emit_arg *a = arg;
 
+	a->rows++;
 	tree_fill_dir(a->t, (time_t)r->mtime, &a->st);
 	return tree_emit(a->l, r->name, &a->st, true) ? 1 : 0;
 }
@@ -775,7 +778,7 @@ static int tree_list_coll(struct tree *t, struct tree_node *n, struct tree_liste
 	tree_fill_dir(t, t->mounted, &st);
 	for (i = 0; i < 3; i++)
 		tree_hold(l, tree_facet_dirs[i], &st, true);
-	ea = (struct tree_emit_arg){ t, l, st };
+	ea = (struct tree_emit_arg){ t, l, st, 0 };
 	rc = catalog_patients(t->cat, n->coll->api, tree_emit_patient, &ea);
 	tree_emit_pending(l);
 	return rc < 0 ? rc : 0;
@@ -796,7 +799,7 @@ static void tree_hold_json(struct tree_lister *l, const char *name)
 /* A patient's folder: patient.json, then its studies. */
 static int tree_list_pat(struct tree *t, struct tree_node *n, struct tree_lister *l)
 {
-	struct tree_emit_arg ea = { t, l, { 0 } };
+	struct tree_emit_arg ea = { t, l, { 0 }, 0 };
 	int rc;
 
 	rc = tree_cat_patient(t, n->coll->api, n->cpat.pid);
@@ -810,7 +813,7 @@ static int tree_list_pat(struct tree *t, struct tree_node *n, struct tree_lister
 
 static int tree_list_study(struct tree *t, struct tree_node *n, struct tree_lister *l)
 {
-	struct tree_emit_arg ea = { t, l, { 0 } };
+	struct tree_emit_arg ea = { t, l, { 0 }, 0 };
 	int rc;
 
 	tree_hold_json(l, "study.json");
@@ -870,13 +873,61 @@ static int tree_list_tciafs(struct tree *t, struct tree_lister *l)
 	return 0;
 }
 
+/* A walk's listing of a patient's or a study's folder in a collection loaded in bulk:
+ * one query by the folder names, where resolving the path first, then listing, made two.
+ * 1 when path is not such a folder or nothing is found (no such folder, or an empty
+ * one: the long way tells which), with l as it was. */
+static int tree_list_named(struct tree *t, const char *path, struct tree_lister *l)
+{
+	char comps[TREE_DEPTH_MAX][TREE_NAME_MAX + 1];
+	struct tree_emit_arg ea = { t, l, { 0 }, 0 };
+	int depth = tree_split(path, comps), i, rc = 1;
+	struct tree_colls *cs;
+	struct tree_coll *c;
+
+	if (depth != 2 && depth != 3)
+		return 1;
+	/* Whatever tree_resolve takes for something other than a patient or a study. */
+	if (strcmp(comps[0], ".tciafs") == 0 || strcmp(comps[0], "manifests") == 0 ||
+	    tree_facet_index(comps[1]) >= 0 || strcmp(comps[1], "CITATION.txt") == 0)
+		return 1;
+	for (i = 0; i < 3; i++)
+		if (strcmp(comps[1], tree_table_names[i]) == 0)
+			return 1;
+	for (i = 0; i < depth; i++)
+		if (tree_is_probe_name(comps[i]) || tree_ends_with(comps[i], ".json"))
+			return 1;
+	if (tree_get_colls(t, &cs) < 0)
+		return 1;
+	c = tree_find_coll(cs, comps[0]);
+	if (c && tree_coll_loaded_fresh(t, c->api)) {
+		tree_hold_json(l, depth == 2 ? "patient.json" : "study.json");
+		if (depth == 2)
+			rc = catalog_studies_named(t->cat, c->api, comps[1], tree_emit_study, &ea);
+		else
+			rc = catalog_series_named(t->cat, c->api, comps[1], comps[2],
+						  tree_emit_series, &ea);
+		if (rc == 0 && ea.rows == 0) {
+			l->npend = l->next = 0;	/* held, never emitted */
+			rc = 1;
+		} else if (rc == 0) {
+			tree_emit_pending(l);
+		}
+	}
+	tree_snap_put(t, &cs->hdr);
+	return rc;
+}
+
 static int tree_list_do(struct tree *tree, const char *path, const struct store_caller *who,
 			tree_fill_fn fill, void *ctx)
 {
 	struct tree_lister l = { .fill = fill, .ctx = ctx };
 	struct tree_node n;
-	int rc = tree_resolve(tree, path, who, &n);
+	int rc = tree_list_named(tree, path, &l);
 
+	if (rc <= 0)
+		return rc;
+	rc = tree_resolve(tree, path, who, &n);
 	if (rc < 0)
 		return rc;
 	switch (n.kind) {

@@ -170,6 +170,23 @@ static void test_load_and_query(void **state)
 	buf[0] = '\0';
 	assert_int_equal(catalog_series(c, "C", "P1", "1.5", collect_series, buf), 0);
 	assert_string_equal(buf, "1 CT-5.1|2 MR-5.2|3 X-same|3 X-same~2|");
+	/* The same by folder names; a name not there, or a patient's "~2", finds nothing. */
+	buf[0] = '\0';
+	assert_int_equal(catalog_studies_named(c, "C", "P1", collect_study, buf), 0);
+	assert_string_equal(buf, "2001-01-01 CT-1.2.3.44444|2001-01-01 CT-1.2.9.44444|"
+				 "2002-02-02 MR-1.5|");
+	buf[0] = '\0';
+	assert_int_equal(catalog_series_named(c, "C", "P1", "2002-02-02 MR-1.5", collect_series,
+					      buf), 0);
+	assert_string_equal(buf, "1 CT-5.1|2 MR-5.2|3 X-same|3 X-same~2|");
+	buf[0] = '\0';
+	assert_int_equal(catalog_studies_named(c, "C", "a_b~2", collect_study, buf), 0);
+	assert_int_equal(catalog_studies_named(c, "C", "P9", collect_study, buf), 0);
+	assert_int_equal(catalog_series_named(c, "C", "P1", "2001-01-01 CT-44444",
+					      collect_series, buf), 0);
+	assert_int_equal(catalog_series_named(c, "C", "P2", "2002-02-02 MR-1.5", collect_series,
+					      buf), 0);
+	assert_string_equal(buf, "");
 
 	assert_int_equal(catalog_find_patient(c, "C", "P1", &p), 0);
 	assert_string_equal(p.raw, "{\"PatientId\":\"P1\"}");
@@ -620,6 +637,7 @@ static void test_lookups_use_indices(void **state)
 	static const int lookups[] = {
 		ST_FIND_PATIENT, ST_PATIENT_BY_ID, ST_FIND_STUDY, ST_STUDY_BY_UID, ST_FIND_SERIES,
 		ST_SERIES_BY_UID, ST_COLL_BY_API, ST_SERIES, ST_STUDIES, ST_PATIENTS,
+		ST_STUDIES_NAMED, ST_SERIES_NAMED,
 		ST_FACET_LINK + 0, ST_FACET_LINK + 1, ST_FACET_LINK + 2, ST_FACET_LINK + 3,
 		ST_FACET_LINK + 4, ST_FACET_LINK + 5,
 	};
@@ -647,6 +665,17 @@ static void test_lookups_use_indices(void **state)
 	if (!strstr(plan, "COVERING INDEX patient_name (coll=? AND name=?)") ||
 	    !strstr(plan, "COVERING INDEX study_name (coll=? AND pid=? AND name=?)"))
 		fail_msg("a walk's study lookup reads rows: %s", plan);
+	/* A walk's listing by folder names: indices only, in their order (no sort). */
+	plan_of(db, ST_STUDIES_NAMED, plan, sizeof(plan));
+	if (!strstr(plan, "COVERING INDEX study_name (coll=? AND pid=?)") ||
+	    !strstr(plan, "COVERING INDEX patient_name (coll=? AND name=?)") ||
+	    strstr(plan, "TEMP B-TREE"))
+		fail_msg("a walk's patient listing reads rows or sorts: %s", plan);
+	plan_of(db, ST_SERIES_NAMED, plan, sizeof(plan));
+	if (!strstr(plan, "COVERING INDEX series_name (coll=? AND pid=? AND study=?)") ||
+	    !strstr(plan, "COVERING INDEX study_name (coll=? AND pid=? AND name=?)") ||
+	    strstr(plan, "TEMP B-TREE"))
+		fail_msg("a walk's study listing reads rows or sorts: %s", plan);
 	plan_of(db, ST_FIND_SERIES, plan, sizeof(plan));
 	assert_non_null(strstr(plan, "series_name (coll=? AND pid=? AND study=? AND name=?)"));
 	for (s = ST_FACET_LINKS; s < ST_FACET_NAMES + 6; s++) {
