@@ -37,19 +37,25 @@ void idc_free(struct idc *t);
  * memory). */
 char *idc_sql_quote(const char *s);
 
+/* A page's key: PatientID, then StudyInstanceUID, then SeriesInstanceUID (as many as the
+ * kind has). */
+#define IDC_KEYS_MAX 3
+
 /* Which series to ask for: a collection's, a patient's of it, or one by UID; keyset
- * paging after the UID `after` (NULL: from the start), at most limit rows. */
+ * paging after the key `after` (the last row's, after[0] NULL: from the start), at most
+ * limit rows. */
 struct idc_query {
 	const char *collection_id;
 	const char *patient_id;
 	const char *series_uid;
-	const char *after;
+	const char *after[IDC_KEYS_MAX];
 	unsigned limit;
 };
 
 /* The SELECT for q, as one string (caller frees): the series, or the patients or studies
- * derived from them (grouped by IDC), keyed for paging by PatientID, StudyInstanceUID or
- * SeriesInstanceUID. Returns 0, -EINVAL when q names nothing, or -ENOMEM. */
+ * derived from them (grouped by IDC), in patients' order: keyed for paging by PatientID,
+ * then StudyInstanceUID, then SeriesInstanceUID. Returns 0, -EINVAL when q names nothing,
+ * or -ENOMEM. */
 int idc_each_sql(enum tcia_kind kind, const struct idc_query *q, char **sql);
 int idc_series_sql(const struct idc_query *q, char **sql);
 

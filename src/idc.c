@@ -113,32 +113,71 @@ static int idc_where(char **sql, const char *column, const char *op, const char 
 	return 0;
 }
 
-/* What each kind asks, and the column its pages are keyed by: patients and studies are
- * derived from the series rows (IDC has no other table to list them). */
+/* What each kind asks, and the columns its pages are keyed by, in their ORDER BY: the
+ * patients' order, in which the catalog keeps rows (a bulk load's copy then sorts none).
+ * Every column not aggregated is grouped: IDC runs the SQL on DuckDB, which refuses a
+ * bare one (SQLite, the fake's engine, would take it). */
 static const struct {
-	const char *select, *group, *key;
+	const char *select, *group, *order;
+	unsigned keys;
+	const char *key[IDC_KEYS_MAX];
 } idc_kinds[] = {
 	[TCIA_PATIENTS] = { "PatientID, collection_id, min(PatientAge) AS PatientAge,"
 			    " min(PatientSex) AS PatientSex,"
-			    " count(DISTINCT StudyInstanceUID) AS studies", " GROUP BY PatientID",
-			    "PatientID" },
+			    " count(DISTINCT StudyInstanceUID) AS studies",
+			    " GROUP BY PatientID, collection_id", "PatientID", 1, { "PatientID" } },
 	[TCIA_STUDIES] = { "StudyInstanceUID, PatientID, collection_id, min(StudyDate) AS"
 			   " StudyDate, min(StudyDescription) AS StudyDescription, count(*) AS"
-			   " series", " GROUP BY StudyInstanceUID", "StudyInstanceUID" },
-	[TCIA_SERIES] = { idc_columns, "", "SeriesInstanceUID" },
+			   " series", " GROUP BY StudyInstanceUID, PatientID, collection_id",
+			   "PatientID, StudyInstanceUID", 2, { "PatientID", "StudyInstanceUID" } },
+	[TCIA_SERIES] = { idc_columns, "", "PatientID, StudyInstanceUID, SeriesInstanceUID", 3,
+			  { "PatientID", "StudyInstanceUID", "SeriesInstanceUID" } },
 };
+
+/* Appends " AND " the rows after the key `after` (n columns): IDC's SQL compares no row
+ * values, so (a, b) > (x, y) is written (a > x OR (a = x AND b > y)). */
+static int idc_where_after(char **sql, const char *const *key, const char *const *after,
+			   unsigned n)
+{
+	char *cond = NULL, *lit, *next;
+	unsigned i = n;
+	int len;
+
+	while (i-- > 0) {
+		lit = idc_sql_quote(after[i]);
+		len = -1;
+		if (lit && !cond)
+			len = asprintf(&next, "%s > %s", key[i], lit);
+		else if (lit)
+			len = asprintf(&next, "(%s > %s OR (%s = %s AND %s))", key[i], lit, key[i],
+				       lit, cond);
+		free(lit);
+		free(cond);
+		if (len < 0)
+			return -ENOMEM;
+		cond = next;
+	}
+	len = asprintf(&next, "%s AND %s", *sql, cond);
+	free(cond);
+	if (len < 0)
+		return -ENOMEM;
+	free(*sql);
+	*sql = next;
+	return 0;
+}
 
 int idc_each_sql(enum tcia_kind kind, const struct idc_query *q, char **sql)
 {
-	unsigned limit = q->limit && q->limit < IDC_PAGE_MAX ? q->limit : IDC_PAGE_MAX;
-	const char *key;
+	unsigned limit = q->limit && q->limit < IDC_PAGE_MAX ? q->limit : IDC_PAGE_MAX, i;
 	char *next;
 	int rc;
 
 	*sql = NULL;
 	if ((unsigned)kind > TCIA_SERIES || (!q->collection_id && !q->series_uid))
 		return -EINVAL;
-	key = idc_kinds[kind].key;
+	for (i = 0; q->after[0] && i < idc_kinds[kind].keys; i++)
+		if (!q->after[i])
+			return -EINVAL;
 	if (asprintf(sql, "SELECT %s FROM \"index\" WHERE true", idc_kinds[kind].select) < 0) {
 		*sql = NULL;
 		return -ENOMEM;
@@ -148,10 +187,10 @@ int idc_each_sql(enum tcia_kind kind, const struct idc_query *q, char **sql)
 		rc = idc_where(sql, "PatientID", "=", q->patient_id);
 	if (rc == 0)
 		rc = idc_where(sql, "SeriesInstanceUID", "=", q->series_uid);
-	if (rc == 0)
-		rc = idc_where(sql, key, ">", q->after);
+	if (rc == 0 && q->after[0])
+		rc = idc_where_after(sql, idc_kinds[kind].key, q->after, idc_kinds[kind].keys);
 	if (rc == 0 && asprintf(&next, "%s%s ORDER BY %s LIMIT %u", *sql, idc_kinds[kind].group,
-				key, limit) < 0)
+				idc_kinds[kind].order, limit) < 0)
 		rc = -ENOMEM;
 	if (rc < 0) {
 		free(*sql);
@@ -380,7 +419,7 @@ struct idc_answer {
 	bool in_string, escape;
 	size_t rows;
 	bool truncated, saw_rows;
-	char *last_uid;		/* the last row's key column: where the next page starts */
+	char *last[IDC_KEYS_MAX];	/* the page's greatest row key: where the next starts */
 	int rc;
 	/* Rows are parsed on a helper thread once a page is long (ahead.c), and built and
 	 * handed on here, in order. */
@@ -452,17 +491,26 @@ int idc_answer_new(idc_series_fn each, void *arg, struct idc_answer **out)
 	return 0;
 }
 
+static void idc_last_clear(struct idc_answer *a)
+{
+	unsigned i;
+
+	for (i = 0; i < IDC_KEYS_MAX; i++) {
+		free(a->last[i]);
+		a->last[i] = NULL;
+	}
+}
+
 void idc_answer_reset(struct idc_answer *a)
 {
 	ahead_reset(a->ahead);
 	free(a->buf);
-	free(a->last_uid);
+	idc_last_clear(a);
 	a->state = IA_TOP;
 	a->keylen = 0;
 	a->buf = NULL;
 	a->len = a->cap = a->depth = a->rows = 0;
 	a->in_string = a->escape = a->truncated = a->saw_rows = false;
-	a->last_uid = NULL;
 	a->rc = 0;
 }
 
@@ -472,7 +520,7 @@ void idc_answer_free(struct idc_answer *a)
 		return;
 	ahead_free(a->ahead);
 	free(a->buf);
-	free(a->last_uid);
+	idc_last_clear(a);
 	free(a);
 }
 
@@ -567,24 +615,41 @@ static int idc_answer_row(struct idc_answer *a)
 	return rc;
 }
 
+/* Keeps row's key when it is past the greatest so far. Rows come in key order; should
+ * IDC's wrapping of the query (a subquery, for its row cap) lose it, the greatest still
+ * says where the next page starts. -EBADMSG for a row with a key column not a string. */
+static int idc_note_key(struct idc_answer *a, json_t *row)
+{
+	const char *v[IDC_KEYS_MAX];
+	unsigned i, n = idc_kinds[a->kind].keys;
+	int cmp = a->last[0] ? 0 : 1;
+
+	for (i = 0; i < n; i++) {
+		v[i] = json_string_value(json_object_get(row, idc_kinds[a->kind].key[i]));
+		if (!v[i])
+			return -EBADMSG;
+	}
+	for (i = 0; i < n && cmp == 0; i++)
+		cmp = strcmp(v[i], a->last[i]);
+	for (i = 0; i < n && cmp > 0; i++) {
+		char *d = strdup(v[i]);
+
+		if (!d)
+			return -ENOMEM;
+		free(a->last[i]);
+		a->last[i] = d;
+	}
+	return 0;
+}
+
 /* A row's turn: its key kept for the next page, built, handed on. */
 static int idc_row_done(void *ctx, const char *text, size_t len, void *item, bool made)
 {
 	struct idc_answer *a = ctx;
 	struct idc_parsed *p = item;
 	json_t *row = made ? p->row : json_loadb(text, len, 0, NULL);
-	const char *key;
-	int rc = 0;
+	int rc = json_is_object(row) ? idc_note_key(a, row) : -EBADMSG;
 
-	key = json_string_value(json_object_get(row, idc_kinds[a->kind].key));
-	if (!json_is_object(row) || !key) {
-		rc = -EBADMSG;
-	} else {
-		free(a->last_uid);
-		a->last_uid = strdup(key);
-		if (!a->last_uid)
-			rc = -ENOMEM;
-	}
 	if (rc == 0) {
 		a->rows++;
 		rc = p->built ? idc_series_hand(a, &p->s, p->bucket, p->uuid) : a->row(a, row);
@@ -836,9 +901,9 @@ static int idc_post_sql(struct idc *t, const char *sql, unsigned max_rows, uint6
 /* Asks for the rows of a's kind, page by page, handing each to a. */
 static int idc_pages(struct idc *t, const struct idc_query *q, struct idc_answer *a)
 {
-	unsigned limit = q->limit && q->limit < IDC_PAGE_MAX ? q->limit : IDC_PAGE_MAX;
+	unsigned limit = q->limit && q->limit < IDC_PAGE_MAX ? q->limit : IDC_PAGE_MAX, i;
 	struct idc_query page = *q;
-	char *after = NULL;
+	char *after[IDC_KEYS_MAX] = { NULL };
 	int rc = 0;
 
 	page.limit = limit;
@@ -847,7 +912,8 @@ static int idc_pages(struct idc *t, const struct idc_query *q, struct idc_answer
 		size_t rows = 0;
 		bool truncated = false;
 
-		page.after = after;
+		for (i = 0; i < IDC_KEYS_MAX; i++)
+			page.after[i] = after[i];
 		rc = idc_each_sql(a->kind, &page, &sql);
 		if (rc < 0)
 			break;
@@ -859,14 +925,16 @@ static int idc_pages(struct idc *t, const struct idc_query *q, struct idc_answer
 		if (rc == -EBADMSG)
 			log_err("bad answer from IDC: %s/sql sent what is not an SQL answer", t->api);
 		/* A full page (or one IDC cut short) may have more after it. */
-		if (rc < 0 || (rows < limit && !truncated) || !a->last_uid)
+		if (rc < 0 || (rows < limit && !truncated) || !a->last[0])
 			break;
-		free(after);
-		after = strdup(a->last_uid);
-		if (!after)
-			rc = -ENOMEM;
+		for (i = 0; i < IDC_KEYS_MAX; i++) {
+			free(after[i]);
+			after[i] = a->last[i];	/* taken: the next reset would free it */
+			a->last[i] = NULL;
+		}
 	}
-	free(after);
+	for (i = 0; i < IDC_KEYS_MAX; i++)
+		free(after[i]);
 	return rc;
 }
 

@@ -215,12 +215,67 @@ class Archive:
             '"%s" %s' % (c, types.get(c, "TEXT")) for c in COLUMNS))
         db.executemany('INSERT INTO "index" VALUES (%s)' % ", ".join("?" * len(COLUMNS)),
                        [tuple(r[c] for c in COLUMNS) for r in self.rows])
-        # Keyset pages of a big collection find their place without a scan.
+        # Keyset pages of a big collection find their place without a scan, and come in
+        # the order asked without a sort (patients' order, as tciafs pages).
         for col in ("SeriesInstanceUID", "StudyInstanceUID", "PatientID"):
             db.execute('CREATE INDEX "by_%s" ON "index"(collection_id, %s)' % (col, col))
+        db.execute('CREATE INDEX "by_path" ON "index"(collection_id, PatientID, '
+                   'StudyInstanceUID, SeriesInstanceUID)')
         db.commit()
         db.execute("PRAGMA query_only=1")
         return db
+
+
+def _top_level(sql):
+    """sql with string literals blanked and whatever is inside parentheses turned to
+    spaces, offsets kept: what is left is the statement's own clauses."""
+    out, depth, i = [], 0, 0
+    while i < len(sql):
+        c = sql[i]
+        if c == "'":
+            j = i + 1
+            while j < len(sql) and not (sql[j] == "'" and sql[j + 1:j + 2] != "'"):
+                j += 2 if sql[j] == "'" else 1
+            out.append(" " * (min(j, len(sql) - 1) - i + 1))
+            i = j + 1
+            continue
+        depth += c == "("
+        out.append(c if depth == 0 or c == "(" else " ")
+        depth -= c == ")" and depth > 0
+        i += 1
+    return "".join(out)
+
+
+def _split_top(text, masked):
+    parts, start = [], 0
+    for m in re.finditer(",", masked):
+        parts.append(text[start:m.start()].strip())
+        start = m.end()
+    parts.append(text[start:].strip())
+    return parts
+
+
+def bare_column(sql):
+    """The first column of a grouped SELECT that is neither grouped nor aggregated, or None.
+    IDC runs /sql on DuckDB, whose binder refuses such a column; SQLite, the fake's engine,
+    would take it and pick any row's value. Checks the statement's own SELECT list (plain
+    names, with or without AS) against its GROUP BY list (names, positions, ALL)."""
+    masked = _top_level(sql)
+    sel = re.search(r"(?is)^\s*select\s+(?:distinct\s+)?(.*?)\s+from\s", masked)
+    grp = re.search(r"(?is)\sgroup\s+by\s+(.*?)(?=\s+having\s|\s+order\s+by\s|"
+                    r"\s+limit\s|\s*$)", masked)
+    if not sel or not grp:
+        return None
+    span = lambda m: (sql[m.start(1):m.end(1)], masked[m.start(1):m.end(1)])
+    items = _split_top(*span(sel))
+    groups = [g.strip('"').lower() for g in _split_top(*span(grp))]
+    if groups == ["all"]:
+        return None
+    for pos, item in enumerate(items, 1):
+        m = re.fullmatch(r'(?is)"?([A-Za-z_][A-Za-z0-9_]*)"?(?:\s+(?:as\s+)?"?\w+"?)?', item)
+        if m and m.group(1).lower() not in groups and str(pos) not in groups:
+            return m.group(1)
+    return None
 
 
 # The fault rules of POST /_fake/faults: {"kind", "endpoint" (version, collections, sql,
@@ -362,6 +417,13 @@ class Handler(BaseHTTPRequestHandler):
         if not re.match(r"(?is)^(select|with)\b", sql):
             return self._json(400, {"error": {"code": "invalid_query", "message":
                                               "only SELECT statements are allowed"}}, "sql", q)
+        bare = bare_column(sql)
+        if bare:
+            return self._json(400, {"error": {"code": "invalid_query", "message": (
+                'Binder Error: column "{0}" must appear in the GROUP BY clause or must be part '
+                'of an aggregate function.\nEither add it to the GROUP BY list, or use '
+                '"ANY_VALUE({0})" if the exact value of "{0}" is not important.').format(bare)}},
+                "sql", q)
         try:
             with self.server.db_lock:
                 cur = self.server.db.execute(sql)

@@ -110,6 +110,18 @@ def test_sql_answers_and_errors_as_idc(ctx):
     status, _, body = http("POST", s.url + "/sql", {"filters": {"collection_id": ["nlst"]}},
                            {"Content-Type": "application/json"})
     assert status == 422 and "detail" in json.loads(body), (status, body)
+    # A column neither grouped nor aggregated is refused, as IDC's engine (DuckDB) refuses
+    # it; SQLite alone would pick any row's value.
+    status, out = sql(s, 'SELECT PatientID, collection_id, count(*) AS n FROM "index" '
+                         "GROUP BY PatientID ORDER BY PatientID")
+    assert status == 400 and out["error"]["code"] == "invalid_query", (status, out)
+    assert 'column "collection_id" must appear in the GROUP BY' in out["error"]["message"], out
+    status, out = sql(s, 'SELECT PatientID, collection_id AS c, count(*) AS n FROM "index" '
+                         "WHERE PatientID <> 'a,b' GROUP BY PatientID, collection_id ORDER BY 1, 2")
+    # One PatientID in two collections is two groups.
+    assert status == 200 and out["row_count"] == 7, out
+    assert [r["c"] for r in out["rows"] if r["PatientID"] == "LUNG1-001"] == ["nlst",
+                                                                            "tcga_luad"], out
     # The table is whole after all that.
     assert rows(s, 'SELECT count(*) AS n FROM "index"') == [{"n": 9}]
 

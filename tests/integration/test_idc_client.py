@@ -33,16 +33,21 @@ def test_version_and_collections(ctx):
 
 def test_series_in_keyset_pages(ctx):
     s = ctx.idc_server()
-    want = [r["SeriesInstanceUID"] for r in
-            fake_sql(s, "SELECT SeriesInstanceUID FROM \"index\" WHERE collection_id = "
-                        "'tcga_luad' ORDER BY 1")]
+    keys = fake_sql(s, "SELECT PatientID, StudyInstanceUID, SeriesInstanceUID FROM \"index\""
+                       " WHERE collection_id = 'tcga_luad' ORDER BY 1, 2, 3")
+    want = [r["SeriesInstanceUID"] for r in keys]
     n0 = len(s.requests("sql"))
     rc, got = query(s, "series", "collection=tcga_luad", "limit=2")
     assert rc == 0 and [g["series_uid"] for g in got] == want, got
     # Pages of two: three full ones, then an empty one says the end.
     assert len(s.requests("sql")) - n0 == len(want) // 2 + 1
     sent = [e["query"]["sql"] for e in s.requests("sql")[n0:]]
-    assert "SeriesInstanceUID > '%s'" % want[1] in sent[1], sent
+    # In patients' order, the second page after the first's last key (no row values).
+    k = keys[1]
+    assert ("(PatientID > '{0}' OR (PatientID = '{0}' AND (StudyInstanceUID > '{1}' OR "
+            "(StudyInstanceUID = '{1}' AND SeriesInstanceUID > '{2}'))))".format(
+                k["PatientID"].replace("'", "''"), k["StudyInstanceUID"],
+                k["SeriesInstanceUID"]) in sent[1]), sent
     assert all(e["query"]["max_rows"] == 2 for e in s.requests("sql")[n0:])
     # What a series record carries: the seed's names, the row as sent, its files.
     one = [g for g in got if g["patient_id"] == "TCGA-05-4249" and g["body_part"] is None]

@@ -46,15 +46,24 @@ static void test_series_sql_shape(void **state)
 	(void)state;
 	assert_int_equal(idc_series_sql(&q, &sql), 0);
 	assert_non_null(strstr(sql, " FROM \"index\" WHERE true AND collection_id = 'nlst' AND "
-				    "PatientID = 'O''Brien' ORDER BY SeriesInstanceUID LIMIT 50"));
+				    "PatientID = 'O''Brien' ORDER BY PatientID, StudyInstanceUID, "
+				    "SeriesInstanceUID LIMIT 50"));
 	assert_non_null(strstr(sql, "SELECT collection_id, PatientID,"));
 	free(sql);
-	/* Keyset paging; IDC's most per page, whatever is asked. */
-	q = (struct idc_query){ .collection_id = "nlst", .after = "1.2.3", .limit = 50000 };
+	/* Keyset paging in patients' order, without row values; IDC's most per page,
+	 * whatever is asked. */
+	q = (struct idc_query){ .collection_id = "nlst", .after = { "P'1", "1.2", "1.2.3" },
+				.limit = 50000 };
 	assert_int_equal(idc_series_sql(&q, &sql), 0);
-	assert_non_null(strstr(sql, "AND SeriesInstanceUID > '1.2.3' ORDER BY SeriesInstanceUID "
-				    "LIMIT 10000"));
+	assert_non_null(strstr(sql, "AND (PatientID > 'P''1' OR (PatientID = 'P''1' AND "
+				    "(StudyInstanceUID > '1.2' OR (StudyInstanceUID = '1.2' AND "
+				    "SeriesInstanceUID > '1.2.3')))) ORDER BY PatientID, "
+				    "StudyInstanceUID, SeriesInstanceUID LIMIT 10000"));
 	free(sql);
+	/* A key short of its parts is no key. */
+	q = (struct idc_query){ .collection_id = "nlst", .after = { "P1", "1.2" } };
+	assert_int_equal(idc_series_sql(&q, &sql), -EINVAL);
+	assert_null(sql);
 	q = (struct idc_query){ .series_uid = "1.2.3" };
 	assert_int_equal(idc_series_sql(&q, &sql), 0);
 	assert_non_null(strstr(sql, "SeriesInstanceUID = '1.2.3'"));
@@ -117,7 +126,8 @@ static void test_series_sql_resists_injection(void **state)
 	}
 	/* The patients and studies derived from the rows run, and resist the same. */
 	for (i = 0; i < sizeof(hostile) / sizeof(hostile[0]); i++) {
-		struct idc_query q = { .collection_id = hostile[i], .after = hostile[i] };
+		struct idc_query q = { .collection_id = hostile[i],
+				       .after = { hostile[i], hostile[i], hostile[i] } };
 
 		assert_int_equal(idc_each_sql(TCIA_PATIENTS, &q, &sql), 0);
 		n = 0;
@@ -136,7 +146,8 @@ static void test_series_sql_resists_injection(void **state)
 		n = 0;
 		assert_int_equal(sqlite3_exec(db, sql, count_rows, &n, &err), SQLITE_OK);
 		assert_int_equal(n, 2);
-		assert_non_null(strstr(sql, "GROUP BY PatientID ORDER BY PatientID LIMIT 10000"));
+		assert_non_null(strstr(sql, "GROUP BY PatientID, collection_id ORDER BY PatientID "
+					    "LIMIT 10000"));
 		free(sql);
 	}
 	n = 0;
