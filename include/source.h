@@ -65,8 +65,11 @@ int source_each(struct source *src, enum tcia_kind kind, const struct tcia_filte
 		tcia_each_fn each, tcia_restart_fn restart, void *arg);
 
 /* A collection's studies and series (bulk), or one patient's (f names it): each study
- * to study(), then each series to series(). NBIA asks twice; IDC asks for a patient's
- * series only and derives its studies from them. */
+ * to study(), each series to series(), one call at a time. A patient's two NBIA answers
+ * are asked for at once (a first look waits for one round trip, not two), so its studies
+ * and series arrive in no order between them; a collection's come studies first. IDC
+ * asks for a patient's series only and derives its studies from them. The first failure
+ * stops the other answer and is what returns (its reason this thread's, log_reason). */
 int source_each_studies_series(struct source *src, const struct tcia_filter *f,
 			       tcia_each_fn study, tcia_each_fn series, tcia_restart_fn restart,
 			       void *arg);

@@ -376,15 +376,19 @@ static int cat_put_series(struct catalog_load *l, const struct catalog_series *r
 /* Writes the waiting rows, opening the transaction first if need be. */
 static int cat_flush(struct catalog_load *l)
 {
-	size_t i;
+	size_t i, pass;
 	int rc = l->rc;
 
 	if (rc == 0 && !l->begun && !l->stage.db)
 		rc = l->rc = cat_load_open(l);
-	for (i = 0; i < l->nq; i++) {
-		struct cat_row *r = &l->q[i];
+	/* Series last: a series goes where its study is (ST_ADD_SERIES looks the study up),
+	 * and a load's studies and series arrive side by side (source.h). */
+	for (pass = 0; pass < 2; pass++) {
+		for (i = 0; i < l->nq && rc == 0; i++) {
+			struct cat_row *r = &l->q[i];
 
-		if (rc == 0) {
+			if ((r->kind == CK_SERIES) != (pass == 1))
+				continue;
 			switch (r->kind) {
 			case CK_COLL:
 				rc = cat_put_coll(l, &r->u.coll);
@@ -400,8 +404,9 @@ static int cat_flush(struct catalog_load *l)
 				break;
 			}
 		}
-		cat_row_clear(r);
 	}
+	for (i = 0; i < l->nq; i++)
+		cat_row_clear(&l->q[i]);
 	l->nq = 0;
 	return rc;
 }

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -167,19 +168,114 @@ int source_each(struct source *src, enum tcia_kind kind, const struct tcia_filte
 	return rc < 0 ? rc : idc_each(src->idc, kind, &q, each, arg);
 }
 
+/* Two answers streamed at once into one caller's callbacks (source_each_studies_series):
+ * the studies on a thread of their own, the series on the caller's. */
+struct source_pair {
+	struct source *src;
+	const struct tcia_filter *f;
+	pthread_mutex_t lock;	/* one callback at a time */
+	tcia_restart_fn restart;
+	void *arg;
+	int failed;		/* the first failure: the other answer stops at its next row */
+	struct source_half {
+		struct source_pair *p;
+		tcia_each_fn each;
+		int rc;
+		char *why;	/* its failure's reason, taken from its thread */
+	} half[2];
+};
+
+static int source_half_each(void *arg, void *rec)
+{
+	struct source_half *h = arg;
+	struct source_pair *p = h->p;
+	int rc;
+
+	pthread_mutex_lock(&p->lock);
+	rc = p->failed ? -ECANCELED : h->each(p->arg, rec);
+	if (rc < 0 && !p->failed)
+		p->failed = rc;
+	pthread_mutex_unlock(&p->lock);
+	return rc;
+}
+
+static int source_half_restart(void *arg)
+{
+	struct source_half *h = arg;
+	struct source_pair *p = h->p;
+	int rc = 0;
+
+	pthread_mutex_lock(&p->lock);
+	if (p->restart)
+		rc = p->restart(p->arg);
+	pthread_mutex_unlock(&p->lock);
+	return rc;
+}
+
+static void source_half_run(struct source_half *h, enum tcia_kind kind)
+{
+	struct source_pair *p = h->p;
+
+	h->rc = source_each(p->src, kind, p->f, source_half_each, source_half_restart, h);
+	if (h->rc < 0) {
+		pthread_mutex_lock(&p->lock);
+		if (!p->failed)
+			p->failed = h->rc;
+		pthread_mutex_unlock(&p->lock);
+		h->why = strdup(log_reason());
+	}
+}
+
+static void *source_studies_main(void *arg)
+{
+	log_clear_reason();
+	source_half_run(arg, TCIA_STUDIES);
+	return NULL;
+}
+
 int source_each_studies_series(struct source *src, const struct tcia_filter *f,
 			       tcia_each_fn study, tcia_each_fn series, tcia_restart_fn restart,
 			       void *arg)
 {
+	struct source_pair p = { .src = src, .f = f, .restart = restart, .arg = arg };
 	struct idc_query q;
-	int rc;
+	pthread_t thread;
+	bool threaded;
+	int rc, i;
 
 	if (src->kind == SOURCE_IDC && f->patient_id) {
 		rc = source_idc_query(f, &q);
 		return rc < 0 ? rc : idc_each_patient(src->idc, &q, study, series, arg);
 	}
-	rc = source_each(src, TCIA_STUDIES, f, study, restart, arg);
-	return rc < 0 ? rc : source_each(src, TCIA_SERIES, f, series, restart, arg);
+	/* A collection's answers one after the other: both are long, and parsing them at
+	 * once on two cores made NLST's bulk load slower (6.6 s to 9.2 s, loopback). */
+	if (!f->patient_id) {
+		rc = source_each(src, TCIA_STUDIES, f, study, restart, arg);
+		return rc < 0 ? rc : source_each(src, TCIA_SERIES, f, series, restart, arg);
+	}
+	pthread_mutex_init(&p.lock, NULL);
+	p.half[0] = (struct source_half){ &p, study, 0, NULL };
+	p.half[1] = (struct source_half){ &p, series, 0, NULL };
+	threaded = pthread_create(&thread, NULL, source_studies_main, &p.half[0]) == 0;
+	if (!threaded)
+		source_half_run(&p.half[0], TCIA_STUDIES);	/* one after the other, then */
+	if (!p.failed)
+		source_half_run(&p.half[1], TCIA_SERIES);
+	if (threaded)
+		pthread_join(thread, NULL);
+	/* The failure that stopped the other answer is the one to tell. */
+	rc = 0;
+	for (i = 0; i < 2 && rc == 0 && p.failed; i++)
+		if (p.half[i].rc == p.failed) {
+			rc = p.failed;
+			log_adopt_reason(p.half[i].why);
+		}
+	if (rc == 0)
+		rc = p.failed;
+	for (i = 0; i < 2; i++)
+		free(p.half[i].why);
+	pthread_mutex_destroy(&p.lock);
+	return rc;
 }
 
 /* Takes a series record's strings into a list. */

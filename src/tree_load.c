@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -821,21 +822,64 @@ static void tree_vals_destroy(struct tree_snap *s)
 	free(v);
 }
 
+/* One facet's value list, on a thread of its own (tree_load_vals). */
+struct tree_vals_job {
+	struct tree *t;
+	const char *coll;
+	unsigned facet;
+	struct tcia_values *out;
+	int rc;
+	char *why;		/* a failure's reason, taken from its thread */
+};
+
+static void tree_vals_run(struct tree_vals_job *j)
+{
+	j->rc = source_facet(j->t->src, j->coll, j->facet, j->out);
+	if (j->rc < 0)
+		j->why = strdup(log_reason());
+}
+
+static void *tree_vals_main(void *arg)
+{
+	log_clear_reason();
+	tree_vals_run(arg);
+	return NULL;
+}
+
+/* The three value lists are asked for at once: one round trip, not three. */
 int tree_load_vals(struct tree *t, void *arg, struct tree_snap **out)
 {
 	struct tree_coll *c = arg;
 	struct tree_vals *v = calloc(1, sizeof(*v));
-	int rc;
+	struct tree_vals_job j[3];
+	pthread_t thread[3];
+	bool threaded[3] = { false, false, false };
+	unsigned k;
+	int rc = 0;
 
 	if (!v)
 		return -ENOMEM;
 	v->hdr.destroy = tree_vals_destroy;
 	v->hdr.fetched = time(NULL);
-	rc = source_facet(t->src, c->api, 0, &v->mods);
-	if (rc == 0)
-		rc = source_facet(t->src, c->api, 1, &v->parts);
-	if (rc == 0)
-		rc = source_facet(t->src, c->api, 2, &v->manus);
+	for (k = 0; k < 3; k++)
+		j[k] = (struct tree_vals_job){ t, c->api, k,
+					       k == 0 ? &v->mods : k == 1 ? &v->parts : &v->manus,
+					       0, NULL };
+	for (k = 1; k < 3; k++)
+		threaded[k] = pthread_create(&thread[k], NULL, tree_vals_main, &j[k]) == 0;
+	for (k = 0; k < 3; k++)
+		if (!threaded[k])
+			tree_vals_run(&j[k]);
+	for (k = 1; k < 3; k++)
+		if (threaded[k])
+			pthread_join(thread[k], NULL);
+	for (k = 0; k < 3; k++) {
+		if (rc == 0 && j[k].rc < 0) {
+			rc = j[k].rc;
+			log_adopt_reason(j[k].why);
+		}
+		free(j[k].why);
+	}
 	if (rc < 0) {
 		tree_vals_destroy(&v->hdr);
 		return rc;

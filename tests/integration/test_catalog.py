@@ -51,14 +51,19 @@ def test_a_first_look_asks_for_that_patient_only(ctx):
     s = ctx.server("--scale", "200", "--series-size-delay", "0")
     m = ctx.mount(s, cache_dir=ctx.path("cache"))
     pat = os.path.join(m.mountpoint, COLL, "SCALE-00042")
+    # The studies' answer held back: the series are asked for all the same, at once.
+    s.fault(kind="delay", endpoint="getPatientStudy", seconds=1.5, times=1)
     study = os.path.join(pat, subdirs(pat)[0])
     series = subdirs(study)
     assert len(series) == 5, series
     got = calls(s)
-    assert got == [("getCollectionValues", ()),
-                   ("getPatientStudy", ("Collection", "PatientID")),
-                   ("getSeries", ("Collection", "PatientID"))], got
+    assert got[0] == ("getCollectionValues", ()) and sorted(got[1:]) == [
+        ("getPatientStudy", ("Collection", "PatientID")),
+        ("getSeries", ("Collection", "PatientID"))], got
     assert all(e["query"].get("PatientID") == "SCALE-00042" for e in api_requests(s)[1:])
+    st = api_requests(s, 1)[0] if got[1][0] == "getPatientStudy" else api_requests(s, 2)[0]
+    ser = api_requests(s, 2)[0] if got[1][0] == "getPatientStudy" else api_requests(s, 1)[0]
+    assert st["fault"] == "delay" and ser["t"] < st["t"] + st["dt"], (st, ser)
     # The catalog holds that patient and nothing else of the collection, and says so.
     cache = ctx.path("cache")
     assert query(cache, "select count(*) from series") == [(10,)]

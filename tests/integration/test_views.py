@@ -91,10 +91,17 @@ def test_facets_cost_no_request_after_a_bulk_load(ctx):
     for value in ("CHEST",):
         assert len(os.listdir(os.path.join(coll, ".by-bodypart", value))) == 500
     assert len(api_requests(s)) == before, [e["endpoint"] for e in api_requests(s)[before:]]
-    # Listing the values themselves asks the value lists, once each at most.
+    # Listing the values themselves asks the value lists, once each at most, all three
+    # at once: one held back, the others are asked for before its answer.
+    s.fault(kind="delay", endpoint="getModalityValues", seconds=1.5, times=1)
     os.listdir(os.path.join(coll, ".by-manufacturer"))
     extra = [e["endpoint"] for e in api_requests(s)[before:]]
     assert len(extra) <= 3 and all(e.endswith("Values") for e in extra), extra
+    held = s.requests("getModalityValues")[-1]
+    assert held["fault"] == "delay", held
+    for other in ("getBodyPartValues", "getManufacturerValues"):
+        e = s.requests(other)[-1]
+        assert e["t"] < held["t"] + held["dt"], (held, e)
     # Nothing was downloaded.
     assert not s.requests("getImage")
 
