@@ -125,6 +125,16 @@ void store_rmtree(const char *path)
 	rmdir(path);
 }
 
+/* Files' indices by name, then by index (qsort_r's context: the files). */
+static int store_cmp_index(const void *a, const void *b, void *files)
+{
+	const struct store_file *f = files;
+	size_t i = *(const size_t *)a, j = *(const size_t *)b;
+	int c = strcmp(f[i].name, f[j].name);
+
+	return c ? c : (i > j) - (i < j);
+}
+
 static void store_series_free(struct store_series *ss)
 {
 	size_t i;
@@ -134,6 +144,7 @@ static void store_series_free(struct store_series *ss)
 	for (i = 0; i < ss->count; i++)
 		free(ss->files[i].name);
 	free(ss->files);
+	free(ss->by_name);
 	free(ss->uid);
 	free(ss->where);
 	if (ss->lock_fd >= 0)
@@ -233,6 +244,12 @@ static int store_load(struct store *s, const char *uid, struct store_series **ou
 		ss->bytes += (uint64_t)size;
 		ss->count++;
 	}
+	ss->by_name = calloc(ss->count + 1, sizeof(*ss->by_name));
+	if (!ss->by_name)
+		goto out_free;
+	for (i = 0; i < ss->count; i++)
+		ss->by_name[i] = i;
+	qsort_r(ss->by_name, ss->count, sizeof(*ss->by_name), store_cmp_index, ss->files);
 	*out = ss;
 	rc = 0;
 	goto out_decref;
@@ -592,13 +609,20 @@ time_t store_series_time(const struct store_series *ss)
 	return ss->fetched;
 }
 
+/* The first of the files named name (a manifest never names one twice). */
 long store_series_find(const struct store_series *ss, const char *name)
 {
-	size_t i;
+	size_t lo = 0, hi = ss->count, mid;
 
-	for (i = 0; i < ss->count; i++)
-		if (strcmp(ss->files[i].name, name) == 0)
-			return (long)i;
+	while (lo < hi) {
+		mid = lo + (hi - lo) / 2;
+		if (strcmp(ss->files[ss->by_name[mid]].name, name) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo < ss->count && strcmp(ss->files[ss->by_name[lo]].name, name) == 0)
+		return (long)ss->by_name[lo];
 	return -1;
 }
 

@@ -38,6 +38,7 @@ struct store_series {
 	char *where;		/* files fetched one by one from here; NULL: stored whole */
 	size_t count;
 	struct store_file *files;
+	size_t *by_name;	/* files' indices in name order: an open finds its file in log n */
 	uint64_t bytes;
 	time_t fetched;
 	int refs;		/* protected by store->lock */
