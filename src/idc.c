@@ -615,6 +615,17 @@ static int idc_answer_row(struct idc_answer *a)
 	return rc;
 }
 
+/* Compares two keys of n parts. */
+static int idc_key_cmp(char *const *a, char *const *b, unsigned n)
+{
+	unsigned i;
+	int cmp = 0;
+
+	for (i = 0; i < n && cmp == 0; i++)
+		cmp = strcmp(a[i], b[i]);
+	return cmp;
+}
+
 /* Keeps row's key when it is past the greatest so far. Rows come in key order; should
  * IDC's wrapping of the query (a subquery, for its row cap) lose it, the greatest still
  * says where the next page starts. -EBADMSG for a row with a key column not a string. */
@@ -629,8 +640,8 @@ static int idc_note_key(struct idc_answer *a, json_t *row)
 		if (!v[i])
 			return -EBADMSG;
 	}
-	for (i = 0; i < n && cmp == 0; i++)
-		cmp = strcmp(v[i], a->last[i]);
+	if (cmp == 0)
+		cmp = idc_key_cmp((char *const *)v, a->last, n);
 	for (i = 0; i < n && cmp > 0; i++) {
 		char *d = strdup(v[i]);
 
@@ -927,6 +938,14 @@ static int idc_pages(struct idc *t, const struct idc_query *q, struct idc_answer
 		/* A full page (or one IDC cut short) may have more after it. */
 		if (rc < 0 || (rows < limit && !truncated) || !a->last[0])
 			break;
+		/* A page must move on: one that ends where the last did would be asked again,
+		 * and again. */
+		if (after[0] && idc_key_cmp(a->last, after, idc_kinds[a->kind].keys) <= 0) {
+			log_err("bad answer from IDC: %s/sql sent a page that ends where the one "
+				"before it did", t->api);
+			rc = -EBADMSG;
+			break;
+		}
 		for (i = 0; i < IDC_KEYS_MAX; i++) {
 			free(after[i]);
 			after[i] = a->last[i];	/* taken: the next reset would free it */

@@ -259,7 +259,10 @@ int source_each_studies_series(struct source *src, const struct tcia_filter *f,
 	threaded = pthread_create(&thread, NULL, source_studies_main, &p.half[0]) == 0;
 	if (!threaded)
 		source_half_run(&p.half[0], TCIA_STUDIES);	/* one after the other, then */
-	if (!p.failed)
+	pthread_mutex_lock(&p.lock);
+	rc = p.failed;
+	pthread_mutex_unlock(&p.lock);
+	if (rc == 0)
 		source_half_run(&p.half[1], TCIA_SERIES);
 	if (threaded)
 		pthread_join(thread, NULL);

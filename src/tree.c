@@ -907,11 +907,12 @@ static int tree_list_named(struct tree *t, const char *path, struct tree_lister 
 		else
 			rc = catalog_series_named(t->cat, c->api, comps[1], comps[2],
 						  tree_emit_series, &ea);
-		if (rc == 0 && ea.rows == 0) {
+		if (rc >= 0 && ea.rows == 0) {
 			l->npend = l->next = 0;	/* held, never emitted */
 			rc = 1;
-		} else if (rc == 0) {
-			tree_emit_pending(l);
+		} else if (rc >= 0) {
+			tree_emit_pending(l);	/* (a stop, rc 1: the caller's buffer is full) */
+			rc = 0;
 		}
 	}
 	tree_snap_put(t, &cs->hdr);

@@ -57,6 +57,25 @@ def test_series_in_keyset_pages(ctx):
     assert g["bucket"] == "idc-open-data" and g["uuid"] == g["raw"]["idc"]["crdc_series_uuid"]
 
 
+def test_a_page_that_does_not_move_on_ends_the_answer(ctx):
+    # The same full page, whatever is asked: asking again would never end.
+    s = ctx.idc_server()
+    page = {"columns": ["PatientID"], "rows": [], "truncated": False, "max_rows": 2}
+    page["rows"] = fake_sql(s, 'SELECT * FROM "index" WHERE collection_id = \'tcga_luad\' '
+                               "ORDER BY PatientID, StudyInstanceUID, SeriesInstanceUID "
+                               "LIMIT 2")
+    page["columns"] = list(page["rows"][0])
+    page["row_count"] = 2
+    path = ctx.path("same-page.json")
+    with open(path, "w") as f:
+        json.dump(page, f)
+    s.fault(kind="body", endpoint="sql", path=path, times=-1)
+    n0 = len(s.requests("sql"))
+    rc, err = query(s, "series", "collection=tcga_luad", "limit=2")
+    assert rc != 0 and "ends where the one before it did" in err, (rc, err)
+    assert len(s.requests("sql")) - n0 == 2
+
+
 def test_values_from_paths_cannot_change_the_query(ctx):
     s = ctx.idc_server()
     rc, got = query(s, "series", "collection=tcga_luad", "patient=QA-O'NEIL--01")
