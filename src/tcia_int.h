@@ -18,22 +18,18 @@ struct tcia_as_sent {
 	size_t len;
 };
 
-/* The members of a record picked from an element's text in place (tcia_pick.c). */
-struct tcia_picked;
-int tcia_picked_new(struct tcia_picked **out);
-void tcia_picked_free(struct tcia_picked *p);
-/* Reads the element text[0..len): 0, -ENOMEM, or -EAGAIN when it is jansson's to read
- * (anything jansson might refuse or read otherwise: a repeated key, a nested value, a
- * number out of range, text that is not UTF-8, not one object). */
-int tcia_pick(struct tcia_picked *p, const char *text, size_t len);
+/* TCIA's picker (jsonpick): the members a patient, study or series record reads, from an
+ * element's text in place (tcia_pick.c). */
+struct jsonpick;
+int tcia_picked_new(struct jsonpick **out);
 /* A picked member as tcia.c's tcia_text and tcia_int give a jansson object's. */
-int tcia_pick_text(const struct tcia_picked *p, const char *key, char **out);
-int64_t tcia_pick_int(const struct tcia_picked *p, const char *key);
+int tcia_pick_text(const struct jsonpick *p, const char *key, char **out);
+int64_t tcia_pick_int(const struct jsonpick *p, const char *key);
 
 /* An element a record is made of: jansson's object, or the members picked from it. */
 struct tcia_src {
 	const json_t *obj;
-	const struct tcia_picked *picked;
+	const struct jsonpick *picked;
 };
 
 /* Makes the record item of one element (arg: a struct tcia_as_sent, or NULL). */

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "ahead.h"
+#include "jsonpick.h"
 #include "jsonobj.h"
 #include "log.h"
 
@@ -60,7 +61,7 @@ struct tcia_stream {
 	 * handed on here in order. */
 	struct ahead *ahead;
 	/* Members picked in place, on the helper and here (jansson reads the rest). */
-	struct tcia_picked *pick_ahead, *pick_here;
+	struct jsonpick *pick_ahead, *pick_here;
 	char *buf;
 	size_t len, cap;
 	size_t depth;
@@ -104,11 +105,11 @@ static int tcia_stream_keep(struct tcia_stream *s, char c, size_t max)
 
 /* An element's record from its members picked in place: -EAGAIN when it is jansson's to
  * read. */
-static int tcia_stream_pick(struct tcia_stream *s, struct tcia_picked *pick, const char *text,
+static int tcia_stream_pick(struct tcia_stream *s, struct jsonpick *pick, const char *text,
 			    size_t len, void *item)
 {
 	struct tcia_as_sent as = { text, len };
-	int rc = tcia_pick(pick, text, len);
+	int rc = jsonpick_read(pick, text, len);
 
 	return rc < 0 ? rc : s->one_fn(&(struct tcia_src){ NULL, pick }, item, &as);
 }
@@ -308,8 +309,8 @@ void tcia_stream_free(struct tcia_stream *s)
 	if (!s)
 		return;
 	ahead_free(s->ahead);
-	tcia_picked_free(s->pick_ahead);
-	tcia_picked_free(s->pick_here);
+	jsonpick_free(s->pick_ahead);
+	jsonpick_free(s->pick_here);
 	free(s->buf);
 	free(s);
 }

@@ -10,6 +10,7 @@
 #include <jansson.h>
 
 #include "../../src/tcia_int.h"
+#include "jsonpick.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -66,13 +67,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct tcia_series se[2] = { 0 };
 	struct tcia_study st[2] = { 0 };
 	struct tcia_patient pa[2] = { 0 };
-	struct tcia_picked *p;
+	struct jsonpick *p;
 	json_t *obj;
 	int rc;
 
 	if (tcia_picked_new(&p) < 0)
 		return 0;
-	rc = tcia_pick(p, text, size);
+	rc = jsonpick_read(p, text, size);
 	if (rc == -EAGAIN || rc == -ENOMEM)
 		goto out_picked;
 	obj = json_loadb(text, size, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, NULL);
@@ -95,6 +96,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	json_decref(obj);
 out_picked:
-	tcia_picked_free(p);
+	jsonpick_free(p);
 	return 0;
 }
