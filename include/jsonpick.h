@@ -16,7 +16,7 @@ struct jsonpick_value {
 	enum jsonpick_type type;
 	const char *text;	/* a string as decoded, a number as jansson prints it; else NULL */
 	size_t len;		/* a string may hold NUL bytes (only with JSONPICK_NUL) */
-	int64_t i;		/* JP_INTEGER */
+	int64_t i;		/* JP_INTEGER; JP_BOOL: 1 for true */
 	double d;		/* JP_REAL */
 };
 
@@ -34,7 +34,8 @@ void jsonpick_free(struct jsonpick *p);
  * number out of range, more than 64 members), -ENOMEM. */
 int jsonpick_read(struct jsonpick *p, const char *text, size_t len);
 
-/* The value of keys[k] in the object last read (valid until the next read). */
-const struct jsonpick_value *jsonpick_get(const struct jsonpick *p, size_t k);
+/* The value of key in the object last read (valid until the next read); NULL when key
+ * is not one of the picker's keys. */
+const struct jsonpick_value *jsonpick_find(const struct jsonpick *p, const char *key);
 
 #endif

@@ -16,6 +16,7 @@
 #include "http.h"
 #include "idc_int.h"
 #include "jsonobj.h"
+#include "jsonpick.h"
 #include "log.h"
 
 /* IDC's most rows per /sql answer: pages of a walk ask for this many. */
@@ -209,18 +210,108 @@ int idc_series_sql(const struct idc_query *q, char **sql)
 
 /* ---- a row as a record ---------------------------------------------------------------- */
 
-/* A string column, or NULL when missing or null; -EBADMSG when it is another type. */
-static int idc_get_str(json_t *row, const char *key, char **out)
+/* A row: jansson's object, or the members picked from its text in place (jsonpick; a
+ * series page's rows, where a jansson tree of every column was most of a load's time). */
+struct idc_row {
+	json_t *obj;
+	const struct jsonpick *pick;
+};
+
+/* Every column a series row's record reads (idc_row_series, idc_series_names). */
+static const char *const idc_series_cols[] = {
+	"instanceCount", "series_size_MB", "SeriesInstanceUID", "StudyInstanceUID", "PatientID",
+	"collection_id", "Modality", "BodyPartExamined", "Manufacturer", "SeriesDescription",
+	"SeriesNumber", "SeriesDate", "license_short_name", "source_DOI", "aws_bucket",
+	"crdc_series_uuid", "StudyDescription", "StudyDate", "ManufacturerModelName", NULL,
+};
+
+/* A picked column's value; absent when the picker does not read it. */
+static const struct jsonpick_value *idc_picked(const struct idc_row *row, const char *key)
 {
-	json_t *v = json_object_get(row, key);
+	static const struct jsonpick_value absent = { .type = JP_ABSENT };
+	const struct jsonpick_value *v = jsonpick_find(row->pick, key);
+
+	return v ? v : &absent;
+}
+
+/* A string column, or NULL when missing or null; -EBADMSG when it is another type. */
+static int idc_get_str(const struct idc_row *row, const char *key, char **out)
+{
+	const struct jsonpick_value *pv;
+	json_t *v;
 
 	*out = NULL;
+	if (row->pick) {
+		pv = idc_picked(row, key);
+		if (pv->type == JP_ABSENT || pv->type == JP_NULL)
+			return 0;
+		if (pv->type != JP_STRING)
+			return -EBADMSG;
+		*out = strndup(pv->text, pv->len);	/* no NUL in it: jsonpick refused one */
+		return *out ? 0 : -ENOMEM;
+	}
+	v = json_object_get(row->obj, key);
 	if (!v || json_is_null(v))
 		return 0;
 	if (!json_is_string(v))
 		return -EBADMSG;
 	*out = strdup(json_string_value(v));
 	return *out ? 0 : -ENOMEM;
+}
+
+/* An integer column's value, or -1 when it is not an integer. */
+static int64_t idc_get_int(const struct idc_row *row, const char *key)
+{
+	const struct jsonpick_value *pv;
+	json_t *v;
+
+	if (row->pick) {
+		pv = idc_picked(row, key);
+		return pv->type == JP_INTEGER ? pv->i : -1;
+	}
+	v = json_object_get(row->obj, key);
+	return json_is_integer(v) ? json_integer_value(v) : -1;
+}
+
+/* Whether a column is a number (integer or real), and its value as jansson gives it. */
+static bool idc_get_number(const struct idc_row *row, const char *key, double *d)
+{
+	const struct jsonpick_value *pv;
+	json_t *v;
+
+	if (row->pick) {
+		pv = idc_picked(row, key);
+		*d = pv->type == JP_INTEGER ? (double)pv->i : pv->d;
+		return pv->type == JP_INTEGER || pv->type == JP_REAL;
+	}
+	v = json_object_get(row->obj, key);
+	*d = json_number_value(v);
+	return json_is_number(v);
+}
+
+/* A column as jansson's value (a new reference), or NULL when missing or null. */
+static json_t *idc_get_json(const struct idc_row *row, const char *key)
+{
+	const struct jsonpick_value *pv;
+	json_t *v;
+
+	if (!row->pick) {
+		v = json_object_get(row->obj, key);
+		return v && !json_is_null(v) ? json_incref(v) : NULL;
+	}
+	pv = idc_picked(row, key);
+	switch (pv->type) {
+	case JP_STRING:
+		return json_stringn(pv->text, pv->len);
+	case JP_INTEGER:
+		return json_integer(pv->i);
+	case JP_REAL:
+		return json_real(pv->d);
+	case JP_BOOL:
+		return json_boolean(pv->i);
+	default:
+		return NULL;
+	}
 }
 
 /* Makes room for n more bytes and a NUL in a string being made (*out, *len of *cap). */
@@ -289,27 +380,59 @@ static bool idc_cat_json(char **out, size_t *len, size_t *cap, const json_t *v)
 	return true;
 }
 
+/* Appends a column's value printed as jansson prints it: plain strings and integers (most
+ * of a row) printed here, the rest by jansson. Absent or null: nothing, and *had false. */
+static bool idc_cat_col(char **out, size_t *len, size_t *cap, const struct idc_row *row,
+			const char *key, bool *had)
+{
+	const struct jsonpick_value *pv;
+	json_t *v;
+	bool ok;
+
+	*had = false;
+	if (row->pick) {
+		pv = idc_picked(row, key);
+		if (pv->type == JP_ABSENT || pv->type == JP_NULL)
+			return true;
+		*had = true;
+		if (pv->type == JP_STRING && idc_plain(pv->text, pv->len))
+			return idc_cat(out, len, cap, "\"", 1) &&
+			       idc_cat(out, len, cap, pv->text, pv->len) &&
+			       idc_cat(out, len, cap, "\"", 1);
+		if (pv->type == JP_INTEGER)
+			return idc_cat(out, len, cap, pv->text, pv->len);
+	}
+	v = idc_get_json(row, key);
+	if (!v)
+		return !(*had);	/* a value jansson could not make: out of memory */
+	*had = true;
+	ok = idc_cat_json(out, len, cap, v);
+	json_decref(v);
+	return ok;
+}
+
 /* A record as sent: the seed's attribute names where IDC has them (names: pairs of seed
  * name and IDC column, NULL-ended), FileSize when known (bytes >= 0), then the row under
  * "idc", as IDC sent it (text, len) or printed again when that is not at hand. Made as
  * text, not as an object printed whole: that was a fifth of a page's time. A new string,
  * or NULL. */
-static char *idc_raw(json_t *row, const char *const *names, int64_t bytes, const char *text,
-		     size_t len)
+static char *idc_raw(const struct idc_row *row, const char *const *names, int64_t bytes,
+		     const char *text, size_t len)
 {
 	char *out = NULL, num[32];
-	size_t n = 0, cap = 0;
-	bool ok = idc_cat(&out, &n, &cap, "{", 1);
+	size_t n = 0, cap = 0, mark;
+	bool ok = idc_cat(&out, &n, &cap, "{", 1), had;
 
 	for (; ok && names[0]; names += 2) {
-		json_t *v = json_object_get(row, names[1]);
-
-		if (!v || json_is_null(v))
-			continue;
+		mark = n;
 		ok = idc_cat(&out, &n, &cap, "\"", 1) &&
 		     idc_cat(&out, &n, &cap, names[0], strlen(names[0])) &&
-		     idc_cat(&out, &n, &cap, "\":", 2) && idc_cat_json(&out, &n, &cap, v) &&
-		     idc_cat(&out, &n, &cap, ",", 1);
+		     idc_cat(&out, &n, &cap, "\":", 2) &&
+		     idc_cat_col(&out, &n, &cap, row, names[1], &had);
+		if (ok && !had)
+			n = mark;	/* missing or null: no member */
+		else
+			ok = ok && idc_cat(&out, &n, &cap, ",", 1);
 	}
 	if (ok && bytes >= 0) {
 		snprintf(num, sizeof(num), "\"FileSize\":%lld,", (long long)bytes);
@@ -319,12 +442,13 @@ static char *idc_raw(json_t *row, const char *const *names, int64_t bytes, const
 	if (ok && text)
 		ok = idc_cat(&out, &n, &cap, text, len);
 	else if (ok)
-		ok = idc_cat_json(&out, &n, &cap, row);
+		ok = idc_cat_json(&out, &n, &cap, row->obj);
 	ok = ok && idc_cat(&out, &n, &cap, "}", 1);
 	if (!ok) {
 		free(out);
 		return NULL;
 	}
+	out[n] = '\0';
 	return out;
 }
 
@@ -342,20 +466,18 @@ static const char *const idc_series_names[] = {
 /* Builds s from a row. Returns 0, -EBADMSG (a required column missing or of the wrong
  * type) or -ENOMEM; s is then cleared by the caller. */
 /* text, len: the row as sent, or NULL when not at hand. */
-static int idc_row_series(json_t *row, const char *text, size_t len, struct tcia_series *s,
-			  char **bucket, char **uuid)
+static int idc_row_series(const struct idc_row *row, const char *text, size_t len,
+			  struct tcia_series *s, char **bucket, char **uuid)
 {
-	json_t *n = json_object_get(row, "instanceCount");
-	json_t *mb = json_object_get(row, "series_size_MB");
+	double mb;
 	int rc = 0;
 
 	memset(s, 0, sizeof(*s));
-	s->image_count = json_is_integer(n) ? json_integer_value(n) : -1;
+	s->image_count = idc_get_int(row, "instanceCount");
 	/* Decimal megabytes, rounded by IDC: the listing has the exact sizes. Past 9e9 MB
 	 * (9e15 bytes, as tcia.c bounds a size) it is no size: unknown. */
-	s->file_size = json_is_number(mb) && json_number_value(mb) >= 0 &&
-			       json_number_value(mb) <= 9.0e9 ?
-			       (int64_t)(json_number_value(mb) * 1e6 + 0.5) : -1;
+	s->file_size = idc_get_number(row, "series_size_MB", &mb) && mb >= 0 && mb <= 9.0e9 ?
+			       (int64_t)(mb * 1e6 + 0.5) : -1;
 	rc = rc ? rc : idc_get_str(row, "SeriesInstanceUID", &s->series_uid);
 	rc = rc ? rc : idc_get_str(row, "StudyInstanceUID", &s->study_uid);
 	rc = rc ? rc : idc_get_str(row, "PatientID", &s->patient_id);
@@ -380,6 +502,30 @@ static int idc_row_series(json_t *row, const char *text, size_t len, struct tcia
 	return s->raw ? 0 : -ENOMEM;
 }
 
+int idc_series_row(const char *text, size_t len, bool picked, struct tcia_series *s,
+		   char **bucket, char **uuid)
+{
+	struct jsonpick *pick = NULL;
+	struct idc_row row = { 0 };
+	int rc;
+
+	memset(s, 0, sizeof(*s));
+	*bucket = *uuid = NULL;
+	if (picked) {
+		rc = jsonpick_new(idc_series_cols, 0, &pick);
+		rc = rc ? rc : jsonpick_read(pick, text, len);
+		row.pick = pick;
+	} else {
+		row.obj = json_loadb(text, len, 0, NULL);
+		rc = json_is_object(row.obj) ? 0 : -EBADMSG;
+	}
+	if (rc == 0)
+		rc = idc_row_series(&row, text, len, s, bucket, uuid);
+	jsonpick_free(pick);
+	json_decref(row.obj);
+	return rc;
+}
+
 /* ---- the /sql answer, row by row --------------------------------------------------------
  *
  * {"columns":[…],"rows":[{…},…],"row_count":n,"truncated":b,"max_rows":m}: the rows are
@@ -401,13 +547,13 @@ enum idc_answer_state {
 };
 
 struct idc_answer;
-/* Builds a record from a row and hands it on. */
-typedef int (*idc_row_fn)(struct idc_answer *a, json_t *row);
+/* Builds a record from a row (patients' and studies' pages) and hands it on. */
+typedef int (*idc_row_fn)(struct idc_answer *a, const struct idc_row *row);
 
 struct idc_answer {
 	enum idc_answer_state state;
 	enum tcia_kind kind;
-	idc_row_fn row;
+	idc_row_fn row;		/* NULL: series rows, built as they are parsed */
 	idc_series_fn each;	/* TCIA_SERIES through idc_answer_new */
 	tcia_each_fn each_record;	/* any kind, through idc_each */
 	void *arg;
@@ -422,19 +568,18 @@ struct idc_answer {
 	char *last[IDC_KEYS_MAX];	/* the page's greatest row key: where the next starts */
 	int rc;
 	/* Rows are parsed on a helper thread once a page is long (ahead.c), and built and
-	 * handed on here, in order. */
+	 * handed on here, in order; each thread picks series rows with a picker of its own. */
 	struct ahead *ahead;
+	struct jsonpick *pick_ahead, *pick_here;
 };
 
-/* A row parsed by the helper, and a series row built too. */
+/* A row parsed, as jansson's object, or a series row built. */
 struct idc_parsed {
 	json_t *row;
 	bool built;
 	struct tcia_series s;
 	char *bucket, *uuid;
 };
-
-static int idc_row_series_each(struct idc_answer *a, json_t *row);
 
 static void idc_row_unparse(void *item)
 {
@@ -449,27 +594,41 @@ static void idc_row_unparse(void *item)
 	memset(p, 0, sizeof(*p));
 }
 
-static int idc_row_parse(void *ctx, const char *text, size_t len, void *item)
+/* Parses a row's text into p: a series row is built into its record, from the columns
+ * picked in place, or from jansson's object when the picker leaves the row to jansson. */
+static int idc_row_make(struct idc_answer *a, struct jsonpick *pick, const char *text,
+			size_t len, struct idc_parsed *p)
 {
-	struct idc_answer *a = ctx;
-	struct idc_parsed *p = item;
-	int rc;
+	struct idc_row row = { .pick = pick };
+	int rc = !a->row ? jsonpick_read(pick, text, len) : -EAGAIN;
 
-	p->row = json_loadb(text, len, 0, NULL);
-	if (!p->row)
-		return -EBADMSG;
-	if (a->row != idc_row_series_each)
-		return 0;
-	/* A series row as a record (its raw object printed: a fifth of a page's time). */
-	p->built = true;
-	rc = idc_row_series(p->row, text, len, &p->s, &p->bucket, &p->uuid);
+	if (rc == -EAGAIN) {
+		p->row = json_loadb(text, len, 0, NULL);
+		if (!p->row)
+			return -EBADMSG;
+		if (a->row)
+			return 0;
+		row = (struct idc_row){ .obj = p->row };
+		rc = json_is_object(p->row) ? 0 : -EBADMSG;
+	}
+	if (rc == 0) {
+		p->built = true;
+		rc = idc_row_series(&row, text, len, &p->s, &p->bucket, &p->uuid);
+	}
 	if (rc < 0)
 		idc_row_unparse(p);
 	return rc;
 }
 
-static int idc_row_done(void *ctx, const char *text, size_t len, void *item, bool made);
+/* On the helper. */
+static int idc_row_parse(void *ctx, const char *text, size_t len, void *item)
+{
+	struct idc_answer *a = ctx;
 
+	return idc_row_make(a, a->pick_ahead, text, len, item);
+}
+
+static int idc_row_done(void *ctx, const char *text, size_t len, void *item, bool made);
 
 int idc_answer_new(idc_series_fn each, void *arg, struct idc_answer **out)
 {
@@ -479,12 +638,13 @@ int idc_answer_new(idc_series_fn each, void *arg, struct idc_answer **out)
 	if (!a)
 		return -ENOMEM;
 	a->kind = TCIA_SERIES;
-	a->row = idc_row_series_each;
 	a->each = each;
 	a->arg = arg;
-	if (ahead_new(sizeof(struct idc_parsed), idc_row_parse, idc_row_done, idc_row_unparse,
+	if (jsonpick_new(idc_series_cols, 0, &a->pick_ahead) < 0 ||
+	    jsonpick_new(idc_series_cols, 0, &a->pick_here) < 0 ||
+	    ahead_new(sizeof(struct idc_parsed), idc_row_parse, idc_row_done, idc_row_unparse,
 		      a, &a->ahead) < 0) {
-		free(a);
+		idc_answer_free(a);
 		*out = NULL;
 		return -ENOMEM;
 	}
@@ -519,6 +679,8 @@ void idc_answer_free(struct idc_answer *a)
 	if (!a)
 		return;
 	ahead_free(a->ahead);
+	jsonpick_free(a->pick_ahead);
+	jsonpick_free(a->pick_here);
 	free(a->buf);
 	idc_last_clear(a);
 	free(a);
@@ -547,21 +709,7 @@ static int idc_series_hand(struct idc_answer *a, struct tcia_series *s, const ch
 	return a->each ? a->each(a->arg, s, bucket, uuid) : a->each_record(a->arg, s);
 }
 
-static int idc_row_series_each(struct idc_answer *a, json_t *row)
-{
-	struct tcia_series s;
-	char *bucket = NULL, *uuid = NULL;
-	int rc = idc_row_series(row, NULL, 0, &s, &bucket, &uuid);
-
-	if (rc == 0)
-		rc = idc_series_hand(a, &s, bucket, uuid);
-	tcia_one_series_clear(&s);
-	free(bucket);
-	free(uuid);
-	return rc;
-}
-
-static int idc_row_patient(struct idc_answer *a, json_t *row)
+static int idc_row_patient(struct idc_answer *a, const struct idc_row *row)
 {
 	static const char *const names[] = { "PatientId", "PatientID", "Collection",
 					     "collection_id", "PatientSex", "PatientSex",
@@ -580,14 +728,13 @@ static int idc_row_patient(struct idc_answer *a, json_t *row)
 	return rc;
 }
 
-static int idc_row_study(struct idc_answer *a, json_t *row)
+static int idc_row_study(struct idc_answer *a, const struct idc_row *row)
 {
 	static const char *const names[] = { "StudyInstanceUID", "StudyInstanceUID", "PatientID",
 					     "PatientID", "Collection", "collection_id",
 					     "StudyDate", "StudyDate", "StudyDescription",
 					     "StudyDescription", "SeriesCount", "series", NULL };
 	struct tcia_study st = { .series_count = -1 };
-	json_t *n = json_object_get(row, "series");
 	int rc = idc_get_str(row, "StudyInstanceUID", &st.study_uid);
 
 	rc = rc ? rc : idc_get_str(row, "PatientID", &st.patient_id);
@@ -596,8 +743,7 @@ static int idc_row_study(struct idc_answer *a, json_t *row)
 	rc = rc ? rc : idc_get_str(row, "StudyDescription", &st.description);
 	if (rc == 0 && (!st.study_uid || !st.patient_id || !st.collection))
 		rc = -EBADMSG;
-	if (json_is_integer(n))
-		st.series_count = json_integer_value(n);
+	st.series_count = idc_get_int(row, "series");
 	if (rc == 0 && !(st.raw = idc_raw(row, names, -1, NULL, 0)))
 		rc = -ENOMEM;
 	if (rc == 0)
@@ -626,20 +772,18 @@ static int idc_key_cmp(char *const *a, char *const *b, unsigned n)
 	return cmp;
 }
 
-/* Keeps row's key when it is past the greatest so far. Rows come in key order; should
- * IDC's wrapping of the query (a subquery, for its row cap) lose it, the greatest still
- * says where the next page starts. -EBADMSG for a row with a key column not a string. */
-static int idc_note_key(struct idc_answer *a, json_t *row)
+/* Keeps a row's key (v, its columns' values: NULL for one not a string) when it is past
+ * the greatest so far. Rows come in key order; should IDC's wrapping of the query (a
+ * subquery, for its row cap) lose it, the greatest still says where the next page
+ * starts. -EBADMSG for a row with a key column not a string. */
+static int idc_note_key(struct idc_answer *a, const char *const *v)
 {
-	const char *v[IDC_KEYS_MAX];
 	unsigned i, n = idc_kinds[a->kind].keys;
 	int cmp = a->last[0] ? 0 : 1;
 
-	for (i = 0; i < n; i++) {
-		v[i] = json_string_value(json_object_get(row, idc_kinds[a->kind].key[i]));
+	for (i = 0; i < n; i++)
 		if (!v[i])
 			return -EBADMSG;
-	}
 	if (cmp == 0)
 		cmp = idc_key_cmp((char *const *)v, a->last, n);
 	for (i = 0; i < n && cmp > 0; i++) {
@@ -658,18 +802,29 @@ static int idc_row_done(void *ctx, const char *text, size_t len, void *item, boo
 {
 	struct idc_answer *a = ctx;
 	struct idc_parsed *p = item;
-	json_t *row = made ? p->row : json_loadb(text, len, 0, NULL);
-	int rc = json_is_object(row) ? idc_note_key(a, row) : -EBADMSG;
+	const char *key[IDC_KEYS_MAX];
+	unsigned i;
+	int rc = made ? 0 : idc_row_make(a, a->pick_here, text, len, p);
 
+	if (rc < 0)
+		return rc;
+	if (p->built) {
+		/* A series' key, in idc_kinds[TCIA_SERIES].key's order. */
+		key[0] = p->s.patient_id;
+		key[1] = p->s.study_uid;
+		key[2] = p->s.series_uid;
+	} else {
+		for (i = 0; i < idc_kinds[a->kind].keys; i++)
+			key[i] = json_string_value(json_object_get(p->row,
+								    idc_kinds[a->kind].key[i]));
+	}
+	rc = json_is_object(p->row) || p->built ? idc_note_key(a, key) : -EBADMSG;
 	if (rc == 0) {
 		a->rows++;
-		rc = p->built ? idc_series_hand(a, &p->s, p->bucket, p->uuid) : a->row(a, row);
+		rc = p->built ? idc_series_hand(a, &p->s, p->bucket, p->uuid) :
+				a->row(a, &(struct idc_row){ .obj = p->row });
 	}
-	if (made) {
-		idc_row_unparse(p);	/* the row with it */
-	} else {
-		json_decref(row);
-	}
+	idc_row_unparse(p);	/* the row with it */
 	return rc;
 }
 
@@ -974,7 +1129,7 @@ int idc_each(struct idc *t, enum tcia_kind kind, const struct idc_query *q, tcia
 	static const idc_row_fn rows[] = {
 		[TCIA_PATIENTS] = idc_row_patient,
 		[TCIA_STUDIES] = idc_row_study,
-		[TCIA_SERIES] = idc_row_series_each,
+		[TCIA_SERIES] = NULL,	/* built as they are parsed */
 	};
 	struct idc_answer *a;
 	int rc;
@@ -1096,14 +1251,29 @@ const char *idc_api_url(const struct idc *t)
 }
 
 /* A patient's series rows, kept by UID (a retried page gives its rows again). */
-static int idc_row_keep(struct idc_answer *a, json_t *row)
+static int idc_row_keep(struct idc_answer *a, const struct idc_row *row)
 {
 	json_t *kept = a->arg;
-	const char *uid = json_string_value(json_object_get(row, "SeriesInstanceUID"));
+	const char *uid = json_string_value(json_object_get(row->obj, "SeriesInstanceUID"));
 
 	if (json_object_size(kept) >= IDC_PATIENT_MAX)
 		return -EFBIG;
-	return json_object_set(kept, uid, row) ? -ENOMEM : 0;
+	return json_object_set(kept, uid, row->obj) ? -ENOMEM : 0;
+}
+
+/* A series row of jansson's: built and handed on. */
+static int idc_row_series_each(struct idc_answer *a, const struct idc_row *row)
+{
+	struct tcia_series s;
+	char *bucket = NULL, *uuid = NULL;
+	int rc = idc_row_series(row, NULL, 0, &s, &bucket, &uuid);
+
+	if (rc == 0)
+		rc = idc_series_hand(a, &s, bucket, uuid);
+	tcia_one_series_clear(&s);
+	free(bucket);
+	free(uuid);
+	return rc;
 }
 
 /* What min() of SQL keeps of two values of a column: the smaller string, NULL ignored. */
@@ -1171,11 +1341,11 @@ int idc_each_patient(struct idc *t, const struct idc_query *q, tcia_each_fn stud
 		a->each_record = study;
 		json_object_foreach(studies, key, row)
 			if (rc == 0)
-				rc = idc_row_study(a, row);
+				rc = idc_row_study(a, &(struct idc_row){ .obj = row });
 		a->each_record = series;
 		json_object_foreach(rows, key, row)
 			if (rc == 0)
-				rc = idc_row_series_each(a, row);
+				rc = idc_row_series_each(a, &(struct idc_row){ .obj = row });
 	}
 	json_decref(studies);
 	json_decref(rows);
@@ -1199,7 +1369,7 @@ int idc_version(struct idc *t, char **version)
 		return rc;
 	v = json_loadb(body, len, 0, NULL);
 	free(body);
-	rc = idc_get_str(v, "idc_version", version);
+	rc = idc_get_str(&(struct idc_row){ .obj = v }, "idc_version", version);
 	if (rc == 0 && !*version)
 		rc = -EBADMSG;
 	json_decref(v);

@@ -166,6 +166,7 @@ static int jsonpick_member(struct jsonpick *p, const struct jsonobj_member *m)
 		v.type = JP_NULL;
 		break;
 	default:
+		v.i = m->type == JSONOBJ_TRUE;
 		break;
 	}
 	k = jsonpick_key(p, m->key, m->klen);
@@ -219,7 +220,9 @@ int jsonpick_read(struct jsonpick *p, const char *text, size_t len)
 	return 0;
 }
 
-const struct jsonpick_value *jsonpick_get(const struct jsonpick *p, size_t k)
+const struct jsonpick_value *jsonpick_find(const struct jsonpick *p, const char *key)
 {
-	return &p->v[k];
+	size_t k = jsonpick_key(p, key, strlen(key));
+
+	return k < p->n ? &p->v[k] : NULL;
 }

@@ -20,7 +20,6 @@ static const char *const tcia_pick_keys[] = {
 	"DateReleased", "LicenseName", "LicenseURI", "CollectionURI", "ImageCount", "FileSize",
 	NULL,
 };
-#define TCIA_PICK_KEYS (sizeof(tcia_pick_keys) / sizeof(tcia_pick_keys[0]) - 1)
 
 int tcia_picked_new(struct jsonpick **out)
 {
@@ -28,25 +27,13 @@ int tcia_picked_new(struct jsonpick **out)
 	return jsonpick_new(tcia_pick_keys, JSONPICK_NUL, out);
 }
 
-static size_t tcia_pick_find(const char *key)
-{
-	size_t k;
-
-	for (k = 0; k < TCIA_PICK_KEYS; k++)
-		if (strcmp(tcia_pick_keys[k], key) == 0)
-			return k;
-	return TCIA_PICK_KEYS;
-}
-
 int tcia_pick_text(const struct jsonpick *p, const char *key, char **out)
 {
-	size_t k = tcia_pick_find(key);
-	const struct jsonpick_value *v;
+	const struct jsonpick_value *v = jsonpick_find(p, key);
 
 	*out = NULL;
-	if (k == TCIA_PICK_KEYS)
+	if (!v)
 		return 0;
-	v = jsonpick_get(p, k);
 	switch (v->type) {
 	case JP_STRING:
 		*out = tcia_strdup_nul(v->text, v->len);
@@ -63,12 +50,10 @@ int tcia_pick_text(const struct jsonpick *p, const char *key, char **out)
 
 int64_t tcia_pick_int(const struct jsonpick *p, const char *key)
 {
-	size_t k = tcia_pick_find(key);
-	const struct jsonpick_value *v;
+	const struct jsonpick_value *v = jsonpick_find(p, key);
 
-	if (k == TCIA_PICK_KEYS)
+	if (!v)
 		return -1;
-	v = jsonpick_get(p, k);
 	switch (v->type) {
 	case JP_INTEGER:
 		return v->i >= 0 ? v->i : -1;

@@ -4,6 +4,8 @@
  * and a folder; the same input in one piece gives the same rows and the same verdict),
  * or an S3 listing
  * (every object has a key; a truncated page has a token). A row's record as sent is JSON.
+ * Or one series row built twice, from its columns picked in place and from jansson's
+ * object: whatever the picker reads gives the same record, or the same refusal.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -14,6 +16,8 @@
 #include <jansson.h>
 
 #include "idc.h"
+#include "tcia.h"
+#include "../../src/idc_int.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -48,6 +52,39 @@ static int answer(const char *text, size_t size, size_t piece, size_t *seen, siz
 	return rc;
 }
 
+static bool same(const char *a, const char *b)
+{
+	return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+static void one_row(const char *text, size_t size)
+{
+	struct tcia_series p, j;
+	char *pb, *pu, *jb, *ju;
+	int rp = idc_series_row(text, size, true, &p, &pb, &pu);
+	int rj = idc_series_row(text, size, false, &j, &jb, &ju);
+
+	if (rp != -EAGAIN && rp != rj)
+		abort();
+	if (rp == 0 &&
+	    (!same(p.series_uid, j.series_uid) || !same(p.study_uid, j.study_uid) ||
+	     !same(p.patient_id, j.patient_id) || !same(p.collection, j.collection) ||
+	     !same(p.modality, j.modality) || !same(p.body_part, j.body_part) ||
+	     !same(p.manufacturer, j.manufacturer) || !same(p.description, j.description) ||
+	     !same(p.number, j.number) || !same(p.date, j.date) ||
+	     !same(p.license_name, j.license_name) ||
+	     !same(p.collection_uri, j.collection_uri) || !same(p.raw, j.raw) ||
+	     p.image_count != j.image_count || p.file_size != j.file_size || !same(pb, jb) ||
+	     !same(pu, ju)))
+		abort();
+	tcia_one_series_clear(&p);
+	tcia_one_series_clear(&j);
+	free(pb);
+	free(pu);
+	free(jb);
+	free(ju);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	const char *text = (const char *)data + 1;
@@ -66,6 +103,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (rc1 != rc2 || seen1 != seen2 || (rc1 == 0 && rows1 != seen1) ||
 		    (rc1 && rc1 != -EBADMSG))
 			abort();
+	} else if (data[0] & 2) {
+		one_row(text, size);
 	} else {
 		struct idc_listing l;
 		int rc = idc_parse_listing(text, size, &l);

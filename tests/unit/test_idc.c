@@ -18,6 +18,8 @@
 #include <sqlite3.h>
 
 #include "idc.h"
+#include "tcia.h"
+#include "../../src/idc_int.h"
 
 static void quote_is(const char *in, const char *want)
 {
@@ -383,6 +385,51 @@ static void test_answer_long(void **state)
 	}
 }
 
+/* A series row is built from its columns picked in place when the picker can read it as
+ * jansson would, and from jansson's object otherwise: both give the same record. */
+static void row_both_ways(const char *row, bool must_pick)
+{
+	struct tcia_series p, j;
+	char *pb, *pu, *jb, *ju;
+	int rp = idc_series_row(row, strlen(row), true, &p, &pb, &pu);
+	int rj = idc_series_row(row, strlen(row), false, &j, &jb, &ju);
+
+	if (must_pick)
+		assert_int_equal(rp, 0);
+	if (rp != -EAGAIN) {
+		assert_int_equal(rp, rj);
+	}
+	if (rp == 0) {
+		assert_string_equal(p.series_uid, j.series_uid);
+		assert_string_equal(p.patient_id, j.patient_id);
+		assert_string_equal(p.raw, j.raw);
+		assert_int_equal(p.image_count, j.image_count);
+		assert_int_equal(p.file_size, j.file_size);
+		assert_string_equal(pb, jb);
+		assert_string_equal(pu, ju);
+		assert_true((p.body_part == NULL) == (j.body_part == NULL));
+	}
+	tcia_one_series_clear(&p);
+	tcia_one_series_clear(&j);
+	free(pb);
+	free(pu);
+	free(jb);
+	free(ju);
+}
+
+static void test_row_picked(void **state)
+{
+	(void)state;
+	row_both_ways(ROW("1.2.3", "\"CHEST\""), true);
+	row_both_ways(ROW("1.2.4", "null"), true);
+	/* What the picker leaves to jansson: a nested value, a repeated key. */
+	row_both_ways("{\"SeriesInstanceUID\":\"1\",\"aws_bucket\":\"b\","
+		      "\"crdc_series_uuid\":\"u\",\"Manufacturer\":{\"a\":1}}", false);
+	row_both_ways("{\"SeriesInstanceUID\":\"1\",\"aws_bucket\":\"b\","
+		      "\"crdc_series_uuid\":\"u\",\"Modality\":\"CT\",\"Modality\":\"MR\"}", false);
+	row_both_ways(ROW("1.2.5", "1"), false);	/* refused both ways */
+}
+
 /* ---- listings ------------------------------------------------------------------------- */
 
 #define S3_HEAD "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n" \
@@ -505,6 +552,7 @@ int main(void)
 		cmocka_unit_test(test_answer_rows),
 		cmocka_unit_test(test_answer_bad),
 		cmocka_unit_test(test_answer_long),
+		cmocka_unit_test(test_row_picked),
 		cmocka_unit_test(test_listing),
 		cmocka_unit_test(test_listing_bad),
 		cmocka_unit_test(test_collections),
