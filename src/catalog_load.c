@@ -104,6 +104,19 @@ struct catalog_load {
 		size_t cap;
 		bool scattered;
 	} last[CAT_ORDERS];
+	/* A staged load's full batches are written by a thread of their own while the
+	 * next one is gathered: parsing and naming on one core, SQLite on the other (the
+	 * NLST load's thread spent half its time in the stage's inserts). Only that thread
+	 * touches the stage and last[] until it is stopped. */
+	struct cat_writer {
+		pthread_t thread;
+		bool started, busy, stop;
+		pthread_mutex_t lock;
+		pthread_cond_t cond;
+		struct cat_row *q;	/* the batch being written, while busy */
+		size_t nq;
+		int rc;			/* its first failure */
+	} w;
 };
 
 static struct cat_conn *cat_load_conn(struct catalog_load *l)
@@ -157,6 +170,9 @@ static void cat_load_free(struct catalog_load *l)
 	for (i = 0; i < l->nq; i++)
 		cat_row_clear(&l->q[i]);
 	free(l->q);
+	free(l->w.q);
+	pthread_mutex_destroy(&l->w.lock);
+	pthread_cond_destroy(&l->w.cond);
 	free(l->coll);
 	free(l->pid);
 	free(l->release);
@@ -175,6 +191,8 @@ int catalog_load_begin(struct catalog *c, enum catalog_scope s, const char *coll
 		return -ENOMEM;
 	l->c = c;
 	l->scope = s;
+	pthread_mutex_init(&l->w.lock, NULL);
+	pthread_cond_init(&l->w.cond, NULL);
 	l->coll = strdup(coll ? coll : "");
 	l->pid = strdup(pid ? pid : "");
 	l->q = calloc(CAT_BATCH, sizeof(*l->q));
@@ -239,14 +257,11 @@ static int cat_load_open(struct catalog_load *l)
 	return rc;
 }
 
-/* Keeps the first failure of a load's adds: commit reports it and rolls back. */
+/* A row's insert: 0, or -errno with its one log line. */
 static int cat_add_done(struct catalog_load *l, int rc)
 {
-	if (rc != SQLITE_DONE && rc != SQLITE_OK) {
-		if (l->rc == 0)
-			l->rc = cat_fail(cat_load_conn(l)->db, rc, "cannot store a row");
-		return l->rc;
-	}
+	if (rc != SQLITE_DONE && rc != SQLITE_OK)
+		return cat_fail(cat_load_conn(l)->db, rc, "cannot store a row");
 	return 0;
 }
 
@@ -255,8 +270,6 @@ static int cat_put_coll(struct catalog_load *l, const struct catalog_coll *r)
 	sqlite3_stmt *st;
 	int rc;
 
-	if (l->rc)
-		return l->rc;
 	st = cat_stmt(cat_load_conn(l), ST_ADD_COLL, &rc);
 	if (st) {
 		cat_bind_text(st, 1, r->api);
@@ -272,8 +285,6 @@ static int cat_put_patient(struct catalog_load *l, const struct catalog_patient 
 	sqlite3_stmt *st;
 	int rc;
 
-	if (l->rc)
-		return l->rc;
 	st = cat_stmt(cat_load_conn(l), ST_ADD_PATIENT, &rc);
 	if (st) {
 		cat_bind_text(st, 1, r->coll);
@@ -324,10 +335,8 @@ static int cat_put_study(struct catalog_load *l, const struct catalog_study *r)
 	sqlite3_stmt *st;
 	int rc;
 
-	if (l->rc)
-		return l->rc;
 	if (cat_note_order(l, CAT_ORDER_STUDY, (const char *[]){ r->coll, r->pid }, 2) < 0)
-		return l->rc = -ENOMEM;
+		return -ENOMEM;
 	st = cat_stmt(cat_load_conn(l), ST_ADD_STUDY, &rc);
 	if (st) {
 		cat_bind_text(st, 1, r->coll);
@@ -348,11 +357,9 @@ static int cat_put_series(struct catalog_load *l, const struct catalog_series *r
 	sqlite3_stmt *st;
 	int rc, k;
 
-	if (l->rc)
-		return l->rc;
 	if (cat_note_order(l, CAT_ORDER_SERIES, (const char *[]){ r->coll, r->pid, r->study },
 			   3) < 0)
-		return l->rc = -ENOMEM;
+		return -ENOMEM;
 	st = cat_stmt(cat_load_conn(l), l->stage.db ? ST_ADD_SERIES_STAGED : ST_ADD_SERIES, &rc);
 	if (st) {
 		cat_bind_text(st, 1, r->coll);
@@ -373,19 +380,17 @@ static int cat_put_series(struct catalog_load *l, const struct catalog_series *r
 	return cat_add_done(l, rc);
 }
 
-/* Writes the waiting rows, opening the transaction first if need be. */
-static int cat_flush(struct catalog_load *l)
+/* Writes n rows (rc 0) or only clears them (a failure before), and returns the first
+ * failure. */
+static int cat_put_rows(struct catalog_load *l, struct cat_row *q, size_t n, int rc)
 {
 	size_t i, pass;
-	int rc = l->rc;
 
-	if (rc == 0 && !l->begun && !l->stage.db)
-		rc = l->rc = cat_load_open(l);
 	/* Series last: a series goes where its study is (ST_ADD_SERIES looks the study up),
 	 * and a load's studies and series arrive side by side (source.h). */
 	for (pass = 0; pass < 2; pass++) {
-		for (i = 0; i < l->nq && rc == 0; i++) {
-			struct cat_row *r = &l->q[i];
+		for (i = 0; i < n && rc == 0; i++) {
+			struct cat_row *r = &q[i];
 
 			if ((r->kind == CK_SERIES) != (pass == 1))
 				continue;
@@ -405,10 +410,99 @@ static int cat_flush(struct catalog_load *l)
 			}
 		}
 	}
-	for (i = 0; i < l->nq; i++)
-		cat_row_clear(&l->q[i]);
+	for (i = 0; i < n; i++)
+		cat_row_clear(&q[i]);
+	return rc;
+}
+
+/* Writes the waiting rows here, opening the transaction first if need be. */
+static int cat_flush(struct catalog_load *l)
+{
+	int rc = l->rc;
+
+	if (rc == 0 && !l->begun && !l->stage.db)
+		rc = l->rc = cat_load_open(l);
+	rc = cat_put_rows(l, l->q, l->nq, rc);
+	if (rc < 0 && l->rc == 0)
+		l->rc = rc;
 	l->nq = 0;
 	return rc;
+}
+
+/* ---- the stage's writer thread ----------------------------------------------------- */
+
+static void *cat_writer_main(void *arg)
+{
+	struct catalog_load *l = arg;
+	struct cat_writer *w = &l->w;
+
+	pthread_mutex_lock(&w->lock);
+	for (;;) {
+		while (!w->busy && !w->stop)
+			pthread_cond_wait(&w->cond, &w->lock);
+		if (!w->busy)
+			break;
+		int failed = w->rc;
+
+		pthread_mutex_unlock(&w->lock);
+		int rc = cat_put_rows(l, w->q, w->nq, failed);
+		pthread_mutex_lock(&w->lock);
+		if (rc < 0 && w->rc == 0)
+			w->rc = rc;
+		w->nq = 0;
+		w->busy = false;
+		pthread_cond_broadcast(&w->cond);
+	}
+	pthread_mutex_unlock(&w->lock);
+	return NULL;
+}
+
+/* Hands the full batch to the writer once it is through with the last one. Returns 0
+ * or the writer's first failure; without a thread (it could not start), writes here. */
+static int cat_hand(struct catalog_load *l)
+{
+	struct cat_writer *w = &l->w;
+	struct cat_row *q;
+
+	if (!w->started) {
+		w->q = calloc(CAT_BATCH, sizeof(*w->q));
+		if (w->q && pthread_create(&w->thread, NULL, cat_writer_main, l) == 0)
+			w->started = true;
+		else
+			return cat_flush(l);
+	}
+	pthread_mutex_lock(&w->lock);
+	while (w->busy)
+		pthread_cond_wait(&w->cond, &w->lock);
+	if (w->rc && l->rc == 0)
+		l->rc = w->rc;
+	q = w->q;
+	w->q = l->q;
+	w->nq = l->nq;
+	w->busy = true;
+	pthread_cond_broadcast(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+	l->q = q;
+	l->nq = 0;
+	return l->rc;
+}
+
+/* Waits for the writer's last batch and ends the thread; its failure becomes the
+ * load's. */
+static void cat_writer_stop(struct catalog_load *l)
+{
+	struct cat_writer *w = &l->w;
+
+	if (!w->started)
+		return;
+	pthread_mutex_lock(&w->lock);
+	w->stop = true;
+	pthread_cond_broadcast(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+	pthread_join(w->thread, NULL);
+	w->started = false;
+	if (w->rc && l->rc == 0)
+		l->rc = w->rc;
 }
 
 /* Starts the load's staging database beside the catalog: "<catalog>.load-<pid>-<n>",
@@ -453,7 +547,7 @@ static struct cat_row *cat_queue(struct catalog_load *l, enum cat_kind kind)
 
 	if (l->nq == CAT_BATCH && !l->stage.db && cat_stage_open(l) < 0)
 		return NULL;
-	if (l->nq == CAT_BATCH && cat_flush(l) < 0)
+	if (l->nq == CAT_BATCH && cat_hand(l) < 0)
 		return NULL;
 	r = &l->q[l->nq++];
 	memset(r, 0, sizeof(*r));
@@ -776,6 +870,7 @@ int catalog_load_commit(struct catalog_load *l)
 	struct catalog *c = l->c;
 	int rc = SQLITE_OK, ret;
 
+	cat_writer_stop(l);
 	ret = cat_flush(l);
 	if (ret == 0 && l->stage.db)
 		ret = cat_stage_commit(l);
@@ -814,6 +909,7 @@ void catalog_load_abort(struct catalog_load *l)
 	if (!l)
 		return;
 	c = l->c;
+	cat_writer_stop(l);
 	if (l->begun) {
 		if (!sqlite3_get_autocommit(c->writer.db))
 			cat_exec(c->writer.db, "ROLLBACK");

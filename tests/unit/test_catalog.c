@@ -10,7 +10,9 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -398,6 +400,51 @@ static void test_big_load_is_staged(void **state)
 		write_file(junk, "junk");
 	}
 	c = open_cat();
+	assert_int_equal(count_files(".load-"), 0);
+	catalog_free(c);
+}
+
+/* A staged load whose staging file cannot grow (a file size limit standing in for a
+ * full disk) fails on the thread that writes the stage: the failure reaches the adds or
+ * the commit, the catalog keeps what it had, and the staging file goes. */
+static void test_a_failed_stage_write_fails_the_load(void **state)
+{
+	struct catalog *c = open_cat();
+	struct catalog_load *l;
+	struct rlimit old, lim;
+	char raw[2048], uid[32];
+	int i, rc = 0, n = 0;
+
+	(void)state;
+	assert_int_equal(catalog_load_begin(c, CATALOG_COLLECTION, "C", NULL, &l), 0);
+	add_study(l, "P1", "1.5", "S", "S");
+	add_series(l, "P1", "1.5", "1.5.1", "A", "A", "CT");
+	assert_int_equal(catalog_load_commit(l), 0);
+	memset(raw, 'x', sizeof(raw) - 1);
+	raw[0] = '"';
+	raw[sizeof(raw) - 2] = '"';
+	raw[sizeof(raw) - 1] = '\0';
+	assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+	lim = old;
+	lim.rlim_cur = 4 << 20;
+	signal(SIGXFSZ, SIG_IGN);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	assert_int_equal(catalog_load_begin(c, CATALOG_COLLECTION, "C", NULL, &l), 0);
+	/* 20,000 series of 2 KB each: some 40 MB to stage, ten times the limit. */
+	for (i = 0; i < 20000 && rc == 0; i++) {
+		struct catalog_series s = { .coll = "C", .pid = "P1", .study = "1.5", .uid = uid,
+					    .name = uid, .full = uid, .raw = raw,
+					    .facet = { "MR", NULL, NULL }, .mtime = 7 };
+
+		snprintf(uid, sizeof(uid), "1.5.%d", i + 100);
+		rc = catalog_add_series(l, &s);
+	}
+	assert_true(rc < 0 || i == 20000);
+	assert_true(catalog_load_commit(l) < 0);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+	signal(SIGXFSZ, SIG_DFL);
+	assert_int_equal(catalog_series(c, "C", "P1", "1.5", count_series, &n), 0);
+	assert_int_equal(n, 1);
 	assert_int_equal(count_files(".load-"), 0);
 	catalog_free(c);
 }
@@ -856,6 +903,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_release, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_table_objects_as_sent, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_big_load_is_staged, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_a_failed_stage_write_fails_the_load, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_log_folded_back_in_background, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_readers_see_other_mounts_soon, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_big_load_lies_in_patient_order, setup,
