@@ -247,9 +247,11 @@ int source_each_studies_series(struct source *src, const struct tcia_filter *f,
 		rc = source_idc_query(f, &q);
 		return rc < 0 ? rc : idc_each_patient(src->idc, &q, study, series, arg);
 	}
-	/* A collection's answers one after the other: both are long, and parsing them at
-	 * once on two cores made NLST's bulk load slower (6.6 s to 9.2 s, loopback). */
-	if (!f->patient_id) {
+	/* NBIA: a collection's answers one after the other: both are long, and parsing
+	 * them at once on two cores made NLST's bulk load slower (6.6 s to 9.2 s,
+	 * loopback). IDC's come in pages, each a round trip and a query of its own, one
+	 * after another: its studies' pages go at once with the series' pages. */
+	if (!f->patient_id && src->kind == SOURCE_NBIA) {
 		rc = source_each(src, TCIA_STUDIES, f, study, restart, arg);
 		return rc < 0 ? rc : source_each(src, TCIA_SERIES, f, series, restart, arg);
 	}

@@ -279,7 +279,8 @@ def bare_column(sql):
 
 
 # The fault rules of POST /_fake/faults: {"kind", "endpoint" (version, collections, sql,
-# list, object or *), "times" (-1 = until reset), "seconds" for delay, "by" for the bytes a
+# list, object or *), "times" (-1 = until reset), "sql": only queries that hold this text,
+# "seconds" for delay, "by" for the bytes a
 # "lie" adds to listed sizes, "path" for "body": a prepared (hostile) answer served in place
 # of the real one}; the fake TCIA's rule book, with IDC's kinds.
 FAULT_KINDS = {"503", "delay", "lie", "endless", "body"}
@@ -344,7 +345,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _fault(self, endpoint, query):
         """Applies a fault rule; True when the request is answered by it."""
-        rule = self.server.faults.take(endpoint, {})
+        rule = self.server.faults.take(endpoint, query or {})
         if not rule:
             return False, None
         if rule["kind"] == "delay":

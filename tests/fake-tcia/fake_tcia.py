@@ -97,6 +97,8 @@ class Faults:
                     continue
                 if "series" in rule and query.get("SeriesInstanceUID") != rule["series"]:
                     continue
+                if "sql" in rule and rule["sql"] not in (query.get("sql") or ""):
+                    continue
                 if rule["times"] > 0:
                     rule["times"] -= 1
                 return dict(rule)

@@ -5,8 +5,11 @@
 # files are real DICOM; lies, endless objects, hostile answers and 503 storms give an
 # errno and a log line, and leave the cache as it was.
 
+import contextlib
+import glob
 import json
 import os
+import sqlite3
 import subprocess
 import time
 
@@ -532,4 +535,39 @@ def test_a_bad_object_is_not_fetched_again_at_once(ctx):
     with open(first, "rb") as f:
         assert f.read(132)[128:] == b"DICM"
     assert count(s, "object", o0) == 2
+    ctx.unmount(m)
+
+
+def test_a_failed_series_page_fails_the_bulk_load_and_changes_nothing(ctx):
+    s = ctx.idc_server("--scale", "300")
+    cache = ctx.path("cache")
+    m = idc_mount(ctx, s, options=["retries=1", "timeout=5"], cache_dir=cache)
+    root = os.path.join(m.mountpoint, "Scale-Test")
+    assert len(os.listdir(os.path.join(root, "SCALE-00001"))) == 3   # that patient alone
+    db = glob.glob(os.path.join(cache, "**", "catalog-*.sqlite"), recursive=True)
+    assert len(db) == 1, db
+
+    def catalog(sql):
+        with contextlib.closing(sqlite3.connect("file:%s?mode=ro" % db[0], uri=True)) as c:
+            return c.execute(sql).fetchall()
+
+    before = catalog("select count(*) from series"), catalog("select count(*) from study")
+    assert before == ([(10,)], [(2,)]), before
+    # The bulk load's studies go at once with its series; every series page fails.
+    s.fault(kind="503", endpoint="sql", sql="SeriesInstanceUID", times=-1)
+    t0 = time.monotonic()
+    r = subprocess.run(["cat", os.path.join(root, "series.csv")], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode != 0 and "Input/output error" in r.stderr, r
+    assert time.monotonic() - t0 < 30
+    assert "503" in m.log(), m.log()
+    assert (catalog("select count(*) from series"), catalog("select count(*) from study")) \
+        == before
+    assert catalog("select count(*) from load where scope=2") == [(0,)]
+    assert not glob.glob(os.path.join(cache, "**", "catalog-*.load-*"), recursive=True)
+    # The fault gone, the same read loads the collection whole.
+    s.reset_faults()
+    with open(os.path.join(root, "series.csv")) as f:
+        assert len(f.read().splitlines()) == 3001
+    assert catalog("select count(*) from series") == [(3000,)]
     ctx.unmount(m)
