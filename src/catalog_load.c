@@ -465,11 +465,15 @@ static int cat_hand(struct catalog_load *l)
 	struct cat_row *q;
 
 	if (!w->started) {
+		if (w->stop)
+			return cat_flush(l);	/* the thread could not start: all here */
 		w->q = calloc(CAT_BATCH, sizeof(*w->q));
-		if (w->q && pthread_create(&w->thread, NULL, cat_writer_main, l) == 0)
+		if (w->q && pthread_create(&w->thread, NULL, cat_writer_main, l) == 0) {
 			w->started = true;
-		else
+		} else {
+			w->stop = true;
 			return cat_flush(l);
+		}
 	}
 	pthread_mutex_lock(&w->lock);
 	while (w->busy)
