@@ -564,23 +564,40 @@ class Bench:
             t = timed(fn, 1)[0]
             return t, len(api_requests(s)) - n0
 
-        m = self.ctx.mount(s, name="nlst1", cache_dir=cache)
-        root = os.path.join(m.mountpoint, "Scale-Test")
-        pat = os.path.join(root, "SCALE-%05d" % (NLST_SCALE // 2))
+        def find(root):
+            return ["find", root, "-mindepth", "3", "-maxdepth", "3"]
 
-        def first_ls():
-            study = [d for d in os.listdir(pat) if d != "patient.json"][0]
-            sh(["ls", os.path.join(pat, study)])
-        t, n = count(first_ls)
-        self.row("NLST-size collection (%d series), cold: first ls of one study folder" % series,
-                 "%.3f s, %d requests" % (t, n), "—", "", "≤ 0.5 s, ≤ 4 requests",
-                 t <= 0.5 and n <= 4)
-        find = ["find", root, "-mindepth", "3", "-maxdepth", "3"]
-        cold, ncold = count(lambda: sh(find))
+        # Cold rows three times, each on a new mount and catalog (these machines are
+        # noisy: one run of a 15 s walk has been seen at twice that).
+        firsts, colds = [], []
+        for i in range(3):
+            if i:
+                self.ctx.unmount(m)
+            m = self.ctx.mount(s, name="nlst1-%d" % i, cache_dir="%s-%d" % (cache, i))
+            root = os.path.join(m.mountpoint, "Scale-Test")
+            pat = os.path.join(root, "SCALE-%05d" % (NLST_SCALE // 2))
+
+            def first_ls():
+                study = [d for d in os.listdir(pat) if d != "patient.json"][0]
+                sh(["ls", os.path.join(pat, study)])
+            firsts.append(count(first_ls))
+            colds.append(count(lambda: sh(find(root))))
+            peak(m)
+        for i in range(2):
+            shutil.rmtree("%s-%d" % (cache, i), ignore_errors=True)
+        cache = "%s-2" % cache
+        t = med([f[0] for f in firsts])
+        n = max(f[1] for f in firsts)
+        self.row("NLST-size collection (%d series), cold: first ls of one study folder "
+                 "(3 new mounts and catalogs)" % series,
+                 "%.3f s (%s), %d requests" % (t, spread([f[0] for f in firsts]), n), "—", "",
+                 "≤ 0.5 s, ≤ 4 requests", t <= 0.5 and n <= 4)
+        cold = med([c[0] for c in colds])
+        ncold = max(c[1] for c in colds)
         self.row("… find -mindepth 3 -maxdepth 3, cold (bulk load included)",
-                 "%.1f s, %d requests" % (cold, ncold), "—", "", "≤ 12 s, ≤ 8 requests",
-                 cold <= 12 and ncold <= 8)
-        warm = timed(lambda: sh(find), 3)
+                 "%.1f s (%s), %d requests" % (cold, spread([c[0] for c in colds]), ncold),
+                 "—", "", "≤ 12 s, ≤ 8 requests", cold <= 12 and ncold <= 8)
+        warm = timed(lambda: sh(find(root)), 3)
         self.row("… the same find, warm", "%.2f s (%s)" % (med(warm), spread(warm)), "—", "",
                  "≤ 2 s", med(warm) <= 2)
         wc, _ = count(lambda: sh(["wc", "-l", os.path.join(root, "series.csv")]))
@@ -589,14 +606,17 @@ class Bench:
         self.row("… ls .by-modality/CT", "%.2f s" % ct, "—", "", "≤ 1 s", ct <= 1)
         peak(m)
         self.ctx.unmount(m)
-        m = self.ctx.mount(s, name="nlst2", cache_dir=cache)
-        root = os.path.join(m.mountpoint, "Scale-Test")
-        again, nagain = count(lambda: sh(["find", root, "-mindepth", "3", "-maxdepth", "3"]))
-        self.row("… the same find after unmount and mount again (catalog on disk)",
-                 "%.1f s, %d requests" % (again, nagain), "—", "", "≤ 3 s, 0 requests",
-                 again <= 3 and nagain == 0)
-        peak(m)
-        self.ctx.unmount(m)
+        agains = []
+        for i in range(3):
+            m = self.ctx.mount(s, name="nlst2-%d" % i, cache_dir=cache)
+            agains.append(count(lambda: sh(find(os.path.join(m.mountpoint, "Scale-Test")))))
+            peak(m)
+            self.ctx.unmount(m)
+        again = med([a[0] for a in agains])
+        nagain = max(a[1] for a in agains)
+        self.row("… the same find after unmount and mount again (catalog on disk; 3 mounts)",
+                 "%.1f s (%s), %d requests" % (again, spread([a[0] for a in agains]), nagain),
+                 "—", "", "≤ 3 s, 0 requests", again <= 3 and nagain == 0)
         self.row("… daemon peak RSS across these rows", "%.0f MiB" % max(peaks), "—", "",
                  "≤ 64 MiB", max(peaks) <= 64)
         self.floor_walk(again, med(warm))
