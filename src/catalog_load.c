@@ -106,8 +106,8 @@ struct catalog_load {
 	} last[CAT_ORDERS];
 	/* A staged load's full batches are written by a thread of their own while the
 	 * next one is gathered: parsing and naming on one core, SQLite on the other (the
-	 * NLST load's thread spent half its time in the stage's inserts). Only that thread
-	 * touches the stage and last[] until it is stopped. */
+	 * NLST load's thread spent some 40% of its time in the stage's inserts). Once it
+	 * has started, only that thread touches the stage and last[] until it is stopped. */
 	struct cat_writer {
 		pthread_t thread;
 		bool started, busy, stop;
