@@ -435,6 +435,7 @@ static void *cat_writer_main(void *arg)
 {
 	struct catalog_load *l = arg;
 	struct cat_writer *w = &l->w;
+	int rc;
 
 	pthread_mutex_lock(&w->lock);
 	for (;;) {
@@ -442,10 +443,9 @@ static void *cat_writer_main(void *arg)
 			pthread_cond_wait(&w->cond, &w->lock);
 		if (!w->busy)
 			break;
-		int failed = w->rc;
-
+		rc = w->rc;	/* after a failure, batches are only cleared */
 		pthread_mutex_unlock(&w->lock);
-		int rc = cat_put_rows(l, w->q, w->nq, failed);
+		rc = cat_put_rows(l, w->q, w->nq, rc);
 		pthread_mutex_lock(&w->lock);
 		if (rc < 0 && w->rc == 0)
 			w->rc = rc;

@@ -280,9 +280,9 @@ def bare_column(sql):
 
 # The fault rules of POST /_fake/faults: {"kind", "endpoint" (version, collections, sql,
 # list, object or *), "times" (-1 = until reset), "sql": only queries that hold this text,
-# "seconds" for delay, "by" for the bytes a
-# "lie" adds to listed sizes, "path" for "body": a prepared (hostile) answer served in place
-# of the real one}; the fake TCIA's rule book, with IDC's kinds.
+# "seconds" for delay, "by" for the bytes a "lie" adds to listed sizes, "path" for "body":
+# a prepared (hostile) answer served in place of the real one}; the fake TCIA's rule book,
+# with IDC's kinds.
 FAULT_KINDS = {"503", "delay", "lie", "endless", "body"}
 SQL_MEMO_MIN = 1 << 20      # /sql answers this big are kept once made
 
