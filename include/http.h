@@ -6,6 +6,7 @@
 #ifndef TCIAFS_HTTP_H
 #define TCIAFS_HTTP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -111,5 +112,53 @@ int http_status_errno(long status);
 
 /* The errno for a libcurl result code (0 for CURLE_OK). */
 int http_curl_errno(int code);
+
+/* ---- many GETs at once ---------------------------------------------------------------
+ *
+ * A fleet runs many GETs at once on one thread of its own, over libcurl's multi
+ * interface and the client's shared connections (HTTP/2 multiplexed where the server
+ * offers it): what a series of hundreds of objects, or a big object read by range,
+ * needs on a link where each GET waits a round trip before its first byte. Each body
+ * goes into a file at a given offset, checked as it arrives: its exact length, for a
+ * range the 206 and its Content-Range, and an MD5 when one is given. Failed attempts are
+ * retried as http_get's are. */
+struct http_fleet;
+
+struct http_job {
+	const char *url;	/* copied */
+	int fd;			/* the body is written here (pwrite), at offset */
+	uint64_t offset;	/* where in fd, and for a range where in the object */
+	uint64_t length;	/* the exact length expected */
+	bool ranged;		/* GET bytes offset..offset+length-1 only (206, Content-Range) */
+	uint64_t total;		/* for a range: the object's size Content-Range must give */
+	const char *md5;	/* 32 hex digits the body must hash to, or NULL */
+	bool urgent;		/* someone waits for it: ahead of the queue, past the cap */
+	/* Called once, on the fleet's thread, with 0 or -errno: -EIO for a body that is
+	 * not what was expected (its log line said why: log_reason() there), -ECANCELED
+	 * when the fleet stopped first. It must not call back into the fleet's free. */
+	void (*done)(void *arg, int rc);
+	void *arg;
+};
+
+/* A fleet of at most streams GETs at once (urgent ones go past it) over http (borrowed:
+ * it must outlive the fleet). Its thread starts with the first job, in the process that
+ * adds it (a daemon forks after setting up). Returns 0 or -ENOMEM. */
+int http_fleet_new(struct http *http, int streams, struct http_fleet **out);
+
+/* Queues job; *id names it for http_fleet_hurry. Returns 0, or -errno (done is then not
+ * called): -ECANCELED once the fleet or the client stopped. */
+int http_fleet_add(struct http_fleet *f, const struct http_job *job, uint64_t *id);
+
+/* A queued job someone now waits for goes first, past the cap. Nothing if it is out. */
+void http_fleet_hurry(struct http_fleet *f, uint64_t id);
+
+/* Ends every job, queued or running, with -ECANCELED, and every later add. */
+void http_fleet_cancel(struct http_fleet *f);
+
+/* GETs running and queued, for status. */
+void http_fleet_counts(struct http_fleet *f, unsigned *running, unsigned *queued);
+
+/* Cancels what is left, stops the thread and frees. Accepts NULL. */
+void http_fleet_free(struct http_fleet *f);
 
 #endif

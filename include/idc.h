@@ -21,7 +21,10 @@ struct idc;
 struct idc_opts {
 	const char *api;
 	const char *files;
+	int streams;		/* object GETs at once; 0 = IDC_STREAMS_DEFAULT */
 };
+
+#define IDC_STREAMS_DEFAULT 16
 
 #define IDC_API_DEFAULT "https://api.imaging.datacommons.cancer.gov/v3"
 #define IDC_FILES_DEFAULT "https://{bucket}.s3.amazonaws.com"
@@ -122,6 +125,9 @@ const char *idc_api_url(const struct idc *t);
 struct idc_object {
 	char *key;
 	uint64_t size;
+	/* The ETag when it is a plain upload's MD5 (32 hex digits, lower case), else "": a
+	 * multipart upload's ("<hex>-<parts>") is no digest of the content. */
+	char md5[33];
 };
 
 /* One page of an S3 list-type=2 listing. */
@@ -151,5 +157,26 @@ char *idc_object_url(const struct idc *t, const char *bucket, const char *key);
  * be NULL. */
 int idc_get_object(struct idc *t, const char *bucket, const char *key, uint64_t size, int fd,
 		   void (*progress)(void *arg, uint64_t done, uint64_t total), void *arg);
+
+/* One object, or one range of it (length bytes at offset; length == size with offset 0
+ * for the whole), fetched in the background with many others at once (the client's
+ * fleet): written into fd at offset, checked against its length, a range against its
+ * Content-Range, a whole object against md5 when given ("" or NULL: none). done(arg, rc)
+ * is called once, on the fleet's thread (see http_job). *id names it for idc_hurry.
+ * Returns 0, or -errno and done is not called. */
+struct idc_fetch {
+	const char *bucket, *key;
+	uint64_t size;		/* the object's, as listed */
+	uint64_t offset, length;
+	const char *md5;
+	int fd;
+	bool urgent;
+	void (*done)(void *arg, int rc);
+	void *arg;
+};
+int idc_fetch_object(struct idc *t, const struct idc_fetch *fe, uint64_t *id);
+void idc_hurry(struct idc *t, uint64_t id);
+/* Ends every background fetch with -ECANCELED (for shutting down). */
+void idc_cancel_fetches(struct idc *t);
 
 #endif

@@ -100,6 +100,7 @@ int source_get_zip(struct source *src, const char *uid, int fd, uint64_t expecte
 struct source_file {
 	char *name;		/* a plain file name, safe as one path component */
 	uint64_t size;
+	char md5[33];		/* its MD5 when the source lists one (32 hex digits), else "" */
 };
 struct source_files {
 	size_t count;
@@ -110,9 +111,27 @@ struct source_files {
 int source_list_files(struct source *src, const char *where, struct source_files *out);
 void source_files_clear(struct source_files *l);
 
-/* One file of the series at where into fd: exactly size bytes (as listed), or -EIO /
- * -EFBIG with a log line; fd may then hold part of it. */
-int source_get_file(struct source *src, const char *where, const char *name, uint64_t size,
-		    int fd, tcia_progress_fn progress, void *arg);
+/* One file of the series at where, or a range of it, fetched in the background with many
+ * others at once (IDC: up to idc_streams GETs in flight over shared connections): length
+ * bytes at offset (offset 0 and length size: the whole file, checked against md5 when it
+ * is given), written into fd at offset. done(arg, rc) is called once, on the fetching
+ * thread: 0, or -errno with its log line (log_reason() there); -ECANCELED once
+ * source_cancel_fetches was called. urgent: someone waits for it. *id names it for
+ * source_hurry. Returns 0, or -errno (done is then not called; -ENOTSUP for NBIA). */
+struct source_fetch {
+	const char *where, *name;
+	uint64_t size;
+	uint64_t offset, length;
+	const char *md5;
+	int fd;
+	bool urgent;
+	void (*done)(void *arg, int rc);
+	void *arg;
+};
+int source_fetch_file(struct source *src, const struct source_fetch *fe, uint64_t *id);
+/* A queued fetch someone now waits for goes first. */
+void source_hurry(struct source *src, uint64_t id);
+/* Ends every background fetch with -ECANCELED, and every one asked for later. */
+void source_cancel_fetches(struct source *src);
 
 #endif

@@ -29,6 +29,11 @@ struct store_opts {
 	bool offline;		/* never fetch */
 	uint64_t max_series;	/* longest zip accepted when the metadata gives no size;
 				 * 0 = 64 GiB */
+	/* A source of single files (IDC): how far ahead of its reader a series is fetched
+	 * (bytes; 0 = 2 GiB), and the source's GETs at once (0 = 16), of which a series
+	 * keeps twice as many queued. */
+	uint64_t readahead_max;
+	int streams;
 };
 
 /* What the metadata says a series holds; -1 where unknown. */
@@ -106,10 +111,13 @@ time_t store_series_time(const struct store_series *ss);
 long store_series_find(const struct store_series *ss, const char *name);
 
 /* Opens file i for reading and marks the series in use (never evicted while any of its
- * files is open, in any process). A file listed but not yet stored is fetched first
- * (concurrent openers share one download; checked against its listed size, renamed into
- * place whole). Returns 0 with *fd, or -errno. */
-int store_open(struct store *s, struct store_series *ss, size_t i, int *fd);
+ * files is open, in any process). A file listed but not yet stored is fetched first,
+ * and the series' files after it in name order with it, many at once (the read-ahead;
+ * not for a process the walk guard holds back): concurrent openers share one download,
+ * checked against its listed size and MD5, renamed into place whole. who may be NULL.
+ * Returns 0 with *fd, or -errno. */
+int store_open(struct store *s, struct store_series *ss, size_t i,
+	       const struct store_caller *who, int *fd);
 void store_close(struct store *s, struct store_series *ss, int fd);
 
 /* The store's state as a JSON object (fetches in flight with bytes done/expected, queued

@@ -17,36 +17,19 @@
 #include <unistd.h>
 
 #include "fileio.h"
+#include "http_int.h"
 #include "log.h"
 
 #ifndef TCIAFS_VERSION
 #define TCIAFS_VERSION "0"
 #endif
 
-#define HTTP_POOL_MAX 16
-#define HTTP_BACKOFF_BASE_MS 250
-#define HTTP_BACKOFF_MAX_MS 8000
-
-struct http {
-	struct http_opts opts;
-	char *user_agent;
-	CURLSH *share;
-	pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
-	pthread_mutex_t pool_lock;
-	CURL *pool[HTTP_POOL_MAX];	/* idle handles; protected by pool_lock */
-	int pool_len;			/* protected by pool_lock */
-	struct http_auth auth;		/* set before threads start; fn NULL = none */
-	unsigned long n_requests, n_retries, n_failures;	/* __atomic counters */
-	int aborted;			/* __atomic; set once by http_abort */
-	size_t mem_in_flight;		/* __atomic: bytes held by answers being received */
-};
-
 void http_abort(struct http *http)
 {
 	__atomic_store_n(&http->aborted, 1, __ATOMIC_RELEASE);
 }
 
-static bool http_aborted(struct http *http)
+bool http_aborted(struct http *http)
 {
 	return __atomic_load_n(&http->aborted, __ATOMIC_ACQUIRE) != 0;
 }
@@ -275,8 +258,8 @@ static size_t http_buf_write(char *ptr, size_t size, size_t nmemb, void *u)
 	return n;
 }
 
-static int http_setup(struct http *http, CURL *h, const char *url, char *errbuf,
-		      bool download, bool credentials, long timeout_ms)
+int http_setup(struct http *http, CURL *h, const char *url, char *errbuf, bool download,
+	       bool credentials, long timeout_ms)
 {
 	bool tls = strncasecmp(url, "https:", 6) == 0;
 	CURLcode rc = CURLE_OK;
@@ -313,7 +296,7 @@ static int http_setup(struct http *http, CURL *h, const char *url, char *errbuf,
 	return rc == CURLE_OK ? 0 : -EIO;
 }
 
-static bool http_transient(CURLcode cc, long status)
+bool http_transient(CURLcode cc, long status)
 {
 	if (cc == CURLE_OK)
 		return status == 429 || (status >= 500 && status <= 599);
@@ -333,7 +316,7 @@ static bool http_transient(CURLcode cc, long status)
 
 /* Milliseconds to wait before attempt number `attempt` (1-based retry count): full
  * jitter over an exponential window, unless the server said when to come back. */
-static long http_backoff_ms(int attempt, long retry_after_s, long cap_s, unsigned *seed)
+long http_backoff_ms(int attempt, long retry_after_s, long cap_s, unsigned *seed)
 {
 	long window = HTTP_BACKOFF_BASE_MS << (attempt < 6 ? attempt - 1 : 5);
 
@@ -348,7 +331,7 @@ static long http_backoff_ms(int attempt, long retry_after_s, long cap_s, unsigne
 	return window / 2 + (long)(rand_r(seed) % (unsigned)(window / 2 + 1));
 }
 
-static int64_t http_now_ms(void)
+int64_t http_now_ms(void)
 {
 	struct timespec ts;
 

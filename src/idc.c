@@ -43,7 +43,9 @@ int idc_new(struct http *http, const struct idc_opts *opts, struct idc **out)
 	t->http = http;
 	t->api = strdup(opts->api ? opts->api : IDC_API_DEFAULT);
 	t->files = strdup(opts->files);
-	if (!t->api || !t->files) {
+	if (!t->api || !t->files ||
+	    http_fleet_new(http, opts->streams > 0 ? opts->streams : IDC_STREAMS_DEFAULT,
+			   &t->fleet) < 0) {
 		idc_free(t);
 		return -ENOMEM;
 	}
@@ -58,6 +60,7 @@ void idc_free(struct idc *t)
 {
 	if (!t)
 		return;
+	http_fleet_free(t->fleet);
 	free(t->api);
 	free(t->files);
 	free(t);

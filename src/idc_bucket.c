@@ -20,7 +20,7 @@
 #define IDC_LIST_PAGES_MAX 10000
 
 /* Where the parser is: the element whose text is wanted, and what it holds so far. */
-enum idc_elem { IE_NONE, IE_KEY, IE_SIZE, IE_TRUNCATED, IE_NEXT };
+enum idc_elem { IE_NONE, IE_KEY, IE_SIZE, IE_ETAG, IE_TRUNCATED, IE_NEXT };
 
 struct idc_xml {
 	XML_Parser p;
@@ -32,6 +32,7 @@ struct idc_xml {
 	size_t len;
 	char *key;
 	uint64_t size;
+	char md5[33];
 	size_t cap;
 	int rc;
 };
@@ -67,10 +68,13 @@ static void XMLCALL idc_xml_start(void *u, const XML_Char *name, const XML_Char 
 	} else if (x->depth == 2 && strcmp(n, "Contents") == 0) {
 		x->in_contents = true;
 		x->have_key = x->have_size = false;
+		x->md5[0] = '\0';
 	} else if (x->depth == 3 && x->in_contents && strcmp(n, "Key") == 0) {
 		x->elem = IE_KEY;
 	} else if (x->depth == 3 && x->in_contents && strcmp(n, "Size") == 0) {
 		x->elem = IE_SIZE;
+	} else if (x->depth == 3 && x->in_contents && strcmp(n, "ETag") == 0) {
+		x->elem = IE_ETAG;
 	} else if (x->depth == 2 && strcmp(n, "IsTruncated") == 0) {
 		x->elem = IE_TRUNCATED;
 	} else if (x->depth == 2 && strcmp(n, "NextContinuationToken") == 0) {
@@ -110,6 +114,33 @@ static int idc_size(const char *s, uint64_t *out)
 	return 0;
 }
 
+/* An ETag ("\"<32 hex>\"", as S3 sends it) as the MD5 it is, lower case; "" for any
+ * other (a multipart upload's "<hex>-<parts>" is no digest of the content). */
+static void idc_etag_md5(const char *etag, char md5[33])
+{
+	size_t n = strlen(etag), i;
+
+	md5[0] = '\0';
+	if (n >= 2 && etag[0] == '"' && etag[n - 1] == '"') {
+		etag++;
+		n -= 2;
+	}
+	if (n != 32)
+		return;
+	for (i = 0; i < 32; i++) {
+		char c = etag[i];
+
+		if (c >= 'A' && c <= 'F')
+			c = (char)(c - 'A' + 'a');
+		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
+			md5[0] = '\0';
+			return;
+		}
+		md5[i] = c;
+	}
+	md5[32] = '\0';
+}
+
 static void idc_xml_contents_end(struct idc_xml *x)
 {
 	struct idc_listing *l = x->out;
@@ -131,6 +162,7 @@ static void idc_xml_contents_end(struct idc_xml *x)
 	}
 	l->v[l->count].key = x->key;
 	l->v[l->count].size = x->size;
+	memcpy(l->v[l->count].md5, x->md5, sizeof(x->md5));
 	l->count++;
 	x->key = NULL;
 }
@@ -153,6 +185,9 @@ static void XMLCALL idc_xml_end(void *u, const XML_Char *name)
 		if (idc_size(x->text, &x->size) < 0)
 			idc_xml_fail(x, -EBADMSG);
 		x->have_size = true;
+		break;
+	case IE_ETAG:
+		idc_etag_md5(x->text, x->md5);
 		break;
 	case IE_TRUNCATED:
 		if (strcmp(x->text, "true") && strcmp(x->text, "false"))
@@ -290,6 +325,38 @@ int idc_get_object(struct idc *t, const char *bucket, const char *key, uint64_t 
 	}
 	free(url);
 	return rc;
+}
+
+int idc_fetch_object(struct idc *t, const struct idc_fetch *fe, uint64_t *id)
+{
+	char *url = idc_object_url(t, fe->bucket, fe->key);
+	bool whole = fe->offset == 0 && fe->length == fe->size;
+	struct http_job job = {
+		.url = url, .fd = fe->fd, .offset = fe->offset, .length = fe->length,
+		.ranged = !whole, .total = fe->size,
+		.md5 = whole && fe->md5 && fe->md5[0] ? fe->md5 : NULL, .urgent = fe->urgent,
+		.done = fe->done, .arg = fe->arg,
+	};
+	int rc;
+
+	if (!url)
+		return -ENOMEM;
+	if (fe->length == 0 || fe->offset + fe->length > fe->size)
+		rc = -EINVAL;
+	else
+		rc = http_fleet_add(t->fleet, &job, id);
+	free(url);
+	return rc;
+}
+
+void idc_hurry(struct idc *t, uint64_t id)
+{
+	http_fleet_hurry(t->fleet, id);
+}
+
+void idc_cancel_fetches(struct idc *t)
+{
+	http_fleet_cancel(t->fleet);
 }
 
 static bool idc_is_dicom(const char *key, const char *prefix)

@@ -56,6 +56,7 @@ struct idc {
 	struct http *http;
 	char *api;
 	char *files;		/* with {bucket} */
+	struct http_fleet *fleet;	/* objects fetched many at once */
 };
 
 #endif

@@ -55,6 +55,9 @@ struct tciafs_conf {
 	char *cache_size;
 	char *max_series;
 	uint64_t max_series_bytes;
+	char *readahead_max;
+	uint64_t readahead_bytes;
+	int idc_streams;
 	int max_fetches;
 	int walk_budget;
 	int offline;
@@ -88,6 +91,8 @@ static const struct fuse_opt tciafs_opt_spec[] = {
 	TCIAFS_OPT("passthrough=%s", passthrough),
 	TCIAFS_OPT("cache_size=%s", cache_size),
 	TCIAFS_OPT("max_series=%s", max_series),
+	TCIAFS_OPT("readahead_max=%s", readahead_max),
+	TCIAFS_OPT("idc_streams=%d", idc_streams),
 	TCIAFS_OPT("max_fetches=%d", max_fetches),
 	TCIAFS_OPT("walk_budget=%d", walk_budget),
 	TCIAFS_OPT("offline", offline),
@@ -192,6 +197,10 @@ static void tciafs_usage(const char *prog)
 	       "    -o max_fetches=N       series downloads at once (default: 4)\n"
 	       "    -o max_series=SIZE     longest series zip accepted when the metadata gives\n"
 	       "                           no size (default: 64G; else 2 x its size + 16M)\n"
+	       "    -o idc_streams=N       IDC: object GETs at once, for a series read ahead\n"
+	       "                           (default: 16)\n"
+	       "    -o readahead_max=SIZE  IDC: how far past the furthest file opened a series\n"
+	       "                           is fetched ahead (default: 2G)\n"
 	       "    -o walk_budget=N       series downloads one process may start within a\n"
 	       "                           minute before it is taken for a recursive walk\n"
 	       "                           and held back (default: 16; 0 = no guard)\n"
@@ -301,6 +310,17 @@ static int tciafs_conf_check(struct tciafs_conf *conf)
 				 conf->max_series_bytes == 0)) {
 		fprintf(stderr, "tciafs: max_series=%s: use a number with K, M, G or T\n",
 			conf->max_series);
+		return -EINVAL;
+	}
+	if (conf->readahead_max &&
+	    (store_parse_size(conf->readahead_max, &conf->readahead_bytes) < 0 ||
+	     conf->readahead_bytes == 0)) {
+		fprintf(stderr, "tciafs: readahead_max=%s: use a number with K, M, G or T\n",
+			conf->readahead_max);
+		return -EINVAL;
+	}
+	if (conf->idc_streams < 1 || conf->idc_streams > 256) {
+		fprintf(stderr, "tciafs: idc_streams must be 1..256\n");
 		return -EINVAL;
 	}
 	if (conf->max_fetches < 1 || conf->max_fetches > 32 || conf->walk_budget < 0) {
@@ -648,6 +668,8 @@ static int tciafs_run(struct fuse_args *args, struct fuse_cmdline_opts *cmd,
 		.unzip_threads = 2,
 		.offline = conf->offline,
 		.max_series = conf->max_series_bytes,
+		.readahead_max = conf->readahead_bytes,
+		.streams = conf->idc_streams,
 	};
 	struct tciafs_status status = { 0 };
 	struct tciafs_hup hup = { 0 };
@@ -682,7 +704,7 @@ static int tciafs_run(struct fuse_args *args, struct fuse_cmdline_opts *cmd,
 		goto out_free_model;
 	}
 	if (conf->source && strcmp(conf->source, "idc") == 0) {
-		struct idc_opts iopts = { conf->idc_api, conf->idc_files };
+		struct idc_opts iopts = { conf->idc_api, conf->idc_files, conf->idc_streams };
 
 		rc = idc_new(http, &iopts, &idc);
 		rc = rc < 0 ? rc : source_new_idc(idc, &src);
@@ -791,7 +813,8 @@ int main(int argc, char *argv[])
 	struct tciafs_conf conf = { .timeout = 30, .retries = 4, .meta_ttl = 86400,
 				    .max_fetches = 4, .walk_budget = 16,
 				    .cache_bytes = (uint64_t)20 << 30,
-				    .max_series_bytes = (uint64_t)64 << 30 };
+				    .max_series_bytes = (uint64_t)64 << 30,
+				    .readahead_bytes = (uint64_t)2 << 30, .idc_streams = 16 };
 	struct fuse_cmdline_opts cmd = { 0 };
 	int rc = 1;
 
@@ -853,6 +876,7 @@ out_free_args:
 	free(conf.passthrough);
 	free(conf.cache_size);
 	free(conf.max_series);
+	free(conf.readahead_max);
 	free(conf.positional[0]);
 	free(conf.positional[1]);
 	for (size_t i = 0; i < conf.nmanifests; i++) {

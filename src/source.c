@@ -434,6 +434,7 @@ int source_list_files(struct source *src, const char *where, struct source_files
 		}
 		out->v[out->count].name = strdup(name);
 		out->v[out->count].size = l.v[i].size;
+		memcpy(out->v[out->count].md5, l.v[i].md5, sizeof(l.v[i].md5));
 		if (!out->v[out->count++].name)
 			rc = -ENOMEM;
 	}
@@ -443,21 +444,36 @@ int source_list_files(struct source *src, const char *where, struct source_files
 	return rc;
 }
 
-int source_get_file(struct source *src, const char *where, const char *name, uint64_t size,
-		    int fd, tcia_progress_fn progress, void *arg)
+int source_fetch_file(struct source *src, const struct source_fetch *fe, uint64_t *id)
 {
+	struct idc_fetch ife = { NULL, NULL, fe->size, fe->offset, fe->length, fe->md5,
+				 fe->fd, fe->urgent, fe->done, fe->arg };
 	char bucket[160], *key = NULL;
 	const char *uuid;
 	int rc;
 
 	if (src->kind != SOURCE_IDC)
 		return -ENOTSUP;
-	rc = source_split(where, bucket, sizeof(bucket), &uuid);
-	if (rc < 0 || !source_safe(name, ".-_"))
+	rc = source_split(fe->where, bucket, sizeof(bucket), &uuid);
+	if (rc < 0 || !source_safe(fe->name, ".-_"))
 		return -EINVAL;
-	if (asprintf(&key, "%s/%s", uuid, name) < 0)
+	if (asprintf(&key, "%s/%s", uuid, fe->name) < 0)
 		return -ENOMEM;
-	rc = idc_get_object(src->idc, bucket, key, size, fd, progress, arg);
+	ife.bucket = bucket;
+	ife.key = key;
+	rc = idc_fetch_object(src->idc, &ife, id);
 	free(key);
 	return rc;
+}
+
+void source_hurry(struct source *src, uint64_t id)
+{
+	if (src->kind == SOURCE_IDC)
+		idc_hurry(src->idc, id);
+}
+
+void source_cancel_fetches(struct source *src)
+{
+	if (src->kind == SOURCE_IDC)
+		idc_cancel_fetches(src->idc);
 }

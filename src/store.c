@@ -135,7 +135,7 @@ static int store_cmp_index(const void *a, const void *b, void *files)
 	return c ? c : (i > j) - (i < j);
 }
 
-static void store_series_free(struct store_series *ss)
+void store_series_free(struct store_series *ss)
 {
 	size_t i;
 
@@ -155,7 +155,8 @@ static void store_series_free(struct store_series *ss)
 /* ---- manifests ---------------------------------------------------------------------- */
 
 int store_write_manifest(int dir_fd, const char *uid, const struct unzip_entry *v, size_t n,
-			 uint64_t zip_bytes, time_t when, const char *where)
+			 uint64_t zip_bytes, time_t when, const char *where,
+			 const char *const *md5)
 {
 	json_t *root, *files;
 	char *text = NULL;
@@ -169,10 +170,18 @@ int store_write_manifest(int dir_fd, const char *uid, const struct unzip_entry *
 	if (where && json_object_set_new(root, "where", json_string(where)))
 		goto out;
 	files = json_object_get(root, "files");
-	for (i = 0; i < n; i++)
-		if (json_array_append_new(files, json_pack("{s:s,s:I}", "name", v[i].name,
-							   "size", (json_int_t)v[i].size)))
+	for (i = 0; i < n; i++) {
+		json_t *f = json_pack("{s:s,s:I}", "name", v[i].name, "size",
+				      (json_int_t)v[i].size);
+
+		if (f && md5 && md5[i][0] &&
+		    json_object_set_new(f, "md5", json_string(md5[i]))) {
+			json_decref(f);
+			f = NULL;
+		}
+		if (json_array_append_new(files, f))
 			goto out;
+	}
 	text = json_dumps(root, JSON_COMPACT);
 	if (!text)
 		goto out;
@@ -231,8 +240,10 @@ static int store_load(struct store *s, const char *uid, struct store_series **ou
 	json_array_foreach(files, i, f) {
 		const char *name = json_string_value(json_object_get(f, "name"));
 		json_int_t size = json_integer_value(json_object_get(f, "size"));
+		const char *md5 = json_string_value(json_object_get(f, "md5"));
 
-		if (!name || !unzip_name_ok(name) || size < 0) {
+		if (!name || !unzip_name_ok(name) || size < 0 ||
+		    (md5 && strspn(md5, "0123456789abcdef") != 32) || (md5 && md5[32])) {
 			log_err("store: damaged manifest %s: bad file entry %zu", path, i);
 			rc = -EIO;
 			goto out_free;
@@ -241,6 +252,8 @@ static int store_load(struct store *s, const char *uid, struct store_series **ou
 		if (!ss->files[ss->count].name)
 			goto out_free;
 		ss->files[ss->count].size = (uint64_t)size;
+		if (md5)
+			memcpy(ss->files[ss->count].md5, md5, 33);
 		ss->bytes += (uint64_t)size;
 		ss->count++;
 	}
@@ -283,6 +296,11 @@ static void store_unlink_series(struct store *s, struct store_series *ss)
 			ss->gone = true;
 			return;
 		}
+}
+
+bool store_put_locked(struct store_series *ss)
+{
+	return --ss->refs == 0 && ss->gone;
 }
 
 void store_series_put(struct store *s, struct store_series *ss)
@@ -456,6 +474,19 @@ bool store_walk_allows(struct store *s, pid_t pid)
 	return true;
 }
 
+bool store_walk_held_back(struct store *s, pid_t pid)
+{
+	char comm[32];
+	int i;
+
+	if (s->opts.walk_budget <= 0 || pid <= 0)
+		return false;
+	for (i = 0; i < STORE_MAX_PIDS; i++)
+		if (s->pids[i].pid == pid && s->pids[i].blocked)
+			return store_proc_start(pid, comm, sizeof(comm)) == s->pids[i].start;
+	return false;
+}
+
 /* ---- eviction ----------------------------------------------------------------------- */
 
 struct store_victim {
@@ -626,15 +657,11 @@ long store_series_find(const struct store_series *ss, const char *name)
 	return -1;
 }
 
-int store_open(struct store *s, struct store_series *ss, size_t i, int *fd)
+int store_hold_locked(struct store *s, struct store_series *ss)
 {
 	char path[PATH_MAX];
-	int lock_fd = -1, rc = 0;
+	int lock_fd, rc = 0;
 
-	*fd = -1;
-	if (i >= ss->count)
-		return -ENOENT;
-	pthread_mutex_lock(&s->lock);
 	if (ss->open_files == 0) {
 		/* A shared lock for as long as any file is open: evictors skip the series. */
 		snprintf(path, sizeof(path), "%s/%s.lock", s->locks_dir, ss->uid);
@@ -649,20 +676,46 @@ int store_open(struct store *s, struct store_series *ss, size_t i, int *fd)
 	}
 	if (rc == 0)
 		ss->open_files++;
+	return rc == -EWOULDBLOCK ? -EBUSY : rc;	/* EBUSY: being evicted or refetched */
+}
+
+int store_release_locked(struct store *s, struct store_series *ss)
+{
+	int lock_fd = -1;
+
+	(void)s;
+	if (--ss->open_files == 0) {
+		lock_fd = ss->lock_fd;
+		ss->lock_fd = -1;
+	}
+	return lock_fd;
+}
+
+int store_open(struct store *s, struct store_series *ss, size_t i,
+	       const struct store_caller *who, int *fd)
+{
+	char path[PATH_MAX];
+	int rc;
+
+	*fd = -1;
+	if (i >= ss->count)
+		return -ENOENT;
+	pthread_mutex_lock(&s->lock);
+	rc = store_hold_locked(s, ss);
 	pthread_mutex_unlock(&s->lock);
-	if (rc == -EWOULDBLOCK)
-		rc = -EBUSY;	/* being evicted or refetched right now */
 	if (rc < 0)
 		return rc;
 	snprintf(path, sizeof(path), "%s/%s/%s", s->series_dir, ss->uid, ss->files[i].name);
 	*fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	/* Listed, not yet fetched: under the shared lock now, so no eviction meanwhile. */
 	if (*fd < 0 && errno == ENOENT && ss->where) {
-		rc = store_fetch_file(s, ss, i);
+		rc = store_ahead_fetch(s, ss, i, who);
 		if (rc == 0)
 			*fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 		else
 			errno = -rc;
+	} else if (*fd >= 0 && ss->where) {
+		store_ahead_saw(s, ss, i);
 	}
 	if (*fd < 0) {
 		rc = -errno;
@@ -673,15 +726,12 @@ int store_open(struct store *s, struct store_series *ss, size_t i, int *fd)
 
 void store_close(struct store *s, struct store_series *ss, int fd)
 {
-	int lock_fd = -1;
+	int lock_fd;
 
 	if (fd >= 0)
 		close(fd);
 	pthread_mutex_lock(&s->lock);
-	if (--ss->open_files == 0) {
-		lock_fd = ss->lock_fd;
-		ss->lock_fd = -1;
-	}
+	lock_fd = store_release_locked(s, ss);
 	pthread_mutex_unlock(&s->lock);
 	if (lock_fd >= 0)
 		close(lock_fd);	/* drops the shared lock */
@@ -718,9 +768,10 @@ char *store_status_json(struct store *s)
 			json_array_append_new(blocked, json_pack("{s:i,s:s}", "pid",
 								 (int)s->pids[i].pid, "command",
 								 s->pids[i].comm));
-	root = json_pack("{s:o,s:I,s:{s:s,s:I,s:I,s:I},s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I},"
+	root = json_pack("{s:o,s:I,s:o,s:{s:s,s:I,s:I,s:I},s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I},"
 			 "s:{s:i,s:i,s:o}}",
 			 "fetches", fetches, "queued", (json_int_t)queued,
+			 "read_ahead", store_ahead_status_locked(s),
 			 "store", "dir", s->dir, "bytes", (json_int_t)s->used, "cap",
 			 (json_int_t)s->opts.cap, "series", (json_int_t)s->used_series,
 			 "counters", "fetched", (json_int_t)s->n_fetched, "fetch_errors",
@@ -802,6 +853,10 @@ int store_new(const struct store_opts *opts, struct source *src, struct store **
 		s->opts.walk_window = 60;
 	if (s->opts.max_series == 0)
 		s->opts.max_series = (uint64_t)64 << 30;
+	if (s->opts.readahead_max == 0)
+		s->opts.readahead_max = (uint64_t)2 << 30;
+	if (s->opts.streams <= 0)
+		s->opts.streams = 16;
 	s->src = src;
 	if (gethostname(s->host, sizeof(s->host) - 1) < 0 || !s->host[0])
 		snprintf(s->host, sizeof(s->host), "localhost");
@@ -876,6 +931,7 @@ void store_free(struct store *s)
 	/* A worker in a download finishes it first (bounded by the HTTP timeouts). */
 	for (i = 0; i < s->nworkers; i++)
 		pthread_join(s->workers[i], NULL);
+	store_ahead_free_all(s);
 	for (f = s->fetches; f; f = fn) {
 		fn = f->next;
 		free(f->uid);
@@ -886,12 +942,6 @@ void store_free(struct store *s)
 	for (ss = s->series; ss; ss = next) {
 		next = ss->next;
 		store_series_free(ss);
-	}
-	while (s->file_flights) {	/* failures remembered; nobody waits any more */
-		struct store_file_flight *fl = s->file_flights;
-
-		s->file_flights = fl->next;
-		store_file_flight_free(fl);
 	}
 	pthread_cond_destroy(&s->done);
 	pthread_cond_destroy(&s->work);

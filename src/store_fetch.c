@@ -98,6 +98,7 @@ static int store_list_series(struct store *s, struct store_fetch *f, const char 
 	struct store_expect exp;
 	struct source_files l;
 	struct unzip_entry *v = NULL;
+	const char **md5 = NULL;
 	size_t i;
 	int dir_fd = -1, rc;
 
@@ -125,10 +126,12 @@ static int store_list_series(struct store *s, struct store_fetch *f, const char 
 		goto out_clear;
 	}
 	v = calloc(l.count, sizeof(*v));
-	rc = v ? 0 : -ENOMEM;
+	md5 = calloc(l.count, sizeof(*md5));
+	rc = v && md5 ? 0 : -ENOMEM;
 	for (i = 0; rc == 0 && i < l.count; i++) {
 		v[i].name = l.v[i].name;	/* borrowed */
 		v[i].size = l.v[i].size;
+		md5[i] = l.v[i].md5;
 		if (!unzip_name_ok(v[i].name))
 			rc = -EIO;
 	}
@@ -138,7 +141,7 @@ static int store_list_series(struct store *s, struct store_fetch *f, const char 
 		goto out_clear;
 	dir_fd = open(work, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	rc = dir_fd < 0 ? -errno : store_write_manifest(dir_fd, f->uid, v, l.count, 0,
-							 time(NULL), exp.where);
+							 time(NULL), exp.where, md5);
 	if (rc == 0 && fsync(dir_fd) < 0)
 		rc = -errno;
 	if (rc == 0 && rename(work, final) < 0)
@@ -153,140 +156,8 @@ static int store_list_series(struct store *s, struct store_fetch *f, const char 
 		close(dir_fd);
 out_clear:
 	free(v);
+	free(md5);
 	source_files_clear(&l);
-	return rc;
-}
-
-/* A file fetch's progress is not shown: one file is small. */
-static void store_no_progress(void *arg, uint64_t done, uint64_t total)
-{
-	(void)arg;
-	(void)done;
-	(void)total;
-}
-
-/* Fetches file i of a listed series into tmp/, checks its size and renames it into the
- * series' folder. The caller holds the series open (its shared lock: no eviction). */
-static int store_fetch_file_now(struct store *s, struct store_series *ss, size_t i)
-{
-	char tmp[PATH_MAX], final[PATH_MAX], what[PATH_MAX + 64];
-	struct store_file *file = &ss->files[i];
-	struct stat st;
-	int fd, rc;
-
-	snprintf(what, sizeof(what), "series %s: %s", ss->uid, file->name);
-	if (s->opts.offline) {
-		log_err("offline: %s is not in the cache", what);
-		return -EIO;
-	}
-	snprintf(tmp, sizeof(tmp), "%s/%s.%s.%d.%lu.f", s->tmp_dir, ss->uid, s->host,
-		 (int)getpid(), (unsigned long)pthread_self());
-	snprintf(final, sizeof(final), "%s/%s/%s", s->series_dir, ss->uid, file->name);
-	fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0) {
-		rc = -errno;
-		log_err("%s: cannot create %s: %s", what, tmp, strerror(-rc));
-		return rc;
-	}
-	rc = source_get_file(s->src, ss->where, file->name, file->size, fd, store_no_progress,
-			     NULL);
-	if (rc == -EFBIG)
-		rc = -EIO;	/* an object longer than listed is a bad object, as a short one */
-	/* Checked again on disk: only a whole file is ever renamed into place. */
-	if (rc == 0 && (fstat(fd, &st) < 0 || (uint64_t)st.st_size != file->size))
-		rc = -EIO;
-	if (close(fd) < 0 && rc == 0)
-		rc = -errno;
-	if (rc == 0 && rename(tmp, final) < 0)
-		rc = -errno;
-	if (rc < 0) {
-		unlink(tmp);
-		log_err("%s: fetch failed: %s", what, strerror(-rc));
-	}
-	return rc;
-}
-
-void store_file_flight_free(struct store_file_flight *fl)
-{
-	free(fl->uid);
-	free(fl->name);
-	free(fl->why);
-	free(fl);
-}
-
-/* Takes fl out of the list. Lock held. */
-static void store_file_flight_unlist(struct store *s, struct store_file_flight *fl)
-{
-	struct store_file_flight **p;
-
-	for (p = &s->file_flights; *p; p = &(*p)->next)
-		if (*p == fl) {
-			*p = fl->next;
-			break;
-		}
-	fl->listed = false;
-}
-
-int store_fetch_file(struct store *s, struct store_series *ss, size_t i)
-{
-	struct store_file_flight *fl;
-	int rc;
-
-	pthread_mutex_lock(&s->lock);
-	for (fl = s->file_flights; fl; fl = fl->next)
-		if (strcmp(fl->uid, ss->uid) == 0 && strcmp(fl->name, ss->files[i].name) == 0)
-			break;
-	/* A failure remembered too long ago: this opener tries again. */
-	if (fl && fl->done && time(NULL) - fl->finished >= STORE_FAIL_MEMORY) {
-		store_file_flight_unlist(s, fl);
-		if (fl->waiters == 0)
-			store_file_flight_free(fl);
-		fl = NULL;
-	}
-	if (fl) {
-		/* Someone is fetching it, or failed to moments ago: their answer. */
-		fl->waiters++;
-		while (!fl->done && !s->stopping)
-			store_ms_wait(s);
-		rc = fl->done ? fl->rc : -ECANCELED;
-		if (rc < 0 && fl->done)
-			log_adopt_reason(fl->why);
-		if (--fl->waiters == 0 && fl->done && !fl->listed)
-			store_file_flight_free(fl);
-		pthread_mutex_unlock(&s->lock);
-		return rc;
-	}
-	fl = calloc(1, sizeof(*fl));
-	if (fl && (!(fl->uid = strdup(ss->uid)) || !(fl->name = strdup(ss->files[i].name)))) {
-		store_file_flight_free(fl);
-		fl = NULL;
-	}
-	if (!fl) {
-		pthread_mutex_unlock(&s->lock);
-		return -ENOMEM;
-	}
-	fl->listed = true;
-	fl->next = s->file_flights;
-	s->file_flights = fl;
-	pthread_mutex_unlock(&s->lock);
-
-	rc = store_fetch_file_now(s, ss, i);
-
-	pthread_mutex_lock(&s->lock);
-	fl->done = true;
-	fl->rc = rc;
-	fl->finished = time(NULL);
-	if (rc == 0) {
-		s->n_files_fetched++;
-		store_file_flight_unlist(s, fl);
-	} else {
-		s->n_file_errors++;
-		fl->why = strdup(log_reason());
-	}
-	pthread_cond_broadcast(&s->done);
-	if (fl->waiters == 0 && !fl->listed)
-		store_file_flight_free(fl);
-	pthread_mutex_unlock(&s->lock);
 	return rc;
 }
 
@@ -397,7 +268,8 @@ static int store_fetch_series(struct store *s, struct store_fetch *f)
 	unlink(zip_path);
 	if (rc < 0)
 		goto out_rm_work;
-	rc = store_write_manifest(dir_fd, f->uid, r.v, r.count, zip_bytes, time(NULL), NULL);
+	rc = store_write_manifest(dir_fd, f->uid, r.v, r.count, zip_bytes, time(NULL), NULL,
+				  NULL);
 	/* Everything on disk before the rename makes it visible: whole or absent. */
 	if (rc == 0)
 		rc = store_sync_series(dir_fd, &r);

@@ -31,6 +31,7 @@
 struct store_file {
 	char *name;
 	uint64_t size;
+	char md5[33];		/* what its bytes must hash to, as listed; "" when unknown */
 };
 
 struct store_series {
@@ -67,21 +68,6 @@ struct store_fetch {
 	struct store_fetch *next;
 };
 
-/* A file of a series being fetched alone: who opens it meanwhile waits for it. A failed
- * one stays listed for STORE_FAIL_MEMORY seconds and answers the next openers (a viewer
- * opens a file several times; a bad object is not fetched for each). Under lock. */
-struct store_file_flight {
-	char *uid;
-	char *name;
-	bool done;
-	bool listed;		/* in store->file_flights */
-	int rc;
-	char *why;		/* the failure's reason, for the openers it answers */
-	time_t finished;
-	int waiters;
-	struct store_file_flight *next;
-};
-
 /* Recent fetch starts of one process, for the walk guard. */
 struct store_pid {
 	pid_t pid;
@@ -110,7 +96,8 @@ struct store {
 	bool stopping;
 	unsigned long n_fetched, n_fetch_errors, n_evicted, n_refused, n_hits;
 	unsigned long n_files_fetched, n_file_errors;	/* files fetched one by one */
-	struct store_file_flight *file_flights;
+	struct store_ahead *aheads;	/* series being read ahead (store_ahead.c) */
+	unsigned ahead_jobs;		/* their fetches out with the source */
 	uint64_t used;			/* bytes in series/, as of the last scan */
 	size_t used_series;
 	int nworkers;
@@ -119,12 +106,35 @@ struct store {
 
 bool store_uid_ok(const char *uid);
 void store_rmtree(const char *path);
+/* md5: NULL, or each file's MD5 as listed ("" when none). */
 int store_write_manifest(int dir_fd, const char *uid, const struct unzip_entry *v, size_t n,
-			 uint64_t zip_bytes, time_t when, const char *where);
-int store_fetch_file(struct store *s, struct store_series *ss, size_t i);
-void store_file_flight_free(struct store_file_flight *fl);
+			 uint64_t zip_bytes, time_t when, const char *where,
+			 const char *const *md5);
 int store_lookup(struct store *s, const char *uid, struct store_series **out);
 bool store_walk_allows(struct store *s, pid_t pid);
+/* Has the walk guard held pid back (without counting a fetch)? Lock held. */
+bool store_walk_held_back(struct store *s, pid_t pid);
+/* Holds ss open (its shared lock: no eviction, in any process) once more, or lets go
+ * once; the last let-go gives back the lock's fd for the caller to close outside the
+ * lock (-1 otherwise). Lock held. */
+int store_hold_locked(struct store *s, struct store_series *ss);
+int store_release_locked(struct store *s, struct store_series *ss);
+/* Drops a reference under the lock: true when the caller is to free ss after it. */
+bool store_put_locked(struct store_series *ss);
+void store_series_free(struct store_series *ss);
+
+/* ---- read-ahead (store_ahead.c) ---- */
+/* File i of ss is not on disk: fetches it, with the rest of the series read ahead from
+ * it (unless the walk guard holds who back), and waits for it. 0 when it is in place,
+ * or -errno (its reason adopted). */
+int store_ahead_fetch(struct store *s, struct store_series *ss, size_t i,
+		      const struct store_caller *who);
+/* File i of ss was opened from disk: a read-ahead of ss moves its window on. */
+void store_ahead_saw(struct store *s, struct store_series *ss, size_t i);
+/* The read-aheads for status: a JSON array (new reference). Lock held. */
+struct json_t *store_ahead_status_locked(struct store *s);
+/* At the end: every fetch cancelled and waited for, every read-ahead freed. */
+void store_ahead_free_all(struct store *s);
 void store_evict(struct store *s, const char *keep);
 void *store_worker(void *arg);
 

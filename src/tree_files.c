@@ -272,7 +272,7 @@ static int tree_open_stored(struct tree *t, const char *path, const struct store
 	int waited = 0, gone = 0, rc;
 
 	for (;;) {
-		rc = store_open(t->store, n->ss, n->file, fd);
+		rc = store_open(t->store, n->ss, n->file, who, fd);
 		if (rc == -ENOENT && gone++ == 0)
 			;	/* evicted between the lookup and now: look again, once */
 		else if (rc != -EBUSY || waited >= TREE_BUSY_WAIT_MS)

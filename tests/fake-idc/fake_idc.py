@@ -9,6 +9,7 @@ import argparse
 import hashlib
 import json
 import os
+import random
 import re
 import signal
 import sqlite3
@@ -82,17 +83,60 @@ BIG = ("big_series", "Big-Series", "idc-open-data", "CC BY 4.0",
        [("BIG-001", [("CT CHEST HIGH RES", [("CT", "CHEST", "SIEMENS", 0)])])])
 
 
+# --huge MB: a collection of one slide-microscopy series of one object of MB MiB of
+# pixels (IDC's pathology: single files of hundreds of MB to several GB, read by range).
+# Its bytes are made on demand for any range, never held; its ETag is multipart-style, as
+# S3 gives a big upload (no digest of the content).
+HUGE = ("huge_slide", "Huge-Slide", "idc-open-data", "CC BY 4.0",
+        [("SLIDE-001", [("SLIDE MICROSCOPY", [("SM", "BREAST", "Leica", 1)])])])
+HUGE_PART = 8 << 20         # the part size its multipart ETag counts
+SM_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.6"
+
+
+class HugeObject:
+    """A DICOM file of mb MiB of pixels whose bytes are a pure function of their offset:
+    any range is made on demand (each MiB of pixels a different window of one 4 MiB
+    block of seeded noise), so a 2 GB object costs 8 MiB of memory."""
+    BLOCK = 4 << 20
+
+    def __init__(self, image, mb):
+        image = dict(image, Rows=16384, Columns=32 * mb)
+        self.header = dicom.dicom_header(image)
+        self.size = len(self.header) + 16384 * 32 * mb * 2
+        noise = random.Random(image["SOPInstanceUID"]).randbytes(self.BLOCK)
+        self.noise = noise + noise
+
+    def read(self, a, b):
+        """Bytes a..b-1, in pieces of at most 1 MiB."""
+        h = len(self.header)
+        if a < h:
+            yield self.header[a:min(b, h)]
+            a = h
+        while a < b:
+            o = a - h
+            k, j = divmod(o, 1 << 20)
+            n = min(b - a, (1 << 20) - j)
+            start = (k * 104729 + j) % self.BLOCK
+            yield self.noise[start:start + n]
+            a += n
+
+
 class Archive:
     """The index rows, and every object of every bucket (made on first use)."""
 
-    def __init__(self, big=0, scale=0):
+    def __init__(self, big=0, scale=0, huge=0):
         self.rows = []          # dicts, one per series, columns as COLUMNS
         self.collections = []   # /collections records
         self.objects = {b: {} for b in BUCKETS}   # bucket -> key -> image dict or bytes
+        self.md5 = {}           # (bucket, key) -> the body's MD5, made once
+        self.md5_lock = threading.Lock()
         colls = list(COLLECTIONS)
         if big:
             cid, cname, bucket, lic, ((pid, ((sdesc, ((m, b, manu, _),)),)),) = BIG
             colls.append((cid, cname, bucket, lic, [(pid, [(sdesc, [(m, b, manu, big)])])]))
+        self.huge_mb = huge
+        if huge:
+            colls.append(HUGE)
         for cid, cname, bucket, lic, patients in colls:
             nseries = ninst = 0
             size = 0
@@ -113,8 +157,10 @@ class Archive:
                         nbytes = 0
                         for i, im in enumerate(images):
                             k = "%s/%s.dcm" % (uuid, make_uuid(uuid, i))
+                            if cid == HUGE[0]:
+                                im = HugeObject(im, huge)
                             self.objects[bucket][k] = im
-                            nbytes += dicom.dicom_size(im)
+                            nbytes += self.size(bucket, k)
                         if key == STRAY:
                             self.objects[bucket][uuid + "/series_notes.txt"] = \
                                 b"not a DICOM file\n"
@@ -137,7 +183,8 @@ class Archive:
                             "source_DOI": "10.7937/fake.%s" % cid,
                             "aws_bucket": bucket, "crdc_series_uuid": uuid,
                             "series_aws_url": "s3://%s/%s/*" % (bucket, uuid),
-                            "SOPClassUID": dicom.SOP_CLASS.get(mod, dicom.SECONDARY_CAPTURE),
+                            "SOPClassUID": SM_CLASS if mod == "SM" else
+                            dicom.SOP_CLASS.get(mod, dicom.SECONDARY_CAPTURE),
                             "TransferSyntaxUID": dicom.EXPLICIT_VR_LE,
                             "analysis_result_id": None,
                             "series_init_idc_version": "v1",
@@ -206,7 +253,23 @@ class Archive:
 
     def size(self, bucket, key):
         obj = self.objects[bucket][key]
+        if isinstance(obj, HugeObject):
+            return obj.size
         return len(obj) if isinstance(obj, bytes) else dicom.dicom_size(obj)
+
+    def etag(self, bucket, key):
+        """As S3 gives it: the MD5 of the body for a plain upload, and for a big one
+        (multipart) "<hex>-<parts>", which is no digest of the content."""
+        obj = self.objects[bucket][key]
+        if isinstance(obj, HugeObject):
+            return "%s-%d" % (digest("parts", bucket, key)[:32], -(-obj.size // HUGE_PART))
+        with self.md5_lock:
+            tag = self.md5.get((bucket, key))
+        if tag is None:
+            tag = hashlib.md5(self.body(bucket, key)).hexdigest()
+            with self.md5_lock:
+                self.md5[(bucket, key)] = tag
+        return tag
 
     def database(self):
         db = sqlite3.connect(":memory:", check_same_thread=False)
@@ -283,7 +346,7 @@ def bare_column(sql):
 # "seconds" for delay, "by" for the bytes a "lie" adds to listed sizes, "path" for "body":
 # a prepared (hostile) answer served in place of the real one}; the fake TCIA's rule book,
 # with IDC's kinds.
-FAULT_KINDS = {"503", "delay", "lie", "endless", "body"}
+FAULT_KINDS = {"503", "delay", "lie", "endless", "body", "corrupt", "badrange"}
 SQL_MEMO_MIN = 1 << 20      # /sql answers this big are kept once made
 
 
@@ -532,7 +595,7 @@ class Handler(BaseHTTPRequestHandler):
             out.append("<Contents><Key>%s</Key><LastModified>2024-05-01T12:00:00.000Z"
                        "</LastModified><ETag>&quot;%s&quot;</ETag><Size>%d</Size>"
                        "<StorageClass>INTELLIGENT_TIERING</StorageClass></Contents>"
-                       % (escape(k), digest(bucket, k)[:32], size))
+                       % (escape(k), arc.etag(bucket, k), size))
         out.append("</ListBucketResult>")
         self._send(200, "application/xml", "".join(out).encode(), None, "list", query,
                    rule and rule["kind"])
@@ -545,31 +608,74 @@ class Handler(BaseHTTPRequestHandler):
         if key not in arc.objects[bucket]:
             return self._s3_error(404, "NoSuchKey", "The specified key does not exist.",
                                   "object", query)
-        body = arc.body(bucket, key)
-        if rule and rule["kind"] == "endless":
-            return self._endless(body, query)
-        total = len(body)
+        if self.server.object_delay:
+            time.sleep(self.server.object_delay)    # S3's first byte, on a WAN
+        obj = arc.objects[bucket][key]
+        huge = isinstance(obj, HugeObject)
         rng = self.headers.get("Range")
         q = dict(query, key=key, range=rng)
+        if rule and rule["kind"] == "endless":
+            return self._endless(arc.body(bucket, key), q)
+        total = arc.size(bucket, key)
+        etag = {"ETag": '"%s"' % arc.etag(bucket, key), "Accept-Ranges": "bytes"}
         if not rng:
-            return self._send(200, "application/dicom", body,
-                              {"ETag": '"%s"' % digest(bucket, key)[:32],
-                               "Accept-Ranges": "bytes"}, "object", q)
-        m = re.fullmatch(r"bytes=(\d*)-(\d*)", rng.strip())
-        if not m or (not m.group(1) and not m.group(2)):
-            return self._s3_error(416, "InvalidRange", "The requested range is not "
-                                  "satisfiable", "object", q)
-        if m.group(1):
-            a = int(m.group(1))
-            b = min(int(m.group(2)), total - 1) if m.group(2) else total - 1
+            a, b, status, extra = 0, total - 1, 200, etag
         else:
-            a, b = max(total - int(m.group(2)), 0), total - 1
-        if a >= total or a > b:
-            return self._s3_error(416, "InvalidRange", "The requested range is not "
-                                  "satisfiable", "object", q)
-        self._send(206, "application/dicom", body[a:b + 1],
-                   {"Content-Range": "bytes %d-%d/%d" % (a, b, total),
-                    "Accept-Ranges": "bytes"}, "object", q)
+            m = re.fullmatch(r"bytes=(\d*)-(\d*)", rng.strip())
+            if not m or (not m.group(1) and not m.group(2)):
+                return self._s3_error(416, "InvalidRange", "The requested range is not "
+                                      "satisfiable", "object", q)
+            if m.group(1):
+                a = int(m.group(1))
+                b = min(int(m.group(2)), total - 1) if m.group(2) else total - 1
+            else:
+                a, b = max(total - int(m.group(2)), 0), total - 1
+            if a >= total or a > b:
+                return self._s3_error(416, "InvalidRange", "The requested range is not "
+                                      "satisfiable", "object", q)
+            status = 206
+            extra = dict(etag, **{"Content-Range": "bytes %d-%d/%d" % (a, b, total)})
+            if rule and rule["kind"] == "badrange":
+                # A 206 that names another range than the one asked: a lying proxy.
+                extra["Content-Range"] = "bytes %d-%d/%d" % (a + 1, b + 1, total)
+        pieces = obj.read(a, b + 1) if huge else [arc.body(bucket, key)[a:b + 1]]
+        if rule and rule["kind"] == "corrupt":
+            # The same length, one byte changed: only a digest can tell.
+            body = bytearray(b"".join(pieces))
+            body[len(body) // 2] ^= 0xFF
+            pieces = [bytes(body)]
+        self._send_pieces(status, "application/dicom", b - a + 1, pieces, extra, "object",
+                          q, rule and rule["kind"])
+
+    def _send_pieces(self, status, ctype, length, pieces, extra, endpoint, query, fault):
+        """An answer whose body comes in pieces (an object made on demand), at
+        --object-rate bytes a second on this connection when given."""
+        if self.server.delay:
+            time.sleep(self.server.delay)
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(length))
+        for k, v in extra.items():
+            self.send_header(k, v)
+        self.end_headers()
+        self._log(endpoint, query, status, length, fault)
+        if self.command == "HEAD":
+            return
+        rate, sent, t0 = self.server.object_rate, 0, time.monotonic()
+        try:
+            for piece in pieces:
+                step = max(16384, int(rate / 50)) if rate else len(piece) or 1
+                for i in range(0, len(piece), step):
+                    if self.server.stopping.is_set():
+                        return
+                    self.wfile.write(piece[i:i + step])
+                    sent += len(piece[i:i + step])
+                    if rate:
+                        ahead = sent / rate - (time.monotonic() - t0)
+                        if ahead > 0:
+                            time.sleep(ahead)
+        except OSError:
+            self.close_connection = True
 
     def _endless(self, head, query):
         """An object that never ends: its bytes, then zeros, chunked, until the client goes."""
@@ -612,10 +718,19 @@ def main(argv=None):
                          "(index rows only)")
     ap.add_argument("--big", type=int, default=0, metavar="N",
                     help="add collection Big-Series: one series of N 512x512 noisy CT images")
+    ap.add_argument("--huge", type=int, default=0, metavar="MB",
+                    help="add collection Huge-Slide: one SM object of MB MiB of pixels, made "
+                         "on demand (multipart ETag)")
+    ap.add_argument("--object-delay", type=float, default=0.0, metavar="S",
+                    help="seconds before each object GET's answer (S3's first byte on a WAN)")
+    ap.add_argument("--object-rate", type=float, default=0.0, metavar="B",
+                    help="bytes a second an object is sent at, per connection (0 = at once)")
     args = ap.parse_args(argv)
 
     srv = Server(("127.0.0.1", args.port), Handler)
-    srv.archive = Archive(big=args.big, scale=args.scale)
+    srv.archive = Archive(big=args.big, scale=args.scale, huge=args.huge)
+    srv.object_delay = args.object_delay
+    srv.object_rate = args.object_rate
     srv.delay = args.delay
     srv.rate = args.rate
     srv.db = srv.archive.database()

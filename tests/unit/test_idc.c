@@ -465,6 +465,33 @@ static void test_listing(void **state)
 	idc_listing_clear(&l);
 }
 
+/* An ETag is an MD5 to check only when it is a plain upload's: 32 hex digits. */
+static void test_listing_etags(void **state)
+{
+#define S3_TAGGED(k, tag) "<Contents><Key>" k "</Key><ETag>" tag "</ETag><Size>1</Size>" \
+	"</Contents>"
+	static const char page[] = S3_HEAD
+		S3_TAGGED("u/a.dcm", "&quot;0123456789ABCDEFabcdef0123456789&quot;")
+		S3_TAGGED("u/b.dcm", "&quot;312095fcddfb92f38977738ee8279fc2-65&quot;")
+		S3_TAGGED("u/c.dcm", "0123456789abcdef0123456789abcdef")
+		S3_TAGGED("u/d.dcm", "&quot;0123456789abcdef0123456789abcdeg&quot;")
+		S3_TAGGED("u/e.dcm", "&quot;0123456789abcdef0123456789abcde&quot;")
+		"<Contents><Key>u/f.dcm</Key><Size>1</Size></Contents></ListBucketResult>";
+#undef S3_TAGGED
+	struct idc_listing l;
+
+	(void)state;
+	assert_int_equal(idc_parse_listing(page, strlen(page), &l), 0);
+	assert_int_equal(l.count, 6);
+	assert_string_equal(l.v[0].md5, "0123456789abcdefabcdef0123456789");
+	assert_string_equal(l.v[1].md5, "");	/* multipart: no digest of the content */
+	assert_string_equal(l.v[2].md5, "0123456789abcdef0123456789abcdef");
+	assert_string_equal(l.v[3].md5, "");	/* not hex */
+	assert_string_equal(l.v[4].md5, "");	/* too short */
+	assert_string_equal(l.v[5].md5, "");	/* none */
+	idc_listing_clear(&l);
+}
+
 static void listing_bad(const char *xml)
 {
 	struct idc_listing l;
@@ -555,6 +582,7 @@ int main(void)
 		cmocka_unit_test(test_row_picked),
 		cmocka_unit_test(test_listing),
 		cmocka_unit_test(test_listing_bad),
+		cmocka_unit_test(test_listing_etags),
 		cmocka_unit_test(test_collections),
 		cmocka_unit_test(test_object_url),
 	};
