@@ -36,7 +36,7 @@ ALL_LDFLAGS = $(SANFLAGS) $(LDFLAGS)
 MODEL     := utf8 jsonobj jsonpick log failures fileio spool ahead inodes http http_fleet auth metacache catalog catalog_load catalog_query catalog_view tcia tcia_stream tcia_pick idc idc_row idc_bucket source unzip store store_fetch store_ahead view tree tree_names tree_files tree_load tree_view tree_table tree_xattr
 MODEL_OBJ := $(MODEL:%=$(BUILD)/%.o)
 BIN       := $(BUILD)/tciafs
-UNIT      := test_jsonobj test_log test_failures test_spool test_ahead test_inodes test_http test_metacache test_catalog test_tcia test_idc test_tree test_unzip test_view
+UNIT      := test_jsonobj test_log test_failures test_spool test_ahead test_inodes test_http test_fleet test_metacache test_catalog test_tcia test_idc test_tree test_unzip test_view
 UNIT_BIN  := $(UNIT:%=$(BUILD)/%)
 
 .SECONDARY:
@@ -121,7 +121,7 @@ check-asan:
 # (TSAN_UNIT). tests/tsan.supp lists (and explains) the reports suppressed, all inside
 # libraries. About 2 minutes; part of check.
 TSAN_TESTS := test_fetch,test_resilience,test_prefetch,test_views,test_faults.test_mount,test_browse,test_idc_mount,test_passthrough,test_catalog
-TSAN_UNIT := test_ahead test_tcia test_idc test_catalog
+TSAN_UNIT := test_ahead test_fleet test_tcia test_idc test_catalog
 tsan: deps
 	$(MAKE) BUILD=build-tsan OPT="-O1 -g -fsanitize=thread" LDFLAGS="-fsanitize=thread" \
 	  build-tsan/tciafs build-tsan/tciafs-prefetch build-tsan/tcia-query \
