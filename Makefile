@@ -115,8 +115,8 @@ check-asan:
 
 # ThreadSanitizer over the tests where threads meet: concurrent openers, shared stores,
 # eviction under readers, interrupted waits, the network gone, prefetch in parallel,
-# the views, IDC's read-ahead (one thread driving many GETs), the catalog's loads (long answers parsed on a helper thread, ahead.c),
-# and the fault campaign; and the unit tests of the helper that parses long answers
+# the views, IDC's read-ahead (one thread driving many GETs), the catalog's loads (long
+# answers parsed on a helper thread, ahead.c), and the fault campaign; and the unit tests of the helper that parses long answers
 # and of the catalog, whose own thread checkpoints and ends readers' idle transactions
 # (TSAN_UNIT). tests/tsan.supp lists (and explains) the reports suppressed, all inside
 # libraries. About 2 minutes; part of check.
