@@ -118,8 +118,9 @@ check-asan:
 # the views, IDC's read-ahead (one thread driving many GETs), the catalog's loads (long
 # answers parsed on a helper thread, ahead.c), and the fault campaign; and the unit
 # tests of the helper that parses long answers, of the fleet of GETs, and of the
-# catalog, whose own thread checkpoints and ends readers' idle transactions (TSAN_UNIT). tests/tsan.supp lists (and explains) the reports suppressed, all inside
-# libraries. About 2 minutes; part of check.
+# catalog, whose own thread checkpoints and ends readers' idle transactions (TSAN_UNIT).
+# tests/tsan.supp lists (and explains) the reports suppressed, all inside libraries.
+# About 2 minutes; part of check.
 TSAN_TESTS := test_fetch,test_resilience,test_prefetch,test_views,test_faults.test_mount,test_browse,test_idc_mount,test_idc_ahead,test_passthrough,test_catalog
 TSAN_UNIT := test_ahead test_fleet test_tcia test_idc test_catalog
 tsan: deps
