@@ -357,20 +357,6 @@ static bool store_ahead_moved(struct store_ahead *a, size_t i)
 	return true;
 }
 
-/* Waits for the next change, for at most STORE_WAIT_TICK_MS. Lock held. */
-static void store_ahead_tick(struct store *s)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_nsec += STORE_WAIT_TICK_MS * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
-	pthread_cond_timedwait(&s->done, &s->lock, &ts);
-}
-
 int store_ahead_fetch(struct store *s, struct store_series *ss, size_t i,
 		      const struct store_caller *who)
 {
@@ -424,7 +410,7 @@ int store_ahead_fetch(struct store *s, struct store_series *ss, size_t i,
 			rc = -EINTR;	/* the fetch carries on without us */
 			break;
 		}
-		store_ahead_tick(s);
+		store_ms_wait(s);
 	}
 	if (rc == 0 && f->state == SA_FAILED) {
 		rc = f->rc;
@@ -479,7 +465,7 @@ void store_ahead_free_all(struct store *s)
 	source_cancel_fetches(s->src);
 	pthread_mutex_lock(&s->lock);
 	while (s->ahead_jobs > 0 && store_ms() < until)
-		store_ahead_tick(s);
+		store_ms_wait(s);
 	if (s->ahead_jobs > 0) {
 		/* Their callbacks would find freed memory: leak them rather. */
 		log_err("store: %u fetches did not end within %d s of the stop", s->ahead_jobs,

@@ -51,7 +51,7 @@ static uint64_t store_zip_max(const struct store *s, const struct store_expect *
 	return s->opts.max_series;
 }
 
-static bool store_ms_wait(struct store *s)
+bool store_ms_wait(struct store *s)
 {
 	struct timespec ts;
 

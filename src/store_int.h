@@ -111,6 +111,9 @@ int store_write_manifest(int dir_fd, const char *uid, const struct unzip_entry *
 			 uint64_t zip_bytes, time_t when, const char *where,
 			 const char *const *md5);
 int store_lookup(struct store *s, const char *uid, struct store_series **out);
+/* Waits on s->done for at most STORE_WAIT_TICK_MS (so that a waiter notices an
+ * interrupt soon). Lock held. True when woken. */
+bool store_ms_wait(struct store *s);
 bool store_walk_allows(struct store *s, pid_t pid);
 /* Has the walk guard held pid back (without counting a fetch)? Lock held. */
 bool store_walk_held_back(struct store *s, pid_t pid);
