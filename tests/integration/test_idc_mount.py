@@ -15,7 +15,7 @@ import time
 
 import pydicom
 
-from harness import run
+from harness import run, wait_for
 from test_fake_idc import http, list_all, rows
 
 HOSTILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "hostile", "idc")
@@ -202,6 +202,9 @@ def expect_refused(m, s, row, what):
     r = subprocess.run(["cat", os.path.join(d, first)], capture_output=True, timeout=60)
     assert r.returncode != 0 and b"Input/output error" in r.stderr, (what, r)
     assert time.monotonic() - t0 < 30, what
+    # The series' other files were read ahead and fail too: let them end first.
+    wait_for(lambda: all(a["in_flight"] == 0 for a in json.loads(open(os.path.join(
+        m.mountpoint, ".tciafs", "status")).read())["read_ahead"]), 60, "the read-ahead")
     assert stored(m, row) == [], (what, stored(m, row))
     assert os.listdir(os.path.join(m_cache(m), "tmp")) == [], what
     return first
