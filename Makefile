@@ -33,7 +33,7 @@ endif
 ALL_CFLAGS = $(WARN) $(OPT) $(SANFLAGS) $(PKG_CFLAGS) $(CFLAGS)
 ALL_LDFLAGS = $(SANFLAGS) $(LDFLAGS)
 
-MODEL     := utf8 jsonobj jsonpick log failures fileio spool ahead inodes http http_fleet auth metacache catalog catalog_load catalog_query catalog_view tcia tcia_stream tcia_pick idc idc_row idc_bucket source unzip store store_fetch store_ahead view tree tree_names tree_files tree_load tree_view tree_table tree_xattr
+MODEL     := utf8 jsonobj jsonpick log failures fileio spool ahead inodes http http_fleet auth metacache catalog catalog_load catalog_query catalog_view tcia tcia_stream tcia_pick idc idc_row idc_bucket source unzip store store_fetch store_ahead store_part view tree tree_names tree_files tree_load tree_view tree_table tree_xattr
 MODEL_OBJ := $(MODEL:%=$(BUILD)/%.o)
 BIN       := $(BUILD)/tciafs
 UNIT      := test_jsonobj test_log test_failures test_spool test_ahead test_inodes test_http test_fleet test_metacache test_catalog test_tcia test_idc test_tree test_unzip test_view
@@ -115,13 +115,14 @@ check-asan:
 
 # ThreadSanitizer over the tests where threads meet: concurrent openers, shared stores,
 # eviction under readers, interrupted waits, the network gone, prefetch in parallel,
-# the views, IDC's read-ahead (one thread driving many GETs), the catalog's loads (long
-# answers parsed on a helper thread, ahead.c), and the fault campaign; and the unit
-# tests of the helper that parses long answers, of the fleet of GETs, and of the
-# catalog, whose own thread checkpoints and ends readers' idle transactions (TSAN_UNIT).
+# the views, IDC's read-ahead (one thread driving many GETs) and range reads (a recorder
+# thread beside it, two mounts on one cache), the catalog's loads (long answers parsed
+# on a helper thread, ahead.c), and the fault campaign; and the unit tests of the
+# helper that parses long answers, of the fleet of GETs, and of the catalog, whose own
+# thread checkpoints and ends readers' idle transactions (TSAN_UNIT).
 # tests/tsan.supp lists (and explains) the reports suppressed, all inside libraries.
 # About 2 minutes; part of check.
-TSAN_TESTS := test_fetch,test_resilience,test_prefetch,test_views,test_faults.test_mount,test_browse,test_idc_mount,test_idc_ahead,test_passthrough,test_catalog
+TSAN_TESTS := test_fetch,test_resilience,test_prefetch,test_views,test_faults.test_mount,test_browse,test_idc_mount,test_idc_ahead,test_idc_range,test_passthrough,test_catalog
 TSAN_UNIT := test_ahead test_fleet test_tcia test_idc test_catalog
 tsan: deps
 	$(MAKE) BUILD=build-tsan OPT="-O1 -g -fsanitize=thread" LDFLAGS="-fsanitize=thread" \

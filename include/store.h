@@ -17,6 +17,7 @@
 
 struct store;
 struct store_series;
+struct store_part;
 struct source;
 
 struct store_opts {
@@ -34,6 +35,9 @@ struct store_opts {
 	 * keeps twice as many queued. */
 	uint64_t readahead_max;
 	int streams;
+	/* Files above range_min bytes from such a source are read by range, in blocks of
+	 * range_block bytes (0: 64 MiB and 4 MiB). */
+	uint64_t range_min, range_block;
 };
 
 /* What the metadata says a series holds; -1 where unknown. */
@@ -114,11 +118,20 @@ long store_series_find(const struct store_series *ss, const char *name);
  * files is open, in any process). A file listed but not yet stored is fetched first,
  * and the series' files after it in name order with it, many at once (the read-ahead;
  * not for a process the walk guard holds back): concurrent openers share one download,
- * checked against its listed size and MD5, renamed into place whole. who may be NULL.
+ * checked against its listed size and MD5, renamed into place whole. A big file (above
+ * range_min, from a source of single files) is not: *part is set, fd is its sparse
+ * cache file, and each read goes through store_part_need first. who may be NULL.
  * Returns 0 with *fd, or -errno. */
 int store_open(struct store *s, struct store_series *ss, size_t i,
-	       const struct store_caller *who, int *fd);
-void store_close(struct store *s, struct store_series *ss, int fd);
+	       const struct store_caller *who, int *fd, struct store_part **part);
+/* Makes bytes off..off+len of a big file readable from its fd: the blocks they fall in
+ * are fetched (Range GETs, one flight per block across every process sharing the
+ * cache) and waited for; a sequential reader's next blocks are fetched ahead. 0, or
+ * -errno: -EIO offline for a block not held, -EINTR when the caller was interrupted,
+ * or the fetch's own error (logged). */
+int store_part_need(struct store *s, struct store_part *p, uint64_t off, uint64_t len,
+		    const struct store_caller *who);
+void store_close(struct store *s, struct store_series *ss, int fd, struct store_part *part);
 
 /* The store's state as a JSON object (fetches in flight with bytes done/expected, queued
  * fetches, bytes used and cap, counters). Returns a new string (caller frees) or NULL. */

@@ -118,6 +118,14 @@ bool tree_file_live(const struct tree_file *f);
  * pages may be kept across opens (rendered files change with each load). */
 bool tree_file_stored(const struct tree_file *f);
 
+/* True for a big file read by range: reads go through tree_need first, and through the
+ * daemon (its cache file is not whole). */
+bool tree_file_partial(const struct tree_file *f);
+
+/* Makes size bytes at off of a partial file readable from its fd (fetching what is not
+ * held, and what a sequential reader will want next). 0, or -errno. */
+int tree_need(struct tree_file *f, off_t off, size_t size, const struct store_caller *who);
+
 /* How many opens found their series folder kept from an earlier open (no catalog). */
 unsigned long tree_placed_opens(struct tree *t);
 

@@ -569,6 +569,85 @@ class Bench:
                  "%.1f MiB (%.1f–%.1f)" % (med(rss), min(rss), max(rss)), "—", "",
                  "≤ 64 MiB", max(rss) <= 64)
 
+    # A slide-microscopy object of 512 MiB (IDC's pathology: single files of hundreds
+    # of MB to GB, read tile by tile), on the same WAN.
+    RANGE_MB, RANGE_AT = 512, 300 << 20
+
+    def idc_range(self):
+        """A big IDC object read by range through the mount: 1 MiB at 300 MiB (time and
+        bytes moved) against one ranged curl; the whole object against one plain GET;
+        the same range after a remount; for each block size tried."""
+        s = self.ctx.idc_server("--huge", str(self.RANGE_MB), "--object-delay",
+                                str(self.RA_DELAY), "--object-rate", str(self.RA_RATE))
+        uid, urls = self.idc_series_objects(s, "huge_slide")
+        url = urls[0]
+        name = url.rsplit("/", 1)[1]
+        opts = ["source=idc", "idc_api=" + s.url, "idc_files=" + s.base + "/{bucket}"]
+        mib = 1 << 20
+        at = self.RANGE_AT
+
+        def moved(n0):
+            return sum(r["bytes"] or 0 for r in s.requests("object")[n0:])
+
+        def pread(path, off, n):
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                return os.pread(fd, n, off)
+            finally:
+                os.close(fd)
+        base_r = []
+        for _ in range(3):
+            base_r += timed(lambda: sh(["curl", "-s", "-o", "/dev/null", "-r",
+                                        "%d-%d" % (at, at + mib - 1), url]), 1)
+        base_w = timed(lambda: sh(["curl", "-s", "-o", "/dev/null", url]), 2)
+        for block in ("1M", "4M", "8M"):
+            ranged, whole, nbytes, again, rss = [], [], [], [], []
+            for i in range(3 if block == "4M" else 1):
+                cache = os.path.join(self.work, "range-%s-%d" % (block, i))
+                o = opts + ["range_block=" + block]
+                m = self.ctx.mount(s, name="rg%s%d" % (block, i), cache_dir=cache, options=o)
+                path = os.path.join(m.mountpoint, ".tciafs", "series", uid, name)
+                os.stat(path)
+                n0 = len(s.requests("object"))
+                ranged += timed(lambda: pread(path, at, mib), 1)
+                self.ctx.unmount(m)
+                time.sleep(0.3)         # a cancelled read-ahead is logged when answered
+                nbytes.append(moved(n0))
+                m = self.ctx.mount(s, name="rg%s%db" % (block, i), cache_dir=cache, options=o)
+                path = os.path.join(m.mountpoint, ".tciafs", "series", uid, name)
+                os.stat(path)
+                n0 = len(s.requests("object"))
+                pread(path, at, mib)
+                again.append(len(s.requests("object")) - n0)
+
+                def read_all():
+                    with open(path, "rb") as f:
+                        while f.read(mib):
+                            pass
+                whole += timed(read_all, 1)
+                with open("/proc/%d/status" % m.proc.pid) as f:
+                    rss.append(int([ln for ln in f if ln.startswith("VmHWM")][0].split()[1])
+                               / 1024)
+                self.ctx.unmount(m)
+                shutil.rmtree(cache, ignore_errors=True)
+            what = "IDC object of %d MiB, %d ms before each GET, %.0f MB/s a connection, " \
+                   "blocks of %s: " % (self.RANGE_MB, self.RA_DELAY * 1000,
+                                      self.RA_RATE / 1e6, block)
+            self.row(what + "1 MiB at 300 MiB through the mount, cold",
+                     "%.3f s, %.1f MiB moved" % (med(ranged), max(nbytes) / mib),
+                     "%.3f s one ranged curl (%s)" % (med(base_r), spread(base_r)),
+                     "%.1f× the time" % (med(ranged) / med(base_r)),
+                     "≤ 0.2 s, ≤ 16 MiB", med(ranged) <= 0.2 and max(nbytes) <= 16 * mib)
+            self.row("… the same range after an unmount and a mount", "%d GETs" % max(again),
+                     "—", "", "0 GETs", max(again) == 0)
+            ratio = med(whole) / med(base_w)
+            self.row("… the whole object read through the mount (%s)" % spread(whole),
+                     "%.2f s" % med(whole),
+                     "%.2f s one plain GET (%s)" % (med(base_w), spread(base_w)),
+                     "%.2f× the time" % ratio, "≤ 0.5×", ratio <= 0.5)
+            self.row("… daemon peak RSS reading it whole",
+                     "%.1f MiB" % max(rss), "—", "", "≤ 64 MiB", max(rss) <= 64)
+
     def idc_nlst(self):
         """The NLST-size collection from the IDC source: a first look, then a walk."""
         s = self.ctx.idc_server("--scale", str(NLST_SCALE))
@@ -788,6 +867,7 @@ def main():
             b.prefetch_pipeline()
             b.idc_first_file()
             b.idc_readahead()
+            b.idc_range()
             b.idc_nlst()
             b.rss(os.path.join(work, "zip-cache"))
     finally:

@@ -955,6 +955,12 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fs_open_track(fs, &h->link, false);
 	if (tree_file_live(h->f)) {
 		fi->direct_io = 1;	/* made fresh on each open: never from the page cache */
+	} else if (tree_file_partial(h->f)) {
+		/* Read by range through the daemon: its cache file is not whole yet. Not
+		 * through the page cache either: an inode's cached opens and passthrough
+		 * opens exclude each other (the kernel fails the second with EIO), and
+		 * other opens of it pass through once it is whole. */
+		fi->direct_io = 1;
 	} else {
 		/* The kernel reads a stored file itself; its pages are the cache file's. */
 		h->backing = fs_backing_get(fs, ino, tree_file_fd(h->f));
@@ -986,6 +992,15 @@ static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	char *mem;
 
 	(void)ino;
+	if (tree_file_partial(f)) {
+		struct store_caller who = fs_caller(req);
+		int rc = tree_need(f, off, size, &who);
+
+		if (rc < 0) {
+			fuse_reply_err(req, -rc);
+			return;
+		}
+	}
 	if (tree_file_fd(f) >= 0) {
 		__atomic_add_fetch(&fs_ctx(req)->stored_reads, 1, __ATOMIC_RELAXED);
 		bv.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;

@@ -57,6 +57,8 @@ struct tciafs_conf {
 	uint64_t max_series_bytes;
 	char *readahead_max;
 	uint64_t readahead_bytes;
+	char *range_min, *range_block;
+	uint64_t range_min_bytes, range_block_bytes;
 	int idc_streams;
 	int max_fetches;
 	int walk_budget;
@@ -93,6 +95,8 @@ static const struct fuse_opt tciafs_opt_spec[] = {
 	TCIAFS_OPT("max_series=%s", max_series),
 	TCIAFS_OPT("readahead_max=%s", readahead_max),
 	TCIAFS_OPT("idc_streams=%d", idc_streams),
+	TCIAFS_OPT("range_min=%s", range_min),
+	TCIAFS_OPT("range_block=%s", range_block),
 	TCIAFS_OPT("max_fetches=%d", max_fetches),
 	TCIAFS_OPT("walk_budget=%d", walk_budget),
 	TCIAFS_OPT("offline", offline),
@@ -201,6 +205,10 @@ static void tciafs_usage(const char *prog)
 	       "                           (default: 16)\n"
 	       "    -o readahead_max=SIZE  IDC: how far past the furthest file opened a series\n"
 	       "                           is fetched ahead (default: 2G)\n"
+	       "    -o range_min=SIZE      IDC: a file bigger than this is read by range, in\n"
+	       "                           blocks, not fetched whole (default: 64M)\n"
+	       "    -o range_block=SIZE    ... in blocks of this size, 64K..64M, a power of 2\n"
+	       "                           (default: 4M)\n"
 	       "    -o walk_budget=N       series downloads one process may start within a\n"
 	       "                           minute before it is taken for a recursive walk\n"
 	       "                           and held back (default: 16; 0 = no guard)\n"
@@ -317,6 +325,20 @@ static int tciafs_conf_check(struct tciafs_conf *conf)
 	     conf->readahead_bytes == 0)) {
 		fprintf(stderr, "tciafs: readahead_max=%s: use a number with K, M, G or T\n",
 			conf->readahead_max);
+		return -EINVAL;
+	}
+	if (conf->range_min &&
+	    store_parse_size(conf->range_min, &conf->range_min_bytes) < 0) {
+		fprintf(stderr, "tciafs: range_min=%s: use a number with K, M, G or T\n",
+			conf->range_min);
+		return -EINVAL;
+	}
+	if (conf->range_block &&
+	    (store_parse_size(conf->range_block, &conf->range_block_bytes) < 0 ||
+	     conf->range_block_bytes < (64 << 10) || conf->range_block_bytes > (64 << 20) ||
+	     (conf->range_block_bytes & (conf->range_block_bytes - 1)))) {
+		fprintf(stderr, "tciafs: range_block=%s: a power of 2 from 64K to 64M\n",
+			conf->range_block);
 		return -EINVAL;
 	}
 	if (conf->idc_streams < 1 || conf->idc_streams > 256) {
@@ -670,6 +692,8 @@ static int tciafs_run(struct fuse_args *args, struct fuse_cmdline_opts *cmd,
 		.max_series = conf->max_series_bytes,
 		.readahead_max = conf->readahead_bytes,
 		.streams = conf->idc_streams,
+		.range_min = conf->range_min_bytes,
+		.range_block = conf->range_block_bytes,
 	};
 	struct tciafs_status status = { 0 };
 	struct tciafs_hup hup = { 0 };
@@ -877,6 +901,8 @@ out_free_args:
 	free(conf.cache_size);
 	free(conf.max_series);
 	free(conf.readahead_max);
+	free(conf.range_min);
+	free(conf.range_block);
 	free(conf.positional[0]);
 	free(conf.positional[1]);
 	for (size_t i = 0; i < conf.nmanifests; i++) {

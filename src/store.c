@@ -598,7 +598,16 @@ void store_evict(struct store *s, const char *keep)
 		snprintf(v[n].uid, sizeof(v[n].uid), "%.64s", de->d_name);
 		v[n].used = st.st_mtime;
 		v[n].bytes = ss->bytes;
-		used += ss->bytes;
+		if (ss->where) {
+			int dir_fd = openat(dirfd(d), de->d_name,
+					    O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+			if (dir_fd >= 0) {
+				v[n].bytes = store_part_bytes(s, ss, dir_fd);
+				close(dir_fd);
+			}
+		}
+		used += v[n].bytes;
 		n++;
 		store_series_free(ss);
 	}
@@ -692,12 +701,13 @@ int store_release_locked(struct store *s, struct store_series *ss)
 }
 
 int store_open(struct store *s, struct store_series *ss, size_t i,
-	       const struct store_caller *who, int *fd)
+	       const struct store_caller *who, int *fd, struct store_part **part)
 {
 	char path[PATH_MAX];
 	int rc;
 
 	*fd = -1;
+	*part = NULL;
 	if (i >= ss->count)
 		return -ENOENT;
 	pthread_mutex_lock(&s->lock);
@@ -708,7 +718,13 @@ int store_open(struct store *s, struct store_series *ss, size_t i,
 	snprintf(path, sizeof(path), "%s/%s/%s", s->series_dir, ss->uid, ss->files[i].name);
 	*fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	/* Listed, not yet fetched: under the shared lock now, so no eviction meanwhile. */
-	if (*fd < 0 && errno == ENOENT && ss->where) {
+	if (*fd < 0 && errno == ENOENT && store_part_wanted(s, ss, i)) {
+		rc = store_part_open(s, ss, i, who, part, fd);
+		if (rc == 1)	/* completed meanwhile */
+			*fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		else if (rc < 0)
+			errno = -rc;
+	} else if (*fd < 0 && errno == ENOENT && ss->where) {
 		rc = store_ahead_fetch(s, ss, i, who);
 		if (rc == 0)
 			*fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
@@ -719,17 +735,19 @@ int store_open(struct store *s, struct store_series *ss, size_t i,
 	}
 	if (*fd < 0) {
 		rc = -errno;
-		store_close(s, ss, -1);
+		store_close(s, ss, -1, NULL);
+		return rc;
 	}
-	return rc;
+	return 0;
 }
 
-void store_close(struct store *s, struct store_series *ss, int fd)
+void store_close(struct store *s, struct store_series *ss, int fd, struct store_part *part)
 {
 	int lock_fd;
 
 	if (fd >= 0)
 		close(fd);
+	store_part_close(s, part);
 	pthread_mutex_lock(&s->lock);
 	lock_fd = store_release_locked(s, ss);
 	pthread_mutex_unlock(&s->lock);
@@ -768,10 +786,11 @@ char *store_status_json(struct store *s)
 			json_array_append_new(blocked, json_pack("{s:i,s:s}", "pid",
 								 (int)s->pids[i].pid, "command",
 								 s->pids[i].comm));
-	root = json_pack("{s:o,s:I,s:o,s:{s:s,s:I,s:I,s:I},s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I},"
+	root = json_pack("{s:o,s:I,s:o,s:o,s:{s:s,s:I,s:I,s:I},s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I},"
 			 "s:{s:i,s:i,s:o}}",
 			 "fetches", fetches, "queued", (json_int_t)queued,
 			 "read_ahead", store_ahead_status_locked(s),
+			 "big_files", store_part_status_locked(s),
 			 "store", "dir", s->dir, "bytes", (json_int_t)s->used, "cap",
 			 (json_int_t)s->opts.cap, "series", (json_int_t)s->used_series,
 			 "counters", "fetched", (json_int_t)s->n_fetched, "fetch_errors",
@@ -857,6 +876,10 @@ int store_new(const struct store_opts *opts, struct source *src, struct store **
 		s->opts.readahead_max = (uint64_t)2 << 30;
 	if (s->opts.streams <= 0)
 		s->opts.streams = 16;
+	if (s->opts.range_min == 0)
+		s->opts.range_min = (uint64_t)64 << 20;
+	if (s->opts.range_block == 0)
+		s->opts.range_block = (uint64_t)4 << 20;
 	s->src = src;
 	if (gethostname(s->host, sizeof(s->host) - 1) < 0 || !s->host[0])
 		snprintf(s->host, sizeof(s->host), "localhost");
@@ -877,6 +900,7 @@ int store_new(const struct store_opts *opts, struct source *src, struct store **
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->work, NULL);
 	pthread_cond_init(&s->done, NULL);
+	pthread_cond_init(&s->record, NULL);
 	store_clean_tmp(s);
 	store_evict(s, NULL);
 	*out = s;
@@ -932,6 +956,7 @@ void store_free(struct store *s)
 	for (i = 0; i < s->nworkers; i++)
 		pthread_join(s->workers[i], NULL);
 	store_ahead_free_all(s);
+	store_part_free_all(s);
 	for (f = s->fetches; f; f = fn) {
 		fn = f->next;
 		free(f->uid);
@@ -943,6 +968,7 @@ void store_free(struct store *s)
 		next = ss->next;
 		store_series_free(ss);
 	}
+	pthread_cond_destroy(&s->record);
 	pthread_cond_destroy(&s->done);
 	pthread_cond_destroy(&s->work);
 	pthread_mutex_destroy(&s->lock);

@@ -268,7 +268,8 @@ static void store_ahead_top_up(struct store *s, struct store_ahead *a)
 		    a->before[a->cursor] - a->before[a->reader] >= s->opts.readahead_max)
 			break;
 		i = a->ss->by_name[a->cursor++];
-		if (a->f[i].state != SA_ABSENT)
+		/* A big file is read by range, as its reader asks (store_part.c). */
+		if (a->f[i].state != SA_ABSENT || store_part_wanted(s, a->ss, i))
 			continue;
 		if (store_ahead_submit(s, a, i, false) < 0) {
 			a->ahead = false;	/* the file is fetched when opened, alone */

@@ -98,6 +98,10 @@ struct store {
 	unsigned long n_files_fetched, n_file_errors;	/* files fetched one by one */
 	struct store_ahead *aheads;	/* series being read ahead (store_ahead.c) */
 	unsigned ahead_jobs;		/* their fetches out with the source */
+	struct store_big *bigs;		/* big files read by range (store_part.c) */
+	pthread_t recorder;		/* ... and the thread that records their blocks */
+	pthread_cond_t record;		/* a block landed, or stopping */
+	bool recorder_on, recorder_stop;
 	uint64_t used;			/* bytes in series/, as of the last scan */
 	size_t used_series;
 	int nworkers;
@@ -139,6 +143,22 @@ struct json_t *store_ahead_status_locked(struct store *s);
 /* At the end: every fetch cancelled and waited for, every read-ahead freed. */
 void store_ahead_free_all(struct store *s);
 void store_evict(struct store *s, const char *keep);
+
+/* ---- big files read by range (store_part.c) ---- */
+/* Is file i of ss read by range (a source of single files, above range_min)? */
+bool store_part_wanted(const struct store *s, const struct store_series *ss, size_t i);
+/* Opens big file i of ss for reading by range: 0 with *out and a new fd on its .part,
+ * 1 when it is in place whole after all (nothing opened), or -errno (logged). */
+int store_part_open(struct store *s, struct store_series *ss, size_t i,
+		    const struct store_caller *who, struct store_part **out, int *fd);
+void store_part_close(struct store *s, struct store_part *p);
+/* The bytes ss takes on disk, its big files counted by what they hold; dir_fd is its
+ * folder. */
+uint64_t store_part_bytes(const struct store *s, const struct store_series *ss, int dir_fd);
+/* The big files open, for status: a JSON array (new reference). Lock held. */
+struct json_t *store_part_status_locked(struct store *s);
+/* At the end, once no fetch is out: what landed recorded, everything freed. */
+void store_part_free_all(struct store *s);
 void *store_worker(void *arg);
 
 #endif

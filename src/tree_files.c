@@ -266,13 +266,13 @@ int tree_render(struct tree *t, struct tree_node *n, char **out, size_t *len)
  * someone holds the series exclusively, waits a bounded while (interruptibly) and
  * resolves the path again: if the series went away meanwhile, that fetches it anew. */
 static int tree_open_stored(struct tree *t, const char *path, const struct store_caller *who,
-			    struct tree_node *n, int *fd)
+			    struct tree_node *n, int *fd, struct store_part **part)
 {
 	struct timespec step = { 0, TREE_BUSY_STEP_MS * 1000000L };
 	int waited = 0, gone = 0, rc;
 
 	for (;;) {
-		rc = store_open(t->store, n->ss, n->file, who, fd);
+		rc = store_open(t->store, n->ss, n->file, who, fd, part);
 		if (rc == -ENOENT && gone++ == 0)
 			;	/* evicted between the lookup and now: look again, once */
 		else if (rc != -EBUSY || waited >= TREE_BUSY_WAIT_MS)
@@ -461,7 +461,7 @@ int tree_open_do(struct tree *tree, const char *path, int flags,
 		goto out_put;
 	f->fd = -1;
 	if (n.kind == TK_SERIES_FILE) {
-		rc = tree_open_stored(tree, path, who, &n, &f->fd);
+		rc = tree_open_stored(tree, path, who, &n, &f->fd, &f->part);
 		if (rc == 0) {
 			/* The file keeps the node's reference on its series. */
 			f->store = tree->store;
@@ -514,6 +514,18 @@ bool tree_file_stored(const struct tree_file *f)
 	return f->ss != NULL;
 }
 
+bool tree_file_partial(const struct tree_file *f)
+{
+	return f->part != NULL;
+}
+
+int tree_need(struct tree_file *f, off_t off, size_t size, const struct store_caller *who)
+{
+	if (off < 0)
+		return -EINVAL;
+	return f->part ? store_part_need(f->store, f->part, (uint64_t)off, size, who) : 0;
+}
+
 ssize_t tree_read(struct tree_file *f, char *buf, size_t size, off_t off)
 {
 	ssize_t got;
@@ -522,6 +534,10 @@ ssize_t tree_read(struct tree_file *f, char *buf, size_t size, off_t off)
 	if (off < 0)
 		return -EINVAL;
 	if (f->fd >= 0) {
+		int rc = tree_need(f, off, size, NULL);
+
+		if (rc < 0)
+			return rc;
 		got = pread(f->fd, buf, size, off);
 		return got < 0 ? -errno : got;
 	}
@@ -539,7 +555,7 @@ void tree_close(struct tree_file *f)
 	if (!f)
 		return;
 	if (f->ss) {
-		store_close(f->store, f->ss, f->fd);
+		store_close(f->store, f->ss, f->fd, f->part);
 		store_series_put(f->store, f->ss);
 	} else if (f->fd >= 0) {
 		close(f->fd);	/* a rendered table's */

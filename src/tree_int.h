@@ -137,6 +137,7 @@ struct tree_file {
 	int fd;			/* a stored file, or -1 */
 	struct store *store;
 	struct store_series *ss;	/* the reference that keeps fd's series in use */
+	struct store_part *part;	/* a big file read by range: fd is its sparse file */
 	bool live;
 };
 
