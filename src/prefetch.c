@@ -46,7 +46,8 @@ struct pf {
 	atomic_size_t next;
 	atomic_size_t done, failed;
 	atomic_int running;
-	atomic_uint_fast64_t bytes_done;
+	atomic_uint_fast64_t bytes_done;	/* as each file is opened or read through */
+	atomic_size_t files_done, files_total;
 	atomic_uint_fast64_t bytes_total;	/* grows as lazy UIDs are resolved */
 	struct timespec start;
 	pthread_mutex_t print_lock;
@@ -184,14 +185,16 @@ static void pf_progress(struct pf *p, bool final)
 	if (p->tty) {
 		int width = 30, filled = p->count ? (int)(width * atomic_load(&p->done) / p->count) : 0;
 
-		fprintf(stderr, "\r[%.*s%*s] %zu/%zu series, %s / %s, %s/s, ETA %.0fs   ", filled,
-			"##############################", width - filled, "", atomic_load(&p->done),
-			p->count, done, total, rate, eta);
+		fprintf(stderr, "\r[%.*s%*s] %zu/%zu series, %zu/%zu files, %s / %s, %s/s, "
+			"ETA %.0fs   ", filled, "##############################", width - filled, "",
+			atomic_load(&p->done), p->count, atomic_load(&p->files_done),
+			atomic_load(&p->files_total), done, total, rate, eta);
 		if (final)
 			fputc('\n', stderr);
 	} else {
-		fprintf(stderr, "tciafs-prefetch: %zu/%zu series, %s / %s, %s/s%s\n",
-			atomic_load(&p->done), p->count, done, total, rate,
+		fprintf(stderr, "tciafs-prefetch: %zu/%zu series, %zu/%zu files, %s / %s, %s/s%s\n",
+			atomic_load(&p->done), p->count, atomic_load(&p->files_done),
+			atomic_load(&p->files_total), done, total, rate,
 			atomic_load(&p->failed) ? " (some failed)" : "");
 	}
 	fflush(stderr);
@@ -304,14 +307,47 @@ out_free:
 
 /* The files of one series folder, opened by a few threads at once. */
 #define PF_FILE_THREADS 4
+/* A file bigger than this may be one tciafs reads by range (IDC's slide microscopy,
+ * above its range_min, 64M by default), which an open does not fetch: it is read
+ * through (from the cache at disk speed when it is stored already). */
+#define PF_READ_THROUGH ((off_t)64 << 20)
+#define PF_READ_BUF (1 << 20)
 
 struct pf_files {
+	struct pf *p;
 	int dir_fd;
 	char **names;
 	size_t count;
 	atomic_size_t next;
 	atomic_int rc;		/* the first errno */
+	atomic_uint_fast64_t counted;	/* bytes of it added to p->bytes_done */
 };
+
+static void pf_count(struct pf_files *f, uint64_t n)
+{
+	atomic_fetch_add(&f->p->bytes_done, n);
+	atomic_fetch_add(&f->counted, n);
+}
+
+/* Reads fd to its end. 0 or an errno. */
+static int pf_read_through(struct pf_files *f, int fd)
+{
+	char *buf = malloc(PF_READ_BUF);
+	ssize_t got;
+	int rc = 0;
+
+	if (!buf)
+		return ENOMEM;
+	while (!pf_stop && (got = read(fd, buf, PF_READ_BUF)) != 0) {
+		if (got < 0) {
+			rc = errno;
+			break;
+		}
+		pf_count(f, (uint64_t)got);
+	}
+	free(buf);
+	return pf_stop ? EINTR : rc;
+}
 
 static void *pf_opener(void *arg)
 {
@@ -320,12 +356,24 @@ static void *pf_opener(void *arg)
 
 	while (!pf_stop && (i = atomic_fetch_add(&f->next, 1)) < f->count) {
 		int fd = openat(f->dir_fd, f->names[i], O_RDONLY | O_CLOEXEC);
-		int zero = 0;
+		int zero = 0, rc = 0;
+		struct stat st;
 
+		if (fd < 0) {
+			rc = errno;
+		} else if (fstat(fd, &st) < 0) {
+			rc = errno;
+		} else if (st.st_size > PF_READ_THROUGH) {
+			rc = pf_read_through(f, fd);
+		} else {
+			pf_count(f, (uint64_t)st.st_size);
+		}
 		if (fd >= 0)
 			close(fd);
+		if (rc)
+			atomic_compare_exchange_strong(&f->rc, &zero, rc);
 		else
-			atomic_compare_exchange_strong(&f->rc, &zero, errno);
+			atomic_fetch_add(&f->p->files_done, 1);
 	}
 	return NULL;
 }
@@ -340,9 +388,10 @@ static bool pf_is_dicom(const char *name)
 /* Lists the series folder (which makes tciafs fetch the series, or list its files where
  * a source serves them one by one) and opens each DICOM file (which fetches it then; a
  * stored file opens at once). Returns 0 or an errno. */
-static int pf_fetch_series(const char *path)
+static int pf_fetch_series(struct pf *p, struct pf_series *s)
 {
-	struct pf_files f = { .dir_fd = -1 };
+	struct pf_files f = { .p = p, .dir_fd = -1 };
+	const char *path = s->path;
 	pthread_t threads[PF_FILE_THREADS];
 	struct dirent *de;
 	size_t cap = 0, i, started = 0;
@@ -374,6 +423,7 @@ static int pf_fetch_series(const char *path)
 	if (!rc)
 		rc = errno;
 	if (!rc && f.count) {
+		atomic_fetch_add(&p->files_total, f.count);
 		f.dir_fd = dirfd(d);
 		for (i = 0; i < PF_FILE_THREADS && i < f.count; i++)
 			if (pthread_create(&threads[started], NULL, pf_opener, &f) == 0)
@@ -388,6 +438,10 @@ static int pf_fetch_series(const char *path)
 	for (i = 0; i < f.count; i++)
 		free(f.names[i]);
 	free(f.names);
+	/* A series stored whole (NBIA's zip) counts its size from the metadata when done;
+	 * one of single files counted each as it came. */
+	if (s->bytes > atomic_load(&f.counted))
+		atomic_fetch_add(&p->bytes_done, s->bytes - atomic_load(&f.counted));
 	return rc;
 }
 
@@ -399,7 +453,7 @@ static void *pf_worker(void *arg)
 	while (!pf_stop && (i = atomic_fetch_add(&p->next, 1)) < p->count) {
 		struct pf_series *s = &p->v[i];
 
-		s->rc = pf_fetch_series(s->path);
+		s->rc = pf_fetch_series(p, s);
 		if (s->rc == EINTR && pf_stop)
 			break;
 		if (!s->rc && p->lazy) {
@@ -419,7 +473,6 @@ static void *pf_worker(void *arg)
 				s->why ? s->why : strerror(s->rc));
 			pthread_mutex_unlock(&p->print_lock);
 		}
-		atomic_fetch_add(&p->bytes_done, s->bytes);
 		atomic_fetch_add(&p->done, 1);
 		if (!p->tty)
 			pf_progress(p, false);
@@ -571,7 +624,9 @@ int main(int argc, char **argv)
 			atomic_fetch_sub(&p.running, 1);
 	}
 	for (i = 0; atomic_load(&p.running) > 0 && !pf_stop; i++) {
-		if (p.tty && i % 5 == 0)
+		/* A line every 10 s when not on a terminal (a log): a long series shows
+		 * its files coming, not only its end. */
+		if ((p.tty && i % 5 == 0) || (!p.tty && i % 200 == 199))
 			pf_progress(&p, false);
 		usleep(50000);
 	}

@@ -293,3 +293,24 @@ def test_a_full_disk_while_writing_blocks(ctx):
     finally:
         subprocess.run(["umount", "-l", cache], capture_output=True)
 
+
+def test_prefetch_reads_a_big_object_through_with_file_progress(ctx):
+    from test_prefetch import prefetch
+    s = ctx.idc_server("--huge", "80")
+    m = idc_mount(ctx, s)
+    row = huge(s)
+    path = the_file(m, row)
+    want = direct_md5(s, row, path)
+    uids = ctx.path("uids.txt")
+    with open(uids, "w") as f:
+        f.write(row["SeriesInstanceUID"] + "\n")
+    r = prefetch("--uids", uids, m.mountpoint)
+    # Not a tty: the summary line counts files as well as series.
+    assert "1/1 series, 1/1 files" in r.stderr, r.stderr
+    d = os.path.join(m_cache(m), "series", row["SeriesInstanceUID"])
+    name = os.path.basename(path)
+    wait_for(lambda: os.path.exists(os.path.join(d, name)), 10, "the file stored whole")
+    n0 = len(s.requests("object"))
+    assert md5_of(path) == want
+    assert len(s.requests("object")) == n0
+    ctx.unmount(m)
