@@ -22,6 +22,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 #include "fileio.h"
 #include "log.h"
 #include "source.h"
@@ -39,6 +41,7 @@
 /* ... and a read gives up when no block it waits for has moved for this long (every
  * fetch of ours is bounded by the HTTP timeouts; this bounds a wait on another's). */
 #define PART_STALL_MS 120000
+#define PART_MD5_BUF (1 << 20)
 /* Bytes made durable between two looks at the cache cap. */
 #define PART_EVICT_EVERY ((uint64_t)256 << 20)
 
@@ -69,6 +72,7 @@ struct store_big {
 	unsigned out;			/* fetches out */
 	int opens, users;		/* users: the recorder, a waiting reader */
 	bool complete;			/* renamed into place */
+	time_t refused;			/* whole but not its MD5: kept a while to say so */
 	bool warned_offline;
 	uint64_t bytes_got, since_evict;
 	struct store_big *next;
@@ -336,7 +340,8 @@ static bool part_big_done_locked(struct store *s, struct store_big *b)
 {
 	struct store_big **p;
 
-	if (b->opens > 0 || b->out > 0 || b->landed > 0 || b->users > 0)
+	if (b->opens > 0 || b->out > 0 || b->landed > 0 || b->users > 0 ||
+	    (b->refused && time(NULL) - b->refused < STORE_FAIL_MEMORY))
 		return false;
 	for (p = &s->bigs; *p; p = &(*p)->next)
 		if (*p == b) {
@@ -356,6 +361,32 @@ static void part_big_drop(struct store_big *b)
 	if (b->ss)
 		store_series_free(b->ss);
 	part_big_free(b);
+}
+
+/* Takes out the refused files nobody needs any more (part_big_done_locked); returns them
+ * chained for part_big_drop. Lock held. */
+static struct store_big *part_sweep_locked(struct store *s)
+{
+	struct store_big *b, *next, *gone = NULL;
+
+	for (b = s->bigs; b; b = next) {
+		next = b->next;
+		if (b->refused && part_big_done_locked(s, b)) {
+			b->next = gone;
+			gone = b;
+		}
+	}
+	return gone;
+}
+
+static void part_drop_all(struct store_big *gone)
+{
+	struct store_big *b;
+
+	while ((b = gone)) {
+		gone = b->next;
+		part_big_drop(b);
+	}
 }
 
 /* The recorder thread: blocks landed are made durable (one fdatasync for all of a
@@ -380,7 +411,7 @@ static int part_start_recorder(struct store *s)
 int store_part_open(struct store *s, struct store_series *ss, size_t i,
 		    const struct store_caller *who, struct store_part **out, int *fd)
 {
-	struct store_big *b, *made = NULL;
+	struct store_big *b, *made = NULL, *gone;
 	struct store_part *p;
 	int rc;
 
@@ -391,9 +422,12 @@ int store_part_open(struct store *s, struct store_series *ss, size_t i,
 	if (!p)
 		return -ENOMEM;
 	pthread_mutex_lock(&s->lock);
+	gone = part_sweep_locked(s);
 	b = part_find(s, ss, i);
 	if (!b) {
 		pthread_mutex_unlock(&s->lock);
+		part_drop_all(gone);
+		gone = NULL;
 		rc = part_big_new(s, ss, i, &made);
 		if (rc != 0) {
 			free(p);
@@ -416,6 +450,8 @@ int store_part_open(struct store *s, struct store_series *ss, size_t i,
 			ss->refs++;
 			b->next = s->bigs;
 			s->bigs = b;
+			if (b->held == b->n)
+				pthread_cond_signal(&s->record);	/* whole: to finish */
 		}
 	}
 	b->opens++;
@@ -424,6 +460,7 @@ int store_part_open(struct store *s, struct store_series *ss, size_t i,
 	if (rc < 0)
 		b->opens--;
 	pthread_mutex_unlock(&s->lock);
+	part_drop_all(gone);
 	part_big_free(made);
 	if (rc < 0) {
 		free(p);
@@ -566,26 +603,133 @@ static void part_block_done(void *arg, int rc)
 	free(job);
 }
 
-/* Every block held: the .part becomes the file (another process sharing the cache may
- * have done it first). Lock held. */
+/* The MD5 of b's .part, against the one listed. 0, or -EIO (logged) or -errno. Without
+ * the lock. */
+static int part_md5_check(struct store_big *b)
+{
+	const char *want = b->ss->files[b->i].md5;
+	unsigned char md[EVP_MAX_MD_SIZE];
+	char hex[33];
+	unsigned int mdlen = 0, j;
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	uint64_t off = 0;
+	char *buf = malloc(PART_MD5_BUF);
+	int rc = -ENOMEM;
+
+	if (!ctx || !buf || EVP_DigestInit_ex(ctx, EVP_md5(), NULL) != 1)
+		goto out_free;
+	while (off < b->size) {
+		ssize_t got = pread(b->fd, buf, PART_MD5_BUF, (off_t)off);
+
+		if (got <= 0) {
+			rc = got < 0 ? -errno : -EIO;
+			log_err("series %s: %s: cannot read it back to check it: %s", b->ss->uid,
+				b->ss->files[b->i].name, strerror(-rc));
+			goto out_free;
+		}
+		if (EVP_DigestUpdate(ctx, buf, (size_t)got) != 1)
+			goto out_free;
+		off += (uint64_t)got;
+	}
+	if (EVP_DigestFinal_ex(ctx, md, &mdlen) != 1 || mdlen != 16)
+		goto out_free;
+	for (j = 0; j < 16; j++)
+		snprintf(hex + 2 * j, 3, "%02x", md[j]);
+	rc = 0;
+	if (strcmp(hex, want) != 0) {
+		log_err("series %s: %s: its MD5 is %s, its ETag says %s: refused, its blocks "
+			"fetched again when read", b->ss->uid, b->ss->files[b->i].name, hex, want);
+		rc = -EIO;
+	}
+out_free:
+	free(buf);
+	EVP_MD_CTX_free(ctx);
+	return rc;
+}
+
+/* b whole, but not the bytes listed: nothing of it is kept (its records zeroed, its
+ * data dropped), and each block answers rc with the reason for a while, then is
+ * fetched anew when read. Lock held. */
+static void part_refuse(struct store_big *b, int rc)
+{
+	unsigned char zero[4096] = { 0 };
+	time_t now = time(NULL);
+	size_t k;
+
+	for (k = 0; k < b->n; k += sizeof(zero))
+		if (fileio_pwrite_all(b->map_fd, zero, b->n - k < sizeof(zero) ? b->n - k :
+				      sizeof(zero), (off_t)(PART_HDR + k)) < 0)
+			break;
+	if (fdatasync(b->map_fd) < 0 || ftruncate(b->fd, 0) < 0 ||
+	    ftruncate(b->fd, (off_t)b->size) < 0)
+		log_warn("series %s: %s: dropping its blocks: %s", b->ss->uid,
+			 b->ss->files[b->i].name, strerror(errno));
+	for (k = 0; k < b->n; k++) {
+		b->st[k] = PB_FAILED;
+		b->rc[k] = rc;
+		b->failed[k] = now;
+		free(b->why[k]);
+		b->why[k] = strdup(log_reason());
+	}
+	b->held = 0;
+	b->complete = false;
+	b->refused = now;
+}
+
+/* Every block held: checked against its MD5 where listed, the .part becomes the file
+ * (another process sharing the cache may have done it first). Lock held (dropped for
+ * the check and the rename). */
 static void part_finish(struct store *s, struct store_big *b)
 {
 	char final[PATH_MAX], part[PATH_MAX], map[PATH_MAX];
+	int rc = 0;
 
-	b->complete = true;
 	if (part_path(final, sizeof(final), s, b->ss, b->i, "") < 0 ||
 	    part_path(part, sizeof(part), s, b->ss, b->i, ".part") < 0 ||
 	    part_path(map, sizeof(map), s, b->ss, b->i, ".blocks") < 0)
 		return;
-	if (rename(part, final) < 0 && errno != ENOENT) {
+	b->complete = true;	/* reads need nothing more; no second finish */
+	b->users++;
+	pthread_mutex_unlock(&s->lock);
+	log_clear_reason();
+	if (b->ss->files[b->i].md5[0])
+		rc = part_md5_check(b);
+	if (rc == 0 && rename(part, final) < 0 && errno != ENOENT) {
+		/* Kept as it is: every block stays served from the .part. */
 		log_err("series %s: %s: cannot store it whole: %s", b->ss->uid,
 			b->ss->files[b->i].name, strerror(errno));
-		return;
+	} else if (rc == 0) {
+		unlink(map);
+		log_info("series %s: %s stored whole, by range (%zu blocks)", b->ss->uid,
+			 b->ss->files[b->i].name, b->n);
 	}
-	unlink(map);
-	s->n_files_fetched++;
-	log_info("series %s: %s stored whole, by range (%zu blocks)", b->ss->uid,
-		 b->ss->files[b->i].name, b->n);
+	pthread_mutex_lock(&s->lock);
+	b->users--;
+	if (rc < 0) {
+		part_refuse(b, rc);
+		s->n_file_errors++;
+	} else {
+		s->n_files_fetched++;
+	}
+}
+
+/* Blocks other processes sharing the cache recorded since we looked. Lock held. */
+static void part_refresh(struct store_big *b)
+{
+	unsigned char buf[4096];
+	size_t k, j, n;
+
+	for (k = 0; k < b->n && b->held < b->n; k += n) {
+		n = b->n - k < sizeof(buf) ? b->n - k : sizeof(buf);
+		if (pread(b->map_fd, buf, n, (off_t)(PART_HDR + k)) != (ssize_t)n)
+			return;
+		for (j = 0; j < n; j++)
+			if (buf[j] == 1 && (b->st[k + j] == PB_ABSENT ||
+					    b->st[k + j] == PB_FOREIGN)) {
+				b->st[k + j] = PB_HELD;
+				b->held++;
+			}
+	}
 }
 
 /* Records what landed of b: one fdatasync, then a byte per block. Lock held (dropped for
@@ -597,6 +741,8 @@ static bool part_record(struct store *s, struct store_big *b)
 	bool evict = false;
 	int rc = 0;
 
+	if (b->landed == 0)
+		goto out_finish;
 	ks = malloc(b->landed * sizeof(*ks));
 	if (!ks)
 		return false;
@@ -635,6 +781,8 @@ static bool part_record(struct store *s, struct store_big *b)
 		part_lock(b, k, false);
 	}
 	free(ks);
+out_finish:
+	part_refresh(b);
 	if (b->held == b->n && !b->complete) {
 		part_finish(s, b);
 		evict = true;
@@ -656,7 +804,8 @@ static void *part_recorder(void *arg)
 
 	pthread_mutex_lock(&s->lock);
 	for (;;) {
-		for (b = s->bigs; b && b->landed == 0; b = b->next)
+		for (b = s->bigs; b && b->landed == 0 && (b->held < b->n || b->complete);
+		     b = b->next)
 			;
 		if (!b) {
 			if (s->recorder_stop)

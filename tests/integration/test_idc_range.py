@@ -314,3 +314,40 @@ def test_prefetch_reads_a_big_object_through_with_file_progress(ctx):
     assert md5_of(path) == want
     assert len(s.requests("object")) == n0
     ctx.unmount(m)
+
+
+def test_an_object_read_by_range_is_checked_against_its_md5_once_whole(ctx):
+    # Objects of 512 KiB with plain MD5 ETags, read by range in blocks of 64 KiB.
+    s = ctx.idc_server("--big", "3")
+    m = idc_mount(ctx, s, options=["range_min=64K", "range_block=64K", "retries=0"])
+    row = one_series(s, "collection_id = 'big_series'")
+    d = series_dir(m, row)
+    files = sorted(n for n in os.listdir(d) if n.endswith(".dcm"))
+    cache = os.path.join(m_cache(m), "series", row["SeriesInstanceUID"])
+    # One byte in each range body changed: lengths and Content-Range are right, only
+    # the MD5 of the whole can tell.
+    s.fault(kind="corrupt", endpoint="object", times=-1)
+    first = os.path.join(d, files[0])
+    with open(first, "rb") as f:
+        while f.read(MIB):
+            pass
+    wait_for(lambda: "its ETag says" in m.log(), 10, "the MD5 refusal")
+    line = [ln for ln in m.log().splitlines() if files[0] in ln and "MD5" in ln]
+    assert len(line) == 1 and "refused" in line[0], line
+    assert files[0] not in os.listdir(cache)              # nothing stored whole
+    assert recorded(cache, files[0]) == []                # and no block kept
+    with open(first, "rb") as f:                          # refused for a while
+        try:
+            f.read(MIB)
+            raise TestFailure("a refused object was read")
+        except OSError as e:
+            assert e.errno == errno.EIO, e
+    # The fault gone and the refusal no longer remembered, it is read and stored right.
+    s.reset_faults()
+    time.sleep(3.2)
+    want = direct_md5(s, row, first)
+    assert md5_of(first) == want
+    wait_for(lambda: files[0] in os.listdir(cache), 10, "the file stored whole")
+    with open(os.path.join(cache, files[0]), "rb") as f:
+        assert hashlib.md5(f.read()).hexdigest() == want
+    ctx.unmount(m)
