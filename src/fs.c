@@ -317,6 +317,12 @@ static void fs_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_NO_OPENDIR_SUPPORT | FUSE_CAP_AUTO_INVAL_DATA;
 		fs->no_opendir = true;
 	}
+#ifdef FUSE_CAP_DIRECT_IO_ALLOW_MMAP
+	/* A big file read by range opens with direct I/O; a reader that maps it (numpy's
+	 * memmap, a slide library) may still: its pages then come through fs_read. */
+	if (conn->capable & FUSE_CAP_DIRECT_IO_ALLOW_MMAP)
+		conn->want |= FUSE_CAP_DIRECT_IO_ALLOW_MMAP;
+#endif
 	fs_init_passthrough(fs, conn);
 }
 

@@ -84,6 +84,7 @@ struct store_part {
 	uint64_t next;		/* where a sequential reader reads next */
 	size_t last;		/* the last block it read */
 	size_t ahead;		/* blocks read ahead of it; 0 for a reader that seeks */
+	bool alone;		/* never read ahead: the walk guard holds its process back */
 };
 
 struct store_block_job {
@@ -415,13 +416,14 @@ int store_part_open(struct store *s, struct store_series *ss, size_t i,
 	struct store_part *p;
 	int rc;
 
-	(void)who;
 	*out = NULL;
 	*fd = -1;
 	p = calloc(1, sizeof(*p));
 	if (!p)
 		return -ENOMEM;
 	pthread_mutex_lock(&s->lock);
+	/* A walk held back gets the blocks it reads, no more (as a series' files). */
+	p->alone = store_walk_held_back(s, who ? who->pid : 0);
 	gone = part_sweep_locked(s);
 	b = part_find(s, ss, i);
 	if (!b) {
@@ -871,7 +873,7 @@ int store_part_need(struct store *s, struct store_part *p, uint64_t off, uint64_
 		rc = part_want(s, b, k, true);
 	/* ... once it is past the middle of its block: a read that stays near a block's
 	 * start (a viewer's tile, a range read again after a remount) costs no more. */
-	if (off + len - (uint64_t)last * b->block >= b->block / 2)
+	if (!p->alone && off + len - (uint64_t)last * b->block >= b->block / 2)
 		for (k = last + 1; rc == 0 && k <= last + p->ahead && k < b->n; k++)
 			if (part_want(s, b, k, false) < 0)
 				break;	/* ahead: tried again when read */

@@ -351,3 +351,22 @@ def test_an_object_read_by_range_is_checked_against_its_md5_once_whole(ctx):
     with open(os.path.join(cache, files[0]), "rb") as f:
         assert hashlib.md5(f.read()).hexdigest() == want
     ctx.unmount(m)
+
+
+def test_a_big_object_read_by_range_can_be_mapped(ctx):
+    import mmap
+    s = ctx.idc_server("--huge", "80")
+    m = idc_mount(ctx, s)
+    row = huge(s)
+    path = the_file(m, row)
+    with open(path, "rb") as f:
+        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        try:
+            assert len(mm) == os.stat(path).st_size
+            assert mm[12 * MIB:12 * MIB + 65536] == direct(s, row, path, 12 * MIB,
+                                                           12 * MIB + 65536)
+            assert mm[128:132] == b"DICM"
+        finally:
+            mm.close()
+    assert sum(n for _, n in gets(s, row)) <= 16 * MIB
+    ctx.unmount(m)
