@@ -122,7 +122,7 @@ check-asan:
 # thread checkpoints and ends readers' idle transactions (TSAN_UNIT).
 # tests/tsan.supp lists (and explains) the reports suppressed, all inside libraries.
 # About 2 minutes; part of check.
-TSAN_TESTS := test_fetch,test_resilience,test_prefetch,test_views,test_faults.test_mount,test_browse,test_idc_mount,test_idc_ahead,test_idc_range,test_passthrough,test_catalog
+TSAN_TESTS := test_fetch,test_resilience,test_prefetch,test_views,test_faults.test_mount,test_browse,test_idc_mount,test_idc_ahead,test_idc_range,test_passthrough,test_catalog,test_hardening2
 TSAN_UNIT := test_ahead test_fleet test_tcia test_idc test_catalog
 tsan: deps
 	$(MAKE) BUILD=build-tsan OPT="-O1 -g -fsanitize=thread" LDFLAGS="-fsanitize=thread" \

@@ -53,14 +53,17 @@ void http_set_auth(struct http *http, const struct http_auth *auth);
 int http_post_form(struct http *http, const char *url, const char *form, char **body,
 		   size_t *len);
 
-/* Called as a download proceeds: bytes written so far, and the total the server
- * announced (0 if it did not). */
-typedef void (*http_progress_fn)(void *arg, uint64_t done, uint64_t total);
+/* Called as a download proceeds, before each piece of the body is written: the bytes
+ * the body reaches with it, and the total the server announced (0 if it did not).
+ * Returns the longest body the caller accepts now (0: no other bound than the one it
+ * began with): a bound may tighten during the transfer, never loosen, and a body past
+ * it is refused (-EFBIG) there. It may wait, briefly, to know. */
+typedef uint64_t (*http_progress_fn)(void *arg, uint64_t done, uint64_t total);
 
 /* GETs url and streams a 2xx body into fd from its current offset, with bounded memory
  * whatever the size. A failed attempt is truncated away before a retry when fd can seek;
- * otherwise it is not retried. A body longer than max_bytes (0 = no limit) is cut off
- * there and refused with -EFBIG, without a retry. Returns 0 with *bytes the body's
+ * otherwise it is not retried. A body longer than max_bytes (0 = no limit), or than
+ * progress says, is cut off there and refused with -EFBIG, without a retry. Returns 0 with *bytes the body's
  * length, or -errno (the write's own errno, e.g. -ENOSPC, when fd refused data); fd may
  * then hold a partial body, which the caller discards. progress may be NULL. */
 int http_download(struct http *http, const char *url, int fd, uint64_t max_bytes,

@@ -156,7 +156,7 @@ char *idc_object_url(const struct idc *t, const char *bucket, const char *key);
  * with a log line; fd may then hold part of it, which the caller discards. progress may
  * be NULL. */
 int idc_get_object(struct idc *t, const char *bucket, const char *key, uint64_t size, int fd,
-		   void (*progress)(void *arg, uint64_t done, uint64_t total), void *arg);
+		   uint64_t (*progress)(void *arg, uint64_t done, uint64_t total), void *arg);
 
 /* One object, or one range of it (length bytes at offset; length == size with offset 0
  * for the whole), fetched in the background with many others at once (the client's

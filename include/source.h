@@ -82,6 +82,11 @@ int source_get_series(struct source *src, const struct tcia_filter *f,
  * JSON object text in *raw, or -ENOENT when there is nothing to add. */
 int source_series_extra(struct source *src, const char *uid, char **raw);
 
+/* The series' total size as the archive reports it apart from its record (NBIA's
+ * getSeriesSize, cached as series.json's is): 0 with *bytes, -ENOENT when it gives
+ * none, -ENOTSUP where a record always has one (IDC), or -errno. */
+int source_series_bytes(struct source *src, const char *uid, int64_t *bytes);
+
 /* ---- files --------------------------------------------------------------------------- */
 
 /* True when the source lists a series' files with exact sizes and serves them one by

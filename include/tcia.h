@@ -137,8 +137,9 @@ void tcia_series_size_clear(struct tcia_series_size *s);
 /* getSOPInstanceUIDs, as a value list. */
 int tcia_get_sop_uids(struct tcia *t, const char *series_uid, struct tcia_values *out);
 
-/* Progress of a download: bytes so far, and the total when known (else 0). */
-typedef void (*tcia_progress_fn)(void *arg, uint64_t done, uint64_t total);
+/* Progress of a download: bytes so far, and the total when known (else 0); returns the
+ * longest zip accepted now, as http_progress_fn. */
+typedef uint64_t (*tcia_progress_fn)(void *arg, uint64_t done, uint64_t total);
 
 /* getImage (NewFileNames=Yes): streams the series zip into fd (appending at its current
  * offset) with bounded memory; never cached. expected is the size to report as the total

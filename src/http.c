@@ -700,7 +700,13 @@ static size_t http_fd_write(char *ptr, size_t size, size_t nmemb, void *u)
 	curl_easy_getinfo(sink->h, CURLINFO_RESPONSE_CODE, &status);
 	if (status < 200 || status > 299)
 		return n;
-	if (f->max && n > f->max - f->written) {
+	if (f->progress) {
+		uint64_t cap = f->progress(f->arg, f->written + n, 0);
+
+		if (cap && (!f->max || cap < f->max))
+			f->max = cap;	/* tightened as the caller learns more */
+	}
+	if (f->max && (f->written > f->max || n > f->max - f->written)) {
 		/* More than the caller can accept: stop here rather than fill the disk. */
 		sink->failed_write = true;
 		sink->write_errno = EFBIG;
@@ -724,8 +730,12 @@ static int http_fd_xferinfo(void *u, curl_off_t dltotal, curl_off_t dlnow, curl_
 	(void)dlnow;
 	(void)ultotal;
 	(void)ulnow;
-	if (f->progress)
-		f->progress(f->arg, f->written, dltotal > 0 ? (uint64_t)dltotal : 0);
+	if (f->progress) {
+		uint64_t cap = f->progress(f->arg, f->written, dltotal > 0 ? (uint64_t)dltotal : 0);
+
+		if (cap && (!f->max || cap < f->max))
+			f->max = cap;
+	}
 	return 0;
 }
 

@@ -305,7 +305,7 @@ char *idc_object_url(const struct idc *t, const char *bucket, const char *key)
 }
 
 int idc_get_object(struct idc *t, const char *bucket, const char *key, uint64_t size, int fd,
-		   void (*progress)(void *arg, uint64_t done, uint64_t total), void *arg)
+		   uint64_t (*progress)(void *arg, uint64_t done, uint64_t total), void *arg)
 {
 	char *url = idc_object_url(t, bucket, key);
 	uint64_t got = 0;

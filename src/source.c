@@ -329,6 +329,22 @@ int source_series_extra(struct source *src, const char *uid, char **raw)
 	return 0;
 }
 
+int source_series_bytes(struct source *src, const char *uid, int64_t *bytes)
+{
+	struct tcia_series_size size;
+	int rc;
+
+	*bytes = -1;
+	if (src->kind == SOURCE_IDC)
+		return -ENOTSUP;
+	rc = tcia_get_series_size(src->tcia, uid, &size);
+	if (rc < 0)
+		return rc;
+	*bytes = size.total_bytes;
+	tcia_series_size_clear(&size);
+	return *bytes > 0 ? 0 : -ENOENT;
+}
+
 /* ---- files --------------------------------------------------------------------------- */
 
 bool source_files_one_by_one(const struct source *src)

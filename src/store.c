@@ -955,6 +955,11 @@ void store_free(struct store *s)
 	/* A worker in a download finishes it first (bounded by the HTTP timeouts). */
 	for (i = 0; i < s->nworkers; i++)
 		pthread_join(s->workers[i], NULL);
+	if (!store_size_askers_wait(s)) {
+		/* Their threads would find freed memory: leak the store rather. */
+		log_err("store: a series' size was still being asked 10 s after the stop");
+		return;
+	}
 	store_ahead_free_all(s);
 	store_part_free_all(s);
 	for (f = s->fetches; f; f = fn) {

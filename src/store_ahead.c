@@ -66,14 +66,6 @@ struct store_ahead_job {
 	char tmp[PATH_MAX];
 };
 
-static int64_t store_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void store_ahead_free(struct store_ahead *a)
 {
 	size_t i;
@@ -126,7 +118,7 @@ static struct store_ahead *store_ahead_new(struct store *s, struct store_series 
 		close(dir_fd);
 	a->reader = a->pos[i];
 	a->cursor = a->pos[i] + 1;
-	a->t0 = a->last = store_ms();
+	a->t0 = a->last = store_mono_ms();
 	return a;
 }
 
@@ -145,7 +137,7 @@ static struct store_ahead *store_ahead_find(struct store *s, const struct store_
 static struct store_ahead *store_ahead_reap(struct store *s, bool all)
 {
 	struct store_ahead **p = &s->aheads, *a, *gone = NULL;
-	int64_t now = store_ms();
+	int64_t now = store_mono_ms();
 
 	while ((a = *p)) {
 		if (a->out == 0 && a->waiters == 0 &&
@@ -349,7 +341,7 @@ static void store_ahead_done(void *arg, int rc)
  * when it moved. Lock held. */
 static bool store_ahead_moved(struct store_ahead *a, size_t i)
 {
-	a->last = store_ms();
+	a->last = store_mono_ms();
 	if (a->pos[i] <= a->reader)
 		return false;
 	a->reader = a->pos[i];
@@ -442,7 +434,7 @@ json_t *store_ahead_status_locked(struct store *s)
 {
 	json_t *out = json_array();
 	struct store_ahead *a;
-	int64_t now = store_ms();
+	int64_t now = store_mono_ms();
 
 	for (a = s->aheads; out && a; a = a->next) {
 		double secs = (double)(now - a->t0) / 1000.0;
@@ -460,12 +452,12 @@ json_t *store_ahead_status_locked(struct store *s)
 
 void store_ahead_free_all(struct store *s)
 {
-	int64_t until = store_ms() + STORE_AHEAD_DRAIN_MS;
+	int64_t until = store_mono_ms() + STORE_AHEAD_DRAIN_MS;
 	struct store_ahead *gone;
 
 	source_cancel_fetches(s->src);
 	pthread_mutex_lock(&s->lock);
-	while (s->ahead_jobs > 0 && store_ms() < until)
+	while (s->ahead_jobs > 0 && store_mono_ms() < until)
 		store_ms_wait(s);
 	if (s->ahead_jobs > 0) {
 		/* Their callbacks would find freed memory: leak them rather. */

@@ -30,16 +30,9 @@
 
 /* ---- fetching ----------------------------------------------------------------------- */
 
-static void store_progress(void *arg, uint64_t done, uint64_t total)
-{
-	struct store_fetch *f = arg;
-
-	/* Read under the lock by status; a torn read of a counter is harmless, but keep
-	 * the writes simple and atomic-sized. */
-	__atomic_store_n(&f->bytes_done, done, __ATOMIC_RELAXED);
-	if (total)
-		__atomic_store_n(&f->bytes_expected, total, __ATOMIC_RELAXED);
-}
+/* How long a download that reached STORE_ZIP_SLACK before its metadata waits for it
+ * (under curl's stall timeout), rather than write on unchecked. */
+#define STORE_CAP_WAIT_MS 10000
 
 /* The longest zip accepted for a series: a generous margin over what its metadata says
  * (a zip is rarely larger than its files; never twice as large), else max_series. A
@@ -49,6 +42,154 @@ static uint64_t store_zip_max(const struct store *s, const struct store_expect *
 	if (exp->bytes > 0 && (uint64_t)exp->bytes < s->opts.max_series / 2)
 		return (uint64_t)exp->bytes * 2 + STORE_ZIP_SLACK;
 	return s->opts.max_series;
+}
+
+/* Sets f's cap from what is known now: its metadata's FileSize, else the series' size
+ * (getSeriesSize), else max_series. Lock held. */
+static void store_cap_locked(struct store *s, struct store_fetch *f, int64_t size)
+{
+	struct store_expect by_size = { -1, size, NULL };
+	uint64_t cap;
+	int from;
+
+	if (f->exp_pending) {
+		cap = s->opts.max_series;
+		from = STORE_CAP_PENDING;
+	} else if (f->exp.bytes > 0 && (uint64_t)f->exp.bytes < s->opts.max_series / 2) {
+		cap = store_zip_max(s, &f->exp);
+		from = STORE_CAP_META;
+	} else if (size > 0 && (uint64_t)size < s->opts.max_series / 2) {
+		cap = store_zip_max(s, &by_size);
+		from = STORE_CAP_SIZE;
+	} else if (f->cap_from == STORE_CAP_SIZE) {
+		return;		/* kept: the size came before a metadata without one */
+	} else {
+		cap = s->opts.max_series;
+		from = STORE_CAP_MAX;
+	}
+	f->cap_from = from;
+	__atomic_store_n(&f->cap, cap, __ATOMIC_RELEASE);
+	pthread_cond_broadcast(&s->done);
+}
+
+static const char *store_cap_why(int from)
+{
+	switch (from) {
+	case STORE_CAP_META:
+		return "its metadata allows (FileSize x 2 + 16 MiB)";
+	case STORE_CAP_SIZE:
+		return "its size allows (getSeriesSize's TotalSizeInBytes x 2 + 16 MiB; the "
+		       "metadata gives no FileSize)";
+	case STORE_CAP_PENDING:
+		return "may be written before its metadata comes to check it against";
+	default:
+		return "max_series allows (the metadata gives no size)";
+	}
+}
+
+/* As the zip arrives: its progress, for status, and the cap it runs under now, which
+ * tightens the moment the metadata (or the series' size) arrives. Past STORE_ZIP_SLACK
+ * (the least any cap allows) with the metadata still to come, it waits for it. */
+static uint64_t store_progress(void *arg, uint64_t done, uint64_t total)
+{
+	struct store_fetch *f = arg;
+	struct store *s = f->s;
+	int64_t until;
+	uint64_t cap;
+
+	/* Read under the lock by status; a torn read of a counter is harmless, but keep
+	 * the writes simple and atomic-sized. */
+	__atomic_store_n(&f->bytes_done, done, __ATOMIC_RELAXED);
+	if (total)
+		__atomic_store_n(&f->bytes_expected, total, __ATOMIC_RELAXED);
+	cap = __atomic_load_n(&f->cap, __ATOMIC_ACQUIRE);
+	if (done <= STORE_ZIP_SLACK || done <= cap)
+		return cap;
+	pthread_mutex_lock(&s->lock);
+	until = store_mono_ms() + STORE_CAP_WAIT_MS;
+	while (f->cap_from == STORE_CAP_PENDING && !f->exp_failed && !s->stopping &&
+	       store_mono_ms() < until)
+		store_ms_wait(s);
+	cap = f->cap_from == STORE_CAP_PENDING ? STORE_ZIP_SLACK : f->cap;
+	pthread_mutex_unlock(&s->lock);
+	return cap;
+}
+
+struct store_asker {
+	struct store *s;
+	char *uid;
+};
+
+/* Asks the series' size beside its download, for a cap when the metadata gives none. */
+static void *store_size_asker(void *arg)
+{
+	struct store_asker *a = arg;
+	struct store *s = a->s;
+	struct store_fetch *f;
+	int64_t bytes = -1;
+	int rc;
+
+	rc = source_series_bytes(s->src, a->uid, &bytes);
+	pthread_mutex_lock(&s->lock);
+	for (f = s->fetches; rc == 0 && f; f = f->next)
+		if (!f->done && f->started && strcmp(f->uid, a->uid) == 0)
+			store_cap_locked(s, f, bytes);
+	s->size_askers--;
+	pthread_cond_broadcast(&s->done);
+	pthread_mutex_unlock(&s->lock);
+	free(a->uid);
+	free(a);
+	return NULL;
+}
+
+/* f's metadata gives no size: its size is asked once, on a thread of its own (the
+ * download does not wait for it). Lock held. */
+static void store_ask_size_locked(struct store *s, struct store_fetch *f)
+{
+	struct store_asker *a;
+	pthread_attr_t attr;
+	pthread_t t;
+
+	if (f->size_asked || f->exp_pending || f->exp.bytes > 0 || s->stopping ||
+	    source_files_one_by_one(s->src))
+		return;
+	f->size_asked = true;
+	a = calloc(1, sizeof(*a));
+	if (!a || !(a->uid = strdup(f->uid))) {
+		free(a);
+		return;
+	}
+	a->s = s;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&t, &attr, store_size_asker, a) == 0) {
+		s->size_askers++;
+	} else {
+		free(a->uid);
+		free(a);
+	}
+	pthread_attr_destroy(&attr);
+}
+
+bool store_size_askers_wait(struct store *s)
+{
+	int64_t until = store_mono_ms() + 10000;
+	bool done;
+
+	pthread_mutex_lock(&s->lock);
+	while (s->size_askers > 0 && store_mono_ms() < until)
+		store_ms_wait(s);
+	done = s->size_askers == 0;
+	pthread_mutex_unlock(&s->lock);
+	return done;
+}
+
+int64_t store_mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 bool store_ms_wait(struct store *s)
@@ -191,8 +332,8 @@ static int store_fetch_series(struct store *s, struct store_fetch *f)
 	struct unzip_limits lim = { -1, -1, 0, s->opts.unzip_threads };
 	struct store_expect exp;
 	struct unzip_result r;
-	uint64_t zip_bytes = 0, max;
-	int lock_fd, zip_fd = -1, dir_fd = -1, rc;
+	uint64_t zip_bytes = 0, max, cap;
+	int lock_fd, zip_fd = -1, dir_fd = -1, rc, cap_from;
 	char what[128];
 
 	snprintf(what, sizeof(what), "series %s", f->uid);
@@ -227,9 +368,12 @@ static int store_fetch_series(struct store *s, struct store_fetch *f)
 		log_err("%s: cannot create %s: %s", what, zip_path, strerror(-rc));
 		goto out_unlock;
 	}
-	/* What the metadata says, if known yet (a store_prefetch learns it later). */
+	/* What the metadata says, if known yet (a store_prefetch learns it later); the
+	 * series' size asked beside the download when it says none. */
 	pthread_mutex_lock(&s->lock);
 	exp = f->exp;
+	f->s = s;
+	store_ask_size_locked(s, f);
 	pthread_mutex_unlock(&s->lock);
 	max = store_zip_max(s, &exp);
 	rc = source_get_zip(s->src, f->uid, zip_fd, exp.bytes > 0 ? (uint64_t)exp.bytes : 0,
@@ -243,11 +387,15 @@ static int store_fetch_series(struct store *s, struct store_fetch *f)
 	 * waits for it here. */
 	if (rc == 0)
 		rc = store_await_expect(s, f, what, &exp);
-	if (rc == -EFBIG || (rc == 0 && zip_bytes > store_zip_max(s, &exp))) {
+	pthread_mutex_lock(&s->lock);
+	cap = f->cap_from == STORE_CAP_PENDING ? STORE_ZIP_SLACK : f->cap;
+	cap_from = f->cap_from;
+	pthread_mutex_unlock(&s->lock);
+	if (rc == -EFBIG || (rc == 0 && zip_bytes > cap)) {
+		/* The reason is this line, not the client's "File too large" before it. */
+		log_clear_reason();
 		log_err("%s: refused: the zip goes on past %" PRIu64 " bytes, more than %s",
-			what, rc == -EFBIG ? max : store_zip_max(s, &exp),
-			exp.bytes > 0 ? "its metadata allows (FileSize x 2 + 16 MiB)"
-				      : "max_series allows (the metadata gives no size)");
+			what, cap, store_cap_why(cap_from));
 		rc = -EIO;
 	}
 	if (rc < 0)
@@ -388,6 +536,8 @@ static struct store_fetch *store_fetch_add(struct store *s, const char *uid,
 	f->exp.where = f->where;
 	f->exp_pending = !exp;
 	f->bytes_expected = f->exp.bytes > 0 ? (uint64_t)f->exp.bytes : 0;
+	f->s = s;
+	store_cap_locked(s, f, -1);
 	/* Appended: the workers take fetches in the order they were asked for. */
 	for (tail = &s->fetches; *tail; tail = &(*tail)->next)
 		;
@@ -407,6 +557,9 @@ static void store_expect_locked(struct store *s, struct store_fetch *f,
 	f->exp_pending = false;
 	if (exp->bytes > 0)
 		__atomic_store_n(&f->bytes_expected, (uint64_t)exp->bytes, __ATOMIC_RELAXED);
+	store_cap_locked(s, f, -1);	/* a download past it stops now */
+	if (f->started)
+		store_ask_size_locked(s, f);
 	pthread_cond_broadcast(&s->done);
 }
 

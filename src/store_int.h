@@ -50,6 +50,14 @@ struct store_series {
 	struct store_series *next;
 };
 
+/* Where a download's cap comes from. */
+enum store_cap {
+	STORE_CAP_PENDING,	/* its metadata is still to come: STORE_ZIP_SLACK until then */
+	STORE_CAP_META,		/* FileSize x 2 + STORE_ZIP_SLACK */
+	STORE_CAP_SIZE,		/* getSeriesSize's total x 2 + STORE_ZIP_SLACK */
+	STORE_CAP_MAX,		/* max_series: nothing gives a size */
+};
+
 /* One download, shared by everyone who asks for the series meanwhile. */
 struct store_fetch {
 	char *uid;
@@ -65,6 +73,12 @@ struct store_fetch {
 	char *why;		/* why it failed, as the worker's log line said; under lock */
 	uint64_t bytes_done;	/* written by the worker, read for status; under lock */
 	uint64_t bytes_expected;
+	/* The longest zip accepted now (atomic): tightened the moment the metadata or the
+	 * series' size arrives, and what set it (enum store_cap; under lock). */
+	uint64_t cap;
+	int cap_from;
+	bool size_asked;
+	struct store *s;
 	struct store_fetch *next;
 };
 
@@ -98,6 +112,7 @@ struct store {
 	unsigned long n_files_fetched, n_file_errors;	/* files fetched one by one */
 	struct store_ahead *aheads;	/* series being read ahead (store_ahead.c) */
 	unsigned ahead_jobs;		/* their fetches out with the source */
+	unsigned size_askers;		/* threads asking a series' size for its cap */
 	struct store_big *bigs;		/* big files read by range (store_part.c) */
 	pthread_t recorder;		/* ... and the thread that records their blocks */
 	pthread_cond_t record;		/* a block landed, or stopping */
@@ -118,6 +133,10 @@ int store_lookup(struct store *s, const char *uid, struct store_series **out);
 /* Waits on s->done for at most STORE_WAIT_TICK_MS (so that a waiter notices an
  * interrupt soon). Lock held. True when woken. */
 bool store_ms_wait(struct store *s);
+int64_t store_mono_ms(void);
+/* At the end: the threads asking series' sizes for their caps, waited for (bounded:
+ * false when some are still out). */
+bool store_size_askers_wait(struct store *s);
 bool store_walk_allows(struct store *s, pid_t pid);
 /* Has the walk guard held pid back (without counting a fetch)? Lock held. */
 bool store_walk_held_back(struct store *s, pid_t pid);

@@ -93,14 +93,6 @@ struct store_block_job {
 	size_t k;
 };
 
-static int64_t part_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 bool store_part_wanted(const struct store *s, const struct store_series *ss, size_t i)
 {
 	return ss->where && ss->files[i].size > s->opts.range_min;
@@ -834,7 +826,7 @@ int store_part_need(struct store *s, struct store_part *p, uint64_t off, uint64_
 {
 	struct store_big *b = p->big;
 	size_t first, last, k, most, moved;
-	int64_t since = part_ms();
+	int64_t since = store_mono_ms();
 	int rc = 0;
 
 	if (off >= b->size || len == 0)
@@ -902,7 +894,7 @@ int store_part_need(struct store *s, struct store_part *p, uint64_t off, uint64_
 			rc = -EINTR;	/* the fetches carry on without us */
 			break;
 		}
-		if (part_ms() - since > PART_STALL_MS) {
+		if (store_mono_ms() - since > PART_STALL_MS) {
 			log_err("series %s: %s: no block came for %d s: given up",
 				b->ss->uid, b->ss->files[b->i].name, PART_STALL_MS / 1000);
 			rc = -ETIMEDOUT;

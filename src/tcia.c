@@ -1030,14 +1030,13 @@ struct tcia_progress {
 	uint64_t expected;
 };
 
-static void tcia_progress_cb(void *arg, uint64_t done, uint64_t total)
+static uint64_t tcia_progress_cb(void *arg, uint64_t done, uint64_t total)
 {
 	struct tcia_progress *p = arg;
 
 	/* The zip is made on the fly: a Content-Length, if any, cannot be trusted. */
 	(void)total;
-	if (p->fn)
-		p->fn(p->arg, done, p->expected);
+	return p->fn ? p->fn(p->arg, done, p->expected) : 0;
 }
 
 static int tcia_download(struct tcia *t, const char *endpoint, struct tcia_query *q, int fd,

@@ -135,12 +135,13 @@ static void filter_from_args(const struct query *q, struct tcia_filter *f)
 	f->model = arg(q, "ManufacturerModelName");
 }
 
-static void progress(void *a, uint64_t done, uint64_t total)
+static uint64_t progress(void *a, uint64_t done, uint64_t total)
 {
 	uint64_t *last = a;
 
 	*last = done;
 	(void)total;
+	return 0;
 }
 
 /* Downloads into OUT.part and renames it to OUT only when the whole body arrived. */

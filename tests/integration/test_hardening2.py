@@ -1,0 +1,107 @@
+# SPDX-License-Identifier: MIT
+# What the second hardening round found (issue 32), each through a real mount: a
+# download's cap tightens the moment its record arrives (an open by UID starts the
+# download first), and a record without FileSize is capped by the series' size.
+
+import json
+import os
+import threading
+import time
+
+from harness import run
+
+from test_fetch import series_dir
+from test_prefetch import prefetch
+
+MIB = 1 << 20
+
+
+class TmpWatch:
+    """The most bytes seen in a cache's tmp/ at once, looked at every few ms."""
+
+    def __init__(self, cache):
+        self.tmp = os.path.join(cache, "tmp")
+        self.peak = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run)
+        self.thread.start()
+
+    def _size(self):
+        total = 0
+        for root, _, files in os.walk(self.tmp):
+            for n in files:
+                try:
+                    total += os.lstat(os.path.join(root, n)).st_size
+                except OSError:
+                    pass
+        return total
+
+    def _run(self):
+        while not self.stop.is_set():
+            self.peak = max(self.peak, self._size())
+            time.sleep(0.002)
+
+    def done(self):
+        self.stop.set()
+        self.thread.join()
+        return max(self.peak, self._size())
+
+
+def test_an_endless_zip_opened_by_uid_stops_at_its_records_cap(ctx):
+    # A record saying FileSize 300 and a zip without end, fetched by UID (the download
+    # starts before the record arrives): before, the record's cap was applied only once
+    # the download ended, and max_series (here 256M, by default 64G) was the only bound.
+    s = ctx.server()
+    rec = dict(s.get_json("getSeries", Collection="CT COLONOGRAPHY")[0], FileSize=300)
+    body = ctx.path("series.json")
+    with open(body, "w") as f:
+        json.dump([rec], f)
+    cache = ctx.path("cache")
+    m = ctx.mount(s, cache_dir=cache, options=["max_series=256M", "retries=0"])
+    s.fault(kind="body", endpoint="getSeries", path=body)
+    s.fault(kind="endless", endpoint="getImage")
+    uids = ctx.path("uids.txt")
+    with open(uids, "w") as f:
+        f.write(rec["SeriesInstanceUID"] + "\n")
+    watch = TmpWatch(cache)
+    r = prefetch("--uids", uids, m.mountpoint, check=False)
+    peak = watch.done()
+    assert r.returncode == 1, (r.returncode, r.stderr)
+    assert peak <= 16 * MIB + 600, peak
+    assert "more than its metadata allows" in r.stderr, r.stderr    # prefetch says why
+    line = [ln for ln in m.log().splitlines() if "refused: the zip goes on past" in ln]
+    assert line and "past %d bytes" % (16 * MIB + 600) in line[0], m.log()
+    assert os.listdir(os.path.join(cache, "tmp")) == []
+    assert os.listdir(os.path.join(cache, "series")) == []
+    ctx.unmount(m)
+
+
+def test_a_record_without_filesize_is_capped_by_the_series_size(ctx):
+    # Before, only max_series (here 256M) bounded it; the series' size from
+    # getSeriesSize, asked once beside the download, gives a cap of its own.
+    s = ctx.server("--series-size-delay", "0")
+    recs = s.get_json("getSeries", Collection="CT COLONOGRAPHY")
+    rec = dict(recs[0])
+    del rec["FileSize"]
+    size = int(float(s.get_json("getSeriesSize",
+                                SeriesInstanceUID=rec["SeriesInstanceUID"])[0]["TotalSizeInBytes"]))
+    body = ctx.path("series.json")
+    with open(body, "w") as f:
+        json.dump([rec] + recs[1:], f)
+    cache = ctx.path("cache")
+    m = ctx.mount(s, cache_dir=cache, options=["max_series=256M", "retries=0"])
+    os.listdir(os.path.join(m.mountpoint, "CT COLONOGRAPHY"))
+    s.fault(kind="body", endpoint="getSeries", path=body)
+    n0 = len(s.requests("getSeriesSize"))
+    s.fault(kind="endless", endpoint="getImage")
+    watch = TmpWatch(cache)
+    r = run(["ls", series_dir(m.mountpoint, rec)], check=False, timeout=60)
+    peak = watch.done()
+    assert r.returncode != 0 and "Input/output error" in r.stderr, r.stderr
+    line = [ln for ln in m.log().splitlines() if "refused: the zip goes on past" in ln]
+    assert line and "its size allows" in line[0], m.log()
+    assert "past %d bytes" % (size * 2 + 16 * MIB) in line[0], (line, size)
+    assert peak < 256 * MIB, peak
+    assert len(s.requests("getSeriesSize")) - n0 == 1       # asked once
+    assert os.listdir(os.path.join(cache, "tmp")) == []
+    ctx.unmount(m)
