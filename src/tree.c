@@ -1107,6 +1107,7 @@ int tree_listing_stamp(struct tree *tree, const char *path, uint64_t *stamp)
 {
 	struct tree_node n;
 	int64_t when = 0, bulk;
+	bool afresh = false;
 	unsigned gen;
 	int rc;
 
@@ -1148,11 +1149,12 @@ int tree_listing_stamp(struct tree *tree, const char *path, uint64_t *stamp)
 		when = tree_scope_when(tree, CATALOG_COLLECTION, n.coll->api, NULL);
 		break;
 	default:
-		rc = -EINVAL;	/* listed afresh each time */
+		rc = -EINVAL;	/* listed afresh each time: an answer, not a failure */
+		afresh = true;
 		break;
 	}
 	tree_node_put(tree, &n);
-	if (rc < 0)
+	if (rc < 0 && !afresh)
 		tree_note(tree, path, rc);
 out_stamp:
 	if (rc == 0 && when == 0)

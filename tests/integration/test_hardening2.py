@@ -105,3 +105,26 @@ def test_a_record_without_filesize_is_capped_by_the_series_size(ctx):
     assert len(s.requests("getSeriesSize")) - n0 == 1       # asked once
     assert os.listdir(os.path.join(cache, "tmp")) == []
     ctx.unmount(m)
+
+
+def test_a_failure_is_recorded_once_and_with_its_reason(ctx):
+    # A series record whose files' place would leave the bucket: before, the folder's
+    # failure was recorded twice, the second time as "Invalid argument" with no reason
+    # and no series.
+    from test_idc_mount import corpus, idc_mount
+    s = ctx.idc_server()
+    s.fault(kind="body", endpoint="sql", path=corpus("sql-series-where-bucket.json"),
+            times=-1)
+    m = idc_mount(ctx, s, options=["retries=0"])
+    d = os.path.join(m.mountpoint, ".tciafs", "series", "1.2.3.4.5")
+    r = run(["ls", d], check=False, timeout=60)
+    assert r.returncode != 0, r
+    status = json.load(open(os.path.join(m.mountpoint, ".tciafs", "status")))
+    fails = status["failures"]
+    assert fails, status
+    assert all(f["reason"] for f in fails), fails
+    assert len(fails) == 1, fails
+    assert fails[0]["series"] == "1.2.3.4.5", fails
+    assert "where its files are" in fails[0]["reason"], fails
+    assert "no usable place for its files" in m.log()
+    ctx.unmount(m)
