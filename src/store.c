@@ -567,6 +567,11 @@ static bool store_awaited(struct store *s, const char *uid)
  * unless it alone is over the cap (a series bigger than the cap is still served once). */
 void store_evict(struct store *s, const char *keep)
 {
+	store_evict_reserve(s, keep, 0);
+}
+
+void store_evict_reserve(struct store *s, const char *keep, uint64_t reserve)
+{
 	struct store_victim *v = NULL, *nv;
 	size_t n = 0, cap = 0, i;
 	uint64_t used = 0;
@@ -614,7 +619,7 @@ void store_evict(struct store *s, const char *keep)
 	closedir(d);
 	if (n > 1)
 		qsort(v, n, sizeof(*v), store_cmp_victim);
-	for (i = 0; i < n && used > s->opts.cap; i++) {
+	for (i = 0; i < n && used + reserve > s->opts.cap; i++) {
 		if ((keep && strcmp(v[i].uid, keep) == 0) || store_awaited(s, v[i].uid))
 			continue;
 		if (store_evict_one(s, v[i].uid))

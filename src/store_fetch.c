@@ -87,6 +87,32 @@ static const char *store_cap_why(int from)
 	}
 }
 
+/* Downloads in tmp/ count against cache_size: every STORE_ROOM_STEP of one, the store
+ * and the downloads under way are held to the cap, evicting first. */
+#define STORE_ROOM_STEP STORE_ZIP_SLACK
+
+/* Is there room under the cap for the series stored and the downloads under way? Evicts
+ * least recently used series to make it. Without the lock. */
+static bool store_room(struct store *s, struct store_fetch *f)
+{
+	struct store_fetch *g;
+	uint64_t tmp = 0, used;
+
+	pthread_mutex_lock(&s->lock);
+	for (g = s->fetches; g; g = g->next)
+		if (g->started && !g->done)
+			tmp += __atomic_load_n(&g->bytes_done, __ATOMIC_RELAXED);
+	used = s->used;
+	pthread_mutex_unlock(&s->lock);
+	if (used + tmp <= s->opts.cap)
+		return true;
+	store_evict_reserve(s, f->uid, tmp);
+	pthread_mutex_lock(&s->lock);
+	used = s->used;
+	pthread_mutex_unlock(&s->lock);
+	return used + tmp <= s->opts.cap;
+}
+
 /* As the zip arrives: its progress, for status, and the cap it runs under now, which
  * tightens the moment the metadata (or the series' size) arrives. Past STORE_ZIP_SLACK
  * (the least any cap allows) with the metadata still to come, it waits for it. */
@@ -102,6 +128,13 @@ static uint64_t store_progress(void *arg, uint64_t done, uint64_t total)
 	__atomic_store_n(&f->bytes_done, done, __ATOMIC_RELAXED);
 	if (total)
 		__atomic_store_n(&f->bytes_expected, total, __ATOMIC_RELAXED);
+	if (done >= f->room_at + STORE_ROOM_STEP) {
+		f->room_at = done;
+		if (!store_room(s, f)) {
+			f->no_room = true;
+			return 1;	/* cut off here */
+		}
+	}
 	cap = __atomic_load_n(&f->cap, __ATOMIC_ACQUIRE);
 	if (done <= STORE_ZIP_SLACK || done <= cap)
 		return cap;
@@ -391,7 +424,13 @@ static int store_fetch_series(struct store *s, struct store_fetch *f)
 	cap = f->cap_from == STORE_CAP_PENDING ? STORE_ZIP_SLACK : f->cap;
 	cap_from = f->cap_from;
 	pthread_mutex_unlock(&s->lock);
-	if (rc == -EFBIG || (rc == 0 && zip_bytes > cap)) {
+	if (rc == -EFBIG && f->no_room) {
+		log_clear_reason();
+		log_err("%s: no room: with it the cache would pass cache_size (%" PRIu64
+			" bytes), and nothing more can be evicted (in use, or being fetched)",
+			what, s->opts.cap);
+		rc = -ENOSPC;
+	} else if (rc == -EFBIG || (rc == 0 && zip_bytes > cap)) {
 		/* The reason is this line, not the client's "File too large" before it. */
 		log_clear_reason();
 		log_err("%s: refused: the zip goes on past %" PRIu64 " bytes, more than %s",

@@ -78,6 +78,8 @@ struct store_fetch {
 	uint64_t cap;
 	int cap_from;
 	bool size_asked;
+	bool no_room;		/* cut off: the cache cap left it no room (worker only) */
+	uint64_t room_at;	/* bytes done at its last look at the cap (worker only) */
 	struct store *s;
 	struct store_fetch *next;
 };
@@ -162,6 +164,8 @@ struct json_t *store_ahead_status_locked(struct store *s);
 /* At the end: every fetch cancelled and waited for, every read-ahead freed. */
 void store_ahead_free_all(struct store *s);
 void store_evict(struct store *s, const char *keep);
+/* ... until the series and reserve more bytes (downloads in tmp/) fit under the cap. */
+void store_evict_reserve(struct store *s, const char *keep, uint64_t reserve);
 
 /* ---- big files read by range (store_part.c) ---- */
 /* Is file i of ss read by range (a source of single files, above range_min)? */

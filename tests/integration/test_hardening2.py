@@ -128,3 +128,49 @@ def test_a_failure_is_recorded_once_and_with_its_reason(ctx):
     assert "where its files are" in fails[0]["reason"], fails
     assert "no usable place for its files" in m.log()
     ctx.unmount(m)
+
+
+def test_a_download_that_cannot_fit_under_cache_size_is_enospc(ctx):
+    # Before, bytes in tmp/ were not counted: a 40 MB series was downloaded whole into a
+    # 24 MB cache (and stored past its cap). Now the download is held to cache_size as
+    # it goes (every 16 MiB) and, nothing being evictable, refused with its reason.
+    s = ctx.server("--big-mb", "40")
+    rec = s.get_json("getSeries", Collection="Big-Series")[0]
+    cache = ctx.path("cache")
+    m = ctx.mount(s, cache_dir=cache, options=["cache_size=24M", "retries=0"])
+    watch = TmpWatch(cache)
+    r = run(["ls", series_dir(m.mountpoint, rec)], check=False, timeout=60)
+    peak = watch.done()
+    assert r.returncode != 0 and "No space left on device" in r.stderr, r.stderr
+    assert "no room: with it the cache would pass cache_size" in m.log(), m.log()
+    assert peak <= 24 * MIB + 16 * MIB, peak
+    assert os.listdir(os.path.join(cache, "tmp")) == []
+    assert os.listdir(os.path.join(cache, "series")) == []
+    err = os.getxattr(os.path.dirname(series_dir(m.mountpoint, rec)), "user.tciafs.error")
+    assert b"no room" in err, err
+    ctx.unmount(m)
+
+
+def test_a_download_evicts_before_it_passes_cache_size(ctx):
+    # A 40 MB series stored, then a 41 MB one fetched into a 60 MB cache: the first is
+    # evicted while the second downloads, not after it is stored.
+    s1 = ctx.server("--big-mb", "40")
+    s2 = ctx.server("--big-mb", "41")
+    rec1 = s1.get_json("getSeries", Collection="Big-Series")[0]
+    rec2 = s2.get_json("getSeries", Collection="Big-Series")[0]
+    assert rec1["SeriesInstanceUID"] != rec2["SeriesInstanceUID"]
+    cache = ctx.path("cache")
+    m = ctx.mount(s1, cache_dir=cache)
+    os.listdir(series_dir(m.mountpoint, rec1))
+    ctx.unmount(m)
+    m = ctx.mount(s2, cache_dir=cache, options=["cache_size=60M", "meta_ttl=0"], name="second")
+    # By UID: the catalog kept under the cache is the first server's.
+    names = os.listdir(os.path.join(m.mountpoint, ".tciafs", "series",
+                                    rec2["SeriesInstanceUID"]))
+    assert len(names) > 10, names
+    log = m.log().splitlines()
+    evicted = [i for i, ln in enumerate(log) if "evicted series %s" % rec1["SeriesInstanceUID"] in ln]
+    stored = [i for i, ln in enumerate(log) if "series %s: stored" % rec2["SeriesInstanceUID"] in ln]
+    assert evicted and stored and evicted[0] < stored[0], m.log()
+    assert os.listdir(os.path.join(cache, "series")) == [rec2["SeriesInstanceUID"]]
+    ctx.unmount(m)
