@@ -98,8 +98,8 @@ bool source_files_one_by_one(const struct source *src);
  * record does not say (or says something unsafe: logged). */
 char *source_where(const struct source *src, const char *raw);
 
-/* The series as a zip (NBIA), as tcia_get_image. */
-int source_get_zip(struct source *src, const char *uid, int fd, uint64_t expected,
+/* The series as a zip (NBIA), as tcia_get_image; with md5 it holds TCIA_MD5_LIST. */
+int source_get_zip(struct source *src, const char *uid, bool md5, int fd, uint64_t expected,
 		   uint64_t max, tcia_progress_fn progress, void *arg, uint64_t *bytes);
 
 struct source_file {

@@ -38,6 +38,9 @@ struct store_opts {
 	/* Files above range_min bytes from such a source are read by range, in blocks of
 	 * range_block bytes (0: 64 MiB and 4 MiB). */
 	uint64_t range_min, range_block;
+	/* Zips come with every file's MD5 (NBIA's getImageWithMD5Hash) and each file is
+	 * checked against it before the series is stored. */
+	bool verify_md5;
 };
 
 /* What the metadata says a series holds; -1 where unknown. */

@@ -8,6 +8,7 @@
 #define TCIAFS_TCIA_H
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 struct http;
@@ -141,13 +142,20 @@ int tcia_get_sop_uids(struct tcia *t, const char *series_uid, struct tcia_values
  * longest zip accepted now, as http_progress_fn. */
 typedef uint64_t (*tcia_progress_fn)(void *arg, uint64_t done, uint64_t total);
 
-/* getImage (NewFileNames=Yes): streams the series zip into fd (appending at its current
- * offset) with bounded memory; never cached. expected is the size to report as the total
+/* The entry of a getImageWithMD5Hash zip that lists its files' MD5s. */
+#define TCIA_MD5_LIST "md5hashes.csv"
+
+/* getImage, or with md5 getImageWithMD5Hash (the same zip plus TCIA_MD5_LIST): streams
+ * the series zip into fd (appending at its current offset) with bounded memory; never
+ * cached. Both name the files as NBIA numbers them while zipping (00000001.dcm, …):
+ * NewFileNames=Yes is not asked, because getImageWithMD5Hash cannot give those names and
+ * a series must be named alike either way. expected is the size to report as the total
  * (e.g. FileSize), 0 if unknown; a zip longer than max (0 = no limit) is cut off with
  * -EFBIG. Returns 0 with *bytes written, or -errno; on error fd may hold a partial body,
  * which the caller discards. */
-int tcia_get_image(struct tcia *t, const char *series_uid, int fd, uint64_t expected,
-		   uint64_t max, tcia_progress_fn progress, void *arg, uint64_t *bytes);
+int tcia_get_image(struct tcia *t, const char *series_uid, bool md5, int fd,
+		   uint64_t expected, uint64_t max, tcia_progress_fn progress, void *arg,
+		   uint64_t *bytes);
 /* getSingleImage: one DICOM file into fd, as tcia_get_image. */
 int tcia_get_single_image(struct tcia *t, const char *series_uid, const char *sop_uid, int fd,
 			  uint64_t *bytes);

@@ -10,7 +10,6 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -22,6 +21,7 @@
 #include "fileio.h"
 #include "http_int.h"
 #include "log.h"
+#include "md5.h"
 
 /* The longest the thread sleeps in curl_multi_poll: a stop or a cancel wakes it at
  * once (curl_multi_wakeup), this bounds what a missed wake-up could cost. */
@@ -45,7 +45,7 @@ struct fleet_job {
 	int attempt;
 	int64_t not_before;	/* a retry waits until then (ms, monotonic) */
 	CURL *h;
-	EVP_MD_CTX *ctx;
+	struct md5 *ctx;
 	uint64_t written;
 	bool head_checked;	/* a 2xx's status and Content-Range were checked */
 	int write_errno;	/* the body was refused: no retry */
@@ -117,8 +117,7 @@ static void fleet_queue(struct http_fleet *f, struct fleet_job *j)
 
 static void fleet_job_free(struct fleet_job *j)
 {
-	if (j->ctx)
-		EVP_MD_CTX_free(j->ctx);
+	md5_free(j->ctx);
 	free(j->url);
 	free(j->shown);
 	free(j);
@@ -198,7 +197,7 @@ static size_t fleet_write(char *ptr, size_t size, size_t nmemb, void *u)
 		j->write_errno = -rc;
 		return 0;
 	}
-	if (j->md5[0] && EVP_DigestUpdate(j->ctx, ptr, n) != 1) {
+	if (j->md5[0] && md5_update(j->ctx, ptr, n) < 0) {
 		snprintf(j->why, sizeof(j->why), "cannot compute its MD5");
 		j->write_errno = ENOMEM;
 		return 0;
@@ -231,7 +230,7 @@ static int fleet_setup(struct http_fleet *f, struct fleet_job *j)
 	j->written = 0;
 	j->write_errno = 0;
 	j->head_checked = false;
-	if (j->md5[0] && EVP_DigestInit_ex(j->ctx, EVP_md5(), NULL) != 1)
+	if (j->md5[0] && md5_reset(j->ctx) < 0)
 		return -ENOMEM;
 	if (http_setup(f->http, j->h, j->url, j->errbuf, true, false, 0) < 0)
 		return -EIO;
@@ -310,9 +309,7 @@ static void fleet_end(struct http_fleet *f, struct fleet_job *j, int rc, const c
 /* A finished attempt: the job ends, or waits to be tried again. */
 static void fleet_finish(struct http_fleet *f, struct fleet_job *j, CURLcode cc)
 {
-	unsigned char md[EVP_MAX_MD_SIZE];
-	char cause[CURL_ERROR_SIZE + 300] = "", hex[33];
-	unsigned mdlen = 0, i;
+	char cause[CURL_ERROR_SIZE + 300] = "", hex[MD5_HEX_LEN + 1];
 	long status = 0, retry_after = 0;
 	bool again;
 	int rc;
@@ -339,11 +336,9 @@ static void fleet_finish(struct http_fleet *f, struct fleet_job *j, CURLcode cc)
 		j->write_errno = EIO;
 	}
 	if (rc == 0 && j->md5[0]) {
-		if (EVP_DigestFinal_ex(j->ctx, md, &mdlen) != 1 || mdlen != 16) {
+		if (md5_final_hex(j->ctx, hex) < 0) {
 			rc = -ENOMEM;
 		} else {
-			for (i = 0; i < 16; i++)
-				snprintf(hex + 2 * i, 3, "%02x", md[i]);
 			if (strcmp(hex, j->md5) != 0) {
 				snprintf(j->why, sizeof(j->why), "its MD5 is %s, its ETag says %s: "
 					 "refused", hex, j->md5);
@@ -529,22 +524,12 @@ int http_fleet_new(struct http *http, int streams, struct http_fleet **out)
 	return 0;
 }
 
-static bool fleet_md5_ok(const char *s)
-{
-	size_t i;
-
-	for (i = 0; s[i]; i++)
-		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-			return false;
-	return i == 32;
-}
-
 int http_fleet_add(struct http_fleet *f, const struct http_job *job, uint64_t *id)
 {
 	struct fleet_job *j;
 	int rc = 0;
 
-	if (job->length == 0 || (job->md5 && !fleet_md5_ok(job->md5)) ||
+	if (job->length == 0 || (job->md5 && !md5_hex_ok(job->md5)) ||
 	    (job->ranged && job->md5))
 		return -EINVAL;
 	j = calloc(1, sizeof(*j));
@@ -553,8 +538,7 @@ int http_fleet_add(struct http_fleet *f, const struct http_job *job, uint64_t *i
 	j->f = f;
 	j->url = strdup(job->url);
 	j->shown = http_redact_url(job->url);
-	j->ctx = job->md5 ? EVP_MD_CTX_new() : NULL;
-	if (!j->url || !j->shown || (job->md5 && !j->ctx)) {
+	if (!j->url || !j->shown || (job->md5 && md5_new(&j->ctx) < 0)) {
 		fleet_job_free(j);
 		return -ENOMEM;
 	}

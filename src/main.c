@@ -52,6 +52,7 @@ struct tciafs_conf {
 	char *token_file;
 	char *naming;
 	char *passthrough;
+	char *verify;
 	char *cache_size;
 	char *max_series;
 	uint64_t max_series_bytes;
@@ -91,6 +92,7 @@ static const struct fuse_opt tciafs_opt_spec[] = {
 	TCIAFS_OPT("token_file=%s", token_file),
 	TCIAFS_OPT("naming=%s", naming),
 	TCIAFS_OPT("passthrough=%s", passthrough),
+	TCIAFS_OPT("verify=%s", verify),
 	TCIAFS_OPT("cache_size=%s", cache_size),
 	TCIAFS_OPT("max_series=%s", max_series),
 	TCIAFS_OPT("readahead_max=%s", readahead_max),
@@ -197,6 +199,9 @@ static void tciafs_usage(const char *prog)
 	       "    -o naming=readable|uid study and series folder names (default: readable)\n"
 	       "    -o passthrough=on|off  let the kernel read stored files itself where it can\n"
 	       "                           (FUSE passthrough; default: on)\n"
+	       "    -o verify=md5|none     NBIA: fetch each series with every file's MD5\n"
+	       "                           (getImageWithMD5Hash) and check each file before\n"
+	       "                           the series is stored (default: none)\n"
 	       "    -o cache_size=SIZE     cap on stored series, K/M/G/T (default: 20G)\n"
 	       "    -o max_fetches=N       series downloads at once (default: 4)\n"
 	       "    -o max_series=SIZE     longest series zip accepted when the metadata gives\n"
@@ -221,6 +226,30 @@ static void tciafs_usage(const char *prog)
 	       "    -V, --version          print the version and exit\n"
 	       "\n",
 	       prog, prog, TCIAFS_DEFAULT_API, IDC_API_DEFAULT, IDC_FILES_DEFAULT);
+}
+
+/* A cache inside the mountpoint would be reached through the mount itself: the daemon
+ * would wait on its own requests for ever. Refused before mounting. */
+static int tciafs_cache_outside(const struct tciafs_conf *conf)
+{
+	char *mp;
+	size_t n;
+	int rc = 0;
+
+	if (conf->npositional == 0)
+		return 0;
+	mp = realpath(conf->positional[conf->npositional - 1], NULL);
+	if (!mp)
+		return 0;	/* fuse_main says what is wrong with it */
+	n = strlen(mp);
+	if (strncmp(conf->cache_dir, mp, n) == 0 &&
+	    (conf->cache_dir[n] == '\0' || conf->cache_dir[n] == '/' || n == 1)) {
+		fprintf(stderr, "tciafs: cache_dir=%s is inside the mountpoint %s: it would be "
+			"read through the mount itself; put it elsewhere\n", conf->cache_dir, mp);
+		rc = -EINVAL;
+	}
+	free(mp);
+	return rc;
 }
 
 /* Returns a new string: the cache folder to use when none was given. */
@@ -282,6 +311,10 @@ static int tciafs_conf_check(struct tciafs_conf *conf)
 	if (strpbrk(conf->api, "?#")) {
 		fprintf(stderr, "tciafs: api=: a query string or fragment is not supported "
 				"(credentials go in token_file=)\n");
+		return -EINVAL;
+	}
+	if (conf->verify && strcmp(conf->verify, "md5") != 0 && strcmp(conf->verify, "none") != 0) {
+		fprintf(stderr, "tciafs: verify=%s: use md5 or none\n", conf->verify);
 		return -EINVAL;
 	}
 	if (conf->source && strcmp(conf->source, "nbia") != 0 && strcmp(conf->source, "idc") != 0) {
@@ -402,7 +435,7 @@ static int tciafs_conf_check(struct tciafs_conf *conf)
 		return -ENOMEM;
 	free(conf->cache_dir);
 	conf->cache_dir = abs;
-	return 0;
+	return tciafs_cache_outside(conf);
 }
 
 /* Everything /.tciafs/status reports, gathered from the modules that keep it. */
@@ -694,6 +727,8 @@ static int tciafs_run(struct fuse_args *args, struct fuse_cmdline_opts *cmd,
 		.streams = conf->idc_streams,
 		.range_min = conf->range_min_bytes,
 		.range_block = conf->range_block_bytes,
+		/* IDC's files are checked against their listing's MD5s whatever this says. */
+		.verify_md5 = conf->verify && strcmp(conf->verify, "md5") == 0,
 	};
 	struct tciafs_status status = { 0 };
 	struct tciafs_hup hup = { 0 };
@@ -903,6 +938,7 @@ out_free_args:
 	free(conf.readahead_max);
 	free(conf.range_min);
 	free(conf.range_block);
+	free(conf.verify);
 	free(conf.positional[0]);
 	free(conf.positional[1]);
 	for (size_t i = 0; i < conf.nmanifests; i++) {

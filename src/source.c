@@ -387,12 +387,12 @@ char *source_where(const struct source *src, const char *raw)
 	return where;
 }
 
-int source_get_zip(struct source *src, const char *uid, int fd, uint64_t expected,
+int source_get_zip(struct source *src, const char *uid, bool md5, int fd, uint64_t expected,
 		   uint64_t max, tcia_progress_fn progress, void *arg, uint64_t *bytes)
 {
 	if (src->kind != SOURCE_NBIA)
 		return -ENOTSUP;
-	return tcia_get_image(src->tcia, uid, fd, expected, max, progress, arg, bytes);
+	return tcia_get_image(src->tcia, uid, md5, fd, expected, max, progress, arg, bytes);
 }
 
 void source_files_clear(struct source_files *l)

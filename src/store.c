@@ -791,18 +791,21 @@ char *store_status_json(struct store *s)
 			json_array_append_new(blocked, json_pack("{s:i,s:s}", "pid",
 								 (int)s->pids[i].pid, "command",
 								 s->pids[i].comm));
-	root = json_pack("{s:o,s:I,s:o,s:o,s:{s:s,s:I,s:I,s:I},s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I},"
+	root = json_pack("{s:o,s:I,s:o,s:o,s:{s:s,s:I,s:I,s:I,s:s},"
+			 "s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I},"
 			 "s:{s:i,s:i,s:o}}",
 			 "fetches", fetches, "queued", (json_int_t)queued,
 			 "read_ahead", store_ahead_status_locked(s),
 			 "big_files", store_part_status_locked(s),
 			 "store", "dir", s->dir, "bytes", (json_int_t)s->used, "cap",
-			 (json_int_t)s->opts.cap, "series", (json_int_t)s->used_series,
+			 (json_int_t)s->opts.cap, "series", (json_int_t)s->used_series, "verify",
+			 s->opts.verify_md5 ? "md5" : "none",
 			 "counters", "fetched", (json_int_t)s->n_fetched, "fetch_errors",
 			 (json_int_t)s->n_fetch_errors, "evictions", (json_int_t)s->n_evicted,
 			 "walk_refusals", (json_int_t)s->n_refused, "cache_hits",
 			 (json_int_t)s->n_hits, "files_fetched", (json_int_t)s->n_files_fetched,
-			 "file_fetch_errors", (json_int_t)s->n_file_errors,
+			 "file_fetch_errors", (json_int_t)s->n_file_errors, "files_verified",
+			 (json_int_t)s->n_verified,
 			 "walk_guard", "budget", s->opts.walk_budget, "window_seconds",
 			 s->opts.walk_window, "held_back_processes", blocked);
 	pthread_mutex_unlock(&s->lock);

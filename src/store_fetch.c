@@ -362,7 +362,8 @@ static int store_sync_series(int dir_fd, const struct unzip_result *r)
 static int store_fetch_series(struct store *s, struct store_fetch *f)
 {
 	char lock_path[PATH_MAX], zip_path[PATH_MAX], work[PATH_MAX], final[PATH_MAX];
-	struct unzip_limits lim = { -1, -1, 0, s->opts.unzip_threads };
+	struct unzip_limits lim = { -1, -1, 0, s->opts.unzip_threads,
+				    s->opts.verify_md5 ? TCIA_MD5_LIST : NULL };
 	struct store_expect exp;
 	struct unzip_result r;
 	uint64_t zip_bytes = 0, max, cap;
@@ -409,8 +410,9 @@ static int store_fetch_series(struct store *s, struct store_fetch *f)
 	store_ask_size_locked(s, f);
 	pthread_mutex_unlock(&s->lock);
 	max = store_zip_max(s, &exp);
-	rc = source_get_zip(s->src, f->uid, zip_fd, exp.bytes > 0 ? (uint64_t)exp.bytes : 0,
-			    max, store_progress, f, &zip_bytes);
+	rc = source_get_zip(s->src, f->uid, s->opts.verify_md5, zip_fd,
+			    exp.bytes > 0 ? (uint64_t)exp.bytes : 0, max, store_progress, f,
+			    &zip_bytes);
 	close(zip_fd);
 	if (rc < 0 && rc != -EFBIG) {
 		log_err("%s: download failed: %s", what, strerror(-rc));
@@ -455,6 +457,9 @@ static int store_fetch_series(struct store *s, struct store_fetch *f)
 	unlink(zip_path);
 	if (rc < 0)
 		goto out_rm_work;
+	pthread_mutex_lock(&s->lock);
+	s->n_verified += r.verified;
+	pthread_mutex_unlock(&s->lock);
 	rc = store_write_manifest(dir_fd, f->uid, r.v, r.count, zip_bytes, time(NULL), NULL,
 				  NULL);
 	/* Everything on disk before the rename makes it visible: whole or absent. */

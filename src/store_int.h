@@ -111,6 +111,7 @@ struct store {
 	struct store_pid pids[STORE_MAX_PIDS];
 	bool stopping;
 	unsigned long n_fetched, n_fetch_errors, n_evicted, n_refused, n_hits;
+	unsigned long n_verified;	/* files checked against their listed MD5 */
 	unsigned long n_files_fetched, n_file_errors;	/* files fetched one by one */
 	struct store_ahead *aheads;	/* series being read ahead (store_ahead.c) */
 	unsigned ahead_jobs;		/* their fetches out with the source */

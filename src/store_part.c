@@ -22,10 +22,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
 
 #include "fileio.h"
 #include "log.h"
+#include "md5.h"
 #include "source.h"
 
 /* The .blocks file: this header, then one byte per block (1 = held, on disk). */
@@ -602,15 +602,13 @@ static void part_block_done(void *arg, int rc)
 static int part_md5_check(struct store_big *b)
 {
 	const char *want = b->ss->files[b->i].md5;
-	unsigned char md[EVP_MAX_MD_SIZE];
-	char hex[33];
-	unsigned int mdlen = 0, j;
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	char hex[MD5_HEX_LEN + 1];
+	struct md5 *ctx = NULL;
 	uint64_t off = 0;
 	char *buf = malloc(PART_MD5_BUF);
 	int rc = -ENOMEM;
 
-	if (!ctx || !buf || EVP_DigestInit_ex(ctx, EVP_md5(), NULL) != 1)
+	if (!buf || md5_new(&ctx) < 0)
 		goto out_free;
 	while (off < b->size) {
 		ssize_t got = pread(b->fd, buf, PART_MD5_BUF, (off_t)off);
@@ -621,14 +619,12 @@ static int part_md5_check(struct store_big *b)
 				b->ss->files[b->i].name, strerror(-rc));
 			goto out_free;
 		}
-		if (EVP_DigestUpdate(ctx, buf, (size_t)got) != 1)
+		if (md5_update(ctx, buf, (size_t)got) < 0)
 			goto out_free;
 		off += (uint64_t)got;
 	}
-	if (EVP_DigestFinal_ex(ctx, md, &mdlen) != 1 || mdlen != 16)
+	if (md5_final_hex(ctx, hex) < 0)
 		goto out_free;
-	for (j = 0; j < 16; j++)
-		snprintf(hex + 2 * j, 3, "%02x", md[j]);
 	rc = 0;
 	if (strcmp(hex, want) != 0) {
 		log_err("series %s: %s: its MD5 is %s, its ETag says %s: refused, its blocks "
@@ -637,7 +633,7 @@ static int part_md5_check(struct store_big *b)
 	}
 out_free:
 	free(buf);
-	EVP_MD_CTX_free(ctx);
+	md5_free(ctx);
 	return rc;
 }
 

@@ -1059,15 +1059,16 @@ out_free_query:
 	return rc;
 }
 
-int tcia_get_image(struct tcia *t, const char *series_uid, int fd, uint64_t expected,
-		   uint64_t max, tcia_progress_fn progress, void *arg, uint64_t *bytes)
+int tcia_get_image(struct tcia *t, const char *series_uid, bool md5, int fd,
+		   uint64_t expected, uint64_t max, tcia_progress_fn progress, void *arg,
+		   uint64_t *bytes)
 {
 	struct tcia_progress p = { progress, arg, expected };
 	struct tcia_query q = { 0 };
 
 	tcia_query_add(&q, "SeriesInstanceUID", series_uid);
-	tcia_query_add(&q, "NewFileNames", "Yes");
-	return tcia_download(t, "getImage", &q, fd, max, &p, bytes);
+	return tcia_download(t, md5 ? "getImageWithMD5Hash" : "getImage", &q, fd, max, &p,
+			     bytes);
 }
 
 int tcia_get_single_image(struct tcia *t, const char *series_uid, const char *sop_uid, int fd,

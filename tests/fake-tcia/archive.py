@@ -80,10 +80,12 @@ class Series:
         return [make_uid("sop", self.uid, i) for i in range(1, self.image_count + 1)]
 
     def file_name(self, i, new_names):
-        # NewFileNames=Yes gives short ordered names; otherwise the SOP Instance UID.
+        # NewFileNames=Yes gives the short names NBIA keeps for each image; otherwise (and
+        # always from getImageWithMD5Hash) NBIA numbers the files as it zips them,
+        # String.format("%08d", ++counter) + ".dcm" in its getImage source.
         if new_names:
             return "1-%03d.dcm" % i
-        return make_uid("sop", self.uid, i) + ".dcm"
+        return "%08d.dcm" % i
 
     def sizes(self):
         if self._sizes is None:
@@ -94,9 +96,12 @@ class Series:
     def total_size(self):
         return sum(self.sizes())
 
-    def write_zip(self, out, new_names=True):
+    def write_zip(self, out, new_names=True, md5=False):
         """Write the series zip to a binary stream (seekable or not): flat DICOM files plus
-        LICENSE, as the real service does (tcia-api.md §3)."""
+        LICENSE, as the real service does (tcia-api.md §3); with md5 (getImageWithMD5Hash)
+        also md5hashes.csv, a header line then `<file name>,<md5 hex>` per DICOM file, in
+        the order of NBIA's hash map rather than the zip's (here: reversed)."""
+        sums = []
         stamp = tuple(int(x) for x in self.record["TimeStamp"][:10].split("-")) + (12, 0, 0)
         with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED,
                              compresslevel=self.compresslevel) as zf:
@@ -106,16 +111,25 @@ class Series:
                 info.external_attr = 0o644 << 16
                 with zf.open(info, "w", force_zip64=False) as f:
                     img = self.image(i)
-                    f.write(dicom.dicom_header(img))
-                    f.write(dicom.pixel_data(img))
+                    h = hashlib.md5()
+                    for part in (dicom.dicom_header(img), dicom.pixel_data(img)):
+                        h.update(part)
+                        f.write(part)
+                    sums.append((info.filename, h.hexdigest()))
             info = zipfile.ZipInfo("LICENSE", date_time=stamp)
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o644 << 16
             zf.writestr(info, LICENSE_TEXT)
+            if md5:
+                info = zipfile.ZipInfo("md5hashes.csv", date_time=stamp)
+                info.compress_type = zipfile.ZIP_DEFLATED
+                info.external_attr = 0o644 << 16
+                zf.writestr(info, "Filename,MD5Hash\n" +
+                            "".join("%s,%s\n" % x for x in reversed(sums)))
 
-    def zip_bytes(self, new_names=True):
+    def zip_bytes(self, new_names=True, md5=False):
         buf = io.BytesIO()
-        self.write_zip(buf, new_names)
+        self.write_zip(buf, new_names, md5)
         return buf.getvalue()
 
     def dicom_bytes(self, sop_uid):

@@ -40,6 +40,7 @@ ENDPOINTS = {
                   "Modality", "BodyPartExamined", "Manufacturer", "ManufacturerModelName"),
     "getSeriesSize": ("SeriesInstanceUID",),
     "getImage": ("SeriesInstanceUID", "NewFileNames"),
+    "getImageWithMD5Hash": ("SeriesInstanceUID",),
     "getSOPInstanceUIDs": ("SeriesInstanceUID",),
     "getSingleImage": ("SeriesInstanceUID", "SOPInstanceUID"),
     "NewPatientsInCollection": ("Collection", "fromDate"),
@@ -305,7 +306,11 @@ class Api:
     def ep_getImage(self, q):
         s = self.arc.series.get(q.get("SeriesInstanceUID", ""))
         new_names = q.get("NewFileNames", "No") == "Yes"
-        return ("zip", s, new_names)
+        return ("zip", s, (new_names, False))
+
+    def ep_getImageWithMD5Hash(self, q):
+        # The same zip with NBIA's counter names, plus md5hashes.csv (tcia-api.md §2).
+        return ("zip", self.arc.series.get(q.get("SeriesInstanceUID", "")), (False, True))
 
     def ep_getSOPInstanceUIDs(self, q):
         s = self.arc.series.get(q.get("SeriesInstanceUID", ""))
@@ -631,7 +636,8 @@ class Handler(BaseHTTPRequestHandler):
             self.gzipped = True
         return 200, self._send(200, ctype, body, extra), kind
 
-    def _zip(self, series, new_names, kind):
+    def _zip(self, series, how, kind):
+        new_names, md5 = how
         if self.server.zip_delay:
             self._sleep(self.server.zip_delay)
         if series is None:
@@ -656,9 +662,9 @@ class Handler(BaseHTTPRequestHandler):
             return 200, self._chunked(produce), kind
         if kind == "slow":
             rate = float(self._rule.get("rate", 65536))
-            return 200, self._chunked(lambda w: series.write_zip(SlowWriter(w, rate, self.server.stopping), new_names)), kind
+            return 200, self._chunked(lambda w: series.write_zip(SlowWriter(w, rate, self.server.stopping), new_names, md5)), kind
         if kind in ("truncate", "corrupt", "reset"):
-            data = series.zip_bytes(new_names)
+            data = series.zip_bytes(new_names, md5)
             if kind == "truncate":
                 data = data[: len(data) // 2]
             elif kind == "corrupt":
@@ -668,14 +674,14 @@ class Handler(BaseHTTPRequestHandler):
             return 200, self._chunked(lambda w: w.write(data)), kind
         cache = self.server.zip_cache
         if cache:
-            path = os.path.join(cache, "%s.%d.zip" % (series.uid, int(new_names)))
+            path = os.path.join(cache, "%s.%d%d.zip" % (series.uid, int(new_names), int(md5)))
             if not os.path.exists(path):
                 tmp = "%s.%d.tmp" % (path, threading.get_ident())
                 with open(tmp, "wb") as f:
-                    series.write_zip(f, new_names)
+                    series.write_zip(f, new_names, md5)
                 os.rename(tmp, path)
             return 200, self._chunked(lambda w: self._copy_file(self._link(w), path)), kind
-        return 200, self._chunked(lambda w: series.write_zip(self._link(w), new_names)), kind
+        return 200, self._chunked(lambda w: series.write_zip(self._link(w), new_names, md5)), kind
 
     def _link(self, w):
         """The zip's way out: at --rate bytes a second when given (a slow link)."""

@@ -4,6 +4,7 @@
 # integration tests feed to tciafs. Deterministic: rerunning gives the same bytes.
 # Names say what is expected: ok-* extract, bad-* must be refused.
 
+import hashlib
 import io
 import os
 import stat
@@ -91,6 +92,34 @@ def main():
     data = bytes(data).replace(real, fake)
     with open(os.path.join(OUT, "bad-lying-size.zip"), "wb") as f:
         f.write(data)
+    md5_zips()
+
+
+def md5_zips():
+    """Zips as getImageWithMD5Hash sends them: the files plus md5hashes.csv."""
+    files = flat(3)
+    sums = [(zi.filename, hashlib.md5(data).hexdigest()) for zi, data in files
+            if zi.filename != "LICENSE"]
+
+    def csv(rows, head="Filename,MD5Hash\n", end="\n"):
+        return (head + "".join("%s,%s%s" % (n, h, end) for n, h in rows)).encode()
+
+    def with_list(name, text):
+        write(name, files + [(info("md5hashes.csv"), text)])
+
+    with_list("md5-ok.zip", csv(reversed(sums)))
+    # What other writers make of CSV: a byte-order mark, CRLF, quotes, capitals.
+    with_list("md5-ok-quoted.zip", b"\xef\xbb\xbf" + csv(
+        [('"%s"' % n, '"%s"' % h.upper()) for n, h in sums], '"Filename","MD5Hash"\r\n',
+        "\r\n"))
+    wrong = list(sums)
+    wrong[1] = (wrong[1][0], hashlib.md5(b"other bytes").hexdigest())
+    with_list("md5-bad-mismatch.zip", csv(wrong))
+    with_list("md5-bad-missing.zip", csv(sums[:2]))
+    with_list("md5-bad-extra.zip", csv(sums + [("1-009.dcm", sums[0][1])]))
+    with_list("md5-bad-twice.zip", csv(sums + [sums[0]]))
+    with_list("md5-bad-garbage.zip", csv(sums) + b"1-001.dcm;not-a-digest\n")
+    with_list("md5-bad-short.zip", csv([(n, h[:31]) for n, h in sums]))
 
 
 if __name__ == "__main__":

@@ -106,7 +106,7 @@ def test_every_endpoint(ctx):
     query(s, "newpatients", "Collection=Lung-Phantom-CT", expect=EINVAL)
 
     out, _, _ = query(s, "image", "SeriesInstanceUID=" + uid, "out=" + ctx.path("s.zip"))
-    status, _, body = s.get("getImage", SeriesInstanceUID=uid, NewFileNames="Yes")
+    status, _, body = s.get("getImage", SeriesInstanceUID=uid)
     assert open(ctx.path("s.zip"), "rb").read() == body
     assert out["result"]["bytes"] == len(body) == out["result"]["progress_last"]
     sop = sops[0]["SOPInstanceUID"]
@@ -187,7 +187,7 @@ def test_reset_mid_download_leaves_nothing(ctx):
     s.reset_faults()
     s.fault(kind="reset", endpoint="getImage", series=uid, times=1)
     query(s, "image", "SeriesInstanceUID=" + uid, "out=" + out_path, opts=["-r", "1"])
-    status, _, body = s.get("getImage", SeriesInstanceUID=uid, NewFileNames="Yes")
+    status, _, body = s.get("getImage", SeriesInstanceUID=uid)
     assert open(out_path, "rb").read() == body
 
 

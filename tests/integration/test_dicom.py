@@ -24,7 +24,7 @@ def test_every_series_is_valid_dicom(ctx):
 def check_series(ctx, s, rec):
     uid = rec["SeriesInstanceUID"]
     zpath = ctx.path(uid + ".zip")
-    status, _, data = s.get("getImage", SeriesInstanceUID=uid, NewFileNames="Yes")
+    status, _, data = s.get("getImage", SeriesInstanceUID=uid)
     assert status == 200
     with open(zpath, "wb") as f:
         f.write(data)

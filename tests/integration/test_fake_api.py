@@ -3,6 +3,7 @@
 # field names and JSON types checked against the samples there, and the quirks the doc
 # records (empty bodies, PatientId, StudyDesc vs StudyDescription, string sizes, the zip).
 
+import hashlib
 import io
 import json
 import re
@@ -218,11 +219,28 @@ def test_image_zip(ctx):
         assert "/" not in n, n       # flat
     assert all(re.match(r"^1-\d{3}\.dcm$", n) for n in dcm), dcm
     assert sum(zf.getinfo(n).file_size for n in dcm) == rec["FileSize"]
-    # Without NewFileNames the files are named by SOP Instance UID.
+    # Without NewFileNames NBIA numbers the files as it zips them.
     code, _, data = curl_bytes(s, "getImage", ctx.path("t.zip"),
                                SeriesInstanceUID=rec["SeriesInstanceUID"])
-    names = zipfile.ZipFile(io.BytesIO(data)).namelist()
-    assert all(re.match(r"^[\d.]+\.dcm$", n) for n in names if n != "LICENSE"), names
+    plain = zipfile.ZipFile(io.BytesIO(data))
+    names = plain.namelist()
+    assert [n for n in names if n != "LICENSE"] == \
+        ["%08d.dcm" % i for i in range(1, rec["ImageCount"] + 1)], names
+    # getImageWithMD5Hash: the same files under the same names, plus md5hashes.csv, a
+    # header then "<name>,<md5>" for each DICOM file (tcia-api.md §2).
+    code, _, data = curl_bytes(s, "getImageWithMD5Hash", ctx.path("m.zip"),
+                               SeriesInstanceUID=rec["SeriesInstanceUID"])
+    assert code == 200
+    hashed = zipfile.ZipFile(io.BytesIO(data))
+    assert hashed.testzip() is None
+    assert sorted(hashed.namelist()) == sorted(names + ["md5hashes.csv"])
+    lines = hashed.read("md5hashes.csv").decode().splitlines()
+    assert lines[0] == "Filename,MD5Hash"
+    sums = dict(line.split(",") for line in lines[1:])
+    assert sorted(sums) == sorted(n for n in names if n != "LICENSE")
+    for n, h in sums.items():
+        assert hashlib.md5(hashed.read(n)).hexdigest() == h == \
+            hashlib.md5(plain.read(n)).hexdigest()
 
 
 def test_unknown_series_gets_empty_zip(ctx):

@@ -40,7 +40,7 @@ def fetches(s):
 
 
 def zip_of(s, uid):
-    status, _, body = s.get("getImage", SeriesInstanceUID=uid, NewFileNames="Yes")
+    status, _, body = s.get("getImage", SeriesInstanceUID=uid)
     assert status == 200
     return zipfile.ZipFile(io.BytesIO(body))
 
@@ -80,7 +80,7 @@ def test_lookup_of_a_file_fetches_too(ctx):
     s = ctx.server()
     m = ctx.mount(s)
     rec = s.get_json("getSeries", Collection="CT COLONOGRAPHY")[0]
-    p = os.path.join(series_dir(m.mountpoint, rec), "1-001.dcm")
+    p = os.path.join(series_dir(m.mountpoint, rec), "00000001.dcm")
     with open(p, "rb") as f:
         assert f.read(132)[128:] == b"DICM"
     assert len(fetches(s)) == 1
@@ -99,7 +99,7 @@ def test_16_openers_one_download(ctx):
     procs = [subprocess.Popen(["ls", d], stdout=subprocess.PIPE, text=True) for _ in range(16)]
     outs = [p.communicate(timeout=60)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs)
-    assert len(set(outs)) == 1 and "1-001.dcm" in outs[0]
+    assert len(set(outs)) == 1 and "00000001.dcm" in outs[0]
     assert len(fetches(s)) == 1
 
 
@@ -191,8 +191,8 @@ def test_kill_9_mid_download_then_remount(ctx):
     d = series_dir(m2.mountpoint, rec)
     zf = zip_of(s, rec["SeriesInstanceUID"])
     assert sorted(os.listdir(d)) == sorted(zf.namelist() + ["series.json"])
-    assert filecmp.cmp(os.path.join(d, "1-001.dcm"),
-                       os.path.join(cache, "series", rec["SeriesInstanceUID"], "1-001.dcm"),
+    assert filecmp.cmp(os.path.join(d, "00000001.dcm"),
+                       os.path.join(cache, "series", rec["SeriesInstanceUID"], "00000001.dcm"),
                        shallow=False)
     assert store_state(cache)[0] == [rec["SeriesInstanceUID"]]
 
@@ -206,7 +206,7 @@ def test_eviction_keeps_open_files(ctx):
     cache = ctx.path("cache")
     m = ctx.mount(s, cache_dir=cache, options=["cache_size=%d" % cap])
     first = series_dir(m.mountpoint, recs[0])
-    f = open(os.path.join(first, "1-001.dcm"), "rb")      # stays open throughout
+    f = open(os.path.join(first, "00000001.dcm"), "rb")      # stays open throughout
     head = f.read(1000)
     for rec in recs[1:4]:
         os.listdir(series_dir(m.mountpoint, rec))
@@ -221,7 +221,7 @@ def test_eviction_keeps_open_files(ctx):
     rest = f.read()
     f.close()
     zf = zip_of(s, recs[0]["SeriesInstanceUID"])
-    assert head + rest == zf.read("1-001.dcm")
+    assert head + rest == zf.read("00000001.dcm")
     status = json.load(open(os.path.join(m.mountpoint, ".tciafs", "status")))
     assert status["counters"]["evictions"] >= 1
 
@@ -251,7 +251,7 @@ def test_offline_after_a_session(ctx):
     n = len(s.requests())
     m2 = ctx.mount(s, cache_dir=cache, options=["offline"])
     assert sorted(os.listdir(series_dir(m2.mountpoint, recs[0]))) == got
-    with open(os.path.join(series_dir(m2.mountpoint, recs[0]), "1-001.dcm"), "rb") as f:
+    with open(os.path.join(series_dir(m2.mountpoint, recs[0]), "00000001.dcm"), "rb") as f:
         assert f.read(132)[128:] == b"DICM"
     t0 = time.monotonic()
     r = run(["ls", series_dir(m2.mountpoint, recs[1])], check=False)
@@ -358,7 +358,7 @@ def test_open_waits_for_a_series_held_by_another_process(ctx):
     d = series_dir(m.mountpoint, rec)
     os.listdir(d)
     lock = os.path.join(cache, "locks", rec["SeriesInstanceUID"] + ".lock")
-    want = zip_of(s, rec["SeriesInstanceUID"]).read("1-001.dcm")
+    want = zip_of(s, rec["SeriesInstanceUID"]).read("00000001.dcm")
 
     def hold(seconds):
         fd = os.open(lock, os.O_RDWR | os.O_CREAT)
@@ -367,14 +367,14 @@ def test_open_waits_for_a_series_held_by_another_process(ctx):
 
     hold(1.0)
     t0 = time.monotonic()
-    with open(os.path.join(d, "1-001.dcm"), "rb") as f:
+    with open(os.path.join(d, "00000001.dcm"), "rb") as f:
         assert f.read() == want
     assert 0.7 <= time.monotonic() - t0 < 4, time.monotonic() - t0
     # Held for longer than the bound (5 s): the open gives up with EBUSY.
     hold(8.0)
     t0 = time.monotonic()
     try:
-        open(os.path.join(d, "1-002.dcm"), "rb").close()
+        open(os.path.join(d, "00000002.dcm"), "rb").close()
         raise TestFailure("opened a series held exclusively")
     except OSError as e:
         assert e.errno == errno.EBUSY, e

@@ -1,12 +1,16 @@
 # SPDX-License-Identifier: MIT
 # What the second hardening round found (issue 32), each through a real mount: a
 # download's cap tightens the moment its record arrives (an open by UID starts the
-# download first), and a record without FileSize is capped by the series' size.
+# download first), and a record without FileSize is capped by the series' size; and
+# -o verify=md5 checks every file against NBIA's md5hashes.csv.
 
+import hashlib
+import io
 import json
 import os
 import threading
 import time
+import zipfile
 
 from harness import run
 
@@ -174,3 +178,120 @@ def test_a_download_evicts_before_it_passes_cache_size(ctx):
     assert evicted and stored and evicted[0] < stored[0], m.log()
     assert os.listdir(os.path.join(cache, "series")) == [rec2["SeriesInstanceUID"]]
     ctx.unmount(m)
+
+
+def md5_zip(s, uid):
+    status, _, body = s.get("getImageWithMD5Hash", SeriesInstanceUID=uid)
+    assert status == 200
+    return zipfile.ZipFile(io.BytesIO(body))
+
+
+def rewrite_zip(ctx, src, name, change_file=None, change_list=None):
+    """src again, one file's bytes or its md5hashes.csv changed; a well-formed zip (its CRCs
+    match what it holds), so only the MD5s can tell."""
+    path = ctx.path(name)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as out:
+        for info in src.infolist():
+            data = src.read(info.filename)
+            if info.filename == "md5hashes.csv" and change_list:
+                data = change_list(data.decode()).encode()
+            elif change_file and info.filename == change_file:
+                data = data[:-1] + bytes([data[-1] ^ 1])
+            # A new ZipInfo: writing one sets its offset, which src still reads by.
+            out.writestr(zipfile.ZipInfo(info.filename, info.date_time), data,
+                         zipfile.ZIP_DEFLATED)
+    return path
+
+
+def test_verify_md5_stores_the_same_names_and_bytes(ctx):
+    s = ctx.server("--series-size-delay", "0")
+    rec = s.get_json("getSeries", Collection="Lung-Phantom-CT")[0]
+    plain = ctx.mount(s, cache_dir=ctx.path("c1"), name="plain")
+    checked = ctx.mount(s, cache_dir=ctx.path("c2"), options=["verify=md5"], name="checked")
+    n0 = len(s.requests("getImageWithMD5Hash"))
+    a = sorted(os.listdir(series_dir(plain.mountpoint, rec)))
+    b = sorted(os.listdir(series_dir(checked.mountpoint, rec)))
+    assert a == b, (a, b)                       # the option changes no name
+    assert "md5hashes.csv" not in b and len([n for n in b if n.endswith(".dcm")]) == \
+        rec["ImageCount"], b
+    for n in a:
+        if n.endswith(".dcm"):
+            with open(os.path.join(series_dir(plain.mountpoint, rec), n), "rb") as f1, \
+                    open(os.path.join(series_dir(checked.mountpoint, rec), n), "rb") as f2:
+                assert f1.read() == f2.read(), n
+    assert len(s.requests("getImageWithMD5Hash")) - n0 == 1
+    st = json.load(open(os.path.join(checked.mountpoint, ".tciafs", "status")))
+    assert st["store"]["verify"] == "md5", st["store"]
+    assert st["counters"]["files_verified"] == rec["ImageCount"], st["counters"]
+    st = json.load(open(os.path.join(plain.mountpoint, ".tciafs", "status")))
+    assert st["store"]["verify"] == "none" and st["counters"]["files_verified"] == 0
+    ctx.unmount(checked)
+    ctx.unmount(plain)
+
+
+def refused(ctx, s, rec, zpath, want):
+    """The series served as zpath under verify=md5: refused with want in its reason, and
+    the cache left as it was."""
+    cache = ctx.path("cache-" + os.path.basename(zpath))
+    m = ctx.mount(s, cache_dir=cache, options=["verify=md5", "retries=0"],
+                  name="m-" + os.path.basename(zpath))
+    s.fault(kind="zipfile", endpoint="getImageWithMD5Hash",
+            series=rec["SeriesInstanceUID"], path=zpath)
+    r = run(["ls", series_dir(m.mountpoint, rec)], check=False, timeout=60)
+    assert r.returncode != 0 and "Input/output error" in r.stderr, r
+    assert want in m.log(), m.log()
+    err = os.getxattr(os.path.dirname(series_dir(m.mountpoint, rec)), "user.tciafs.error")
+    assert want.encode() in err, err
+    assert os.listdir(os.path.join(cache, "tmp")) == []
+    assert os.listdir(os.path.join(cache, "series")) == []
+    st = json.load(open(os.path.join(m.mountpoint, ".tciafs", "status")))
+    assert st["counters"]["files_verified"] == 0, st["counters"]
+    ctx.unmount(m)
+    s.reset_faults()
+
+
+def test_verify_md5_refuses_a_file_that_disagrees(ctx):
+    s = ctx.server("--series-size-delay", "0")
+    rec = s.get_json("getSeries", Collection="Lung-Phantom-CT")[0]
+    src = md5_zip(s, rec["SeriesInstanceUID"])
+    victim = sorted(n for n in src.namelist() if n.endswith(".dcm"))[1]
+    # One bit of one file changed, its CRC made to match: only its MD5 can tell.
+    refused(ctx, s, rec, rewrite_zip(ctx, src, "flipped.zip", change_file=victim),
+            "a file disagrees with its MD5: " + victim)
+    # A file the list leaves out, and a list that names a file twice.
+    refused(ctx, s, rec, rewrite_zip(ctx, src, "missing.zip", change_list=lambda t: "\n".join(
+        ln for ln in t.splitlines() if not ln.startswith(victim + ","))),
+        "gives no MD5 for " + victim)
+    refused(ctx, s, rec, rewrite_zip(ctx, src, "twice.zip", change_list=lambda t: t + t.splitlines()[1] + "\n"),
+            "twice")
+    # No list at all (getImage's zip where getImageWithMD5Hash was asked).
+    status, _, body = s.get("getImage", SeriesInstanceUID=rec["SeriesInstanceUID"])
+    nolist = ctx.path("nolist.zip")
+    with open(nolist, "wb") as f:
+        f.write(body)
+    refused(ctx, s, rec, nolist, "no md5hashes.csv to check its files against")
+    # The fake's own zip is right: stored, every file checked.
+    m = ctx.mount(s, cache_dir=ctx.path("c-good"), options=["verify=md5"], name="good")
+    names = os.listdir(series_dir(m.mountpoint, rec))
+    want = {n: hashlib.md5(src.read(n)).hexdigest() for n in src.namelist()
+            if n.endswith(".dcm")}
+    for n in names:
+        if n in want:
+            with open(os.path.join(series_dir(m.mountpoint, rec), n), "rb") as f:
+                assert hashlib.md5(f.read()).hexdigest() == want.pop(n)
+    assert want == {}, want
+    ctx.unmount(m)
+
+
+def test_a_cache_inside_the_mountpoint_is_refused(ctx):
+    # Before, the daemon went on to read its cache through its own mount and hung in D
+    # state, with the mount, for good (a bench run once did it).
+    s = ctx.server()
+    mp = ctx.path("mp")
+    os.makedirs(mp)
+    for cache in (mp, os.path.join(mp, "cache")):
+        r = run([ctx.binary, "-f", "-o", "api=%s,cache_dir=%s" % (s.url, cache), mp],
+                check=False, timeout=20)
+        assert r.returncode != 0 and "is inside the mountpoint" in r.stderr, r
+        assert not os.path.ismount(mp)
+

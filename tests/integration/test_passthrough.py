@@ -78,7 +78,7 @@ def test_eviction_never_takes_a_series_with_a_file_open(ctx):
     cap = recs[0]["FileSize"] + recs[1]["FileSize"] + 6096
     cache = ctx.path("cache")
     m = ctx.mount(s, cache_dir=cache, options=["cache_size=%d" % cap])
-    first = os.path.join(series_dir(m.mountpoint, recs[0]), "1-001.dcm")
+    first = os.path.join(series_dir(m.mountpoint, recs[0]), "00000001.dcm")
     f = open(first, "rb")
     head = f.read(100)
     for rec in recs[1:4]:
@@ -89,7 +89,7 @@ def test_eviction_never_takes_a_series_with_a_file_open(ctx):
     assert "evicted" in m.log()
     rest = f.read()
     f.close()
-    assert head + rest == zip_of(s, recs[0]["SeriesInstanceUID"]).read("1-001.dcm")
+    assert head + rest == zip_of(s, recs[0]["SeriesInstanceUID"]).read("00000001.dcm")
     want, _ = expected_path()
     assert status(m)["reads"]["path"] == want
     # Closed now: the next download may evict it.
@@ -128,8 +128,8 @@ def test_open_by_uid_starts_the_download_at_once(ctx):
     assert len(image) == 1 and image[0] - first < 0.2, [(e["endpoint"], e["t"] - first)
                                                          for e in mine]
     assert len(mine) >= 3        # the metadata did come, beside the download
-    with open(os.path.join(by_uid(m, uid), "1-001.dcm"), "rb") as f:
-        assert f.read() == zf.read("1-001.dcm")
+    with open(os.path.join(by_uid(m, uid), "00000001.dcm"), "rb") as f:
+        assert f.read() == zf.read("00000001.dcm")
 
 
 def test_a_uid_of_a_collection_at_hand_costs_no_request(ctx):

@@ -162,7 +162,7 @@ static int download(struct query *q, bool single)
 	if (single)
 		rc = tcia_get_single_image(q->tcia, uid, arg(q, "SOPInstanceUID"), fd, &bytes);
 	else
-		rc = tcia_get_image(q->tcia, uid, fd, 0, 0, progress, &last, &bytes);
+		rc = tcia_get_image(q->tcia, uid, false, fd, 0, 0, progress, &last, &bytes);
 	if (close(fd) < 0 && rc == 0)
 		rc = -errno;
 	if (rc == 0 && rename(part, out) < 0)

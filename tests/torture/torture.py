@@ -50,8 +50,7 @@ def reference(server):
     ref = {}
     for c in server.get_json("getCollectionValues"):
         for r in server.get_json("getSeries", Collection=c["Collection"]):
-            status, _, body = server.get("getImage", SeriesInstanceUID=r["SeriesInstanceUID"],
-                                         NewFileNames="Yes")
+            status, _, body = server.get("getImage", SeriesInstanceUID=r["SeriesInstanceUID"])
             assert status == 200
             zf = zipfile.ZipFile(io.BytesIO(body))
             ref[r["SeriesInstanceUID"]] = {n: zf.read(n) for n in zf.namelist()}

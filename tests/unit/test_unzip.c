@@ -76,9 +76,43 @@ static size_t count_dir(const char *path)
 	return n;
 }
 
+/* Zips as getImageWithMD5Hash sends them, extracted with their list checked. */
+struct md5case {
+	const char *file;
+	int threads;
+	int want_rc;
+	size_t want_files;	/* extracted: the list itself is not */
+	size_t want_verified;
+};
+
+static const struct md5case md5_cases[] = {
+	{ "md5-ok.zip", 1, 0, 4, 3 },
+	{ "md5-ok.zip", 3, 0, 4, 3 },
+	{ "md5-ok-quoted.zip", 2, 0, 4, 3 },
+	{ "md5-bad-mismatch.zip", 1, -EIO, 0, 0 },
+	{ "md5-bad-mismatch.zip", 3, -EIO, 0, 0 },
+	{ "md5-bad-missing.zip", 1, -EIO, 0, 0 },
+	{ "md5-bad-extra.zip", 1, -EIO, 0, 0 },
+	{ "md5-bad-twice.zip", 1, -EIO, 0, 0 },
+	{ "md5-bad-garbage.zip", 1, -EIO, 0, 0 },
+	{ "md5-bad-short.zip", 1, -EIO, 0, 0 },
+	/* No list at all, where one is expected. */
+	{ "ok-flat.zip", 1, -EIO, 0, 0 },
+	/* The hostile names are refused before any list is read. */
+	{ "bad-dotdot.zip", 1, -EIO, 0, 0 },
+};
+
+static void run_with(const struct zcase *c, const char *md5_list, size_t want_verified);
+
 static void run_case(const struct zcase *c)
 {
-	struct unzip_limits lim = { c->expect_count, c->expect_bytes, 0, c->threads };
+	run_with(c, NULL, 0);
+}
+
+static void run_with(const struct zcase *c, const char *md5_list, size_t want_verified)
+{
+	struct unzip_limits lim = { c->expect_count, c->expect_bytes, 0, c->threads,
+				    md5_list };
 	char root[64], out[96], zip[256], cmd[160];
 	struct unzip_result r;
 	struct stat st;
@@ -99,7 +133,9 @@ static void run_case(const struct zcase *c)
 	assert_int_equal(count_dir(root), 1);	/* nothing beside the folder */
 	if (rc == 0) {
 		assert_int_equal(r.count, c->want_files);
+		assert_int_equal(r.verified, want_verified);
 		for (i = 0; i < r.count; i++) {
+			assert_true(!md5_list || strcmp(r.v[i].name, md5_list) != 0);
 			assert_int_equal(fstatat(fd, r.v[i].name, &st, AT_SYMLINK_NOFOLLOW), 0);
 			assert_true(S_ISREG(st.st_mode));
 			assert_int_equal((uint64_t)st.st_size, r.v[i].size);
@@ -124,6 +160,19 @@ static void test_corpus(void **state)
 		run_case(&cases[i]);
 }
 
+static void test_md5_lists(void **state)
+{
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(md5_cases) / sizeof(md5_cases[0]); i++) {
+		const struct md5case *m = &md5_cases[i];
+		struct zcase c = { m->file, -1, -1, m->threads, m->want_rc, m->want_files };
+
+		run_with(&c, "md5hashes.csv", m->want_verified);
+	}
+}
+
 static void test_names(void **state)
 {
 	(void)state;
@@ -144,7 +193,7 @@ static void test_names(void **state)
 
 static void test_disk_full(void **state)
 {
-	struct unzip_limits lim = { -1, -1, 0, 2 };
+	struct unzip_limits lim = { -1, -1, 0, 2, NULL };
 	struct unzip_result r;
 	int fd;
 
@@ -163,6 +212,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_names),
 		cmocka_unit_test(test_corpus),
+		cmocka_unit_test(test_md5_lists),
 		cmocka_unit_test(test_disk_full),
 	};
 
