@@ -67,8 +67,8 @@ static void store_cap_locked(struct store *s, struct store_fetch *f, int64_t siz
 		cap = s->opts.max_series;
 		from = STORE_CAP_MAX;
 	}
-	f->cap_from = from;
 	__atomic_store_n(&f->cap, cap, __ATOMIC_RELEASE);
+	__atomic_store_n(&f->cap_from, from, __ATOMIC_RELEASE);
 	pthread_cond_broadcast(&s->done);
 }
 
@@ -135,8 +135,12 @@ static uint64_t store_progress(void *arg, uint64_t done, uint64_t total)
 			return 1;	/* cut off here */
 		}
 	}
+	/* While the metadata is pending, cap is the loosest (max_series: a cap handed to
+	 * the client only tightens, and the metadata may allow more than the slack); past
+	 * the slack it is waited for, not trusted. */
 	cap = __atomic_load_n(&f->cap, __ATOMIC_ACQUIRE);
-	if (done <= STORE_ZIP_SLACK || done <= cap)
+	if (done <= STORE_ZIP_SLACK ||
+	    (done <= cap && __atomic_load_n(&f->cap_from, __ATOMIC_ACQUIRE) != STORE_CAP_PENDING))
 		return cap;
 	pthread_mutex_lock(&s->lock);
 	until = store_mono_ms() + STORE_CAP_WAIT_MS;

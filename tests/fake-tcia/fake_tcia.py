@@ -601,7 +601,10 @@ class Handler(BaseHTTPRequestHandler):
         elif kind == "empty":
             return 200, self._send(200, "application/json", b""), kind
         elif kind == "body":
-            # A prepared (hostile) answer, served as if the API had sent it.
+            # A prepared (hostile) answer, served as if the API had sent it (after
+            # "seconds", when given: a record that comes late).
+            if rule.get("seconds"):
+                self._sleep(float(rule["seconds"]))
             with open(rule["path"], "rb") as f:
                 body = f.read()
             return 200, self._send(200, "application/json", body), kind

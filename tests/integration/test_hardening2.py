@@ -80,6 +80,32 @@ def test_an_endless_zip_opened_by_uid_stops_at_its_records_cap(ctx):
     ctx.unmount(m)
 
 
+def test_a_cap_above_the_slack_holds_when_the_record_comes_late(ctx):
+    # A record allowing more than the 16 MiB a download may write before it comes
+    # (FileSize 1 MB: 18 MiB) and arriving after those 16 MiB: before, the pending cap
+    # was max_series, so the download went on unchecked until the record came (25 MB
+    # in tmp/ from the torture campaign's first run); now it waits at 16 MiB.
+    s = ctx.server("--series-size-delay", "0")
+    rec = dict(s.get_json("getSeries", Collection="CT COLONOGRAPHY")[0], FileSize=1 << 20)
+    body = ctx.path("series.json")
+    with open(body, "w") as f:
+        json.dump([rec], f)
+    cache = ctx.path("cache")
+    m = ctx.mount(s, cache_dir=cache, options=["max_series=1G", "retries=0"])
+    s.fault(kind="body", endpoint="getSeries", path=body, seconds=1.5)
+    s.fault(kind="endless", endpoint="getImage")
+    watch = TmpWatch(cache)
+    r = run(["ls", os.path.join(m.mountpoint, ".tciafs", "series", rec["SeriesInstanceUID"])],
+            check=False, timeout=60)
+    peak = watch.done()
+    assert r.returncode != 0, r
+    assert peak <= 16 * MIB + 2 * (1 << 20), peak
+    assert "refused: the zip goes on past %d bytes" % (16 * MIB + 2 * (1 << 20)) in m.log(), \
+        m.log()
+    assert os.listdir(os.path.join(cache, "tmp")) == []
+    ctx.unmount(m)
+
+
 def test_a_record_without_filesize_is_capped_by_the_series_size(ctx):
     # Before, only max_series (here 256M) bounded it; the series' size from
     # getSeriesSize, asked once beside the download, gives a cap of its own.
