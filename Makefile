@@ -139,13 +139,16 @@ tsan: deps
 # long in `make torture`, which also fuzzes and writes docs/reliability.md.
 TORTURE_SECONDS ?= 240
 TORTURE_KILLS   ?= 120
+TORTURE_DAMAGE  ?= 60
+TORTURE_OVERLONG ?= 20
 torture-short: $(BIN)
 	$(PYTHON) tests/torture/torture.py --bin $(BIN) --seconds 20 --kills 10
 
 torture: deps $(BIN)
 	$(MAKE) fuzz FUZZ_SECONDS=120
 	$(PYTHON) tests/torture/torture.py --bin $(BIN) --seconds $(TORTURE_SECONDS) \
-	  --kills $(TORTURE_KILLS) --report docs/reliability.md
+	  --kills $(TORTURE_KILLS) --damage-rounds $(TORTURE_DAMAGE) \
+	  --overlong $(TORTURE_OVERLONG) --report docs/reliability.md
 
 # The build against the system's libfuse (3.14 on Debian 12: no passthrough) stays
 # supported: built, and the tests where the read path and FUSE's behaviour matter run

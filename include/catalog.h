@@ -80,6 +80,14 @@ void catalog_free(struct catalog *c);
 /* The database file's path. */
 const char *catalog_path(const struct catalog *c);
 
+/* How many times the catalog was found damaged in use and started anew: what a caller
+ * remembers of its loads (their times) is void once this changes. */
+unsigned long catalog_epoch(const struct catalog *c);
+
+/* Whether a damaged page was met and the catalog is yet to be started anew: what it
+ * holds now is no cover for a failed load. */
+bool catalog_damaged(const struct catalog *c);
+
 /* When the scope (coll and pid as the API sends them; NULL where they do not apply) was
  * last loaded (milliseconds since the epoch), and how many rows it brought: 0, or
  * -ENOENT if never. */

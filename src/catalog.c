@@ -285,15 +285,20 @@ static void cat_mark_damaged(sqlite3 *db)
 		close(fd);
 }
 
-int cat_fail(sqlite3 *db, int rc, const char *what)
+int cat_fail(struct cat_conn *k, int rc, const char *what)
 {
-	bool damaged = (rc & 0xff) == SQLITE_CORRUPT || (rc & 0xff) == SQLITE_NOTADB;
+	sqlite3 *db = k ? k->db : NULL;
+	bool damaged = ((rc & 0xff) == SQLITE_CORRUPT || (rc & 0xff) == SQLITE_NOTADB) && db;
 
 	log_err("catalog: %s: %s%s", what, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc),
-		damaged && db ? " (the catalog is damaged: it is checked at the next mount, and"
-				" moved aside if it must be)" : "");
-	if (damaged && db)
+		damaged ? " (the catalog is damaged: it is moved aside and a new one started as "
+			  "soon as nothing is using it)" : "");
+	if (damaged) {
+		/* Also on disk, for the next mount if this one ends first. */
 		cat_mark_damaged(db);
+		if (k->cat)
+			__atomic_store_n(&k->cat->damaged, 1, __ATOMIC_RELEASE);
+	}
 	return cat_errno(rc);
 }
 
@@ -329,6 +334,7 @@ int cat_conn_open(struct catalog *c, struct cat_conn *k, bool create)
 	int rc;
 
 	memset(k, 0, sizeof(*k));
+	k->cat = c;
 	rc = sqlite3_open_v2(c->path, &k->db, flags, NULL);
 	if (rc != SQLITE_OK)
 		goto out_close;
@@ -348,6 +354,10 @@ out_close:
 
 sqlite3_stmt *cat_stmt(struct cat_conn *k, int s, int *rc)
 {
+	if (!k->db) {
+		*rc = SQLITE_CANTOPEN;
+		return NULL;
+	}
 	if (!k->st[s]) {
 		*rc = sqlite3_prepare_v3(k->db, cat_sql[s], -1, SQLITE_PREPARE_PERSISTENT,
 					 &k->st[s], NULL);
@@ -392,7 +402,7 @@ static int cat_read_step(struct cat_conn *k, int s)
 
 static void cat_read_end(struct cat_conn *k)
 {
-	if (!sqlite3_get_autocommit(k->db) && cat_read_step(k, ST_READ_END) != SQLITE_OK)
+	if (k->db && !sqlite3_get_autocommit(k->db) && cat_read_step(k, ST_READ_END) != SQLITE_OK)
 		cat_exec(k->db, "ROLLBACK");
 }
 
@@ -404,6 +414,8 @@ static void cat_read_begin(struct catalog *c, struct cat_conn *k)
 	unsigned long gen = __atomic_load_n(&c->gen, __ATOMIC_ACQUIRE);
 	int64_t now = cat_mono_ms();
 
+	if (!k->db)
+		return;
 	if (!sqlite3_get_autocommit(k->db)) {
 		if (k->read_gen == gen && now - k->read_ms < CAT_LINGER_MS)
 			return;
@@ -443,9 +455,10 @@ struct cat_conn *cat_reader(struct catalog *c)
 	struct cat_conn *k = NULL;
 	size_t i;
 
+	cat_renew(c);
 	pthread_mutex_lock(&c->lock);
 	for (;;) {
-		for (i = 0; i < CAT_READERS && !k; i++)
+		for (i = 0; i < CAT_READERS && !k && !c->renewing; i++)
 			if (!c->readers[i].busy)
 				k = &c->readers[i];
 		if (k)
@@ -467,7 +480,8 @@ void cat_reader_put(struct catalog *c, struct cat_conn *k, sqlite3_stmt *st)
 	pthread_mutex_lock(&c->lock);
 	k->busy = false;
 	pthread_cond_signal(&c->cond);
-	wake = !sqlite3_get_autocommit(k->db) && !__atomic_load_n(&c->lingering, __ATOMIC_ACQUIRE);
+	wake = k->db && !sqlite3_get_autocommit(k->db) &&
+	       !__atomic_load_n(&c->lingering, __ATOMIC_ACQUIRE);
 	if (wake)
 		__atomic_store_n(&c->lingering, 1, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&c->lock);
@@ -587,7 +601,7 @@ static int cat_check(struct catalog *c)
 out_rc:
 	if ((rc & 0xff) == SQLITE_NOTADB || (rc & 0xff) == SQLITE_CORRUPT)
 		return 1;
-	return cat_fail(c->writer.db, rc, "open");
+	return cat_fail(&c->writer, rc, "open");
 }
 
 /* Staging databases left by a process that died in a load ("<catalog>.load-<pid>-<n>";
@@ -724,6 +738,7 @@ static int cat_ckpt_start(struct catalog *c)
 {
 	int rc = cat_conn_open(c, &c->ckpt, false);
 
+	c->ckpt_stop = false;
 	if (rc != SQLITE_OK)
 		return rc;
 	cat_cache_kib(c->ckpt.db, 64);
@@ -747,6 +762,91 @@ static void cat_ckpt_stop(struct catalog *c)
 		c->ckpt_started = false;
 	}
 	cat_conn_close(&c->ckpt);
+}
+
+/* Opens the readers and the checkpointer on the catalog at c->path (the writer is open):
+ * 0 or an SQLite error. */
+static int cat_open_rest(struct catalog *c)
+{
+	size_t i;
+	int rc;
+
+	for (i = 0; i < CAT_READERS; i++) {
+		rc = cat_conn_open(c, &c->readers[i], false);
+		if (rc != SQLITE_OK)
+			return rc;
+	}
+	return cat_ckpt_start(c);
+}
+
+static void cat_close_all(struct catalog *c)
+{
+	size_t i;
+
+	cat_ckpt_stop(c);
+	for (i = 0; i < CAT_READERS; i++)
+		cat_conn_close(&c->readers[i]);
+	cat_conn_close(&c->writer);
+}
+
+/* The damaged catalog goes aside and a new, empty one takes its place: what it held is
+ * asked of the archive again when it is needed (the loads' records went with it), rather
+ * than failing until the next mount. Only while no reader and no load is using it: the
+ * connections are all closed and opened again. A caller holding a reader (a query
+ * inside a query's callback) just finds it busy, and a later caller does it. */
+void cat_renew(struct catalog *c)
+{
+	char mark[PATH_MAX];
+	bool busy = false;
+	size_t i;
+	int rc;
+
+	if (!__atomic_load_n(&c->damaged, __ATOMIC_ACQUIRE) || pthread_mutex_trylock(&c->wlock))
+		return;
+	pthread_mutex_lock(&c->lock);
+	for (i = 0; i < CAT_READERS; i++)
+		busy = busy || c->readers[i].busy;
+	if (busy || c->renewing || !__atomic_load_n(&c->damaged, __ATOMIC_ACQUIRE)) {
+		pthread_mutex_unlock(&c->lock);
+		pthread_mutex_unlock(&c->wlock);
+		return;
+	}
+	c->renewing = true;
+	pthread_mutex_unlock(&c->lock);
+
+	cat_close_all(c);
+	snprintf(mark, sizeof(mark), "%s%s", c->path, cat_damaged_suffix);
+	unlink(mark);
+	rc = cat_move_aside(c->path, "found damaged while in use");
+	if (rc == 0)
+		rc = cat_check(c);
+	if (rc == 0)
+		rc = cat_open_rest(c) == SQLITE_OK ? 0 : -EIO;
+	if (rc != 0) {
+		/* Whatever can be opened at the path serves; the rest fails each call. */
+		log_err("catalog: cannot start a new one in place of the damaged %s: what needs "
+			"it fails until the next mount", c->path);
+		cat_close_all(c);
+		if (cat_conn_open(c, &c->writer, true) == SQLITE_OK)
+			cat_open_rest(c);
+	}
+	pthread_mutex_lock(&c->lock);
+	__atomic_store_n(&c->damaged, 0, __ATOMIC_RELEASE);
+	__atomic_add_fetch(&c->epoch, 1, __ATOMIC_RELEASE);
+	c->renewing = false;
+	pthread_cond_broadcast(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_unlock(&c->wlock);
+}
+
+bool catalog_damaged(const struct catalog *c)
+{
+	return __atomic_load_n(&c->damaged, __ATOMIC_ACQUIRE) != 0;
+}
+
+unsigned long catalog_epoch(const struct catalog *c)
+{
+	return __atomic_load_n(&c->epoch, __ATOMIC_ACQUIRE);
 }
 
 int catalog_open(const struct catalog_opts *opts, struct catalog **out)
@@ -811,14 +911,7 @@ int catalog_open(const struct catalog_opts *opts, struct catalog **out)
 		goto out_free;
 	}
 	cat_sweep_stages(c->path);
-	for (i = 0; i < CAT_READERS; i++) {
-		rc = cat_conn_open(c, &c->readers[i], false);
-		if (rc != SQLITE_OK) {
-			rc = cat_fail(NULL, rc, "open");
-			goto out_free;
-		}
-	}
-	rc = cat_ckpt_start(c);
+	rc = cat_open_rest(c);
 	if (rc != SQLITE_OK) {
 		rc = cat_fail(NULL, rc, "open");
 		goto out_free;
@@ -882,7 +975,7 @@ int catalog_loaded(struct catalog *c, enum catalog_scope s, const char *coll, co
 
 	st = cat_stmt(k, ST_LOADED, &rc);
 	if (!st) {
-		ret = cat_fail(k->db, rc, "query");
+		ret = cat_fail(k, rc, "query");
 		goto out_put;
 	}
 	sqlite3_bind_int(st, 1, (int)s);
@@ -892,7 +985,7 @@ int catalog_loaded(struct catalog *c, enum catalog_scope s, const char *coll, co
 	if (rc == SQLITE_ROW)
 		ret = cat_read_loaded(st, v);
 	else if (rc != SQLITE_DONE)
-		ret = cat_fail(k->db, rc, "query");
+		ret = cat_fail(k, rc, "query");
 out_put:
 	cat_reader_put(c, k, st);
 	if (when_ms)
@@ -911,7 +1004,7 @@ int catalog_release(struct catalog *c, char **out)
 	*out = NULL;
 	st = cat_stmt(k, ST_RELEASE, &rc);
 	if (!st) {
-		ret = cat_fail(k->db, rc, "query");
+		ret = cat_fail(k, rc, "query");
 		goto out_put;
 	}
 	rc = sqlite3_step(st);
@@ -919,7 +1012,7 @@ int catalog_release(struct catalog *c, char **out)
 	    !(*out = strdup((const char *)sqlite3_column_text(st, 0))))
 		ret = -ENOMEM;
 	else if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		ret = cat_fail(k->db, rc, "query");
+		ret = cat_fail(k, rc, "query");
 out_put:
 	cat_reader_put(c, k, st);
 	return ret;

@@ -91,7 +91,8 @@ enum cat_stmt {
 extern const char *const cat_sql[ST_N];
 
 struct cat_conn {
-	sqlite3 *db;
+	struct catalog *cat;	/* a connection to the catalog itself; NULL for a stage */
+	sqlite3 *db;		/* NULL while none could be opened: its calls fail */
 	sqlite3_stmt *st[ST_N];
 	bool busy;		/* a reader has it; protected by catalog->lock */
 	/* A reader's read transaction, kept across statements (cat_read_begin): when it
@@ -123,10 +124,21 @@ struct catalog {
 	 * while idle (for the checkpointer to end it): both atomic. */
 	unsigned long gen;
 	int lingering;
+	/* A damaged page was met (cat_fail): the file is moved aside and a new one started
+	 * by the next caller that finds it idle (cat_renew); renewing holds readers back
+	 * meanwhile; epoch counts the new files. damaged and epoch are atomic, renewing is
+	 * under lock. */
+	int damaged;
+	bool renewing;
+	unsigned long epoch;
 };
 
 int cat_errno(int rc);
-int cat_fail(sqlite3 *db, int rc, const char *what);
+/* Logs a failure of SQLite on connection k (NULL: none) and gives its errno; a damaged
+ * file is recorded for cat_renew. */
+int cat_fail(struct cat_conn *k, int rc, const char *what);
+/* Moves a catalog found damaged aside and starts a new one, if no one is using it now. */
+void cat_renew(struct catalog *c);
 void cat_conn_close(struct cat_conn *k);
 int cat_exec(sqlite3 *db, const char *sql);
 int cat_conn_open(struct catalog *c, struct cat_conn *k, bool create);

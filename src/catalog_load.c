@@ -211,6 +211,8 @@ static int cat_load_open_locked(struct catalog_load *l)
 	struct catalog *c = l->c;
 	int rc;
 
+	if (!c->writer.db)
+		return cat_fail(NULL, SQLITE_CANTOPEN, "cannot start a load");
 	rc = cat_exec(c->writer.db, "BEGIN IMMEDIATE");
 	if (rc != SQLITE_OK)
 		goto out_fail;
@@ -235,7 +237,7 @@ static int cat_load_open_locked(struct catalog_load *l)
 		break;
 	}
 	if (rc != SQLITE_OK) {
-		int ret = cat_fail(c->writer.db, rc, "cannot start a load");
+		int ret = cat_fail(&c->writer, rc, "cannot start a load");
 
 		cat_exec(c->writer.db, "ROLLBACK");
 		return ret;
@@ -243,13 +245,14 @@ static int cat_load_open_locked(struct catalog_load *l)
 	l->begun = true;
 	return 0;
 out_fail:
-	return cat_fail(c->writer.db, rc, "cannot start a load");
+	return cat_fail(&c->writer, rc, "cannot start a load");
 }
 
 static int cat_load_open(struct catalog_load *l)
 {
 	int rc;
 
+	cat_renew(l->c);
 	pthread_mutex_lock(&l->c->wlock);
 	rc = cat_load_open_locked(l);
 	if (rc < 0)
@@ -261,7 +264,7 @@ static int cat_load_open(struct catalog_load *l)
 static int cat_add_done(struct catalog_load *l, int rc)
 {
 	if (rc != SQLITE_DONE && rc != SQLITE_OK)
-		return cat_fail(cat_load_conn(l)->db, rc, "cannot store a row");
+		return cat_fail(cat_load_conn(l), rc, "cannot store a row");
 	return 0;
 }
 
@@ -530,7 +533,7 @@ static int cat_stage_open(struct catalog_load *l)
 	if (rc == SQLITE_OK)
 		rc = cat_exec(l->stage.db, "BEGIN");
 	if (rc != SQLITE_OK)
-		l->rc = cat_fail(l->stage.db, rc, "cannot stage a load");
+		l->rc = cat_fail(&l->stage, rc, "cannot stage a load");
 	return l->rc;
 }
 
@@ -817,7 +820,7 @@ static int cat_stage_commit(struct catalog_load *l)
 	if (rc == SQLITE_OK)
 		rc = cat_exec(l->stage.db, "COMMIT");
 	if (rc != SQLITE_OK)
-		return l->rc = cat_fail(l->stage.db, rc, "cannot stage a load");
+		return l->rc = cat_fail(&l->stage, rc, "cannot stage a load");
 	cat_conn_close(&l->stage);
 	pthread_mutex_lock(&c->wlock);
 	rc = sqlite3_prepare_v2(c->writer.db, "ATTACH ?1 AS stage", -1, &st, NULL);
@@ -828,7 +831,7 @@ static int cat_stage_commit(struct catalog_load *l)
 	}
 	sqlite3_finalize(st);
 	if (rc != SQLITE_OK) {
-		l->rc = cat_fail(c->writer.db, rc, "cannot attach a staged load");
+		l->rc = cat_fail(&c->writer, rc, "cannot attach a staged load");
 		pthread_mutex_unlock(&c->wlock);
 		return l->rc;
 	}
@@ -853,7 +856,7 @@ static int cat_stage_commit(struct catalog_load *l)
 		free(sql);
 	}
 	if (rc != SQLITE_OK)
-		l->rc = cat_fail(c->writer.db, rc, "cannot copy a staged load");
+		l->rc = cat_fail(&c->writer, rc, "cannot copy a staged load");
 	return l->rc;
 }
 
@@ -887,7 +890,7 @@ int catalog_load_commit(struct catalog_load *l)
 		if (rc == SQLITE_OK)
 			rc = cat_exec(c->writer.db, "COMMIT");
 		if (rc != SQLITE_OK)
-			ret = cat_fail(c->writer.db, rc, "cannot commit a load");
+			ret = cat_fail(&c->writer, rc, "cannot commit a load");
 	}
 	if (l->begun) {
 		if (ret != 0 && !sqlite3_get_autocommit(c->writer.db))

@@ -229,7 +229,7 @@ int cat_query_v(struct catalog *c, int s, const char *const *params, int n,
 
 	st = cat_stmt(k, s, &rc);
 	if (!st) {
-		ret = cat_fail(k->db, rc, "query");
+		ret = cat_fail(k, rc, "query");
 		goto out_put;
 	}
 	for (i = 0; i < sqlite3_bind_parameter_count(st) && i < n; i++)
@@ -240,7 +240,7 @@ int cat_query_v(struct catalog *c, int s, const char *const *params, int n,
 			break;
 	}
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		ret = cat_fail(k->db, rc, "query");
+		ret = cat_fail(k, rc, "query");
 out_put:
 	cat_reader_put(c, k, st);
 	return ret;

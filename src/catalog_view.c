@@ -72,7 +72,7 @@ int catalog_table(struct catalog *c, const char *coll, unsigned table, catalog_r
 	st = cat_stmt(k, ST_TABLE + (int)table, &rc);
 	raw = st ? cat_stmt(k, ST_RAW_OF + (int)table, &rc) : NULL;
 	if (!raw) {
-		ret = cat_fail(k->db, rc, "query");
+		ret = cat_fail(k, rc, "query");
 		goto out_put;
 	}
 	cat_bind_text(st, 1, coll);
@@ -86,11 +86,11 @@ int catalog_table(struct catalog *c, const char *coll, unsigned table, catalog_r
 			ret = fn(arg, names, (const char *)sqlite3_column_text(raw, 0),
 				 (size_t)sqlite3_column_bytes(raw, 0));
 		else if (rc != SQLITE_DONE)
-			ret = cat_fail(k->db, rc, "reading an object as sent");
+			ret = cat_fail(k, rc, "reading an object as sent");
 		sqlite3_reset(raw);
 	}
 	if (ret == 0 && rc != SQLITE_DONE)
-		ret = cat_fail(k->db, rc, "query");
+		ret = cat_fail(k, rc, "query");
 out_put:
 	cat_reader_put(c, k, st);
 	return ret;

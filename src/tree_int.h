@@ -106,6 +106,7 @@ struct tree {
 	struct tree_table *tables;	/* rendered tables; protected by lock */
 	struct tree_walk *walks;	/* protected by lock */
 	struct tree_memo *memos;	/* protected by lock */
+	unsigned long memo_epoch;	/* the catalog's epoch they are of; under lock */
 	struct tree_lic *lics;		/* licences of bulk loads; protected by lock */
 	struct tree_place places[TREE_PLACES];	/* protected by lock */
 	unsigned place_next;		/* the entry to reuse next; protected by lock */

@@ -78,6 +78,11 @@ static int64_t tree_memo_fresh(struct tree *t, enum catalog_scope s, const char 
 	if (s == CATALOG_PATIENT)
 		return 0;	/* too many to remember */
 	pthread_mutex_lock(&t->lock);
+	/* A catalog started anew (it was damaged) holds none of the loads remembered. */
+	if (t->memo_epoch != catalog_epoch(t->cat)) {
+		tree_memos_free(t);
+		t->memo_epoch = catalog_epoch(t->cat);
+	}
 	m = tree_memo_find(t, s, coll);
 	if (m && tree_is_fresh(t, m->when))
 		when = m->when;
@@ -109,16 +114,20 @@ static void tree_memo_set(struct tree *t, enum catalog_scope s, const char *coll
 int tree_scope_fresh(struct tree *t, enum catalog_scope s, const char *coll,
 			    const char *pid)
 {
+	unsigned long epoch;
 	int64_t when;
 	int fresh;
 
 	if (tree_memo_fresh(t, s, coll))
 		return 1;
+	epoch = catalog_epoch(t->cat);
 	if (catalog_loaded(t->cat, s, coll, pid, &when, NULL) < 0)
 		return -1;
 	pthread_mutex_lock(&t->lock);
 	fresh = tree_is_fresh(t, when) ? 1 : 0;
-	if (fresh && s != CATALOG_PATIENT)
+	/* Not when the catalog it came from has since been set aside. */
+	if (fresh && s != CATALOG_PATIENT && epoch == t->memo_epoch &&
+	    epoch == catalog_epoch(t->cat))
 		tree_memo_set(t, s, coll, when);
 	pthread_mutex_unlock(&t->lock);
 	return fresh;
@@ -190,6 +199,13 @@ static void tree_flight_unlink(struct tree *t, struct tree_flight *f)
 
 typedef int (*tree_loader_fn)(struct tree *t, const char *coll, const char *pid);
 
+/* Whether an older load can stand in for a failed one (stale-if-error): not when the
+ * catalog it is in was found damaged, or was set aside since `epoch` (it is gone). */
+static bool tree_covered(struct tree *t, int state, unsigned long epoch)
+{
+	return state == 0 && !catalog_damaged(t->cat) && catalog_epoch(t->cat) == epoch;
+}
+
 /* Runs load for the scope unless it is fresh, once however many threads ask. A failure
  * is covered by an older load of the scope, with a warning. */
 static int tree_ensure(struct tree *t, enum catalog_scope s, const char *coll, const char *pid,
@@ -197,6 +213,7 @@ static int tree_ensure(struct tree *t, enum catalog_scope s, const char *coll, c
 {
 	struct tree_flight *f;
 	int64_t started;
+	unsigned long epoch = catalog_epoch(t->cat);
 	char key[1024];
 	int state, rc;
 
@@ -229,7 +246,7 @@ static int tree_ensure(struct tree *t, enum catalog_scope s, const char *coll, c
 		if (--f->users == 0 && !f->failed_ms)
 			tree_flight_unlink(t, f);
 		pthread_mutex_unlock(&t->lock);
-		return rc < 0 && state == 0 ? 0 : rc;
+		return rc < 0 && tree_covered(t, state, epoch) ? 0 : rc;
 	}
 	f = calloc(1, sizeof(*f));
 	if (!f || !(f->key = strdup(key))) {
@@ -244,7 +261,7 @@ static int tree_ensure(struct tree *t, enum catalog_scope s, const char *coll, c
 
 	started = tree_mono_ms();
 	rc = load(t, coll, pid);
-	if (rc < 0 && state == 0 && rc != -ECANCELED) {
+	if (rc < 0 && tree_covered(t, state, epoch) && rc != -ECANCELED) {
 		log_warn("%s%s%s: the refresh failed (%s); serving what the catalog has",
 			 coll ? coll : "the list of collections", pid ? " patient " : "",
 			 pid ? pid : "", strerror(-rc));
@@ -262,7 +279,7 @@ static int tree_ensure(struct tree *t, enum catalog_scope s, const char *coll, c
 	if (--f->users == 0 && !f->failed_ms)
 		tree_flight_unlink(t, f);
 	pthread_mutex_unlock(&t->lock);
-	return rc < 0 && state == 0 ? 0 : rc;
+	return rc < 0 && tree_covered(t, state, epoch) ? 0 : rc;
 }
 
 /* ---- the loads --------------------------------------------------------------------- */

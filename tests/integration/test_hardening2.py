@@ -4,6 +4,7 @@
 # download first), and a record without FileSize is capped by the series' size; and
 # -o verify=md5 checks every file against NBIA's md5hashes.csv.
 
+import glob
 import hashlib
 import io
 import json
@@ -321,3 +322,59 @@ def test_a_cache_inside_the_mountpoint_is_refused(ctx):
         assert r.returncode != 0 and "is inside the mountpoint" in r.stderr, r
         assert not os.path.ismount(mp)
 
+
+def listing(path):
+    """A folder's names, or the errno that listing it gave."""
+    try:
+        return sorted(os.listdir(path))
+    except OSError as e:
+        return e.errno
+
+
+def test_a_catalog_damaged_in_use_is_set_aside_at_once(ctx):
+    # Before, a mount that met a damaged page went on with the damaged catalog: every
+    # folder whose rows were on a damaged page failed (EIO) until the next mount.
+    import sqlite3
+    from test_catalog import catalog_file
+    s = ctx.server("--scale", "30", "--series-size-delay", "0")
+    coll = "Scale-Test"
+    ref = ctx.mount(s, cache_dir=ctx.path("ref-cache"), name="ref")
+    cache = ctx.path("cache")
+    m = ctx.mount(s, cache_dir=cache, options=["walk_budget=0"])
+    patients = [p for p in os.listdir(os.path.join(m.mountpoint, coll))
+                if p.startswith("SCALE-")]
+    assert len(patients) == 30, patients
+    want = {p: listing(os.path.join(ref.mountpoint, coll, p)) for p in patients}
+    for p in patients[:15]:             # the collection is loaded in bulk on the way
+        assert listing(os.path.join(m.mountpoint, coll, p)) == want[p]
+    path = catalog_file(cache)
+    for _ in range(50):                 # everything in the file itself, not in its log
+        db = sqlite3.connect(path, timeout=5)
+        busy = db.execute("pragma wal_checkpoint(truncate)").fetchone()[0]
+        db.close()
+        if busy == 0:
+            break
+        time.sleep(0.1)
+    size = os.path.getsize(path)
+    with open(path, "r+b") as f:        # every page but the first
+        f.seek(16384)
+        f.write(b"\xa5" * (size - 16384))
+    errors = 0
+    for p in patients[15:]:
+        for attempt in range(3):
+            got = listing(os.path.join(m.mountpoint, coll, p))
+            if got == want[p]:
+                break
+            # Complete and right, or an error: never short.
+            assert isinstance(got, int), (p, got, want[p])
+            errors += 1
+        assert got == want[p], (p, got, m.log())
+    log = m.log()
+    assert log.count("found damaged while in use; moved aside") == 1, log
+    assert errors <= 1, (errors, log)
+    assert glob.glob(path + ".broken-*"), os.listdir(cache)
+    db = sqlite3.connect("file:%s?mode=ro" % path, uri=True)
+    assert db.execute("pragma quick_check").fetchone()[0] == "ok"
+    db.close()
+    ctx.unmount(m)
+    ctx.unmount(ref)

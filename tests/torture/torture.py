@@ -13,6 +13,10 @@
 # 2. Crashes: kill -9 of tciafs at random moments while series download (and now and
 #    then of the fake server mid-body); after each, the store is checked file by file
 #    against the archive and the next start-up must leave nothing in tmp/.
+# 3. Catalog damage (issue 32): random pages of the catalog overwritten while walks list
+#    patients and studies; every listing is the reference's, whole, or an error.
+# 4. Over-long zips (issue 32): series opened by UID whose records give a small FileSize
+#    while the server streams without end; tmp/ never holds more than the cap.
 
 import argparse
 import collections
@@ -355,6 +359,133 @@ def crash_campaign(ctx, kills, seed, log):
     return ok, result
 
 
+def walk_listings(mp, coll):
+    """{relative folder: sorted names} of a collection's patients and studies."""
+    out = {}
+    cdir = os.path.join(mp, coll)
+    for pat in sorted(p for p in os.listdir(cdir) if p.startswith("SCALE-")):
+        names = sorted(os.listdir(os.path.join(cdir, pat)))
+        out[pat] = names
+        for study in names:
+            if study != "patient.json":
+                out[pat + "/" + study] = sorted(os.listdir(os.path.join(cdir, pat, study)))
+    return out
+
+
+def damage_campaign(ctx, rounds, seed, log):
+    """Pages of the catalog overwritten at random during walks (SIGHUP between rounds
+    makes every listing go back to the catalog or the archive): each listing must be the
+    reference's or an error, never short or wrong."""
+    import signal
+    import glob
+    rnd = random.Random(seed)
+    # Big enough that the catalog's pages do not all fit in the connections' caches.
+    s = ctx.server("--scale", "600", "--series-size-delay", "0")
+    coll = "Scale-Test"
+    ref_m = ctx.mount(s, cache_dir=ctx.path("damage-ref-cache"), name="damage-ref")
+    ref = walk_listings(ref_m.mountpoint, coll)
+    ref_m.stop()
+    cache = ctx.path("damage-cache")
+    m = ctx.mount(s, cache_dir=cache, options=["walk_budget=0"])
+    stats = collections.Counter()
+    wrong = []
+    for r in range(rounds):
+        paths = glob.glob(os.path.join(cache, "catalog-*.sqlite"))
+        if paths and os.path.getsize(paths[0]) > 16384:
+            size = os.path.getsize(paths[0])
+            with open(paths[0], "r+b") as f:
+                for _ in range(rnd.randint(1, 8)):
+                    page = rnd.randrange(1, size // 16384 + 1)
+                    f.seek(page * 16384 + rnd.randrange(0, 16384 - 512))
+                    f.write(bytes(rnd.randrange(256) for _ in range(rnd.choice((16, 512)))))
+                    stats["pages_damaged"] += 1
+        for key in rnd.sample(sorted(ref), min(len(ref), 80)):
+            try:
+                got = sorted(os.listdir(os.path.join(m.mountpoint, coll, key)))
+            except OSError as e:
+                stats["errors"] += 1
+                stats["error " + (e.strerror or "?")] += 1
+                continue
+            stats["listings"] += 1
+            if got != ref[key]:
+                wrong.append((r, key, len(got), len(ref[key])))
+        os.kill(m.proc.pid, signal.SIGHUP)      # everything asked again from here on
+        time.sleep(0.05)
+    alive = m.proc.poll() is None and mounted(m.mountpoint)
+    # After the damage stops, a walk is whole and right.
+    final = walk_listings(m.mountpoint, coll) if alive else {}
+    code = m.stop()
+    log_text = m.log()
+    result = {"rounds": rounds, "pages_damaged": stats["pages_damaged"],
+              "listings": stats["listings"], "errors": stats["errors"],
+              "renewals": log_text.count("found damaged while in use; moved aside"),
+              "wrong": wrong, "final_right": final == ref, "mount_survived": alive and code == 0}
+    log("damage: %s" % json.dumps(result))
+    return not wrong and result["final_right"] and result["mount_survived"], result
+
+
+def overlong_campaign(ctx, opens, seed, log):
+    """Series opened by UID, each with a record saying FileSize n (random, 300 B to
+    1 MB) and a zip without end: tmp/ never holds more than the cap (16 MiB + 2n while
+    the record is not there, 2n + 16 MiB after), and nothing is stored."""
+    rnd = random.Random(seed)
+    s = ctx.server("--series-size-delay", "0")
+    recs = [r for c in s.get_json("getCollectionValues")
+            for r in s.get_json("getSeries", Collection=c["Collection"])]
+    cache = ctx.path("overlong-cache")
+    m = ctx.mount(s, cache_dir=cache, options=["retries=0", "max_series=1G",
+                                                "walk_budget=0", "meta_ttl=0"])
+    tmp = os.path.join(cache, "tmp")
+    peak_over, refused, stored, peak = 0, 0, 0, 0
+    for i in range(opens):
+        rec = dict(rnd.choice(recs), FileSize=rnd.choice((300, rnd.randrange(300, 1 << 20))))
+        body = ctx.path("overlong-%d.json" % i)
+        with open(body, "w") as f:
+            json.dump([rec], f)
+        s.reset_faults()
+        s.fault(kind="body", endpoint="getSeries", path=body)
+        s.fault(kind="endless", endpoint="getImage")
+        cap = 16 * (1 << 20) + 2 * rec["FileSize"]
+        done = threading.Event()
+        seen = [0]
+
+        def watch():
+            while not done.is_set():
+                total = 0
+                for root, _, files in os.walk(tmp):
+                    for n in files:
+                        try:
+                            total += os.lstat(os.path.join(root, n)).st_size
+                        except OSError:
+                            pass
+                seen[0] = max(seen[0], total)
+                time.sleep(0.002)
+        t = threading.Thread(target=watch)
+        t.start()
+        try:
+            os.listdir(os.path.join(m.mountpoint, ".tciafs", "series",
+                                    rec["SeriesInstanceUID"]))
+        except OSError:
+            refused += 1
+        done.set()
+        t.join()
+        peak = max(peak, seen[0])
+        if seen[0] > cap:
+            peak_over += 1
+        stored += len(os.listdir(os.path.join(cache, "series")))
+        s.reset_faults()
+        time.sleep(3.1)         # the failure memory: the next open asks again
+    alive = m.proc.poll() is None and mounted(m.mountpoint)
+    left = os.listdir(tmp)
+    code = m.stop()
+    result = {"opens": opens, "refused": refused, "over_cap": peak_over, "stored": stored,
+              "peak_tmp_bytes": peak, "tmp_left": left,
+              "mount_survived": alive and code == 0}
+    log("overlong: %s" % json.dumps(result))
+    return (refused == opens and not peak_over and not stored and not left and
+            result["mount_survived"]), result
+
+
 def hostile_count():
     root = os.path.join(HERE, "..", "hostile")
     return {d: len([f for f in os.listdir(os.path.join(root, d)) if not f.startswith(".")])
@@ -375,7 +506,7 @@ def fuzz_runs():
     return runs
 
 
-def report(path, faults, crashes, seed, elapsed):
+def report(path, faults, crashes, damage, overlong, seed, elapsed):
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True, cwd=HERE).stdout.strip() or "?"
     hostile = hostile_count()
@@ -406,6 +537,17 @@ def report(path, faults, crashes, seed, elapsed):
                                            crashes["max_stop_s"]),
         "| store checks after a kill (each series verified file by file) | %d (%d series) |"
         % (crashes["store_checks"], crashes["series_verified"]),
+        "| catalog damage: rounds of random pages overwritten during walks (pages); "
+        "listings compared with the reference; errors callers got; catalogs set aside "
+        "| %d (%d); %d; %d; %d |" % (damage["rounds"], damage["pages_damaged"],
+                                    damage["listings"], damage["errors"], damage["renewals"]),
+        "| **listings short or wrong** from a damaged catalog; a walk whole and right "
+        "after | **%d**; %s |" % (len(damage["wrong"]), "yes" if damage["final_right"] else "NO"),
+        "| over-long zips opened by UID (record FileSize 300 B–1 MB, zip without end): "
+        "refused; over the cap in tmp/; stored | %d: %d; **%d**; %d |"
+        % (overlong["opens"], overlong["refused"], overlong["over_cap"], overlong["stored"]),
+        "| most bytes in tmp/ at once during them (cap 16 MiB + 2 × FileSize) | %d |"
+        % overlong["peak_tmp_bytes"],
         "| hostile inputs in tests/hostile (zips, API answers), each with a test | %d, %d |"
         % (hostile["zips"], hostile["api"]),
         "| fuzz executions in the last `make fuzz` (build-fuzz/) | %s |"
@@ -415,8 +557,8 @@ def report(path, faults, crashes, seed, elapsed):
         "| **bytes lost or wrong** (mismatched reads, partial series stored) | **%d** |"
         % (len(faults["mismatches"]) + len(faults["partial_series"]) + len(crashes["partial"])),
         "| leftovers in tmp/ after a start-up | %d |" % len(crashes["tmp_left"]),
-        "| mount alive after the fault campaign | %s |"
-        % ("yes" if faults["mount_survived"] else "NO"),
+        "| mount alive after the fault, damage and over-long campaigns | %s, %s, %s |"
+        % tuple("yes" if x["mount_survived"] else "NO" for x in (faults, damage, overlong)),
         "",
         "Also covered by `make check`: the network gone (a server that never answers and one "
         "that is not there: 16 callers answered within the bound, unmount at once; "
@@ -436,6 +578,8 @@ def main():
     ap.add_argument("--seconds", type=int, default=30)
     ap.add_argument("--readers", type=int, default=4)
     ap.add_argument("--kills", type=int, default=10)
+    ap.add_argument("--damage-rounds", type=int, default=3)
+    ap.add_argument("--overlong", type=int, default=2)
     ap.add_argument("--seed", type=int, default=int(time.time()) % 100000)
     ap.add_argument("--report", help="write the figures here (markdown)")
     args = ap.parse_args()
@@ -452,9 +596,12 @@ def main():
     try:
         ok1, faults = fault_campaign(ctx, args.seconds, args.readers, args.seed, log)
         ok2, crashes = crash_campaign(ctx, args.kills, args.seed, log)
-        ok = ok1 and ok2
+        ok3, damage = damage_campaign(ctx, args.damage_rounds, args.seed, log)
+        ok4, overlong = overlong_campaign(ctx, args.overlong, args.seed, log)
+        ok = ok1 and ok2 and ok3 and ok4
         if args.report:
-            report(args.report, faults, crashes, args.seed, time.monotonic() - t0)
+            report(args.report, faults, crashes, damage, overlong, args.seed,
+                   time.monotonic() - t0)
             log("figures written to %s" % args.report)
     finally:
         ctx.cleanup()
