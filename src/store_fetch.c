@@ -623,8 +623,10 @@ int store_prefetch(struct store *s, const char *uid, const struct store_caller *
 		return 0;
 	pthread_mutex_lock(&s->lock);
 	store_forget_failures(s);
+	/* One under way, or one that failed a moment ago (what is left of failures after
+	 * the line above): store_get answers with its failure; no second download. */
 	for (f = s->fetches; f; f = f->next)
-		if (strcmp(f->uid, uid) == 0 && !f->done)
+		if (strcmp(f->uid, uid) == 0 && (!f->done || f->rc < 0))
 			break;
 	if (f || s->stopping) {
 		pthread_mutex_unlock(&s->lock);

@@ -76,6 +76,14 @@ def test_an_endless_zip_opened_by_uid_stops_at_its_records_cap(ctx):
     assert "more than its metadata allows" in r.stderr, r.stderr    # prefetch says why
     line = [ln for ln in m.log().splitlines() if "refused: the zip goes on past" in ln]
     assert line and "past %d bytes" % (16 * MIB + 600) in line[0], m.log()
+    # Opened again at once: the failure a moment ago answers, no second download
+    # (before, an open by UID started one whenever the last had ended, failed or not).
+    r = run(["ls", os.path.join(m.mountpoint, ".tciafs", "series", rec["SeriesInstanceUID"])],
+            check=False, timeout=60)
+    assert r.returncode != 0 and "more than its metadata allows" in \
+        os.getxattr(os.path.join(m.mountpoint, ".tciafs", "series"),
+                    "user.tciafs.error").decode(), r
+    assert len(s.requests("getImage")) == 1, s.requests("getImage")
     assert os.listdir(os.path.join(cache, "tmp")) == []
     assert os.listdir(os.path.join(cache, "series")) == []
     ctx.unmount(m)
