@@ -17,9 +17,9 @@ struct catalog;
 struct catalog_load;
 
 /* What a load covered. A bulk load of a collection (CATALOG_COLLECTION) brings its
- * studies and series (and adds the patients they name); a targeted one (CATALOG_PATIENT) one patient's studies
- * and series; CATALOG_PATIENTS a collection's patient list; CATALOG_ARCHIVE the list of
- * collections. */
+ * studies and series (and adds the patients they name); a targeted one (CATALOG_PATIENT) one
+ * patient's studies and series; CATALOG_PATIENTS a collection's patient list; CATALOG_ARCHIVE the
+ * list of collections. */
 enum catalog_scope {
 	CATALOG_ARCHIVE = 0,
 	CATALOG_PATIENTS = 1,
@@ -32,20 +32,20 @@ enum catalog_scope {
  * For catalog_add_*, they are read and copied. Unknown numbers are -1, unknown strings
  * NULL. coll is always the collection's name as the API sends it. */
 struct catalog_coll {
-	char *api;		/* as the API sent it */
-	char *name;		/* the folder */
+	char *api;  /* as the API sent it */
+	char *name; /* the folder */
 };
 
 struct catalog_patient {
 	char *coll, *pid;
-	char *name;		/* the folder */
-	char *raw;		/* the getPatient object; NULL when known from its studies only */
+	char *name; /* the folder */
+	char *raw;  /* the getPatient object; NULL when known from its studies only */
 };
 
 struct catalog_study {
 	char *coll, *pid, *uid;
-	char *name;		/* the folder */
-	char *full;		/* the folder's name with the whole UID, used on a collision */
+	char *name; /* the folder */
+	char *full; /* the folder's name with the whole UID, used on a collision */
 	char *raw;
 	int64_t mtime;
 };
@@ -53,13 +53,13 @@ struct catalog_study {
 struct catalog_series {
 	char *coll, *pid, *study, *uid;
 	char *name, *full, *raw;
-	char *facet[3];		/* Modality, BodyPartExamined, Manufacturer */
+	char *facet[3]; /* Modality, BodyPartExamined, Manufacturer */
 	int64_t mtime, images, bytes;
 };
 
 struct catalog_opts {
-	const char *dir;	/* where the database lives (created 0700) */
-	const char *host;	/* its file is catalog-<host>.sqlite; NULL = this host's name */
+	const char *dir;  /* where the database lives (created 0700) */
+	const char *host; /* its file is catalog-<host>.sqlite; NULL = this host's name */
 	/* SQLite's page cache of the writer; each of the readers has half (their queries
 	 * stream, and four of them fill their caches in turn); 0 = 2 MiB. */
 	size_t cache_bytes;
@@ -100,8 +100,8 @@ int catalog_loaded(struct catalog *c, enum catalog_scope s, const char *coll, co
  * begin waits for the one in progress. Returns 0 or -errno (-EIO with a log line for a
  * database error, -ENOSPC for a full disk, -EBUSY when another process holds the
  * database for too long). */
-int catalog_load_begin(struct catalog *c, enum catalog_scope s, const char *coll,
-		       const char *pid, struct catalog_load **out);
+int catalog_load_begin(struct catalog *c, enum catalog_scope s, const char *coll, const char *pid,
+		       struct catalog_load **out);
 int catalog_add_coll(struct catalog_load *l, const struct catalog_coll *r);
 int catalog_add_patient(struct catalog_load *l, const struct catalog_patient *r);
 int catalog_add_study(struct catalog_load *l, const struct catalog_study *r);
@@ -155,10 +155,10 @@ int catalog_find_study(struct catalog *c, const char *coll, const char *pid, con
 /* A patient and one of its studies by folder names (not a bare UID), in one query that
  * reads the indices only: their raw (and the study's full name) are left NULL. */
 int catalog_find_patient_study(struct catalog *c, const char *coll, const char *patient,
-				const char *study, struct catalog_patient *p,
-				struct catalog_study *s);
-int catalog_find_series(struct catalog *c, const char *coll, const char *pid,
-			const char *study, const char *name, struct catalog_series *out);
+			       const char *study, struct catalog_patient *p,
+			       struct catalog_study *s);
+int catalog_find_series(struct catalog *c, const char *coll, const char *pid, const char *study,
+			const char *name, struct catalog_series *out);
 /* A collection by its name as the API sends it. */
 int catalog_coll_by_api(struct catalog *c, const char *api, struct catalog_coll *out);
 /* A patient by its ID. */
@@ -178,24 +178,23 @@ typedef int (*catalog_link_fn)(void *arg, const struct catalog_series *s, const 
 
 /* The distinct values of facet (0 Modality, 1 BodyPartExamined, 2 Manufacturer) among a
  * collection's series: cols[0], NULL for "unknown" (missing or empty). */
-int catalog_facet_values(struct catalog *c, const char *coll, unsigned facet,
-			 catalog_cols_fn fn, void *arg);
+int catalog_facet_values(struct catalog *c, const char *coll, unsigned facet, catalog_cols_fn fn,
+			 void *arg);
 /* The series (placed in the tree) whose facet is value (NULL: unknown), by patient
  * folder, then series folder, then UID. */
-int catalog_facet_links(struct catalog *c, const char *coll, unsigned facet,
-			const char *value, catalog_link_fn fn, void *arg);
+int catalog_facet_links(struct catalog *c, const char *coll, unsigned facet, const char *value,
+			catalog_link_fn fn, void *arg);
 /* The same links' names only, in the same order: cols[0] the series' folder name,
  * cols[1] its time (seconds, as text), cols[2] and cols[3] its patient's and study's. */
-int catalog_facet_names(struct catalog *c, const char *coll, unsigned facet,
-			const char *value, catalog_cols_fn fn, void *arg);
+int catalog_facet_names(struct catalog *c, const char *coll, unsigned facet, const char *value,
+			catalog_cols_fn fn, void *arg);
 /* Those of them with the given patient and series folder names, by UID. */
 int catalog_facet_link(struct catalog *c, const char *coll, unsigned facet, const char *value,
 		       const char *patient, const char *series, catalog_link_fn fn, void *arg);
 /* names[0..2]: the object's patient's, study's and series' folder names (NULL above
  * it); raw: the object as sent, JSON text of len bytes (not NUL-terminated); all valid
  * during the callback. */
-typedef int (*catalog_raw_fn)(void *arg, const char *const *names, const char *raw,
-			      size_t len);
+typedef int (*catalog_raw_fn)(void *arg, const char *const *names, const char *raw, size_t len);
 /* A table's rows (0 patients, 1 studies, 2 series) in path order, each object as sent
  * (its members read by the caller: SQLite's json_each cost five times jsonobj.c). */
 int catalog_table(struct catalog *c, const char *coll, unsigned table, catalog_raw_fn fn,
@@ -210,9 +209,9 @@ void catalog_study_clear(struct catalog_study *r);
 void catalog_series_clear(struct catalog_series *r);
 
 struct catalog_stats {
-	int64_t file_bytes;	/* the database and its write-ahead log */
+	int64_t file_bytes; /* the database and its write-ahead log */
 	int64_t colls, patients, studies, series;
-	unsigned long loads;	/* loads committed by this process */
+	unsigned long loads; /* loads committed by this process */
 	unsigned long load_failures;
 };
 void catalog_stats(struct catalog *c, struct catalog_stats *st);

@@ -19,15 +19,13 @@ void failures_free(struct failures *f);
 /* Records that an operation on path (a path in the mount, "/…") failed with errno err
  * for reason why (one line; "" when nobody said). uid names the series involved, or NULL.
  * Safe from any thread. */
-void failures_add(struct failures *f, const char *path, const char *uid, int err,
-		  const char *why);
+void failures_add(struct failures *f, const char *path, const char *uid, int err, const char *why);
 
 /* The newest failure on folder: of the folder itself, of something directly in it, or
  * (uid not NULL) of its series wherever it was reached from, as one line
  * "<time> <error>: <reason>" into buf. Returns its length (as getxattr: with size 0 the
  * length needed; -ERANGE when buf is too small), or -ENODATA when there is none. */
-long failures_find(struct failures *f, const char *folder, const char *uid, char *buf,
-		   size_t size);
+long failures_find(struct failures *f, const char *folder, const char *uid, char *buf, size_t size);
 
 /* The newest n failures, newest first, as a JSON array of objects (time, path, series,
  * error, reason). Returns a new reference, or NULL when out of memory. */

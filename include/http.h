@@ -13,12 +13,12 @@
 struct http;
 
 struct http_opts {
-	const char *user_agent;	/* copied; NULL = "tciafs/<version>" */
-	long connect_timeout;	/* seconds to establish a connection */
-	long stall_timeout;	/* seconds a transfer may make no progress */
-	int retries;		/* extra attempts on connection errors, 5xx and 429 */
-	size_t max_body;	/* largest in-memory answer accepted; 0 = 256 MiB */
-	size_t max_body_total;	/* all in-memory answers in flight together; 0 = 2 x max_body */
+	const char *user_agent; /* copied; NULL = "tciafs/<version>" */
+	long connect_timeout;   /* seconds to establish a connection */
+	long stall_timeout;     /* seconds a transfer may make no progress */
+	int retries;            /* extra attempts on connection errors, 5xx and 429 */
+	size_t max_body;        /* largest in-memory answer accepted; 0 = 256 MiB */
+	size_t max_body_total;  /* all in-memory answers in flight together; 0 = 2 x max_body */
 };
 
 /* Creates a client. Call curl_global_init() (via http_global_init) first, once, before
@@ -50,8 +50,7 @@ void http_set_auth(struct http *http, const struct http_auth *auth);
 
 /* POSTs an application/x-www-form-urlencoded body (e.g. a token request) and returns the
  * answer as http_get does; the form is never logged. */
-int http_post_form(struct http *http, const char *url, const char *form, char **body,
-		   size_t *len);
+int http_post_form(struct http *http, const char *url, const char *form, char **body, size_t *len);
 
 /* Called as a download proceeds, before each piece of the body is written: the bytes
  * the body reaches with it, and the total the server announced (0 if it did not).
@@ -63,8 +62,8 @@ typedef uint64_t (*http_progress_fn)(void *arg, uint64_t done, uint64_t total);
 /* GETs url and streams a 2xx body into fd from its current offset, with bounded memory
  * whatever the size. A failed attempt is truncated away before a retry when fd can seek;
  * otherwise it is not retried. A body longer than max_bytes (0 = no limit), or than
- * progress says, is cut off there and refused with -EFBIG, without a retry. Returns 0 with *bytes the body's
- * length, or -errno (the write's own errno, e.g. -ENOSPC, when fd refused data); fd may
+ * progress says, is cut off there and refused with -EFBIG, without a retry. Returns 0 with *bytes
+ * the body's length, or -errno (the write's own errno, e.g. -ENOSPC, when fd refused data); fd may
  * then hold a partial body, which the caller discards. progress may be NULL. */
 int http_download(struct http *http, const char *url, int fd, uint64_t max_bytes,
 		  http_progress_fn progress, void *arg, uint64_t *bytes);
@@ -85,9 +84,8 @@ int http_stream(struct http *http, const char *url, uint64_t max_bytes, http_chu
 
 /* http_stream for a POST of a JSON body (a read-only query, such as IDC's /sql): retried
  * like a GET. */
-int http_stream_post_json(struct http *http, const char *url, const char *json,
-			  uint64_t max_bytes, http_chunk_fn chunk, http_restart_fn restart,
-			  void *arg, uint64_t *bytes);
+int http_stream_post_json(struct http *http, const char *url, const char *json, uint64_t max_bytes,
+			  http_chunk_fn chunk, http_restart_fn restart, void *arg, uint64_t *bytes);
 
 /* Stops the client for good, from any thread: transfers in flight end within a second
  * (curl's progress tick), waits between retries at once, and every call from now on
@@ -128,14 +126,14 @@ int http_curl_errno(int code);
 struct http_fleet;
 
 struct http_job {
-	const char *url;	/* copied */
-	int fd;			/* the body is written here (pwrite), at offset */
-	uint64_t offset;	/* where in fd, and for a range where in the object */
-	uint64_t length;	/* the exact length expected */
-	bool ranged;		/* GET bytes offset..offset+length-1 only (206, Content-Range) */
-	uint64_t total;		/* for a range: the object's size Content-Range must give */
-	const char *md5;	/* 32 hex digits the body must hash to, or NULL */
-	bool urgent;		/* someone waits for it: ahead of the queue, past the cap */
+	const char *url; /* copied */
+	int fd;          /* the body is written here (pwrite), at offset */
+	uint64_t offset; /* where in fd, and for a range where in the object */
+	uint64_t length; /* the exact length expected */
+	bool ranged;     /* GET bytes offset..offset+length-1 only (206, Content-Range) */
+	uint64_t total;  /* for a range: the object's size Content-Range must give */
+	const char *md5; /* 32 hex digits the body must hash to, or NULL */
+	bool urgent;     /* someone waits for it: ahead of the queue, past the cap */
 	/* Called once, on the fleet's thread, with 0 or -errno: -EIO for a body that is
 	 * not what was expected (its log line said why: log_reason() there), -ECANCELED
 	 * when the fleet stopped first. It must not call back into the fleet's free. */

@@ -21,7 +21,7 @@ struct idc;
 struct idc_opts {
 	const char *api;
 	const char *files;
-	int streams;		/* object GETs at once; 0 = IDC_STREAMS_DEFAULT */
+	int streams; /* object GETs at once; 0 = IDC_STREAMS_DEFAULT */
 };
 
 #define IDC_STREAMS_DEFAULT 16
@@ -113,8 +113,7 @@ void idc_collections_clear(struct idc_collections *c);
 /* The distinct values of a collection's facet (0 Modality, 1 BodyPartExamined,
  * 2 Manufacturer), sorted, NULL and empty left out; each raw is {"<facet>": value}, as
  * NBIA sends them. idc_values_sql is its statement (caller frees). */
-int idc_values(struct idc *t, const char *collection_id, unsigned facet,
-	       struct tcia_values *out);
+int idc_values(struct idc *t, const char *collection_id, unsigned facet, struct tcia_values *out);
 int idc_values_sql(const char *collection_id, unsigned facet, char **sql);
 
 /* The API's base URL, as given. */
@@ -135,7 +134,7 @@ struct idc_listing {
 	size_t count;
 	struct idc_object *v;
 	bool truncated;
-	char *next;		/* NextContinuationToken, when truncated */
+	char *next; /* NextContinuationToken, when truncated */
 };
 
 /* Parses a page with a real XML parser (expat); entity declarations are refused (no
@@ -145,8 +144,8 @@ void idc_listing_clear(struct idc_listing *l);
 
 /* Every DICOM object of a series folder (bucket, crdc_series_uuid), page after page, in
  * key order; objects that are not .dcm are left out and counted in *strays. */
-int idc_list_series(struct idc *t, const char *bucket, const char *uuid,
-		    struct idc_listing *out, size_t *strays);
+int idc_list_series(struct idc *t, const char *bucket, const char *uuid, struct idc_listing *out,
+		    size_t *strays);
 
 /* The URL of an object (caller frees), or NULL. */
 char *idc_object_url(const struct idc *t, const char *bucket, const char *key);
@@ -166,7 +165,7 @@ int idc_get_object(struct idc *t, const char *bucket, const char *key, uint64_t 
  * Returns 0, or -errno and done is not called. */
 struct idc_fetch {
 	const char *bucket, *key;
-	uint64_t size;		/* the object's, as listed */
+	uint64_t size; /* the object's, as listed */
 	uint64_t offset, length;
 	const char *md5;
 	int fd;

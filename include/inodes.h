@@ -34,8 +34,7 @@ int inodes_path(struct inodes *t, uint64_t ino, const char *name, char *buf, siz
 /* The listing of a folder the kernel keeps: whether it keeps one, and the stamp of the
  * load it came from when it has one. inodes_keep records it (kept false: no longer). */
 void inodes_keep(struct inodes *t, uint64_t ino, bool kept, bool stamped, uint64_t stamp);
-void inodes_listing(struct inodes *t, uint64_t ino, bool *kept, bool *stamped,
-		    uint64_t *stamp);
+void inodes_listing(struct inodes *t, uint64_t ino, bool *kept, bool *stamped, uint64_t *stamp);
 
 /* Every folder whose listing the kernel keeps, now marked as not kept: a new array in
  * *inos (caller frees) of *n numbers. Returns 0 or -ENOMEM (nothing changed). */
@@ -43,8 +42,7 @@ int inodes_take_kept(struct inodes *t, uint64_t **inos, size_t *n);
 
 /* Every inode whose name pick accepts: a new array in *inos (caller frees) of *n
  * numbers. Returns 0 or -ENOMEM. */
-int inodes_named(struct inodes *t, bool (*pick)(const char *name), uint64_t **inos,
-		 size_t *n);
+int inodes_named(struct inodes *t, bool (*pick)(const char *name), uint64_t **inos, size_t *n);
 
 /* How many inodes (the root aside) and kept listings there are. */
 void inodes_held(struct inodes *t, unsigned long *inodes, unsigned long *listings);

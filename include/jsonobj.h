@@ -12,17 +12,17 @@ enum jsonobj_type {
 	JSONOBJ_NULL,
 	JSONOBJ_TRUE,
 	JSONOBJ_FALSE,
-	JSONOBJ_NUMBER,		/* text: the number as sent */
-	JSONOBJ_STRING,		/* text: decoded (may hold NUL bytes: \u0000) */
-	JSONOBJ_ARRAY,		/* text: the value with the whitespace between tokens left out */
+	JSONOBJ_NUMBER, /* text: the number as sent */
+	JSONOBJ_STRING, /* text: decoded (may hold NUL bytes: \u0000) */
+	JSONOBJ_ARRAY,  /* text: the value with the whitespace between tokens left out */
 	JSONOBJ_OBJECT,
 };
 
 struct jsonobj_member {
-	const char *key;	/* decoded, len klen */
+	const char *key; /* decoded, len klen */
 	size_t klen;
 	enum jsonobj_type type;
-	const char *text;	/* NULL for null, true and false */
+	const char *text; /* NULL for null, true and false */
 	size_t len;
 };
 
@@ -30,7 +30,7 @@ struct jsonobj_member {
 struct jsonobj {
 	const char *p, *end;
 	int state;
-	char *scratch;		/* decoded strings and compacted values */
+	char *scratch; /* decoded strings and compacted values */
 	size_t cap;
 };
 

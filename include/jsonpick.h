@@ -14,10 +14,10 @@ enum jsonpick_type { JP_ABSENT, JP_NULL, JP_STRING, JP_INTEGER, JP_REAL, JP_BOOL
 
 struct jsonpick_value {
 	enum jsonpick_type type;
-	const char *text;	/* a string as decoded, a number as jansson prints it; else NULL */
-	size_t len;		/* a string may hold NUL bytes (only with JSONPICK_NUL) */
-	int64_t i;		/* JP_INTEGER; JP_BOOL: 1 for true */
-	double d;		/* JP_REAL */
+	const char *text; /* a string as decoded, a number as jansson prints it; else NULL */
+	size_t len;       /* a string may hold NUL bytes (only with JSONPICK_NUL) */
+	int64_t i;        /* JP_INTEGER; JP_BOOL: 1 for true */
+	double d;         /* JP_REAL */
 };
 
 /* \u0000 allowed in strings, as jansson's JSON_ALLOW_NUL; without it, -EAGAIN. */

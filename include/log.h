@@ -20,8 +20,7 @@ enum log_level {
 void log_init(enum log_level max, bool use_syslog);
 
 /* Writes one line (a newline is added). Safe from any thread. */
-void log_msg(enum log_level level, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 bool log_enabled(enum log_level level);
 

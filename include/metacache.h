@@ -14,12 +14,12 @@
 struct metacache;
 
 struct metacache_opts {
-	const char *dir;	/* folder for the disk copies (created 0700); NULL = memory only */
-	long ttl;		/* seconds an answer is fresh */
-	size_t mem_max;		/* bytes of answers kept in memory; 0 = 32 MiB */
-	size_t disk_max;	/* bytes of answers kept on disk; 0 = 1 GiB. The oldest go
-				 * first; an answer over half of it is kept in memory only */
-	bool offline;		/* never fetch: serve what is held, whatever its age */
+	const char *dir; /* folder for the disk copies (created 0700); NULL = memory only */
+	long ttl;        /* seconds an answer is fresh */
+	size_t mem_max;  /* bytes of answers kept in memory; 0 = 32 MiB */
+	size_t disk_max; /* bytes of answers kept on disk; 0 = 1 GiB. The oldest go
+			  * first; an answer over half of it is kept in memory only */
+	bool offline;    /* never fetch: serve what is held, whatever its age */
 };
 
 /* Fetches the answer for a key: 0 with *body (malloc'd, caller frees) and *len, or -errno. */

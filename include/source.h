@@ -70,9 +70,8 @@ int source_each(struct source *src, enum tcia_kind kind, const struct tcia_filte
  * and series arrive in no order between them; a collection's come studies first. IDC
  * asks for a patient's series only and derives its studies from them. The first failure
  * stops the other answer and is what returns (its reason this thread's, log_reason). */
-int source_each_studies_series(struct source *src, const struct tcia_filter *f,
-			       tcia_each_fn study, tcia_each_fn series, tcia_restart_fn restart,
-			       void *arg);
+int source_each_studies_series(struct source *src, const struct tcia_filter *f, tcia_each_fn study,
+			       tcia_each_fn series, tcia_restart_fn restart, void *arg);
 
 /* The series matching f (a series UID, in practice), in a list. */
 int source_get_series(struct source *src, const struct tcia_filter *f,
@@ -103,14 +102,14 @@ int source_get_zip(struct source *src, const char *uid, bool md5, int fd, uint64
 		   uint64_t max, tcia_progress_fn progress, void *arg, uint64_t *bytes);
 
 struct source_file {
-	char *name;		/* a plain file name, safe as one path component */
+	char *name; /* a plain file name, safe as one path component */
 	uint64_t size;
-	char md5[33];		/* its MD5 when the source lists one (32 hex digits), else "" */
+	char md5[33]; /* its MD5 when the source lists one (32 hex digits), else "" */
 };
 struct source_files {
 	size_t count;
 	struct source_file *v;
-	size_t strays;		/* objects that are not DICOM files, left out */
+	size_t strays; /* objects that are not DICOM files, left out */
 };
 /* The DICOM files of the series at where, in name order. -ENOTSUP for NBIA. */
 int source_list_files(struct source *src, const char *where, struct source_files *out);

@@ -10,14 +10,14 @@
 #include <sys/types.h>
 
 struct spool {
-	char *buf;		/* the records (fd < 0), or the write/read window (fd >= 0) */
-	size_t cap;		/* its size: grows to mem */
-	size_t len;		/* bytes in buf */
-	size_t mem;		/* the most held in memory */
-	int fd;			/* the spool file, -1 while in memory */
-	off_t size;		/* bytes written (in the file, once finished) */
-	off_t win;		/* file offset of buf when used as a read window */
-	const char *dir;	/* where the file is made (O_TMPFILE) */
+	char *buf;       /* the records (fd < 0), or the write/read window (fd >= 0) */
+	size_t cap;      /* its size: grows to mem */
+	size_t len;      /* bytes in buf */
+	size_t mem;      /* the most held in memory */
+	int fd;          /* the spool file, -1 while in memory */
+	off_t size;      /* bytes written (in the file, once finished) */
+	off_t win;       /* file offset of buf when used as a read window */
+	const char *dir; /* where the file is made (O_TMPFILE) */
 };
 
 /* An empty spool: first bytes of memory to start with, up to mem. 0 or -ENOMEM. */

@@ -21,15 +21,15 @@ struct store_part;
 struct source;
 
 struct store_opts {
-	const char *dir;	/* the cache folder (series/, tmp/, locks/ go inside) */
-	uint64_t cap;		/* bytes of series kept before least-recently-used go */
-	int max_fetches;	/* downloads at once */
-	int walk_budget;	/* fetches a process may start within walk_window; 0 = no guard */
-	int walk_window;	/* seconds */
-	int unzip_threads;	/* extraction threads per series */
-	bool offline;		/* never fetch */
-	uint64_t max_series;	/* longest zip accepted when the metadata gives no size;
-				 * 0 = 64 GiB */
+	const char *dir;     /* the cache folder (series/, tmp/, locks/ go inside) */
+	uint64_t cap;        /* bytes of series kept before least-recently-used go */
+	int max_fetches;     /* downloads at once */
+	int walk_budget;     /* fetches a process may start within walk_window; 0 = no guard */
+	int walk_window;     /* seconds */
+	int unzip_threads;   /* extraction threads per series */
+	bool offline;        /* never fetch */
+	uint64_t max_series; /* longest zip accepted when the metadata gives no size;
+			      * 0 = 64 GiB */
 	/* A source of single files (IDC): how far ahead of its reader a series is fetched
 	 * (bytes; 0 = 2 GiB), and the source's GETs at once (0 = 16), of which a series
 	 * keeps twice as many queued. */
@@ -45,8 +45,8 @@ struct store_opts {
 
 /* What the metadata says a series holds; -1 where unknown. */
 struct store_expect {
-	int64_t count;		/* DICOM files (ImageCount) */
-	int64_t bytes;		/* their total size (FileSize) */
+	int64_t count; /* DICOM files (ImageCount) */
+	int64_t bytes; /* their total size (FileSize) */
 	/* Where its files are, for a source that serves them one by one (source_where);
 	 * NULL otherwise. Copied. */
 	const char *where;
@@ -125,8 +125,8 @@ long store_series_find(const struct store_series *ss, const char *name);
  * range_min, from a source of single files) is not: *part is set, fd is its sparse
  * cache file, and each read goes through store_part_need first. who may be NULL.
  * Returns 0 with *fd, or -errno. */
-int store_open(struct store *s, struct store_series *ss, size_t i,
-	       const struct store_caller *who, int *fd, struct store_part **part);
+int store_open(struct store *s, struct store_series *ss, size_t i, const struct store_caller *who,
+	       int *fd, struct store_part **part);
 /* Makes bytes off..off+len of a big file readable from its fd: the blocks they fall in
  * are fetched (Range GETs, one flight per block across every process sharing the
  * cache) and waited for; a sequential reader's next blocks are fetched ahead. 0, or

@@ -19,58 +19,58 @@ struct tcia;
  * NULL. `raw` is the object as returned, compact JSON text with the service's key order;
  * all strings are owned by the record and freed by the list's _clear function. */
 
-struct tcia_value {		/* getCollectionValues, getModalityValues, … */
+struct tcia_value { /* getCollectionValues, getModalityValues, … */
 	char *value;
 	char *raw;
 };
 
-struct tcia_patient {		/* getPatient, NewPatientsInCollection, … */
-	char *patient_id;	/* "PatientId" (since 2023) or "PatientID" (older) */
+struct tcia_patient {     /* getPatient, NewPatientsInCollection, … */
+	char *patient_id; /* "PatientId" (since 2023) or "PatientID" (older) */
 	char *collection;
 	char *raw;
 };
 
-struct tcia_study {		/* getPatientStudy, NewStudiesInPatientCollection */
+struct tcia_study { /* getPatientStudy, NewStudiesInPatientCollection */
 	char *study_uid;
 	char *patient_id;
 	char *collection;
-	char *date;		/* "YYYY-MM-DD HH:MM:SS.f" as sent */
+	char *date; /* "YYYY-MM-DD HH:MM:SS.f" as sent */
 	char *description;
 	int64_t series_count;
 	char *raw;
 };
 
-struct tcia_series {		/* getSeries, getUpdatedSeries */
+struct tcia_series { /* getSeries, getUpdatedSeries */
 	char *series_uid;
 	char *study_uid;
 	char *patient_id;
 	char *collection;
 	char *modality;
-	char *body_part;	/* BodyPartExamined */
+	char *body_part; /* BodyPartExamined */
 	char *manufacturer;
 	char *description;
-	char *number;		/* SeriesNumber as text: an integer in practice, kept as sent */
-	char *date;		/* SeriesDate */
-	char *timestamp;	/* TimeStamp, else DateReleased */
+	char *number;    /* SeriesNumber as text: an integer in practice, kept as sent */
+	char *date;      /* SeriesDate */
+	char *timestamp; /* TimeStamp, else DateReleased */
 	int64_t image_count;
-	int64_t file_size;	/* sum of the DICOM files' sizes */
+	int64_t file_size; /* sum of the DICOM files' sizes */
 	char *license_name;
 	char *license_uri;
-	char *collection_uri;	/* the collection's DOI */
+	char *collection_uri; /* the collection's DOI */
 	char *raw;
 };
 
-struct tcia_series_size {	/* getSeriesSize */
-	int64_t total_bytes;	/* sent as a string with a decimal point: "25273786.0" */
+struct tcia_series_size {    /* getSeriesSize */
+	int64_t total_bytes; /* sent as a string with a decimal point: "25273786.0" */
 	int64_t object_count;
 	char *raw;
 };
 
 /* A list of records of one kind, in the order the service sent them. */
-#define TCIA_LIST(name, type)    \
-	struct name {            \
-		size_t count;    \
-		struct type *v;  \
+#define TCIA_LIST(name, type)   \
+	struct name {           \
+		size_t count;   \
+		struct type *v; \
 	}
 TCIA_LIST(tcia_values, tcia_value);
 TCIA_LIST(tcia_patients, tcia_patient);
@@ -104,8 +104,7 @@ struct tcia_filter {
 /* Creates a client for the API at base_url (copied; a trailing slash is dropped). http is
  * borrowed and must outlive it; cache may be NULL (every call asks the service) and is
  * borrowed too. Returns 0 or -ENOMEM. */
-int tcia_new(struct http *http, struct metacache *cache, const char *base_url,
-	     struct tcia **out);
+int tcia_new(struct http *http, struct metacache *cache, const char *base_url, struct tcia **out);
 void tcia_free(struct tcia *tcia);
 
 /* Borrowed: the base URL in use as it may be shown (no user info), valid until
@@ -118,8 +117,7 @@ const char *tcia_base_url(const struct tcia *tcia);
 int tcia_get_collections(struct tcia *t, struct tcia_values *out);
 int tcia_get_modalities(struct tcia *t, const struct tcia_filter *f, struct tcia_values *out);
 int tcia_get_body_parts(struct tcia *t, const struct tcia_filter *f, struct tcia_values *out);
-int tcia_get_manufacturers(struct tcia *t, const struct tcia_filter *f,
-			   struct tcia_values *out);
+int tcia_get_manufacturers(struct tcia *t, const struct tcia_filter *f, struct tcia_values *out);
 int tcia_get_patients(struct tcia *t, const char *collection, struct tcia_patients *out);
 int tcia_get_patients_by_modality(struct tcia *t, const char *collection, const char *modality,
 				  struct tcia_patients *out);
@@ -130,8 +128,7 @@ int tcia_get_studies(struct tcia *t, const struct tcia_filter *f, struct tcia_st
 int tcia_get_new_studies(struct tcia *t, const char *collection, const char *patient_id,
 			 const char *from_date, struct tcia_studies *out);
 int tcia_get_series(struct tcia *t, const struct tcia_filter *f, struct tcia_series_list *out);
-int tcia_get_updated_series(struct tcia *t, const char *from_date,
-			    struct tcia_series_list *out);
+int tcia_get_updated_series(struct tcia *t, const char *from_date, struct tcia_series_list *out);
 /* getSeriesSize: *out is filled, or -ENOENT when the service knows no such series. */
 int tcia_get_series_size(struct tcia *t, const char *series_uid, struct tcia_series_size *out);
 void tcia_series_size_clear(struct tcia_series_size *s);
@@ -153,9 +150,8 @@ typedef uint64_t (*tcia_progress_fn)(void *arg, uint64_t done, uint64_t total);
  * (e.g. FileSize), 0 if unknown; a zip longer than max (0 = no limit) is cut off with
  * -EFBIG. Returns 0 with *bytes written, or -errno; on error fd may hold a partial body,
  * which the caller discards. */
-int tcia_get_image(struct tcia *t, const char *series_uid, bool md5, int fd,
-		   uint64_t expected, uint64_t max, tcia_progress_fn progress, void *arg,
-		   uint64_t *bytes);
+int tcia_get_image(struct tcia *t, const char *series_uid, bool md5, int fd, uint64_t expected,
+		   uint64_t max, tcia_progress_fn progress, void *arg, uint64_t *bytes);
 /* getSingleImage: one DICOM file into fd, as tcia_get_image. */
 int tcia_get_single_image(struct tcia *t, const char *series_uid, const char *sop_uid, int fd,
 			  uint64_t *bytes);
@@ -168,20 +164,19 @@ int tcia_get_single_image(struct tcia *t, const char *series_uid, const char *so
  * cached. Returns 0, -errno from the request, -EBADMSG for an answer that is not the
  * expected JSON (records already handed on stay handed on), or each()'s error. */
 enum tcia_kind {
-	TCIA_PATIENTS = 0,	/* getPatient: Collection */
-	TCIA_STUDIES = 1,	/* getPatientStudy: Collection, PatientID, StudyInstanceUID */
-	TCIA_SERIES = 2,	/* getSeries: those and SeriesInstanceUID */
+	TCIA_PATIENTS = 0, /* getPatient: Collection */
+	TCIA_STUDIES = 1,  /* getPatientStudy: Collection, PatientID, StudyInstanceUID */
+	TCIA_SERIES = 2,   /* getSeries: those and SeriesInstanceUID */
 };
 typedef int (*tcia_each_fn)(void *arg, void *record);
 typedef int (*tcia_restart_fn)(void *arg);
-int tcia_each(struct tcia *t, enum tcia_kind kind, const struct tcia_filter *f,
-	      tcia_each_fn each, tcia_restart_fn restart, void *arg);
+int tcia_each(struct tcia *t, enum tcia_kind kind, const struct tcia_filter *f, tcia_each_fn each,
+	      tcia_restart_fn restart, void *arg);
 
 /* The streaming parser underneath, for the unit tests and fuzzers: feed the body in
  * pieces of any size, then end. Each returns 0 or the first error (sticky). */
 struct tcia_stream;
-int tcia_stream_new(enum tcia_kind kind, tcia_each_fn each, void *arg,
-		    struct tcia_stream **out);
+int tcia_stream_new(enum tcia_kind kind, tcia_each_fn each, void *arg, struct tcia_stream **out);
 int tcia_stream_feed(struct tcia_stream *s, const char *data, size_t len);
 int tcia_stream_end(struct tcia_stream *s);
 void tcia_stream_reset(struct tcia_stream *s);

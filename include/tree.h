@@ -34,21 +34,21 @@ struct catalog;
 struct view_manifest;
 
 struct tree_opts {
-	const char *cache_dir;	/* shown in README.txt; copied */
-	const char *mountpoint;	/* absolute; the tables' Path column; copied; NULL = "" */
+	const char *cache_dir;  /* shown in README.txt; copied */
+	const char *mountpoint; /* absolute; the tables' Path column; copied; NULL = "" */
 	/* Shown as /manifests/<name>/: taken over by tree_new (each is left cleared). */
 	struct view_manifest *manifests;
 	size_t nmanifests;
-	long meta_ttl;		/* seconds an API answer is trusted */
-	bool naming_uid;	/* study and series folders named by bare UID */
-	struct store *store;	/* where series' files come from; borrowed; NULL = none */
+	long meta_ttl;       /* seconds an API answer is trusted */
+	bool naming_uid;     /* study and series folders named by bare UID */
+	struct store *store; /* where series' files come from; borrowed; NULL = none */
 	/* Renders /.tciafs/status: a new NUL-terminated string, or NULL. */
 	char *(*status)(void *arg);
 	void *status_arg;
 	/* Where failures are recorded, and read back as user.tciafs.error; borrowed;
 	 * NULL = not recorded. */
 	struct failures *failures;
-	bool offline;		/* never ask the API: serve what the catalog holds */
+	bool offline; /* never ask the API: serve what the catalog holds */
 };
 
 /* Creates the tree over a source (borrowed; must outlive the tree). Makes no
@@ -71,14 +71,12 @@ unsigned tree_generation(struct tree *tree);
 /* Fills *st for path ("/" or "/a/b"). A name inside a series folder fetches the series
  * (who is asked about: the walk guard, interruption; NULL = nobody in particular).
  * Returns 0, -ENOENT, or -errno from the API or the store. */
-int tree_stat(struct tree *tree, const char *path, const struct store_caller *who,
-	      struct stat *st);
+int tree_stat(struct tree *tree, const char *path, const struct store_caller *who, struct stat *st);
 
 /* Called once per entry of a listing, "." and ".." excluded. complete is false when the
  * entry's attributes would cost a request: then only st's file type is meaningful and
  * the caller leaves the rest to a later stat. Returns nonzero to stop. */
-typedef int (*tree_fill_fn)(void *ctx, const char *name, const struct stat *st,
-			    bool complete);
+typedef int (*tree_fill_fn)(void *ctx, const char *name, const struct stat *st, bool complete);
 
 /* Lists a directory in sorted order; listing a series folder fetches the series. Returns
  * 0, -ENOTDIR, -ENOENT, or -errno. */

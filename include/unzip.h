@@ -14,10 +14,10 @@
 #include "md5.h"
 
 struct unzip_limits {
-	int64_t expect_count;	/* DICOM entries expected (all but LICENSE); -1 unknown */
-	int64_t expect_bytes;	/* their total size; -1 unknown */
-	uint64_t max_bytes;	/* hard cap on everything written; 0 = derive from the above */
-	int threads;		/* extraction threads; 0 or 1 = one */
+	int64_t expect_count; /* DICOM entries expected (all but LICENSE); -1 unknown */
+	int64_t expect_bytes; /* their total size; -1 unknown */
+	uint64_t max_bytes;   /* hard cap on everything written; 0 = derive from the above */
+	int threads;          /* extraction threads; 0 or 1 = one */
 	/* The name of an entry that lists every other entry's MD5 (a header line, then
 	 * "<name>,<32 hex digits>" per file, fields optionally in double quotes): then
 	 * every DICOM entry must be listed and match, and the list itself is not
@@ -28,15 +28,15 @@ struct unzip_limits {
 struct unzip_entry {
 	char *name;
 	uint64_t size;
-	char md5[MD5_HEX_LEN + 1];	/* as md5_list gave it; "" when not listed */
+	char md5[MD5_HEX_LEN + 1]; /* as md5_list gave it; "" when not listed */
 };
 
 struct unzip_result {
 	size_t count;
-	struct unzip_entry *v;	/* in the zip's order */
+	struct unzip_entry *v; /* in the zip's order */
 	size_t dicom_count;
 	uint64_t dicom_bytes;
-	size_t verified;	/* entries whose bytes matched their listed MD5 */
+	size_t verified; /* entries whose bytes matched their listed MD5 */
 };
 
 /* Checks the zip at zip_path (libzip's consistency check) and extracts every entry into
@@ -44,7 +44,8 @@ struct unzip_result {
  * unzip_result_clear), or -errno with one log line naming `what` and the reason: -EIO for
  * a damaged, empty, hostile or mismatching zip or one that expands past the cap (or,
  * with md5_list, a file its list does not vouch for: "refused: …"), -ENOSPC
- * and others from the disk ("cannot store the series: …"), -ENOMEM. On failure nothing it created is left in dir_fd. */
+ * and others from the disk ("cannot store the series: …"), -ENOMEM. On failure nothing it created
+ * is left in dir_fd. */
 int unzip_extract(const char *zip_path, int dir_fd, const struct unzip_limits *lim,
 		  const char *what, struct unzip_result *out);
 

@@ -10,9 +10,9 @@
 
 /* A list of series to show, as the TCIA portal and NBIA Data Retriever write it. */
 struct view_manifest {
-	char *name;		/* the file's base name without .tcia/.txt, unsanitised */
+	char *name; /* the file's base name without .tcia/.txt, unsanitised */
 	size_t count;
-	char **uids;		/* SeriesInstanceUIDs in file order, duplicates dropped */
+	char **uids; /* SeriesInstanceUIDs in file order, duplicates dropped */
 };
 
 /* Parses a manifest: either a .tcia file (key=value header lines, then
@@ -20,8 +20,8 @@ struct view_manifest {
  * (blank lines and lines starting with '#' ignored). CRLF line ends and a UTF-8 BOM are
  * accepted. Returns 0, -ENOMEM, or -EINVAL with *line (1-based) and *why (static text)
  * saying what is wrong where. out->name is left NULL. */
-int view_manifest_parse(const char *text, size_t len, struct view_manifest *out,
-			size_t *line, const char **why);
+int view_manifest_parse(const char *text, size_t len, struct view_manifest *out, size_t *line,
+			const char **why);
 
 /* Reads and parses the manifest in file and names it after the file. On failure writes
  * one line saying which file, which line and why into err. Returns 0 or -errno. */
@@ -54,8 +54,7 @@ int view_table_learn(struct view_table *t, const struct view_cell *c, size_t n);
 
 /* Appends one row (the header first). Returns 0, -EINVAL for a column not learnt, or
  * -ENOMEM. */
-int view_table_row(struct view_table *t, const struct view_cell *c, size_t n,
-		   const char *path);
+int view_table_row(struct view_table *t, const struct view_cell *c, size_t n, const char *path);
 
 /* Hands over the text so far (header included; caller frees). Returns 0 or -ENOMEM. */
 int view_table_finish(struct view_table *t, char **out, size_t *len);
@@ -65,8 +64,8 @@ void view_table_restart(struct view_table *t);
 
 /* What the series records of a collection say about citing it. */
 struct view_citation {
-	const char *collection;		/* as the API names it */
-	const char *const *dois;	/* CollectionURI values */
+	const char *collection;  /* as the API names it */
+	const char *const *dois; /* CollectionURI values */
 	size_t ndois;
 	const char *const *licence_names;
 	size_t nnames;
@@ -78,10 +77,10 @@ struct view_citation {
 int view_citation_render(const struct view_citation *c, char **out, size_t *len);
 
 /* The publication TCIA asks every user of its data to cite, besides the data's DOI. */
-#define VIEW_TCIA_CITATION                                                                  \
-	"Clark K, Vendt B, Smith K, Freymann J, Kirby J, Koppel P, Moore S, Phillips S, "   \
-	"Maffitt D, Pringle M, Tarbox L, Prior F. The Cancer Imaging Archive (TCIA): "     \
-	"Maintaining and Operating a Public Information Repository. Journal of Digital "   \
+#define VIEW_TCIA_CITATION                                                                \
+	"Clark K, Vendt B, Smith K, Freymann J, Kirby J, Koppel P, Moore S, Phillips S, " \
+	"Maffitt D, Pringle M, Tarbox L, Prior F. The Cancer Imaging Archive (TCIA): "    \
+	"Maintaining and Operating a Public Information Repository. Journal of Digital "  \
 	"Imaging. 2013; 26(6): 1045-1057. https://doi.org/10.1007/s10278-013-9622-7"
 
 #endif

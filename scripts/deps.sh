@@ -8,7 +8,7 @@ set -eu
 PKGS="build-essential pkg-config libfuse3-dev fuse3 libcurl4-openssl-dev libjansson-dev
 libzip-dev libcmocka-dev python3 dcmtk python3-pydicom python3-numpy valgrind curl unzip zip clang
 openssl procps attr dcm2niix groff-base man-db
-libclang-rt-14-dev meson ninja-build dpkg-dev libsqlite3-dev sqlite3 libexpat1-dev libssl-dev"
+libclang-rt-14-dev clang-format-14 meson ninja-build dpkg-dev libsqlite3-dev sqlite3 libexpat1-dev libssl-dev"
 
 missing=""
 for p in $PKGS; do

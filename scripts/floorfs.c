@@ -18,11 +18,12 @@
 #include <string.h>
 #include <sys/stat.h>
 
-enum { K_ROOT = 0, K_COLL, K_PAT, K_STUDY, K_SERIES, K_PJSON, K_SJSON, K_FACET, K_FVAL,
-       K_LINK };
+enum { K_ROOT = 0, K_COLL, K_PAT, K_STUDY, K_SERIES, K_PJSON, K_SJSON, K_FACET, K_FVAL, K_LINK };
 
 static const char *const facets[3][2] = {
-	{ ".by-bodypart", "CHEST" }, { ".by-manufacturer", "SIEMENS" }, { ".by-modality", "CT" },
+	{ ".by-bodypart", "CHEST" },
+	{ ".by-manufacturer", "SIEMENS" },
+	{ ".by-modality", "CT" },
 };
 
 /* ino = kind << 40 | index; the root is FUSE_ROOT_ID. */
@@ -49,8 +50,8 @@ static int link_target(fuse_ino_t ino, char *buf, size_t len)
 	unsigned long all = patients * per_patient * per_study, i = index_of(ino) % all;
 	unsigned long study = i / per_study;
 
-	return snprintf(buf, len, "../../P%06lu/S%07lu/%lu.%lu", study / per_patient, study,
-			study, i % per_study);
+	return snprintf(buf, len, "../../P%06lu/S%07lu/%lu.%lu", study / per_patient, study, study,
+			i % per_study);
 }
 
 static void fill(fuse_ino_t ino, struct stat *st)
@@ -59,10 +60,13 @@ static void fill(fuse_ino_t ino, struct stat *st)
 
 	memset(st, 0, sizeof(*st));
 	st->st_ino = ino;
-	st->st_mode = k == K_PJSON || k == K_SJSON ? S_IFREG | 0444 :
-		      k == K_LINK ? S_IFLNK | 0777 : S_IFDIR | 0555;
+	st->st_mode = k == K_PJSON || k == K_SJSON ? S_IFREG | 0444
+		      : k == K_LINK                ? S_IFLNK | 0777
+						   : S_IFDIR | 0555;
 	st->st_nlink = S_ISDIR(st->st_mode) ? 2 : 1;
-	st->st_size = S_ISDIR(st->st_mode) ? 0 : S_ISLNK(st->st_mode) ? link_target(ino, NULL, 0) : 512;
+	st->st_size = S_ISDIR(st->st_mode)   ? 0
+		      : S_ISLNK(st->st_mode) ? link_target(ino, NULL, 0)
+					     : 512;
 	st->st_mtime = 1700000000;
 }
 
@@ -165,7 +169,7 @@ static void ff_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 {
 	(void)ino;
 	(void)fi;
-	fuse_reply_err(req, ENOSYS);	/* the kernel keeps every listing from now on */
+	fuse_reply_err(req, ENOSYS); /* the kernel keeps every listing from now on */
 }
 
 static void ff_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -187,7 +191,7 @@ static void ff_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 
 		memset(&e, 0, sizeof(e));
 		if (kind_of(c) == K_LINK && i >= 4096) {
-			e.attr.st_mode = S_IFLNK;	/* no inode for the kernel to make */
+			e.attr.st_mode = S_IFLNK; /* no inode for the kernel to make */
 			e.attr.st_ino = 0xffffffff;
 		} else {
 			e.ino = c;
@@ -231,13 +235,13 @@ int main(int argc, char **argv)
 
 	if (argc < 5) {
 		fprintf(stderr, "usage: floorfs MOUNTPOINT PATIENTS STUDIES_PER_PATIENT "
-			"SERIES_PER_STUDY [-o ...]\n");
+				"SERIES_PER_STUDY [-o ...]\n");
 		return 2;
 	}
 	patients = strtoul(argv[2], NULL, 10);
 	per_patient = strtoul(argv[3], NULL, 10);
 	per_study = strtoul(argv[4], NULL, 10);
-	argv[4] = argv[0];	/* libfuse sees: floorfs [options] */
+	argv[4] = argv[0]; /* libfuse sees: floorfs [options] */
 	args = (struct fuse_args)FUSE_ARGS_INIT(argc - 4, argv + 4);
 	se = fuse_session_new(&args, &ff_ops, sizeof(ff_ops), NULL);
 	if (!se)

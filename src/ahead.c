@@ -12,12 +12,12 @@
 
 #include "log.h"
 
-#define AHEAD_BATCH 256		/* elements a batch */
-#define AHEAD_QUEUE 4		/* batches handed to the helper and not yet done */
+#define AHEAD_BATCH 256 /* elements a batch */
+#define AHEAD_QUEUE 4   /* batches handed to the helper and not yet done */
 
 struct ahead_elem {
-	size_t off, len;	/* its text in the batch's */
-	int rc;			/* work's answer: 0 when the item was made */
+	size_t off, len; /* its text in the batch's */
+	int rc;          /* work's answer: 0 when the item was made */
 };
 
 struct ahead_batch {
@@ -26,7 +26,7 @@ struct ahead_batch {
 	struct ahead_elem *e;
 	unsigned char *items;
 	size_t n;
-	bool worked;		/* the helper is through with it */
+	bool worked; /* the helper is through with it */
 	struct ahead_batch *next;
 };
 
@@ -40,13 +40,13 @@ struct ahead {
 	pthread_cond_t cond;
 	pthread_t helper;
 	bool started, stopping;
-	bool busy;		/* the helper is working on a batch (lock) */
-	struct ahead_batch *cur;		/* the caller's, being filled */
-	struct ahead_batch *head, *tail;	/* handed over, oldest first (lock) */
-	struct ahead_batch *todo;		/* the first the helper has yet to start (lock) */
-	size_t queued;				/* (lock) */
-	struct ahead_batch *spare;		/* the caller's, for reuse */
-	int rc;			/* the first failure */
+	bool busy;                       /* the helper is working on a batch (lock) */
+	struct ahead_batch *cur;         /* the caller's, being filled */
+	struct ahead_batch *head, *tail; /* handed over, oldest first (lock) */
+	struct ahead_batch *todo;        /* the first the helper has yet to start (lock) */
+	size_t queued;                   /* (lock) */
+	struct ahead_batch *spare;       /* the caller's, for reuse */
+	int rc;                          /* the first failure */
 };
 
 static void *ahead_item(const struct ahead *a, struct ahead_batch *b, size_t i)
@@ -246,7 +246,7 @@ int ahead_put(struct ahead *a, const char *text, size_t len)
 		a->cur->next = NULL;
 	}
 	b = a->cur;
-	if (!b->text || b->len + len > b->cap) {	/* an empty element has text too */
+	if (!b->text || b->len + len > b->cap) { /* an empty element has text too */
 		size_t cap = b->cap ? b->cap : 65536;
 		char *grown;
 
@@ -292,7 +292,7 @@ void ahead_reset(struct ahead *a)
 	struct ahead_batch *b;
 
 	pthread_mutex_lock(&a->lock);
-	a->todo = NULL;		/* the helper takes nothing more */
+	a->todo = NULL; /* the helper takes nothing more */
 	while (a->busy)
 		pthread_cond_wait(&a->cond, &a->lock);
 	b = a->head;

@@ -24,17 +24,17 @@
 #define AUTH_MARGIN 60
 
 struct auth {
-	struct http *http;	/* borrowed */
+	struct http *http; /* borrowed */
 	char *token_url;
 	char *client_id;
 	char *username;
 	char *password;
 	pthread_mutex_t lock;
-	char *access;		/* protected by lock */
-	time_t access_until;	/* protected by lock; already less the renewal margin */
-	char *refresh;		/* protected by lock */
-	time_t refresh_until;	/* protected by lock; less the margin too */
-	unsigned long requests;	/* protected by lock */
+	char *access;           /* protected by lock */
+	time_t access_until;    /* protected by lock; already less the renewal margin */
+	char *refresh;          /* protected by lock */
+	time_t refresh_until;   /* protected by lock; less the margin too */
+	unsigned long requests; /* protected by lock */
 };
 
 static void auth_wipe(char **s)
@@ -89,8 +89,7 @@ static char *auth_trim(char *s)
 	while (*s == ' ' || *s == '\t')
 		s++;
 	end = s + strlen(s);
-	while (end > s && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\n' ||
-			   end[-1] == '\r'))
+	while (end > s && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\n' || end[-1] == '\r'))
 		*--end = '\0';
 	return s;
 }
@@ -224,8 +223,7 @@ static int auth_take_answer(struct auth *a, const char *body, size_t len)
 	if (json_is_string(ref)) {
 		a->refresh = strdup(json_string_value(ref));
 		life = auth_seconds(json_object_get(root, "refresh_expires_in"), 3600);
-		a->refresh_until = now + life -
-				   (life / 4 < AUTH_MARGIN ? life / 4 : AUTH_MARGIN);
+		a->refresh_until = now + life - (life / 4 < AUTH_MARGIN ? life / 4 : AUTH_MARGIN);
 	}
 	rc = 0;
 out_decref:

@@ -41,7 +41,7 @@ static const char cat_schema[] =
 	" fetched INTEGER NOT NULL, rows INTEGER NOT NULL, PRIMARY KEY(scope, coll, pid));";
 
 #define CAT_STUDY_COLS "coll, pid, uid, name, full, raw, mtime"
-#define CAT_SERIES_COLS \
+#define CAT_SERIES_COLS                                                                      \
 	"coll, pid, study, uid, name, full, raw, modality, body_part, manufacturer, mtime, " \
 	"images, bytes"
 
@@ -84,12 +84,13 @@ const char *const cat_sql[ST_N] = {
 			    "  SELECT pid, name FROM study WHERE coll=?1 AND (?2 IS NULL OR pid=?2)"
 			    "  GROUP BY pid, name HAVING count(*) > 1) d"
 			    " ON s.coll=?1 AND s.pid=d.pid AND s.name=d.name)",
-	[ST_FULL_SERIES] = "UPDATE series SET name=full WHERE rowid IN ("
-			   " SELECT s.rowid FROM ("
-			   "  SELECT pid, study, name FROM series WHERE coll=?1"
-			   "  AND (?2 IS NULL OR pid=?2) GROUP BY pid, study, name HAVING count(*) > 1) d"
-			   " CROSS JOIN series s"
-			   " ON s.coll=?1 AND s.pid=d.pid AND s.study=d.study AND s.name=d.name)",
+	[ST_FULL_SERIES] =
+		"UPDATE series SET name=full WHERE rowid IN ("
+		" SELECT s.rowid FROM ("
+		"  SELECT pid, study, name FROM series WHERE coll=?1"
+		"  AND (?2 IS NULL OR pid=?2) GROUP BY pid, study, name HAVING count(*) > 1) d"
+		" CROSS JOIN series s"
+		" ON s.coll=?1 AND s.pid=d.pid AND s.study=d.study AND s.name=d.name)",
 	/* What still collides, in a stable order: all but the first get "~N". */
 	[ST_DUP_COLLS] = "SELECT c.rowid, c.name, '' FROM collection c JOIN ("
 			 " SELECT name FROM collection GROUP BY name HAVING count(*) > 1) d"
@@ -103,12 +104,13 @@ const char *const cat_sql[ST_N] = {
 			   " GROUP BY pid, name HAVING count(*) > 1) d"
 			   " ON s.coll=?1 AND s.pid=d.pid AND s.name=d.name"
 			   " ORDER BY s.pid, s.name, s.uid",
-	[ST_DUP_SERIES] = "SELECT s.rowid, s.name, s.study FROM ("
-			  " SELECT pid, study, name FROM series WHERE coll=?1"
-			  " AND (?2 IS NULL OR pid=?2) GROUP BY pid, study, name HAVING count(*) > 1) d"
-			  " CROSS JOIN series s"
-			  " ON s.coll=?1 AND s.pid=d.pid AND s.study=d.study AND s.name=d.name"
-			  " ORDER BY s.pid, s.study, s.name, s.uid",
+	[ST_DUP_SERIES] =
+		"SELECT s.rowid, s.name, s.study FROM ("
+		" SELECT pid, study, name FROM series WHERE coll=?1"
+		" AND (?2 IS NULL OR pid=?2) GROUP BY pid, study, name HAVING count(*) > 1) d"
+		" CROSS JOIN series s"
+		" ON s.coll=?1 AND s.pid=d.pid AND s.study=d.study AND s.name=d.name"
+		" ORDER BY s.pid, s.study, s.name, s.uid",
 	[ST_RENAME_COLL] = "UPDATE collection SET name=?2 WHERE rowid=?1",
 	[ST_RENAME_PATIENT] = "UPDATE patient SET name=?2 WHERE rowid=?1",
 	[ST_RENAME_STUDY] = "UPDATE study SET name=?2 WHERE rowid=?1",
@@ -126,11 +128,12 @@ const char *const cat_sql[ST_N] = {
 	[ST_STUDIES_NAMED] = "SELECT coll, pid, uid, name, NULL, NULL, mtime FROM study"
 			     " WHERE coll=?1 AND pid=(SELECT pid FROM patient WHERE coll=?1"
 			     " AND name=?2) ORDER BY name",
-	[ST_SERIES_NAMED] = "SELECT coll, pid, study, uid, name, NULL, NULL, modality, body_part,"
-			    " manufacturer, mtime, NULL, NULL FROM series WHERE coll=?1 AND"
-			    " (pid, study)=(SELECT st.pid, st.uid FROM patient p CROSS JOIN study st"
-			    " ON st.coll=p.coll AND st.pid=p.pid AND st.name=?3"
-			    " WHERE p.coll=?1 AND p.name=?2) ORDER BY name",
+	[ST_SERIES_NAMED] =
+		"SELECT coll, pid, study, uid, name, NULL, NULL, modality, body_part,"
+		" manufacturer, mtime, NULL, NULL FROM series WHERE coll=?1 AND"
+		" (pid, study)=(SELECT st.pid, st.uid FROM patient p CROSS JOIN study st"
+		" ON st.coll=p.coll AND st.pid=p.pid AND st.name=?3"
+		" WHERE p.coll=?1 AND p.name=?2) ORDER BY name",
 	[ST_FIND_COLL] = "SELECT api, name FROM collection WHERE name=?1",
 	[ST_FIND_PATIENT] = "SELECT coll, pid, name, raw FROM patient WHERE coll=?1 AND name=?2",
 	[ST_PATIENT_BY_ID] = "SELECT coll, pid, name, raw FROM patient WHERE coll=?1 AND pid=?2",
@@ -145,29 +148,30 @@ const char *const cat_sql[ST_N] = {
 			      " ON st.coll=p.coll AND st.pid=p.pid AND st.name=?3"
 			      " WHERE p.coll=?1 AND p.name=?2",
 	[ST_STUDY_BY_UID] = "SELECT " CAT_STUDY_COLS " FROM study WHERE coll=?1 AND uid=?2",
-	[ST_FIND_SERIES] = "SELECT " CAT_SERIES_COLS " FROM series WHERE coll=?1 AND pid=?4"
-			   " AND study=?2 AND name=?3 UNION ALL SELECT " CAT_SERIES_COLS " FROM series"
-			   " WHERE coll=?1 AND uid=?3 AND study=?2 LIMIT 1",
+	[ST_FIND_SERIES] =
+		"SELECT " CAT_SERIES_COLS " FROM series WHERE coll=?1 AND pid=?4"
+		" AND study=?2 AND name=?3 UNION ALL SELECT " CAT_SERIES_COLS " FROM series"
+		" WHERE coll=?1 AND uid=?3 AND study=?2 LIMIT 1",
 	[ST_SERIES_BY_UID] = "SELECT " CAT_SERIES_COLS " FROM series WHERE uid=?1"
 			     " ORDER BY uid, coll LIMIT 1",
 	[ST_ALL_STUDIES] = "SELECT " CAT_STUDY_COLS " FROM study WHERE coll=?1 ORDER BY pid, name",
 	[ST_ALL_SERIES] = "SELECT " CAT_SERIES_COLS " FROM series WHERE coll=?1"
 			  " ORDER BY pid, study, name",
 	[ST_COLL_BY_API] = "SELECT api, name FROM collection WHERE api=?1",
-	/* The views. A facet's value is the column's; NULL and "" are both "unknown". */
+/* The views. A facet's value is the column's; NULL and "" are both "unknown". */
 #define CAT_FACET_VALUES(col) "SELECT DISTINCT nullif(" col ", '') FROM series WHERE coll=?1"
 	[ST_FACET_VALUES + 0] = CAT_FACET_VALUES("modality"),
 	[ST_FACET_VALUES + 1] = CAT_FACET_VALUES("body_part"),
 	[ST_FACET_VALUES + 2] = CAT_FACET_VALUES("manufacturer"),
-#define CAT_LINK_COLS \
+#define CAT_LINK_COLS                                                                     \
 	"s.coll, s.pid, s.study, s.uid, s.name, s.full, s.raw, s.modality, s.body_part, " \
 	"s.manufacturer, s.mtime, s.images, s.bytes, p.name, st.name"
 /* Patient, then its studies, then their series, each through an index (CROSS JOIN fixes
  * that order: without statistics SQLite would scan the collection's series and look up
  * each one's study and patient). Rows then come in patient order, so the sort is only
  * ever of one patient's series, and the first rows come before the last is read. */
-#define CAT_FACET_FROM \
-	" FROM patient p CROSS JOIN study st ON st.coll=p.coll AND st.pid=p.pid" \
+#define CAT_FACET_FROM                                                               \
+	" FROM patient p CROSS JOIN study st ON st.coll=p.coll AND st.pid=p.pid"     \
 	" CROSS JOIN series s ON s.coll=st.coll AND s.pid=st.pid AND s.study=st.uid" \
 	" WHERE p.coll=?1"
 #define CAT_LINKS(cond) \
@@ -180,9 +184,9 @@ const char *const cat_sql[ST_N] = {
 	[ST_FACET_LINKS + 3] = CAT_LINKS(CAT_UNKNOWN("body_part")),
 	[ST_FACET_LINKS + 4] = CAT_LINKS(CAT_KNOWN("manufacturer")),
 	[ST_FACET_LINKS + 5] = CAT_LINKS(CAT_UNKNOWN("manufacturer")),
-	/* The same, only what a listing shows: the sort then carries a few names per row,
-	 * not every series as sent (210,000 of them: 170 MB through the sorter). */
-#define CAT_NAMES(cond) \
+/* The same, only what a listing shows: the sort then carries a few names per row,
+ * not every series as sent (210,000 of them: 170 MB through the sorter). */
+#define CAT_NAMES(cond)                                                       \
 	"SELECT s.name, s.mtime, p.name, st.name" CAT_FACET_FROM " AND " cond \
 	" ORDER BY p.name, s.name, s.uid"
 	[ST_FACET_NAMES + 0] = CAT_NAMES(CAT_KNOWN("modality")),
@@ -191,9 +195,9 @@ const char *const cat_sql[ST_N] = {
 	[ST_FACET_NAMES + 3] = CAT_NAMES(CAT_UNKNOWN("body_part")),
 	[ST_FACET_NAMES + 4] = CAT_NAMES(CAT_KNOWN("manufacturer")),
 	[ST_FACET_NAMES + 5] = CAT_NAMES(CAT_UNKNOWN("manufacturer")),
-	/* One link by its patient's and series' folder names: a handful of rows through
-	 * indices (CAT_FACET_FROM), never a scan of the collection. */
-#define CAT_LINK(cond) \
+/* One link by its patient's and series' folder names: a handful of rows through
+ * indices (CAT_FACET_FROM), never a scan of the collection. */
+#define CAT_LINK(cond)                                                                  \
 	"SELECT " CAT_LINK_COLS CAT_FACET_FROM " AND p.name=?3 AND s.name=?4 AND " cond \
 	" ORDER BY s.uid"
 	[ST_FACET_LINK + 0] = CAT_LINK(CAT_KNOWN("modality")),
@@ -212,8 +216,9 @@ const char *const cat_sql[ST_N] = {
 	[ST_TABLE + 1] = "SELECT st.rowid, p.name, st.name, NULL FROM patient p CROSS JOIN study st"
 			 " ON st.coll=p.coll AND st.pid=p.pid WHERE p.coll=?1 AND p.raw IS NOT NULL"
 			 " ORDER BY p.name || '/' || st.name",
-	[ST_TABLE + 2] = "SELECT s.rowid, p.name, st.name, s.name" CAT_FACET_FROM
-			 " AND p.raw IS NOT NULL ORDER BY p.name || '/' || st.name || '/' || s.name",
+	[ST_TABLE + 2] =
+		"SELECT s.rowid, p.name, st.name, s.name" CAT_FACET_FROM
+		" AND p.raw IS NOT NULL ORDER BY p.name || '/' || st.name || '/' || s.name",
 	/* An object as sent, by rowid: read once the table's rows are sorted. */
 	[ST_RAW_OF + 0] = "SELECT raw FROM patient WHERE rowid=?1",
 	[ST_RAW_OF + 1] = "SELECT raw FROM study WHERE rowid=?1",
@@ -292,7 +297,8 @@ int cat_fail(struct cat_conn *k, int rc, const char *what)
 
 	log_err("catalog: %s: %s%s", what, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc),
 		damaged ? " (the catalog is damaged: it is moved aside and a new one started as "
-			  "soon as nothing is using it)" : "");
+			  "soon as nothing is using it)"
+			: "");
 	if (damaged) {
 		/* Also on disk, for the next mount if this one ends first. */
 		cat_mark_damaged(db);
@@ -565,9 +571,11 @@ static int cat_check(struct catalog *c)
 	rc = cat_exec(c->writer.db, "PRAGMA page_size=16384; PRAGMA journal_mode=WAL");
 	if (rc != SQLITE_OK)
 		goto out_rc;
-	rc = sqlite3_prepare_v2(c->writer.db, cat_check_whole(c) ? "PRAGMA quick_check(1)" :
-				"SELECT 'ok' FROM sqlite_schema UNION ALL SELECT 'ok'", -1, &st,
-				NULL);
+	rc = sqlite3_prepare_v2(c->writer.db,
+				cat_check_whole(c)
+					? "PRAGMA quick_check(1)"
+					: "SELECT 'ok' FROM sqlite_schema UNION ALL SELECT 'ok'",
+				-1, &st, NULL);
 	if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
 		ok = strcmp((const char *)sqlite3_column_text(st, 0), "ok") == 0;
 	rc = sqlite3_finalize(st);
@@ -725,7 +733,8 @@ static void *cat_ckpt_main(void *arg)
 		pthread_mutex_lock(&c->ckpt_lock);
 		if (rc != SQLITE_OK && rc != SQLITE_BUSY && !c->ckpt_failed)
 			log_warn("catalog: cannot fold the log back into %s: %s (tried again after "
-				 "the next load)", c->path, sqlite3_errstr(rc));
+				 "the next load)",
+				 c->path, sqlite3_errstr(rc));
 		c->ckpt_failed = rc != SQLITE_OK && rc != SQLITE_BUSY;
 	}
 	pthread_mutex_unlock(&c->ckpt_lock);
@@ -825,7 +834,8 @@ void cat_renew(struct catalog *c)
 	if (rc != 0) {
 		/* Whatever can be opened at the path serves; the rest fails each call. */
 		log_err("catalog: cannot start a new one in place of the damaged %s: what needs "
-			"it fails until the next mount", c->path);
+			"it fails until the next mount",
+			c->path);
 		cat_close_all(c);
 		if (cat_conn_open(c, &c->writer, true) == SQLITE_OK)
 			cat_open_rest(c);
@@ -902,7 +912,7 @@ int catalog_open(const struct catalog_opts *opts, struct catalog **out)
 			break;
 		cat_conn_close(&c->writer);
 		rc = cat_move_aside(c->path, rc == 1 ? "not a database or corrupt"
-						 : "of another schema version");
+						     : "of another schema version");
 		if (rc < 0)
 			goto out_free;
 	}

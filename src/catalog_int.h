@@ -75,13 +75,13 @@ enum cat_stmt {
 	ST_ALL_STUDIES,
 	ST_ALL_SERIES,
 	ST_COLL_BY_API,
-	ST_FACET_VALUES,			/* + facet */
-	ST_FACET_LINKS = ST_FACET_VALUES + 3,	/* + 2 × facet + unknown */
-	ST_FACET_LINK = ST_FACET_LINKS + 6,	/* + 2 × facet + unknown */
-	ST_FACET_NAMES = ST_FACET_LINK + 6,	/* + 2 × facet + unknown */
-	ST_TABLE = ST_FACET_NAMES + 6,		/* + table */
+	ST_FACET_VALUES,                      /* + facet */
+	ST_FACET_LINKS = ST_FACET_VALUES + 3, /* + 2 × facet + unknown */
+	ST_FACET_LINK = ST_FACET_LINKS + 6,   /* + 2 × facet + unknown */
+	ST_FACET_NAMES = ST_FACET_LINK + 6,   /* + 2 × facet + unknown */
+	ST_TABLE = ST_FACET_NAMES + 6,        /* + table */
 	ST_LICENCE = ST_TABLE + 3,
-	ST_RAW_OF,				/* + table */
+	ST_RAW_OF, /* + table */
 	ST_READ_BEGIN = ST_RAW_OF + 3,
 	ST_READ_END,
 	ST_N
@@ -91,10 +91,10 @@ enum cat_stmt {
 extern const char *const cat_sql[ST_N];
 
 struct cat_conn {
-	struct catalog *cat;	/* a connection to the catalog itself; NULL for a stage */
-	sqlite3 *db;		/* NULL while none could be opened: its calls fail */
+	struct catalog *cat; /* a connection to the catalog itself; NULL for a stage */
+	sqlite3 *db;         /* NULL while none could be opened: its calls fail */
 	sqlite3_stmt *st[ST_N];
-	bool busy;		/* a reader has it; protected by catalog->lock */
+	bool busy; /* a reader has it; protected by catalog->lock */
 	/* A reader's read transaction, kept across statements (cat_read_begin): when it
 	 * began, and the catalog's commit count then. */
 	int64_t read_ms;
@@ -104,13 +104,13 @@ struct cat_conn {
 struct catalog {
 	char *path;
 	size_t cache_bytes;
-	off_t check_max;	/* read whole at open up to this size (catalog_opts) */
+	off_t check_max; /* read whole at open up to this size (catalog_opts) */
 	pthread_mutex_t lock;
-	pthread_cond_t cond;		/* a reader connection came back */
+	pthread_cond_t cond; /* a reader connection came back */
 	struct cat_conn readers[CAT_READERS];
-	pthread_mutex_t wlock;		/* held from a load's first write to its end */
+	pthread_mutex_t wlock; /* held from a load's first write to its end */
 	struct cat_conn writer;
-	unsigned long loads, load_failures;	/* protected by lock */
+	unsigned long loads, load_failures; /* protected by lock */
 	/* The log folded back into the database on a thread of its own (cat_ckpt_main)
 	 * rather than inside the commit that grew it: NLST's bulk commit waited 2–3 s
 	 * for its own checkpoint before a walk could go on. */
@@ -119,7 +119,7 @@ struct catalog {
 	pthread_t ckpt_thread;
 	pthread_mutex_t ckpt_lock;
 	pthread_cond_t ckpt_cond;
-	bool ckpt_started, ckpt_wanted, ckpt_stop, ckpt_failed;	/* under ckpt_lock */
+	bool ckpt_started, ckpt_wanted, ckpt_stop, ckpt_failed; /* under ckpt_lock */
 	/* Commits of the writer so far, and whether a reader may hold a read transaction
 	 * while idle (for the checkpointer to end it): both atomic. */
 	unsigned long gen;
@@ -157,8 +157,8 @@ struct cat_conn *cat_reader(struct catalog *c);
 typedef int (*cat_row_fn)(sqlite3_stmt *st, void *arg);
 int cat_query_v(struct catalog *c, int s, const char *const *params, int n, cat_row_fn row,
 		void *arg, bool one);
-int cat_query(struct catalog *c, int s, const char *a, const char *b, const char *d,
-	      cat_row_fn row, void *arg, bool one);
+int cat_query(struct catalog *c, int s, const char *a, const char *b, const char *d, cat_row_fn row,
+	      void *arg, bool one);
 /* A public callback and its argument, for a cat_row_fn that calls it. */
 struct cat_cb {
 	void *fn;

@@ -35,20 +35,23 @@ enum cat_order { CAT_ORDER_STUDY, CAT_ORDER_SERIES, CAT_ORDERS };
  * together then share pages. */
 static const struct {
 	const char *sql;
-	int order;		/* an enum cat_order, or -1 */
+	int order; /* an enum cat_order, or -1 */
 } cat_stage_copy[] = {
 	{ "INSERT OR REPLACE INTO main.collection SELECT * FROM stage.collection", -1 },
 	{ "INSERT INTO main.patient(coll, pid, name, raw)"
 	  " SELECT coll, pid, name, raw FROM stage.patient WHERE true"
-	  " ON CONFLICT(coll, pid) DO UPDATE SET raw=coalesce(excluded.raw, patient.raw)", -1 },
+	  " ON CONFLICT(coll, pid) DO UPDATE SET raw=coalesce(excluded.raw, patient.raw)",
+	  -1 },
 	{ "INSERT OR REPLACE INTO main.study(coll, pid, uid, name, full, mtime, raw)"
-	  " SELECT coll, pid, uid, name, full, mtime, raw FROM stage.study", CAT_ORDER_STUDY },
+	  " SELECT coll, pid, uid, name, full, mtime, raw FROM stage.study",
+	  CAT_ORDER_STUDY },
 	/* A series goes where its study is, as ST_ADD_SERIES puts it. */
 	{ "INSERT OR REPLACE INTO main.series(coll, pid, study, uid, name, full, mtime, images,"
 	  " bytes, modality, body_part, manufacturer, raw) SELECT coll, coalesce((SELECT pid"
 	  " FROM main.study m WHERE m.coll=s.coll AND m.uid=s.study), pid), study, uid, name,"
 	  " full, mtime, images, bytes, modality, body_part, manufacturer, raw"
-	  " FROM stage.series s", CAT_ORDER_SERIES },
+	  " FROM stage.series s",
+	  CAT_ORDER_SERIES },
 };
 
 /* Rows that came out of their patients' order are copied in it, through an index made
@@ -63,7 +66,6 @@ static const struct {
 	[CAT_ORDER_SERIES] = { "CREATE INDEX series_order ON series(coll, pid, study)",
 			       " ORDER BY coll, pid, study" },
 };
-
 
 /* Rows wait here until there are CAT_BATCH of them or the load commits: a small load
  * (a patient, a patient list) takes the write lock only for its commit, never across
@@ -87,8 +89,8 @@ struct catalog_load {
 	enum catalog_scope scope;
 	char *coll, *pid;
 	int64_t rows;
-	int rc;			/* the first failure of an add, kept for commit */
-	bool begun;		/* the write transaction is open (and wlock held) */
+	int rc;     /* the first failure of an add, kept for commit */
+	bool begun; /* the write transaction is open (and wlock held) */
 	struct cat_row *q;
 	size_t nq;
 	/* A load bigger than a batch (a collection in bulk) streams into a private staging
@@ -96,7 +98,7 @@ struct catalog_load {
 	 * the catalog's write lock is never held across the network. */
 	struct cat_conn stage;
 	char *stage_path;
-	char *release;		/* recorded at commit (catalog_set_release) */
+	char *release; /* recorded at commit (catalog_set_release) */
 	/* The last study's and series' keys ("coll\0pid\0study\0"), and whether a row
 	 * came before the one put ahead of it (cat_stage_order). */
 	struct cat_last {
@@ -113,9 +115,9 @@ struct catalog_load {
 		bool started, busy, stop;
 		pthread_mutex_t lock;
 		pthread_cond_t cond;
-		struct cat_row *q;	/* the batch being written, while busy */
+		struct cat_row *q; /* the batch being written, while busy */
 		size_t nq;
-		int rc;			/* its first failure */
+		int rc; /* its first failure */
 	} w;
 };
 
@@ -123,7 +125,6 @@ static struct cat_conn *cat_load_conn(struct catalog_load *l)
 {
 	return l->stage.db ? &l->stage : &l->c->writer;
 }
-
 
 /* ---- loads ------------------------------------------------------------------------- */
 
@@ -181,8 +182,8 @@ static void cat_load_free(struct catalog_load *l)
 	free(l);
 }
 
-int catalog_load_begin(struct catalog *c, enum catalog_scope s, const char *coll,
-		       const char *pid, struct catalog_load **out)
+int catalog_load_begin(struct catalog *c, enum catalog_scope s, const char *coll, const char *pid,
+		       struct catalog_load **out)
 {
 	struct catalog_load *l = calloc(1, sizeof(*l));
 
@@ -360,8 +361,8 @@ static int cat_put_series(struct catalog_load *l, const struct catalog_series *r
 	sqlite3_stmt *st;
 	int rc, k;
 
-	if (cat_note_order(l, CAT_ORDER_SERIES, (const char *[]){ r->coll, r->pid, r->study },
-			   3) < 0)
+	if (cat_note_order(l, CAT_ORDER_SERIES, (const char *[]){ r->coll, r->pid, r->study }, 3) <
+	    0)
 		return -ENOMEM;
 	st = cat_stmt(cat_load_conn(l), l->stage.db ? ST_ADD_SERIES_STAGED : ST_ADD_SERIES, &rc);
 	if (st) {
@@ -446,7 +447,7 @@ static void *cat_writer_main(void *arg)
 			pthread_cond_wait(&w->cond, &w->lock);
 		if (!w->busy)
 			break;
-		rc = w->rc;	/* after a failure, batches are only cleared */
+		rc = w->rc; /* after a failure, batches are only cleared */
 		pthread_mutex_unlock(&w->lock);
 		rc = cat_put_rows(l, w->q, w->nq, rc);
 		pthread_mutex_lock(&w->lock);
@@ -469,7 +470,7 @@ static int cat_hand(struct catalog_load *l)
 
 	if (!w->started) {
 		if (w->stop)
-			return cat_flush(l);	/* the thread could not start: all here */
+			return cat_flush(l); /* the thread could not start: all here */
 		w->q = calloc(CAT_BATCH, sizeof(*w->q));
 		if (w->q && pthread_create(&w->thread, NULL, cat_writer_main, l) == 0) {
 			w->started = true;
@@ -524,8 +525,9 @@ static int cat_stage_open(struct catalog_load *l)
 		l->stage_path = NULL;
 		return l->rc = -ENOMEM;
 	}
-	rc = sqlite3_open_v2(l->stage_path, &l->stage.db, SQLITE_OPEN_READWRITE |
-			     SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+	rc = sqlite3_open_v2(l->stage_path, &l->stage.db,
+			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+			     NULL);
 	if (rc == SQLITE_OK)
 		rc = cat_exec(l->stage.db, "PRAGMA cache_size=-2048;");
 	if (rc == SQLITE_OK)
@@ -619,8 +621,8 @@ int catalog_add_study(struct catalog_load *l, const struct catalog_study *r)
 	if (!q)
 		return l->rc;
 	q->u.study = *r;
-	char **f[] = { &q->u.study.coll, &q->u.study.pid, &q->u.study.uid, &q->u.study.name,
-		       &q->u.study.full, &q->u.study.raw };
+	char **f[] = { &q->u.study.coll, &q->u.study.pid,  &q->u.study.uid,
+		       &q->u.study.name, &q->u.study.full, &q->u.study.raw };
 	return cat_dup_all(f, 6) < 0 ? (l->rc = -ENOMEM) : 0;
 }
 
@@ -636,9 +638,9 @@ int catalog_add_series(struct catalog_load *l, const struct catalog_series *r)
 	if (!q)
 		return l->rc;
 	q->u.series = *r;
-	char **f[] = { &q->u.series.coll, &q->u.series.pid, &q->u.series.study,
-		       &q->u.series.uid, &q->u.series.name, &q->u.series.full,
-		       &q->u.series.raw, &q->u.series.facet[0], &q->u.series.facet[1],
+	char **f[] = { &q->u.series.coll,    &q->u.series.pid,      &q->u.series.study,
+		       &q->u.series.uid,     &q->u.series.name,     &q->u.series.full,
+		       &q->u.series.raw,     &q->u.series.facet[0], &q->u.series.facet[1],
 		       &q->u.series.facet[2] };
 	return cat_dup_all(f, 10) < 0 ? (l->rc = -ENOMEM) : 0;
 }

@@ -177,8 +177,8 @@ static int cat_copy_pat_study(sqlite3_stmt *st, void *out)
 	struct cat_pat_study *ps = out;
 	struct catalog_patient *p = ps->p;
 	struct catalog_study *r = ps->s;
-	char **f[] = { &p->coll, &p->pid, &p->name, &p->raw, &r->coll, &r->pid, &r->uid,
-		       &r->name, &r->full, &r->raw };
+	char **f[] = { &p->coll, &p->pid, &p->name, &p->raw,  &r->coll,
+		       &r->pid,  &r->uid, &r->name, &r->full, &r->raw };
 	int rc;
 
 	cat_read_patient(st, p);
@@ -207,8 +207,8 @@ static int cat_copy_study(sqlite3_stmt *st, void *out)
 static int cat_copy_series(sqlite3_stmt *st, void *out)
 {
 	struct catalog_series *r = out;
-	char **f[] = { &r->coll, &r->pid, &r->study, &r->uid, &r->name, &r->full, &r->raw,
-		       &r->facet[0], &r->facet[1], &r->facet[2] };
+	char **f[] = { &r->coll, &r->pid, &r->study,    &r->uid,      &r->name,
+		       &r->full, &r->raw, &r->facet[0], &r->facet[1], &r->facet[2] };
 	int rc;
 
 	cat_read_series(st, r);
@@ -220,8 +220,8 @@ static int cat_copy_series(sqlite3_stmt *st, void *out)
 
 /* ---- queries ----------------------------------------------------------------------- */
 
-int cat_query_v(struct catalog *c, int s, const char *const *params, int n,
-		       cat_row_fn row, void *arg, bool one)
+int cat_query_v(struct catalog *c, int s, const char *const *params, int n, cat_row_fn row,
+		void *arg, bool one)
 {
 	struct cat_conn *k = cat_reader(c);
 	sqlite3_stmt *st;
@@ -246,8 +246,8 @@ out_put:
 	return ret;
 }
 
-int cat_query(struct catalog *c, int s, const char *a, const char *b, const char *d,
-	      cat_row_fn row, void *arg, bool one)
+int cat_query(struct catalog *c, int s, const char *a, const char *b, const char *d, cat_row_fn row,
+	      void *arg, bool one)
 {
 	const char *params[3] = { a, b, d };
 
@@ -384,15 +384,14 @@ int catalog_find_study(struct catalog *c, const char *coll, const char *pid, con
 }
 
 int catalog_find_patient_study(struct catalog *c, const char *coll, const char *patient,
-				const char *study, struct catalog_patient *p,
-				struct catalog_study *s)
+			       const char *study, struct catalog_patient *p,
+			       struct catalog_study *s)
 {
 	struct cat_pat_study ps = { p, s };
 
 	memset(p, 0, sizeof(*p));
 	memset(s, 0, sizeof(*s));
-	return cat_query(c, ST_FIND_PAT_STUDY, coll, patient, study, cat_copy_pat_study, &ps,
-			 true);
+	return cat_query(c, ST_FIND_PAT_STUDY, coll, patient, study, cat_copy_pat_study, &ps, true);
 }
 
 int catalog_study_by_uid(struct catalog *c, const char *coll, const char *uid,
@@ -402,8 +401,8 @@ int catalog_study_by_uid(struct catalog *c, const char *coll, const char *uid,
 	return cat_query(c, ST_STUDY_BY_UID, coll, uid, NULL, cat_copy_study, out, true);
 }
 
-int catalog_find_series(struct catalog *c, const char *coll, const char *pid,
-			const char *study, const char *name, struct catalog_series *out)
+int catalog_find_series(struct catalog *c, const char *coll, const char *pid, const char *study,
+			const char *name, struct catalog_series *out)
 {
 	const char *params[4] = { coll, study, name, pid };
 

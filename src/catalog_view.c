@@ -25,8 +25,8 @@ static int cat_each_link(sqlite3_stmt *st, void *arg)
 	return ((catalog_link_fn)cb->fn)(cb->arg, &r, cat_col(st, 13), cat_col(st, 14));
 }
 
-int catalog_facet_values(struct catalog *c, const char *coll, unsigned facet,
-			 catalog_cols_fn fn, void *arg)
+int catalog_facet_values(struct catalog *c, const char *coll, unsigned facet, catalog_cols_fn fn,
+			 void *arg)
 {
 	struct cat_cb cb = { (void *)fn, arg };
 
@@ -34,8 +34,8 @@ int catalog_facet_values(struct catalog *c, const char *coll, unsigned facet,
 			 false);
 }
 
-int catalog_facet_links(struct catalog *c, const char *coll, unsigned facet,
-			const char *value, catalog_link_fn fn, void *arg)
+int catalog_facet_links(struct catalog *c, const char *coll, unsigned facet, const char *value,
+			catalog_link_fn fn, void *arg)
 {
 	struct cat_cb cb = { (void *)fn, arg };
 
@@ -43,8 +43,8 @@ int catalog_facet_links(struct catalog *c, const char *coll, unsigned facet,
 			 cat_each_link, &cb, false);
 }
 
-int catalog_facet_names(struct catalog *c, const char *coll, unsigned facet,
-			const char *value, catalog_cols_fn fn, void *arg)
+int catalog_facet_names(struct catalog *c, const char *coll, unsigned facet, const char *value,
+			catalog_cols_fn fn, void *arg)
 {
 	struct cat_cb cb = { (void *)fn, arg };
 
@@ -62,8 +62,7 @@ int catalog_facet_link(struct catalog *c, const char *coll, unsigned facet, cons
 			   &cb, false);
 }
 
-int catalog_table(struct catalog *c, const char *coll, unsigned table, catalog_raw_fn fn,
-		  void *arg)
+int catalog_table(struct catalog *c, const char *coll, unsigned table, catalog_raw_fn fn, void *arg)
 {
 	struct cat_conn *k = cat_reader(c);
 	sqlite3_stmt *st, *raw;

@@ -22,7 +22,7 @@ struct failure {
 struct failures {
 	pthread_mutex_t lock;
 	struct failure ring[FAILURES_KEEP];
-	size_t next;		/* where the next one goes */
+	size_t next; /* where the next one goes */
 	size_t count;
 };
 
@@ -58,14 +58,13 @@ void failures_free(struct failures *f)
 	free(f);
 }
 
-void failures_add(struct failures *f, const char *path, const char *uid, int err,
-		  const char *why)
+void failures_add(struct failures *f, const char *path, const char *uid, int err, const char *why)
 {
 	struct failure x = { time(NULL), err, strdup(path), uid ? strdup(uid) : NULL,
 			     strdup(why ? why : "") };
 
 	if (!x.path || !x.why || (uid && !x.uid)) {
-		failure_clear(&x);	/* out of memory: losing a report is all it costs */
+		failure_clear(&x); /* out of memory: losing a report is all it costs */
 		return;
 	}
 	pthread_mutex_lock(&f->lock);
@@ -92,7 +91,7 @@ static int failures_in(const char *path, const char *folder)
 		return 1;
 	if (strncmp(path, folder, n) != 0)
 		return 0;
-	if (n == 1)	/* "/" */
+	if (n == 1) /* "/" */
 		return strchr(path + 1, '/') == NULL;
 	return path[n] == '/' && strchr(path + n + 1, '/') == NULL;
 }
@@ -105,8 +104,7 @@ static void failures_time(time_t when, char *buf, size_t size)
 	strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-long failures_find(struct failures *f, const char *folder, const char *uid, char *buf,
-		   size_t size)
+long failures_find(struct failures *f, const char *folder, const char *uid, char *buf, size_t size)
 {
 	char line[1024], when[32];
 	long rc = -ENODATA;
@@ -149,10 +147,9 @@ json_t *failures_json(struct failures *f, size_t n)
 		const struct failure *x = failures_nth(f, i);
 
 		failures_time(x->when, when, sizeof(when));
-		json_array_append_new(arr, json_pack("{s:s,s:s,s:s?,s:s,s:s}", "time", when,
-						     "path", x->path, "series", x->uid,
-						     "error", strerror(x->err), "reason",
-						     x->why));
+		json_array_append_new(arr, json_pack("{s:s,s:s,s:s?,s:s,s:s}", "time", when, "path",
+						     x->path, "series", x->uid, "error",
+						     strerror(x->err), "reason", x->why));
 	}
 	pthread_mutex_unlock(&f->lock);
 	return arr;

@@ -52,9 +52,9 @@ struct fs_open {
 /* What an open file is to us: the tree's file, and the backing it is read through in
  * passthrough (released with the last open of its inode). */
 struct fs_handle {
-	struct fs_open link;	/* first: a handle is its link */
+	struct fs_open link; /* first: a handle is its link */
 	struct tree_file *f;
-	struct fs_backing *backing;	/* NULL = read through the daemon */
+	struct fs_backing *backing; /* NULL = read through the daemon */
 };
 
 static struct tciafs *fs_ctx(fuse_req_t req)
@@ -122,9 +122,11 @@ const char *fs_read_path_name(const struct tciafs *fs, const char **why)
 		[FS_READ_PASSTHROUGH] = "FUSE passthrough: the kernel reads the cache directly",
 		[FS_READ_DAEMON_OFF] = "-o passthrough=off",
 		[FS_READ_DAEMON_LIBFUSE] = "built with a libfuse without passthrough (before 3.16)",
-		[FS_READ_DAEMON_KERNEL] = "the kernel offers no FUSE passthrough (Linux 6.9 or later "
-					  "has it)",
-		[FS_READ_DAEMON_PRIV] = "passthrough refused: it needs CAP_SYS_ADMIN (mount as root)",
+		[FS_READ_DAEMON_KERNEL] =
+			"the kernel offers no FUSE passthrough (Linux 6.9 or later "
+			"has it)",
+		[FS_READ_DAEMON_PRIV] =
+			"passthrough refused: it needs CAP_SYS_ADMIN (mount as root)",
 	};
 	int p = __atomic_load_n(&fs->read_path, __ATOMIC_RELAXED);
 
@@ -179,12 +181,13 @@ static int fs_backing_new(struct tciafs *fs, int fd)
 		int expect = FS_READ_PASSTHROUGH;
 
 		/* Said once, by whichever open saw it first. */
-		if (__atomic_compare_exchange_n(&fs->read_path, &expect, FS_READ_DAEMON_PRIV,
-						false, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		if (__atomic_compare_exchange_n(&fs->read_path, &expect, FS_READ_DAEMON_PRIV, false,
+						__ATOMIC_RELAXED, __ATOMIC_RELAXED))
 			fs_set_read_path(fs, FS_READ_DAEMON_PRIV);
 	} else {
 		log_warn("passthrough for a stored file failed (%s): it is read through the "
-			 "daemon", strerror(errno));
+			 "daemon",
+			 strerror(errno));
 	}
 	return 0;
 }
@@ -225,7 +228,7 @@ static struct fs_backing *fs_backing_get(struct tciafs *fs, fuse_ino_t ino, int 
 	pthread_mutex_unlock(&fs->backing_lock);
 	if (b)
 		return b;
-	id = fs_backing_new(fs, fd);	/* an ioctl: not under the lock */
+	id = fs_backing_new(fs, fd); /* an ioctl: not under the lock */
 	if (id <= 0)
 		return NULL;
 	nb = calloc(1, sizeof(*nb));
@@ -237,7 +240,7 @@ static struct fs_backing *fs_backing_get(struct tciafs *fs, fuse_ino_t ino, int 
 	nb->id = id;
 	nb->refs = 1;
 	pthread_mutex_lock(&fs->backing_lock);
-	b = fs_backing_find(fs, ino);	/* another open of it may have won */
+	b = fs_backing_find(fs, ino); /* another open of it may have won */
 	if (b) {
 		b->refs++;
 	} else {
@@ -339,8 +342,8 @@ static double fs_attr_timeout(const struct tciafs *fs, const struct stat *st, co
 }
 
 /* The archive is immutable between refreshes: the kernel keeps names and attributes. */
-static void fs_entry(struct tciafs *fs, fuse_ino_t ino, const char *name,
-		     const struct stat *st, struct fuse_entry_param *e)
+static void fs_entry(struct tciafs *fs, fuse_ino_t ino, const char *name, const struct stat *st,
+		     struct fuse_entry_param *e)
 {
 	memset(e, 0, sizeof(*e));
 	e->ino = ino;
@@ -451,27 +454,27 @@ static void fs_readlink(fuse_req_t req, fuse_ino_t ino)
  * not given here: a collection's patients (26,000 in NLST) go out whole. */
 #define FS_DIR_PLUS_DIRS 32768
 
-struct fs_dirent {		/* a record's head; the name and its NUL follow */
-	uint32_t size;		/* the whole record, padded to 8 bytes */
+struct fs_dirent {     /* a record's head; the name and its NUL follow */
+	uint32_t size; /* the whole record, padded to 8 bytes */
 	uint8_t complete;
 	struct stat st;
 };
 
 struct fs_dir {
-	struct fs_open link;	/* first: a listing of an opendir is its link */
-	pthread_mutex_t lock;	/* over reading (the window moves) */
+	struct fs_open link;  /* first: a listing of an opendir is its link */
+	pthread_mutex_t lock; /* over reading (the window moves) */
 	bool listed;
-	bool kept;		/* the kernel keeps this listing: record it once listed */
-	bool stamped;		/* with this stamp */
+	bool kept;    /* the kernel keeps this listing: record it once listed */
+	bool stamped; /* with this stamp */
 	uint64_t stamp;
 	/* Without opendir: listings being read, by inode, until their end is read. */
 	fuse_ino_t ino;
-	unsigned refs;		/* the reading list's, and each readdir's using it */
-	bool reading;		/* in the reading list */
+	unsigned refs; /* the reading list's, and each readdir's using it */
+	bool reading;  /* in the reading list */
 	struct fs_dir *next;
-	size_t count, dirs;	/* entries and folders given with attributes */
-	struct spool sp;	/* the records */
-	int rc;			/* a spooling failure */
+	size_t count, dirs; /* entries and folders given with attributes */
+	struct spool sp;    /* the records */
+	int rc;             /* a spooling failure */
 };
 
 static void fs_dir_free(struct fs_dir *d)
@@ -684,7 +687,7 @@ static size_t fs_dir_plus(fuse_req_t req, char *p, size_t room, fuse_ino_t dir,
 	} else {
 		memset(&ep, 0, sizeof(ep));
 		ep.attr.st_mode = e->st.st_mode & S_IFMT;
-		ep.attr.st_ino = 0xffffffff;	/* "unknown", as libfuse's high-level API says it */
+		ep.attr.st_ino = 0xffffffff; /* "unknown", as libfuse's high-level API says it */
 	}
 	used = fuse_add_direntry_plus(req, p, room, name, &ep, next);
 	if (used <= room)
@@ -815,7 +818,7 @@ static void fs_readdir_any(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 			   struct fuse_file_info *fi, bool plus)
 {
 	struct fs_dir *d = (struct fs_dir *)(uintptr_t)fi->fh;
-	struct tciafs *fs = fs_ctx(req);	/* req is gone once answered */
+	struct tciafs *fs = fs_ctx(req); /* req is gone once answered */
 	const struct fs_dirent *e;
 	bool reading = !d;
 	char *buf, *p;
@@ -937,7 +940,7 @@ static void fs_handle_free(struct tciafs *fs, struct fs_handle *h)
 {
 	fs_open_untrack(fs, &h->link);
 	fs_backing_put(fs, h->backing);
-	tree_close(h->f);	/* the series may be evicted from now on */
+	tree_close(h->f); /* the series may be evicted from now on */
 	free(h);
 }
 
@@ -960,7 +963,7 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fi->fh = (uintptr_t)h;
 	fs_open_track(fs, &h->link, false);
 	if (tree_file_live(h->f)) {
-		fi->direct_io = 1;	/* made fresh on each open: never from the page cache */
+		fi->direct_io = 1; /* made fresh on each open: never from the page cache */
 	} else if (tree_file_partial(h->f)) {
 		/* Read by range through the daemon: its cache file is not whole yet. Not
 		 * through the page cache either: an inode's cached opens and passthrough
@@ -1069,8 +1072,9 @@ static void fs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 
 static void fs_statfs(fuse_req_t req, fuse_ino_t ino)
 {
-	struct statvfs sv = { .f_bsize = 4096, .f_frsize = 4096, .f_namemax = 255,
-			      .f_flag = ST_RDONLY };
+	struct statvfs sv = {
+		.f_bsize = 4096, .f_frsize = 4096, .f_namemax = 255, .f_flag = ST_RDONLY
+	};
 
 	(void)ino;
 	fuse_reply_statfs(req, &sv);
@@ -1110,8 +1114,7 @@ static void fs_erofs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	fs_erofs(req);
 }
 
-static void fs_erofs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
-			     const char *name)
+static void fs_erofs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
 {
 	(void)link, (void)parent, (void)name;
 	fs_erofs(req);
@@ -1124,29 +1127,28 @@ static void fs_erofs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	fs_erofs(req);
 }
 
-static void fs_erofs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
-			  const char *newname)
+static void fs_erofs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
 {
 	(void)ino, (void)newparent, (void)newname;
 	fs_erofs(req);
 }
 
-static void fs_erofs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
-			   off_t off, struct fuse_file_info *fi)
+static void fs_erofs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+			   struct fuse_file_info *fi)
 {
 	(void)ino, (void)buf, (void)size, (void)off, (void)fi;
 	fs_erofs(req);
 }
 
-static void fs_erofs_create(fuse_req_t req, fuse_ino_t parent, const char *name,
-			    mode_t mode, struct fuse_file_info *fi)
+static void fs_erofs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+			    struct fuse_file_info *fi)
 {
 	(void)parent, (void)name, (void)mode, (void)fi;
 	fs_erofs(req);
 }
 
-static void fs_erofs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
-			      const char *value, size_t size, int flags)
+static void fs_erofs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+			      size_t size, int flags)
 {
 	(void)ino, (void)name, (void)value, (void)size, (void)flags;
 	fs_erofs(req);

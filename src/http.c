@@ -47,8 +47,8 @@ struct http_buf {
 	size_t cap;
 	size_t max;
 	bool too_big;
-	bool over_total;	/* the answers in flight together hold too much */
-	struct http *http;	/* whose budget cap comes out of */
+	bool over_total;   /* the answers in flight together hold too much */
+	struct http *http; /* whose budget cap comes out of */
 };
 
 /* Takes n bytes from the budget shared by every answer in flight, so that many large
@@ -148,8 +148,7 @@ int http_new(const struct http_opts *opts, struct http **out)
 		http->opts.max_body = (size_t)256 << 20;
 	if (http->opts.max_body_total == 0)
 		http->opts.max_body_total = http->opts.max_body * 2;
-	http->user_agent = strdup(opts->user_agent ? opts->user_agent
-						   : "tciafs/" TCIAFS_VERSION);
+	http->user_agent = strdup(opts->user_agent ? opts->user_agent : "tciafs/" TCIAFS_VERSION);
 	if (!http->user_agent)
 		goto out_free_http;
 	for (i = 0; i < CURL_LOCK_DATA_LAST; i++)
@@ -232,7 +231,7 @@ static size_t http_buf_write(char *ptr, size_t size, size_t nmemb, void *u)
 
 	if (n > b->max - b->len) {
 		b->too_big = true;
-		return 0;	/* makes curl stop with CURLE_WRITE_ERROR */
+		return 0; /* makes curl stop with CURLE_WRITE_ERROR */
 	}
 	need = b->len + n + 1;
 	if (need > b->cap) {
@@ -264,10 +263,10 @@ int http_setup(struct http *http, CURL *h, const char *url, char *errbuf, bool d
 	bool tls = strncasecmp(url, "https:", 6) == 0;
 	CURLcode rc = CURLE_OK;
 
-#define HTTP_SET(opt, val)                                   \
-	do {                                                 \
-		if (rc == CURLE_OK)                          \
-			rc = curl_easy_setopt(h, opt, val);  \
+#define HTTP_SET(opt, val)                                  \
+	do {                                                \
+		if (rc == CURLE_OK)                         \
+			rc = curl_easy_setopt(h, opt, val); \
 	} while (0)
 	HTTP_SET(CURLOPT_URL, url);
 	HTTP_SET(CURLOPT_SHARE, http->share);
@@ -366,7 +365,7 @@ static int http_xferinfo(void *u, curl_off_t dltotal, curl_off_t dlnow, curl_off
 	struct http_xfer *x = u;
 
 	if (http_aborted(x->http))
-		return 1;	/* CURLE_ABORTED_BY_CALLBACK */
+		return 1; /* CURLE_ABORTED_BY_CALLBACK */
 	return x->fn ? x->fn(x->data, dltotal, dlnow, ultotal, ulnow) : 0;
 }
 
@@ -376,11 +375,11 @@ struct http_sink {
 	curl_write_callback write;
 	void *data;
 	int (*reset)(struct http_sink *sink);
-	bool failed_write;	/* the sink refused data: do not blame the network */
+	bool failed_write; /* the sink refused data: do not blame the network */
 	int write_errno;
-	long buffer_size;	/* curl's receive buffer; 0 = its default */
-	CURL *h;		/* the handle of the attempt in progress */
-	const char *write_why;	/* why, when strerror(write_errno) would not say */
+	long buffer_size;      /* curl's receive buffer; 0 = its default */
+	CURL *h;               /* the handle of the attempt in progress */
+	const char *write_why; /* why, when strerror(write_errno) would not say */
 };
 
 static int http_buf_reset(struct http_sink *sink)
@@ -508,8 +507,7 @@ static int http_perform(struct http *http, const char *url, const char *form, co
 		    (curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, sink->write) != CURLE_OK ||
 		     curl_easy_setopt(h, CURLOPT_WRITEDATA, sink) != CURLE_OK))
 			rc = -EIO;
-		if (rc == 0 && form &&
-		    curl_easy_setopt(h, CURLOPT_POSTFIELDS, form) != CURLE_OK)
+		if (rc == 0 && form && curl_easy_setopt(h, CURLOPT_POSTFIELDS, form) != CURLE_OK)
 			rc = -EIO;
 		if (rc == 0 && use_auth)
 			rc = http_auth_headers(http, h, &headers);
@@ -536,8 +534,10 @@ static int http_perform(struct http *http, const char *url, const char *form, co
 		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
 		curl_slist_free_all(headers);
 		headers = NULL;
-		if (cc == CURLE_OK && status == 401 && http_uses_auth(use_auth, http) && !reauthed) {
-			/* The token was refused (expired, revoked): get a new one, try again once. */
+		if (cc == CURLE_OK && status == 401 && http_uses_auth(use_auth, http) &&
+		    !reauthed) {
+			/* The token was refused (expired, revoked): get a new one, try again once.
+			 */
 			log_info("GET %s: HTTP 401, renewing the access token", shown);
 			http->auth.rejected(http->auth.arg);
 			reauthed = true;
@@ -557,11 +557,13 @@ static int http_perform(struct http *http, const char *url, const char *form, co
 		if (rc == 0)
 			break;
 		if (sink->failed_write)
-			snprintf(cause, sizeof(cause), "%s", sink->write_why ? sink->write_why
-				 : strerror(-rc));
+			snprintf(cause, sizeof(cause), "%s",
+				 sink->write_why ? sink->write_why : strerror(-rc));
 		else if (cc == CURLE_OK && form && status >= 300 && status < 400)
-			snprintf(cause, sizeof(cause), "HTTP %ld redirect not followed: credentials "
-				 "go only to the URL given", status);
+			snprintf(cause, sizeof(cause),
+				 "HTTP %ld redirect not followed: credentials "
+				 "go only to the URL given",
+				 status);
 		else if (cc == CURLE_OK)
 			snprintf(cause, sizeof(cause), "HTTP %ld", status);
 		else
@@ -575,8 +577,10 @@ static int http_perform(struct http *http, const char *url, const char *form, co
 			curl_easy_getinfo(h, CURLINFO_RETRY_AFTER, &retry_after);
 		wait_ms = http_backoff_ms(attempt, retry_after, http->opts.stall_timeout, &seed);
 		if (!download && wait_ms >= (long)(deadline - http_now_ms())) {
-			snprintf(cause, sizeof(cause), "%s; no time left for another attempt "
-				 "within %ld s", strerror(ETIMEDOUT), http->opts.stall_timeout * 10);
+			snprintf(cause, sizeof(cause),
+				 "%s; no time left for another attempt "
+				 "within %ld s",
+				 strerror(ETIMEDOUT), http->opts.stall_timeout * 10);
 			rc = -ETIMEDOUT;
 			break;
 		}
@@ -620,8 +624,9 @@ static void http_buf_release(struct http_buf *b)
 int http_get(struct http *http, const char *url, char **body, size_t *len)
 {
 	struct http_buf buf = { .max = http->opts.max_body, .http = http };
-	struct http_sink sink = { http_buf_sink_write, &buf, http_buf_reset, false, 0, 0,
-				  NULL, NULL };
+	struct http_sink sink = {
+		http_buf_sink_write, &buf, http_buf_reset, false, 0, 0, NULL, NULL
+	};
 	int rc;
 
 	*body = NULL;
@@ -645,12 +650,12 @@ int http_get(struct http *http, const char *url, char **body, size_t *len)
 	return 0;
 }
 
-int http_post_form(struct http *http, const char *url, const char *form, char **body,
-		   size_t *len)
+int http_post_form(struct http *http, const char *url, const char *form, char **body, size_t *len)
 {
 	struct http_buf buf = { .max = (size_t)1 << 20 };
-	struct http_sink sink = { http_buf_sink_write, &buf, http_buf_reset, false, 0, 0,
-				  NULL, NULL };
+	struct http_sink sink = {
+		http_buf_sink_write, &buf, http_buf_reset, false, 0, 0, NULL, NULL
+	};
 	int rc;
 
 	*body = NULL;
@@ -667,8 +672,8 @@ int http_post_form(struct http *http, const char *url, const char *form, char **
 
 struct http_fd {
 	int fd;
-	off_t start;		/* -1 when fd cannot seek */
-	uint64_t max;		/* 0 = no limit */
+	off_t start;  /* -1 when fd cannot seek */
+	uint64_t max; /* 0 = no limit */
 	uint64_t written;
 	http_progress_fn progress;
 	void *arg;
@@ -681,7 +686,7 @@ static int http_fd_reset(struct http_sink *sink)
 	if (f->written == 0)
 		return 0;
 	if (f->start < 0)
-		return -EIO;	/* a pipe cannot take back what it was given */
+		return -EIO; /* a pipe cannot take back what it was given */
 	if (ftruncate(f->fd, f->start) < 0 || lseek(f->fd, f->start, SEEK_SET) < 0)
 		return -errno;
 	f->written = 0;
@@ -704,7 +709,7 @@ static size_t http_fd_write(char *ptr, size_t size, size_t nmemb, void *u)
 		uint64_t cap = f->progress(f->arg, f->written + n, 0);
 
 		if (cap && (!f->max || cap < f->max))
-			f->max = cap;	/* tightened as the caller learns more */
+			f->max = cap; /* tightened as the caller learns more */
 	}
 	if (f->max && (f->written > f->max || n > f->max - f->written)) {
 		/* More than the caller can accept: stop here rather than fill the disk. */
@@ -743,8 +748,9 @@ int http_download(struct http *http, const char *url, int fd, uint64_t max_bytes
 		  http_progress_fn progress, void *arg, uint64_t *bytes)
 {
 	struct http_fd f = { fd, lseek(fd, 0, SEEK_CUR), max_bytes, 0, progress, arg };
-	struct http_sink sink = { http_fd_write, &f, http_fd_reset, false, 0, 256 * 1024,
-				  NULL, NULL };
+	struct http_sink sink = {
+		http_fd_write, &f, http_fd_reset, false, 0, 256 * 1024, NULL, NULL
+	};
 	int rc;
 
 	*bytes = 0;
@@ -805,9 +811,11 @@ static size_t http_chunks_write(char *ptr, size_t size, size_t nmemb, void *u)
 		if (c->delivered / HTTP_INFLATE_MAX > (uint64_t)wire) {
 			sink->failed_write = true;
 			sink->write_errno = EFBIG;
+			/* clang-format off */
 			sink->write_why = "refused as a compression bomb: it inflates more "
 					  "than " HTTP_TEXT(HTTP_INFLATE_MAX) " times what came over "
 					  "the wire";
+			/* clang-format on */
 			return 0;
 		}
 	}
@@ -821,15 +829,15 @@ static size_t http_chunks_write(char *ptr, size_t size, size_t nmemb, void *u)
 }
 
 /* http_stream, and with json its POST form. */
-static int http_stream_any(struct http *http, const char *url, const char *json,
-			   uint64_t max_bytes, http_chunk_fn chunk, http_restart_fn restart,
-			   void *arg, uint64_t *bytes)
+static int http_stream_any(struct http *http, const char *url, const char *json, uint64_t max_bytes,
+			   http_chunk_fn chunk, http_restart_fn restart, void *arg, uint64_t *bytes)
 {
 	struct http_chunks c = { chunk, restart, arg, max_bytes ? max_bytes : UINT64_MAX, 0 };
 	/* curl's own buffer (buffer_size 0): and, like any answer, one deadline for the
 	 * whole call, so that a trickle cannot hold a caller for ever. */
-	struct http_sink sink = { http_chunks_write, &c, http_chunks_reset, false, 0, 0,
-				  NULL, NULL };
+	struct http_sink sink = {
+		http_chunks_write, &c, http_chunks_reset, false, 0, 0, NULL, NULL
+	};
 	int rc;
 
 	rc = http_perform(http, url, json, json ? "application/json" : NULL, !json, &sink, NULL,
@@ -845,9 +853,8 @@ int http_stream(struct http *http, const char *url, uint64_t max_bytes, http_chu
 	return http_stream_any(http, url, NULL, max_bytes, chunk, restart, arg, bytes);
 }
 
-int http_stream_post_json(struct http *http, const char *url, const char *json,
-			  uint64_t max_bytes, http_chunk_fn chunk, http_restart_fn restart,
-			  void *arg, uint64_t *bytes)
+int http_stream_post_json(struct http *http, const char *url, const char *json, uint64_t max_bytes,
+			  http_chunk_fn chunk, http_restart_fn restart, void *arg, uint64_t *bytes)
 {
 	return http_stream_any(http, url, json, max_bytes, chunk, restart, arg, bytes);
 }
@@ -890,8 +897,8 @@ char *http_escape(const char *s)
 	for (i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)s[i];
 
-		if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-		    (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.' || c == '~') {
+		if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		    c == '-' || c == '_' || c == '.' || c == '~') {
 			out[j++] = (char)c;
 		} else {
 			out[j++] = '%';

@@ -34,41 +34,41 @@ struct fleet_job {
 	struct http_fleet *f;
 	uint64_t id;
 	char *url;
-	char *shown;		/* url as it may be logged */
+	char *shown; /* url as it may be logged */
 	int fd;
 	uint64_t offset, length, total;
 	bool ranged;
 	bool urgent;
-	char md5[33];		/* "" when there is none to check */
+	char md5[33]; /* "" when there is none to check */
 	void (*done)(void *arg, int rc);
 	void *arg;
 	int attempt;
-	int64_t not_before;	/* a retry waits until then (ms, monotonic) */
+	int64_t not_before; /* a retry waits until then (ms, monotonic) */
 	CURL *h;
 	struct md5 *ctx;
 	uint64_t written;
-	bool head_checked;	/* a 2xx's status and Content-Range were checked */
-	int write_errno;	/* the body was refused: no retry */
-	char why[256];		/* ... and why */
+	bool head_checked; /* a 2xx's status and Content-Range were checked */
+	int write_errno;   /* the body was refused: no retry */
+	char why[256];     /* ... and why */
 	char errbuf[CURL_ERROR_SIZE];
 	struct fleet_job *prev, *next;
 };
 
 struct http_fleet {
-	struct http *http;	/* borrowed */
+	struct http *http; /* borrowed */
 	int streams;
 	CURLM *multi;
 	pthread_mutex_t lock;
-	pthread_cond_t wake;	/* a job came, or stop: for a thread with nothing to do */
+	pthread_cond_t wake; /* a job came, or stop: for a thread with nothing to do */
 	/* Under lock: */
-	struct fleet_job *head, *tail;	/* queued, urgent ones first */
-	struct fleet_job *later;	/* waiting to be tried again (singly linked) */
+	struct fleet_job *head, *tail; /* queued, urgent ones first */
+	struct fleet_job *later;       /* waiting to be tried again (singly linked) */
 	unsigned queued, running;
 	uint64_t next_id;
 	bool started, stopping, cancelled;
 	pthread_t thread;
 	/* The thread's own: */
-	struct fleet_job *live;		/* in the multi handle (doubly linked) */
+	struct fleet_job *live; /* in the multi handle (doubly linked) */
 	CURL *idle[FLEET_IDLE_MAX];
 	int nidle;
 	unsigned seed;
@@ -137,11 +137,9 @@ static bool fleet_range_ok(const struct fleet_job *j, const char *value)
 	unsigned long long a, b, t;
 	int end = 0;
 
-	if (sscanf(value, "bytes %llu-%llu/%llu%n", &a, &b, &t, &end) != 3 ||
-	    value[end] != '\0')
+	if (sscanf(value, "bytes %llu-%llu/%llu%n", &a, &b, &t, &end) != 3 || value[end] != '\0')
 		return false;
-	return a == j->offset && b == j->offset + j->length - 1 &&
-	       (j->total == 0 || t == j->total);
+	return a == j->offset && b == j->offset + j->length - 1 && (j->total == 0 || t == j->total);
 }
 
 /* A 2xx's headers, before its first byte is taken: a range must come as asked. */
@@ -158,9 +156,10 @@ static int fleet_check_head(struct fleet_job *j, long status)
 	}
 	if (curl_easy_header(j->h, "Content-Range", 0, CURLH_HEADER, -1, &hdr) != CURLHE_OK ||
 	    !fleet_range_ok(j, hdr->value)) {
-		snprintf(j->why, sizeof(j->why), "its Content-Range (%.80s) is not the range "
-			 "asked, bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, hdr ? hdr->value : "none",
-			 j->offset, j->offset + j->length - 1, j->total);
+		snprintf(j->why, sizeof(j->why),
+			 "its Content-Range (%.80s) is not the range "
+			 "asked, bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64,
+			 hdr ? hdr->value : "none", j->offset, j->offset + j->length - 1, j->total);
 		return -EIO;
 	}
 	return 0;
@@ -186,8 +185,10 @@ static size_t fleet_write(char *ptr, size_t size, size_t nmemb, void *u)
 		j->head_checked = true;
 	}
 	if (n > j->length - j->written) {
-		snprintf(j->why, sizeof(j->why), "longer than the %" PRIu64 " bytes expected: "
-			 "refused", j->length);
+		snprintf(j->why, sizeof(j->why),
+			 "longer than the %" PRIu64 " bytes expected: "
+			 "refused",
+			 j->length);
 		j->write_errno = EIO;
 		return 0;
 	}
@@ -236,10 +237,10 @@ static int fleet_setup(struct http_fleet *f, struct fleet_job *j)
 		return -EIO;
 	snprintf(range, sizeof(range), "%" PRIu64 "-%" PRIu64, j->offset,
 		 j->offset + j->length - 1);
-#define FLEET_SET(opt, val)                                     \
-	do {                                                    \
-		if (cc == CURLE_OK)                             \
-			cc = curl_easy_setopt(j->h, opt, val);  \
+#define FLEET_SET(opt, val)                                    \
+	do {                                                   \
+		if (cc == CURLE_OK)                            \
+			cc = curl_easy_setopt(j->h, opt, val); \
 	} while (0)
 	FLEET_SET(CURLOPT_WRITEFUNCTION, fleet_write);
 	FLEET_SET(CURLOPT_WRITEDATA, j);
@@ -330,8 +331,10 @@ static void fleet_finish(struct http_fleet *f, struct fleet_job *j, CURLcode cc)
 	else
 		rc = -http_status_errno(status);
 	if (rc == 0 && j->written != j->length) {
-		snprintf(j->why, sizeof(j->why), "%" PRIu64 " bytes where %" PRIu64 " were "
-			 "expected: refused", j->written, j->length);
+		snprintf(j->why, sizeof(j->why),
+			 "%" PRIu64 " bytes where %" PRIu64 " were "
+			 "expected: refused",
+			 j->written, j->length);
 		rc = -EIO;
 		j->write_errno = EIO;
 	}
@@ -340,8 +343,10 @@ static void fleet_finish(struct http_fleet *f, struct fleet_job *j, CURLcode cc)
 			rc = -ENOMEM;
 		} else {
 			if (strcmp(hex, j->md5) != 0) {
-				snprintf(j->why, sizeof(j->why), "its MD5 is %s, its ETag says %s: "
-					 "refused", hex, j->md5);
+				snprintf(j->why, sizeof(j->why),
+					 "its MD5 is %s, its ETag says %s: "
+					 "refused",
+					 hex, j->md5);
 				rc = -EIO;
 				j->write_errno = EIO;
 			}
@@ -360,8 +365,8 @@ static void fleet_finish(struct http_fleet *f, struct fleet_job *j, CURLcode cc)
 	else if (cc == CURLE_OK)
 		snprintf(cause, sizeof(cause), "HTTP %ld", status);
 	else
-		snprintf(cause, sizeof(cause), "%s", j->errbuf[0] ? j->errbuf
-				 : curl_easy_strerror(cc));
+		snprintf(cause, sizeof(cause), "%s",
+			 j->errbuf[0] ? j->errbuf : curl_easy_strerror(cc));
 	/* A body that is not what was asked is refused, not asked again. */
 	again = !j->write_errno && http_transient(cc, status) &&
 		j->attempt < f->http->opts.retries + 1;
@@ -373,9 +378,9 @@ static void fleet_finish(struct http_fleet *f, struct fleet_job *j, CURLcode cc)
 	if (again) {
 		log_warn("GET %s: %s (attempt %d/%d)", j->shown, cause, j->attempt,
 			 f->http->opts.retries + 1);
-		j->not_before = http_now_ms() + http_backoff_ms(j->attempt, retry_after,
-								f->http->opts.stall_timeout,
-								&f->seed);
+		j->not_before =
+			http_now_ms() + http_backoff_ms(j->attempt, retry_after,
+							f->http->opts.stall_timeout, &f->seed);
 		j->attempt++;
 		j->next = f->later;
 		f->later = j;
@@ -428,7 +433,7 @@ static long fleet_due(struct http_fleet *f)
 	while ((j = *p)) {
 		if (j->not_before <= now) {
 			*p = j->next;
-			j->urgent = true;	/* it was started before those queued now */
+			j->urgent = true; /* it was started before those queued now */
 			fleet_queue(f, j);
 			continue;
 		}
@@ -529,8 +534,7 @@ int http_fleet_add(struct http_fleet *f, const struct http_job *job, uint64_t *i
 	struct fleet_job *j;
 	int rc = 0;
 
-	if (job->length == 0 || (job->md5 && !md5_hex_ok(job->md5)) ||
-	    (job->ranged && job->md5))
+	if (job->length == 0 || (job->md5 && !md5_hex_ok(job->md5)) || (job->ranged && job->md5))
 		return -EINVAL;
 	j = calloc(1, sizeof(*j));
 	if (!j)

@@ -23,12 +23,12 @@ struct http {
 	CURLSH *share;
 	pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
 	pthread_mutex_t pool_lock;
-	CURL *pool[HTTP_POOL_MAX];	/* idle handles; protected by pool_lock */
-	int pool_len;			/* protected by pool_lock */
-	struct http_auth auth;		/* set before threads start; fn NULL = none */
-	unsigned long n_requests, n_retries, n_failures;	/* __atomic counters */
-	int aborted;			/* __atomic; set once by http_abort */
-	size_t mem_in_flight;		/* __atomic: bytes held by answers being received */
+	CURL *pool[HTTP_POOL_MAX]; /* idle handles; protected by pool_lock */
+	int pool_len;              /* protected by pool_lock */
+	struct http_auth auth;     /* set before threads start; fn NULL = none */
+	unsigned long n_requests, n_retries, n_failures; /* __atomic counters */
+	int aborted;                                     /* __atomic; set once by http_abort */
+	size_t mem_in_flight; /* __atomic: bytes held by answers being received */
 };
 
 bool http_aborted(struct http *http);

@@ -129,19 +129,27 @@ static const struct {
 	[TCIA_PATIENTS] = { "PatientID, collection_id, min(PatientAge) AS PatientAge,"
 			    " min(PatientSex) AS PatientSex,"
 			    " count(DISTINCT StudyInstanceUID) AS studies",
-			    " GROUP BY PatientID, collection_id", "PatientID", 1, { "PatientID" } },
+			    " GROUP BY PatientID, collection_id",
+			    "PatientID",
+			    1,
+			    { "PatientID" } },
 	[TCIA_STUDIES] = { "StudyInstanceUID, PatientID, collection_id, min(StudyDate) AS"
 			   " StudyDate, min(StudyDescription) AS StudyDescription, count(*) AS"
-			   " series", " GROUP BY StudyInstanceUID, PatientID, collection_id",
-			   "PatientID, StudyInstanceUID", 2, { "PatientID", "StudyInstanceUID" } },
-	[TCIA_SERIES] = { idc_columns, "", "PatientID, StudyInstanceUID, SeriesInstanceUID", 3,
+			   " series",
+			   " GROUP BY StudyInstanceUID, PatientID, collection_id",
+			   "PatientID, StudyInstanceUID",
+			   2,
+			   { "PatientID", "StudyInstanceUID" } },
+	[TCIA_SERIES] = { idc_columns,
+			  "",
+			  "PatientID, StudyInstanceUID, SeriesInstanceUID",
+			  3,
 			  { "PatientID", "StudyInstanceUID", "SeriesInstanceUID" } },
 };
 
 /* Appends " AND " the rows after the key `after` (n columns): IDC's SQL compares no row
  * values, so (a, b) > (x, y) is written (a > x OR (a = x AND b > y)). */
-static int idc_where_after(char **sql, const char *const *key, const char *const *after,
-			   unsigned n)
+static int idc_where_after(char **sql, const char *const *key, const char *const *after, unsigned n)
 {
 	char *cond = NULL, *lit, *next;
 	unsigned i = n;
@@ -218,16 +226,16 @@ int idc_series_sql(const struct idc_query *q, char **sql)
  * read at their end. Only string state is tracked, so any valid JSON is delimited right;
  * jansson judges each piece. */
 enum idc_answer_state {
-	IA_TOP,		/* before the '{' */
-	IA_KEY_WAIT,	/* after the '{': a key or the '}' */
-	IA_KEY_NEXT,	/* after a ',': a key */
-	IA_KEY,		/* in a key's string */
+	IA_TOP,      /* before the '{' */
+	IA_KEY_WAIT, /* after the '{': a key or the '}' */
+	IA_KEY_NEXT, /* after a ',': a key */
+	IA_KEY,      /* in a key's string */
 	IA_COLON,
 	IA_VALUE_START,
-	IA_VALUE,	/* a member other than rows */
+	IA_VALUE, /* a member other than rows */
 	IA_AFTER_VALUE,
-	IA_ROWS,	/* in the rows array, between rows */
-	IA_ROW,		/* in a row */
+	IA_ROWS, /* in the rows array, between rows */
+	IA_ROW,  /* in a row */
 	IA_END,
 };
 
@@ -238,9 +246,9 @@ typedef int (*idc_row_fn)(struct idc_answer *a, const struct idc_row *row);
 struct idc_answer {
 	enum idc_answer_state state;
 	enum tcia_kind kind;
-	idc_row_fn row;		/* NULL: series rows, built as they are parsed */
-	idc_series_fn each;	/* TCIA_SERIES through idc_answer_new */
-	tcia_each_fn each_record;	/* any kind, through idc_each */
+	idc_row_fn row;           /* NULL: series rows, built as they are parsed */
+	idc_series_fn each;       /* TCIA_SERIES through idc_answer_new */
+	tcia_each_fn each_record; /* any kind, through idc_each */
 	void *arg;
 	char key[32];
 	size_t keylen;
@@ -250,7 +258,7 @@ struct idc_answer {
 	bool in_string, escape;
 	size_t rows;
 	bool truncated, saw_rows;
-	char *last[IDC_KEYS_MAX];	/* the page's greatest row key: where the next starts */
+	char *last[IDC_KEYS_MAX]; /* the page's greatest row key: where the next starts */
 	int rc;
 	/* Rows are parsed on a helper thread once a page is long (ahead.c), and built and
 	 * handed on here, in order; each thread picks series rows with a picker of its own. */
@@ -281,8 +289,8 @@ static void idc_row_unparse(void *item)
 
 /* Parses a row's text into p: a series row is built into its record, from the columns
  * picked in place, or from jansson's object when the picker leaves the row to jansson. */
-static int idc_row_make(struct idc_answer *a, struct jsonpick *pick, const char *text,
-			size_t len, struct idc_parsed *p)
+static int idc_row_make(struct idc_answer *a, struct jsonpick *pick, const char *text, size_t len,
+			struct idc_parsed *p)
 {
 	struct idc_row row = { .pick = pick };
 	int rc = !a->row ? jsonpick_read(pick, text, len) : -EAGAIN;
@@ -327,8 +335,8 @@ int idc_answer_new(idc_series_fn each, void *arg, struct idc_answer **out)
 	a->arg = arg;
 	if (jsonpick_new(idc_series_cols, 0, &a->pick_ahead) < 0 ||
 	    jsonpick_new(idc_series_cols, 0, &a->pick_here) < 0 ||
-	    ahead_new(sizeof(struct idc_parsed), idc_row_parse, idc_row_done, idc_row_unparse,
-		      a, &a->ahead) < 0) {
+	    ahead_new(sizeof(struct idc_parsed), idc_row_parse, idc_row_done, idc_row_unparse, a,
+		      &a->ahead) < 0) {
 		idc_answer_free(a);
 		*out = NULL;
 		return -ENOMEM;
@@ -396,9 +404,9 @@ static int idc_series_hand(struct idc_answer *a, struct tcia_series *s, const ch
 
 static int idc_row_patient(struct idc_answer *a, const struct idc_row *row)
 {
-	static const char *const names[] = { "PatientId", "PatientID", "Collection",
+	static const char *const names[] = { "PatientId",     "PatientID",  "Collection",
 					     "collection_id", "PatientSex", "PatientSex",
-					     "PatientAge", "PatientAge", NULL };
+					     "PatientAge",    "PatientAge", NULL };
 	struct tcia_patient p = { 0 };
 	int rc = idc_get_str(row, "PatientID", &p.patient_id);
 
@@ -415,10 +423,19 @@ static int idc_row_patient(struct idc_answer *a, const struct idc_row *row)
 
 static int idc_row_study(struct idc_answer *a, const struct idc_row *row)
 {
-	static const char *const names[] = { "StudyInstanceUID", "StudyInstanceUID", "PatientID",
-					     "PatientID", "Collection", "collection_id",
-					     "StudyDate", "StudyDate", "StudyDescription",
-					     "StudyDescription", "SeriesCount", "series", NULL };
+	static const char *const names[] = { "StudyInstanceUID",
+					     "StudyInstanceUID",
+					     "PatientID",
+					     "PatientID",
+					     "Collection",
+					     "collection_id",
+					     "StudyDate",
+					     "StudyDate",
+					     "StudyDescription",
+					     "StudyDescription",
+					     "SeriesCount",
+					     "series",
+					     NULL };
 	struct tcia_study st = { .series_count = -1 };
 	int rc = idc_get_str(row, "StudyInstanceUID", &st.study_uid);
 
@@ -500,16 +517,16 @@ static int idc_row_done(void *ctx, const char *text, size_t len, void *item, boo
 		key[2] = p->s.series_uid;
 	} else {
 		for (i = 0; i < idc_kinds[a->kind].keys; i++)
-			key[i] = json_string_value(json_object_get(p->row,
-								    idc_kinds[a->kind].key[i]));
+			key[i] = json_string_value(
+				json_object_get(p->row, idc_kinds[a->kind].key[i]));
 	}
 	rc = json_is_object(p->row) || p->built ? idc_note_key(a, key) : -EBADMSG;
 	if (rc == 0) {
 		a->rows++;
-		rc = p->built ? idc_series_hand(a, &p->s, p->bucket, p->uuid) :
-				a->row(a, &(struct idc_row){ .obj = p->row });
+		rc = p->built ? idc_series_hand(a, &p->s, p->bucket, p->uuid)
+			      : a->row(a, &(struct idc_row){ .obj = p->row });
 	}
-	idc_row_unparse(p);	/* the row with it */
+	idc_row_unparse(p); /* the row with it */
 	return rc;
 }
 
@@ -584,7 +601,7 @@ static int idc_answer_char(struct idc_answer *a, char c)
 		return 0;
 	case IA_KEY:
 		if (a->escape || c == '\\') {
-			a->escape = !a->escape;	/* keys of IDC's are plain words */
+			a->escape = !a->escape; /* keys of IDC's are plain words */
 		} else if (c == '"') {
 			a->key[a->keylen] = '\0';
 			a->state = IA_COLON;
@@ -613,7 +630,7 @@ static int idc_answer_char(struct idc_answer *a, char c)
 		a->state = IA_VALUE;
 		a->depth = 0;
 		a->len = 0;
-		__attribute__((fallthrough));	/* c is the value's first character */
+		__attribute__((fallthrough)); /* c is the value's first character */
 	case IA_VALUE:
 		if (!idc_in_string(a, c)) {
 			if ((c == ',' || c == '}') && a->depth == 0) {
@@ -680,7 +697,7 @@ static size_t idc_answer_run(struct idc_answer *a, const char *data, size_t len)
 	size_t n = (size_t)(jsonobj_plain(data, data + len) - data);
 
 	if (n == 0 || a->len + n + 1 >= IDC_ROW_MAX)
-		return 0;	/* let the step say it is too long */
+		return 0; /* let the step say it is too long */
 	if (!idc_cat(&a->buf, &a->len, &a->cap, data, n)) {
 		a->rc = -ENOMEM;
 		return 0;
@@ -707,7 +724,7 @@ int idc_answer_feed(struct idc_answer *a, const char *data, size_t len)
 int idc_answer_end(struct idc_answer *a, size_t *rows, bool *truncated)
 {
 	if (a->rc == 0)
-		a->rc = ahead_end(a->ahead);	/* the rows still on their way */
+		a->rc = ahead_end(a->ahead); /* the rows still on their way */
 	/* An error object, or anything else without rows, is not an answer. */
 	if (a->rc == 0 && (a->state != IA_END || !a->saw_rows))
 		a->rc = -EBADMSG;
@@ -774,7 +791,8 @@ static int idc_pages(struct idc *t, const struct idc_query *q, struct idc_answer
 		if (rc == 0)
 			rc = idc_answer_end(a, &rows, &truncated);
 		if (rc == -EBADMSG)
-			log_err("bad answer from IDC: %s/sql sent what is not an SQL answer", t->api);
+			log_err("bad answer from IDC: %s/sql sent what is not an SQL answer",
+				t->api);
 		/* A full page (or one IDC cut short) may have more after it. */
 		if (rc < 0 || (rows < limit && !truncated) || !a->last[0])
 			break;
@@ -782,13 +800,14 @@ static int idc_pages(struct idc *t, const struct idc_query *q, struct idc_answer
 		 * and again. */
 		if (after[0] && idc_key_cmp(a->last, after, idc_kinds[a->kind].keys) <= 0) {
 			log_err("bad answer from IDC: %s/sql sent a page that ends where the one "
-				"before it did", t->api);
+				"before it did",
+				t->api);
 			rc = -EBADMSG;
 			break;
 		}
 		for (i = 0; i < IDC_KEYS_MAX; i++) {
 			free(after[i]);
-			after[i] = a->last[i];	/* taken: the next reset would free it */
+			after[i] = a->last[i]; /* taken: the next reset would free it */
 			a->last[i] = NULL;
 		}
 	}
@@ -814,7 +833,7 @@ int idc_each(struct idc *t, enum tcia_kind kind, const struct idc_query *q, tcia
 	static const idc_row_fn rows[] = {
 		[TCIA_PATIENTS] = idc_row_patient,
 		[TCIA_STUDIES] = idc_row_study,
-		[TCIA_SERIES] = NULL,	/* built as they are parsed */
+		[TCIA_SERIES] = NULL, /* built as they are parsed */
 	};
 	struct idc_answer *a;
 	int rc;
@@ -871,15 +890,15 @@ int idc_values_sql(const char *collection_id, unsigned facet, char **sql)
 	lit = idc_sql_quote(collection_id);
 	if (!lit)
 		return -ENOMEM;
-	n = asprintf(sql, "SELECT DISTINCT %s AS value FROM \"index\" WHERE collection_id = %s AND"
-		     " %s IS NOT NULL AND %s <> '' ORDER BY 1", columns[facet], lit,
-		     columns[facet], columns[facet]);
+	n = asprintf(sql,
+		     "SELECT DISTINCT %s AS value FROM \"index\" WHERE collection_id = %s AND"
+		     " %s IS NOT NULL AND %s <> '' ORDER BY 1",
+		     columns[facet], lit, columns[facet], columns[facet]);
 	free(lit);
 	return n < 0 ? -ENOMEM : 0;
 }
 
-int idc_values(struct idc *t, const char *collection_id, unsigned facet,
-	       struct tcia_values *out)
+int idc_values(struct idc *t, const char *collection_id, unsigned facet, struct tcia_values *out)
 {
 	static const char *const names[] = { "Modality", "BodyPartExamined", "Manufacturer" };
 	struct idc_body b = { NULL, 0 };
@@ -892,8 +911,7 @@ int idc_values(struct idc *t, const char *collection_id, unsigned facet,
 	rc = idc_values_sql(collection_id, facet, &sql);
 	if (rc < 0)
 		return rc;
-	rc = idc_post_sql(t, sql, IDC_PAGE_MAX, IDC_ROW_MAX, idc_body_chunk, idc_body_restart,
-			  &b);
+	rc = idc_post_sql(t, sql, IDC_PAGE_MAX, IDC_ROW_MAX, idc_body_chunk, idc_body_restart, &b);
 	free(sql);
 	if (rc == 0) {
 		ans = json_loadb(b.buf ? b.buf : "", b.len, 0, NULL);
@@ -902,7 +920,8 @@ int idc_values(struct idc *t, const char *collection_id, unsigned facet,
 		out->v = rc == 0 ? calloc(json_array_size(rows) + 1, sizeof(*out->v)) : NULL;
 		if (rc == 0 && !out->v)
 			rc = -ENOMEM;
-		json_array_foreach(rows, i, row) {
+		json_array_foreach(rows, i, row)
+		{
 			const char *v = json_string_value(json_object_get(row, "value"));
 			struct tcia_value *o = &out->v[out->count];
 			json_t *one;
@@ -910,7 +929,7 @@ int idc_values(struct idc *t, const char *collection_id, unsigned facet,
 			if (rc < 0)
 				break;
 			if (!v)
-				continue;	/* NULL is "unknown": not a value */
+				continue; /* NULL is "unknown": not a value */
 			one = json_pack("{s:s}", names[facet], v);
 
 			o->value = strdup(v);
@@ -978,12 +997,13 @@ static json_t *idc_group_studies(json_t *rows)
 	json_t *studies = json_object(), *row;
 	const char *uid;
 
-	json_object_foreach(rows, uid, row) {
+	json_object_foreach(rows, uid, row)
+	{
 		const char *st = json_string_value(json_object_get(row, "StudyInstanceUID"));
 		json_t *g;
 
 		if (!st || !studies)
-			continue;	/* idc_row_series refuses it below */
+			continue; /* idc_row_series refuses it below */
 		g = json_object_get(studies, st);
 		if (!g) {
 			g = json_pack("{s:s,s:O?,s:O?,s:n,s:n,s:I}", "StudyInstanceUID", st,
@@ -997,8 +1017,9 @@ static json_t *idc_group_studies(json_t *rows)
 		}
 		idc_min(g, "StudyDate", row);
 		idc_min(g, "StudyDescription", row);
-		json_object_set_new(g, "series",
-				    json_integer(json_integer_value(json_object_get(g, "series")) + 1));
+		json_object_set_new(
+			g, "series",
+			json_integer(json_integer_value(json_object_get(g, "series")) + 1));
 	}
 	return studies;
 }
@@ -1024,13 +1045,11 @@ int idc_each_patient(struct idc *t, const struct idc_query *q, tcia_each_fn stud
 	if (rc == 0) {
 		a->arg = arg;
 		a->each_record = study;
-		json_object_foreach(studies, key, row)
-			if (rc == 0)
-				rc = idc_row_study(a, &(struct idc_row){ .obj = row });
+		json_object_foreach(studies, key, row) if (rc == 0) rc =
+			idc_row_study(a, &(struct idc_row){ .obj = row });
 		a->each_record = series;
-		json_object_foreach(rows, key, row)
-			if (rc == 0)
-				rc = idc_row_series_each(a, &(struct idc_row){ .obj = row });
+		json_object_foreach(rows, key, row) if (rc == 0) rc =
+			idc_row_series_each(a, &(struct idc_row){ .obj = row });
 	}
 	json_decref(studies);
 	json_decref(rows);
@@ -1090,7 +1109,8 @@ int idc_parse_collections(const char *body, size_t len, struct idc_collections *
 	out->ids = calloc(n ? n : 1, sizeof(*out->ids));
 	if (!out->names.v || !out->ids)
 		rc = -ENOMEM;
-	json_array_foreach(arr, i, o) {
+	json_array_foreach(arr, i, o)
+	{
 		struct tcia_value *v = &out->names.v[out->names.count];
 		const char *id = json_string_value(json_object_get(o, "collection_id"));
 		const char *name = json_string_value(json_object_get(o, "collection_name"));

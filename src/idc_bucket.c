@@ -213,10 +213,9 @@ static void XMLCALL idc_xml_end(void *u, const XML_Char *name)
 }
 
 /* No DTD may declare entities: that is how XML bombs are made. */
-static void XMLCALL idc_xml_entity(void *u, const XML_Char *name, int param,
-				   const XML_Char *value, int value_len, const XML_Char *base,
-				   const XML_Char *system_id, const XML_Char *public_id,
-				   const XML_Char *notation)
+static void XMLCALL idc_xml_entity(void *u, const XML_Char *name, int param, const XML_Char *value,
+				   int value_len, const XML_Char *base, const XML_Char *system_id,
+				   const XML_Char *public_id, const XML_Char *notation)
 {
 	(void)name, (void)param, (void)value, (void)value_len, (void)base, (void)system_id,
 		(void)public_id, (void)notation;
@@ -256,7 +255,7 @@ int idc_parse_listing(const char *body, size_t len, struct idc_listing *out)
 	if (x.rc == 0 && !x.root_ok)
 		x.rc = -EBADMSG;
 	if (x.rc == 0 && out->truncated && (!out->next || !*out->next))
-		x.rc = -EBADMSG;	/* more to come, and no way to ask for it */
+		x.rc = -EBADMSG; /* more to come, and no way to ask for it */
 	XML_ParserFree(x.p);
 	free(x.key);
 	if (x.rc < 0)
@@ -317,7 +316,8 @@ int idc_get_object(struct idc *t, const char *bucket, const char *key, uint64_t 
 	rc = http_download(t->http, url, fd, size + 1, progress, arg, &got);
 	if (rc == -EFBIG)
 		log_err("IDC's bucket %s: %s is longer than the %llu bytes its listing gave: "
-			"refused", bucket, key, (unsigned long long)size);
+			"refused",
+			bucket, key, (unsigned long long)size);
 	else if (rc == 0 && got != size) {
 		log_err("IDC's bucket %s: %s has %llu bytes, its listing gave %llu: refused",
 			bucket, key, (unsigned long long)got, (unsigned long long)size);
@@ -332,10 +332,16 @@ int idc_fetch_object(struct idc *t, const struct idc_fetch *fe, uint64_t *id)
 	char *url = idc_object_url(t, fe->bucket, fe->key);
 	bool whole = fe->offset == 0 && fe->length == fe->size;
 	struct http_job job = {
-		.url = url, .fd = fe->fd, .offset = fe->offset, .length = fe->length,
-		.ranged = !whole, .total = fe->size,
-		.md5 = whole && fe->md5 && fe->md5[0] ? fe->md5 : NULL, .urgent = fe->urgent,
-		.done = fe->done, .arg = fe->arg,
+		.url = url,
+		.fd = fe->fd,
+		.offset = fe->offset,
+		.length = fe->length,
+		.ranged = !whole,
+		.total = fe->size,
+		.md5 = whole && fe->md5 && fe->md5[0] ? fe->md5 : NULL,
+		.urgent = fe->urgent,
+		.done = fe->done,
+		.arg = fe->arg,
 	};
 	int rc;
 
@@ -368,8 +374,8 @@ static bool idc_is_dicom(const char *key, const char *prefix)
 }
 
 /* Moves the DICOM objects of page into out (the rest counted in *strays). */
-static int idc_take_page(struct idc_listing *out, struct idc_listing *page,
-			 const char *prefix, size_t *strays)
+static int idc_take_page(struct idc_listing *out, struct idc_listing *page, const char *prefix,
+			 size_t *strays)
 {
 	struct idc_object *v;
 	size_t i;
@@ -389,8 +395,8 @@ static int idc_take_page(struct idc_listing *out, struct idc_listing *page,
 	return 0;
 }
 
-int idc_list_series(struct idc *t, const char *bucket, const char *uuid,
-		    struct idc_listing *out, size_t *strays)
+int idc_list_series(struct idc *t, const char *bucket, const char *uuid, struct idc_listing *out,
+		    size_t *strays)
 {
 	char *base = idc_bucket_url(t, bucket), *prefix = NULL, *eprefix = NULL, *token = NULL;
 	int rc = 0, pages = 0;
@@ -422,14 +428,16 @@ int idc_list_series(struct idc *t, const char *bucket, const char *uuid,
 		free(body);
 		if (rc == -EBADMSG)
 			log_err("bad answer from IDC's bucket %s: the listing of %s is not an S3 "
-				"listing", bucket, prefix);
+				"listing",
+				bucket, prefix);
 		if (rc < 0)
 			break;
 		rc = idc_take_page(out, &page, prefix, strays);
 		/* A token that does not move on would list the same page for ever. */
 		if (rc == 0 && page.truncated && token && strcmp(token, page.next) == 0) {
 			log_err("bad answer from IDC's bucket %s: the listing of %s repeats its "
-				"continuation token", bucket, prefix);
+				"continuation token",
+				bucket, prefix);
 			rc = -EBADMSG;
 		}
 		free(token);

@@ -37,26 +37,26 @@ bool idc_cat(char **out, size_t *len, size_t *cap, const char *s, size_t n);
  * "idc", as IDC sent it (text, len) or printed again when that is not at hand (text
  * NULL). Made as text, not as an object printed whole: that was a fifth of a page's
  * time. A new string, or NULL. */
-char *idc_raw(const struct idc_row *row, const char *const *names, int64_t bytes,
-	      const char *text, size_t len);
+char *idc_raw(const struct idc_row *row, const char *const *names, int64_t bytes, const char *text,
+	      size_t len);
 /* Builds s from a series row (text, len: the row as sent, or NULL). 0, -EBADMSG (a
  * required column missing or of the wrong type) or -ENOMEM; s is then cleared by the
  * caller. */
-int idc_row_series(const struct idc_row *row, const char *text, size_t len,
-		   struct tcia_series *s, char **bucket, char **uuid);
+int idc_row_series(const struct idc_row *row, const char *text, size_t len, struct tcia_series *s,
+		   char **bucket, char **uuid);
 
 /* One series row's record, built from its columns picked in place (picked) or from
  * jansson's object, for the tests that hold the two to one record: 0, -EAGAIN when the
  * picker leaves the row to jansson, -EBADMSG, -ENOMEM. The caller clears s (zeroed
  * first) and frees *bucket and *uuid whatever the answer. */
-int idc_series_row(const char *text, size_t len, bool picked, struct tcia_series *s,
-		   char **bucket, char **uuid);
+int idc_series_row(const char *text, size_t len, bool picked, struct tcia_series *s, char **bucket,
+		   char **uuid);
 
 struct idc {
 	struct http *http;
 	char *api;
-	char *files;		/* with {bucket} */
-	struct http_fleet *fleet;	/* objects fetched many at once */
+	char *files;              /* with {bucket} */
+	struct http_fleet *fleet; /* objects fetched many at once */
 };
 
 #endif

@@ -13,12 +13,27 @@
 #include "jsonpick.h"
 #include "tcia.h"
 
-
 const char *const idc_series_cols[] = {
-	"instanceCount", "series_size_MB", "SeriesInstanceUID", "StudyInstanceUID", "PatientID",
-	"collection_id", "Modality", "BodyPartExamined", "Manufacturer", "SeriesDescription",
-	"SeriesNumber", "SeriesDate", "license_short_name", "source_DOI", "aws_bucket",
-	"crdc_series_uuid", "StudyDescription", "StudyDate", "ManufacturerModelName", NULL,
+	"instanceCount",
+	"series_size_MB",
+	"SeriesInstanceUID",
+	"StudyInstanceUID",
+	"PatientID",
+	"collection_id",
+	"Modality",
+	"BodyPartExamined",
+	"Manufacturer",
+	"SeriesDescription",
+	"SeriesNumber",
+	"SeriesDate",
+	"license_short_name",
+	"source_DOI",
+	"aws_bucket",
+	"crdc_series_uuid",
+	"StudyDescription",
+	"StudyDate",
+	"ManufacturerModelName",
+	NULL,
 };
 
 /* A picked column's value; absent when the picker does not read it. */
@@ -42,7 +57,7 @@ int idc_get_str(const struct idc_row *row, const char *key, char **out)
 			return 0;
 		if (pv->type != JP_STRING)
 			return -EBADMSG;
-		*out = strndup(pv->text, pv->len);	/* no NUL in it: jsonpick refused one */
+		*out = strndup(pv->text, pv->len); /* no NUL in it: jsonpick refused one */
 		return *out ? 0 : -ENOMEM;
 	}
 	v = json_object_get(row->obj, key);
@@ -160,7 +175,8 @@ static bool idc_cat_json(char **out, size_t *len, size_t *cap, const json_t *v)
 		       idc_cat(out, len, cap, json_string_value(v), json_string_length(v)) &&
 		       idc_cat(out, len, cap, "\"", 1);
 	if (json_is_integer(v)) {
-		n = (size_t)snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+		n = (size_t)snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT,
+				     json_integer_value(v));
 		return idc_cat(out, len, cap, num, n);
 	}
 	n = json_dumpb(v, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY);
@@ -197,15 +213,15 @@ static bool idc_cat_col(char **out, size_t *len, size_t *cap, const struct idc_r
 	}
 	v = idc_get_json(row, key);
 	if (!v)
-		return !(*had);	/* a value jansson could not make: out of memory */
+		return !(*had); /* a value jansson could not make: out of memory */
 	*had = true;
 	ok = idc_cat_json(out, len, cap, v);
 	json_decref(v);
 	return ok;
 }
 
-char *idc_raw(const struct idc_row *row, const char *const *names, int64_t bytes,
-		     const char *text, size_t len)
+char *idc_raw(const struct idc_row *row, const char *const *names, int64_t bytes, const char *text,
+	      size_t len)
 {
 	char *out = NULL, num[32];
 	size_t n = 0, cap = 0, mark;
@@ -218,7 +234,7 @@ char *idc_raw(const struct idc_row *row, const char *const *names, int64_t bytes
 		     idc_cat(&out, &n, &cap, "\":", 2) &&
 		     idc_cat_col(&out, &n, &cap, row, names[1], &had);
 		if (ok && !had)
-			n = mark;	/* missing or null: no member */
+			n = mark; /* missing or null: no member */
 		else
 			ok = ok && idc_cat(&out, &n, &cap, ",", 1);
 	}
@@ -241,18 +257,43 @@ char *idc_raw(const struct idc_row *row, const char *const *names, int64_t bytes
 }
 
 static const char *const idc_series_names[] = {
-	"Collection", "collection_id", "PatientID", "PatientID",
-	"StudyInstanceUID", "StudyInstanceUID", "StudyDescription", "StudyDescription",
-	"StudyDate", "StudyDate", "SeriesInstanceUID", "SeriesInstanceUID",
-	"Modality", "Modality", "BodyPartExamined", "BodyPartExamined",
-	"Manufacturer", "Manufacturer", "ManufacturerModelName", "ManufacturerModelName",
-	"SeriesDescription", "SeriesDescription", "SeriesNumber", "SeriesNumber",
-	"SeriesDate", "SeriesDate", "ImageCount", "instanceCount",
-	"LicenseName", "license_short_name", "CollectionURI", "source_DOI", NULL,
+	"Collection",
+	"collection_id",
+	"PatientID",
+	"PatientID",
+	"StudyInstanceUID",
+	"StudyInstanceUID",
+	"StudyDescription",
+	"StudyDescription",
+	"StudyDate",
+	"StudyDate",
+	"SeriesInstanceUID",
+	"SeriesInstanceUID",
+	"Modality",
+	"Modality",
+	"BodyPartExamined",
+	"BodyPartExamined",
+	"Manufacturer",
+	"Manufacturer",
+	"ManufacturerModelName",
+	"ManufacturerModelName",
+	"SeriesDescription",
+	"SeriesDescription",
+	"SeriesNumber",
+	"SeriesNumber",
+	"SeriesDate",
+	"SeriesDate",
+	"ImageCount",
+	"instanceCount",
+	"LicenseName",
+	"license_short_name",
+	"CollectionURI",
+	"source_DOI",
+	NULL,
 };
 
-int idc_row_series(const struct idc_row *row, const char *text, size_t len,
-		   struct tcia_series *s, char **bucket, char **uuid)
+int idc_row_series(const struct idc_row *row, const char *text, size_t len, struct tcia_series *s,
+		   char **bucket, char **uuid)
 {
 	double mb;
 	int rc = 0;
@@ -261,8 +302,9 @@ int idc_row_series(const struct idc_row *row, const char *text, size_t len,
 	s->image_count = idc_get_int(row, "instanceCount");
 	/* Decimal megabytes, rounded by IDC: the listing has the exact sizes. Past 9e9 MB
 	 * (9e15 bytes, as tcia.c bounds a size) it is no size: unknown. */
-	s->file_size = idc_get_number(row, "series_size_MB", &mb) && mb >= 0 && mb <= 9.0e9 ?
-			       (int64_t)(mb * 1e6 + 0.5) : -1;
+	s->file_size = idc_get_number(row, "series_size_MB", &mb) && mb >= 0 && mb <= 9.0e9
+			       ? (int64_t)(mb * 1e6 + 0.5)
+			       : -1;
 	rc = rc ? rc : idc_get_str(row, "SeriesInstanceUID", &s->series_uid);
 	rc = rc ? rc : idc_get_str(row, "StudyInstanceUID", &s->study_uid);
 	rc = rc ? rc : idc_get_str(row, "PatientID", &s->patient_id);
@@ -287,8 +329,8 @@ int idc_row_series(const struct idc_row *row, const char *text, size_t len,
 	return s->raw ? 0 : -ENOMEM;
 }
 
-int idc_series_row(const char *text, size_t len, bool picked, struct tcia_series *s,
-		   char **bucket, char **uuid)
+int idc_series_row(const char *text, size_t len, bool picked, struct tcia_series *s, char **bucket,
+		   char **uuid)
 {
 	struct jsonpick *pick = NULL;
 	struct idc_row row = { 0 };

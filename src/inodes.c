@@ -12,14 +12,14 @@
 #include <string.h>
 
 struct inodes_node {
-	struct inodes_node *parent;	/* NULL for the root */
-	struct inodes_node *next;	/* in its hash bucket */
+	struct inodes_node *parent; /* NULL for the root */
+	struct inodes_node *next;   /* in its hash bucket */
 	uint64_t nlookup;
-	uint64_t children;	/* nodes whose parent this is */
-	uint64_t stamp;		/* of the listing the kernel keeps, if stamped */
+	uint64_t children; /* nodes whose parent this is */
+	uint64_t stamp;    /* of the listing the kernel keeps, if stamped */
 	uint32_t hash;
-	bool stamped;		/* stamp is the listing's (else it is listed afresh) */
-	bool kept;		/* the kernel keeps a listing of this folder */
+	bool stamped; /* stamp is the listing's (else it is listed afresh) */
+	bool kept;    /* the kernel keeps a listing of this folder */
 	char name[];
 };
 
@@ -27,7 +27,7 @@ struct inodes {
 	pthread_mutex_t lock;
 	struct inodes_node **b;
 	size_t nb, count;
-	unsigned long kept;	/* nodes with kept set */
+	unsigned long kept; /* nodes with kept set */
 	struct inodes_node *root;
 };
 
@@ -196,7 +196,7 @@ int inodes_path(struct inodes *t, uint64_t ino, const char *name, char *buf, siz
 	if (rc < 0)
 		return rc;
 	if (end == size - 1)
-		buf[--end] = '/';	/* the root */
+		buf[--end] = '/'; /* the root */
 	memmove(buf, buf + end, size - end);
 	return 0;
 }
@@ -218,8 +218,7 @@ void inodes_keep(struct inodes *t, uint64_t ino, bool kept, bool stamped, uint64
 	pthread_mutex_unlock(&t->lock);
 }
 
-void inodes_listing(struct inodes *t, uint64_t ino, bool *kept, bool *stamped,
-		    uint64_t *stamp)
+void inodes_listing(struct inodes *t, uint64_t ino, bool *kept, bool *stamped, uint64_t *stamp)
 {
 	struct inodes_node *n;
 
@@ -256,8 +255,7 @@ int inodes_take_kept(struct inodes *t, uint64_t **inos, size_t *n)
 	return 0;
 }
 
-int inodes_named(struct inodes *t, bool (*pick)(const char *name), uint64_t **inos,
-		 size_t *n)
+int inodes_named(struct inodes *t, bool (*pick)(const char *name), uint64_t **inos, size_t *n)
 {
 	struct inodes_node *e;
 	size_t i, cap = 64;

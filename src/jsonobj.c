@@ -91,20 +91,36 @@ static int jsonobj_escape(const char **pp, const char *end, char *out)
 	if (p >= end)
 		return -EBADMSG;
 	switch (*p++) {
-	case '"': c = '"'; break;
-	case '\\': c = '\\'; break;
-	case '/': c = '/'; break;
-	case 'b': c = '\b'; break;
-	case 'f': c = '\f'; break;
-	case 'n': c = '\n'; break;
-	case 'r': c = '\r'; break;
-	case 't': c = '\t'; break;
+	case '"':
+		c = '"';
+		break;
+	case '\\':
+		c = '\\';
+		break;
+	case '/':
+		c = '/';
+		break;
+	case 'b':
+		c = '\b';
+		break;
+	case 'f':
+		c = '\f';
+		break;
+	case 'n':
+		c = '\n';
+		break;
+	case 'r':
+		c = '\r';
+		break;
+	case 't':
+		c = '\t';
+		break;
 	case 'u':
 		if (jsonobj_hex4(p, end, &c) < 0)
 			return -EBADMSG;
 		p += 4;
 		if (c >= 0xDC00 && c <= 0xDFFF)
-			return -EBADMSG;	/* a low surrogate alone */
+			return -EBADMSG; /* a low surrogate alone */
 		if (c >= 0xD800 && c <= 0xDBFF) {
 			if (end - p < 6 || p[0] != '\\' || p[1] != 'u' ||
 			    jsonobj_hex4(p + 2, end, &lo) < 0 || lo < 0xDC00 || lo > 0xDFFF)
@@ -152,9 +168,9 @@ const char *jsonobj_plain(const char *p, const char *end)
 	while (end - p >= 16) {
 		__m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
 		/* A byte at or under 0x1f is its own minimum with 0x1f. */
-		__m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote),
-							_mm_cmpeq_epi8(v, bslash)),
-					   _mm_cmpeq_epi8(_mm_min_epu8(v, ctl), v));
+		__m128i hit = _mm_or_si128(
+			_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bslash)),
+			_mm_cmpeq_epi8(_mm_min_epu8(v, ctl), v));
 		unsigned mask = (unsigned)_mm_movemask_epi8(hit);
 
 		if (mask)
@@ -294,7 +310,7 @@ static int jsonobj_nested(struct jsonobj *o, size_t *used, const char **text, si
 {
 	const char *p = o->p;
 	size_t at = *used, n = 0, depth = 0;
-	uint8_t kinds[JSONOBJ_DEPTH / 8] = { 0 };	/* one bit a level: 1 = object */
+	uint8_t kinds[JSONOBJ_DEPTH / 8] = { 0 }; /* one bit a level: 1 = object */
 	int rc = jsonobj_room(o, at + (size_t)(o->end - p) + 1);
 
 	if (rc < 0)
@@ -303,7 +319,7 @@ static int jsonobj_nested(struct jsonobj *o, size_t *used, const char **text, si
 		char c = *p;
 
 		if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\0')
-			continue;	/* (a NUL: as above, jansson took it) */
+			continue; /* (a NUL: as above, jansson took it) */
 		o->scratch[at + n++] = c;
 		if (c == '"') {
 			for (p++; p < o->end && *p != '"'; p++) {
@@ -322,7 +338,7 @@ static int jsonobj_nested(struct jsonobj *o, size_t *used, const char **text, si
 			if (c == '{')
 				kinds[depth / 8] |= (uint8_t)(1u << (depth % 8));
 			else
-				kinds[depth / 8] &= (uint8_t)~(1u << (depth % 8));
+				kinds[depth / 8] &= (uint8_t) ~(1u << (depth % 8));
 			depth++;
 		} else if (c == ']' || c == '}') {
 			if (depth == 0 ||
@@ -380,7 +396,7 @@ static int jsonobj_member(struct jsonobj *o, struct jsonobj_member *m)
 	rc = jsonobj_string(o, &used, &m->key, &m->klen);
 	if (rc < 0)
 		return rc;
-	decoded = used > 0;	/* then at the scratch buffer's start, which may move */
+	decoded = used > 0; /* then at the scratch buffer's start, which may move */
 	jsonobj_space(o);
 	if (o->p >= o->end || *o->p != ':')
 		return -EBADMSG;
@@ -415,7 +431,7 @@ int jsonobj_next(struct jsonobj *o, struct jsonobj_member *m)
 			o->p++;
 			jsonobj_space(o);
 			if (o->p != o->end)
-				goto bad;	/* text after the object */
+				goto bad; /* text after the object */
 			o->state = JO_DONE;
 			return 0;
 		}

@@ -28,7 +28,7 @@ struct jsonpick {
 	unsigned flags;
 	struct jsonobj reader;
 	struct jsonpick_value *v;
-	size_t *off;		/* each value's text in arena */
+	size_t *off; /* each value's text in arena */
 	char *arena;
 	size_t used, cap;
 };
@@ -148,8 +148,7 @@ static int jsonpick_member(struct jsonpick *p, const struct jsonobj_member *m)
 	int n, rc;
 
 	/* jansson refuses a NUL in a key; a nested value may repeat a key deeper down. */
-	if (memchr(m->key, '\0', m->klen) || m->type == JSONOBJ_ARRAY ||
-	    m->type == JSONOBJ_OBJECT)
+	if (memchr(m->key, '\0', m->klen) || m->type == JSONOBJ_ARRAY || m->type == JSONOBJ_OBJECT)
 		return -EAGAIN;
 	switch (m->type) {
 	case JSONOBJ_NUMBER:
@@ -178,8 +177,8 @@ static int jsonpick_member(struct jsonpick *p, const struct jsonobj_member *m)
 		return jsonpick_copy(p, m->text, m->len, &p->off[k]);
 	if (v.type != JP_INTEGER && v.type != JP_REAL)
 		return 0;
-	n = v.type == JP_INTEGER ? snprintf(num, sizeof(num), "%" PRId64, v.i) :
-				   snprintf(num, sizeof(num), "%.17g", v.d);
+	n = v.type == JP_INTEGER ? snprintf(num, sizeof(num), "%" PRId64, v.i)
+				 : snprintf(num, sizeof(num), "%.17g", v.d);
 	p->v[k].len = (size_t)n;
 	return jsonpick_copy(p, num, (size_t)n, &p->off[k]);
 }
@@ -192,7 +191,7 @@ int jsonpick_read(struct jsonpick *p, const char *text, size_t len)
 	int rc;
 
 	for (k = 0; k < p->n; k++)
-		memset(&p->v[k], 0, sizeof(p->v[k]));	/* JP_ABSENT */
+		memset(&p->v[k], 0, sizeof(p->v[k])); /* JP_ABSENT */
 	p->used = 0;
 	/* jansson checks every byte of its input is UTF-8, inside strings or not. */
 	if (!utf8_valid(text, len))

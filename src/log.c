@@ -87,7 +87,8 @@ size_t log_escape(const char *in, char *out, size_t cap)
 			}
 			s++;
 		} else if ((k = utf8_bidi_len((const char *)s, 3)) != 0) {
-			unsigned cp = k == 2 ? 0x061c : ((s[1] & 0x3fu) << 6 | (s[2] & 0x3fu)) | 0x2000;
+			unsigned cp =
+				k == 2 ? 0x061c : ((s[1] & 0x3fu) << 6 | (s[2] & 0x3fu)) | 0x2000;
 
 			n = (size_t)snprintf(esc, sizeof(esc), "\\u%04x", cp);
 			s += k;
@@ -95,7 +96,7 @@ size_t log_escape(const char *in, char *out, size_t cap)
 			esc[n++] = (char)*s++;
 		}
 		if (j + n >= cap)
-			break;	/* cut, never split an escape */
+			break; /* cut, never split an escape */
 		memcpy(out + j, esc, n);
 		j += n;
 	}
@@ -114,7 +115,7 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	if ((!log_enabled(level) && level > LOG_LEVEL_WARN) || log_hushed)
 		return;
 	va_start(ap, fmt);
-	(void)vsnprintf(raw, sizeof(raw), fmt, ap);	/* an over-long line is cut, never dropped */
+	(void)vsnprintf(raw, sizeof(raw), fmt, ap); /* an over-long line is cut, never dropped */
 	va_end(ap);
 	if (level <= LOG_LEVEL_WARN && !log_why_is_error) {
 		log_escape(raw, log_why, sizeof(log_why));

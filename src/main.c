@@ -45,7 +45,7 @@
 
 struct tciafs_conf {
 	char *api;
-	char *source;		/* nbia (default) or idc */
+	char *source; /* nbia (default) or idc */
 	char *idc_api;
 	char *idc_files;
 	char *cache_dir;
@@ -64,9 +64,9 @@ struct tciafs_conf {
 	int max_fetches;
 	int walk_budget;
 	int offline;
-	int shared;		/* allow_other or allow_root: users other than ours look */
+	int shared; /* allow_other or allow_root: users other than ours look */
 	uint64_t cache_bytes;
-	char *positional[2];	/* [SOURCE] MOUNTPOINT, as mount.fuse3 passes them */
+	char *positional[2]; /* [SOURCE] MOUNTPOINT, as mount.fuse3 passes them */
 	int npositional;
 	int timeout;
 	int connect_timeout;
@@ -74,14 +74,16 @@ struct tciafs_conf {
 	int meta_ttl;
 	int show_help;
 	int show_version;
-	char **manifest_files;	/* -o manifest=FILE, repeatable */
+	char **manifest_files; /* -o manifest=FILE, repeatable */
 	size_t nmanifests;
-	struct view_manifest *manifests;	/* read by tciafs_conf_check */
+	struct view_manifest *manifests; /* read by tciafs_conf_check */
 };
 
 enum { TCIAFS_KEY_MANIFEST = 1, TCIAFS_KEY_SHARED };
 
+/* clang-format off */
 #define TCIAFS_OPT(t, p) { t, offsetof(struct tciafs_conf, p), 1 }
+/* clang-format on */
 
 static const struct fuse_opt tciafs_opt_spec[] = {
 	TCIAFS_OPT("api=%s", api),
@@ -113,7 +115,7 @@ static const struct fuse_opt tciafs_opt_spec[] = {
 	TCIAFS_OPT("--help", show_help),
 	TCIAFS_OPT("-V", show_version),
 	TCIAFS_OPT("--version", show_version),
-	FUSE_OPT_END
+	FUSE_OPT_END,
 };
 
 /* Takes the positional arguments aside: `tciafs MOUNTPOINT` and the mount-helper form
@@ -125,11 +127,10 @@ static int tciafs_opt_proc(void *data, const char *arg, int key, struct fuse_arg
 	(void)outargs;
 	if (key == TCIAFS_KEY_SHARED) {
 		conf->shared = 1;
-		return 1;	/* kept: fusermount3 takes it */
+		return 1; /* kept: fusermount3 takes it */
 	}
 	if (key == TCIAFS_KEY_MANIFEST) {
-		char **p = realloc(conf->manifest_files,
-				   (conf->nmanifests + 1) * sizeof(*p));
+		char **p = realloc(conf->manifest_files, (conf->nmanifests + 1) * sizeof(*p));
 
 		if (!p)
 			return -1;
@@ -240,12 +241,14 @@ static int tciafs_cache_outside(const struct tciafs_conf *conf)
 		return 0;
 	mp = realpath(conf->positional[conf->npositional - 1], NULL);
 	if (!mp)
-		return 0;	/* fuse_main says what is wrong with it */
+		return 0; /* fuse_main says what is wrong with it */
 	n = strlen(mp);
 	if (strncmp(conf->cache_dir, mp, n) == 0 &&
 	    (conf->cache_dir[n] == '\0' || conf->cache_dir[n] == '/' || n == 1)) {
-		fprintf(stderr, "tciafs: cache_dir=%s is inside the mountpoint %s: it would be "
-			"read through the mount itself; put it elsewhere\n", conf->cache_dir, mp);
+		fprintf(stderr,
+			"tciafs: cache_dir=%s is inside the mountpoint %s: it would be "
+			"read through the mount itself; put it elsewhere\n",
+			conf->cache_dir, mp);
 		rc = -EINVAL;
 	}
 	free(mp);
@@ -328,10 +331,11 @@ static int tciafs_conf_check(struct tciafs_conf *conf)
 	if (!conf->idc_api || !conf->idc_files)
 		return -ENOMEM;
 	if ((strncmp(conf->idc_api, "http://", 7) != 0 &&
-	     strncmp(conf->idc_api, "https://", 8) != 0) || strpbrk(conf->idc_api, "?#") ||
+	     strncmp(conf->idc_api, "https://", 8) != 0) ||
+	    strpbrk(conf->idc_api, "?#") ||
 	    (strncmp(conf->idc_files, "http://", 7) != 0 &&
-	     strncmp(conf->idc_files, "https://", 8) != 0) || strpbrk(conf->idc_files, "?#") ||
-	    !strstr(conf->idc_files, "{bucket}")) {
+	     strncmp(conf->idc_files, "https://", 8) != 0) ||
+	    strpbrk(conf->idc_files, "?#") || !strstr(conf->idc_files, "{bucket}")) {
 		fprintf(stderr, "tciafs: idc_api= and idc_files= are http:// or https:// URLs "
 				"without a query; idc_files= has a {bucket} placeholder\n");
 		return -EINVAL;
@@ -360,8 +364,7 @@ static int tciafs_conf_check(struct tciafs_conf *conf)
 			conf->readahead_max);
 		return -EINVAL;
 	}
-	if (conf->range_min &&
-	    store_parse_size(conf->range_min, &conf->range_min_bytes) < 0) {
+	if (conf->range_min && store_parse_size(conf->range_min, &conf->range_min_bytes) < 0) {
 		fprintf(stderr, "tciafs: range_min=%s: use a number with K, M, G or T\n",
 			conf->range_min);
 		return -EINVAL;
@@ -469,43 +472,46 @@ static char *tciafs_status_json(void *arg)
 		return NULL;
 	http_stats(st->http, &hs);
 	metacache_stats(st->cache, &ms);
-	json_object_set_new(root, "source", json_pack("{s:s,s:s}", "name", source_name(st->src),
-						      "url", source_url(st->src)));
+	json_object_set_new(
+		root, "source",
+		json_pack("{s:s,s:s}", "name", source_name(st->src), "url", source_url(st->src)));
 	json_object_set_new(root, "requests",
 			    json_pack("{s:I,s:I,s:I}", "sent", (json_int_t)hs.requests, "retries",
 				      (json_int_t)hs.retries, "failed", (json_int_t)hs.failures));
-	json_object_set_new(root, "metadata",
-			    json_pack("{s:I,s:I,s:I,s:I,s:I}", "hits", (json_int_t)ms.hits,
-				      "misses", (json_int_t)ms.misses, "fetches",
-				      (json_int_t)ms.fetches, "stale_served",
-				      (json_int_t)ms.stale_served, "memory_bytes",
-				      (json_int_t)ms.mem_bytes));
+	json_object_set_new(
+		root, "metadata",
+		json_pack("{s:I,s:I,s:I,s:I,s:I}", "hits", (json_int_t)ms.hits, "misses",
+			  (json_int_t)ms.misses, "fetches", (json_int_t)ms.fetches, "stale_served",
+			  (json_int_t)ms.stale_served, "memory_bytes", (json_int_t)ms.mem_bytes));
 	if (st->catalog) {
 		struct catalog_stats cs;
 
 		catalog_stats(st->catalog, &cs);
-		json_object_set_new(root, "catalog", json_pack(
-			"{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "path", catalog_path(st->catalog),
-			"bytes", (json_int_t)cs.file_bytes, "collections", (json_int_t)cs.colls,
-			"patients", (json_int_t)cs.patients, "studies", (json_int_t)cs.studies,
-			"series", (json_int_t)cs.series, "loads", (json_int_t)cs.loads,
-			"load_failures", (json_int_t)cs.load_failures));
+		json_object_set_new(
+			root, "catalog",
+			json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "path",
+				  catalog_path(st->catalog), "bytes", (json_int_t)cs.file_bytes,
+				  "collections", (json_int_t)cs.colls, "patients",
+				  (json_int_t)cs.patients, "studies", (json_int_t)cs.studies,
+				  "series", (json_int_t)cs.series, "loads", (json_int_t)cs.loads,
+				  "load_failures", (json_int_t)cs.load_failures));
 	}
 	fs_held(st->fs, &inodes, &listings);
-	json_object_set_new(root, "listings", json_pack(
-		"{s:I,s:I}", "made",
-		(json_int_t)__atomic_load_n(&st->fs->listings_made, __ATOMIC_RELAXED),
-		"kept_by_kernel", (json_int_t)listings));
+	json_object_set_new(
+		root, "listings",
+		json_pack("{s:I,s:I}", "made",
+			  (json_int_t)__atomic_load_n(&st->fs->listings_made, __ATOMIC_RELAXED),
+			  "kept_by_kernel", (json_int_t)listings));
 	json_object_set_new(root, "inodes_held_by_kernel", json_integer((json_int_t)inodes));
-	json_object_set_new(root, "failures",
-			    failures_json(st->failures, TCIAFS_STATUS_FAILURES));
+	json_object_set_new(root, "failures", failures_json(st->failures, TCIAFS_STATUS_FAILURES));
 	path = fs_read_path_name(st->fs, &why);
-	json_object_set_new(root, "reads", json_pack(
-		"{s:s,s:s,s:I,s:I,s:I}", "path", path, "why", why, "passthrough_opens",
-		(json_int_t)__atomic_load_n(&st->fs->passthrough_opens, __ATOMIC_RELAXED),
-		"served_by_daemon",
-		(json_int_t)__atomic_load_n(&st->fs->stored_reads, __ATOMIC_RELAXED),
-		"opens_in_kept_folders", (json_int_t)tree_placed_opens(st->fs->tree)));
+	json_object_set_new(
+		root, "reads",
+		json_pack("{s:s,s:s,s:I,s:I,s:I}", "path", path, "why", why, "passthrough_opens",
+			  (json_int_t)__atomic_load_n(&st->fs->passthrough_opens, __ATOMIC_RELAXED),
+			  "served_by_daemon",
+			  (json_int_t)__atomic_load_n(&st->fs->stored_reads, __ATOMIC_RELAXED),
+			  "opens_in_kept_folders", (json_int_t)tree_placed_opens(st->fs->tree)));
 	text = json_dumps(root, JSON_INDENT(2));
 	json_decref(root);
 	return text;
@@ -520,7 +526,7 @@ struct tciafs_hup {
 	struct http *http;
 	struct store *store;
 	const char *mountpoint;
-	long mount_id;		/* ours in /proc/self/mountinfo, -1 if not found */
+	long mount_id; /* ours in /proc/self/mountinfo, -1 if not found */
 };
 
 /* Undoes mountinfo's octal escapes (\040 for a space, …) in place. */
@@ -551,7 +557,7 @@ static long tciafs_mount_id(const char *mountpoint, long id)
 
 	f = fopen("/proc/self/mountinfo", "re");
 	if (!f)
-		return mountpoint ? -1 : id;	/* cannot tell: assume it is there */
+		return mountpoint ? -1 : id; /* cannot tell: assume it is there */
 	while (getline(&line, &cap, f) > 0) {
 		const char *dash = strstr(line, " - ");
 
@@ -655,7 +661,7 @@ static int tciafs_hup_start(struct tciafs_hup *hup)
 
 static void tciafs_hup_stop(struct tciafs_hup *hup)
 {
-	fuse_session_exit(hup->se);	/* the thread sees it within 100 ms and returns */
+	fuse_session_exit(hup->se); /* the thread sees it within 100 ms and returns */
 	pthread_join(hup->thread, NULL);
 }
 
@@ -703,13 +709,15 @@ static int tciafs_run(struct fuse_args *args, struct fuse_cmdline_opts *cmd,
 		.manifests = conf->manifests,
 		.nmanifests = conf->nmanifests,
 	};
-	struct tciafs ctx = { .entry_timeout = 3600.0, .negative_timeout = 5.0,
-			      .listing_timeout = conf->meta_ttl > 0 && conf->meta_ttl < 3600 ?
-							 (double)conf->meta_ttl : 3600.0,
+	struct tciafs ctx = { .entry_timeout = 3600.0,
+			      .negative_timeout = 5.0,
+			      .listing_timeout = conf->meta_ttl > 0 && conf->meta_ttl < 3600
+							 ? (double)conf->meta_ttl
+							 : 3600.0,
 			      /* meta_ttl=0: every look asks again (offline: nothing changes) */
 			      .keep_listings = conf->meta_ttl != 0 || conf->offline,
-			      .passthrough = !conf->passthrough ||
-					     strcmp(conf->passthrough, "off") != 0,
+			      .passthrough =
+				      !conf->passthrough || strcmp(conf->passthrough, "off") != 0,
 			      .acl_cache = !conf->shared,
 			      .backing_lock = PTHREAD_MUTEX_INITIALIZER,
 			      .open_lock = PTHREAD_MUTEX_INITIALIZER };
@@ -869,11 +877,15 @@ out_free_model:
 int main(int argc, char *argv[])
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
-	struct tciafs_conf conf = { .timeout = 30, .retries = 4, .meta_ttl = 86400,
-				    .max_fetches = 4, .walk_budget = 16,
+	struct tciafs_conf conf = { .timeout = 30,
+				    .retries = 4,
+				    .meta_ttl = 86400,
+				    .max_fetches = 4,
+				    .walk_budget = 16,
 				    .cache_bytes = (uint64_t)20 << 30,
 				    .max_series_bytes = (uint64_t)64 << 30,
-				    .readahead_bytes = (uint64_t)2 << 30, .idc_streams = 16 };
+				    .readahead_bytes = (uint64_t)2 << 30,
+				    .idc_streams = 16 };
 	struct fuse_cmdline_opts cmd = { 0 };
 	int rc = 1;
 

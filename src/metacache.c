@@ -28,18 +28,18 @@
 struct mc_entry {
 	char *key;
 	uint64_t hash;
-	struct mc_entry *next;		/* hash chain */
-	struct mc_entry *lru_prev;	/* LRU list of entries holding a body */
+	struct mc_entry *next;     /* hash chain */
+	struct mc_entry *lru_prev; /* LRU list of entries holding a body */
 	struct mc_entry *lru_next;
-	char *body;			/* NULL when not in memory */
+	char *body; /* NULL when not in memory */
 	size_t len;
-	time_t fetched;			/* when body was fetched; 0 = none */
-	unsigned gen;			/* mc->gen when fetched; older = expired */
-	bool busy;			/* a thread is loading or fetching it */
-	bool disk_checked;		/* the disk copy was looked at already */
-	unsigned done;			/* bumped each time a load/fetch finishes */
-	int last_rc;			/* result of the last load/fetch */
-	char *why;			/* the last failed fetch's reason, or NULL */
+	time_t fetched;    /* when body was fetched; 0 = none */
+	unsigned gen;      /* mc->gen when fetched; older = expired */
+	bool busy;         /* a thread is loading or fetching it */
+	bool disk_checked; /* the disk copy was looked at already */
+	unsigned done;     /* bumped each time a load/fetch finishes */
+	int last_rc;       /* result of the last load/fetch */
+	char *why;         /* the last failed fetch's reason, or NULL */
 };
 
 struct metacache {
@@ -47,17 +47,17 @@ struct metacache {
 	long ttl;
 	size_t mem_max;
 	size_t disk_max;
-	size_t disk_bytes;		/* __atomic; an estimate, made exact by each trim */
-	pthread_mutex_t trim_lock;	/* one trim at a time */
+	size_t disk_bytes;         /* __atomic; an estimate, made exact by each trim */
+	pthread_mutex_t trim_lock; /* one trim at a time */
 	bool offline;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	/* Everything below is protected by lock. */
 	struct mc_entry *buckets[MC_BUCKETS];
-	struct mc_entry *lru_head, *lru_tail;	/* head = most recently used */
+	struct mc_entry *lru_head, *lru_tail; /* head = most recently used */
 	size_t mem_bytes;
 	unsigned gen;
-	time_t expired_at;		/* disk copies fetched before this are stale */
+	time_t expired_at; /* disk copies fetched before this are stale */
 	struct metacache_stats stats;
 };
 
@@ -80,7 +80,7 @@ static int mc_mkdirs(const char *path)
 
 	if (!buf)
 		return -ENOMEM;
-	for (p = buf + 1; ; p++) {
+	for (p = buf + 1;; p++) {
 		if (*p != '/' && *p != '\0')
 			continue;
 		char c = *p;
@@ -126,7 +126,7 @@ static void mc_disk_trim(struct metacache *mc)
 	DIR *d;
 
 	if (pthread_mutex_trylock(&mc->trim_lock) != 0)
-		return;		/* another thread is at it */
+		return; /* another thread is at it */
 	d = opendir(mc->dir);
 	if (!d)
 		goto out_unlock;
@@ -365,8 +365,8 @@ static int mc_read_all(int fd, char **out, size_t *out_len)
 
 /* Loads the disk copy of key. Returns 0 with a new *body, -ENOENT if there is none, or
  * another -errno for an unreadable or damaged file (which is then ignored). */
-static int mc_disk_load(const struct metacache *mc, const char *key, uint64_t hash,
-			char **body, size_t *len, time_t *fetched)
+static int mc_disk_load(const struct metacache *mc, const char *key, uint64_t hash, char **body,
+			size_t *len, time_t *fetched)
 {
 	char path[4096], *data = NULL, *p, *end;
 	unsigned long long when, klen, blen;
@@ -418,8 +418,8 @@ out_bad:
 }
 
 /* Stores the answer for key: written beside its final name, then renamed over it. */
-static int mc_disk_store(struct metacache *mc, const char *key, uint64_t hash,
-			 const char *body, size_t len, time_t fetched)
+static int mc_disk_store(struct metacache *mc, const char *key, uint64_t hash, const char *body,
+			 size_t len, time_t fetched)
 {
 	char path[4096], tmp[4096], head[128], suffix[64];
 	size_t size;
@@ -430,7 +430,8 @@ static int mc_disk_store(struct metacache *mc, const char *key, uint64_t hash,
 	size = len + strlen(key) + 64;
 	if (size > mc->disk_max / 2) {
 		log_warn("metadata cache: an answer of %zu kB is kept in memory only (over half "
-			 "of the %zu kB allowed on disk)", len >> 10, mc->disk_max >> 10);
+			 "of the %zu kB allowed on disk)",
+			 len >> 10, mc->disk_max >> 10);
 		return -EFBIG;
 	}
 	snprintf(suffix, sizeof(suffix), ".tmp.%ld", (long)gettid());
@@ -500,8 +501,7 @@ static void mc_load_from_disk(struct metacache *mc, struct mc_entry *e)
 
 /* Fetches, stores and installs. Called with the entry busy and the lock dropped. Returns
  * the fetch result. */
-static int mc_refresh(struct metacache *mc, struct mc_entry *e, metacache_fetch_fn fetch,
-		      void *arg)
+static int mc_refresh(struct metacache *mc, struct mc_entry *e, metacache_fetch_fn fetch, void *arg)
 {
 	char *body = NULL;
 	size_t len = 0;
@@ -515,7 +515,7 @@ static int mc_refresh(struct metacache *mc, struct mc_entry *e, metacache_fetch_
 	if (rc < 0)
 		mc->stats.fetch_errors++;
 	free(e->why);
-	e->why = rc < 0 ? strdup(log_reason()) : NULL;	/* for the callers who waited */
+	e->why = rc < 0 ? strdup(log_reason()) : NULL; /* for the callers who waited */
 	pthread_mutex_unlock(&mc->lock);
 	if (rc < 0)
 		return rc;
@@ -574,7 +574,7 @@ int metacache_get(struct metacache *mc, const char *key, metacache_fetch_fn fetc
 				mc->stats.hits++;
 				goto out_unlock;
 			}
-			e->fetched = 0;	/* the disk copy vanished */
+			e->fetched = 0; /* the disk copy vanished */
 		}
 		if (!e->busy)
 			break;
@@ -603,7 +603,7 @@ int metacache_get(struct metacache *mc, const char *key, metacache_fetch_fn fetc
 
 	rc = 0;
 	if (!e->disk_checked) {
-		e->disk_checked = true;	/* only the busy holder touches it */
+		e->disk_checked = true; /* only the busy holder touches it */
 		mc_load_from_disk(mc, e);
 	}
 	pthread_mutex_lock(&mc->lock);

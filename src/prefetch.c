@@ -31,9 +31,9 @@
 struct pf_series {
 	char *path;
 	char *uid;
-	uint64_t bytes;		/* FileSize from the metadata; 0 unknown */
-	int rc;			/* 0, or the errno the fetch ended with */
-	char *why;		/* "<error>: <reason>" as tciafs gave it, or NULL */
+	uint64_t bytes; /* FileSize from the metadata; 0 unknown */
+	int rc;         /* 0, or the errno the fetch ended with */
+	char *why;      /* "<error>: <reason>" as tciafs gave it, or NULL */
 };
 
 struct pf {
@@ -41,14 +41,14 @@ struct pf {
 	size_t count, cap;
 	int jobs;
 	bool dry_run;
-	bool lazy;		/* --uids: each UID is resolved by the worker that fetches it */
+	bool lazy; /* --uids: each UID is resolved by the worker that fetches it */
 	bool tty;
 	atomic_size_t next;
 	atomic_size_t done, failed;
 	atomic_int running;
-	atomic_uint_fast64_t bytes_done;	/* as each file is opened or read through */
+	atomic_uint_fast64_t bytes_done; /* as each file is opened or read through */
 	atomic_size_t files_done, files_total;
-	atomic_uint_fast64_t bytes_total;	/* grows as lazy UIDs are resolved */
+	atomic_uint_fast64_t bytes_total; /* grows as lazy UIDs are resolved */
 	struct timespec start;
 	pthread_mutex_t print_lock;
 };
@@ -183,10 +183,13 @@ static void pf_progress(struct pf *p, bool final)
 	pf_human((uint64_t)bps, rate, sizeof(rate));
 	pthread_mutex_lock(&p->print_lock);
 	if (p->tty) {
-		int width = 30, filled = p->count ? (int)(width * atomic_load(&p->done) / p->count) : 0;
+		int width = 30,
+		    filled = p->count ? (int)(width * atomic_load(&p->done) / p->count) : 0;
 
-		fprintf(stderr, "\r[%.*s%*s] %zu/%zu series, %zu/%zu files, %s / %s, %s/s, "
-			"ETA %.0fs   ", filled, "##############################", width - filled, "",
+		fprintf(stderr,
+			"\r[%.*s%*s] %zu/%zu series, %zu/%zu files, %s / %s, %s/s, "
+			"ETA %.0fs   ",
+			filled, "##############################", width - filled, "",
 			atomic_load(&p->done), p->count, atomic_load(&p->files_done),
 			atomic_load(&p->files_total), done, total, rate, eta);
 		if (final)
@@ -319,8 +322,8 @@ struct pf_files {
 	char **names;
 	size_t count;
 	atomic_size_t next;
-	atomic_int rc;		/* the first errno */
-	atomic_uint_fast64_t counted;	/* bytes of it added to p->bytes_done */
+	atomic_int rc;                /* the first errno */
+	atomic_uint_fast64_t counted; /* bytes of it added to p->bytes_done */
 };
 
 static void pf_count(struct pf_files *f, uint64_t n)
@@ -405,7 +408,8 @@ static int pf_fetch_series(struct pf *p, struct pf_series *s)
 		if (!pf_is_dicom(de->d_name))
 			continue;
 		if (f.count == cap) {
-			char **grown = realloc(f.names, (cap = cap ? cap * 2 : 64) * sizeof(*grown));
+			char **grown =
+				realloc(f.names, (cap = cap ? cap * 2 : 64) * sizeof(*grown));
 
 			if (!grown) {
 				rc = ENOMEM;
@@ -498,7 +502,7 @@ static int pf_read_uid_file(struct pf *p, const char *file, const char *mount)
 		if (strspn(line, "0123456789.") != strlen(line) || strlen(line) > 64)
 			rc = -EINVAL;
 		else if (p->lazy)
-			rc = pf_add(p, path, line);	/* resolved and fetched by a worker */
+			rc = pf_add(p, path, line); /* resolved and fetched by a worker */
 		else
 			rc = pf_collect(p, path, 4);
 		if (rc < 0) {
@@ -525,21 +529,20 @@ static void pf_free(struct pf *p)
 
 static void pf_usage(FILE *out)
 {
-	fprintf(out,
-		"usage: tciafs-prefetch [-j N] [--dry-run] PATH...\n"
-		"       tciafs-prefetch [-j N] [--dry-run] --uids FILE MOUNTPOINT\n"
-		"\n"
-		"Fetches into the tciafs cache every series below the given folders of a\n"
-		"mounted tciafs (a collection, patient, study or series), or the series\n"
-		"listed by SeriesInstanceUID in FILE (one a line; - for standard input).\n"
-		"\n"
-		"  -j, --jobs N    series fetched at once (default 4)\n"
-		"  -n, --dry-run   print how many series and how many bytes, fetch nothing\n"
-		"  -u, --uids FILE read SeriesInstanceUIDs from FILE\n"
-		"  -V, --version   print the version\n"
-		"\n"
-		"Exit status: 0 when every series arrived, 1 when some did not, 2 for bad\n"
-		"usage, 130 when stopped with Ctrl-C.\n");
+	fprintf(out, "usage: tciafs-prefetch [-j N] [--dry-run] PATH...\n"
+		     "       tciafs-prefetch [-j N] [--dry-run] --uids FILE MOUNTPOINT\n"
+		     "\n"
+		     "Fetches into the tciafs cache every series below the given folders of a\n"
+		     "mounted tciafs (a collection, patient, study or series), or the series\n"
+		     "listed by SeriesInstanceUID in FILE (one a line; - for standard input).\n"
+		     "\n"
+		     "  -j, --jobs N    series fetched at once (default 4)\n"
+		     "  -n, --dry-run   print how many series and how many bytes, fetch nothing\n"
+		     "  -u, --uids FILE read SeriesInstanceUIDs from FILE\n"
+		     "  -V, --version   print the version\n"
+		     "\n"
+		     "Exit status: 0 when every series arrived, 1 when some did not, 2 for bad\n"
+		     "usage, 130 when stopped with Ctrl-C.\n");
 }
 
 int main(int argc, char **argv)
@@ -547,7 +550,7 @@ int main(int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "jobs", required_argument, NULL, 'j' }, { "dry-run", no_argument, NULL, 'n' },
 		{ "uids", required_argument, NULL, 'u' }, { "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' }, { NULL, 0, NULL, 0 },
+		{ "version", no_argument, NULL, 'V' },    { NULL, 0, NULL, 0 },
 	};
 	struct pf p = { .jobs = 4 };
 	const char *uids = NULL;
@@ -583,7 +586,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = pf_on_signal;	/* no SA_RESTART: a waiting readdir returns EINTR */
+	sa.sa_handler = pf_on_signal; /* no SA_RESTART: a waiting readdir returns EINTR */
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	pthread_mutex_init(&p.print_lock, NULL);
@@ -595,7 +598,8 @@ int main(int argc, char **argv)
 		for (i = optind; i < argc && rc == 0; i++) {
 			rc = pf_collect(&p, argv[i], 0);
 			if (rc < 0)
-				fprintf(stderr, "tciafs-prefetch: %s: %s\n", argv[i], strerror(-rc));
+				fprintf(stderr, "tciafs-prefetch: %s: %s\n", argv[i],
+					strerror(-rc));
 		}
 	}
 	if (rc < 0) {

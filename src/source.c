@@ -173,15 +173,15 @@ int source_each(struct source *src, enum tcia_kind kind, const struct tcia_filte
 struct source_pair {
 	struct source *src;
 	const struct tcia_filter *f;
-	pthread_mutex_t lock;	/* one callback at a time */
+	pthread_mutex_t lock; /* one callback at a time */
 	tcia_restart_fn restart;
 	void *arg;
-	int failed;		/* the first failure: the other answer stops at its next row */
+	int failed; /* the first failure: the other answer stops at its next row */
 	struct source_half {
 		struct source_pair *p;
 		tcia_each_fn each;
 		int rc;
-		char *why;	/* its failure's reason, taken from its thread */
+		char *why; /* its failure's reason, taken from its thread */
 	} half[2];
 };
 
@@ -233,9 +233,8 @@ static void *source_studies_main(void *arg)
 	return NULL;
 }
 
-int source_each_studies_series(struct source *src, const struct tcia_filter *f,
-			       tcia_each_fn study, tcia_each_fn series, tcia_restart_fn restart,
-			       void *arg)
+int source_each_studies_series(struct source *src, const struct tcia_filter *f, tcia_each_fn study,
+			       tcia_each_fn series, tcia_restart_fn restart, void *arg)
 {
 	struct source_pair p = { .src = src, .f = f, .restart = restart, .arg = arg };
 	struct idc_query q;
@@ -260,7 +259,7 @@ int source_each_studies_series(struct source *src, const struct tcia_filter *f,
 	p.half[1] = (struct source_half){ &p, series, 0, NULL };
 	threaded = pthread_create(&thread, NULL, source_studies_main, &p.half[0]) == 0;
 	if (!threaded)
-		source_half_run(&p.half[0], TCIA_STUDIES);	/* one after the other, then */
+		source_half_run(&p.half[0], TCIA_STUDIES); /* one after the other, then */
 	pthread_mutex_lock(&p.lock);
 	rc = p.failed;
 	pthread_mutex_unlock(&p.lock);
@@ -297,8 +296,7 @@ static int source_collect(void *arg, void *rec)
 	return 0;
 }
 
-int source_get_series(struct source *src, const struct tcia_filter *f,
-		      struct tcia_series_list *out)
+int source_get_series(struct source *src, const struct tcia_filter *f, struct tcia_series_list *out)
 {
 	int rc;
 
@@ -442,7 +440,7 @@ int source_list_files(struct source *src, const char *where, struct source_files
 	if (!out->v)
 		rc = -ENOMEM;
 	for (i = 0; rc == 0 && i < l.count; i++) {
-		const char *name = l.v[i].key + p;	/* idc_list_series kept "<uuid>/<name>" */
+		const char *name = l.v[i].key + p; /* idc_list_series kept "<uuid>/<name>" */
 
 		if (!source_safe(name, ".-_")) {
 			out->strays++;
@@ -462,8 +460,8 @@ int source_list_files(struct source *src, const char *where, struct source_files
 
 int source_fetch_file(struct source *src, const struct source_fetch *fe, uint64_t *id)
 {
-	struct idc_fetch ife = { NULL, NULL, fe->size, fe->offset, fe->length, fe->md5,
-				 fe->fd, fe->urgent, fe->done, fe->arg };
+	struct idc_fetch ife = { NULL,    NULL,   fe->size,   fe->offset, fe->length,
+				 fe->md5, fe->fd, fe->urgent, fe->done,   fe->arg };
 	char bucket[160], *key = NULL;
 	const char *uuid;
 	int rc;

@@ -77,7 +77,7 @@ int spool_finish(struct spool *s)
 
 	if (s->fd >= 0) {
 		rc = spool_spill(s);
-		s->len = 0;	/* buf is a read window from now on */
+		s->len = 0; /* buf is a read window from now on */
 	} else {
 		s->size = (off_t)s->len;
 	}

@@ -45,16 +45,20 @@ int store_parse_size(const char *text, uint64_t *out)
 	switch (*end) {
 	case '\0':
 		break;
-	case 'K': case 'k':
+	case 'K':
+	case 'k':
 		shift = 10;
 		break;
-	case 'M': case 'm':
+	case 'M':
+	case 'm':
 		shift = 20;
 		break;
-	case 'G': case 'g':
+	case 'G':
+	case 'g':
 		shift = 30;
 		break;
-	case 'T': case 't':
+	case 'T':
+	case 't':
 		shift = 40;
 		break;
 	default:
@@ -155,8 +159,7 @@ void store_series_free(struct store_series *ss)
 /* ---- manifests ---------------------------------------------------------------------- */
 
 int store_write_manifest(int dir_fd, const char *uid, const struct unzip_entry *v, size_t n,
-			 uint64_t zip_bytes, time_t when, const char *where,
-			 const char *const *md5)
+			 uint64_t zip_bytes, time_t when, const char *where, const char *const *md5)
 {
 	json_t *root, *files;
 	char *text = NULL;
@@ -171,11 +174,10 @@ int store_write_manifest(int dir_fd, const char *uid, const struct unzip_entry *
 		goto out;
 	files = json_object_get(root, "files");
 	for (i = 0; i < n; i++) {
-		json_t *f = json_pack("{s:s,s:I}", "name", v[i].name, "size",
-				      (json_int_t)v[i].size);
+		json_t *f =
+			json_pack("{s:s,s:I}", "name", v[i].name, "size", (json_int_t)v[i].size);
 
-		if (f && md5 && md5[i][0] &&
-		    json_object_set_new(f, "md5", json_string(md5[i]))) {
+		if (f && md5 && md5[i][0] && json_object_set_new(f, "md5", json_string(md5[i]))) {
 			json_decref(f);
 			f = NULL;
 		}
@@ -237,7 +239,8 @@ static int store_load(struct store *s, const char *uid, struct store_series **ou
 	if (json_is_string(json_object_get(root, "where")) &&
 	    !(ss->where = strdup(json_string_value(json_object_get(root, "where")))))
 		goto out_free;
-	json_array_foreach(files, i, f) {
+	json_array_foreach(files, i, f)
+	{
 		const char *name = json_string_value(json_object_get(f, "name"));
 		json_int_t size = json_integer_value(json_object_get(f, "size"));
 		const char *md5 = json_string_value(json_object_get(f, "md5"));
@@ -328,8 +331,8 @@ static void store_touch(struct store *s, struct store_series *ss)
 	if (due)
 		ss->touched = now;
 	pthread_mutex_unlock(&s->lock);
-	if (due && snprintf(path, sizeof(path), "%s/%s", s->series_dir, ss->uid) <
-			   (int)sizeof(path))
+	if (due &&
+	    snprintf(path, sizeof(path), "%s/%s", s->series_dir, ss->uid) < (int)sizeof(path))
 		utimensat(AT_FDCWD, path, NULL, 0);
 }
 
@@ -444,7 +447,7 @@ bool store_walk_allows(struct store *s, pid_t pid)
 		/* Reuse a free slot, else the one whose last fetch is oldest. */
 		if (!oldest || (oldest->pid != 0 &&
 				(q->pid == 0 || q->times[(q->n + 63) % 64] <
-						       oldest->times[(oldest->n + 63) % 64])))
+							oldest->times[(oldest->n + 63) % 64])))
 			oldest = q;
 	}
 	if (!p) {
@@ -466,7 +469,8 @@ bool store_walk_allows(struct store *s, pid_t pid)
 		p->blocked = true;
 		log_warn("walk guard: %s (pid %d) started %d series downloads within %ds; "
 			 "holding back its further ones (raise -o walk_budget, or 0 to turn "
-			 "the guard off)", p->comm, (int)pid, recent, s->opts.walk_window);
+			 "the guard off)",
+			 p->comm, (int)pid, recent, s->opts.walk_window);
 		return false;
 	}
 	p->times[p->n % 64] = now;
@@ -604,8 +608,8 @@ void store_evict_reserve(struct store *s, const char *keep, uint64_t reserve)
 		v[n].used = st.st_mtime;
 		v[n].bytes = ss->bytes;
 		if (ss->where) {
-			int dir_fd = openat(dirfd(d), de->d_name,
-					    O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+			int dir_fd =
+				openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
 			if (dir_fd >= 0) {
 				v[n].bytes = store_part_bytes(s, ss, dir_fd);
@@ -690,7 +694,7 @@ int store_hold_locked(struct store *s, struct store_series *ss)
 	}
 	if (rc == 0)
 		ss->open_files++;
-	return rc == -EWOULDBLOCK ? -EBUSY : rc;	/* EBUSY: being evicted or refetched */
+	return rc == -EWOULDBLOCK ? -EBUSY : rc; /* EBUSY: being evicted or refetched */
 }
 
 int store_release_locked(struct store *s, struct store_series *ss)
@@ -705,8 +709,8 @@ int store_release_locked(struct store *s, struct store_series *ss)
 	return lock_fd;
 }
 
-int store_open(struct store *s, struct store_series *ss, size_t i,
-	       const struct store_caller *who, int *fd, struct store_part **part)
+int store_open(struct store *s, struct store_series *ss, size_t i, const struct store_caller *who,
+	       int *fd, struct store_part **part)
 {
 	char path[PATH_MAX];
 	int rc;
@@ -725,7 +729,7 @@ int store_open(struct store *s, struct store_series *ss, size_t i,
 	/* Listed, not yet fetched: under the shared lock now, so no eviction meanwhile. */
 	if (*fd < 0 && errno == ENOENT && store_part_wanted(s, ss, i)) {
 		rc = store_part_open(s, ss, i, who, part, fd);
-		if (rc == 1)	/* completed meanwhile */
+		if (rc == 1) /* completed meanwhile */
 			*fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 		else if (rc < 0)
 			errno = -rc;
@@ -757,7 +761,7 @@ void store_close(struct store *s, struct store_series *ss, int fd, struct store_
 	lock_fd = store_release_locked(s, ss);
 	pthread_mutex_unlock(&s->lock);
 	if (lock_fd >= 0)
-		close(lock_fd);	/* drops the shared lock */
+		close(lock_fd); /* drops the shared lock */
 }
 
 /* ---- status ------------------------------------------------------------------------- */
@@ -779,33 +783,32 @@ char *store_status_json(struct store *s)
 			queued++;
 			continue;
 		}
-		json_array_append_new(fetches, json_pack(
-			"{s:s,s:I,s:I,s:i}", "series", f->uid, "bytes_done",
-			(json_int_t)__atomic_load_n(&f->bytes_done, __ATOMIC_RELAXED),
-			"bytes_expected",
-			(json_int_t)__atomic_load_n(&f->bytes_expected, __ATOMIC_RELAXED),
-			"waiting", f->waiters));
+		json_array_append_new(
+			fetches,
+			json_pack("{s:s,s:I,s:I,s:i}", "series", f->uid, "bytes_done",
+				  (json_int_t)__atomic_load_n(&f->bytes_done, __ATOMIC_RELAXED),
+				  "bytes_expected",
+				  (json_int_t)__atomic_load_n(&f->bytes_expected, __ATOMIC_RELAXED),
+				  "waiting", f->waiters));
 	}
 	for (i = 0; i < STORE_MAX_PIDS; i++)
 		if (s->pids[i].pid && s->pids[i].blocked)
-			json_array_append_new(blocked, json_pack("{s:i,s:s}", "pid",
-								 (int)s->pids[i].pid, "command",
-								 s->pids[i].comm));
+			json_array_append_new(blocked,
+					      json_pack("{s:i,s:s}", "pid", (int)s->pids[i].pid,
+							"command", s->pids[i].comm));
 	root = json_pack("{s:o,s:I,s:o,s:o,s:{s:s,s:I,s:I,s:I,s:s},"
 			 "s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I},"
 			 "s:{s:i,s:i,s:o}}",
-			 "fetches", fetches, "queued", (json_int_t)queued,
-			 "read_ahead", store_ahead_status_locked(s),
-			 "big_files", store_part_status_locked(s),
+			 "fetches", fetches, "queued", (json_int_t)queued, "read_ahead",
+			 store_ahead_status_locked(s), "big_files", store_part_status_locked(s),
 			 "store", "dir", s->dir, "bytes", (json_int_t)s->used, "cap",
 			 (json_int_t)s->opts.cap, "series", (json_int_t)s->used_series, "verify",
-			 s->opts.verify_md5 ? "md5" : "none",
-			 "counters", "fetched", (json_int_t)s->n_fetched, "fetch_errors",
-			 (json_int_t)s->n_fetch_errors, "evictions", (json_int_t)s->n_evicted,
-			 "walk_refusals", (json_int_t)s->n_refused, "cache_hits",
-			 (json_int_t)s->n_hits, "files_fetched", (json_int_t)s->n_files_fetched,
-			 "file_fetch_errors", (json_int_t)s->n_file_errors, "files_verified",
-			 (json_int_t)s->n_verified,
+			 s->opts.verify_md5 ? "md5" : "none", "counters", "fetched",
+			 (json_int_t)s->n_fetched, "fetch_errors", (json_int_t)s->n_fetch_errors,
+			 "evictions", (json_int_t)s->n_evicted, "walk_refusals",
+			 (json_int_t)s->n_refused, "cache_hits", (json_int_t)s->n_hits,
+			 "files_fetched", (json_int_t)s->n_files_fetched, "file_fetch_errors",
+			 (json_int_t)s->n_file_errors, "files_verified", (json_int_t)s->n_verified,
 			 "walk_guard", "budget", s->opts.walk_budget, "window_seconds",
 			 s->opts.walk_window, "held_back_processes", blocked);
 	pthread_mutex_unlock(&s->lock);

@@ -35,26 +35,26 @@ enum { SA_ABSENT, SA_QUEUED, SA_HELD, SA_FAILED };
 
 struct store_ahead_file {
 	unsigned char state;
-	int rc;			/* SA_FAILED's errno */
+	int rc; /* SA_FAILED's errno */
 	time_t failed;
-	uint64_t job;		/* SA_QUEUED: the source's name for the fetch */
+	uint64_t job; /* SA_QUEUED: the source's name for the fetch */
 	char *why;
 };
 
 struct store_ahead {
-	struct store_series *ss;	/* a reference */
-	struct store_ahead_file *f;	/* by file index */
-	size_t *pos;			/* each file's place in name order */
-	uint64_t *before;		/* bytes of the files before each place (count + 1) */
-	size_t cursor;			/* the next place to read ahead */
-	size_t reader;			/* the furthest place opened */
-	bool ahead;			/* read ahead at all (no walk held back, no failure) */
-	unsigned out;			/* fetches out with the source */
+	struct store_series *ss;    /* a reference */
+	struct store_ahead_file *f; /* by file index */
+	size_t *pos;                /* each file's place in name order */
+	uint64_t *before;           /* bytes of the files before each place (count + 1) */
+	size_t cursor;              /* the next place to read ahead */
+	size_t reader;              /* the furthest place opened */
+	bool ahead;                 /* read ahead at all (no walk held back, no failure) */
+	unsigned out;               /* fetches out with the source */
 	unsigned waiters;
-	bool holding;			/* ss held open for the fetches (no eviction) */
-	size_t held;			/* files on disk */
-	uint64_t bytes_held, bytes_got;	/* bytes_got: those fetched by this read-ahead */
-	int64_t t0, last;		/* ms: its start, the last open */
+	bool holding;                   /* ss held open for the fetches (no eviction) */
+	size_t held;                    /* files on disk */
+	uint64_t bytes_held, bytes_got; /* bytes_got: those fetched by this read-ahead */
+	int64_t t0, last;               /* ms: its start, the last open */
 	struct store_ahead *next;
 };
 
@@ -195,8 +195,8 @@ static int store_ahead_submit(struct store *s, struct store_ahead *a, size_t i, 
 	job->s = s;
 	job->a = a;
 	job->i = i;
-	snprintf(job->tmp, sizeof(job->tmp), "%s/%s.%s.%d.%zu.f", s->tmp_dir, a->ss->uid,
-		 s->host, (int)getpid(), i);
+	snprintf(job->tmp, sizeof(job->tmp), "%s/%s.%s.%d.%zu.f", s->tmp_dir, a->ss->uid, s->host,
+		 (int)getpid(), i);
 	job->fd = open(job->tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (job->fd < 0) {
 		rc = -errno;
@@ -225,8 +225,10 @@ static int store_ahead_submit(struct store *s, struct store_ahead *a, size_t i, 
 		}
 		return rc;
 	}
-	fe = (struct source_fetch){ a->ss->where, file->name, file->size, 0, file->size,
-				    file->md5[0] ? file->md5 : NULL, job->fd, urgent,
+	fe = (struct source_fetch){ a->ss->where,     file->name,
+				    file->size,       0,
+				    file->size,       file->md5[0] ? file->md5 : NULL,
+				    job->fd,          urgent,
 				    store_ahead_done, job };
 	rc = source_fetch_file(s->src, &fe, &id);
 	if (rc < 0) {
@@ -264,7 +266,7 @@ static void store_ahead_top_up(struct store *s, struct store_ahead *a)
 		if (a->f[i].state != SA_ABSENT || store_part_wanted(s, a->ss, i))
 			continue;
 		if (store_ahead_submit(s, a, i, false) < 0) {
-			a->ahead = false;	/* the file is fetched when opened, alone */
+			a->ahead = false; /* the file is fetched when opened, alone */
 			break;
 		}
 	}
@@ -388,7 +390,7 @@ int store_ahead_fetch(struct store *s, struct store_series *ss, size_t i,
 	    f->rc != -ECANCELED)
 		f->state = SA_ABSENT;
 	if (f->state == SA_HELD) {
-		f->state = SA_ABSENT;	/* it was, and is not: fetched again */
+		f->state = SA_ABSENT; /* it was, and is not: fetched again */
 		a->held--;
 		a->bytes_held -= ss->files[i].size;
 	}
@@ -400,7 +402,7 @@ int store_ahead_fetch(struct store *s, struct store_series *ss, size_t i,
 	a->waiters++;
 	while (rc == 0 && f->state == SA_QUEUED && !s->stopping) {
 		if (who && who->interrupted && who->interrupted(who->arg)) {
-			rc = -EINTR;	/* the fetch carries on without us */
+			rc = -EINTR; /* the fetch carries on without us */
 			break;
 		}
 		store_ms_wait(s);
@@ -409,7 +411,7 @@ int store_ahead_fetch(struct store *s, struct store_series *ss, size_t i,
 		rc = f->rc;
 		log_adopt_reason(f->why);
 	} else if (rc == 0 && f->state != SA_HELD) {
-		rc = -ECANCELED;	/* tciafs is stopping */
+		rc = -ECANCELED; /* tciafs is stopping */
 	}
 	a->waiters--;
 	gone = store_ahead_reap(s, false);
@@ -439,13 +441,14 @@ json_t *store_ahead_status_locked(struct store *s)
 	for (a = s->aheads; out && a; a = a->next) {
 		double secs = (double)(now - a->t0) / 1000.0;
 
-		json_array_append_new(out, json_pack(
-			"{s:s,s:I,s:I,s:I,s:I,s:i,s:I,s:b}", "series", a->ss->uid,
-			"files", (json_int_t)a->ss->count, "files_held", (json_int_t)a->held,
-			"bytes", (json_int_t)a->ss->bytes, "bytes_held", (json_int_t)a->bytes_held,
-			"in_flight", (int)a->out, "bytes_per_second",
-			(json_int_t)(secs > 0 ? (double)a->bytes_got / secs : 0),
-			"reading_ahead", a->ahead && a->cursor < a->ss->count));
+		json_array_append_new(
+			out, json_pack("{s:s,s:I,s:I,s:I,s:I,s:i,s:I,s:b}", "series", a->ss->uid,
+				       "files", (json_int_t)a->ss->count, "files_held",
+				       (json_int_t)a->held, "bytes", (json_int_t)a->ss->bytes,
+				       "bytes_held", (json_int_t)a->bytes_held, "in_flight",
+				       (int)a->out, "bytes_per_second",
+				       (json_int_t)(secs > 0 ? (double)a->bytes_got / secs : 0),
+				       "reading_ahead", a->ahead && a->cursor < a->ss->count));
 	}
 	return out;
 }

@@ -62,7 +62,7 @@ static void store_cap_locked(struct store *s, struct store_fetch *f, int64_t siz
 		cap = store_zip_max(s, &by_size);
 		from = STORE_CAP_SIZE;
 	} else if (f->cap_from == STORE_CAP_SIZE) {
-		return;		/* kept: the size came before a metadata without one */
+		return; /* kept: the size came before a metadata without one */
 	} else {
 		cap = s->opts.max_series;
 		from = STORE_CAP_MAX;
@@ -132,7 +132,7 @@ static uint64_t store_progress(void *arg, uint64_t done, uint64_t total)
 		f->room_at = done;
 		if (!store_room(s, f)) {
 			f->no_room = true;
-			return 1;	/* cut off here */
+			return 1; /* cut off here */
 		}
 	}
 	/* While the metadata is pending, cap is the loosest (max_series: a cap handed to
@@ -260,7 +260,8 @@ static int store_await_expect(struct store *s, struct store_fetch *f, const char
 		rc = -ENOENT;
 	} else if (f->exp_pending) {
 		log_err("%s: its metadata did not come within %d s to check the zip against: "
-			"the download is discarded", what, STORE_EXPECT_WAIT);
+			"the download is discarded",
+			what, STORE_EXPECT_WAIT);
 		rc = -EIO;
 	}
 	*exp = f->exp;
@@ -307,7 +308,7 @@ static int store_list_series(struct store *s, struct store_fetch *f, const char 
 	md5 = calloc(l.count, sizeof(*md5));
 	rc = v && md5 ? 0 : -ENOMEM;
 	for (i = 0; rc == 0 && i < l.count; i++) {
-		v[i].name = l.v[i].name;	/* borrowed */
+		v[i].name = l.v[i].name; /* borrowed */
 		v[i].size = l.v[i].size;
 		md5[i] = l.v[i].md5;
 		if (!unzip_name_ok(v[i].name))
@@ -318,8 +319,9 @@ static int store_list_series(struct store *s, struct store_fetch *f, const char 
 	if (rc < 0)
 		goto out_clear;
 	dir_fd = open(work, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	rc = dir_fd < 0 ? -errno : store_write_manifest(dir_fd, f->uid, v, l.count, 0,
-							 time(NULL), exp.where, md5);
+	rc = dir_fd < 0 ? -errno
+			: store_write_manifest(dir_fd, f->uid, v, l.count, 0, time(NULL), exp.where,
+					       md5);
 	if (rc == 0 && fsync(dir_fd) < 0)
 		rc = -errno;
 	if (rc == 0 && rename(work, final) < 0)
@@ -439,8 +441,8 @@ static int store_fetch_series(struct store *s, struct store_fetch *f)
 	} else if (rc == -EFBIG || (rc == 0 && zip_bytes > cap)) {
 		/* The reason is this line, not the client's "File too large" before it. */
 		log_clear_reason();
-		log_err("%s: refused: the zip goes on past %" PRIu64 " bytes, more than %s",
-			what, cap, store_cap_why(cap_from));
+		log_err("%s: refused: the zip goes on past %" PRIu64 " bytes, more than %s", what,
+			cap, store_cap_why(cap_from));
 		rc = -EIO;
 	}
 	if (rc < 0)
@@ -464,8 +466,7 @@ static int store_fetch_series(struct store *s, struct store_fetch *f)
 	pthread_mutex_lock(&s->lock);
 	s->n_verified += r.verified;
 	pthread_mutex_unlock(&s->lock);
-	rc = store_write_manifest(dir_fd, f->uid, r.v, r.count, zip_bytes, time(NULL), NULL,
-				  NULL);
+	rc = store_write_manifest(dir_fd, f->uid, r.v, r.count, zip_bytes, time(NULL), NULL, NULL);
 	/* Everything on disk before the rename makes it visible: whole or absent. */
 	if (rc == 0)
 		rc = store_sync_series(dir_fd, &r);
@@ -537,7 +538,7 @@ void *store_worker(void *arg)
 		f->rc = rc;
 		f->done = true;
 		if (rc < 0)
-			f->why = strdup(log_reason());	/* for the callers waiting on it */
+			f->why = strdup(log_reason()); /* for the callers waiting on it */
 		if (rc == 0)
 			s->n_fetched++;
 		else
@@ -605,7 +606,7 @@ static void store_expect_locked(struct store *s, struct store_fetch *f,
 	f->exp_pending = false;
 	if (exp->bytes > 0)
 		__atomic_store_n(&f->bytes_expected, (uint64_t)exp->bytes, __ATOMIC_RELAXED);
-	store_cap_locked(s, f, -1);	/* a download past it stops now */
+	store_cap_locked(s, f, -1); /* a download past it stops now */
 	if (f->started)
 		store_ask_size_locked(s, f);
 	pthread_cond_broadcast(&s->done);
@@ -617,7 +618,7 @@ int store_prefetch(struct store *s, const char *uid, const struct store_caller *
 	struct store_fetch *f;
 
 	if (!store_uid_ok(uid) || s->opts.offline)
-		return 0;	/* store_get will say why */
+		return 0; /* store_get will say why */
 	snprintf(final, sizeof(final), "%s/%s", s->series_dir, uid);
 	if (access(final, F_OK) == 0)
 		return 0;
@@ -634,7 +635,7 @@ int store_prefetch(struct store *s, const char *uid, const struct store_caller *
 	}
 	if (!store_walk_allows(s, who ? who->pid : 0)) {
 		pthread_mutex_unlock(&s->lock);
-		return -EAGAIN;		/* store_get refuses it again, and says why */
+		return -EAGAIN; /* store_get refuses it again, and says why */
 	}
 	f = store_fetch_add(s, uid, NULL);
 	pthread_mutex_unlock(&s->lock);
@@ -673,7 +674,6 @@ int store_peek(struct store *s, const char *uid, struct store_series **out)
 	return store_lookup(s, uid, out);
 }
 
-
 int store_get(struct store *s, const char *uid, const struct store_expect *exp,
 	      const struct store_caller *who, struct store_series **out)
 {
@@ -700,7 +700,8 @@ int store_get(struct store *s, const char *uid, const struct store_expect *exp,
 		 * looked (this mount's own evictions wait for us). Fetch it again. */
 		if (round > 0)
 			log_info("series %s: evicted by another process before it could be "
-				 "opened; fetching it again", uid);
+				 "opened; fetching it again",
+				 uid);
 		if (round == STORE_REFETCH_ROUNDS)
 			break;
 		if (s->opts.offline) {
@@ -729,9 +730,10 @@ int store_get(struct store *s, const char *uid, const struct store_expect *exp,
 				pthread_mutex_unlock(&s->lock);
 				/* Logged once per process; every refusal says why. */
 				if (!log_reason()[0])
-					log_adopt_reason("walk guard: this process started too many "
-							 "series downloads within a minute (see -o "
-							 "walk_budget)");
+					log_adopt_reason(
+						"walk guard: this process started too many "
+						"series downloads within a minute (see -o "
+						"walk_budget)");
 				return -EAGAIN;
 			}
 			f = store_fetch_add(s, uid, exp ? exp : &unknown);
@@ -744,12 +746,12 @@ int store_get(struct store *s, const char *uid, const struct store_expect *exp,
 		rc = 0;
 		while (!f->done) {
 			if (s->stopping) {
-				rc = -ECANCELED;	/* tciafs is stopping: answer now */
+				rc = -ECANCELED; /* tciafs is stopping: answer now */
 				break;
 			}
 			store_ms_wait(s);
 			if (!f->done && who && who->interrupted && who->interrupted(who->arg)) {
-				rc = -EINTR;	/* the download carries on without us */
+				rc = -EINTR; /* the download carries on without us */
 				break;
 			}
 		}
@@ -770,6 +772,7 @@ int store_get(struct store *s, const char *uid, const struct store_expect *exp,
 			return rc;
 	}
 	log_err("series %s: evicted %d times before it could be opened: the cache (cache_size)"
-		" is too small for what is being read at once", uid, STORE_REFETCH_ROUNDS);
+		" is too small for what is being read at once",
+		uid, STORE_REFETCH_ROUNDS);
 	return -EIO;
 }

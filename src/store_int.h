@@ -16,14 +16,14 @@
 #include "unzip.h"
 
 #define STORE_MANIFEST ".manifest"
-#define STORE_TOUCH_EVERY 60	/* seconds between LRU time updates of one series */
+#define STORE_TOUCH_EVERY 60 /* seconds between LRU time updates of one series */
 #define STORE_WAIT_TICK_MS 100
 #define STORE_MAX_WORKERS 32
 #define STORE_MAX_PIDS 256
 /* A failed fetch answers later callers for this long before a new attempt: one `ls -l`
  * makes several calls, and a broken series must not be downloaded for each. */
 #define STORE_FAIL_MEMORY 3
-#define STORE_REFETCH_ROUNDS 4	/* fetches of one series for one caller, at most */
+#define STORE_REFETCH_ROUNDS 4 /* fetches of one series for one caller, at most */
 #define STORE_ZIP_SLACK ((uint64_t)16 << 20)
 /* How long a download started before its metadata waits for it once complete. */
 #define STORE_EXPECT_WAIT 120
@@ -31,55 +31,55 @@
 struct store_file {
 	char *name;
 	uint64_t size;
-	char md5[33];		/* what its bytes must hash to, as listed; "" when unknown */
+	char md5[33]; /* what its bytes must hash to, as listed; "" when unknown */
 };
 
 struct store_series {
 	char *uid;
-	char *where;		/* files fetched one by one from here; NULL: stored whole */
+	char *where; /* files fetched one by one from here; NULL: stored whole */
 	size_t count;
 	struct store_file *files;
-	size_t *by_name;	/* files' indices in name order: an open finds its file in log n */
+	size_t *by_name; /* files' indices in name order: an open finds its file in log n */
 	uint64_t bytes;
 	time_t fetched;
-	int refs;		/* protected by store->lock */
-	int open_files;		/* protected by store->lock */
-	int lock_fd;		/* holds LOCK_SH while open_files > 0; protected by lock */
-	time_t touched;		/* protected by store->lock */
-	bool gone;		/* evicted or vanished: no longer in the table */
+	int refs;       /* protected by store->lock */
+	int open_files; /* protected by store->lock */
+	int lock_fd;    /* holds LOCK_SH while open_files > 0; protected by lock */
+	time_t touched; /* protected by store->lock */
+	bool gone;      /* evicted or vanished: no longer in the table */
 	struct store_series *next;
 };
 
 /* Where a download's cap comes from. */
 enum store_cap {
-	STORE_CAP_PENDING,	/* its metadata is still to come: STORE_ZIP_SLACK until then */
-	STORE_CAP_META,		/* FileSize x 2 + STORE_ZIP_SLACK */
-	STORE_CAP_SIZE,		/* getSeriesSize's total x 2 + STORE_ZIP_SLACK */
-	STORE_CAP_MAX,		/* max_series: nothing gives a size */
+	STORE_CAP_PENDING, /* its metadata is still to come: STORE_ZIP_SLACK until then */
+	STORE_CAP_META,    /* FileSize x 2 + STORE_ZIP_SLACK */
+	STORE_CAP_SIZE,    /* getSeriesSize's total x 2 + STORE_ZIP_SLACK */
+	STORE_CAP_MAX,     /* max_series: nothing gives a size */
 };
 
 /* One download, shared by everyone who asks for the series meanwhile. */
 struct store_fetch {
 	char *uid;
-	struct store_expect exp;	/* exp.where is where, below */
+	struct store_expect exp; /* exp.where is where, below */
 	char *where;
 	bool started;
 	bool done;
 	int rc;
 	time_t finished;
 	int waiters;
-	bool exp_pending;	/* started by store_prefetch: exp not known yet; under lock */
-	bool exp_failed;	/* ... and it will not come (store_abandon); under lock */
-	char *why;		/* why it failed, as the worker's log line said; under lock */
-	uint64_t bytes_done;	/* written by the worker, read for status; under lock */
+	bool exp_pending;    /* started by store_prefetch: exp not known yet; under lock */
+	bool exp_failed;     /* ... and it will not come (store_abandon); under lock */
+	char *why;           /* why it failed, as the worker's log line said; under lock */
+	uint64_t bytes_done; /* written by the worker, read for status; under lock */
 	uint64_t bytes_expected;
 	/* The longest zip accepted now (atomic): tightened the moment the metadata or the
 	 * series' size arrives, and what set it (enum store_cap; under lock). */
 	uint64_t cap;
 	int cap_from;
 	bool size_asked;
-	bool no_room;		/* cut off: the cache cap left it no room (worker only) */
-	uint64_t room_at;	/* bytes done at its last look at the cap (worker only) */
+	bool no_room;     /* cut off: the cache cap left it no room (worker only) */
+	uint64_t room_at; /* bytes done at its last look at the cap (worker only) */
 	struct store *s;
 	struct store_fetch *next;
 };
@@ -87,8 +87,8 @@ struct store_fetch {
 /* Recent fetch starts of one process, for the walk guard. */
 struct store_pid {
 	pid_t pid;
-	unsigned long long start;	/* process start time: tells a reused pid apart */
-	time_t times[64];		/* ring of recent fetch starts */
+	unsigned long long start; /* process start time: tells a reused pid apart */
+	time_t times[64];         /* ring of recent fetch starts */
 	int n;
 	bool blocked;
 	char comm[32];
@@ -100,27 +100,27 @@ struct store {
 	char *tmp_dir;
 	char *locks_dir;
 	struct store_opts opts;
-	struct source *src;	/* borrowed */
+	struct source *src; /* borrowed */
 	char host[64];
 	pthread_mutex_t lock;
-	pthread_cond_t work;	/* a fetch was queued, or stopping */
-	pthread_cond_t done;	/* a fetch finished */
+	pthread_cond_t work; /* a fetch was queued, or stopping */
+	pthread_cond_t done; /* a fetch finished */
 	/* Protected by lock: */
 	struct store_series *series;
-	struct store_fetch *fetches;	/* queued and running */
+	struct store_fetch *fetches; /* queued and running */
 	struct store_pid pids[STORE_MAX_PIDS];
 	bool stopping;
 	unsigned long n_fetched, n_fetch_errors, n_evicted, n_refused, n_hits;
-	unsigned long n_verified;	/* files checked against their listed MD5 */
-	unsigned long n_files_fetched, n_file_errors;	/* files fetched one by one */
-	struct store_ahead *aheads;	/* series being read ahead (store_ahead.c) */
-	unsigned ahead_jobs;		/* their fetches out with the source */
-	unsigned size_askers;		/* threads asking a series' size for its cap */
-	struct store_big *bigs;		/* big files read by range (store_part.c) */
-	pthread_t recorder;		/* ... and the thread that records their blocks */
-	pthread_cond_t record;		/* a block landed, or stopping */
+	unsigned long n_verified;                     /* files checked against their listed MD5 */
+	unsigned long n_files_fetched, n_file_errors; /* files fetched one by one */
+	struct store_ahead *aheads;                   /* series being read ahead (store_ahead.c) */
+	unsigned ahead_jobs;                          /* their fetches out with the source */
+	unsigned size_askers;   /* threads asking a series' size for its cap */
+	struct store_big *bigs; /* big files read by range (store_part.c) */
+	pthread_t recorder;     /* ... and the thread that records their blocks */
+	pthread_cond_t record;  /* a block landed, or stopping */
 	bool recorder_on, recorder_stop;
-	uint64_t used;			/* bytes in series/, as of the last scan */
+	uint64_t used; /* bytes in series/, as of the last scan */
 	size_t used_series;
 	int nworkers;
 	pthread_t workers[STORE_MAX_WORKERS];

@@ -22,7 +22,6 @@
 #include <time.h>
 #include <unistd.h>
 
-
 #include "fileio.h"
 #include "log.h"
 #include "md5.h"
@@ -30,7 +29,7 @@
 
 /* The .blocks file: this header, then one byte per block (1 = held, on disk). */
 #define PART_MAGIC "TCIAFSB1"
-#define PART_HDR 24	/* magic, then size and block size as little-endian u64 */
+#define PART_HDR 24 /* magic, then size and block size as little-endian u64 */
 /* How far a sequential reader is read ahead at most, in bytes (and never more blocks
  * than twice the source's streams). */
 #define PART_AHEAD_MAX ((uint64_t)64 << 20)
@@ -47,32 +46,32 @@
 
 enum {
 	PB_ABSENT,
-	PB_QUEUED,	/* our fetch is out (its byte locked in .blocks) */
-	PB_LANDED,	/* on disk, readable here, not yet durable nor recorded (locked) */
-	PB_HELD,	/* recorded */
-	PB_FOREIGN,	/* another process holds its lock: it fetches it */
+	PB_QUEUED,  /* our fetch is out (its byte locked in .blocks) */
+	PB_LANDED,  /* on disk, readable here, not yet durable nor recorded (locked) */
+	PB_HELD,    /* recorded */
+	PB_FOREIGN, /* another process holds its lock: it fetches it */
 	PB_FAILED,
 };
 
 /* One big file open (or being fetched) in this process, shared by its opens. Under the
  * store's lock. */
 struct store_big {
-	struct store_series *ss;	/* a reference, and held open (no eviction) */
+	struct store_series *ss; /* a reference, and held open (no eviction) */
 	size_t i;
-	int fd, map_fd;			/* the .part and the .blocks, read-write */
-	int hold_fd;			/* -1, or the series' lock fd given back at the end */
+	int fd, map_fd; /* the .part and the .blocks, read-write */
+	int hold_fd;    /* -1, or the series' lock fd given back at the end */
 	uint64_t size, block;
 	size_t n, held, landed;
-	unsigned char *st;		/* PB_ by block */
+	unsigned char *st; /* PB_ by block */
 	bool *urgent;
-	uint64_t *job;			/* PB_QUEUED: the source's name for the fetch */
-	int *rc;			/* PB_FAILED: its errno, since when, why */
+	uint64_t *job; /* PB_QUEUED: the source's name for the fetch */
+	int *rc;       /* PB_FAILED: its errno, since when, why */
 	time_t *failed;
 	char **why;
-	unsigned out;			/* fetches out */
-	int opens, users;		/* users: the recorder, a waiting reader */
-	bool complete;			/* renamed into place */
-	time_t refused;			/* whole but not its MD5: kept a while to say so */
+	unsigned out;     /* fetches out */
+	int opens, users; /* users: the recorder, a waiting reader */
+	bool complete;    /* renamed into place */
+	time_t refused;   /* whole but not its MD5: kept a while to say so */
 	bool warned_offline;
 	uint64_t bytes_got, since_evict;
 	struct store_big *next;
@@ -81,10 +80,10 @@ struct store_big {
 /* An open of a big file: its reader's place, for the read-ahead. */
 struct store_part {
 	struct store_big *big;
-	uint64_t next;		/* where a sequential reader reads next */
-	size_t last;		/* the last block it read */
-	size_t ahead;		/* blocks read ahead of it; 0 for a reader that seeks */
-	bool alone;		/* never read ahead: the walk guard holds its process back */
+	uint64_t next; /* where a sequential reader reads next */
+	size_t last;   /* the last block it read */
+	size_t ahead;  /* blocks read ahead of it; 0 for a reader that seeks */
+	bool alone;    /* never read ahead: the walk guard holds its process back */
 };
 
 struct store_block_job {
@@ -98,11 +97,11 @@ bool store_part_wanted(const struct store *s, const struct store_series *ss, siz
 	return ss->where && ss->files[i].size > s->opts.range_min;
 }
 
-static int part_path(char *buf, size_t len, const struct store *s,
-		     const struct store_series *ss, size_t i, const char *suffix)
+static int part_path(char *buf, size_t len, const struct store *s, const struct store_series *ss,
+		     size_t i, const char *suffix)
 {
-	if (snprintf(buf, len, "%s/%s/%s%s", s->series_dir, ss->uid, ss->files[i].name,
-		     suffix) >= (int)len)
+	if (snprintf(buf, len, "%s/%s/%s%s", s->series_dir, ss->uid, ss->files[i].name, suffix) >=
+	    (int)len)
 		return -ENAMETOOLONG;
 	return 0;
 }
@@ -112,8 +111,10 @@ static int part_path(char *buf, size_t len, const struct store *s,
  * killed lets go of every block it was fetching). True when taken. */
 static bool part_lock(struct store_big *b, size_t k, bool take)
 {
-	struct flock fl = { .l_type = take ? F_WRLCK : F_UNLCK, .l_whence = SEEK_SET,
-			    .l_start = (off_t)(PART_HDR + k), .l_len = 1 };
+	struct flock fl = { .l_type = take ? F_WRLCK : F_UNLCK,
+			    .l_whence = SEEK_SET,
+			    .l_start = (off_t)(PART_HDR + k),
+			    .l_len = 1 };
 
 	return fcntl(b->map_fd, F_OFD_SETLK, &fl) == 0;
 }
@@ -183,10 +184,9 @@ static bool part_map_ok(const struct store_big *b)
 	unsigned char hdr[PART_HDR];
 	struct stat st;
 
-	return pread(b->map_fd, hdr, PART_HDR, 0) == PART_HDR &&
-	       memcmp(hdr, PART_MAGIC, 8) == 0 && part_get_u64(hdr + 8) == b->size &&
-	       part_get_u64(hdr + 16) == b->block && fstat(b->map_fd, &st) == 0 &&
-	       (uint64_t)st.st_size == PART_HDR + b->n;
+	return pread(b->map_fd, hdr, PART_HDR, 0) == PART_HDR && memcmp(hdr, PART_MAGIC, 8) == 0 &&
+	       part_get_u64(hdr + 8) == b->size && part_get_u64(hdr + 16) == b->block &&
+	       fstat(b->map_fd, &st) == 0 && (uint64_t)st.st_size == PART_HDR + b->n;
 }
 
 static void part_big_free(struct store_big *b)
@@ -198,7 +198,7 @@ static void part_big_free(struct store_big *b)
 	if (b->fd >= 0)
 		close(b->fd);
 	if (b->map_fd >= 0)
-		close(b->map_fd);	/* lets go of every block lock */
+		close(b->map_fd); /* lets go of every block lock */
 	for (k = 0; b->why && k < b->n; k++)
 		free(b->why[k]);
 	free(b->why);
@@ -213,8 +213,7 @@ static void part_big_free(struct store_big *b)
 /* The pair of files for big file i, opened (made when absent), and what they hold:
  * 0, 1 when the file is in place whole after all (*out NULL), or -errno (logged). Made
  * without the store's lock. */
-static int part_big_new(struct store *s, struct store_series *ss, size_t i,
-			struct store_big **out)
+static int part_big_new(struct store *s, struct store_series *ss, size_t i, struct store_big **out)
 {
 	char final[PATH_MAX], part[PATH_MAX], map[PATH_MAX];
 	struct store_big *b;
@@ -266,7 +265,7 @@ again:
 	if (b->map_fd < 0) {
 		rc = -errno;
 		if (rc == -ENOENT && tries++ < 3)
-			goto again;	/* completed and cleaned up meanwhile */
+			goto again; /* completed and cleaned up meanwhile */
 		log_err("series %s: %s: cannot open %s: %s", ss->uid, ss->files[i].name, map,
 			strerror(-rc));
 		goto out_free;
@@ -300,8 +299,9 @@ again:
 		unsigned char zero[4096] = { 0 };
 
 		for (k = 0; k < b->n; k += sizeof(zero))
-			if (fileio_pwrite_all(b->map_fd, zero, b->n - k < sizeof(zero) ?
-					      b->n - k : sizeof(zero), (off_t)(PART_HDR + k)) < 0)
+			if (fileio_pwrite_all(b->map_fd, zero,
+					      b->n - k < sizeof(zero) ? b->n - k : sizeof(zero),
+					      (off_t)(PART_HDR + k)) < 0)
 				break;
 	}
 	for (k = 0; k < b->n; k++)
@@ -343,7 +343,7 @@ static bool part_big_done_locked(struct store *s, struct store_big *b)
 		}
 	b->hold_fd = store_release_locked(s, b->ss);
 	if (!store_put_locked(b->ss))
-		b->ss = NULL;	/* others still have it */
+		b->ss = NULL; /* others still have it */
 	return true;
 }
 
@@ -425,7 +425,7 @@ int store_part_open(struct store *s, struct store_series *ss, size_t i,
 		rc = part_big_new(s, ss, i, &made);
 		if (rc != 0) {
 			free(p);
-			return rc;	/* 1: in place whole */
+			return rc; /* 1: in place whole */
 		}
 		pthread_mutex_lock(&s->lock);
 		b = part_find(s, ss, i);
@@ -445,7 +445,7 @@ int store_part_open(struct store *s, struct store_series *ss, size_t i,
 			b->next = s->bigs;
 			s->bigs = b;
 			if (b->held == b->n)
-				pthread_cond_signal(&s->record);	/* whole: to finish */
+				pthread_cond_signal(&s->record); /* whole: to finish */
 		}
 	}
 	b->opens++;
@@ -513,13 +513,13 @@ static int part_want(struct store *s, struct store_big *b, size_t k, bool urgent
 	if (s->opts.offline) {
 		if (urgent && !b->warned_offline) {
 			b->warned_offline = true;
-			log_err("offline: series %s: %s: block %zu is not in the cache",
-				b->ss->uid, b->ss->files[b->i].name, k);
+			log_err("offline: series %s: %s: block %zu is not in the cache", b->ss->uid,
+				b->ss->files[b->i].name, k);
 		}
 		return -EIO;
 	}
 	if (!part_lock(b, k, true)) {
-		b->st[k] = PB_FOREIGN;	/* another process fetches it: waited for */
+		b->st[k] = PB_FOREIGN; /* another process fetches it: waited for */
 		return 0;
 	}
 	/* Ours now; its last fetcher may have recorded it just before letting go. */
@@ -539,9 +539,16 @@ static int part_want(struct store *s, struct store_big *b, size_t k, bool urgent
 		return -ENOMEM;
 	}
 	*job = (struct store_block_job){ s, b, k };
-	fe = (struct source_fetch){ b->ss->where, b->ss->files[b->i].name, b->size, off,
+	fe = (struct source_fetch){ b->ss->where,
+				    b->ss->files[b->i].name,
+				    b->size,
+				    off,
 				    b->size - off < b->block ? b->size - off : b->block,
-				    NULL, b->fd, urgent, part_block_done, job };
+				    NULL,
+				    b->fd,
+				    urgent,
+				    part_block_done,
+				    job };
 	rc = source_fetch_file(s->src, &fe, &id);
 	if (rc < 0) {
 		if (rc != -ECANCELED)
@@ -573,7 +580,7 @@ static void part_block_done(void *arg, int rc)
 	b->out--;
 	s->ahead_jobs--;
 	if (rc == 0) {
-		b->st[k] = PB_LANDED;	/* the recorder makes it durable, then records it */
+		b->st[k] = PB_LANDED; /* the recorder makes it durable, then records it */
 		b->landed++;
 		b->bytes_got += k + 1 < b->n ? b->block : b->size - (uint64_t)k * b->block;
 		pthread_cond_signal(&s->record);
@@ -628,7 +635,8 @@ static int part_md5_check(struct store_big *b)
 	rc = 0;
 	if (strcmp(hex, want) != 0) {
 		log_err("series %s: %s: its MD5 is %s, its ETag says %s: refused, its blocks "
-			"fetched again when read", b->ss->uid, b->ss->files[b->i].name, hex, want);
+			"fetched again when read",
+			b->ss->uid, b->ss->files[b->i].name, hex, want);
 		rc = -EIO;
 	}
 out_free:
@@ -647,8 +655,9 @@ static void part_refuse(struct store_big *b, int rc)
 	size_t k;
 
 	for (k = 0; k < b->n; k += sizeof(zero))
-		if (fileio_pwrite_all(b->map_fd, zero, b->n - k < sizeof(zero) ? b->n - k :
-				      sizeof(zero), (off_t)(PART_HDR + k)) < 0)
+		if (fileio_pwrite_all(b->map_fd, zero,
+				      b->n - k < sizeof(zero) ? b->n - k : sizeof(zero),
+				      (off_t)(PART_HDR + k)) < 0)
 			break;
 	if (fdatasync(b->map_fd) < 0 || ftruncate(b->fd, 0) < 0 ||
 	    ftruncate(b->fd, (off_t)b->size) < 0)
@@ -678,7 +687,7 @@ static void part_finish(struct store *s, struct store_big *b)
 	    part_path(part, sizeof(part), s, b->ss, b->i, ".part") < 0 ||
 	    part_path(map, sizeof(map), s, b->ss, b->i, ".blocks") < 0)
 		return;
-	b->complete = true;	/* reads need nothing more; no second finish */
+	b->complete = true; /* reads need nothing more; no second finish */
 	b->users++;
 	pthread_mutex_unlock(&s->lock);
 	log_clear_reason();
@@ -714,8 +723,8 @@ static void part_refresh(struct store_big *b)
 		if (pread(b->map_fd, buf, n, (off_t)(PART_HDR + k)) != (ssize_t)n)
 			return;
 		for (j = 0; j < n; j++)
-			if (buf[j] == 1 && (b->st[k + j] == PB_ABSENT ||
-					    b->st[k + j] == PB_FOREIGN)) {
+			if (buf[j] == 1 &&
+			    (b->st[k + j] == PB_ABSENT || b->st[k + j] == PB_FOREIGN)) {
 				b->st[k + j] = PB_HELD;
 				b->held++;
 			}
@@ -836,7 +845,7 @@ int store_part_need(struct store *s, struct store_part *p, uint64_t off, uint64_
 		most = 2 * (size_t)s->opts.streams;
 	if (most < 1)
 		most = 1;
-	pthread_mutex_lock(&s->lock);	/* a handle's reads may come at once */
+	pthread_mutex_lock(&s->lock); /* a handle's reads may come at once */
 	/* mountpoint-s3's prefetcher: a reader that carries on where it stopped is read
 	 * ahead, twice as far each time it enters a new block; one that seeks is not.
 	 * "Where it stopped" within PART_SEQ_SLACK: the kernel sends a handle's reads
@@ -864,7 +873,7 @@ int store_part_need(struct store *s, struct store_part *p, uint64_t off, uint64_
 	if (!p->alone && off + len - (uint64_t)last * b->block >= b->block / 2)
 		for (k = last + 1; rc == 0 && k <= last + p->ahead && k < b->n; k++)
 			if (part_want(s, b, k, false) < 0)
-				break;	/* ahead: tried again when read */
+				break; /* ahead: tried again when read */
 	b->users++;
 	while (rc == 0) {
 		moved = 0;
@@ -887,12 +896,12 @@ int store_part_need(struct store *s, struct store_part *p, uint64_t off, uint64_
 			break;
 		}
 		if (who && who->interrupted && who->interrupted(who->arg)) {
-			rc = -EINTR;	/* the fetches carry on without us */
+			rc = -EINTR; /* the fetches carry on without us */
 			break;
 		}
 		if (store_mono_ms() - since > PART_STALL_MS) {
-			log_err("series %s: %s: no block came for %d s: given up",
-				b->ss->uid, b->ss->files[b->i].name, PART_STALL_MS / 1000);
+			log_err("series %s: %s: no block came for %d s: given up", b->ss->uid,
+				b->ss->files[b->i].name, PART_STALL_MS / 1000);
 			rc = -ETIMEDOUT;
 			break;
 		}
@@ -951,13 +960,14 @@ json_t *store_part_status_locked(struct store *s)
 		/* The last block is short. */
 		if (have && (b->st[b->n - 1] == PB_HELD || b->st[b->n - 1] == PB_LANDED))
 			bytes -= (uint64_t)b->n * b->block - b->size;
-		json_array_append_new(out, json_pack(
-			"{s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:i,s:i,s:b}", "series", b->ss->uid,
-			"file", b->ss->files[b->i].name, "size", (json_int_t)b->size,
-			"block_size", (json_int_t)b->block, "blocks", (json_int_t)b->n,
-			"blocks_held", (json_int_t)have, "blocks_recorded", (json_int_t)b->held,
-			"bytes_held", (json_int_t)bytes, "in_flight", (int)b->out,
-			"open", b->opens, "complete", b->complete));
+		json_array_append_new(
+			out, json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:i,s:i,s:b}", "series",
+				       b->ss->uid, "file", b->ss->files[b->i].name, "size",
+				       (json_int_t)b->size, "block_size", (json_int_t)b->block,
+				       "blocks", (json_int_t)b->n, "blocks_held", (json_int_t)have,
+				       "blocks_recorded", (json_int_t)b->held, "bytes_held",
+				       (json_int_t)bytes, "in_flight", (int)b->out, "open",
+				       b->opens, "complete", b->complete));
 	}
 	return out;
 }
@@ -971,7 +981,7 @@ void store_part_free_all(struct store *s)
 	pthread_cond_signal(&s->record);
 	pthread_mutex_unlock(&s->lock);
 	if (s->recorder_on)
-		pthread_join(s->recorder, NULL);	/* after recording what landed */
+		pthread_join(s->recorder, NULL); /* after recording what landed */
 	s->recorder_on = false;
 	while ((b = s->bigs)) {
 		s->bigs = b->next;

@@ -22,14 +22,13 @@
 #include "metacache.h"
 
 struct tcia {
-	struct http *http;		/* borrowed */
-	struct metacache *cache;	/* borrowed, may be NULL */
+	struct http *http;       /* borrowed */
+	struct metacache *cache; /* borrowed, may be NULL */
 	char *base;
-	char *shown;			/* base without user info, for README.txt and logs */
+	char *shown; /* base without user info, for README.txt and logs */
 };
 
-int tcia_new(struct http *http, struct metacache *cache, const char *base_url,
-	     struct tcia **out)
+int tcia_new(struct http *http, struct metacache *cache, const char *base_url, struct tcia **out)
 {
 	struct tcia *t;
 	size_t n;
@@ -350,8 +349,7 @@ static int tcia_raw_of(const struct tcia_src *src, const void *arg, char **out)
  * [*start, *end) is its text and *pos is at the ',' or ']' after it. Only delimits: the
  * element's own syntax is jansson's to check. Returns 1 for an element, 0 at the ']'
  * that closes the list, -EBADMSG when the text ends first. */
-int tcia_next_element(const char *b, size_t len, size_t *pos, size_t *start,
-		      size_t *end)
+int tcia_next_element(const char *b, size_t len, size_t *pos, size_t *start, size_t *end)
 {
 	size_t i = *pos, depth = 0;
 	bool in_string = false;
@@ -433,8 +431,7 @@ int tcia_parse_one(const char *text, size_t n, size_t index, json_t **out)
 	}
 	if (json_error_code(&err) == json_error_out_of_memory || err.text[0] == '\0')
 		return -ENOMEM;
-	log_err("bad answer from TCIA: element %zu: %s at column %d", index, err.text,
-		err.column);
+	log_err("bad answer from TCIA: element %zu: %s at column %d", index, err.text, err.column);
 	return -EBADMSG;
 }
 
@@ -469,8 +466,8 @@ static int tcia_parse_list(const char *body, size_t len, size_t item_size, tcia_
 
 	l->count = 0;
 	l->v = NULL;
-	while (pos < len && (body[pos] == ' ' || body[pos] == '\t' || body[pos] == '\r' ||
-			     body[pos] == '\n'))
+	while (pos < len &&
+	       (body[pos] == ' ' || body[pos] == '\t' || body[pos] == '\r' || body[pos] == '\n'))
 		pos++;
 	if (pos == len || body[pos] != '[') {
 		/* Not a list: let jansson say what it is (empty, null, an object, HTML). */
@@ -515,7 +512,7 @@ static int tcia_parse_list(const char *body, size_t len, size_t item_size, tcia_
 			rc = 0;
 			break;
 		}
-		pos++;	/* past the ',' */
+		pos++; /* past the ',' */
 	}
 	if (rc == 0) {
 		/* Only whitespace may follow the list. */
@@ -545,7 +542,7 @@ static int tcia_one_value(const struct tcia_src *src, void *item, const void *ar
 	if (rc < 0)
 		return rc;
 	if (!v->value)
-		return 1;	/* some elements lack the key (getBodyPartValues) */
+		return 1; /* some elements lack the key (getBodyPartValues) */
 	return tcia_raw(src->obj, &v->raw);
 }
 
@@ -692,8 +689,8 @@ static void tcia_query_add(struct tcia_query *q, const char *name, const char *v
 		return;
 	}
 	q->s = p;
-	q->len += (size_t)snprintf(q->s + q->len, need - q->len, "%c%s=%s",
-				   q->len ? '&' : '?', name, esc);
+	q->len += (size_t)snprintf(q->s + q->len, need - q->len, "%c%s=%s", q->len ? '&' : '?',
+				   name, esc);
 	free(esc);
 }
 
@@ -828,8 +825,8 @@ static int tcia_each_restart(void *arg)
 	return a->restart ? a->restart(a->arg) : -EIO;
 }
 
-int tcia_each(struct tcia *t, enum tcia_kind kind, const struct tcia_filter *f,
-	      tcia_each_fn each, tcia_restart_fn restart, void *arg)
+int tcia_each(struct tcia *t, enum tcia_kind kind, const struct tcia_filter *f, tcia_each_fn each,
+	      tcia_restart_fn restart, void *arg)
 {
 	static const char *const endpoints[] = { "getPatient", "getPatientStudy", "getSeries" };
 	struct tcia_each_arg a = { NULL, restart, arg };
@@ -859,7 +856,8 @@ int tcia_each(struct tcia *t, enum tcia_kind kind, const struct tcia_filter *f,
 	if (rc == 0)
 		rc = tcia_stream_end(a.s);
 	else if (tcia_stream_error(a.s) < 0)
-		rc = tcia_stream_error(a.s);	/* the parser's or the consumer's own, not the network's */
+		rc = tcia_stream_error(
+			a.s); /* the parser's or the consumer's own, not the network's */
 	if (rc == -EBADMSG)
 		log_err("%s%s: the answer is not what the API documents", t->shown,
 			url + strlen(t->base));
@@ -893,20 +891,17 @@ int tcia_get_body_parts(struct tcia *t, const struct tcia_filter *f, struct tcia
 
 	tcia_query_add(&q, "Collection", f ? f->collection : NULL);
 	tcia_query_add(&q, "Modality", f ? f->modality : NULL);
-	return tcia_call(t, "getBodyPartValues", &q, tcia_parse_values_cb, "BodyPartExamined",
-			 out);
+	return tcia_call(t, "getBodyPartValues", &q, tcia_parse_values_cb, "BodyPartExamined", out);
 }
 
-int tcia_get_manufacturers(struct tcia *t, const struct tcia_filter *f,
-			   struct tcia_values *out)
+int tcia_get_manufacturers(struct tcia *t, const struct tcia_filter *f, struct tcia_values *out)
 {
 	struct tcia_query q = { 0 };
 
 	tcia_query_add(&q, "Collection", f ? f->collection : NULL);
 	tcia_query_add(&q, "Modality", f ? f->modality : NULL);
 	tcia_query_add(&q, "BodyPartExamined", f ? f->body_part : NULL);
-	return tcia_call(t, "getManufacturerValues", &q, tcia_parse_values_cb, "Manufacturer",
-			 out);
+	return tcia_call(t, "getManufacturerValues", &q, tcia_parse_values_cb, "Manufacturer", out);
 }
 
 int tcia_get_patients(struct tcia *t, const char *collection, struct tcia_patients *out)
@@ -928,8 +923,8 @@ int tcia_get_patients_by_modality(struct tcia *t, const char *collection, const 
 		return -EINVAL;
 	tcia_query_add(&q, "Collection", collection);
 	tcia_query_add(&q, "Modality", modality);
-	return tcia_call(t, "getPatientByCollectionAndModality", &q, tcia_parse_patients_cb,
-			 NULL, out);
+	return tcia_call(t, "getPatientByCollectionAndModality", &q, tcia_parse_patients_cb, NULL,
+			 out);
 }
 
 int tcia_get_new_patients(struct tcia *t, const char *collection, const char *from_date,
@@ -968,8 +963,7 @@ int tcia_get_new_studies(struct tcia *t, const char *collection, const char *pat
 	tcia_query_add(&q, "Collection", collection);
 	tcia_query_add(&q, "PatientID", patient_id);
 	tcia_query_add(&q, "fromDate", from_date);
-	return tcia_call(t, "NewStudiesInPatientCollection", &q, tcia_parse_studies_cb, NULL,
-			 out);
+	return tcia_call(t, "NewStudiesInPatientCollection", &q, tcia_parse_studies_cb, NULL, out);
 }
 
 int tcia_get_series(struct tcia *t, const struct tcia_filter *f, struct tcia_series_list *out)
@@ -980,8 +974,7 @@ int tcia_get_series(struct tcia *t, const struct tcia_filter *f, struct tcia_ser
 	return tcia_call(t, "getSeries", &q, tcia_parse_series_cb, NULL, out);
 }
 
-int tcia_get_updated_series(struct tcia *t, const char *from_date,
-			    struct tcia_series_list *out)
+int tcia_get_updated_series(struct tcia *t, const char *from_date, struct tcia_series_list *out)
 {
 	struct tcia_query q = { 0 };
 
@@ -1020,8 +1013,7 @@ int tcia_get_sop_uids(struct tcia *t, const char *series_uid, struct tcia_values
 	struct tcia_query q = { 0 };
 
 	tcia_query_add(&q, "SeriesInstanceUID", series_uid);
-	return tcia_call(t, "getSOPInstanceUIDs", &q, tcia_parse_values_cb, "SOPInstanceUID",
-			 out);
+	return tcia_call(t, "getSOPInstanceUIDs", &q, tcia_parse_values_cb, "SOPInstanceUID", out);
 }
 
 struct tcia_progress {
@@ -1059,16 +1051,14 @@ out_free_query:
 	return rc;
 }
 
-int tcia_get_image(struct tcia *t, const char *series_uid, bool md5, int fd,
-		   uint64_t expected, uint64_t max, tcia_progress_fn progress, void *arg,
-		   uint64_t *bytes)
+int tcia_get_image(struct tcia *t, const char *series_uid, bool md5, int fd, uint64_t expected,
+		   uint64_t max, tcia_progress_fn progress, void *arg, uint64_t *bytes)
 {
 	struct tcia_progress p = { progress, arg, expected };
 	struct tcia_query q = { 0 };
 
 	tcia_query_add(&q, "SeriesInstanceUID", series_uid);
-	return tcia_download(t, md5 ? "getImageWithMD5Hash" : "getImage", &q, fd, max, &p,
-			     bytes);
+	return tcia_download(t, md5 ? "getImageWithMD5Hash" : "getImage", &q, fd, max, &p, bytes);
 }
 
 int tcia_get_single_image(struct tcia *t, const char *series_uid, const char *sop_uid, int fd,

@@ -14,11 +14,17 @@
 
 /* Every member a patient, study or series record reads (tcia.c's one_fns). */
 static const char *const tcia_pick_keys[] = {
-	"Collection", "PatientId", "PatientID", "StudyInstanceUID", "StudyDate",
-	"StudyDescription", "SeriesCount", "SeriesInstanceUID", "Modality", "BodyPartExamined",
-	"Manufacturer", "SeriesDescription", "SeriesNumber", "SeriesDate", "TimeStamp",
-	"DateReleased", "LicenseName", "LicenseURI", "CollectionURI", "ImageCount", "FileSize",
-	NULL,
+	"Collection",    "PatientId",
+	"PatientID",     "StudyInstanceUID",
+	"StudyDate",     "StudyDescription",
+	"SeriesCount",   "SeriesInstanceUID",
+	"Modality",      "BodyPartExamined",
+	"Manufacturer",  "SeriesDescription",
+	"SeriesNumber",  "SeriesDate",
+	"TimeStamp",     "DateReleased",
+	"LicenseName",   "LicenseURI",
+	"CollectionURI", "ImageCount",
+	"FileSize",      NULL,
 };
 
 int tcia_picked_new(struct jsonpick **out)

@@ -31,17 +31,17 @@
  * biggest collection, sends (patients ~15 MB, studies ~35 MB, series 167 MB). An
  * endless or gigantic answer stops there with -EFBIG. */
 static const uint64_t tcia_stream_max[] = {
-	(uint64_t)64 << 20,	/* TCIA_PATIENTS */
-	(uint64_t)512 << 20,	/* TCIA_STUDIES */
-	(uint64_t)2 << 30,	/* TCIA_SERIES */
+	(uint64_t)64 << 20,  /* TCIA_PATIENTS */
+	(uint64_t)512 << 20, /* TCIA_STUDIES */
+	(uint64_t)2 << 30,   /* TCIA_SERIES */
 };
 
 enum tcia_stream_state {
-	TS_START,	/* before the '[' */
-	TS_NOT_LIST,	/* the body does not start with '[' */
-	TS_NEXT,	/* after '[' or ',': an element, or (first only) the ']' */
-	TS_ELEMENT,	/* inside an element */
-	TS_END,		/* after the ']' */
+	TS_START,    /* before the '[' */
+	TS_NOT_LIST, /* the body does not start with '[' */
+	TS_NEXT,     /* after '[' or ',': an element, or (first only) the ']' */
+	TS_ELEMENT,  /* inside an element */
+	TS_END,      /* after the ']' */
 };
 
 /* One element's record, whatever the kind. */
@@ -65,9 +65,9 @@ struct tcia_stream {
 	char *buf;
 	size_t len, cap;
 	size_t depth;
-	size_t index;		/* elements gathered */
-	size_t handed;		/* elements handed on (tcia_stream_done) */
-	size_t left_out;	/* of those, left out (one log line at the end) */
+	size_t index;    /* elements gathered */
+	size_t handed;   /* elements handed on (tcia_stream_done) */
+	size_t left_out; /* of those, left out (one log line at the end) */
 	bool in_string, escape;
 	int rc;
 };
@@ -153,7 +153,7 @@ static int tcia_stream_done(void *ctx, const char *text, size_t len, void *item,
 	if (rc == 0)
 		rc = s->each(s->arg, item);
 	else if (rc > 0) {
-		rc = 0;	/* left out: counted, told at the end */
+		rc = 0; /* left out: counted, told at the end */
 		s->left_out++;
 	}
 	s->clear_one(item);
@@ -237,7 +237,7 @@ static size_t tcia_stream_run(struct tcia_stream *s, const char *data, size_t le
 	size_t n = (size_t)(jsonobj_plain(data, data + len) - data);
 
 	if (n == 0 || s->len + n + 1 >= TCIA_ELEMENT_MAX)
-		return 0;	/* let the step say it is too long */
+		return 0; /* let the step say it is too long */
 	if (tcia_stream_room(s, n) < 0) {
 		s->rc = -ENOMEM;
 		return 0;
@@ -270,7 +270,7 @@ int tcia_stream_end(struct tcia_stream *s)
 
 	if (s->rc < 0)
 		return s->rc;
-	s->rc = ahead_end(s->ahead);	/* the elements still on their way */
+	s->rc = ahead_end(s->ahead); /* the elements still on their way */
 	if (s->rc < 0)
 		return s->rc;
 	tcia_log_left_out(s->one_fn, s->left_out);
@@ -330,8 +330,7 @@ static void tcia_series_clear_one(void *item)
 	tcia_one_series_clear(item);
 }
 
-int tcia_stream_new(enum tcia_kind kind, tcia_each_fn each, void *arg,
-		    struct tcia_stream **out)
+int tcia_stream_new(enum tcia_kind kind, tcia_each_fn each, void *arg, struct tcia_stream **out)
 {
 	struct tcia_stream *s = calloc(1, sizeof(*s));
 

@@ -111,8 +111,8 @@ unsigned tree_generation(struct tree *tree)
 
 /* Folder names that a collection or patient must not take from the API. */
 const char *const tree_root_reserved[2] = { "README.txt", "manifests" };
-const char *const tree_coll_reserved[5] = { "collection.json", "patients.csv",
-						  "studies.csv", "series.csv", "CITATION.txt" };
+const char *const tree_coll_reserved[5] = { "collection.json", "patients.csv", "studies.csv",
+					    "series.csv", "CITATION.txt" };
 
 /* ---- resolving paths --------------------------------------------------------------- */
 
@@ -141,8 +141,8 @@ int tree_get_colls(struct tree *t, struct tree_colls **out)
 }
 
 /* Loads (or finds) one of a collection's snapshots; *out is the snapshot's outer type. */
-int tree_coll_get(struct tree *t, struct tree_coll *c, struct tree_slot *slot,
-		  tree_load_fn load, void *out)
+int tree_coll_get(struct tree *t, struct tree_coll *c, struct tree_slot *slot, tree_load_fn load,
+		  void *out)
 {
 	struct tree_snap *s;
 	int rc = tree_slot_get(t, slot, load, c, &s);
@@ -238,8 +238,8 @@ static int tree_series_files(struct tree *t, const struct catalog_series *ser, b
 /* The folder path of a series whose place the catalog holds fresh (the patient's or the
  * collection's load still trusted, the folders named): no request. Returns 0 with
  * path, or -ENOENT. */
-int tree_series_place(struct tree *t, const struct catalog_series *ser, char **coll,
-		      char **pat, char **stud)
+int tree_series_place(struct tree *t, const struct catalog_series *ser, char **coll, char **pat,
+		      char **stud)
 {
 	struct catalog_coll c;
 	struct catalog_patient p;
@@ -267,14 +267,13 @@ int tree_series_place(struct tree *t, const struct catalog_series *ser, char **c
 	return rc;
 }
 
-static int tree_uid_path(struct tree *t, const struct catalog_series *ser, char *path,
-			 size_t size)
+static int tree_uid_path(struct tree *t, const struct catalog_series *ser, char *path, size_t size)
 {
 	char *coll, *pat, *stud;
 	int rc = tree_series_place(t, ser, &coll, &pat, &stud);
 
-	if (rc == 0 && snprintf(path, size, "/%s/%s/%s/%s", coll, pat, stud, ser->name) >=
-			       (int)size)
+	if (rc == 0 &&
+	    snprintf(path, size, "/%s/%s/%s/%s", coll, pat, stud, ser->name) >= (int)size)
 		rc = -ENAMETOOLONG;
 	free(coll);
 	free(pat);
@@ -416,7 +415,7 @@ int tree_resolve(struct tree *t, const char *path, const struct store_caller *wh
 			return 0;
 		}
 		if (depth == 2 && strcmp(comps[1], "series") == 0) {
-			n->kind = TK_UID_DIR;	/* lookups only: nothing is listed */
+			n->kind = TK_UID_DIR; /* lookups only: nothing is listed */
 			return 0;
 		}
 		if (depth >= 3 && strcmp(comps[1], "series") == 0)
@@ -427,8 +426,8 @@ int tree_resolve(struct tree *t, const char *path, const struct store_caller *wh
 		if (tree_is_probe_name(comps[i]) && !(i == 1 && tree_facet_index(comps[1]) >= 0))
 			return -ENOENT;
 	/* Our JSON files have fixed names and places; any other *.json cannot exist. */
-	static const char *const json_at[] = { "", "collection.json", "patient.json",
-					       "study.json", "series.json" };
+	static const char *const json_at[] = { "", "collection.json", "patient.json", "study.json",
+					       "series.json" };
 	for (i = 0; i < depth; i++)
 		if (tree_ends_with(comps[i], ".json") &&
 		    (i + 1 != depth || i > 4 || strcmp(comps[i], json_at[i]) != 0))
@@ -677,8 +676,7 @@ void tree_emit_pending(struct tree_lister *l)
 }
 
 /* Holds an entry for its place; name must outlive the listing. */
-void tree_hold(struct tree_lister *l, const char *name, const struct stat *st,
-	       bool complete)
+void tree_hold(struct tree_lister *l, const char *name, const struct stat *st, bool complete)
 {
 	size_t i = l->npend;
 
@@ -691,8 +689,7 @@ void tree_hold(struct tree_lister *l, const char *name, const struct stat *st,
 }
 
 /* Returns nonzero once the caller's buffer is full. */
-int tree_emit(struct tree_lister *l, const char *name, const struct stat *st,
-	      bool complete)
+int tree_emit(struct tree_lister *l, const char *name, const struct stat *st, bool complete)
 {
 	tree_emit_held(l, name);
 	if (!l->stopped)
@@ -908,10 +905,10 @@ static int tree_list_named(struct tree *t, const char *path, struct tree_lister 
 			rc = catalog_series_named(t->cat, c->api, comps[1], comps[2],
 						  tree_emit_series, &ea);
 		if (rc >= 0 && ea.rows == 0) {
-			l->npend = l->next = 0;	/* held, never emitted */
+			l->npend = l->next = 0; /* held, never emitted */
 			rc = 1;
 		} else if (rc >= 0) {
-			tree_emit_pending(l);	/* (a stop, rc 1: the caller's buffer is full) */
+			tree_emit_pending(l); /* (a stop, rc 1: the caller's buffer is full) */
 			rc = 0;
 		}
 	}
@@ -1012,8 +1009,8 @@ static void tree_note(struct tree *t, const char *path, int rc)
 		p += strlen("SeriesInstanceUID=");
 	if (p) {
 		n = strspn(p, "0123456789.");
-		if (n > 0 && n < sizeof(uid) && (p[n] == ':' || p[n] == '&' || p[n] == ' ' ||
-						 p[n] == '\0')) {
+		if (n > 0 && n < sizeof(uid) &&
+		    (p[n] == ':' || p[n] == '&' || p[n] == ' ' || p[n] == '\0')) {
 			memcpy(uid, p, n);
 			uid[n] = '\0';
 		}
@@ -1021,8 +1018,7 @@ static void tree_note(struct tree *t, const char *path, int rc)
 	failures_add(t->failures, path, uid[0] ? uid : NULL, -rc, why);
 }
 
-int tree_stat(struct tree *tree, const char *path, const struct store_caller *who,
-	      struct stat *st)
+int tree_stat(struct tree *tree, const char *path, const struct store_caller *who, struct stat *st)
 {
 	int rc;
 
@@ -1125,7 +1121,7 @@ int tree_listing_stamp(struct tree *tree, const char *path, uint64_t *stamp)
 	case TK_ROOT: {
 		struct tree_colls *cs;
 
-		rc = tree_get_colls(tree, &cs);	/* a stale list is loaded again here */
+		rc = tree_get_colls(tree, &cs); /* a stale list is loaded again here */
 		if (rc == 0)
 			tree_snap_put(tree, &cs->hdr);
 		when = tree_scope_when(tree, CATALOG_ARCHIVE, NULL, NULL);
@@ -1140,16 +1136,17 @@ int tree_listing_stamp(struct tree *tree, const char *path, uint64_t *stamp)
 		/* Looking is what refreshes a stale load: done here, so that a new load
 		 * gives a new stamp. */
 		rc = tree_cat_patient(tree, n.coll->api, n.cpat.pid);
-		bulk = tree_scope_fresh(tree, CATALOG_COLLECTION, n.coll->api, NULL) == 1 ?
-			tree_scope_when(tree, CATALOG_COLLECTION, n.coll->api, NULL) : 0;
-		when = bulk ? bulk : tree_scope_when(tree, CATALOG_PATIENT, n.coll->api,
-						     n.cpat.pid);
+		bulk = tree_scope_fresh(tree, CATALOG_COLLECTION, n.coll->api, NULL) == 1
+			       ? tree_scope_when(tree, CATALOG_COLLECTION, n.coll->api, NULL)
+			       : 0;
+		when = bulk ? bulk
+			    : tree_scope_when(tree, CATALOG_PATIENT, n.coll->api, n.cpat.pid);
 		break;
 	case TK_FACET_VAL:
 		when = tree_scope_when(tree, CATALOG_COLLECTION, n.coll->api, NULL);
 		break;
 	default:
-		rc = -EINVAL;	/* listed afresh each time: an answer, not a failure */
+		rc = -EINVAL; /* listed afresh each time: an answer, not a failure */
 		afresh = true;
 		break;
 	}

@@ -97,7 +97,7 @@ static int tree_render_raw(const char *raw, json_t *extra, char **out, size_t *l
 	int rc;
 
 	if (!obj)
-		return -ENOMEM;	/* raw was produced by json_dumps: only memory can fail */
+		return -ENOMEM; /* raw was produced by json_dumps: only memory can fail */
 	if (extra && json_is_object(obj))
 		json_object_update(obj, extra);
 	rc = tree_render_obj(obj, out, len);
@@ -274,7 +274,7 @@ static int tree_open_stored(struct tree *t, const char *path, const struct store
 	for (;;) {
 		rc = store_open(t->store, n->ss, n->file, who, fd, part);
 		if (rc == -ENOENT && gone++ == 0)
-			;	/* evicted between the lookup and now: look again, once */
+			; /* evicted between the lookup and now: look again, once */
 		else if (rc != -EBUSY || waited >= TREE_BUSY_WAIT_MS)
 			return rc;
 		if (who && who->interrupted && who->interrupted(who->arg))
@@ -434,8 +434,8 @@ unsigned long tree_placed_opens(struct tree *t)
 	return __atomic_load_n(&t->placed_opens, __ATOMIC_RELAXED);
 }
 
-int tree_open_do(struct tree *tree, const char *path, int flags,
-		 const struct store_caller *who, struct tree_file **out)
+int tree_open_do(struct tree *tree, const char *path, int flags, const struct store_caller *who,
+		 struct tree_file **out)
 {
 	struct tree_file *f;
 	struct tree_node n;
@@ -558,7 +558,7 @@ void tree_close(struct tree_file *f)
 		store_close(f->store, f->ss, f->fd, f->part);
 		store_series_put(f->store, f->ss);
 	} else if (f->fd >= 0) {
-		close(f->fd);	/* a rendered table's */
+		close(f->fd); /* a rendered table's */
 	}
 	free(f->data);
 	free(f);

@@ -54,8 +54,8 @@ void tree_memos_free(struct tree *t)
 
 static bool tree_is_fresh(struct tree *t, int64_t when)
 {
-	return t->offline || (when > t->expired_ms &&
-			      tree_wall_ms() - when < (int64_t)t->meta_ttl * 1000);
+	return t->offline ||
+	       (when > t->expired_ms && tree_wall_ms() - when < (int64_t)t->meta_ttl * 1000);
 }
 
 /* The memo of the scope, or NULL. Under t->lock. */
@@ -76,7 +76,7 @@ static int64_t tree_memo_fresh(struct tree *t, enum catalog_scope s, const char 
 	int64_t when = 0;
 
 	if (s == CATALOG_PATIENT)
-		return 0;	/* too many to remember */
+		return 0; /* too many to remember */
 	pthread_mutex_lock(&t->lock);
 	/* A catalog started anew (it was damaged) holds none of the loads remembered. */
 	if (t->memo_epoch != catalog_epoch(t->cat)) {
@@ -111,8 +111,7 @@ static void tree_memo_set(struct tree *t, enum catalog_scope s, const char *coll
 
 /* 1 when the scope was loaded and is still trusted, 0 when it was loaded but is stale, -1
  * when never. Offline, anything loaded is trusted. */
-int tree_scope_fresh(struct tree *t, enum catalog_scope s, const char *coll,
-			    const char *pid)
+int tree_scope_fresh(struct tree *t, enum catalog_scope s, const char *coll, const char *pid)
 {
 	unsigned long epoch;
 	int64_t when;
@@ -139,8 +138,7 @@ bool tree_coll_loaded_fresh(struct tree *t, const char *coll)
 	       tree_memo_fresh(t, CATALOG_COLLECTION, coll) != 0;
 }
 
-int64_t tree_scope_when(struct tree *t, enum catalog_scope s, const char *coll,
-			const char *pid)
+int64_t tree_scope_when(struct tree *t, enum catalog_scope s, const char *coll, const char *pid)
 {
 	int64_t when = tree_memo_fresh(t, s, coll);
 
@@ -156,7 +154,7 @@ struct tree_flight {
 	bool done;
 	int rc;
 	char *why;
-	int64_t failed_ms;	/* a slow failure, remembered for a moment */
+	int64_t failed_ms; /* a slow failure, remembered for a moment */
 	int users;
 	struct tree_flight *next;
 };
@@ -221,8 +219,9 @@ static int tree_ensure(struct tree *t, enum catalog_scope s, const char *coll, c
 	if (state == 1)
 		return 0;
 	if (t->offline) {
-		log_err("offline: %s%s%s%s is not in the catalog", s == CATALOG_ARCHIVE ?
-			"the list of collections" : coll, pid ? " patient " : "", pid ? pid : "",
+		log_err("offline: %s%s%s%s is not in the catalog",
+			s == CATALOG_ARCHIVE ? "the list of collections" : coll,
+			pid ? " patient " : "", pid ? pid : "",
 			s == CATALOG_PATIENTS ? " (patients)" : "");
 		return -EIO;
 	}
@@ -231,8 +230,8 @@ static int tree_ensure(struct tree *t, enum catalog_scope s, const char *coll, c
 	for (f = t->flights; f; f = f->next)
 		if (strcmp(f->key, key) == 0)
 			break;
-	if (f && f->done && f->failed_ms &&
-	    tree_mono_ms() - f->failed_ms >= TREE_FAIL_MEMORY_MS && f->users == 0) {
+	if (f && f->done && f->failed_ms && tree_mono_ms() - f->failed_ms >= TREE_FAIL_MEMORY_MS &&
+	    f->users == 0) {
 		tree_flight_unlink(t, f);
 		f = NULL;
 	}
@@ -295,11 +294,12 @@ static void tree_release_check(struct tree *t, const char *now, const char *coll
 	if (now && catalog_release(t->cat, &known) == 0 && known && strcmp(now, known) != 0) {
 		if (coll)
 			log_info("%s: %s published a new release, %s (was %s), while it was "
-				 "loaded: it is loaded again at the next look", coll,
-				 source_name(t->src), now, known);
+				 "loaded: it is loaded again at the next look",
+				 coll, source_name(t->src), now, known);
 		else
 			log_info("%s serves a new release, %s (was %s): what was loaded is "
-				 "refreshed as it is looked at", source_name(t->src), now, known);
+				 "refreshed as it is looked at",
+				 source_name(t->src), now, known);
 		tree_expire(t);
 	}
 	free(known);
@@ -351,7 +351,7 @@ struct tree_sink {
 	struct tree *t;
 	struct catalog_load *l;
 	const char *coll;
-	const char *pid;	/* a targeted load: only this patient's rows */
+	const char *pid; /* a targeted load: only this patient's rows */
 	int64_t rows;
 };
 
@@ -378,8 +378,8 @@ static int tree_sink_patient(void *arg, void *rec)
 {
 	struct tree_sink *k = arg;
 	struct tcia_patient *p = rec;
-	struct catalog_patient r = { (char *)k->coll, p->patient_id, tree_patient_name(p->patient_id),
-				     p->raw };
+	struct catalog_patient r = { (char *)k->coll, p->patient_id,
+				     tree_patient_name(p->patient_id), p->raw };
 	int rc = r.name ? catalog_add_patient(k->l, &r) : -ENOMEM;
 
 	free(r.name);
@@ -394,8 +394,9 @@ static int tree_sink_study(void *arg, void *rec)
 	struct tree_sink *k = arg;
 	struct tcia_study *s = rec;
 	struct catalog_patient p = { (char *)k->coll, s->patient_id, NULL, NULL };
-	struct catalog_study r = { (char *)k->coll, s->patient_id, s->study_uid, NULL, NULL,
-				   s->raw, -1 };
+	struct catalog_study r = {
+		(char *)k->coll, s->patient_id, s->study_uid, NULL, NULL, s->raw, -1
+	};
 	int rc;
 
 	if (!s->patient_id || (k->pid && strcmp(s->patient_id, k->pid) != 0))
@@ -424,10 +425,17 @@ static int tree_sink_series(void *arg, void *rec)
 	struct tree_sink *k = arg;
 	struct tcia_series *s = rec;
 	struct catalog_series r = {
-		(char *)k->coll, s->patient_id, s->study_uid, s->series_uid, NULL, NULL, s->raw,
+		(char *)k->coll,
+		s->patient_id,
+		s->study_uid,
+		s->series_uid,
+		NULL,
+		NULL,
+		s->raw,
 		{ s->modality, s->body_part, s->manufacturer },
 		tree_parse_time(s->timestamp, tree_parse_time(s->date, k->t->mounted)),
-		s->image_count, s->file_size,
+		s->image_count,
+		s->file_size,
 	};
 	int rc;
 
@@ -509,8 +517,8 @@ static int tree_load_studies_series(struct tree *t, const char *coll, const char
 	else if (rc == 0)
 		/* Said once it is in: a big commit (a copy of the staged rows) takes seconds. */
 		log_info("%s: %lld studies and series loaded in bulk in %.1f s (%.1f s of it "
-			 "to commit)", coll, (long long)k.rows, (double)(t2 - t0) / 1e3,
-			 (double)(t2 - t1) / 1e3);
+			 "to commit)",
+			 coll, (long long)k.rows, (double)(t2 - t0) / 1e3, (double)(t2 - t1) / 1e3);
 	if (rc == 0 && !pid)
 		tree_check_release(t, coll);
 	return rc;
@@ -705,12 +713,12 @@ int tree_slot_get(struct tree *t, struct tree_slot *slot, tree_load_fn load, voi
 	slot->last_rc = rc;
 	slot->failed_ms = 0;
 	free(slot->why);
-	slot->why = rc < 0 ? strdup(log_reason()) : NULL;	/* for the callers who waited */
+	slot->why = rc < 0 ? strdup(log_reason()) : NULL; /* for the callers who waited */
 	if (rc < 0 && tree_now_ms() - started >= TREE_SLOW_FAILURE_MS)
 		slot->failed_ms = tree_now_ms();
 	pthread_cond_broadcast(&t->cond);
 	if (rc == 0) {
-		fresh->refs = 2;	/* the slot's and the caller's */
+		fresh->refs = 2; /* the slot's and the caller's */
 		fresh->gen = t->gen;
 		old = slot->snap;
 		slot->snap = fresh;
@@ -767,7 +775,7 @@ int tree_cmp_coll(const void *a, const void *b)
 
 struct tree_colls_snap {
 	struct tree_colls colls;
-	struct tree *tree;	/* to release the per-collection slots on destroy */
+	struct tree *tree; /* to release the per-collection slots on destroy */
 };
 
 static void tree_colls_destroy(struct tree_snap *s)
@@ -846,7 +854,7 @@ struct tree_vals_job {
 	unsigned facet;
 	struct tcia_values *out;
 	int rc;
-	char *why;		/* a failure's reason, taken from its thread */
+	char *why; /* a failure's reason, taken from its thread */
 };
 
 static void tree_vals_run(struct tree_vals_job *j)
@@ -879,9 +887,9 @@ int tree_load_vals(struct tree *t, void *arg, struct tree_snap **out)
 	v->hdr.destroy = tree_vals_destroy;
 	v->hdr.fetched = time(NULL);
 	for (k = 0; k < 3; k++)
-		j[k] = (struct tree_vals_job){ t, c->api, k,
-					       k == 0 ? &v->mods : k == 1 ? &v->parts : &v->manus,
-					       0, NULL };
+		j[k] = (struct tree_vals_job){
+			t, c->api, k, k == 0 ? &v->mods : k == 1 ? &v->parts : &v->manus, 0, NULL
+		};
 	for (k = 1; k < 3; k++)
 		threaded[k] = pthread_create(&thread[k], NULL, tree_vals_main, &j[k]) == 0;
 	for (k = 0; k < 3; k++)

@@ -40,8 +40,8 @@ int64_t tree_wall_ms(void)
 }
 
 static const char *const tree_probe_names[] = {
-	"desktop.ini", "Desktop.ini", "autorun.inf", "AUTORUN.INF", "Thumbs.db",
-	"folder.jpg", "folder.gif", "AlbumArtSmall.jpg",
+	"desktop.ini", "Desktop.ini", "autorun.inf", "AUTORUN.INF",
+	"Thumbs.db",   "folder.jpg",  "folder.gif",  "AlbumArtSmall.jpg",
 };
 
 bool tree_is_probe_name(const char *name)
@@ -127,8 +127,7 @@ char *tree_sanitize_name(const char *name)
 
 /* Joins the non-empty parts with spaces, sanitises, and appends "-<uid tail>" within
  * 255 bytes. Returns a new string or NULL. */
-static char *tree_readable_name(const char *const *parts, size_t nparts, const char *uid,
-				bool full)
+static char *tree_readable_name(const char *const *parts, size_t nparts, const char *uid, bool full)
 {
 	char base[1024], *clean, *out;
 	const char *tail = uid ? uid : "";

@@ -23,7 +23,7 @@
 struct tree_table {
 	char *coll;
 	unsigned which;
-	int64_t stamp;		/* the newest load it was rendered from */
+	int64_t stamp; /* the newest load it was rendered from */
 	int fd;
 	off_t size;
 	struct tree_table *next;
@@ -44,19 +44,19 @@ void tree_tables_free(struct tree *t)
 /* What a rendering streams through: the table's text, written out every few rows. */
 struct tree_table_out {
 	struct tree *t;
-	const char *coll;	/* the folder's name */
+	const char *coll; /* the folder's name */
 	struct view_table *tab;
 	unsigned which;
 	int fd;
 	size_t rows;
-	bool again;		/* a column came after rows were written: render again */
+	bool again; /* a column came after rows were written: render again */
 	struct view_cell *cells;
 	size_t ncells;
 	struct jsonobj jo;
-	char *mbuf;		/* the row's keys and values, each NUL-terminated */
+	char *mbuf; /* the row's keys and values, each NUL-terminated */
 	size_t mcap;
 	char path[PATH_MAX + 4 * 256];
-	size_t base;		/* the length of "<mountpoint>/<collection>/" in path */
+	size_t base; /* the length of "<mountpoint>/<collection>/" in path */
 };
 
 static int tree_table_drain(struct tree_table_out *o)
@@ -116,8 +116,7 @@ static int tree_table_append(char **buf, size_t *len, size_t *cap, const char *s
 /* An object's members as the row's cells (*n of them): keys and values copied out, as
  * the reader hands each member over only until the next one. true and false are words,
  * null no text. */
-static int tree_table_members(struct tree_table_out *o, const char *raw, size_t len,
-			      size_t *n)
+static int tree_table_members(struct tree_table_out *o, const char *raw, size_t len, size_t *n)
 {
 	struct jsonobj_member m;
 	size_t used = 0, i, key, text;
@@ -148,7 +147,8 @@ static int tree_table_members(struct tree_table_out *o, const char *raw, size_t 
 	if (rc == 0 && more < 0) {
 		if (more == -EBADMSG)
 			log_err("%s/%s: an object in the catalog is not JSON; the catalog may be "
-				"damaged", o->coll, tree_table_names[o->which]);
+				"damaged",
+				o->coll, tree_table_names[o->which]);
 		return more == -EBADMSG ? -EIO : more;
 	}
 	for (i = 0; rc == 0 && i < *n; i++) {
@@ -174,9 +174,9 @@ static int tree_table_row(void *arg, const char *const *names, const char *raw, 
 	if (rc < 0)
 		return rc;
 	if (rc > 0 && o->rows > 0)
-		o->again = true;	/* the header is out already */
+		o->again = true; /* the header is out already */
 	if (o->again)
-		return 0;		/* only learning now */
+		return 0; /* only learning now */
 	/* The row's folder: after the collection's part, kept across rows (made at the
 	 * first), its names joined (each at most 255 bytes). */
 	if (!o->base) {
@@ -212,15 +212,15 @@ static int tree_table_row(void *arg, const char *const *names, const char *raw, 
  * machine has two cores at least. A few batches in flight bound the memory. */
 #define TREE_TABLE_BATCH 512
 #define TREE_TABLE_QUEUE 4
-#define TREE_TABLE_NONE SIZE_MAX	/* an offset that stands for NULL */
+#define TREE_TABLE_NONE SIZE_MAX /* an offset that stands for NULL */
 
 struct tree_table_rec {
 	size_t names[3];
-	size_t raw, len;	/* the object as sent */
+	size_t raw, len; /* the object as sent */
 };
 
 struct tree_table_batch {
-	char *buf;		/* every string, NUL-terminated, one after another */
+	char *buf; /* every string, NUL-terminated, one after another */
 	size_t len, cap;
 	struct tree_table_rec *r;
 	size_t nr, rcap;
@@ -230,12 +230,12 @@ struct tree_table_batch {
 struct tree_table_pipe {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	struct tree_table_batch *head, *tail;	/* queued for the writer */
-	struct tree_table_batch *spare;		/* written, for the reader to fill again */
+	struct tree_table_batch *head, *tail; /* queued for the writer */
+	struct tree_table_batch *spare;       /* written, for the reader to fill again */
 	size_t queued;
-	bool done;		/* the reader is through */
-	int rc;			/* the first failure of either side */
-	struct tree_table_batch *cur;		/* the reader's */
+	bool done;                    /* the reader is through */
+	int rc;                       /* the first failure of either side */
+	struct tree_table_batch *cur; /* the reader's */
 	struct tree_table_out *o;
 };
 
@@ -382,7 +382,8 @@ static int tree_table_pass(struct tree *t, struct tree_coll *c, unsigned which,
 			   struct tree_table_out *o)
 {
 	struct tree_table_pipe p = { .lock = PTHREAD_MUTEX_INITIALIZER,
-				     .cond = PTHREAD_COND_INITIALIZER, .o = o };
+				     .cond = PTHREAD_COND_INITIALIZER,
+				     .o = o };
 	pthread_t writer;
 	int rc;
 
@@ -479,7 +480,6 @@ int tree_table_file(struct tree *t, struct tree_coll *c, unsigned which, int *fd
 	int rfd = -1, rc;
 	off_t rsize = 0;
 
-
 	rc = tree_cat_patients(t, c->api);
 	if (rc == 0 && which > 0)
 		rc = tree_cat_collection(t, c->api);
@@ -487,8 +487,9 @@ int tree_table_file(struct tree *t, struct tree_coll *c, unsigned which, int *fd
 		return rc;
 	if (catalog_loaded(t->cat, CATALOG_PATIENTS, c->api, NULL, &when, NULL) == 0)
 		stamp = when;
-	if (which > 0 && catalog_loaded(t->cat, CATALOG_COLLECTION, c->api, NULL, &when,
-					NULL) == 0 && when > stamp)
+	if (which > 0 &&
+	    catalog_loaded(t->cat, CATALOG_COLLECTION, c->api, NULL, &when, NULL) == 0 &&
+	    when > stamp)
 		stamp = when;
 	pthread_mutex_lock(&t->lock);
 	for (tab = t->tables; tab; tab = tab->next)
@@ -540,4 +541,3 @@ out_answer:
 		close(rfd);
 	return rc;
 }
-

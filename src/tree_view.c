@@ -25,15 +25,15 @@ const char *const tree_facet_dirs[3] = { ".by-modality", ".by-bodypart", ".by-ma
 #define TREE_UNKNOWN "_unknown"
 
 struct tree_fval {
-	char *name;		/* the folder name */
-	char *api;		/* the value it stands for; NULL for _unknown */
+	char *name; /* the folder name */
+	char *api;  /* the value it stands for; NULL for _unknown */
 };
 
 /* A collection's facet values (a few dozen at most): kept, unlike the links. */
 struct tree_fvals {
 	struct tree_snap hdr;
 	size_t n[3];
-	struct tree_fval *v[3];	/* sorted by name */
+	struct tree_fval *v[3]; /* sorted by name */
 };
 
 static void tree_fvals_destroy(struct tree_snap *s)
@@ -105,7 +105,7 @@ static int tree_load_fvals(struct tree *t, void *arg, struct tree_snap **out)
 		if (rc < 0)
 			break;
 		if (fv->n[k] < 2)
-			continue;	/* none has no array, and qsort may not be given NULL */
+			continue; /* none has no array, and qsort may not be given NULL */
 		qsort(fv->v[k], fv->n[k], sizeof(*fv->v[k]), tree_cmp_fval);
 		rc = tree_uniquify((char *)fv->v[k], fv->n[k], sizeof(*fv->v[k]),
 				   offsetof(struct tree_fval, name));
@@ -125,7 +125,7 @@ static const struct tree_fval *tree_fval_find(const struct tree_fvals *fv, unsig
 	struct tree_fval key = { .name = (char *)name };
 
 	if (fv->n[k] == 0)
-		return NULL;	/* no array to search */
+		return NULL; /* no array to search */
 	return bsearch(&key, fv->v[k], fv->n[k], sizeof(*fv->v[k]), tree_cmp_fval);
 }
 
@@ -174,7 +174,7 @@ static int tree_facet_extra(struct tree *t, struct tree_coll *c, const struct tr
 	*out = NULL;
 	*count = 0;
 	if (source_facets_from_series(t->src))
-		return 0;	/* the values the series carry are all there are */
+		return 0; /* the values the series carry are all there are */
 	rc = tree_coll_get(t, c, &c->vals, tree_load_vals, &v);
 	if (rc < 0)
 		return rc;
@@ -226,8 +226,8 @@ static void tree_free_names(char **names, size_t n)
 /* One facet link found: the series and its folders' names, copied into the node. */
 struct tree_link_find {
 	struct tree_node *n;
-	size_t skip;		/* rows to pass over first (a "~N" twin) */
-	const char *want;	/* the whole link name, when looking by listing */
+	size_t skip;      /* rows to pass over first (a "~N" twin) */
+	const char *want; /* the whole link name, when looking by listing */
 	const char *prev;
 	char *prev_name;
 	size_t run;
@@ -238,8 +238,8 @@ static int tree_link_take(struct tree_link_find *lf, const struct catalog_series
 			  const char *pat, const char *stud)
 {
 	struct catalog_series *d = &lf->n->cser;
-	char **f[] = { &d->coll, &d->pid, &d->study, &d->uid, &d->name, &d->full, &d->raw,
-		       &d->facet[0], &d->facet[1], &d->facet[2] };
+	char **f[] = { &d->coll, &d->pid, &d->study,    &d->uid,      &d->name,
+		       &d->full, &d->raw, &d->facet[0], &d->facet[1], &d->facet[2] };
 	size_t i;
 
 	*d = *s;
@@ -296,8 +296,7 @@ static int tree_link_by_listing(void *arg, const struct catalog_series *s, const
 
 /* Finds link name among value's links: "<patient>_<series>" split at each '_' and
  * looked up through the catalog's indices (a "~N" twin is the N-th such series). */
-static int tree_link_find(struct tree *t, struct tree_node *n, const char *value,
-			  const char *name)
+static int tree_link_find(struct tree *t, struct tree_node *n, const char *value, const char *name)
 {
 	struct tree_link_find lf = { .n = n };
 	char buf[TREE_NAME_MAX + 1], *tilde;
@@ -346,7 +345,7 @@ static int tree_link_find(struct tree *t, struct tree_node *n, const char *value
 
 struct tree_mlink {
 	char *name;
-	char *target;		/* relative to /manifests/<name>/ */
+	char *target; /* relative to /manifests/<name>/ */
 	time_t mtime;
 };
 
@@ -354,8 +353,8 @@ struct tree_mlink {
 struct tree_mres {
 	struct tree_snap hdr;
 	size_t nlinks;
-	struct tree_mlink *links;	/* sorted by name */
-	char *missing;			/* missing.txt: one unknown UID per line */
+	struct tree_mlink *links; /* sorted by name */
+	char *missing;            /* missing.txt: one unknown UID per line */
 	size_t missing_len;
 };
 
@@ -407,9 +406,9 @@ static int tree_man_locate(struct tree *t, struct tree_probed *probed, const cha
 	int rc;
 
 	rc = catalog_series_by_uid(t->cat, uid, out);
-	if (rc == 0 && (t->offline ||
-			tree_scope_fresh(t, CATALOG_COLLECTION, out->coll, NULL) == 1 ||
-			tree_scope_fresh(t, CATALOG_PATIENT, out->coll, out->pid) == 1))
+	if (rc == 0 &&
+	    (t->offline || tree_scope_fresh(t, CATALOG_COLLECTION, out->coll, NULL) == 1 ||
+	     tree_scope_fresh(t, CATALOG_PATIENT, out->coll, out->pid) == 1))
 		return 0;
 	catalog_series_clear(out);
 	if (rc < 0 && rc != -ENOENT)
@@ -439,8 +438,7 @@ static int tree_man_locate(struct tree *t, struct tree_probed *probed, const cha
 
 /* The link for a located series. Returns 0, 1 when the catalog cannot place it (the
  * API's lists disagree: the series counts as missing), or -errno. */
-static int tree_man_link(struct tree *t, const struct catalog_series *ser,
-			 struct tree_mlink *out)
+static int tree_man_link(struct tree *t, const struct catalog_series *ser, struct tree_mlink *out)
 {
 	char *coll, *pat, *stud;
 	int rc;
@@ -594,8 +592,8 @@ int tree_facet_index(const char *name)
 }
 
 /* /<Collection>/.by-<facet>[/<value>[/<link>]], with n already at the collection. */
-int tree_resolve_facet(struct tree *t, char comps[][TREE_NAME_MAX + 1], int depth,
-		       unsigned k, struct tree_node *n)
+int tree_resolve_facet(struct tree *t, char comps[][TREE_NAME_MAX + 1], int depth, unsigned k,
+		       struct tree_node *n)
 {
 	const struct tree_fval *v;
 	struct tree_fvals *fv;
@@ -678,7 +676,7 @@ int tree_resolve_man(struct tree *t, char comps[][TREE_NAME_MAX + 1], int depth,
  * (a refresh, another mount's, SIGHUP). */
 struct tree_lic {
 	char *coll;
-	int64_t when;		/* the collection's bulk load */
+	int64_t when; /* the collection's bulk load */
 	unsigned gen;
 	json_t *obj;
 	struct tree_lic *next;
@@ -792,7 +790,8 @@ int tree_licence(struct tree *t, struct tree_coll *c, json_t **out)
 	rc = catalog_licence(t->cat, c->api, tree_licence_one, arrs);
 	for (k = 0; k < 3 && rc == 0; k++) {
 		if (json_array_size(arrs[k]) == 1)
-			rc = json_object_set(obj, keys[k], json_array_get(arrs[k], 0)) ? -ENOMEM : 0;
+			rc = json_object_set(obj, keys[k], json_array_get(arrs[k], 0)) ? -ENOMEM
+										       : 0;
 		else if (json_array_size(arrs[k]) > 1)
 			rc = json_object_set(obj, keys[k], arrs[k]) ? -ENOMEM : 0;
 	}
@@ -811,8 +810,7 @@ out_arrs:
 }
 
 /* The licence object's member key as a list of strings (a string or an array of them). */
-static size_t tree_licence_list(const json_t *lic, const char *key, const char **out,
-				size_t max)
+static size_t tree_licence_list(const json_t *lic, const char *key, const char **out, size_t max)
 {
 	const json_t *v = json_object_get(lic, key);
 	size_t i, n = 0;
@@ -829,8 +827,10 @@ static size_t tree_licence_list(const json_t *lic, const char *key, const char *
 int tree_render_citation(struct tree *t, struct tree_node *n, char **out, size_t *len)
 {
 	const char *dois[TREE_CITATION_MAX], *names[TREE_CITATION_MAX], *uris[TREE_CITATION_MAX];
-	struct view_citation c = { .collection = n->coll->api, .dois = dois,
-				   .licence_names = names, .licence_uris = uris };
+	struct view_citation c = { .collection = n->coll->api,
+				   .dois = dois,
+				   .licence_names = names,
+				   .licence_uris = uris };
 	json_t *lic;
 	int rc = tree_licence(t, n->coll, &lic);
 

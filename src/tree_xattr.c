@@ -16,7 +16,7 @@
 struct tree_xattr {
 	const char *name;
 	const char *value;
-	char num[24];		/* for values that are numbers */
+	char num[24]; /* for values that are numbers */
 };
 
 /* The node's identifiers, outermost first. Returns how many. */
@@ -53,16 +53,15 @@ static size_t tree_xattrs(const struct tree_node *n, struct tree_xattr out[6])
 }
 
 /* user.tciafs.error of the node at path: its newest failure, or one of its series. */
-static ssize_t tree_failure(struct tree *t, const char *path, const struct tree_node *n,
-			    char *buf, size_t size)
+static ssize_t tree_failure(struct tree *t, const char *path, const struct tree_node *n, char *buf,
+			    size_t size)
 {
 	if (!t->failures)
 		return -ENODATA;
 	return failures_find(t->failures, path, n->cser.uid, buf, size);
 }
 
-ssize_t tree_getxattr(struct tree *tree, const char *path, const char *name, char *buf,
-		      size_t size)
+ssize_t tree_getxattr(struct tree *tree, const char *path, const char *name, char *buf, size_t size)
 {
 	struct tree_xattr x[6];
 	struct tree_node n;

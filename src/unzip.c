@@ -69,7 +69,7 @@ static int unzip_errno(int zip_code, int sys_code)
 	case ZIP_ER_WRITE:
 		return sys_code > 0 ? -sys_code : -EIO;
 	default:
-		return -EIO;	/* not a zip, inconsistent, CRC, inflate error, … */
+		return -EIO; /* not a zip, inconsistent, CRC, inflate error, … */
 	}
 }
 
@@ -79,16 +79,16 @@ struct unzip_job {
 	const char *what;
 	const struct unzip_limits *lim;
 	struct unzip_result *res;
-	zip_uint64_t *index;	/* zip index of res->v[i] */
+	zip_uint64_t *index; /* zip index of res->v[i] */
 	uint64_t cap;
 	atomic_uint_fast64_t written;
 	atomic_int stop;
 	pthread_mutex_t lock;
-	int rc;			/* first failure; protected by lock */
-	char why[512];		/* its log line, for the thread that called us */
-	bool *created;		/* res->v[i] exists in dir_fd; each slot written by one thread */
-	atomic_size_t next;	/* the next entry a worker takes */
-	atomic_size_t verified;	/* entries that matched their listed MD5 */
+	int rc;                 /* first failure; protected by lock */
+	char why[512];          /* its log line, for the thread that called us */
+	bool *created;          /* res->v[i] exists in dir_fd; each slot written by one thread */
+	atomic_size_t next;     /* the next entry a worker takes */
+	atomic_size_t verified; /* entries that matched their listed MD5 */
 };
 
 /* Records the first failure (with its log line, which blames the zip or the disk as
@@ -161,8 +161,7 @@ static void unzip_one(struct unzip_job *j, zip_t *za, size_t i, char *buf, struc
 			   "cannot read ", e->name, zip_error_strerror(ze));
 		return;
 	}
-	fd = openat(j->dir_fd, e->name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-		    0644);
+	fd = openat(j->dir_fd, e->name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
 	if (fd < 0) {
 		rc = -errno;
 		unzip_fail_disk(j, rc, "cannot create ", e->name);
@@ -176,8 +175,8 @@ static void unzip_one(struct unzip_job *j, zip_t *za, size_t i, char *buf, struc
 		if (n < 0) {
 			zip_error_t *ze = zip_file_get_error(zf);
 
-			unzip_fail(j, unzip_errno(zip_error_code_zip(ze),
-						  zip_error_code_system(ze)),
+			unzip_fail(j,
+				   unzip_errno(zip_error_code_zip(ze), zip_error_code_system(ze)),
 				   "damaged entry ", e->name, zip_error_strerror(ze));
 			break;
 		}
@@ -320,8 +319,7 @@ static int unzip_md5_list(struct unzip_job *j, zip_t *za, zip_int64_t index, uin
 	int rc = -EIO;
 
 	if (index < 0) {
-		log_err("%s: refused: the zip has no %s to check its files against", j->what,
-			list);
+		log_err("%s: refused: the zip has no %s to check its files against", j->what, list);
 		return -EIO;
 	}
 	if (size > most) {
@@ -375,16 +373,16 @@ static int unzip_md5_list(struct unzip_job *j, zip_t *za, zip_int64_t index, uin
 			continue;
 		if (!unzip_csv_field(&p, name, sizeof(name)) || *p++ != ',' ||
 		    !unzip_csv_field(&p, hex, sizeof(hex)) || *p != '\0') {
-			log_err("%s: refused: line %zu of its %s is not \"<name>,<md5>\"",
-				j->what, lines + 1, list);
+			log_err("%s: refused: line %zu of its %s is not \"<name>,<md5>\"", j->what,
+				lines + 1, list);
 			goto out;
 		}
 		for (k = 0; hex[k]; k++)
 			if (hex[k] >= 'A' && hex[k] <= 'F')
 				hex[k] = (char)(hex[k] - 'A' + 'a');
 		if (!md5_hex_ok(hex)) {
-			log_err("%s: refused: its %s gives \"%.40s\" as the MD5 of %.100s",
-				j->what, list, hex, name);
+			log_err("%s: refused: its %s gives \"%.40s\" as the MD5 of %.100s", j->what,
+				list, hex, name);
 			goto out;
 		}
 		key.name = name;
@@ -454,7 +452,8 @@ static int unzip_survey(struct unzip_job *j, zip_t *za, const struct unzip_limit
 		raw = zip_get_name(za, i, ZIP_FL_ENC_RAW);
 		if (!raw || !unzip_name_ok(raw) || !unzip_name_ok(st.name)) {
 			log_err("%s: bad zip: refusing entry name \"%.100s\" (only plain file "
-				"names may be created)", j->what, st.name);
+				"names may be created)",
+				j->what, st.name);
 			goto out;
 		}
 		/* Many writers store permission bits only; a type, when given, must be a
@@ -509,8 +508,8 @@ static int unzip_survey(struct unzip_job *j, zip_t *za, const struct unzip_limit
 		goto out;
 	}
 	if (lim->expect_bytes >= 0 && (int64_t)r->dicom_bytes != lim->expect_bytes) {
-		log_err("%s: the zip's files add up to %llu bytes, the metadata says %lld",
-			j->what, (unsigned long long)r->dicom_bytes, (long long)lim->expect_bytes);
+		log_err("%s: the zip's files add up to %llu bytes, the metadata says %lld", j->what,
+			(unsigned long long)r->dicom_bytes, (long long)lim->expect_bytes);
 		goto out;
 	}
 	if (lim->max_bytes)
@@ -534,8 +533,9 @@ out:
 int unzip_extract(const char *zip_path, int dir_fd, const struct unzip_limits *lim,
 		  const char *what, struct unzip_result *out)
 {
-	struct unzip_job j = { .zip_path = zip_path, .dir_fd = dir_fd, .what = what, .lim = lim,
-			       .res = out };
+	struct unzip_job j = {
+		.zip_path = zip_path, .dir_fd = dir_fd, .what = what, .lim = lim, .res = out
+	};
 	pthread_t threads[UNZIP_MAX_THREADS];
 	struct stat st;
 	zip_t *za;

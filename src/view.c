@@ -100,13 +100,13 @@ static bool view_is_blank(char c)
 /* The UIDs seen so far, as an open-addressed hash set of indices into m->uids, so that
  * dropping duplicates costs the same for the millionth UID as for the first. */
 struct view_seen {
-	size_t *slot;		/* index + 1, 0 = empty */
-	size_t cap;		/* a power of two, kept at least twice the count */
+	size_t *slot; /* index + 1, 0 = empty */
+	size_t cap;   /* a power of two, kept at least twice the count */
 };
 
 static uint64_t view_hash(const char *s, size_t n)
 {
-	uint64_t h = 1469598103934665603ULL;	/* FNV-1a */
+	uint64_t h = 1469598103934665603ULL; /* FNV-1a */
 
 	while (n--)
 		h = (h ^ (unsigned char)*s++) * 1099511628211ULL;
@@ -176,8 +176,8 @@ static bool view_is_header(const char *s, size_t n)
 	return true;
 }
 
-int view_manifest_parse(const char *text, size_t len, struct view_manifest *out,
-			size_t *line, const char **why)
+int view_manifest_parse(const char *text, size_t len, struct view_manifest *out, size_t *line,
+			const char **why)
 {
 	static const char list_key[] = "ListOfSeriesToDownload=";
 	struct view_seen seen = { NULL, 0 };
@@ -322,10 +322,10 @@ out_close:
 /* ---- CSV tables ---------------------------------------------------------------------- */
 
 struct view_table {
-	json_t *index;		/* key → its column number */
-	char **cols;		/* column names in first-seen order */
+	json_t *index; /* key → its column number */
+	char **cols;   /* column names in first-seen order */
 	size_t ncols, capcols;
-	const struct view_cell **slot;	/* per column: the row's cell, or NULL */
+	const struct view_cell **slot; /* per column: the row's cell, or NULL */
 	struct view_buf out;
 	bool header_done;
 };
@@ -414,8 +414,9 @@ static void view_field(struct view_buf *b, const char *s, size_t n, bool first)
 
 	/* The bytes that make a field quoted: a table of them, as each byte of a table of
 	 * 200,000 rows passes here. */
-	static const bool special[256] = { [','] = true, ['"'] = true, ['\r'] = true,
-					   ['\n'] = true };
+	static const bool special[256] = {
+		[','] = true, ['"'] = true, ['\r'] = true, ['\n'] = true
+	};
 
 	if (!first)
 		view_put(b, ",", 1);
@@ -460,14 +461,13 @@ int view_table_row(struct view_table *t, const struct view_cell *c, size_t n, co
 	for (i = 0; i < n; i++) {
 		col = view_column(t, c[i].key, i);
 		if (col < 0)
-			return -EINVAL;	/* not learnt */
-		t->slot[col] = &c[i];	/* a key sent twice: the last wins */
+			return -EINVAL; /* not learnt */
+		t->slot[col] = &c[i];   /* a key sent twice: the last wins */
 	}
 	for (i = 0; i < t->ncols; i++) {
 		const struct view_cell *v = t->slot[i];
 
-		view_field(&t->out, v && v->text ? v->text : "", v && v->text ? v->len : 0,
-			   i == 0);
+		view_field(&t->out, v && v->text ? v->text : "", v && v->text ? v->len : 0, i == 0);
 	}
 	view_field(&t->out, path, strlen(path), t->ncols == 0);
 	view_put(&t->out, "\r\n", 2);
@@ -541,8 +541,7 @@ int view_citation_render(const struct view_citation *c, char **out, size_t *len)
 	view_puts(&b, "\n\n");
 	view_list(&b, c->ndois > 1 ? "DOIs:" : "DOI:", c->dois, c->ndois);
 	view_list(&b, c->nnames > 1 ? "Licences:" : "Licence:", c->licence_names, c->nnames);
-	view_list(&b, c->nuris > 1 ? "Licence URIs:" : "Licence URI:", c->licence_uris,
-		  c->nuris);
+	view_list(&b, c->nuris > 1 ? "Licence URIs:" : "Licence URI:", c->licence_uris, c->nuris);
 	view_puts(&b, "\nHow to cite: TCIA asks that work using this collection cite the data by "
 		      "its DOI above\n(the collection's page there gives the full data citation), "
 		      "respect its licence, and\nalso cite the publication describing TCIA:\n\n  ");

@@ -72,10 +72,9 @@ static void one_row(const char *text, size_t size)
 	     !same(p.modality, j.modality) || !same(p.body_part, j.body_part) ||
 	     !same(p.manufacturer, j.manufacturer) || !same(p.description, j.description) ||
 	     !same(p.number, j.number) || !same(p.date, j.date) ||
-	     !same(p.license_name, j.license_name) ||
-	     !same(p.collection_uri, j.collection_uri) || !same(p.raw, j.raw) ||
-	     p.image_count != j.image_count || p.file_size != j.file_size || !same(pb, jb) ||
-	     !same(pu, ju)))
+	     !same(p.license_name, j.license_name) || !same(p.collection_uri, j.collection_uri) ||
+	     !same(p.raw, j.raw) || p.image_count != j.image_count || p.file_size != j.file_size ||
+	     !same(pb, jb) || !same(pu, ju)))
 		abort();
 	tcia_one_series_clear(&p);
 	tcia_one_series_clear(&j);

@@ -38,8 +38,9 @@ static void check_member(const struct jsonobj_member *m, const char *key, json_t
 			abort();
 		return;
 	default:
-		if (m->type != (json_is_array(value) ? JSONOBJ_ARRAY : json_is_object(value)
-				? JSONOBJ_OBJECT : JSONOBJ_NUMBER))
+		if (m->type != (json_is_array(value)    ? JSONOBJ_ARRAY
+				: json_is_object(value) ? JSONOBJ_OBJECT
+							: JSONOBJ_NUMBER))
 			abort();
 		again = json_loadb(m->text, m->len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
 		if (!again || !json_equal(again, value))
@@ -60,7 +61,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	jsonobj_start(&o, text, size);
 	if (json_is_object(root)) {
-		json_object_foreach(root, key, value) {
+		json_object_foreach(root, key, value)
+		{
 			if (jsonobj_next(&o, &m) != 1)
 				abort();
 			check_member(&m, key, value);

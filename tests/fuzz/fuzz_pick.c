@@ -78,13 +78,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		goto out_picked;
 	obj = json_loadb(text, size, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, NULL);
 	if (rc != 0 || !json_is_object(obj))
-		abort();	/* read here, refused by jansson */
+		abort(); /* read here, refused by jansson */
 	if (tcia_one_series(&(struct tcia_src){ NULL, p }, &se[0], &as) !=
-	    tcia_one_series(&(struct tcia_src){ obj, NULL }, &se[1], &as) ||
+		    tcia_one_series(&(struct tcia_src){ obj, NULL }, &se[1], &as) ||
 	    tcia_one_study(&(struct tcia_src){ NULL, p }, &st[0], &as) !=
-	    tcia_one_study(&(struct tcia_src){ obj, NULL }, &st[1], &as) ||
+		    tcia_one_study(&(struct tcia_src){ obj, NULL }, &st[1], &as) ||
 	    tcia_one_patient(&(struct tcia_src){ NULL, p }, &pa[0], &as) !=
-	    tcia_one_patient(&(struct tcia_src){ obj, NULL }, &pa[1], &as))
+		    tcia_one_patient(&(struct tcia_src){ obj, NULL }, &pa[1], &as))
 		abort();
 	same_series(&se[0], &se[1]);
 	same_study(&st[0], &st[1]);

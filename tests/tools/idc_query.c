@@ -37,11 +37,13 @@ static int on_series(void *arg, struct tcia_series *s, const char *bucket, const
 	json_t *rows = arg;
 	json_t *raw = json_loads(s->raw, 0, NULL);
 
-	json_array_append_new(rows, json_pack("{s:s,s:s,s:s,s:s,s:s?,s:I,s:I,s:s,s:s,s:o}",
-		"series_uid", s->series_uid, "study_uid", s->study_uid, "patient_id",
-		s->patient_id, "collection", s->collection, "body_part", s->body_part,
-		"image_count", (json_int_t)s->image_count, "file_size", (json_int_t)s->file_size,
-		"bucket", bucket, "uuid", uuid, "raw", raw ? raw : json_null()));
+	json_array_append_new(rows,
+			      json_pack("{s:s,s:s,s:s,s:s,s:s?,s:I,s:I,s:s,s:s,s:o}", "series_uid",
+					s->series_uid, "study_uid", s->study_uid, "patient_id",
+					s->patient_id, "collection", s->collection, "body_part",
+					s->body_part, "image_count", (json_int_t)s->image_count,
+					"file_size", (json_int_t)s->file_size, "bucket", bucket,
+					"uuid", uuid, "raw", raw ? raw : json_null()));
 	return 0;
 }
 
@@ -59,16 +61,18 @@ static int on_record(void *arg, void *record)
 		struct tcia_patient *p = record;
 
 		json_array_append_new(r->rows, json_pack("{s:s,s:s,s:o}", "patient_id",
-			p->patient_id, "collection", p->collection, "raw",
-			json_loads(p->raw, 0, NULL)));
+							 p->patient_id, "collection", p->collection,
+							 "raw", json_loads(p->raw, 0, NULL)));
 	} else {
 		struct tcia_study *st = record;
 
-		json_array_append_new(r->rows, json_pack("{s:s,s:s,s:s,s:s?,s:s?,s:I,s:o}",
-			"study_uid", st->study_uid, "patient_id", st->patient_id, "collection",
-			st->collection, "date", st->date, "description", st->description,
-			"series_count", (json_int_t)st->series_count, "raw",
-			json_loads(st->raw, 0, NULL)));
+		json_array_append_new(r->rows,
+				      json_pack("{s:s,s:s,s:s,s:s?,s:s?,s:I,s:o}", "study_uid",
+						st->study_uid, "patient_id", st->patient_id,
+						"collection", st->collection, "date", st->date,
+						"description", st->description, "series_count",
+						(json_int_t)st->series_count, "raw",
+						json_loads(st->raw, 0, NULL)));
 	}
 	return 0;
 }
@@ -118,8 +122,9 @@ static int run(struct idc *t, const char *what, int argc, char **argv, json_t **
 	} else if (strcmp(what, "get") == 0 && argc == 4) {
 		int fd = open(argv[3], O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 
-		rc = fd < 0 ? -errno : idc_get_object(t, argv[0], argv[1],
-						       strtoull(argv[2], NULL, 10), fd, NULL, NULL);
+		rc = fd < 0 ? -errno
+			    : idc_get_object(t, argv[0], argv[1], strtoull(argv[2], NULL, 10), fd,
+					     NULL, NULL);
 		if (fd >= 0)
 			close(fd);
 		if (rc == 0)
@@ -133,9 +138,9 @@ static int run(struct idc *t, const char *what, int argc, char **argv, json_t **
 			json_t *objs = json_array();
 
 			for (i = 0; i < l.count; i++)
-				json_array_append_new(objs, json_pack("{s:s,s:I}", "key", l.v[i].key,
-								      "size",
-								      (json_int_t)l.v[i].size));
+				json_array_append_new(objs,
+						      json_pack("{s:s,s:I}", "key", l.v[i].key,
+								"size", (json_int_t)l.v[i].size));
 			*out = json_pack("{s:o,s:I}", "objects", objs, "strays",
 					 (json_int_t)strays);
 			idc_listing_clear(&l);

@@ -183,8 +183,8 @@ static int run_query(struct query *q)
 	int rc;
 
 	filter_from_args(q, &f);
-	if (!strcmp(ep, "collections") || !strcmp(ep, "modalities") ||
-	    !strcmp(ep, "bodyparts") || !strcmp(ep, "manufacturers") || !strcmp(ep, "sops")) {
+	if (!strcmp(ep, "collections") || !strcmp(ep, "modalities") || !strcmp(ep, "bodyparts") ||
+	    !strcmp(ep, "manufacturers") || !strcmp(ep, "sops")) {
 		struct tcia_values l;
 
 		if (!strcmp(ep, "collections"))
@@ -247,9 +247,9 @@ static int run_query(struct query *q)
 
 		rc = tcia_get_series_size(q->tcia, f.series_uid, &s);
 		if (rc == 0)
-			q->out = json_pack("{s:I,s:I,s:o}", "total_bytes", (json_int_t)s.total_bytes,
-					   "object_count", (json_int_t)s.object_count, "raw",
-					   raw_json(s.raw));
+			q->out = json_pack("{s:I,s:I,s:o}", "total_bytes",
+					   (json_int_t)s.total_bytes, "object_count",
+					   (json_int_t)s.object_count, "raw", raw_json(s.raw));
 		tcia_series_size_clear(&s);
 		return rc;
 	}
@@ -343,8 +343,9 @@ int main(int argc, char **argv)
 	if (!qs)
 		return ENOMEM;
 	for (i = 0; i < threads; i++)
-		qs[i] = (struct query){ tcia, argv[optind + 1], argc - optind - 2, argv + optind + 2,
-					0, NULL };
+		qs[i] = (struct query){
+			tcia, argv[optind + 1], argc - optind - 2, argv + optind + 2, 0, NULL
+		};
 	if (threads == 1) {
 		for (round = 0; round < repeat; round++) {
 			if (round > 0 && wait_ms > 0)
@@ -373,8 +374,8 @@ int main(int argc, char **argv)
 	}
 	if (rc == 0) {
 		json_t *res = json_pack("{s:i,s:I,s:o}", "ok_threads", ok, "token_requests",
-					(json_int_t)(auth ? auth_token_requests(auth) : 0), "result",
-					qs[0].out);
+					(json_int_t)(auth ? auth_token_requests(auth) : 0),
+					"result", qs[0].out);
 
 		json_dumpf(res, stdout, JSON_INDENT(1) | JSON_ENSURE_ASCII);
 		putchar('\n');

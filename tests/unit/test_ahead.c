@@ -23,11 +23,11 @@ struct item {
 
 struct run {
 	pthread_t caller;
-	long next;		/* the number the next element handed on must carry */
+	long next; /* the number the next element handed on must carry */
 	long made, redone, elsewhere;
-	long fail_work_at;	/* work refuses this element (-1: none) */
-	long fail_done_at;	/* done fails at this element (-1: none) */
-	pthread_mutex_t lock;	/* made and elsewhere are counted on the helper */
+	long fail_work_at;    /* work refuses this element (-1: none) */
+	long fail_done_at;    /* done fails at this element (-1: none) */
+	pthread_mutex_t lock; /* made and elsewhere are counted on the helper */
 };
 
 static long number_of(const char *text, size_t len)
@@ -45,7 +45,7 @@ static int work(void *ctx, const char *text, size_t len, void *item)
 	struct run *r = ctx;
 	struct item *it = item;
 
-	assert_null(it->s);	/* items come zeroed */
+	assert_null(it->s); /* items come zeroed */
 	it->s = strndup(text, len);
 	if (!it->s)
 		return -ENOMEM;

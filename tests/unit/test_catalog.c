@@ -54,33 +54,43 @@ static struct catalog *open_cat(void)
 	return c;
 }
 
-static void add_study(struct catalog_load *l, const char *pid, const char *uid,
-		      const char *name, const char *full)
+static void add_study(struct catalog_load *l, const char *pid, const char *uid, const char *name,
+		      const char *full)
 {
-	struct catalog_study s = { .coll = "C", .pid = (char *)pid, .uid = (char *)uid,
-				   .name = (char *)name, .full = (char *)full,
-				   .raw = "{}", .mtime = 5 };
+	struct catalog_study s = { .coll = "C",
+				   .pid = (char *)pid,
+				   .uid = (char *)uid,
+				   .name = (char *)name,
+				   .full = (char *)full,
+				   .raw = "{}",
+				   .mtime = 5 };
 
 	assert_int_equal(catalog_add_study(l, &s), 0);
 }
 
-static void add_series(struct catalog_load *l, const char *pid, const char *study,
-		       const char *uid, const char *name, const char *full, const char *mod)
+static void add_series(struct catalog_load *l, const char *pid, const char *study, const char *uid,
+		       const char *name, const char *full, const char *mod)
 {
-	struct catalog_series s = { .coll = "C", .pid = (char *)pid, .study = (char *)study,
-				    .uid = (char *)uid, .name = (char *)name,
-				    .full = (char *)full, .raw = "{\"x\":1}",
+	struct catalog_series s = { .coll = "C",
+				    .pid = (char *)pid,
+				    .study = (char *)study,
+				    .uid = (char *)uid,
+				    .name = (char *)name,
+				    .full = (char *)full,
+				    .raw = "{\"x\":1}",
 				    .facet = { (char *)mod, NULL, "ACME" },
-				    .mtime = 7, .images = 3, .bytes = -1 };
+				    .mtime = 7,
+				    .images = 3,
+				    .bytes = -1 };
 
 	assert_int_equal(catalog_add_series(l, &s), 0);
 }
 
-static void add_patient(struct catalog_load *l, const char *pid, const char *name,
-			const char *raw)
+static void add_patient(struct catalog_load *l, const char *pid, const char *name, const char *raw)
 {
-	struct catalog_patient p = { .coll = "C", .pid = (char *)pid, .name = (char *)name,
-				     .raw = (char *)raw };
+	struct catalog_patient p = {
+		.coll = "C", .pid = (char *)pid, .name = (char *)name, .raw = (char *)raw
+	};
 
 	assert_int_equal(catalog_add_patient(l, &p), 0);
 }
@@ -178,16 +188,16 @@ static void test_load_and_query(void **state)
 	assert_string_equal(buf, "2001-01-01 CT-1.2.3.44444|2001-01-01 CT-1.2.9.44444|"
 				 "2002-02-02 MR-1.5|");
 	buf[0] = '\0';
-	assert_int_equal(catalog_series_named(c, "C", "P1", "2002-02-02 MR-1.5", collect_series,
-					      buf), 0);
+	assert_int_equal(
+		catalog_series_named(c, "C", "P1", "2002-02-02 MR-1.5", collect_series, buf), 0);
 	assert_string_equal(buf, "1 CT-5.1|2 MR-5.2|3 X-same|3 X-same~2|");
 	buf[0] = '\0';
 	assert_int_equal(catalog_studies_named(c, "C", "a_b~2", collect_study, buf), 0);
 	assert_int_equal(catalog_studies_named(c, "C", "P9", collect_study, buf), 0);
-	assert_int_equal(catalog_series_named(c, "C", "P1", "2001-01-01 CT-44444",
-					      collect_series, buf), 0);
-	assert_int_equal(catalog_series_named(c, "C", "P2", "2002-02-02 MR-1.5", collect_series,
-					      buf), 0);
+	assert_int_equal(
+		catalog_series_named(c, "C", "P1", "2001-01-01 CT-44444", collect_series, buf), 0);
+	assert_int_equal(
+		catalog_series_named(c, "C", "P2", "2002-02-02 MR-1.5", collect_series, buf), 0);
 	assert_string_equal(buf, "");
 
 	assert_int_equal(catalog_find_patient(c, "C", "P1", &p), 0);
@@ -432,9 +442,15 @@ static void test_a_failed_stage_write_fails_the_load(void **state)
 	assert_int_equal(catalog_load_begin(c, CATALOG_COLLECTION, "C", NULL, &l), 0);
 	/* 20,000 series of 2 KB each: some 40 MB to stage, ten times the limit. */
 	for (i = 0; i < 20000 && rc == 0; i++) {
-		struct catalog_series s = { .coll = "C", .pid = "P1", .study = "1.5", .uid = uid,
-					    .name = uid, .full = uid, .raw = raw,
-					    .facet = { "MR", NULL, NULL }, .mtime = 7 };
+		struct catalog_series s = { .coll = "C",
+					    .pid = "P1",
+					    .study = "1.5",
+					    .uid = uid,
+					    .name = uid,
+					    .full = uid,
+					    .raw = raw,
+					    .facet = { "MR", NULL, NULL },
+					    .mtime = 7 };
 
 		snprintf(uid, sizeof(uid), "1.5.%d", i + 100);
 		rc = catalog_add_series(l, &s);
@@ -513,7 +529,7 @@ static void test_readers_see_other_mounts_soon(void **state)
 		usleep(10 * 1000);
 	}
 	assert_int_equal(n, 1);
-	assert_true(waited <= 20);	/* within 200 ms */
+	assert_true(waited <= 20); /* within 200 ms */
 	/* Idle, a's reader ends its transaction: a checkpoint that waits for every reader
 	 * finds none in its way. */
 	usleep(300 * 1000);
@@ -636,8 +652,9 @@ static int collect_raw(void *arg, const char *const *names, const char *raw, siz
 	return 0;
 }
 
-#define P1_RAW "{\"PatientId\":\"P1\",\"Age\":61,\"W\":72.5,\"Alive\":true,\"Dead\":false," \
-	       "\"N\":null,\"L\":[1, \"a\"],\"O\":{\"k\": \"v\"},\"S\":\"a,\\\"b\\\"\\u00e9\"}"
+#define P1_RAW                                                                       \
+	"{\"PatientId\":\"P1\",\"Age\":61,\"W\":72.5,\"Alive\":true,\"Dead\":false," \
+	"\"N\":null,\"L\":[1, \"a\"],\"O\":{\"k\": \"v\"},\"S\":\"a,\\\"b\\\"\\u00e9\"}"
 
 /* A table's objects come back as sent, in path order. */
 static void test_table_objects_as_sent(void **state)
@@ -682,9 +699,9 @@ static void plan_of(sqlite3 *db, int s, char *out, size_t size)
 static void test_lookups_use_indices(void **state)
 {
 	static const int lookups[] = {
-		ST_FIND_PATIENT, ST_PATIENT_BY_ID, ST_FIND_STUDY, ST_STUDY_BY_UID, ST_FIND_SERIES,
-		ST_SERIES_BY_UID, ST_COLL_BY_API, ST_SERIES, ST_STUDIES, ST_PATIENTS,
-		ST_STUDIES_NAMED, ST_SERIES_NAMED,
+		ST_FIND_PATIENT,   ST_PATIENT_BY_ID,  ST_FIND_STUDY,     ST_STUDY_BY_UID,
+		ST_FIND_SERIES,    ST_SERIES_BY_UID,  ST_COLL_BY_API,    ST_SERIES,
+		ST_STUDIES,        ST_PATIENTS,       ST_STUDIES_NAMED,  ST_SERIES_NAMED,
 		ST_FACET_LINK + 0, ST_FACET_LINK + 1, ST_FACET_LINK + 2, ST_FACET_LINK + 3,
 		ST_FACET_LINK + 4, ST_FACET_LINK + 5,
 	};
@@ -727,7 +744,7 @@ static void test_lookups_use_indices(void **state)
 	assert_non_null(strstr(plan, "series_name (coll=? AND pid=? AND study=? AND name=?)"));
 	for (s = ST_FACET_LINKS; s < ST_FACET_NAMES + 6; s++) {
 		if (s == ST_FACET_LINK)
-			s = ST_FACET_NAMES;	/* the single links are lookups, above */
+			s = ST_FACET_NAMES; /* the single links are lookups, above */
 		plan_of(db, s, plan, sizeof(plan));
 		if (strncmp(plan, first, strlen(first)) != 0 ||
 		    !strstr(plan, "RIGHT PART OF ORDER BY"))
@@ -739,7 +756,8 @@ static void test_lookups_use_indices(void **state)
 	for (s = ST_TABLE + 1; s <= ST_TABLE + 2; s++) {
 		plan_of(db, s, plan, sizeof(plan));
 		if (strncmp(plan, "SEARCH p ", 9) != 0 || strstr(plan, "SCAN "))
-			fail_msg("table statement %d does not start from the patients: %s", s, plan);
+			fail_msg("table statement %d does not start from the patients: %s", s,
+				 plan);
 	}
 	sqlite3_close(db);
 	catalog_free(c);
@@ -905,8 +923,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_big_load_is_staged, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_a_failed_stage_write_fails_the_load, setup,
 						teardown),
-		cmocka_unit_test_setup_teardown(test_log_folded_back_in_background, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_readers_see_other_mounts_soon, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_log_folded_back_in_background, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_readers_see_other_mounts_soon, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_big_load_lies_in_patient_order, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_lookups_use_indices, setup, teardown),

@@ -59,7 +59,7 @@ static void test_bounded_and_json(void **state)
 		snprintf(path, sizeof(path), "/c%d", i);
 		failures_add(f, path, NULL, EAGAIN, "walk guard");
 	}
-	assert_int_equal(failures_find(f, "/c5", NULL, NULL, 0), -ENODATA);	/* gone */
+	assert_int_equal(failures_find(f, "/c5", NULL, NULL, 0), -ENODATA); /* gone */
 	assert_true(failures_find(f, "/c20", NULL, NULL, 0) > 0);
 	arr = failures_json(f, 3);
 	assert_int_equal(json_array_size(arr), 3);

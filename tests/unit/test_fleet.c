@@ -29,7 +29,7 @@
 static int srv_fd = -1;
 static int srv_port;
 static pthread_t srv_thread;
-static int srv_conns;	/* __atomic: connection threads still running */
+static int srv_conns; /* __atomic: connection threads still running */
 
 static void obj_bytes(char *out)
 {
@@ -74,7 +74,8 @@ static void *srv_conn(void *arg)
 	if (rng)
 		sscanf(rng, "Range: bytes=%lu-%lu", &a, &b);
 	if (strncmp(req, "GET /slow", 9) == 0) {
-		snprintf(head, sizeof(head), "HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n"
+		snprintf(head, sizeof(head),
+			 "HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n"
 			 "Connection: close\r\n\r\n");
 		send_all(fd, head, strlen(head));
 		for (int i = 0; i < 600; i++) {
@@ -87,14 +88,17 @@ static void *srv_conn(void *arg)
 	} else if (rng) {
 		int lie = strncmp(req, "GET /liar", 9) == 0;
 
-		snprintf(head, sizeof(head), "HTTP/1.1 206 Partial Content\r\nContent-Length: %lu\r\n"
-			 "Content-Range: bytes %lu-%lu/%d\r\nConnection: close\r\n\r\n", b - a + 1,
-			 a + (unsigned long)lie, b + (unsigned long)lie, OBJ_LEN);
+		snprintf(head, sizeof(head),
+			 "HTTP/1.1 206 Partial Content\r\nContent-Length: %lu\r\n"
+			 "Content-Range: bytes %lu-%lu/%d\r\nConnection: close\r\n\r\n",
+			 b - a + 1, a + (unsigned long)lie, b + (unsigned long)lie, OBJ_LEN);
 		send_all(fd, head, strlen(head));
 		send_all(fd, body + a, b - a + 1);
 	} else {
-		snprintf(head, sizeof(head), "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n"
-			 "Connection: close\r\n\r\n", OBJ_LEN);
+		snprintf(head, sizeof(head),
+			 "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n"
+			 "Connection: close\r\n\r\n",
+			 OBJ_LEN);
 		send_all(fd, head, strlen(head));
 		send_all(fd, body, OBJ_LEN);
 	}
@@ -224,9 +228,13 @@ static void test_many_whole_objects_checked_by_md5(void **state)
 	url_of(url, sizeof(url), "/obj");
 	for (i = 0; i < 24; i++) {
 		/* The last four are told another MD5: refused. */
-		struct http_job job = { .url = url, .length = OBJ_LEN,
-					.md5 = i < 20 ? OBJ_MD5 : "0123456789abcdef0123456789abcdef",
-					.urgent = i % 7 == 0, .done = on_done, .arg = &x[i] };
+		struct http_job job = { .url = url,
+					.length = OBJ_LEN,
+					.md5 = i < 20 ? OBJ_MD5
+						      : "0123456789abcdef0123456789abcdef",
+					.urgent = i % 7 == 0,
+					.done = on_done,
+					.arg = &x[i] };
 
 		tmp[i] = tmpfile();
 		assert_non_null(tmp[i]);
@@ -264,28 +272,70 @@ static void test_ranges_and_lengths_are_checked(void **state)
 	assert_non_null(tmp);
 	assert_int_equal(http_fleet_new(http, 16, &f), 0);
 	/* Bytes 300-399, written at their own offset: the right range. */
-	assert_int_equal(http_fleet_add(f, &(struct http_job){ .url = obj, .fd = fileno(tmp),
-		.offset = 300, .length = 100, .ranged = true, .total = OBJ_LEN,
-		.done = on_done, .arg = &x[0] }, &id), 0);
+	assert_int_equal(http_fleet_add(f,
+					&(struct http_job){ .url = obj,
+							    .fd = fileno(tmp),
+							    .offset = 300,
+							    .length = 100,
+							    .ranged = true,
+							    .total = OBJ_LEN,
+							    .done = on_done,
+							    .arg = &x[0] },
+					&id),
+			 0);
 	/* A 206 that names another range. */
-	assert_int_equal(http_fleet_add(f, &(struct http_job){ .url = liar, .fd = fileno(tmp),
-		.offset = 500, .length = 100, .ranged = true, .total = OBJ_LEN,
-		.done = on_done, .arg = &x[1] }, &id), 0);
+	assert_int_equal(http_fleet_add(f,
+					&(struct http_job){ .url = liar,
+							    .fd = fileno(tmp),
+							    .offset = 500,
+							    .length = 100,
+							    .ranged = true,
+							    .total = OBJ_LEN,
+							    .done = on_done,
+							    .arg = &x[1] },
+					&id),
+			 0);
 	/* The object is not the size it was said to be: longer, then shorter. */
-	assert_int_equal(http_fleet_add(f, &(struct http_job){ .url = obj, .fd = fileno(tmp),
-		.offset = 0, .length = OBJ_LEN - 1, .done = on_done, .arg = &x[2] }, &id), 0);
-	assert_int_equal(http_fleet_add(f, &(struct http_job){ .url = obj, .fd = fileno(tmp),
-		.offset = 0, .length = OBJ_LEN + 1, .done = on_done, .arg = &x[3] }, &id), 0);
+	assert_int_equal(http_fleet_add(f,
+					&(struct http_job){ .url = obj,
+							    .fd = fileno(tmp),
+							    .offset = 0,
+							    .length = OBJ_LEN - 1,
+							    .done = on_done,
+							    .arg = &x[2] },
+					&id),
+			 0);
+	assert_int_equal(http_fleet_add(f,
+					&(struct http_job){ .url = obj,
+							    .fd = fileno(tmp),
+							    .offset = 0,
+							    .length = OBJ_LEN + 1,
+							    .done = on_done,
+							    .arg = &x[3] },
+					&id),
+			 0);
 	wait_ends(&e, 4);
 	assert_int_equal(e.rc[0], 0);
 	assert_int_equal(e.rc[1], -EIO);
 	assert_int_equal(e.rc[2], -EIO);
 	assert_int_equal(e.rc[3], -EIO);
 	/* A range with an MD5, or of nothing, is a caller's mistake. */
-	assert_int_equal(http_fleet_add(f, &(struct http_job){ .url = obj, .fd = fileno(tmp),
-		.length = 10, .ranged = true, .md5 = OBJ_MD5, .done = on_done }, &id), -EINVAL);
-	assert_int_equal(http_fleet_add(f, &(struct http_job){ .url = obj, .fd = fileno(tmp),
-		.length = 0, .done = on_done }, &id), -EINVAL);
+	assert_int_equal(http_fleet_add(f,
+					&(struct http_job){ .url = obj,
+							    .fd = fileno(tmp),
+							    .length = 10,
+							    .ranged = true,
+							    .md5 = OBJ_MD5,
+							    .done = on_done },
+					&id),
+			 -EINVAL);
+	assert_int_equal(http_fleet_add(f,
+					&(struct http_job){ .url = obj,
+							    .fd = fileno(tmp),
+							    .length = 0,
+							    .done = on_done },
+					&id),
+			 -EINVAL);
 	http_fleet_free(f);
 	/* Checked after the fleet is gone: the failed jobs wrote over bytes 0-998 too. */
 	assert_int_equal(pread(fileno(tmp), got, 100, 300), 100);
@@ -312,9 +362,14 @@ static void test_a_cancel_ends_what_is_in_flight(void **state)
 	/* One stream: the first trickles, the others wait in the queue. */
 	assert_int_equal(http_fleet_new(http, 1, &f), 0);
 	for (i = 0; i < 3; i++)
-		assert_int_equal(http_fleet_add(f, &(struct http_job){ .url = slow,
-			.fd = fileno(tmp), .length = 1000000, .done = on_done, .arg = &x[i] }, &id),
-			0);
+		assert_int_equal(http_fleet_add(f,
+						&(struct http_job){ .url = slow,
+								    .fd = fileno(tmp),
+								    .length = 1000000,
+								    .done = on_done,
+								    .arg = &x[i] },
+						&id),
+				 0);
 	sleep(1);
 	t0 = time(NULL);
 	http_fleet_cancel(f);
@@ -322,8 +377,14 @@ static void test_a_cancel_ends_what_is_in_flight(void **state)
 	assert_true(time(NULL) - t0 <= 3);
 	for (i = 0; i < 3; i++)
 		assert_int_equal(e.rc[i], -ECANCELED);
-	assert_int_equal(http_fleet_add(f, &(struct http_job){ .url = slow, .fd = fileno(tmp),
-		.length = 1, .done = on_done, .arg = &x[0] }, &id), -ECANCELED);
+	assert_int_equal(http_fleet_add(f,
+					&(struct http_job){ .url = slow,
+							    .fd = fileno(tmp),
+							    .length = 1,
+							    .done = on_done,
+							    .arg = &x[0] },
+					&id),
+			 -ECANCELED);
 	http_fleet_free(f);
 	http_fleet_free(NULL);
 	fclose(tmp);

@@ -54,7 +54,8 @@ static void test_series_sql_shape(void **state)
 	free(sql);
 	/* Keyset paging in patients' order, without row values; IDC's most per page,
 	 * whatever is asked. */
-	q = (struct idc_query){ .collection_id = "nlst", .after = { "P'1", "1.2", "1.2.3" },
+	q = (struct idc_query){ .collection_id = "nlst",
+				.after = { "P'1", "1.2", "1.2.3" },
 				.limit = 50000 };
 	assert_int_equal(idc_series_sql(&q, &sql), 0);
 	assert_non_null(strstr(sql, "AND (PatientID > 'P''1' OR (PatientID = 'P''1' AND "
@@ -88,8 +89,9 @@ static int count_rows(void *arg, int n, char **vals, char **cols)
 static void test_series_sql_resists_injection(void **state)
 {
 	static const char *const hostile[] = {
-		"x' OR '1'='1", "x' OR 1=1 --", "'; DROP TABLE \"index\"; --", "x'/*", "--",
-		"QA-O'NEIL--01' UNION SELECT * FROM \"index\" --", "\\' OR 1=1 --",
+		"x' OR '1'='1",  "x' OR 1=1 --", "'; DROP TABLE \"index\"; --",
+		"x'/*",          "--",           "QA-O'NEIL--01' UNION SELECT * FROM \"index\" --",
+		"\\' OR 1=1 --",
 	};
 	sqlite3 *db;
 	char *sql, *err = NULL;
@@ -98,15 +100,18 @@ static void test_series_sql_resists_injection(void **state)
 
 	(void)state;
 	assert_int_equal(sqlite3_open(":memory:", &db), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db,
-		"CREATE TABLE \"index\"(collection_id, PatientID, PatientAge, PatientSex,"
-		" StudyInstanceUID, StudyDescription, StudyDate, SeriesInstanceUID, Modality,"
-		" BodyPartExamined, Manufacturer, ManufacturerModelName, SeriesDescription,"
-		" SeriesNumber, SeriesDate, instanceCount, series_size_MB, license_short_name,"
-		" source_DOI, aws_bucket, crdc_series_uuid);"
-		"INSERT INTO \"index\"(collection_id, PatientID, SeriesInstanceUID) VALUES"
-		" ('c', 'QA-O''NEIL--01', '1.1'), ('c', 'other', '1.2'), ('d', 'x', '1.3');",
-		NULL, NULL, &err), SQLITE_OK);
+	assert_int_equal(
+		sqlite3_exec(
+			db,
+			"CREATE TABLE \"index\"(collection_id, PatientID, PatientAge, PatientSex,"
+			" StudyInstanceUID, StudyDescription, StudyDate, SeriesInstanceUID, Modality,"
+			" BodyPartExamined, Manufacturer, ManufacturerModelName, SeriesDescription,"
+			" SeriesNumber, SeriesDate, instanceCount, series_size_MB, license_short_name,"
+			" source_DOI, aws_bucket, crdc_series_uuid);"
+			"INSERT INTO \"index\"(collection_id, PatientID, SeriesInstanceUID) VALUES"
+			" ('c', 'QA-O''NEIL--01', '1.1'), ('c', 'other', '1.2'), ('d', 'x', '1.3');",
+			NULL, NULL, &err),
+		SQLITE_OK);
 	for (i = 0; i < sizeof(hostile) / sizeof(hostile[0]); i++) {
 		struct idc_query q = { .collection_id = "c", .patient_id = hostile[i] };
 
@@ -168,7 +173,7 @@ struct seen {
 	int64_t images[4], bytes[4];
 	bool body_part_null[4];
 	char *raw0;
-	int stop_at;		/* 0 = never */
+	int stop_at; /* 0 = never */
 };
 
 static int on_series(void *arg, struct tcia_series *s, const char *bucket, const char *uuid)
@@ -184,27 +189,29 @@ static int on_series(void *arg, struct tcia_series *s, const char *bucket, const
 		z->body_part_null[z->rows] = s->body_part == NULL;
 	}
 	if (z->rows == 0) {
-		z->raw0 = s->raw;	/* taken: the parser frees what is left */
+		z->raw0 = s->raw; /* taken: the parser frees what is left */
 		s->raw = NULL;
 	}
 	z->rows++;
 	return z->stop_at && z->rows == z->stop_at ? -ECANCELED : 0;
 }
 
-#define ROW(uid, part) \
+#define ROW(uid, part)                                                                       \
 	"{\"collection_id\":\"nlst\",\"PatientID\":\"100002\",\"StudyInstanceUID\":\"1.2\"," \
-	"\"StudyDescription\":\"a {b} \\\"c\\\" [d]\",\"SeriesInstanceUID\":\"" uid "\"," \
-	"\"Modality\":\"CT\",\"BodyPartExamined\":" part ",\"Manufacturer\":null," \
-	"\"SeriesNumber\":\"3\",\"instanceCount\":1500,\"series_size_MB\":2.0191," \
-	"\"license_short_name\":\"CC BY 4.0\",\"source_DOI\":\"10.7937/x\"," \
+	"\"StudyDescription\":\"a {b} \\\"c\\\" [d]\",\"SeriesInstanceUID\":\"" uid "\","    \
+	"\"Modality\":\"CT\",\"BodyPartExamined\":" part ",\"Manufacturer\":null,"           \
+	"\"SeriesNumber\":\"3\",\"instanceCount\":1500,\"series_size_MB\":2.0191,"           \
+	"\"license_short_name\":\"CC BY 4.0\",\"source_DOI\":\"10.7937/x\","                 \
 	"\"aws_bucket\":\"idc-open-data-two\",\"crdc_series_uuid\":\"u-" uid "\"}"
 
+/* clang-format off */
 static const char answer[] =
 	"{\"columns\":[\"collection_id\",\"PatientID\"],\n \"rows\": [" ROW("1.2.3", "\"CHEST\"")
 	", " ROW("1.2.4", "null") "],\"row_count\":2,\"truncated\":true,\"max_rows\":2}";
+/* clang-format on */
 
-static int parse_answer(const char *body, size_t len, size_t piece, struct seen *z,
-			size_t *rows, bool *truncated)
+static int parse_answer(const char *body, size_t len, size_t piece, struct seen *z, size_t *rows,
+			bool *truncated)
 {
 	struct idc_answer *a;
 	size_t off;
@@ -229,8 +236,8 @@ static void test_answer_rows(void **state)
 	for (i = 0; i < sizeof(pieces) / sizeof(pieces[0]); i++) {
 		struct seen z = { 0 };
 
-		assert_int_equal(parse_answer(answer, strlen(answer), pieces[i], &z, &rows,
-					      &truncated), 0);
+		assert_int_equal(
+			parse_answer(answer, strlen(answer), pieces[i], &z, &rows, &truncated), 0);
 		assert_int_equal(rows, 2);
 		assert_true(truncated);
 		assert_int_equal(z.rows, 2);
@@ -238,7 +245,7 @@ static void test_answer_rows(void **state)
 		assert_string_equal(z.uids[1], "1.2.4");
 		assert_string_equal(z.buckets[1], "idc-open-data-two");
 		assert_int_equal(z.images[0], 1500);
-		assert_int_equal(z.bytes[0], 2019100);	/* decimal MB, rounded by IDC */
+		assert_int_equal(z.bytes[0], 2019100); /* decimal MB, rounded by IDC */
 		assert_false(z.body_part_null[0]);
 		assert_true(z.body_part_null[1]);
 		/* The seed's names where IDC has them, and the row as sent. */
@@ -283,17 +290,17 @@ static void test_answer_bad(void **state)
 	answer_bad("{\"rows\":[");
 	answer_bad("{\"rows\":{}}");
 	answer_bad("{\"rows\":[1]}");
-	answer_bad("{\"rows\":[{\"a\":1}]}");	/* no series UID, no bucket */
+	answer_bad("{\"rows\":[{\"a\":1}]}"); /* no series UID, no bucket */
 	answer_bad("{\"rows\":[],\"truncated\":\"yes\"}");
 	answer_bad("{\"rows\":[]} x");
-	answer_bad("{\"rows\":[" ROW("1", "1") "]}");	/* a body part that is a number */
+	answer_bad("{\"rows\":[" ROW("1", "1") "]}"); /* a body part that is a number */
 	answer_bad("{\"error\":{\"code\":\"invalid_query\"},}");
 	answer_bad("{\"error\":{\"code\":\"invalid_query\"}}");
 	answer_bad("{\"rows\":[],}");
 	answer_bad("{\"rows\":[],\"rows\":[]}");
 	/* Fine: no rows, other members in another order. */
-	assert_int_equal(parse_answer("{\"truncated\":false,\"rows\":[]}", 29, 5, &z, &rows,
-				      &truncated), 0);
+	assert_int_equal(
+		parse_answer("{\"truncated\":false,\"rows\":[]}", 29, 5, &z, &rows, &truncated), 0);
 	assert_int_equal(rows, 0);
 	/* The consumer's error stops the parse and is what comes back. */
 	assert_int_equal(parse_answer(answer, strlen(answer), 9, &z, &rows, &truncated),
@@ -304,7 +311,7 @@ static void test_answer_bad(void **state)
 
 /* A long page (rows parsed on a helper thread): every row handed on in order, and a
  * broken row still fails the page after the rows before it. */
-static char *long_raw0;	/* the first row's record as sent, made on the helper */
+static char *long_raw0; /* the first row's record as sent, made on the helper */
 
 static int in_order(void *arg, struct tcia_series *s, const char *bucket, const char *uuid)
 {
@@ -376,7 +383,8 @@ static void test_answer_long(void **state)
 		assert_non_null(fast);
 		assert_non_null(slow);
 		assert_true(json_equal(fast, slow));
-		assert_non_null(strstr(long_raw0, "\"FileSize\":2019100,\"idc\":{\"collection_id\""));
+		assert_non_null(
+			strstr(long_raw0, "\"FileSize\":2019100,\"idc\":{\"collection_id\""));
 		json_decref(fast);
 		json_decref(slow);
 		free(z.raw0);
@@ -424,28 +432,34 @@ static void test_row_picked(void **state)
 	row_both_ways(ROW("1.2.4", "null"), true);
 	/* What the picker leaves to jansson: a nested value, a repeated key. */
 	row_both_ways("{\"SeriesInstanceUID\":\"1\",\"aws_bucket\":\"b\","
-		      "\"crdc_series_uuid\":\"u\",\"Manufacturer\":{\"a\":1}}", false);
+		      "\"crdc_series_uuid\":\"u\",\"Manufacturer\":{\"a\":1}}",
+		      false);
 	row_both_ways("{\"SeriesInstanceUID\":\"1\",\"aws_bucket\":\"b\","
-		      "\"crdc_series_uuid\":\"u\",\"Modality\":\"CT\",\"Modality\":\"MR\"}", false);
-	row_both_ways(ROW("1.2.5", "1"), false);	/* refused both ways */
+		      "\"crdc_series_uuid\":\"u\",\"Modality\":\"CT\",\"Modality\":\"MR\"}",
+		      false);
+	row_both_ways(ROW("1.2.5", "1"), false); /* refused both ways */
 }
 
 /* ---- listings ------------------------------------------------------------------------- */
 
-#define S3_HEAD "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n" \
+#define S3_HEAD                                                                \
+	"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"                         \
 	"<ListBucketResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">" \
 	"<Name>idc-open-data</Name><Prefix>u/</Prefix>"
-#define S3_ITEM(k, n) "<Contents><Key>" k "</Key><LastModified>2024-05-01T12:00:00.000Z" \
+#define S3_ITEM(k, n)                                                      \
+	"<Contents><Key>" k "</Key><LastModified>2024-05-01T12:00:00.000Z" \
 	"</LastModified><ETag>&quot;abc&quot;</ETag><Size>" n "</Size></Contents>"
 
 static void test_listing(void **state)
 {
+	/* clang-format off */
 	static const char page[] = S3_HEAD "<KeyCount>2</KeyCount><MaxKeys>2</MaxKeys>"
 		"<IsTruncated>true</IsTruncated><NextContinuationToken>t&amp;1"
 		"</NextContinuationToken>" S3_ITEM("u/a.dcm", "1346")
 		S3_ITEM("u/b &amp; c.dcm", "18446744073709551615") "</ListBucketResult>";
 	static const char last[] = "<ListBucketResult><IsTruncated>false</IsTruncated>"
 		S3_ITEM("u/notes.txt", "17") "</ListBucketResult>";
+	/* clang-format on */
 	struct idc_listing l;
 
 	(void)state;
@@ -468,6 +482,7 @@ static void test_listing(void **state)
 /* An ETag is an MD5 to check only when it is a plain upload's: 32 hex digits. */
 static void test_listing_etags(void **state)
 {
+/* clang-format off */
 #define S3_TAGGED(k, tag) "<Contents><Key>" k "</Key><ETag>" tag "</ETag><Size>1</Size>" \
 	"</Contents>"
 	static const char page[] = S3_HEAD
@@ -478,17 +493,18 @@ static void test_listing_etags(void **state)
 		S3_TAGGED("u/e.dcm", "&quot;0123456789abcdef0123456789abcde&quot;")
 		"<Contents><Key>u/f.dcm</Key><Size>1</Size></Contents></ListBucketResult>";
 #undef S3_TAGGED
+	/* clang-format on */
 	struct idc_listing l;
 
 	(void)state;
 	assert_int_equal(idc_parse_listing(page, strlen(page), &l), 0);
 	assert_int_equal(l.count, 6);
 	assert_string_equal(l.v[0].md5, "0123456789abcdefabcdef0123456789");
-	assert_string_equal(l.v[1].md5, "");	/* multipart: no digest of the content */
+	assert_string_equal(l.v[1].md5, ""); /* multipart: no digest of the content */
 	assert_string_equal(l.v[2].md5, "0123456789abcdef0123456789abcdef");
-	assert_string_equal(l.v[3].md5, "");	/* not hex */
-	assert_string_equal(l.v[4].md5, "");	/* too short */
-	assert_string_equal(l.v[5].md5, "");	/* none */
+	assert_string_equal(l.v[3].md5, ""); /* not hex */
+	assert_string_equal(l.v[4].md5, ""); /* too short */
+	assert_string_equal(l.v[5].md5, ""); /* none */
 	idc_listing_clear(&l);
 }
 
@@ -515,7 +531,7 @@ static void test_listing_bad(void **state)
 	listing_bad(S3_HEAD S3_ITEM("", "1") "</ListBucketResult>");
 	listing_bad(S3_HEAD "<IsTruncated>true</IsTruncated></ListBucketResult>");
 	listing_bad(S3_HEAD "<IsTruncated>maybe</IsTruncated></ListBucketResult>");
-	listing_bad(S3_HEAD S3_ITEM("u/a.dcm", "1"));	/* cut short */
+	listing_bad(S3_HEAD S3_ITEM("u/a.dcm", "1")); /* cut short */
 	/* A billion laughs: refused at the first entity declared. */
 	listing_bad("<?xml version=\"1.0\"?><!DOCTYPE l [<!ENTITY a \"aaaaaaaaaa\">"
 		    "<!ENTITY b \"&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;\">"
@@ -529,7 +545,7 @@ static void test_listing_bad(void **state)
 static void test_collections(void **state)
 {
 	static const char body[] = "[{\"collection_id\":\"tcga_luad\",\"collection_name\":"
-		"\"TCGA-LUAD\",\"subjects\":4},{\"collection_id\":\"nlst\"}]";
+				   "\"TCGA-LUAD\",\"subjects\":4},{\"collection_id\":\"nlst\"}]";
 	struct idc_collections c;
 
 	(void)state;
@@ -537,12 +553,11 @@ static void test_collections(void **state)
 	assert_int_equal(c.names.count, 2);
 	assert_string_equal(c.names.v[0].value, "TCGA-LUAD");
 	assert_string_equal(c.ids[0], "tcga_luad");
-	assert_string_equal(c.names.v[1].value, "nlst");	/* no name: its id */
+	assert_string_equal(c.names.v[1].value, "nlst"); /* no name: its id */
 	assert_non_null(strstr(c.names.v[0].raw, "\"subjects\":4"));
 	idc_collections_clear(&c);
 	assert_int_equal(idc_parse_collections("{}", 2, &c), -EBADMSG);
-	assert_int_equal(idc_parse_collections("[{\"collection_name\":\"x\"}]", 25, &c),
-			 -EBADMSG);
+	assert_int_equal(idc_parse_collections("[{\"collection_name\":\"x\"}]", 25, &c), -EBADMSG);
 	assert_int_equal(idc_parse_collections("[1]", 3, &c), -EBADMSG);
 }
 

@@ -46,7 +46,7 @@ static void test_lookups_and_forgets(void **state)
 	/* The same name in the same folder is the same inode, looked up once more. */
 	a2 = inodes_get(t, INODES_ROOT, "TCGA-LUAD");
 	assert_true(a2 == a);
-	other = inodes_get(t, b, "TCGA-LUAD");	/* the same name elsewhere */
+	other = inodes_get(t, b, "TCGA-LUAD"); /* the same name elsewhere */
 	assert_true(other != a);
 	held_is(t, 4, 0);
 	path_is(t, INODES_ROOT, NULL, "/");
@@ -67,7 +67,7 @@ static void test_lookups_and_forgets(void **state)
 	a = inodes_get(t, INODES_ROOT, "x");
 	inodes_put(t, a, 99);
 	held_is(t, 0, 0);
-	inodes_put(t, INODES_ROOT, 1);	/* the root stays */
+	inodes_put(t, INODES_ROOT, 1); /* the root stays */
 	path_is(t, INODES_ROOT, NULL, "/");
 	inodes_free(t);
 }

@@ -30,7 +30,8 @@ static void assert_agrees(const char *text, size_t len)
 
 	assert_true(json_is_object(root));
 	jsonobj_start(&o, text, len);
-	json_object_foreach(root, key, value) {
+	json_object_foreach(root, key, value)
+	{
 		assert_int_equal(jsonobj_next(&o, &m), 1);
 		assert_int_equal(m.klen, strlen(key));
 		assert_memory_equal(m.key, key, m.klen);
@@ -51,13 +52,14 @@ static void assert_agrees(const char *text, size_t len)
 			assert_memory_equal(m.text, json_string_value(value), m.len);
 			break;
 		default: {
-			json_t *again = json_loadb(m.text, m.len, JSON_DECODE_ANY | JSON_ALLOW_NUL,
-						   NULL);
+			json_t *again =
+				json_loadb(m.text, m.len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
 
 			assert_non_null(again);
 			assert_true(json_equal(again, value));
-			assert_int_equal(m.type, json_is_array(value) ? JSONOBJ_ARRAY
-					 : json_is_object(value) ? JSONOBJ_OBJECT : JSONOBJ_NUMBER);
+			assert_int_equal(m.type, json_is_array(value)    ? JSONOBJ_ARRAY
+						 : json_is_object(value) ? JSONOBJ_OBJECT
+									 : JSONOBJ_NUMBER);
 			json_decref(again);
 		}
 		}
@@ -71,8 +73,9 @@ static void assert_agrees(const char *text, size_t len)
 
 static void test_fixtures_agree(void **state)
 {
-	static const char *const names[] = { "patients.json", "studies.json", "series-sample.json",
-					     "series-quirks.json", "size.json", "size-quirks.json" };
+	static const char *const names[] = { "patients.json",      "studies.json",
+					     "series-sample.json", "series-quirks.json",
+					     "size.json",          "size-quirks.json" };
 	static const size_t flags[] = { JSON_COMPACT, JSON_INDENT(3), JSON_ENSURE_ASCII,
 					JSON_INDENT(1) | JSON_ENSURE_ASCII | JSON_ESCAPE_SLASH };
 	size_t i, j, f, objects = 0;
@@ -85,7 +88,8 @@ static void test_fixtures_agree(void **state)
 		snprintf(path, sizeof(path), "tests/fixtures/tcia/%s", names[i]);
 		list = json_load_file(path, JSON_ALLOW_NUL, NULL);
 		assert_true(json_is_array(list));
-		json_array_foreach(list, j, el) {
+		json_array_foreach(list, j, el)
+		{
 			if (!json_is_object(el))
 				continue;
 			for (f = 0; f < sizeof(flags) / sizeof(flags[0]); f++) {
@@ -108,7 +112,8 @@ static void test_escapes_and_nesting(void **state)
 	 * the key decoded before it. */
 	static const char text[] =
 		"{ \"k\\u00e9y\" : \"a\\\"b\\\\c\\/d\\b\\f\\n\\r\\t\\u00e9\\u20ac\\ud83d\\ude00\","
-		"\"nul\":\"x\\u0000y\", \"\\n\":\"" "\\u0041aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+		"\"nul\":\"x\\u0000y\", \"\\n\":\""
+		"\\u0041aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 		"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 		"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 		"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
@@ -170,13 +175,42 @@ static void test_escapes_and_nesting(void **state)
 static void test_malformed(void **state)
 {
 	static const char *const bad[] = {
-		"", " ", "[]", "null", "{", "{\"a\"}", "{\"a\":}", "{\"a\":1,}", "{,}",
-		"{\"a\":1} x", "{\"a\":1}}", "{\"a\":01}", "{\"a\":1.}", "{\"a\":.5}", "{\"a\":-}",
-		"{\"a\":1e}", "{\"a\":+1}", "{\"a\":tru}", "{\"a\":nul}", "{\"a\":falsey}",
-		"{\"a\":\"\\ud800\"}", "{\"a\":\"\\udc00\"}", "{\"a\":\"\\ud800\\u0041\"}",
-		"{\"a\":\"\\u12\"}", "{\"a\":\"\\x\"}", "{\"a\":\"x\ny\"}", "{\"a\":\"x",
-		"{\"a\":\"x\\", "{\"a\":[1}", "{\"a\":{]}", "{\"a\":[[]}", "{\"a\":[\"]\"}",
-		"{\"a\":1 \"b\":2}", "{\"a\" 1}", "{a:1}", "{\"a\":1}\0",
+		"",
+		" ",
+		"[]",
+		"null",
+		"{",
+		"{\"a\"}",
+		"{\"a\":}",
+		"{\"a\":1,}",
+		"{,}",
+		"{\"a\":1} x",
+		"{\"a\":1}}",
+		"{\"a\":01}",
+		"{\"a\":1.}",
+		"{\"a\":.5}",
+		"{\"a\":-}",
+		"{\"a\":1e}",
+		"{\"a\":+1}",
+		"{\"a\":tru}",
+		"{\"a\":nul}",
+		"{\"a\":falsey}",
+		"{\"a\":\"\\ud800\"}",
+		"{\"a\":\"\\udc00\"}",
+		"{\"a\":\"\\ud800\\u0041\"}",
+		"{\"a\":\"\\u12\"}",
+		"{\"a\":\"\\x\"}",
+		"{\"a\":\"x\ny\"}",
+		"{\"a\":\"x",
+		"{\"a\":\"x\\",
+		"{\"a\":[1}",
+		"{\"a\":{]}",
+		"{\"a\":[[]}",
+		"{\"a\":[\"]\"}",
+		"{\"a\":1 \"b\":2}",
+		"{\"a\" 1}",
+		"{a:1}",
+		"{\"a\":1}\0",
 	};
 	struct jsonobj o = { 0 };
 	struct jsonobj_member m;

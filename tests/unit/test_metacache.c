@@ -22,10 +22,10 @@
 struct script {
 	pthread_mutex_t lock;
 	int calls;
-	int fail;		/* -errno to return instead of an answer */
+	int fail; /* -errno to return instead of an answer */
 	long sleep_ms;
 	const char *answer;
-	size_t answer_len;	/* 0 = strlen(answer) */
+	size_t answer_len; /* 0 = strlen(answer) */
 };
 
 static int fetch(void *arg, char **body, size_t *len)
@@ -71,8 +71,9 @@ static int teardown(void **state)
 
 static struct metacache *mc_open(long ttl, bool offline, size_t mem_max)
 {
-	struct metacache_opts o = { .dir = dir, .ttl = ttl, .offline = offline,
-				    .mem_max = mem_max };
+	struct metacache_opts o = {
+		.dir = dir, .ttl = ttl, .offline = offline, .mem_max = mem_max
+	};
 	struct metacache *mc;
 
 	assert_int_equal(metacache_new(&o, &mc), 0);
@@ -184,7 +185,7 @@ static void test_stale_if_error(void **state)
 
 	(void)state;
 	get_expect(mc, "k", &s, 0, "[\"old\"]");
-	metacache_expire_all(mc);		/* SIGHUP */
+	metacache_expire_all(mc); /* SIGHUP */
 	s.fail = -ETIMEDOUT;
 	get_expect(mc, "k", &s, 0, "[\"old\"]");
 	assert_int_equal(s.calls, 2);
@@ -330,8 +331,9 @@ static size_t disk_bytes(void)
  * half of it is never written (one hostile answer once stored 195 MB). */
 static void test_disk_bound(void **state)
 {
-	struct metacache_opts o = { .dir = dir, .ttl = 3600, .mem_max = 1024,
-				    .disk_max = 64 * 1024 };
+	struct metacache_opts o = {
+		.dir = dir, .ttl = 3600, .mem_max = 1024, .disk_max = 64 * 1024
+	};
 	static char body[40 * 1024];
 	struct script s = { PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, body, 0 };
 	struct metacache *mc;
@@ -341,7 +343,7 @@ static void test_disk_bound(void **state)
 	(void)state;
 	assert_int_equal(metacache_new(&o, &mc), 0);
 	memset(body, 'b', sizeof(body) - 1);
-	get_expect(mc, "huge", &s, 0, body);	/* 40 kB: over half the cap */
+	get_expect(mc, "huge", &s, 0, body); /* 40 kB: over half the cap */
 	assert_int_equal(disk_bytes(), 0);
 	body[4000] = '\0';
 	for (i = 0; i < 40; i++) {
@@ -349,7 +351,7 @@ static void test_disk_bound(void **state)
 		get_expect(mc, key, &s, 0, body);
 		assert_true(disk_bytes() <= 64 * 1024);
 	}
-	assert_true(disk_bytes() >= 32 * 1024);	/* trimmed to 3/4, not emptied */
+	assert_true(disk_bytes() >= 32 * 1024); /* trimmed to 3/4, not emptied */
 	/* The newest is still on disk: a new instance serves it without a fetch. */
 	metacache_free(mc);
 	assert_int_equal(metacache_new(&o, &mc), 0);

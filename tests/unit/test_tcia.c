@@ -25,7 +25,7 @@
  * ignores a failed string-buffer append and returns damaged text as success (seen here:
  * "SeriesInstanceUID" parsed as "SeriesInstanceID"), so failing them tests jansson, not
  * us. */
-static long alloc_countdown = -1;	/* -1: never fail */
+static long alloc_countdown = -1; /* -1: never fail */
 static long alloc_calls;
 
 void *__real_malloc(size_t n);
@@ -124,9 +124,10 @@ static void test_collections(void **state)
 	struct tcia_values v;
 
 	(void)state;
-	assert_int_equal(parse("[{\"Collection\":\"4D-Lung\"},{\"Collection\":\"CT COLONOGRAPHY\"}]",
-			       "Collection", &v),
-			 0);
+	assert_int_equal(
+		parse("[{\"Collection\":\"4D-Lung\"},{\"Collection\":\"CT COLONOGRAPHY\"}]",
+		      "Collection", &v),
+		0);
 	assert_int_equal(v.count, 2);
 	assert_string_equal(v.v[0].value, "4D-Lung");
 	assert_string_equal(v.v[1].value, "CT COLONOGRAPHY");
@@ -172,10 +173,11 @@ static void test_missing_key_and_types(void **state)
 	(void)state;
 	/* getBodyPartValues: some elements lack the key; a null is skipped; a number is
 	 * kept as the text the service sent; unknown extra fields are ignored. */
-	assert_int_equal(parse("[{\"BodyPartExamined\":\"CHEST\"},{},{\"BodyPartExamined\":null},"
-			       "{\"BodyPartExamined\":7,\"Extra\":[1,2]},{\"BodyPartExamined\":2.5}]",
-			       "BodyPartExamined", &v),
-			 0);
+	assert_int_equal(
+		parse("[{\"BodyPartExamined\":\"CHEST\"},{},{\"BodyPartExamined\":null},"
+		      "{\"BodyPartExamined\":7,\"Extra\":[1,2]},{\"BodyPartExamined\":2.5}]",
+		      "BodyPartExamined", &v),
+		0);
 	assert_int_equal(v.count, 3);
 	assert_string_equal(v.v[0].value, "CHEST");
 	assert_string_equal(v.v[1].value, "7");
@@ -188,7 +190,8 @@ static void test_non_ascii(void **state)
 	struct tcia_values v;
 
 	(void)state;
-	assert_int_equal(parse("[{\"Collection\":\"Odd/Names\\u0007\\u00dc\"}]", "Collection", &v), 0);
+	assert_int_equal(parse("[{\"Collection\":\"Odd/Names\\u0007\\u00dc\"}]", "Collection", &v),
+			 0);
 	assert_int_equal(v.count, 1);
 	assert_string_equal(v.v[0].value, "Odd/Names\x07\xc3\x9c");
 	tcia_values_clear(&v);
@@ -311,8 +314,9 @@ static void test_stream(void **state)
 	assert_int_equal(part.n, 0);
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		for (piece = 1; piece <= 7; piece += 3)
-			assert_int_equal(stream_in_pieces(TCIA_SERIES, bad[i], strlen(bad[i]),
-							  piece, &part), -EBADMSG);
+			assert_int_equal(
+				stream_in_pieces(TCIA_SERIES, bad[i], strlen(bad[i]), piece, &part),
+				-EBADMSG);
 	}
 }
 
@@ -330,7 +334,7 @@ static int count_in_order(void *arg, void *rec)
 	assert_non_null(r->raw);
 	++*next;
 	if (*next % 1000 == 700)
-		++*next;	/* an element left out */
+		++*next; /* an element left out */
 	return 0;
 }
 
@@ -349,9 +353,10 @@ static char *long_series_list(long n, long broken)
 		else if (i == broken)
 			len += (size_t)snprintf(body + len, cap - len, ",{\"SeriesInstanceUID\":}");
 		else
-			len += (size_t)snprintf(body + len, cap - len,
-						"%s{\"SeriesInstanceUID\":\"1.%ld\",\"Modality\":\"CT\"}",
-						i ? "," : "", i);
+			len += (size_t)snprintf(
+				body + len, cap - len,
+				"%s{\"SeriesInstanceUID\":\"1.%ld\",\"Modality\":\"CT\"}",
+				i ? "," : "", i);
 	}
 	body[len++] = ']';
 	body[len] = '\0';
@@ -403,10 +408,11 @@ static int every_field(void *arg, void *rec)
 {
 	struct seen *s = arg;
 	struct tcia_series *r = rec;
-	const char *const f[] = { r->series_uid, r->study_uid, r->patient_id, r->collection,
-				  r->modality, r->body_part, r->manufacturer, r->description,
-				  r->number, r->date, r->timestamp, r->license_name,
-				  r->license_uri, r->collection_uri };
+	const char *const f[] = { r->series_uid,   r->study_uid,     r->patient_id,
+				  r->collection,   r->modality,      r->body_part,
+				  r->manufacturer, r->description,   r->number,
+				  r->date,         r->timestamp,     r->license_name,
+				  r->license_uri,  r->collection_uri };
 	json_t *obj = json_loads(r->raw, JSON_ALLOW_NUL, NULL);
 	char *raw;
 	size_t i;
@@ -489,7 +495,7 @@ static void test_stream_reads_members_as_jansson_does(void **state)
 	char *body;
 
 	(void)state;
-	for (n = 1; n <= 600; n += 599) {	/* 600: past a batch (ahead.c) */
+	for (n = 1; n <= 600; n += 599) { /* 600: past a batch (ahead.c) */
 		for (i = 0; i < sizeof(same) / sizeof(same[0]); i++) {
 			body = repeated(same[i], n, NULL);
 			assert_int_equal(tcia_parse_series(body, strlen(body), &l), 0);
@@ -498,7 +504,8 @@ static void test_stream_reads_members_as_jansson_does(void **state)
 				every_field(&whole, &l.v[j]);
 			tcia_series_list_clear(&l);
 			assert_int_equal(stream_each(TCIA_SERIES, body, strlen(body), 4096,
-						     every_field, &part), 0);
+						     every_field, &part),
+					 0);
 			/* The first three records of each (the buffer holds no more). */
 			part.text[strlen(whole.text)] = '\0';
 			assert_string_equal(part.text, whole.text);
@@ -507,8 +514,9 @@ static void test_stream_reads_members_as_jansson_does(void **state)
 		for (i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
 			body = repeated(same[0], n - 1, refused[i]);
 			assert_int_equal(tcia_parse_series(body, strlen(body), &l), -EBADMSG);
-			assert_int_equal(stream_in_pieces(TCIA_SERIES, body, strlen(body), 4096,
-							  &part), -EBADMSG);
+			assert_int_equal(
+				stream_in_pieces(TCIA_SERIES, body, strlen(body), 4096, &part),
+				-EBADMSG);
 			free(body);
 		}
 	}
@@ -557,20 +565,20 @@ static void test_series_quirks(void **state)
 	assert_string_equal(log_reason(),
 			    "TCIA answer: 1 series without SeriesInstanceUID left out");
 	assert_string_equal(l.v[0].number, "7470024");
-	assert_int_equal(l.v[0].image_count, 48);		/* "48" */
-	assert_int_equal(l.v[0].file_size, 25273786);		/* "25273786.0" */
-	assert_null(l.v[0].modality);				/* null */
-	assert_string_equal(l.v[0].timestamp, "2020-01-02 03:04:05.0");	/* DateReleased */
-	assert_raw_is_element(l.v[0].raw, body, len, 0);	/* unknown fields kept */
+	assert_int_equal(l.v[0].image_count, 48);                       /* "48" */
+	assert_int_equal(l.v[0].file_size, 25273786);                   /* "25273786.0" */
+	assert_null(l.v[0].modality);                                   /* null */
+	assert_string_equal(l.v[0].timestamp, "2020-01-02 03:04:05.0"); /* DateReleased */
+	assert_raw_is_element(l.v[0].raw, body, len, 0);                /* unknown fields kept */
 	assert_string_equal(l.v[1].number, "2");
-	assert_int_equal(l.v[1].image_count, 4);		/* 4.0 */
-	assert_int_equal(l.v[1].file_size, 25000000);		/* 2.5e7 */
-	assert_int_equal(l.v[2].image_count, -1);		/* negative */
-	assert_int_equal(l.v[2].file_size, -1);			/* "lots" */
+	assert_int_equal(l.v[1].image_count, 4);      /* 4.0 */
+	assert_int_equal(l.v[1].file_size, 25000000); /* 2.5e7 */
+	assert_int_equal(l.v[2].image_count, -1);     /* negative */
+	assert_int_equal(l.v[2].file_size, -1);       /* "lots" */
 	assert_string_equal(l.v[2].number, "1.5");
-	assert_string_equal(l.v[3].series_uid, "12345");	/* a number where text is due */
-	assert_int_equal(l.v[3].file_size, -1);			/* true */
-	assert_int_equal(l.v[3].image_count, -1);		/* [1] */
+	assert_string_equal(l.v[3].series_uid, "12345"); /* a number where text is due */
+	assert_int_equal(l.v[3].file_size, -1);          /* true */
+	assert_int_equal(l.v[3].image_count, -1);        /* [1] */
 	tcia_series_list_clear(&l);
 	free(body);
 }
@@ -584,10 +592,10 @@ static void test_patients(void **state)
 	(void)state;
 	assert_int_equal(tcia_parse_patients(body, len, &l), 0);
 	assert_int_equal(l.count, 3);
-	assert_string_equal(l.v[0].patient_id, "STS_001");	/* PatientId, since 2023 */
+	assert_string_equal(l.v[0].patient_id, "STS_001"); /* PatientId, since 2023 */
 	assert_string_equal(l.v[0].collection, "Soft-tissue-Sarcoma");
-	assert_string_equal(l.v[1].patient_id, "OLD-01");	/* PatientID, before */
-	assert_string_equal(l.v[2].patient_id, "BOTH");	/* PatientId wins */
+	assert_string_equal(l.v[1].patient_id, "OLD-01"); /* PatientID, before */
+	assert_string_equal(l.v[2].patient_id, "BOTH");   /* PatientId wins */
 	assert_raw_is_element(l.v[0].raw, body, len, 0);
 	assert_raw_is_element(l.v[2].raw, body, len, 3);
 	tcia_patients_clear(&l);
@@ -607,7 +615,7 @@ static void test_studies(void **state)
 	assert_string_equal(l.v[0].description, "MRI LT LEG +C");
 	assert_string_equal(l.v[0].date, "2003-12-12 00:00:00.0");
 	assert_int_equal(l.v[0].series_count, 3);
-	assert_int_equal(l.v[1].series_count, 5);		/* "5" */
+	assert_int_equal(l.v[1].series_count, 5); /* "5" */
 	assert_null(l.v[1].description);
 	assert_raw_is_element(l.v[0].raw, body, len, 0);
 	tcia_studies_clear(&l);
@@ -688,7 +696,7 @@ static void alloc_loop(const char *name, parse_fn parse_list, clear_fn clear)
 		assert_null(list.v);
 		assert_true(n < 100000);
 	}
-	assert_true(n >= 1);	/* the loop did fail at least one allocation */
+	assert_true(n >= 1); /* the loop did fail at least one allocation */
 	free(body);
 }
 

@@ -108,12 +108,15 @@ struct fixture {
 static int setup(void **state)
 {
 	struct http_opts ho = { .connect_timeout = 1, .stall_timeout = 1, .retries = 0 };
-	struct tree_opts to = { .cache_dir = "/nonexistent/cache", .meta_ttl = 60, .naming_uid = false };
+	struct tree_opts to = { .cache_dir = "/nonexistent/cache",
+				.meta_ttl = 60,
+				.naming_uid = false };
 	struct fixture *f = calloc(1, sizeof(*f));
 
 	assert_non_null(f);
 	assert_int_equal(http_new(&ho, &f->http), 0);
-	assert_int_equal(tcia_new(f->http, NULL, "http://127.0.0.1:1/nbia-api/services/v4/", &f->tcia), 0);
+	assert_int_equal(
+		tcia_new(f->http, NULL, "http://127.0.0.1:1/nbia-api/services/v4/", &f->tcia), 0);
 	assert_int_equal(source_new_nbia(f->tcia, &f->src), 0);
 	assert_int_equal(tree_new(f->src, &to, &f->tree), 0);
 	snprintf(f->dir, sizeof(f->dir), "/tmp/tciafs-tree-XXXXXX");
@@ -271,10 +274,9 @@ static void test_table_learns_late_columns(void **state)
 	n = tree_read(fh, buf, sizeof(buf) - 1, 0);
 	assert_true(n > 0);
 	buf[n] = '\0';
-	assert_string_equal(buf,
-			    "PatientId,PatientSex,N,Path\r\n"
-			    "P1,,,/mnt/C/P1\r\n"
-			    "P2,F,1.5,/mnt/C/P2\r\n");
+	assert_string_equal(buf, "PatientId,PatientSex,N,Path\r\n"
+				 "P1,,,/mnt/C/P1\r\n"
+				 "P2,F,1.5,/mnt/C/P2\r\n");
 	tree_close(fh);
 	tree_free(tree);
 }

@@ -25,7 +25,7 @@ struct zcase {
 	int64_t expect_bytes;
 	int threads;
 	int want_rc;
-	size_t want_files;	/* entries extracted, LICENSE included */
+	size_t want_files; /* entries extracted, LICENSE included */
 };
 
 static const struct zcase cases[] = {
@@ -81,7 +81,7 @@ struct md5case {
 	const char *file;
 	int threads;
 	int want_rc;
-	size_t want_files;	/* extracted: the list itself is not */
+	size_t want_files; /* extracted: the list itself is not */
 	size_t want_verified;
 };
 
@@ -111,8 +111,7 @@ static void run_case(const struct zcase *c)
 
 static void run_with(const struct zcase *c, const char *md5_list, size_t want_verified)
 {
-	struct unzip_limits lim = { c->expect_count, c->expect_bytes, 0, c->threads,
-				    md5_list };
+	struct unzip_limits lim = { c->expect_count, c->expect_bytes, 0, c->threads, md5_list };
 	char root[64], out[96], zip[256], cmd[160];
 	struct unzip_result r;
 	struct stat st;
@@ -130,7 +129,7 @@ static void run_with(const struct zcase *c, const char *md5_list, size_t want_ve
 	if (rc != c->want_rc)
 		fail_msg("%s (threads %d): got %d, want %d", c->file, c->threads, rc, c->want_rc);
 	assert_int_equal(count_dir(out), c->want_files);
-	assert_int_equal(count_dir(root), 1);	/* nothing beside the folder */
+	assert_int_equal(count_dir(root), 1); /* nothing beside the folder */
 	if (rc == 0) {
 		assert_int_equal(r.count, c->want_files);
 		assert_int_equal(r.verified, want_verified);

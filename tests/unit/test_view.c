@@ -46,18 +46,19 @@ static void test_manifest_tcia(void **state)
 	static const char *const want[] = { "1.2.3.4", "1.2.3.5" };
 
 	(void)state;
-	parse_ok("\xEF\xBB\xBF"
-		 "downloadServerUrl=https://nbia.cancerimagingarchive.net/nbia-download/servlet/DownloadServlet\r\n"
-		 "includeAnnotation=true\r\n"
-		 "noOfrRetry=4\r\n"
-		 "databasketId=manifest-1600709154662.tcia\r\n"
-		 "manifestVersion=3.0\r\n"
-		 "ListOfSeriesToDownload=\r\n"
-		 "1.2.3.4\r\n"
-		 "1.2.3.5\r\n"
-		 "1.2.3.4\r\n"
-		 "\r\n",
-		 2, want);
+	parse_ok(
+		"\xEF\xBB\xBF"
+		"downloadServerUrl=https://nbia.cancerimagingarchive.net/nbia-download/servlet/DownloadServlet\r\n"
+		"includeAnnotation=true\r\n"
+		"noOfrRetry=4\r\n"
+		"databasketId=manifest-1600709154662.tcia\r\n"
+		"manifestVersion=3.0\r\n"
+		"ListOfSeriesToDownload=\r\n"
+		"1.2.3.4\r\n"
+		"1.2.3.5\r\n"
+		"1.2.3.4\r\n"
+		"\r\n",
+		2, want);
 }
 
 static void test_manifest_plain(void **state)
@@ -116,8 +117,9 @@ static void test_table(void **state)
 {
 	static const struct view_cell r0[] = { { "A", "x", 1 }, { "B", "1", 1 } };
 	static const struct view_cell r1[] = {
-		{ "B", "2.5", 3 }, { "C", "say \"hi\", then\nbye", 18 }, { "D", NULL, 0 },
-		{ "E", "[1,2]", 5 }, { "F", "true", 4 },
+		{ "B", "2.5", 3 },  { "C", "say \"hi\", then\nbye", 18 },
+		{ "D", NULL, 0 },   { "E", "[1,2]", 5 },
+		{ "F", "true", 4 },
 	};
 	static const struct view_cell r2[] = { { "A", "", 0 } };
 	static const struct view_cell nul[] = { { "A", "a\0b", 3 } };
@@ -129,7 +131,7 @@ static void test_table(void **state)
 	assert_int_equal(view_table_new(&t), 0);
 	assert_int_equal(view_table_learn(t, r0, 2), 1);
 	assert_int_equal(view_table_learn(t, r1, 5), 1);
-	assert_int_equal(view_table_learn(t, r2, 1), 0);	/* nothing new */
+	assert_int_equal(view_table_learn(t, r2, 1), 0); /* nothing new */
 	assert_int_equal(view_table_row(t, r0, 2, "/p"), 0);
 	assert_int_equal(view_table_row(t, r1, 5, "/a,b"), 0);
 	assert_int_equal(view_table_row(t, r2, 1, "/p"), 0);
