@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "tcia.h"
+#include "record.h"
 
 struct http;
 struct idc;
@@ -59,12 +59,12 @@ struct idc_query {
  * derived from them (grouped by IDC), in patients' order: keyed for paging by PatientID,
  * then StudyInstanceUID, then SeriesInstanceUID. Returns 0, -EINVAL when q names nothing,
  * or -ENOMEM. */
-int idc_each_sql(enum tcia_kind kind, const struct idc_query *q, char **sql);
+int idc_each_sql(enum record_kind kind, const struct idc_query *q, char **sql);
 int idc_series_sql(const struct idc_query *q, char **sql);
 
 /* A series row, as the records above take it: s (its strings may be taken, leaving
  * NULL), and where its files are. Returns 0, or -errno to stop. */
-typedef int (*idc_series_fn)(void *arg, struct tcia_series *s, const char *bucket,
+typedef int (*idc_series_fn)(void *arg, struct record_series *s, const char *bucket,
 			     const char *uuid);
 
 /* The answer of /sql parsed as it arrives, row by row (memory holds one row whatever
@@ -81,18 +81,18 @@ void idc_answer_free(struct idc_answer *a);
  * that is not IDC's). */
 int idc_series(struct idc *t, const struct idc_query *q, idc_series_fn each, void *arg);
 
-/* As tcia_each: the records of q of one kind (struct tcia_patient, tcia_study or
- * tcia_series, each keeping the seed's names and the row as sent under "idc"), page by
+/* As tcia_each: the records of q of one kind (struct record_patient, record_study or
+ * record_series, each keeping the seed's names and the row as sent under "idc"), page by
  * page; each() may take a record's strings. A retry hands a page's rows on again. */
-int idc_each(struct idc *t, enum tcia_kind kind, const struct idc_query *q, tcia_each_fn each,
+int idc_each(struct idc *t, enum record_kind kind, const struct idc_query *q, record_each_fn each,
 	     void *arg);
 
 /* A patient's studies and series from one query (q names the collection and the
  * patient): its series rows, the studies derived from them as idc_each's grouped query
  * would send them, then each() for every study, then for every series. Returns as
  * idc_each; -EINVAL when q names no patient. */
-int idc_each_patient(struct idc *t, const struct idc_query *q, tcia_each_fn study,
-		     tcia_each_fn series, void *arg);
+int idc_each_patient(struct idc *t, const struct idc_query *q, record_each_fn study,
+		     record_each_fn series, void *arg);
 
 /* ---- the service ------------------------------------------------------------------- */
 
@@ -103,7 +103,7 @@ int idc_version(struct idc *t, char **version);
 /* The collections: value is collection_name (the folder's name), raw the record as
  * sent; the id (collection_id) is in ids, in the same order. */
 struct idc_collections {
-	struct tcia_values names;
+	struct record_values names;
 	char **ids;
 };
 int idc_collections(struct idc *t, struct idc_collections *out);
@@ -113,7 +113,7 @@ void idc_collections_clear(struct idc_collections *c);
 /* The distinct values of a collection's facet (0 Modality, 1 BodyPartExamined,
  * 2 Manufacturer), sorted, NULL and empty left out; each raw is {"<facet>": value}, as
  * NBIA sends them. idc_values_sql is its statement (caller frees). */
-int idc_values(struct idc *t, const char *collection_id, unsigned facet, struct tcia_values *out);
+int idc_values(struct idc *t, const char *collection_id, unsigned facet, struct record_values *out);
 int idc_values_sql(const char *collection_id, unsigned facet, char **sql);
 
 /* The API's base URL, as given. */

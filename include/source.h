@@ -52,7 +52,7 @@ int source_release(struct source *src, char **out);
 
 /* The distinct values of a collection's facet (0 Modality, 1 BodyPartExamined,
  * 2 Manufacturer), as tcia_get_modalities & co. */
-int source_facet(struct source *src, const char *coll, unsigned facet, struct tcia_values *out);
+int source_facet(struct source *src, const char *coll, unsigned facet, struct record_values *out);
 
 /* True when a collection's facet values are exactly those its series carry (IDC's come
  * from the same rows), so that a collection loaded in bulk knows them without asking;
@@ -61,8 +61,8 @@ bool source_facets_from_series(const struct source *src);
 
 /* As tcia_each: patients, studies or series of a collection (or a patient of it, or a
  * series by UID), streamed. */
-int source_each(struct source *src, enum tcia_kind kind, const struct tcia_filter *f,
-		tcia_each_fn each, tcia_restart_fn restart, void *arg);
+int source_each(struct source *src, enum record_kind kind, const struct record_filter *f,
+		record_each_fn each, record_restart_fn restart, void *arg);
 
 /* A collection's studies and series (bulk), or one patient's (f names it): each study
  * to study(), each series to series(), one call at a time. A patient's two NBIA answers
@@ -70,12 +70,13 @@ int source_each(struct source *src, enum tcia_kind kind, const struct tcia_filte
  * and series arrive in no order between them; a collection's come studies first. IDC
  * asks for a patient's series only and derives its studies from them. The first failure
  * stops the other answer and is what returns (its reason this thread's, log_reason). */
-int source_each_studies_series(struct source *src, const struct tcia_filter *f, tcia_each_fn study,
-			       tcia_each_fn series, tcia_restart_fn restart, void *arg);
+int source_each_studies_series(struct source *src, const struct record_filter *f,
+			       record_each_fn study, record_each_fn series,
+			       record_restart_fn restart, void *arg);
 
 /* The series matching f (a series UID, in practice), in a list. */
-int source_get_series(struct source *src, const struct tcia_filter *f,
-		      struct tcia_series_list *out);
+int source_get_series(struct source *src, const struct record_filter *f,
+		      struct record_series_list *out);
 
 /* What series.json adds to the series' record (NBIA's getSeriesSize, as sent): a new
  * JSON object text in *raw, or -ENOENT when there is nothing to add. */

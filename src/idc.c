@@ -126,25 +126,25 @@ static const struct {
 	unsigned keys;
 	const char *key[IDC_KEYS_MAX];
 } idc_kinds[] = {
-	[TCIA_PATIENTS] = { "PatientID, collection_id, min(PatientAge) AS PatientAge,"
-			    " min(PatientSex) AS PatientSex,"
-			    " count(DISTINCT StudyInstanceUID) AS studies",
-			    " GROUP BY PatientID, collection_id",
-			    "PatientID",
-			    1,
-			    { "PatientID" } },
-	[TCIA_STUDIES] = { "StudyInstanceUID, PatientID, collection_id, min(StudyDate) AS"
-			   " StudyDate, min(StudyDescription) AS StudyDescription, count(*) AS"
-			   " series",
-			   " GROUP BY StudyInstanceUID, PatientID, collection_id",
-			   "PatientID, StudyInstanceUID",
-			   2,
-			   { "PatientID", "StudyInstanceUID" } },
-	[TCIA_SERIES] = { idc_columns,
-			  "",
-			  "PatientID, StudyInstanceUID, SeriesInstanceUID",
-			  3,
-			  { "PatientID", "StudyInstanceUID", "SeriesInstanceUID" } },
+	[RECORD_PATIENTS] = { "PatientID, collection_id, min(PatientAge) AS PatientAge,"
+			      " min(PatientSex) AS PatientSex,"
+			      " count(DISTINCT StudyInstanceUID) AS studies",
+			      " GROUP BY PatientID, collection_id",
+			      "PatientID",
+			      1,
+			      { "PatientID" } },
+	[RECORD_STUDIES] = { "StudyInstanceUID, PatientID, collection_id, min(StudyDate) AS"
+			     " StudyDate, min(StudyDescription) AS StudyDescription, count(*) AS"
+			     " series",
+			     " GROUP BY StudyInstanceUID, PatientID, collection_id",
+			     "PatientID, StudyInstanceUID",
+			     2,
+			     { "PatientID", "StudyInstanceUID" } },
+	[RECORD_SERIES] = { idc_columns,
+			    "",
+			    "PatientID, StudyInstanceUID, SeriesInstanceUID",
+			    3,
+			    { "PatientID", "StudyInstanceUID", "SeriesInstanceUID" } },
 };
 
 /* Appends " AND " the rows after the key `after` (n columns): IDC's SQL compares no row
@@ -178,14 +178,14 @@ static int idc_where_after(char **sql, const char *const *key, const char *const
 	return 0;
 }
 
-int idc_each_sql(enum tcia_kind kind, const struct idc_query *q, char **sql)
+int idc_each_sql(enum record_kind kind, const struct idc_query *q, char **sql)
 {
 	unsigned limit = q->limit && q->limit < IDC_PAGE_MAX ? q->limit : IDC_PAGE_MAX, i;
 	char *next;
 	int rc;
 
 	*sql = NULL;
-	if ((unsigned)kind > TCIA_SERIES || (!q->collection_id && !q->series_uid))
+	if ((unsigned)kind > RECORD_SERIES || (!q->collection_id && !q->series_uid))
 		return -EINVAL;
 	for (i = 0; q->after[0] && i < idc_kinds[kind].keys; i++)
 		if (!q->after[i])
@@ -216,7 +216,7 @@ int idc_each_sql(enum tcia_kind kind, const struct idc_query *q, char **sql)
 
 int idc_series_sql(const struct idc_query *q, char **sql)
 {
-	return idc_each_sql(TCIA_SERIES, q, sql);
+	return idc_each_sql(RECORD_SERIES, q, sql);
 }
 
 /* ---- the /sql answer, row by row --------------------------------------------------------
@@ -245,10 +245,10 @@ typedef int (*idc_row_fn)(struct idc_answer *a, const struct idc_row *row);
 
 struct idc_answer {
 	enum idc_answer_state state;
-	enum tcia_kind kind;
-	idc_row_fn row;           /* NULL: series rows, built as they are parsed */
-	idc_series_fn each;       /* TCIA_SERIES through idc_answer_new */
-	tcia_each_fn each_record; /* any kind, through idc_each */
+	enum record_kind kind;
+	idc_row_fn row;             /* NULL: series rows, built as they are parsed */
+	idc_series_fn each;         /* RECORD_SERIES through idc_answer_new */
+	record_each_fn each_record; /* any kind, through idc_each */
 	void *arg;
 	char key[32];
 	size_t keylen;
@@ -270,7 +270,7 @@ struct idc_answer {
 struct idc_parsed {
 	json_t *row;
 	bool built;
-	struct tcia_series s;
+	struct record_series s;
 	char *bucket, *uuid;
 };
 
@@ -280,7 +280,7 @@ static void idc_row_unparse(void *item)
 
 	json_decref(p->row);
 	if (p->built) {
-		tcia_one_series_clear(&p->s);
+		record_series_clear(&p->s);
 		free(p->bucket);
 		free(p->uuid);
 	}
@@ -330,7 +330,7 @@ int idc_answer_new(idc_series_fn each, void *arg, struct idc_answer **out)
 	*out = a;
 	if (!a)
 		return -ENOMEM;
-	a->kind = TCIA_SERIES;
+	a->kind = RECORD_SERIES;
 	a->each = each;
 	a->arg = arg;
 	if (jsonpick_new(idc_series_cols, 0, &a->pick_ahead) < 0 ||
@@ -396,7 +396,7 @@ static int idc_keep(struct idc_answer *a, char c, size_t max)
 	return 0;
 }
 
-static int idc_series_hand(struct idc_answer *a, struct tcia_series *s, const char *bucket,
+static int idc_series_hand(struct idc_answer *a, struct record_series *s, const char *bucket,
 			   const char *uuid)
 {
 	return a->each ? a->each(a->arg, s, bucket, uuid) : a->each_record(a->arg, s);
@@ -407,7 +407,7 @@ static int idc_row_patient(struct idc_answer *a, const struct idc_row *row)
 	static const char *const names[] = { "PatientId",     "PatientID",  "Collection",
 					     "collection_id", "PatientSex", "PatientSex",
 					     "PatientAge",    "PatientAge", NULL };
-	struct tcia_patient p = { 0 };
+	struct record_patient p = { 0 };
 	int rc = idc_get_str(row, "PatientID", &p.patient_id);
 
 	rc = rc ? rc : idc_get_str(row, "collection_id", &p.collection);
@@ -417,7 +417,7 @@ static int idc_row_patient(struct idc_answer *a, const struct idc_row *row)
 		rc = -ENOMEM;
 	if (rc == 0)
 		rc = a->each_record(a->arg, &p);
-	tcia_patient_clear(&p);
+	record_patient_clear(&p);
 	return rc;
 }
 
@@ -436,7 +436,7 @@ static int idc_row_study(struct idc_answer *a, const struct idc_row *row)
 					     "SeriesCount",
 					     "series",
 					     NULL };
-	struct tcia_study st = { .series_count = -1 };
+	struct record_study st = { .series_count = -1 };
 	int rc = idc_get_str(row, "StudyInstanceUID", &st.study_uid);
 
 	rc = rc ? rc : idc_get_str(row, "PatientID", &st.patient_id);
@@ -450,7 +450,7 @@ static int idc_row_study(struct idc_answer *a, const struct idc_row *row)
 		rc = -ENOMEM;
 	if (rc == 0)
 		rc = a->each_record(a->arg, &st);
-	tcia_study_clear(&st);
+	record_study_clear(&st);
 	return rc;
 }
 
@@ -511,7 +511,7 @@ static int idc_row_done(void *ctx, const char *text, size_t len, void *item, boo
 	if (rc < 0)
 		return rc;
 	if (p->built) {
-		/* A series' key, in idc_kinds[TCIA_SERIES].key's order. */
+		/* A series' key, in idc_kinds[RECORD_SERIES].key's order. */
 		key[0] = p->s.patient_id;
 		key[1] = p->s.study_uid;
 		key[2] = p->s.series_uid;
@@ -827,18 +827,18 @@ int idc_series(struct idc *t, const struct idc_query *q, idc_series_fn each, voi
 	return rc;
 }
 
-int idc_each(struct idc *t, enum tcia_kind kind, const struct idc_query *q, tcia_each_fn each,
+int idc_each(struct idc *t, enum record_kind kind, const struct idc_query *q, record_each_fn each,
 	     void *arg)
 {
 	static const idc_row_fn rows[] = {
-		[TCIA_PATIENTS] = idc_row_patient,
-		[TCIA_STUDIES] = idc_row_study,
-		[TCIA_SERIES] = NULL, /* built as they are parsed */
+		[RECORD_PATIENTS] = idc_row_patient,
+		[RECORD_STUDIES] = idc_row_study,
+		[RECORD_SERIES] = NULL, /* built as they are parsed */
 	};
 	struct idc_answer *a;
 	int rc;
 
-	if ((unsigned)kind > TCIA_SERIES)
+	if ((unsigned)kind > RECORD_SERIES)
 		return -EINVAL;
 	rc = idc_answer_new(NULL, arg, &a);
 	if (rc < 0)
@@ -898,7 +898,7 @@ int idc_values_sql(const char *collection_id, unsigned facet, char **sql)
 	return n < 0 ? -ENOMEM : 0;
 }
 
-int idc_values(struct idc *t, const char *collection_id, unsigned facet, struct tcia_values *out)
+int idc_values(struct idc *t, const char *collection_id, unsigned facet, struct record_values *out)
 {
 	static const char *const names[] = { "Modality", "BodyPartExamined", "Manufacturer" };
 	struct idc_body b = { NULL, 0 };
@@ -923,7 +923,7 @@ int idc_values(struct idc *t, const char *collection_id, unsigned facet, struct 
 		json_array_foreach(rows, i, row)
 		{
 			const char *v = json_string_value(json_object_get(row, "value"));
-			struct tcia_value *o = &out->v[out->count];
+			struct record_value *o = &out->v[out->count];
 			json_t *one;
 
 			if (rc < 0)
@@ -945,7 +945,7 @@ int idc_values(struct idc *t, const char *collection_id, unsigned facet, struct 
 	json_decref(ans);
 	free(b.buf);
 	if (rc < 0)
-		tcia_values_clear(out);
+		record_values_clear(out);
 	return rc;
 }
 
@@ -968,13 +968,13 @@ static int idc_row_keep(struct idc_answer *a, const struct idc_row *row)
 /* A series row of jansson's: built and handed on. */
 static int idc_row_series_each(struct idc_answer *a, const struct idc_row *row)
 {
-	struct tcia_series s;
+	struct record_series s;
 	char *bucket = NULL, *uuid = NULL;
 	int rc = idc_row_series(row, NULL, 0, &s, &bucket, &uuid);
 
 	if (rc == 0)
 		rc = idc_series_hand(a, &s, bucket, uuid);
-	tcia_one_series_clear(&s);
+	record_series_clear(&s);
 	free(bucket);
 	free(uuid);
 	return rc;
@@ -1024,8 +1024,8 @@ static json_t *idc_group_studies(json_t *rows)
 	return studies;
 }
 
-int idc_each_patient(struct idc *t, const struct idc_query *q, tcia_each_fn study,
-		     tcia_each_fn series, void *arg)
+int idc_each_patient(struct idc *t, const struct idc_query *q, record_each_fn study,
+		     record_each_fn series, void *arg)
 {
 	json_t *rows = json_object(), *studies = NULL, *row;
 	struct idc_answer *a = NULL;
@@ -1036,7 +1036,7 @@ int idc_each_patient(struct idc *t, const struct idc_query *q, tcia_each_fn stud
 		return -EINVAL;
 	rc = rows ? idc_answer_new(NULL, rows, &a) : -ENOMEM;
 	if (rc == 0) {
-		a->kind = TCIA_SERIES;
+		a->kind = RECORD_SERIES;
 		a->row = idc_row_keep;
 		rc = idc_pages(t, q, a);
 	}
@@ -1090,7 +1090,7 @@ void idc_collections_clear(struct idc_collections *c)
 		free(c->ids[i]);
 	free(c->ids);
 	c->ids = NULL;
-	tcia_values_clear(&c->names);
+	record_values_clear(&c->names);
 }
 
 int idc_parse_collections(const char *body, size_t len, struct idc_collections *out)
@@ -1111,7 +1111,7 @@ int idc_parse_collections(const char *body, size_t len, struct idc_collections *
 		rc = -ENOMEM;
 	json_array_foreach(arr, i, o)
 	{
-		struct tcia_value *v = &out->names.v[out->names.count];
+		struct record_value *v = &out->names.v[out->names.count];
 		const char *id = json_string_value(json_object_get(o, "collection_id"));
 		const char *name = json_string_value(json_object_get(o, "collection_name"));
 

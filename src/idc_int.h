@@ -13,7 +13,7 @@
 
 struct http;
 struct jsonpick;
-struct tcia_series;
+struct record_series;
 
 /* A row: jansson's object, or the members picked from its text in place (jsonpick; a
  * series page's rows, where a jansson tree of every column was most of a load's time). */
@@ -42,15 +42,15 @@ char *idc_raw(const struct idc_row *row, const char *const *names, int64_t bytes
 /* Builds s from a series row (text, len: the row as sent, or NULL). 0, -EBADMSG (a
  * required column missing or of the wrong type) or -ENOMEM; s is then cleared by the
  * caller. */
-int idc_row_series(const struct idc_row *row, const char *text, size_t len, struct tcia_series *s,
+int idc_row_series(const struct idc_row *row, const char *text, size_t len, struct record_series *s,
 		   char **bucket, char **uuid);
 
 /* One series row's record, built from its columns picked in place (picked) or from
  * jansson's object, for the tests that hold the two to one record: 0, -EAGAIN when the
  * picker leaves the row to jansson, -EBADMSG, -ENOMEM. The caller clears s (zeroed
  * first) and frees *bucket and *uuid whatever the answer. */
-int idc_series_row(const char *text, size_t len, bool picked, struct tcia_series *s, char **bucket,
-		   char **uuid);
+int idc_series_row(const char *text, size_t len, bool picked, struct record_series *s,
+		   char **bucket, char **uuid);
 
 struct idc {
 	struct http *http;

@@ -11,7 +11,7 @@
 
 #include "idc_int.h"
 #include "jsonpick.h"
-#include "tcia.h"
+#include "record.h"
 
 const char *const idc_series_cols[] = {
 	"instanceCount",
@@ -292,7 +292,7 @@ static const char *const idc_series_names[] = {
 	NULL,
 };
 
-int idc_row_series(const struct idc_row *row, const char *text, size_t len, struct tcia_series *s,
+int idc_row_series(const struct idc_row *row, const char *text, size_t len, struct record_series *s,
 		   char **bucket, char **uuid)
 {
 	double mb;
@@ -329,8 +329,8 @@ int idc_row_series(const struct idc_row *row, const char *text, size_t len, stru
 	return s->raw ? 0 : -ENOMEM;
 }
 
-int idc_series_row(const char *text, size_t len, bool picked, struct tcia_series *s, char **bucket,
-		   char **uuid)
+int idc_series_row(const char *text, size_t len, bool picked, struct record_series *s,
+		   char **bucket, char **uuid)
 {
 	struct jsonpick *pick = NULL;
 	struct idc_row row = { 0 };

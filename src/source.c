@@ -83,7 +83,7 @@ void source_colls_clear(struct source_colls *c)
 int source_collections(struct source *src, struct source_colls *out)
 {
 	struct idc_collections ic = { { 0, NULL }, NULL };
-	struct tcia_values *names = &ic.names;
+	struct record_values *names = &ic.names;
 	size_t i;
 	int rc;
 
@@ -120,9 +120,9 @@ int source_release(struct source *src, char **out)
 	return src->kind == SOURCE_IDC ? idc_version(src->idc, out) : 0;
 }
 
-int source_facet(struct source *src, const char *coll, unsigned facet, struct tcia_values *out)
+int source_facet(struct source *src, const char *coll, unsigned facet, struct record_values *out)
 {
-	struct tcia_filter f = { .collection = coll };
+	struct record_filter f = { .collection = coll };
 
 	if (src->kind == SOURCE_IDC)
 		return idc_values(src->idc, coll, facet, out);
@@ -143,7 +143,7 @@ bool source_facets_from_series(const struct source *src)
 }
 
 /* A filter as IDC's query: IDC lists by collection, patient or series only. */
-static int source_idc_query(const struct tcia_filter *f, struct idc_query *q)
+static int source_idc_query(const struct record_filter *f, struct idc_query *q)
 {
 	memset(q, 0, sizeof(*q));
 	if (f->study_uid || f->modality || f->body_part || f->manufacturer || f->model)
@@ -154,8 +154,8 @@ static int source_idc_query(const struct tcia_filter *f, struct idc_query *q)
 	return 0;
 }
 
-int source_each(struct source *src, enum tcia_kind kind, const struct tcia_filter *f,
-		tcia_each_fn each, tcia_restart_fn restart, void *arg)
+int source_each(struct source *src, enum record_kind kind, const struct record_filter *f,
+		record_each_fn each, record_restart_fn restart, void *arg)
 {
 	struct idc_query q;
 	int rc;
@@ -172,14 +172,14 @@ int source_each(struct source *src, enum tcia_kind kind, const struct tcia_filte
  * the studies on a thread of their own, the series on the caller's. */
 struct source_pair {
 	struct source *src;
-	const struct tcia_filter *f;
+	const struct record_filter *f;
 	pthread_mutex_t lock; /* one callback at a time */
-	tcia_restart_fn restart;
+	record_restart_fn restart;
 	void *arg;
 	int failed; /* the first failure: the other answer stops at its next row */
 	struct source_half {
 		struct source_pair *p;
-		tcia_each_fn each;
+		record_each_fn each;
 		int rc;
 		char *why; /* its failure's reason, taken from its thread */
 	} half[2];
@@ -212,7 +212,7 @@ static int source_half_restart(void *arg)
 	return rc;
 }
 
-static void source_half_run(struct source_half *h, enum tcia_kind kind)
+static void source_half_run(struct source_half *h, enum record_kind kind)
 {
 	struct source_pair *p = h->p;
 
@@ -229,12 +229,13 @@ static void source_half_run(struct source_half *h, enum tcia_kind kind)
 static void *source_studies_main(void *arg)
 {
 	log_clear_reason();
-	source_half_run(arg, TCIA_STUDIES);
+	source_half_run(arg, RECORD_STUDIES);
 	return NULL;
 }
 
-int source_each_studies_series(struct source *src, const struct tcia_filter *f, tcia_each_fn study,
-			       tcia_each_fn series, tcia_restart_fn restart, void *arg)
+int source_each_studies_series(struct source *src, const struct record_filter *f,
+			       record_each_fn study, record_each_fn series,
+			       record_restart_fn restart, void *arg)
 {
 	struct source_pair p = { .src = src, .f = f, .restart = restart, .arg = arg };
 	struct idc_query q;
@@ -251,20 +252,20 @@ int source_each_studies_series(struct source *src, const struct tcia_filter *f, 
 	 * loopback). IDC's come in pages, each a round trip and a query of its own, one
 	 * after another: its studies' pages go at once with the series' pages. */
 	if (!f->patient_id && src->kind == SOURCE_NBIA) {
-		rc = source_each(src, TCIA_STUDIES, f, study, restart, arg);
-		return rc < 0 ? rc : source_each(src, TCIA_SERIES, f, series, restart, arg);
+		rc = source_each(src, RECORD_STUDIES, f, study, restart, arg);
+		return rc < 0 ? rc : source_each(src, RECORD_SERIES, f, series, restart, arg);
 	}
 	pthread_mutex_init(&p.lock, NULL);
 	p.half[0] = (struct source_half){ &p, study, 0, NULL };
 	p.half[1] = (struct source_half){ &p, series, 0, NULL };
 	threaded = pthread_create(&thread, NULL, source_studies_main, &p.half[0]) == 0;
 	if (!threaded)
-		source_half_run(&p.half[0], TCIA_STUDIES); /* one after the other, then */
+		source_half_run(&p.half[0], RECORD_STUDIES); /* one after the other, then */
 	pthread_mutex_lock(&p.lock);
 	rc = p.failed;
 	pthread_mutex_unlock(&p.lock);
 	if (rc == 0)
-		source_half_run(&p.half[1], TCIA_SERIES);
+		source_half_run(&p.half[1], RECORD_SERIES);
 	if (threaded)
 		pthread_join(thread, NULL);
 	/* The failure that stopped the other answer is the one to tell. */
@@ -285,33 +286,34 @@ int source_each_studies_series(struct source *src, const struct tcia_filter *f, 
 /* Takes a series record's strings into a list. */
 static int source_collect(void *arg, void *rec)
 {
-	struct tcia_series_list *l = arg;
-	struct tcia_series *grown = realloc(l->v, (l->count + 1) * sizeof(*grown));
+	struct record_series_list *l = arg;
+	struct record_series *grown = realloc(l->v, (l->count + 1) * sizeof(*grown));
 
 	if (!grown)
 		return -ENOMEM;
 	l->v = grown;
-	l->v[l->count++] = *(struct tcia_series *)rec;
-	memset(rec, 0, sizeof(struct tcia_series));
+	l->v[l->count++] = *(struct record_series *)rec;
+	memset(rec, 0, sizeof(struct record_series));
 	return 0;
 }
 
-int source_get_series(struct source *src, const struct tcia_filter *f, struct tcia_series_list *out)
+int source_get_series(struct source *src, const struct record_filter *f,
+		      struct record_series_list *out)
 {
 	int rc;
 
 	if (src->kind == SOURCE_NBIA)
 		return tcia_get_series(src->tcia, f, out);
 	memset(out, 0, sizeof(*out));
-	rc = source_each(src, TCIA_SERIES, f, source_collect, NULL, out);
+	rc = source_each(src, RECORD_SERIES, f, source_collect, NULL, out);
 	if (rc < 0)
-		tcia_series_list_clear(out);
+		record_series_list_clear(out);
 	return rc;
 }
 
 int source_series_extra(struct source *src, const char *uid, char **raw)
 {
-	struct tcia_series_size size;
+	struct record_series_size size;
 	int rc;
 
 	*raw = NULL;
@@ -323,13 +325,13 @@ int source_series_extra(struct source *src, const char *uid, char **raw)
 		return rc;
 	*raw = size.raw;
 	size.raw = NULL;
-	tcia_series_size_clear(&size);
+	record_series_size_clear(&size);
 	return 0;
 }
 
 int source_series_bytes(struct source *src, const char *uid, int64_t *bytes)
 {
-	struct tcia_series_size size;
+	struct record_series_size size;
 	int rc;
 
 	*bytes = -1;
@@ -339,7 +341,7 @@ int source_series_bytes(struct source *src, const char *uid, int64_t *bytes)
 	if (rc < 0)
 		return rc;
 	*bytes = size.total_bytes;
-	tcia_series_size_clear(&size);
+	record_series_size_clear(&size);
 	return *bytes > 0 ? 0 : -ENOENT;
 }
 

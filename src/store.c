@@ -25,7 +25,7 @@
 
 #include "fileio.h"
 #include "log.h"
-#include "tcia.h"
+#include "record.h"
 #include "unzip.h"
 
 /* ---- small helpers ------------------------------------------------------------------ */

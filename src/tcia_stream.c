@@ -31,9 +31,9 @@
  * biggest collection, sends (patients ~15 MB, studies ~35 MB, series 167 MB). An
  * endless or gigantic answer stops there with -EFBIG. */
 static const uint64_t tcia_stream_max[] = {
-	(uint64_t)64 << 20,  /* TCIA_PATIENTS */
-	(uint64_t)512 << 20, /* TCIA_STUDIES */
-	(uint64_t)2 << 30,   /* TCIA_SERIES */
+	(uint64_t)64 << 20,  /* RECORD_PATIENTS */
+	(uint64_t)512 << 20, /* RECORD_STUDIES */
+	(uint64_t)2 << 30,   /* RECORD_SERIES */
 };
 
 enum tcia_stream_state {
@@ -46,16 +46,16 @@ enum tcia_stream_state {
 
 /* One element's record, whatever the kind. */
 union tcia_stream_item {
-	struct tcia_patient p;
-	struct tcia_study s;
-	struct tcia_series r;
+	struct record_patient p;
+	struct record_study s;
+	struct record_series r;
 };
 
 struct tcia_stream {
 	enum tcia_stream_state state;
 	tcia_one_fn one_fn;
 	void (*clear_one)(void *item);
-	tcia_each_fn each;
+	record_each_fn each;
 	void *arg;
 	/* Elements are parsed on a helper thread once the answer is long (ahead.c) and
 	 * handed on here in order. */
@@ -317,20 +317,20 @@ void tcia_stream_free(struct tcia_stream *s)
 
 static void tcia_patient_clear_one(void *item)
 {
-	tcia_patient_clear(item);
+	record_patient_clear(item);
 }
 
 static void tcia_study_clear_one(void *item)
 {
-	tcia_study_clear(item);
+	record_study_clear(item);
 }
 
 static void tcia_series_clear_one(void *item)
 {
-	tcia_one_series_clear(item);
+	record_series_clear(item);
 }
 
-int tcia_stream_new(enum tcia_kind kind, tcia_each_fn each, void *arg, struct tcia_stream **out)
+int tcia_stream_new(enum record_kind kind, record_each_fn each, void *arg, struct tcia_stream **out)
 {
 	struct tcia_stream *s = calloc(1, sizeof(*s));
 
@@ -338,15 +338,15 @@ int tcia_stream_new(enum tcia_kind kind, tcia_each_fn each, void *arg, struct tc
 	if (!s)
 		return -ENOMEM;
 	switch (kind) {
-	case TCIA_PATIENTS:
+	case RECORD_PATIENTS:
 		s->one_fn = tcia_one_patient;
 		s->clear_one = tcia_patient_clear_one;
 		break;
-	case TCIA_STUDIES:
+	case RECORD_STUDIES:
 		s->one_fn = tcia_one_study;
 		s->clear_one = tcia_study_clear_one;
 		break;
-	case TCIA_SERIES:
+	case RECORD_SERIES:
 		s->one_fn = tcia_one_series;
 		s->clear_one = tcia_series_clear_one;
 		break;
@@ -363,7 +363,7 @@ int tcia_stream_new(enum tcia_kind kind, tcia_each_fn each, void *arg, struct tc
 	return 0;
 }
 
-uint64_t tcia_stream_limit(enum tcia_kind kind)
+uint64_t tcia_stream_limit(enum record_kind kind)
 {
 	return tcia_stream_max[kind];
 }

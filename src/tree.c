@@ -345,8 +345,8 @@ static int tree_resolve_uid(struct tree *t, const char *uid, const char *name,
 static int tree_resolve_uid_by_request(struct tree *t, const char *uid, const char *name,
 				       const struct store_caller *who, struct tree_node *n)
 {
-	struct tcia_filter f = { .series_uid = uid };
-	struct tcia_series_list l;
+	struct record_filter f = { .series_uid = uid };
+	struct record_series_list l;
 	struct catalog_series ser;
 	struct tree_colls *cs = NULL;
 	char path[PATH_MAX];
@@ -379,7 +379,7 @@ static int tree_resolve_uid_by_request(struct tree *t, const char *uid, const ch
 out_put:
 	tree_snap_put(t, cs ? &cs->hdr : NULL);
 out_clear:
-	tcia_series_list_clear(&l);
+	record_series_list_clear(&l);
 	return rc;
 }
 

@@ -105,7 +105,7 @@ static int tree_render_raw(const char *raw, json_t *extra, char **out, size_t *l
 	return rc;
 }
 
-static json_t *tree_values_array(const struct tcia_values *v)
+static json_t *tree_values_array(const struct record_values *v)
 {
 	json_t *a = json_array();
 	size_t i;

@@ -16,7 +16,7 @@
 
 #include "catalog.h"
 #include "source.h"
-#include "tcia.h"
+#include "record.h"
 #include "tree.h"
 #include "view.h"
 
@@ -63,7 +63,7 @@ struct tree_colls {
 
 struct tree_vals {
 	struct tree_snap hdr;
-	struct tcia_values mods, parts, manus;
+	struct record_values mods, parts, manus;
 };
 
 /* A manifest given at mount (-o manifest=FILE), shown as /manifests/<name>/. */

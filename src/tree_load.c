@@ -377,7 +377,7 @@ static char *tree_patient_name(const char *pid)
 static int tree_sink_patient(void *arg, void *rec)
 {
 	struct tree_sink *k = arg;
-	struct tcia_patient *p = rec;
+	struct record_patient *p = rec;
 	struct catalog_patient r = { (char *)k->coll, p->patient_id,
 				     tree_patient_name(p->patient_id), p->raw };
 	int rc = r.name ? catalog_add_patient(k->l, &r) : -ENOMEM;
@@ -392,7 +392,7 @@ static int tree_sink_patient(void *arg, void *rec)
 static int tree_sink_study(void *arg, void *rec)
 {
 	struct tree_sink *k = arg;
-	struct tcia_study *s = rec;
+	struct record_study *s = rec;
 	struct catalog_patient p = { (char *)k->coll, s->patient_id, NULL, NULL };
 	struct catalog_study r = {
 		(char *)k->coll, s->patient_id, s->study_uid, NULL, NULL, s->raw, -1
@@ -423,7 +423,7 @@ static int tree_sink_study(void *arg, void *rec)
 static int tree_sink_series(void *arg, void *rec)
 {
 	struct tree_sink *k = arg;
-	struct tcia_series *s = rec;
+	struct record_series *s = rec;
 	struct catalog_series r = {
 		(char *)k->coll,
 		s->patient_id,
@@ -462,7 +462,7 @@ static int tree_sink_series(void *arg, void *rec)
 
 static int tree_load_patients(struct tree *t, const char *coll, const char *pid)
 {
-	struct tcia_filter f = { .collection = coll };
+	struct record_filter f = { .collection = coll };
 	struct tree_sink k = { t, NULL, coll, NULL, 0 };
 	int rc;
 
@@ -470,7 +470,7 @@ static int tree_load_patients(struct tree *t, const char *coll, const char *pid)
 	rc = catalog_load_begin(t->cat, CATALOG_PATIENTS, coll, NULL, &k.l);
 	if (rc < 0)
 		return rc;
-	rc = source_each(t->src, TCIA_PATIENTS, &f, tree_sink_patient, tree_sink_restart, &k);
+	rc = source_each(t->src, RECORD_PATIENTS, &f, tree_sink_patient, tree_sink_restart, &k);
 	if (rc < 0) {
 		catalog_load_abort(k.l);
 		return rc;
@@ -493,7 +493,7 @@ static void tree_check_release(struct tree *t, const char *coll)
 /* A collection's studies and series (bulk, pid NULL) or one patient's (targeted). */
 static int tree_load_studies_series(struct tree *t, const char *coll, const char *pid)
 {
-	struct tcia_filter f = { .collection = coll, .patient_id = pid };
+	struct record_filter f = { .collection = coll, .patient_id = pid };
 	struct tree_sink k = { t, NULL, coll, pid, 0 };
 	int64_t t0 = tree_mono_ms(), t1, t2;
 	int rc;
@@ -841,9 +841,9 @@ static void tree_vals_destroy(struct tree_snap *s)
 {
 	struct tree_vals *v = (struct tree_vals *)s;
 
-	tcia_values_clear(&v->mods);
-	tcia_values_clear(&v->parts);
-	tcia_values_clear(&v->manus);
+	record_values_clear(&v->mods);
+	record_values_clear(&v->parts);
+	record_values_clear(&v->manus);
 	free(v);
 }
 
@@ -852,7 +852,7 @@ struct tree_vals_job {
 	struct tree *t;
 	const char *coll;
 	unsigned facet;
-	struct tcia_values *out;
+	struct record_values *out;
 	int rc;
 	char *why; /* a failure's reason, taken from its thread */
 };

@@ -166,7 +166,7 @@ static int tree_facet_extra(struct tree *t, struct tree_coll *c, const struct tr
 			    unsigned k, char ***out, size_t *count)
 {
 	struct tree_vals *v = NULL;
-	const struct tcia_values *list;
+	const struct record_values *list;
 	size_t i, j, n = 0;
 	char **names;
 	int rc;
@@ -400,8 +400,8 @@ static bool tree_probed_has(const struct tree_probed *p, const char *coll)
 static int tree_man_locate(struct tree *t, struct tree_probed *probed, const char *uid,
 			   struct catalog_series *out)
 {
-	struct tcia_filter f = { .series_uid = uid };
-	struct tcia_series_list l;
+	struct record_filter f = { .series_uid = uid };
+	struct record_series_list l;
 	char **grown;
 	int rc;
 
@@ -432,7 +432,7 @@ static int tree_man_locate(struct tree *t, struct tree_probed *probed, const cha
 		if (rc == 0 && catalog_series_by_uid(t->cat, uid, out) < 0)
 			catalog_series_clear(out);
 	}
-	tcia_series_list_clear(&l);
+	record_series_list_clear(&l);
 	return rc;
 }
 

@@ -16,12 +16,12 @@
 #include <jansson.h>
 
 #include "idc.h"
-#include "tcia.h"
+#include "record.h"
 #include "../../src/idc_int.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static int on_row(void *arg, struct tcia_series *s, const char *bucket, const char *uuid)
+static int on_row(void *arg, struct record_series *s, const char *bucket, const char *uuid)
 {
 	json_t *raw;
 
@@ -59,7 +59,7 @@ static bool same(const char *a, const char *b)
 
 static void one_row(const char *text, size_t size)
 {
-	struct tcia_series p, j;
+	struct record_series p, j;
 	char *pb, *pu, *jb, *ju;
 	int rp = idc_series_row(text, size, true, &p, &pb, &pu);
 	int rj = idc_series_row(text, size, false, &j, &jb, &ju);
@@ -76,8 +76,8 @@ static void one_row(const char *text, size_t size)
 	     !same(p.raw, j.raw) || p.image_count != j.image_count || p.file_size != j.file_size ||
 	     !same(pb, jb) || !same(pu, ju)))
 		abort();
-	tcia_one_series_clear(&p);
-	tcia_one_series_clear(&j);
+	record_series_clear(&p);
+	record_series_clear(&j);
 	free(pb);
 	free(pu);
 	free(jb);

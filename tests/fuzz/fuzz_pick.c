@@ -20,7 +20,7 @@ static void same_text(const char *a, const char *b)
 		abort();
 }
 
-static void same_series(const struct tcia_series *a, const struct tcia_series *b)
+static void same_series(const struct record_series *a, const struct record_series *b)
 {
 	same_text(a->series_uid, b->series_uid);
 	same_text(a->study_uid, b->study_uid);
@@ -41,7 +41,7 @@ static void same_series(const struct tcia_series *a, const struct tcia_series *b
 		abort();
 }
 
-static void same_study(const struct tcia_study *a, const struct tcia_study *b)
+static void same_study(const struct record_study *a, const struct record_study *b)
 {
 	same_text(a->study_uid, b->study_uid);
 	same_text(a->patient_id, b->patient_id);
@@ -53,7 +53,7 @@ static void same_study(const struct tcia_study *a, const struct tcia_study *b)
 		abort();
 }
 
-static void same_patient(const struct tcia_patient *a, const struct tcia_patient *b)
+static void same_patient(const struct record_patient *a, const struct record_patient *b)
 {
 	same_text(a->patient_id, b->patient_id);
 	same_text(a->collection, b->collection);
@@ -64,9 +64,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	const char *text = (const char *)data;
 	struct tcia_as_sent as = { text, size };
-	struct tcia_series se[2] = { 0 };
-	struct tcia_study st[2] = { 0 };
-	struct tcia_patient pa[2] = { 0 };
+	struct record_series se[2] = { 0 };
+	struct record_study st[2] = { 0 };
+	struct record_patient pa[2] = { 0 };
 	struct jsonpick *p;
 	json_t *obj;
 	int rc;
@@ -90,9 +90,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	same_study(&st[0], &st[1]);
 	same_patient(&pa[0], &pa[1]);
 	for (rc = 0; rc < 2; rc++) {
-		tcia_one_series_clear(&se[rc]);
-		tcia_study_clear(&st[rc]);
-		tcia_patient_clear(&pa[rc]);
+		record_series_clear(&se[rc]);
+		record_study_clear(&st[rc]);
+		record_patient_clear(&pa[rc]);
 	}
 	json_decref(obj);
 out_picked:

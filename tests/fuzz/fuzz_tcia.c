@@ -5,27 +5,28 @@
 #include <stdint.h>
 
 #include "tcia.h"
+#include "../../src/tcia_int.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	const char *body = (const char *)data;
-	struct tcia_series_list se;
-	struct tcia_patients pa;
-	struct tcia_studies st;
-	struct tcia_values va;
-	struct tcia_sizes sz;
+	struct record_series_list se;
+	struct record_patients pa;
+	struct record_studies st;
+	struct record_values va;
+	struct record_sizes sz;
 
 	if (tcia_parse_series(body, size, &se) == 0)
-		tcia_series_list_clear(&se);
+		record_series_list_clear(&se);
 	if (tcia_parse_patients(body, size, &pa) == 0)
-		tcia_patients_clear(&pa);
+		record_patients_clear(&pa);
 	if (tcia_parse_studies(body, size, &st) == 0)
-		tcia_studies_clear(&st);
+		record_studies_clear(&st);
 	if (tcia_parse_values(body, size, "Collection", &va) == 0)
-		tcia_values_clear(&va);
+		record_values_clear(&va);
 	if (tcia_parse_sizes(body, size, &sz) == 0)
-		tcia_sizes_clear(&sz);
+		record_sizes_clear(&sz);
 	return 0;
 }

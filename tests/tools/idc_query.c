@@ -32,7 +32,7 @@ static const char *arg(int argc, char **argv, const char *name)
 	return NULL;
 }
 
-static int on_series(void *arg, struct tcia_series *s, const char *bucket, const char *uuid)
+static int on_series(void *arg, struct record_series *s, const char *bucket, const char *uuid)
 {
 	json_t *rows = arg;
 	json_t *raw = json_loads(s->raw, 0, NULL);
@@ -49,7 +49,7 @@ static int on_series(void *arg, struct tcia_series *s, const char *bucket, const
 
 struct records {
 	json_t *rows;
-	enum tcia_kind kind;
+	enum record_kind kind;
 };
 
 /* A patient's or a study's record, with its raw (the seed's names, the row as sent). */
@@ -57,14 +57,14 @@ static int on_record(void *arg, void *record)
 {
 	struct records *r = arg;
 
-	if (r->kind == TCIA_PATIENTS) {
-		struct tcia_patient *p = record;
+	if (r->kind == RECORD_PATIENTS) {
+		struct record_patient *p = record;
 
 		json_array_append_new(r->rows, json_pack("{s:s,s:s,s:o}", "patient_id",
 							 p->patient_id, "collection", p->collection,
 							 "raw", json_loads(p->raw, 0, NULL)));
 	} else {
-		struct tcia_study *st = record;
+		struct record_study *st = record;
 
 		json_array_append_new(r->rows,
 				      json_pack("{s:s,s:s,s:s,s:s?,s:s?,s:I,s:o}", "study_uid",
@@ -115,7 +115,8 @@ static int run(struct idc *t, const char *what, int argc, char **argv, json_t **
 				       .patient_id = arg(argc, argv, "patient"),
 				       .limit = limit ? (unsigned)atoi(limit) : 0 };
 
-		struct records r = { json_array(), what[0] == 'p' ? TCIA_PATIENTS : TCIA_STUDIES };
+		struct records r = { json_array(),
+				     what[0] == 'p' ? RECORD_PATIENTS : RECORD_STUDIES };
 
 		*out = r.rows;
 		rc = idc_each(t, r.kind, &q, on_record, &r);

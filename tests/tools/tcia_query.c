@@ -54,7 +54,7 @@ static json_t *raw_json(const char *raw)
 	return v ? v : json_string("<unparseable raw>");
 }
 
-static json_t *values_json(const struct tcia_values *l)
+static json_t *values_json(const struct record_values *l)
 {
 	json_t *a = json_array();
 	size_t i;
@@ -65,7 +65,7 @@ static json_t *values_json(const struct tcia_values *l)
 	return a;
 }
 
-static json_t *patients_json(const struct tcia_patients *l)
+static json_t *patients_json(const struct record_patients *l)
 {
 	json_t *a = json_array();
 	size_t i;
@@ -78,13 +78,13 @@ static json_t *patients_json(const struct tcia_patients *l)
 	return a;
 }
 
-static json_t *studies_json(const struct tcia_studies *l)
+static json_t *studies_json(const struct record_studies *l)
 {
 	json_t *a = json_array();
 	size_t i;
 
 	for (i = 0; i < l->count; i++) {
-		const struct tcia_study *s = &l->v[i];
+		const struct record_study *s = &l->v[i];
 
 		json_array_append_new(
 			a, json_pack("{s:o,s:o,s:o,s:o,s:o,s:I,s:o}", "study_uid",
@@ -97,13 +97,13 @@ static json_t *studies_json(const struct tcia_studies *l)
 	return a;
 }
 
-static json_t *series_json(const struct tcia_series_list *l)
+static json_t *series_json(const struct record_series_list *l)
 {
 	json_t *a = json_array();
 	size_t i;
 
 	for (i = 0; i < l->count; i++) {
-		const struct tcia_series *s = &l->v[i];
+		const struct record_series *s = &l->v[i];
 		json_t *o = json_object();
 
 		json_object_set_new(o, "series_uid", str_or_null(s->series_uid));
@@ -123,7 +123,7 @@ static json_t *series_json(const struct tcia_series_list *l)
 	return a;
 }
 
-static void filter_from_args(const struct query *q, struct tcia_filter *f)
+static void filter_from_args(const struct query *q, struct record_filter *f)
 {
 	f->collection = arg(q, "Collection");
 	f->patient_id = arg(q, "PatientID");
@@ -178,14 +178,14 @@ static int download(struct query *q, bool single)
 
 static int run_query(struct query *q)
 {
-	struct tcia_filter f = { 0 };
+	struct record_filter f = { 0 };
 	const char *ep = q->endpoint;
 	int rc;
 
 	filter_from_args(q, &f);
 	if (!strcmp(ep, "collections") || !strcmp(ep, "modalities") || !strcmp(ep, "bodyparts") ||
 	    !strcmp(ep, "manufacturers") || !strcmp(ep, "sops")) {
-		struct tcia_values l;
+		struct record_values l;
 
 		if (!strcmp(ep, "collections"))
 			rc = tcia_get_collections(q->tcia, &l);
@@ -199,12 +199,12 @@ static int run_query(struct query *q)
 			rc = tcia_get_sop_uids(q->tcia, f.series_uid, &l);
 		if (rc == 0)
 			q->out = values_json(&l);
-		tcia_values_clear(&l);
+		record_values_clear(&l);
 		return rc;
 	}
 	if (!strcmp(ep, "patients") || !strcmp(ep, "newpatients") ||
 	    !strcmp(ep, "patientsbymodality")) {
-		struct tcia_patients l;
+		struct record_patients l;
 
 		if (!strcmp(ep, "patients"))
 			rc = tcia_get_patients(q->tcia, f.collection, &l);
@@ -214,11 +214,11 @@ static int run_query(struct query *q)
 			rc = tcia_get_patients_by_modality(q->tcia, f.collection, f.modality, &l);
 		if (rc == 0)
 			q->out = patients_json(&l);
-		tcia_patients_clear(&l);
+		record_patients_clear(&l);
 		return rc;
 	}
 	if (!strcmp(ep, "studies") || !strcmp(ep, "newstudies")) {
-		struct tcia_studies l;
+		struct record_studies l;
 
 		if (!strcmp(ep, "studies"))
 			rc = tcia_get_studies(q->tcia, &f, &l);
@@ -227,11 +227,11 @@ static int run_query(struct query *q)
 						  arg(q, "fromDate"), &l);
 		if (rc == 0)
 			q->out = studies_json(&l);
-		tcia_studies_clear(&l);
+		record_studies_clear(&l);
 		return rc;
 	}
 	if (!strcmp(ep, "series") || !strcmp(ep, "updated")) {
-		struct tcia_series_list l;
+		struct record_series_list l;
 
 		if (!strcmp(ep, "series"))
 			rc = tcia_get_series(q->tcia, &f, &l);
@@ -239,18 +239,18 @@ static int run_query(struct query *q)
 			rc = tcia_get_updated_series(q->tcia, arg(q, "fromDate"), &l);
 		if (rc == 0)
 			q->out = series_json(&l);
-		tcia_series_list_clear(&l);
+		record_series_list_clear(&l);
 		return rc;
 	}
 	if (!strcmp(ep, "size")) {
-		struct tcia_series_size s;
+		struct record_series_size s;
 
 		rc = tcia_get_series_size(q->tcia, f.series_uid, &s);
 		if (rc == 0)
 			q->out = json_pack("{s:I,s:I,s:o}", "total_bytes",
 					   (json_int_t)s.total_bytes, "object_count",
 					   (json_int_t)s.object_count, "raw", raw_json(s.raw));
-		tcia_series_size_clear(&s);
+		record_series_size_clear(&s);
 		return rc;
 	}
 	if (!strcmp(ep, "image"))

@@ -18,7 +18,7 @@
 #include <sqlite3.h>
 
 #include "idc.h"
-#include "tcia.h"
+#include "record.h"
 #include "../../src/idc_int.h"
 
 static void quote_is(const char *in, const char *want)
@@ -136,12 +136,12 @@ static void test_series_sql_resists_injection(void **state)
 		struct idc_query q = { .collection_id = hostile[i],
 				       .after = { hostile[i], hostile[i], hostile[i] } };
 
-		assert_int_equal(idc_each_sql(TCIA_PATIENTS, &q, &sql), 0);
+		assert_int_equal(idc_each_sql(RECORD_PATIENTS, &q, &sql), 0);
 		n = 0;
 		assert_int_equal(sqlite3_exec(db, sql, count_rows, &n, &err), SQLITE_OK);
 		assert_int_equal(n, 0);
 		free(sql);
-		assert_int_equal(idc_each_sql(TCIA_STUDIES, &q, &sql), 0);
+		assert_int_equal(idc_each_sql(RECORD_STUDIES, &q, &sql), 0);
 		assert_int_equal(sqlite3_exec(db, sql, count_rows, &n, &err), SQLITE_OK);
 		assert_int_equal(n, 0);
 		free(sql);
@@ -149,7 +149,7 @@ static void test_series_sql_resists_injection(void **state)
 	{
 		struct idc_query q = { .collection_id = "c" };
 
-		assert_int_equal(idc_each_sql(TCIA_PATIENTS, &q, &sql), 0);
+		assert_int_equal(idc_each_sql(RECORD_PATIENTS, &q, &sql), 0);
 		n = 0;
 		assert_int_equal(sqlite3_exec(db, sql, count_rows, &n, &err), SQLITE_OK);
 		assert_int_equal(n, 2);
@@ -176,7 +176,7 @@ struct seen {
 	int stop_at; /* 0 = never */
 };
 
-static int on_series(void *arg, struct tcia_series *s, const char *bucket, const char *uuid)
+static int on_series(void *arg, struct record_series *s, const char *bucket, const char *uuid)
 {
 	struct seen *z = arg;
 
@@ -313,7 +313,7 @@ static void test_answer_bad(void **state)
  * broken row still fails the page after the rows before it. */
 static char *long_raw0; /* the first row's record as sent, made on the helper */
 
-static int in_order(void *arg, struct tcia_series *s, const char *bucket, const char *uuid)
+static int in_order(void *arg, struct record_series *s, const char *bucket, const char *uuid)
 {
 	int *next = arg;
 	char want[32];
@@ -397,7 +397,7 @@ static void test_answer_long(void **state)
  * jansson would, and from jansson's object otherwise: both give the same record. */
 static void row_both_ways(const char *row, bool must_pick)
 {
-	struct tcia_series p, j;
+	struct record_series p, j;
 	char *pb, *pu, *jb, *ju;
 	int rp = idc_series_row(row, strlen(row), true, &p, &pb, &pu);
 	int rj = idc_series_row(row, strlen(row), false, &j, &jb, &ju);
@@ -417,8 +417,8 @@ static void row_both_ways(const char *row, bool must_pick)
 		assert_string_equal(pu, ju);
 		assert_true((p.body_part == NULL) == (j.body_part == NULL));
 	}
-	tcia_one_series_clear(&p);
-	tcia_one_series_clear(&j);
+	record_series_clear(&p);
+	record_series_clear(&j);
 	free(pb);
 	free(pu);
 	free(jb);

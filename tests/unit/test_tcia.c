@@ -18,6 +18,7 @@
 
 #include "log.h"
 #include "tcia.h"
+#include "../../src/tcia_int.h"
 
 /* ---- allocation failure injection ----------------------------------------------------
  * The test binary is linked with -Wl,--wrap for these, so tcia.c's own allocations go
@@ -114,14 +115,14 @@ static void assert_raw_is_element(const char *raw, const char *body, size_t len,
 	json_decref(mine);
 }
 
-static int parse(const char *body, const char *key, struct tcia_values *v)
+static int parse(const char *body, const char *key, struct record_values *v)
 {
 	return tcia_parse_values(body, strlen(body), key, v);
 }
 
 static void test_collections(void **state)
 {
-	struct tcia_values v;
+	struct record_values v;
 
 	(void)state;
 	assert_int_equal(
@@ -131,7 +132,7 @@ static void test_collections(void **state)
 	assert_int_equal(v.count, 2);
 	assert_string_equal(v.v[0].value, "4D-Lung");
 	assert_string_equal(v.v[1].value, "CT COLONOGRAPHY");
-	tcia_values_clear(&v);
+	record_values_clear(&v);
 	assert_int_equal(v.count, 0);
 }
 
@@ -139,7 +140,7 @@ static void test_collections(void **state)
  * quotes inside strings, and nesting inside elements, must not confuse the split. */
 static void test_element_split(void **state)
 {
-	struct tcia_values v;
+	struct record_values v;
 
 	(void)state;
 	assert_int_equal(parse("[ {\"Collection\":\"a],{\\\"b\", \"x\":[1,{\"y\":[]}]} ,\n"
@@ -149,26 +150,26 @@ static void test_element_split(void **state)
 	assert_int_equal(v.count, 2);
 	assert_string_equal(v.v[0].value, "a],{\"b");
 	assert_string_equal(v.v[1].value, "c\\");
-	tcia_values_clear(&v);
+	record_values_clear(&v);
 }
 
 static void test_no_results(void **state)
 {
 	static const char *const empties[] = { "", "  \r\n", "[]", "null", " [ ] " };
-	struct tcia_values v;
+	struct record_values v;
 	size_t i;
 
 	(void)state;
 	for (i = 0; i < sizeof(empties) / sizeof(empties[0]); i++) {
 		assert_int_equal(parse(empties[i], "Collection", &v), 0);
 		assert_int_equal(v.count, 0);
-		tcia_values_clear(&v);
+		record_values_clear(&v);
 	}
 }
 
 static void test_missing_key_and_types(void **state)
 {
-	struct tcia_values v;
+	struct record_values v;
 
 	(void)state;
 	/* getBodyPartValues: some elements lack the key; a null is skipped; a number is
@@ -182,19 +183,19 @@ static void test_missing_key_and_types(void **state)
 	assert_string_equal(v.v[0].value, "CHEST");
 	assert_string_equal(v.v[1].value, "7");
 	assert_string_equal(v.v[2].value, "2.5");
-	tcia_values_clear(&v);
+	record_values_clear(&v);
 }
 
 static void test_non_ascii(void **state)
 {
-	struct tcia_values v;
+	struct record_values v;
 
 	(void)state;
 	assert_int_equal(parse("[{\"Collection\":\"Odd/Names\\u0007\\u00dc\"}]", "Collection", &v),
 			 0);
 	assert_int_equal(v.count, 1);
 	assert_string_equal(v.v[0].value, "Odd/Names\x07\xc3\x9c");
-	tcia_values_clear(&v);
+	record_values_clear(&v);
 }
 
 static void test_bad_answers(void **state)
@@ -214,7 +215,7 @@ static void test_bad_answers(void **state)
 		"[,{\"Collection\":\"a\"}]",
 		"[{\"Collection\":\"a\"} {\"Collection\":\"b\"}]",
 	};
-	struct tcia_values v;
+	struct record_values v;
 	size_t i;
 
 	(void)state;
@@ -237,7 +238,7 @@ struct seen {
 static int seen_series(void *arg, void *rec)
 {
 	struct seen *s = arg;
-	struct tcia_series *r = rec;
+	struct record_series *r = rec;
 	json_t *obj = json_loads(r->raw, JSON_ALLOW_NUL, NULL);
 	char *raw;
 
@@ -252,8 +253,8 @@ static int seen_series(void *arg, void *rec)
 	return 0;
 }
 
-static int stream_each(enum tcia_kind kind, const char *body, size_t len, size_t piece,
-		       tcia_each_fn each, struct seen *out)
+static int stream_each(enum record_kind kind, const char *body, size_t len, size_t piece,
+		       record_each_fn each, struct seen *out)
 {
 	struct tcia_stream *st;
 	size_t off;
@@ -269,7 +270,7 @@ static int stream_each(enum tcia_kind kind, const char *body, size_t len, size_t
 	return rc;
 }
 
-static int stream_in_pieces(enum tcia_kind kind, const char *body, size_t len, size_t piece,
+static int stream_in_pieces(enum record_kind kind, const char *body, size_t len, size_t piece,
 			    struct seen *out)
 {
 	return stream_each(kind, body, len, piece, seen_series, out);
@@ -288,7 +289,7 @@ static void test_stream(void **state)
 		"[{\"SeriesInstanceUID\":\"1]",
 		"[,{\"SeriesInstanceUID\":\"1\"}]",
 	};
-	struct tcia_series_list l;
+	struct record_series_list l;
 	struct seen whole, part;
 	size_t len, i, piece;
 	char *body = fixture("series-quirks.json", &len);
@@ -298,25 +299,25 @@ static void test_stream(void **state)
 	memset(&whole, 0, sizeof(whole));
 	for (i = 0; i < l.count; i++)
 		seen_series(&whole, &l.v[i]);
-	tcia_series_list_clear(&l);
+	record_series_list_clear(&l);
 	assert_true(whole.n > 1);
 	for (piece = 1; piece <= len; piece += piece < 64 ? 1 : 97) {
-		assert_int_equal(stream_in_pieces(TCIA_SERIES, body, len, piece, &part), 0);
+		assert_int_equal(stream_in_pieces(RECORD_SERIES, body, len, piece, &part), 0);
 		assert_int_equal(part.n, whole.n);
 		assert_string_equal(part.text, whole.text);
 	}
 	free(body);
 	/* No results: empty, blank, null, []. */
-	assert_int_equal(stream_in_pieces(TCIA_SERIES, "", 0, 1, &part), 0);
-	assert_int_equal(stream_in_pieces(TCIA_SERIES, " \n", 2, 1, &part), 0);
-	assert_int_equal(stream_in_pieces(TCIA_SERIES, "null", 4, 1, &part), 0);
-	assert_int_equal(stream_in_pieces(TCIA_SERIES, "[ ]", 3, 1, &part), 0);
+	assert_int_equal(stream_in_pieces(RECORD_SERIES, "", 0, 1, &part), 0);
+	assert_int_equal(stream_in_pieces(RECORD_SERIES, " \n", 2, 1, &part), 0);
+	assert_int_equal(stream_in_pieces(RECORD_SERIES, "null", 4, 1, &part), 0);
+	assert_int_equal(stream_in_pieces(RECORD_SERIES, "[ ]", 3, 1, &part), 0);
 	assert_int_equal(part.n, 0);
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		for (piece = 1; piece <= 7; piece += 3)
-			assert_int_equal(
-				stream_in_pieces(TCIA_SERIES, bad[i], strlen(bad[i]), piece, &part),
-				-EBADMSG);
+			assert_int_equal(stream_in_pieces(RECORD_SERIES, bad[i], strlen(bad[i]),
+							  piece, &part),
+					 -EBADMSG);
 	}
 }
 
@@ -326,7 +327,7 @@ static void test_stream(void **state)
 static int count_in_order(void *arg, void *rec)
 {
 	long *next = arg;
-	struct tcia_series *r = rec;
+	struct record_series *r = rec;
 	char want[32];
 
 	snprintf(want, sizeof(want), "1.%ld", *next);
@@ -373,7 +374,7 @@ static void test_long_stream(void **state)
 	(void)state;
 	body = long_series_list(5000, -1);
 	log_clear_reason();
-	assert_int_equal(tcia_stream_new(TCIA_SERIES, count_in_order, &next, &st), 0);
+	assert_int_equal(tcia_stream_new(RECORD_SERIES, count_in_order, &next, &st), 0);
 	assert_int_equal(tcia_stream_feed(st, body, strlen(body)), 0);
 	assert_int_equal(tcia_stream_end(st), 0);
 	assert_int_equal(next, 5000);
@@ -394,7 +395,7 @@ static void test_long_stream(void **state)
 	body = long_series_list(5000, 4000);
 	next = 0;
 	log_clear_reason();
-	assert_int_equal(tcia_stream_new(TCIA_SERIES, count_in_order, &next, &st), 0);
+	assert_int_equal(tcia_stream_new(RECORD_SERIES, count_in_order, &next, &st), 0);
 	rc = tcia_stream_feed(st, body, strlen(body));
 	assert_int_equal(rc ? rc : tcia_stream_end(st), -EBADMSG);
 	assert_int_equal(next, 4000);
@@ -407,7 +408,7 @@ static void test_long_stream(void **state)
 static int every_field(void *arg, void *rec)
 {
 	struct seen *s = arg;
-	struct tcia_series *r = rec;
+	struct record_series *r = rec;
 	const char *const f[] = { r->series_uid,   r->study_uid,     r->patient_id,
 				  r->collection,   r->modality,      r->body_part,
 				  r->manufacturer, r->description,   r->number,
@@ -489,7 +490,7 @@ static void test_stream_reads_members_as_jansson_does(void **state)
 		"{\"SeriesInstanceUID\":\"1\",\"x\":{\"y\":1,\"y\":2}}",
 		"{\"SeriesInstanceUID\":\"1\",\"x\":01}",
 	};
-	struct tcia_series_list l;
+	struct record_series_list l;
 	struct seen whole, part;
 	size_t i, j, n;
 	char *body;
@@ -502,8 +503,8 @@ static void test_stream_reads_members_as_jansson_does(void **state)
 			memset(&whole, 0, sizeof(whole));
 			for (j = 0; j < l.count && j < 3; j++)
 				every_field(&whole, &l.v[j]);
-			tcia_series_list_clear(&l);
-			assert_int_equal(stream_each(TCIA_SERIES, body, strlen(body), 4096,
+			record_series_list_clear(&l);
+			assert_int_equal(stream_each(RECORD_SERIES, body, strlen(body), 4096,
 						     every_field, &part),
 					 0);
 			/* The first three records of each (the buffer holds no more). */
@@ -515,7 +516,7 @@ static void test_stream_reads_members_as_jansson_does(void **state)
 			body = repeated(same[0], n - 1, refused[i]);
 			assert_int_equal(tcia_parse_series(body, strlen(body), &l), -EBADMSG);
 			assert_int_equal(
-				stream_in_pieces(TCIA_SERIES, body, strlen(body), 4096, &part),
+				stream_in_pieces(RECORD_SERIES, body, strlen(body), 4096, &part),
 				-EBADMSG);
 			free(body);
 		}
@@ -524,8 +525,8 @@ static void test_stream_reads_members_as_jansson_does(void **state)
 
 static void test_series_sample(void **state)
 {
-	struct tcia_series_list l;
-	struct tcia_series *r;
+	struct record_series_list l;
+	struct record_series *r;
 	size_t len;
 	char *body = fixture("series-sample.json", &len);
 
@@ -547,13 +548,13 @@ static void test_series_sample(void **state)
 	assert_int_equal(r->image_count, 48);
 	assert_int_equal(r->file_size, 25273786);
 	assert_raw_is_element(r->raw, body, len, 0);
-	tcia_series_list_clear(&l);
+	record_series_list_clear(&l);
 	free(body);
 }
 
 static void test_series_quirks(void **state)
 {
-	struct tcia_series_list l;
+	struct record_series_list l;
 	size_t len;
 	char *body = fixture("series-quirks.json", &len);
 
@@ -579,13 +580,13 @@ static void test_series_quirks(void **state)
 	assert_string_equal(l.v[3].series_uid, "12345"); /* a number where text is due */
 	assert_int_equal(l.v[3].file_size, -1);          /* true */
 	assert_int_equal(l.v[3].image_count, -1);        /* [1] */
-	tcia_series_list_clear(&l);
+	record_series_list_clear(&l);
 	free(body);
 }
 
 static void test_patients(void **state)
 {
-	struct tcia_patients l;
+	struct record_patients l;
 	size_t len;
 	char *body = fixture("patients.json", &len);
 
@@ -598,13 +599,13 @@ static void test_patients(void **state)
 	assert_string_equal(l.v[2].patient_id, "BOTH");   /* PatientId wins */
 	assert_raw_is_element(l.v[0].raw, body, len, 0);
 	assert_raw_is_element(l.v[2].raw, body, len, 3);
-	tcia_patients_clear(&l);
+	record_patients_clear(&l);
 	free(body);
 }
 
 static void test_studies(void **state)
 {
-	struct tcia_studies l;
+	struct record_studies l;
 	size_t len;
 	char *body = fixture("studies.json", &len);
 
@@ -618,13 +619,13 @@ static void test_studies(void **state)
 	assert_int_equal(l.v[1].series_count, 5); /* "5" */
 	assert_null(l.v[1].description);
 	assert_raw_is_element(l.v[0].raw, body, len, 0);
-	tcia_studies_clear(&l);
+	record_studies_clear(&l);
 	free(body);
 }
 
 static void test_sizes(void **state)
 {
-	struct tcia_sizes l;
+	struct record_sizes l;
 	size_t len;
 	char *body = fixture("size.json", &len);
 
@@ -634,7 +635,7 @@ static void test_sizes(void **state)
 	assert_int_equal(l.v[0].total_bytes, 25273786);
 	assert_int_equal(l.v[0].object_count, 48);
 	assert_string_equal(l.v[0].raw, "{\"TotalSizeInBytes\":\"25273786.0\",\"ObjectCount\":48}");
-	tcia_sizes_clear(&l);
+	record_sizes_clear(&l);
 	free(body);
 	body = fixture("size-quirks.json", &len);
 	assert_int_equal(tcia_parse_sizes(body, len, &l), 0);
@@ -644,13 +645,13 @@ static void test_sizes(void **state)
 	assert_int_equal(l.v[1].total_bytes, -1);
 	assert_int_equal(l.v[1].object_count, -1);
 	assert_int_equal(l.v[2].total_bytes, -1);
-	tcia_sizes_clear(&l);
+	record_sizes_clear(&l);
 	free(body);
 }
 
 static void test_body_parts_fixture(void **state)
 {
-	struct tcia_values l;
+	struct record_values l;
 	size_t len;
 	char *body = fixture("body-parts.json", &len);
 
@@ -659,7 +660,7 @@ static void test_body_parts_fixture(void **state)
 	assert_int_equal(l.count, 2);
 	assert_string_equal(l.v[1].value, "EXTREMITY");
 	assert_string_equal(l.v[1].raw, "{\"BodyPartExamined\":\"EXTREMITY\"}");
-	tcia_values_clear(&l);
+	record_values_clear(&l);
 	free(body);
 }
 
@@ -728,12 +729,12 @@ static int parse_bodyparts_any(const char *b, size_t n, void *out)
 static void test_allocation_failures(void **state)
 {
 	(void)state;
-	alloc_loop("series-sample.json", parse_series_any, (clear_fn)tcia_series_list_clear);
-	alloc_loop("series-quirks.json", parse_series_any, (clear_fn)tcia_series_list_clear);
-	alloc_loop("patients.json", parse_patients_any, (clear_fn)tcia_patients_clear);
-	alloc_loop("studies.json", parse_studies_any, (clear_fn)tcia_studies_clear);
-	alloc_loop("size-quirks.json", parse_sizes_any, (clear_fn)tcia_sizes_clear);
-	alloc_loop("body-parts.json", parse_bodyparts_any, (clear_fn)tcia_values_clear);
+	alloc_loop("series-sample.json", parse_series_any, (clear_fn)record_series_list_clear);
+	alloc_loop("series-quirks.json", parse_series_any, (clear_fn)record_series_list_clear);
+	alloc_loop("patients.json", parse_patients_any, (clear_fn)record_patients_clear);
+	alloc_loop("studies.json", parse_studies_any, (clear_fn)record_studies_clear);
+	alloc_loop("size-quirks.json", parse_sizes_any, (clear_fn)record_sizes_clear);
+	alloc_loop("body-parts.json", parse_bodyparts_any, (clear_fn)record_values_clear);
 }
 
 int main(void)
