@@ -15,6 +15,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "caller.h"
+
 struct store;
 struct store_series;
 struct store_part;
@@ -52,17 +54,6 @@ struct store_expect {
 	const char *where;
 };
 
-/* Who is asking: the walk guard counts fetches per process, and a waiting caller can be
- * interrupted (interrupted() is polled while waiting; NULL = never). */
-struct store_caller {
-	pid_t pid;
-	bool (*interrupted)(void *arg);
-	void *arg;
-	/* The caller will need the series' files (a listing, a file's lookup): a download
-	 * may start before the metadata is at hand (see store_prefetch). */
-	bool wants_files;
-};
-
 /* Makes the folders and removes what dead processes left in tmp/. src is borrowed.
  * Returns 0 or -errno (logged). A source that serves files one by one (IDC) has a
  * series "fetched" when its files are listed (names and exact sizes, nothing
@@ -87,7 +78,7 @@ void store_free(struct store *s);
  * (the download carries on), -EAGAIN when the walk guard held the fetch back, -EIO when
  * offline and absent, or the fetch's own error (logged once). */
 int store_get(struct store *s, const char *uid, const struct store_expect *exp,
-	      const struct store_caller *who, struct store_series **out);
+	      const struct caller *who, struct store_series **out);
 
 /* Starts fetching uid at once, before its metadata is known (an open by UID: the
  * download and the metadata requests then run side by side). The series is committed
@@ -95,7 +86,7 @@ int store_get(struct store *s, const char *uid, const struct store_expect *exp,
  * store_abandon (or no metadata within STORE_EXPECT_WAIT seconds) discards it. Does
  * nothing when the series is stored or being fetched. Returns 0, -EAGAIN (walk guard),
  * -EIO (offline) or -ENOMEM. */
-int store_prefetch(struct store *s, const char *uid, const struct store_caller *who);
+int store_prefetch(struct store *s, const char *uid, const struct caller *who);
 
 /* The metadata for a store_prefetch of uid, once known. */
 void store_expect(struct store *s, const char *uid, const struct store_expect *exp);
@@ -125,7 +116,7 @@ long store_series_find(const struct store_series *ss, const char *name);
  * range_min, from a source of single files) is not: *part is set, fd is its sparse
  * cache file, and each read goes through store_part_need first. who may be NULL.
  * Returns 0 with *fd, or -errno. */
-int store_open(struct store *s, struct store_series *ss, size_t i, const struct store_caller *who,
+int store_open(struct store *s, struct store_series *ss, size_t i, const struct caller *who,
 	       int *fd, struct store_part **part);
 /* Makes bytes off..off+len of a big file readable from its fd: the blocks they fall in
  * are fetched (Range GETs, one flight per block across every process sharing the
@@ -133,7 +124,7 @@ int store_open(struct store *s, struct store_series *ss, size_t i, const struct 
  * -errno: -EIO offline for a block not held, -EINTR when the caller was interrupted,
  * or the fetch's own error (logged). */
 int store_part_need(struct store *s, struct store_part *p, uint64_t off, uint64_t len,
-		    const struct store_caller *who);
+		    const struct caller *who);
 void store_close(struct store *s, struct store_series *ss, int fd, struct store_part *part);
 
 /* The store's state as a JSON object (fetches in flight with bytes done/expected, queued

@@ -23,9 +23,10 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
-#include "store.h"
+#include "caller.h"
 
 struct source;
+struct store;
 struct tree;
 struct tree_file;
 struct failures;
@@ -71,7 +72,7 @@ unsigned tree_generation(struct tree *tree);
 /* Fills *st for path ("/" or "/a/b"). A name inside a series folder fetches the series
  * (who is asked about: the walk guard, interruption; NULL = nobody in particular).
  * Returns 0, -ENOENT, or -errno from the API or the store. */
-int tree_stat(struct tree *tree, const char *path, const struct store_caller *who, struct stat *st);
+int tree_stat(struct tree *tree, const char *path, const struct caller *who, struct stat *st);
 
 /* Called once per entry of a listing, "." and ".." excluded. complete is false when the
  * entry's attributes would cost a request: then only st's file type is meaningful and
@@ -80,12 +81,12 @@ typedef int (*tree_fill_fn)(void *ctx, const char *name, const struct stat *st, 
 
 /* Lists a directory in sorted order; listing a series folder fetches the series. Returns
  * 0, -ENOTDIR, -ENOENT, or -errno. */
-int tree_list(struct tree *tree, const char *path, const struct store_caller *who,
-	      tree_fill_fn fill, void *ctx);
+int tree_list(struct tree *tree, const char *path, const struct caller *who, tree_fill_fn fill,
+	      void *ctx);
 
 /* Opening a folder: 0, or -errno for a by-UID folder (/.tciafs/series/<UID>) whose UID
  * the archive does not know (its download starts here, while it is looked up). */
-int tree_opendir(struct tree *tree, const char *path, const struct store_caller *who);
+int tree_opendir(struct tree *tree, const char *path, const struct caller *who);
 
 /* Whether the kernel may keep a folder's listing, and until when: for folders whose
  * listing comes from one load of the catalog (the root, collections, patients,
@@ -97,7 +98,7 @@ int tree_listing_stamp(struct tree *tree, const char *path, uint64_t *stamp);
 /* Opens a file for reading: generated files are rendered once, here; DICOM files are
  * opened in the store. Returns 0 with *out (release with tree_close), -EROFS for any
  * write access, -EISDIR, or -errno. */
-int tree_open(struct tree *tree, const char *path, int flags, const struct store_caller *who,
+int tree_open(struct tree *tree, const char *path, int flags, const struct caller *who,
 	      struct tree_file **out);
 
 /* The target of a symbolic link (a facet's or a manifest's entry), relative to its
@@ -122,7 +123,7 @@ bool tree_file_partial(const struct tree_file *f);
 
 /* Makes size bytes at off of a partial file readable from its fd (fetching what is not
  * held, and what a sequential reader will want next). 0, or -errno. */
-int tree_need(struct tree_file *f, off_t off, size_t size, const struct store_caller *who);
+int tree_need(struct tree_file *f, off_t off, size_t size, const struct caller *who);
 
 /* How many opens found their series folder kept from an earlier open (no catalog). */
 unsigned long tree_placed_opens(struct tree *t);

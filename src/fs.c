@@ -106,11 +106,12 @@ static bool fs_interrupted(void *arg)
 }
 
 /* Who is calling: the walk guard counts per process; a wait can be interrupted. */
-static struct store_caller fs_caller(fuse_req_t req)
+static struct caller fs_caller(fuse_req_t req)
 {
-	struct store_caller who = { .pid = fuse_req_ctx(req)->pid,
-				    .interrupted = fs_interrupted,
-				    .arg = req };
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	struct caller who = {
+		.pid = ctx->pid, .uid = ctx->uid, .interrupted = fs_interrupted, .arg = req
+	};
 
 	return who;
 }
@@ -356,7 +357,7 @@ static void fs_entry(struct tciafs *fs, fuse_ino_t ino, const char *name, const 
 static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct tciafs *fs = fs_ctx(req);
-	struct store_caller who = fs_caller(req);
+	struct caller who = fs_caller(req);
 	struct fuse_entry_param e;
 	char path[PATH_MAX];
 	fuse_ino_t ino;
@@ -408,7 +409,7 @@ static void fs_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
 static void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct tciafs *fs = fs_ctx(req);
-	struct store_caller who = fs_caller(req);
+	struct caller who = fs_caller(req);
 	char path[PATH_MAX];
 	struct stat st;
 	int rc;
@@ -636,7 +637,7 @@ void fs_cleanup(struct tciafs *fs)
 static int fs_dir_list(fuse_req_t req, struct fs_dir *d, fuse_ino_t ino)
 {
 	struct tciafs *fs = fs_ctx(req);
-	struct store_caller who = fs_caller(req);
+	struct caller who = fs_caller(req);
 	struct stat dot = { .st_mode = S_IFDIR };
 	char path[PATH_MAX];
 	int rc;
@@ -882,7 +883,7 @@ static void fs_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 static void fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct tciafs *fs = fs_ctx(req);
-	struct store_caller who = fs_caller(req);
+	struct caller who = fs_caller(req);
 	char path[PATH_MAX];
 	struct fs_dir *d;
 	uint64_t stamp;
@@ -947,7 +948,7 @@ static void fs_handle_free(struct tciafs *fs, struct fs_handle *h)
 static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct tciafs *fs = fs_ctx(req);
-	struct store_caller who = fs_caller(req);
+	struct caller who = fs_caller(req);
 	struct fs_handle *h = calloc(1, sizeof(*h));
 	char path[PATH_MAX];
 	int rc;
@@ -1002,7 +1003,7 @@ static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 	(void)ino;
 	if (tree_file_partial(f)) {
-		struct store_caller who = fs_caller(req);
+		struct caller who = fs_caller(req);
 		int rc = tree_need(f, off, size, &who);
 
 		if (rc < 0) {

@@ -709,7 +709,7 @@ int store_release_locked(struct store *s, struct store_series *ss)
 	return lock_fd;
 }
 
-int store_open(struct store *s, struct store_series *ss, size_t i, const struct store_caller *who,
+int store_open(struct store *s, struct store_series *ss, size_t i, const struct caller *who,
 	       int *fd, struct store_part **part)
 {
 	char path[PATH_MAX];

@@ -352,8 +352,7 @@ static bool store_ahead_moved(struct store_ahead *a, size_t i)
 	return true;
 }
 
-int store_ahead_fetch(struct store *s, struct store_series *ss, size_t i,
-		      const struct store_caller *who)
+int store_ahead_fetch(struct store *s, struct store_series *ss, size_t i, const struct caller *who)
 {
 	struct store_ahead *a, *made = NULL, *gone;
 	struct store_ahead_file *f;
@@ -377,7 +376,7 @@ int store_ahead_fetch(struct store *s, struct store_series *ss, size_t i,
 			made = NULL;
 			ss->refs++;
 			/* A process the walk guard holds back gets the file it opens, alone. */
-			a->ahead = !store_walk_held_back(s, who ? who->pid : 0);
+			a->ahead = !store_walk_held_back(s, caller_pid(who));
 			a->next = s->aheads;
 			s->aheads = a;
 		}
@@ -401,7 +400,7 @@ int store_ahead_fetch(struct store *s, struct store_series *ss, size_t i,
 	store_ahead_top_up(s, a);
 	a->waiters++;
 	while (rc == 0 && f->state == SA_QUEUED && !s->stopping) {
-		if (who && who->interrupted && who->interrupted(who->arg)) {
+		if (caller_interrupted(who)) {
 			rc = -EINTR; /* the fetch carries on without us */
 			break;
 		}

@@ -612,7 +612,7 @@ static void store_expect_locked(struct store *s, struct store_fetch *f,
 	pthread_cond_broadcast(&s->done);
 }
 
-int store_prefetch(struct store *s, const char *uid, const struct store_caller *who)
+int store_prefetch(struct store *s, const char *uid, const struct caller *who)
 {
 	char final[PATH_MAX];
 	struct store_fetch *f;
@@ -633,7 +633,7 @@ int store_prefetch(struct store *s, const char *uid, const struct store_caller *
 		pthread_mutex_unlock(&s->lock);
 		return 0;
 	}
-	if (!store_walk_allows(s, who ? who->pid : 0)) {
+	if (!store_walk_allows(s, caller_pid(who))) {
 		pthread_mutex_unlock(&s->lock);
 		return -EAGAIN; /* store_get refuses it again, and says why */
 	}
@@ -675,7 +675,7 @@ int store_peek(struct store *s, const char *uid, struct store_series **out)
 }
 
 int store_get(struct store *s, const char *uid, const struct store_expect *exp,
-	      const struct store_caller *who, struct store_series **out)
+	      const struct caller *who, struct store_series **out)
 {
 	static const struct store_expect unknown = { -1, -1, NULL };
 	struct store_fetch *f;
@@ -725,7 +725,7 @@ int store_get(struct store *s, const char *uid, const struct store_expect *exp,
 		if (f && f->exp_pending && exp)
 			store_expect_locked(s, f, exp);
 		if (!f) {
-			if (!store_walk_allows(s, who ? who->pid : 0)) {
+			if (!store_walk_allows(s, caller_pid(who))) {
 				s->n_refused++;
 				pthread_mutex_unlock(&s->lock);
 				/* Logged once per process; every refusal says why. */
@@ -750,7 +750,7 @@ int store_get(struct store *s, const char *uid, const struct store_expect *exp,
 				break;
 			}
 			store_ms_wait(s);
-			if (!f->done && who && who->interrupted && who->interrupted(who->arg)) {
+			if (!f->done && caller_interrupted(who)) {
 				rc = -EINTR; /* the download carries on without us */
 				break;
 			}

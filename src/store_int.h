@@ -156,8 +156,7 @@ void store_series_free(struct store_series *ss);
 /* File i of ss is not on disk: fetches it, with the rest of the series read ahead from
  * it (unless the walk guard holds who back), and waits for it. 0 when it is in place,
  * or -errno (its reason adopted). */
-int store_ahead_fetch(struct store *s, struct store_series *ss, size_t i,
-		      const struct store_caller *who);
+int store_ahead_fetch(struct store *s, struct store_series *ss, size_t i, const struct caller *who);
 /* File i of ss was opened from disk: a read-ahead of ss moves its window on. */
 void store_ahead_saw(struct store *s, struct store_series *ss, size_t i);
 /* The read-aheads for status: a JSON array (new reference). Lock held. */
@@ -173,8 +172,8 @@ void store_evict_reserve(struct store *s, const char *keep, uint64_t reserve);
 bool store_part_wanted(const struct store *s, const struct store_series *ss, size_t i);
 /* Opens big file i of ss for reading by range: 0 with *out and a new fd on its .part,
  * 1 when it is in place whole after all (nothing opened), or -errno (logged). */
-int store_part_open(struct store *s, struct store_series *ss, size_t i,
-		    const struct store_caller *who, struct store_part **out, int *fd);
+int store_part_open(struct store *s, struct store_series *ss, size_t i, const struct caller *who,
+		    struct store_part **out, int *fd);
 void store_part_close(struct store *s, struct store_part *p);
 /* The bytes ss takes on disk, its big files counted by what they hold; dir_fd is its
  * folder. */

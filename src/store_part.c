@@ -401,8 +401,8 @@ static int part_start_recorder(struct store *s)
 	return 0;
 }
 
-int store_part_open(struct store *s, struct store_series *ss, size_t i,
-		    const struct store_caller *who, struct store_part **out, int *fd)
+int store_part_open(struct store *s, struct store_series *ss, size_t i, const struct caller *who,
+		    struct store_part **out, int *fd)
 {
 	struct store_big *b, *made = NULL, *gone;
 	struct store_part *p;
@@ -415,7 +415,7 @@ int store_part_open(struct store *s, struct store_series *ss, size_t i,
 		return -ENOMEM;
 	pthread_mutex_lock(&s->lock);
 	/* A walk held back gets the blocks it reads, no more (as a series' files). */
-	p->alone = store_walk_held_back(s, who ? who->pid : 0);
+	p->alone = store_walk_held_back(s, caller_pid(who));
 	gone = part_sweep_locked(s);
 	b = part_find(s, ss, i);
 	if (!b) {
@@ -827,7 +827,7 @@ static void *part_recorder(void *arg)
 }
 
 int store_part_need(struct store *s, struct store_part *p, uint64_t off, uint64_t len,
-		    const struct store_caller *who)
+		    const struct caller *who)
 {
 	struct store_big *b = p->big;
 	size_t first, last, k, most, moved;
@@ -895,7 +895,7 @@ int store_part_need(struct store *s, struct store_part *p, uint64_t off, uint64_
 			rc = -ECANCELED;
 			break;
 		}
-		if (who && who->interrupted && who->interrupted(who->arg)) {
+		if (caller_interrupted(who)) {
 			rc = -EINTR; /* the fetches carry on without us */
 			break;
 		}

@@ -217,7 +217,7 @@ static int tree_split(const char *path, char comps[][TREE_NAME_MAX + 1])
 
 /* The series in the store: at hand if it is there, else fetched (when fetch is set). */
 static int tree_series_files(struct tree *t, const struct catalog_series *ser, bool fetch,
-			     const struct store_caller *who, struct store_series **out)
+			     const struct caller *who, struct store_series **out)
 {
 	struct store_expect exp = { ser->images, ser->bytes, NULL };
 	char *where;
@@ -299,7 +299,7 @@ static int tree_uid_at_hand(struct tree *t, const char *uid, char *path, size_t 
 }
 
 static int tree_resolve_uid_by_request(struct tree *t, const char *uid, const char *name,
-				       const struct store_caller *who, struct tree_node *n);
+				       const struct caller *who, bool files, struct tree_node *n);
 
 /* /.tciafs/series/<SeriesInstanceUID>[/name]: the series wherever it is in the tree, for
  * tools holding UIDs (tciafs-prefetch --uids). A collection at hand says where at no
@@ -308,7 +308,7 @@ static int tree_resolve_uid_by_request(struct tree *t, const char *uid, const ch
  * once, side by side with those requests, and is checked against the metadata they
  * bring before anything is stored. */
 static int tree_resolve_uid(struct tree *t, const char *uid, const char *name,
-			    const struct store_caller *who, struct tree_node *n)
+			    const struct caller *who, bool files, struct tree_node *n)
 {
 	char path[PATH_MAX];
 	bool early;
@@ -321,13 +321,13 @@ static int tree_resolve_uid(struct tree *t, const char *uid, const char *name,
 			strcat(path, "/");
 			strcat(path, name);
 		}
-		return tree_resolve(t, path, who, n);
+		return tree_resolve(t, path, who, files, n);
 	}
 	/* A listing of the folder, or a look at a file in it other than series.json. */
-	early = t->store && who && (name ? strcmp(name, "series.json") != 0 : who->wants_files);
+	early = t->store && who && (name ? strcmp(name, "series.json") != 0 : files);
 	if (early && store_prefetch(t->store, uid, who) < 0)
 		early = false;
-	rc = tree_resolve_uid_by_request(t, uid, name, who, n);
+	rc = tree_resolve_uid_by_request(t, uid, name, who, files, n);
 	if (early && rc == 0 && n->cser.uid) {
 		char *where = source_where(t->src, n->cser.raw);
 		struct store_expect exp = { n->cser.images, n->cser.bytes, where };
@@ -343,7 +343,7 @@ static int tree_resolve_uid(struct tree *t, const char *uid, const char *name,
 /* tree_resolve_uid's way when the catalog does not know uid: getSeries by UID says
  * where it is, and that patient is loaded (targeted) to name its folders. */
 static int tree_resolve_uid_by_request(struct tree *t, const char *uid, const char *name,
-				       const struct store_caller *who, struct tree_node *n)
+				       const struct caller *who, bool files, struct tree_node *n)
 {
 	struct record_filter f = { .series_uid = uid };
 	struct record_series_list l;
@@ -373,7 +373,7 @@ static int tree_resolve_uid_by_request(struct tree *t, const char *uid, const ch
 		strcat(path, name);
 	}
 	if (rc == 0)
-		rc = tree_resolve(t, path, who, n);
+		rc = tree_resolve(t, path, who, files, n);
 	else
 		rc = -ENOENT;
 out_put:
@@ -386,7 +386,7 @@ out_clear:
 /* Resolves path into *n (release with tree_node_put). Names that cannot exist are
  * answered before anything is loaded, so they never cost a request. A name inside a
  * series folder (other than series.json) fetches the series. */
-int tree_resolve(struct tree *t, const char *path, const struct store_caller *who,
+int tree_resolve(struct tree *t, const char *path, const struct caller *who, bool files,
 		 struct tree_node *n)
 {
 	char comps[TREE_DEPTH_MAX][TREE_NAME_MAX + 1];
@@ -419,7 +419,8 @@ int tree_resolve(struct tree *t, const char *path, const struct store_caller *wh
 			return 0;
 		}
 		if (depth >= 3 && strcmp(comps[1], "series") == 0)
-			return tree_resolve_uid(t, comps[2], depth > 3 ? comps[3] : NULL, who, n);
+			return tree_resolve_uid(t, comps[2], depth > 3 ? comps[3] : NULL, who,
+						files, n);
 		return -ENOENT;
 	}
 	for (i = 0; i < depth; i++)
@@ -636,7 +637,7 @@ static bool tree_uid_dir_unresolved(struct tree *t, const char *path)
 	return tree_uid_at_hand(t, uid, where, sizeof(where)) < 0;
 }
 
-static int tree_stat_do(struct tree *tree, const char *path, const struct store_caller *who,
+static int tree_stat_do(struct tree *tree, const char *path, const struct caller *who,
 			struct stat *st)
 {
 	struct tree_node n;
@@ -646,7 +647,7 @@ static int tree_stat_do(struct tree *tree, const char *path, const struct store_
 		tree_fill_dir(tree, tree->mounted, st);
 		return 0;
 	}
-	rc = tree_resolve(tree, path, who, &n);
+	rc = tree_resolve(tree, path, who, false, &n);
 
 	if (rc < 0)
 		return rc;
@@ -822,7 +823,7 @@ static int tree_list_study(struct tree *t, struct tree_node *n, struct tree_list
 
 /* Opening a series folder is what fetches the series: its files are listed with their
  * sizes, beside series.json. */
-static int tree_list_series(struct tree *t, struct tree_node *n, const struct store_caller *who,
+static int tree_list_series(struct tree *t, struct tree_node *n, const struct caller *who,
 			    struct tree_lister *l)
 {
 	struct store_series *ss;
@@ -916,7 +917,7 @@ static int tree_list_named(struct tree *t, const char *path, struct tree_lister 
 	return rc;
 }
 
-static int tree_list_do(struct tree *tree, const char *path, const struct store_caller *who,
+static int tree_list_do(struct tree *tree, const char *path, const struct caller *who,
 			tree_fill_fn fill, void *ctx)
 {
 	struct tree_lister l = { .fill = fill, .ctx = ctx };
@@ -925,7 +926,7 @@ static int tree_list_do(struct tree *tree, const char *path, const struct store_
 
 	if (rc <= 0)
 		return rc;
-	rc = tree_resolve(tree, path, who, &n);
+	rc = tree_resolve(tree, path, who, true, &n);
 	if (rc < 0)
 		return rc;
 	switch (n.kind) {
@@ -1018,7 +1019,7 @@ static void tree_note(struct tree *t, const char *path, int rc)
 	failures_add(t->failures, path, uid[0] ? uid : NULL, -rc, why);
 }
 
-int tree_stat(struct tree *tree, const char *path, const struct store_caller *who, struct stat *st)
+int tree_stat(struct tree *tree, const char *path, const struct caller *who, struct stat *st)
 {
 	int rc;
 
@@ -1028,32 +1029,19 @@ int tree_stat(struct tree *tree, const char *path, const struct store_caller *wh
 	return rc;
 }
 
-/* A copy of who that says the caller wants the files it names (a listing, an open). */
-static const struct store_caller *tree_wants_files(const struct store_caller *who,
-						   struct store_caller *copy)
+int tree_list(struct tree *tree, const char *path, const struct caller *who, tree_fill_fn fill,
+	      void *ctx)
 {
-	if (!who)
-		return NULL;
-	*copy = *who;
-	copy->wants_files = true;
-	return copy;
-}
-
-int tree_list(struct tree *tree, const char *path, const struct store_caller *who,
-	      tree_fill_fn fill, void *ctx)
-{
-	struct store_caller w;
 	int rc;
 
 	log_clear_reason();
-	rc = tree_list_do(tree, path, tree_wants_files(who, &w), fill, ctx);
+	rc = tree_list_do(tree, path, who, fill, ctx);
 	tree_note(tree, path, rc);
 	return rc;
 }
 
-int tree_opendir(struct tree *tree, const char *path, const struct store_caller *who)
+int tree_opendir(struct tree *tree, const char *path, const struct caller *who)
 {
-	struct store_caller w;
 	struct tree_node n;
 	int rc;
 
@@ -1063,7 +1051,7 @@ int tree_opendir(struct tree *tree, const char *path, const struct store_caller 
 	if (!tree_uid_dir_unresolved(tree, path))
 		return 0;
 	log_clear_reason();
-	rc = tree_resolve(tree, path, tree_wants_files(who, &w), &n);
+	rc = tree_resolve(tree, path, who, true, &n);
 	if (rc == 0)
 		tree_node_put(tree, &n);
 	tree_note(tree, path, rc);
@@ -1114,7 +1102,7 @@ int tree_listing_stamp(struct tree *tree, const char *path, uint64_t *stamp)
 	if (rc <= 0)
 		goto out_stamp;
 	log_clear_reason();
-	rc = tree_resolve(tree, path, NULL, &n);
+	rc = tree_resolve(tree, path, NULL, false, &n);
 	if (rc < 0)
 		return rc;
 	switch (n.kind) {
@@ -1163,14 +1151,13 @@ out_stamp:
 	return rc;
 }
 
-int tree_open(struct tree *tree, const char *path, int flags, const struct store_caller *who,
+int tree_open(struct tree *tree, const char *path, int flags, const struct caller *who,
 	      struct tree_file **out)
 {
-	struct store_caller w;
 	int rc;
 
 	log_clear_reason();
-	rc = tree_open_do(tree, path, flags, tree_wants_files(who, &w), out);
+	rc = tree_open_do(tree, path, flags, who, out);
 	tree_note(tree, path, rc);
 	return rc;
 }

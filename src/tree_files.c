@@ -265,7 +265,7 @@ int tree_render(struct tree *t, struct tree_node *n, char **out, size_t *len)
 /* Opens a stored file under the shared lock that keeps its series from eviction. When
  * someone holds the series exclusively, waits a bounded while (interruptibly) and
  * resolves the path again: if the series went away meanwhile, that fetches it anew. */
-static int tree_open_stored(struct tree *t, const char *path, const struct store_caller *who,
+static int tree_open_stored(struct tree *t, const char *path, const struct caller *who,
 			    struct tree_node *n, int *fd, struct store_part **part)
 {
 	struct timespec step = { 0, TREE_BUSY_STEP_MS * 1000000L };
@@ -277,14 +277,14 @@ static int tree_open_stored(struct tree *t, const char *path, const struct store
 			; /* evicted between the lookup and now: look again, once */
 		else if (rc != -EBUSY || waited >= TREE_BUSY_WAIT_MS)
 			return rc;
-		if (who && who->interrupted && who->interrupted(who->arg))
+		if (caller_interrupted(who))
 			return -EINTR;
 		if (rc == -EBUSY) {
 			nanosleep(&step, NULL);
 			waited += TREE_BUSY_STEP_MS;
 		}
 		tree_node_put(t, n);
-		rc = tree_resolve(t, path, who, n);
+		rc = tree_resolve(t, path, who, true, n);
 		if (rc < 0)
 			return rc;
 		if (n->kind != TK_SERIES_FILE)
@@ -434,7 +434,7 @@ unsigned long tree_placed_opens(struct tree *t)
 	return __atomic_load_n(&t->placed_opens, __ATOMIC_RELAXED);
 }
 
-int tree_open_do(struct tree *tree, const char *path, int flags, const struct store_caller *who,
+int tree_open_do(struct tree *tree, const char *path, int flags, const struct caller *who,
 		 struct tree_file **out)
 {
 	struct tree_file *f;
@@ -446,7 +446,7 @@ int tree_open_do(struct tree *tree, const char *path, int flags, const struct st
 		return -EROFS;
 	rc = tree_place_open(tree, path, &n);
 	if (rc == 1) {
-		rc = tree_resolve(tree, path, who, &n);
+		rc = tree_resolve(tree, path, who, true, &n);
 		if (rc == 0 && n.kind == TK_SERIES_FILE)
 			tree_place_keep(tree, path, &n);
 	}
@@ -490,7 +490,7 @@ out_put:
 ssize_t tree_readlink(struct tree *tree, const char *path, char *buf, size_t size)
 {
 	struct tree_node n;
-	int rc = tree_resolve(tree, path, NULL, &n);
+	int rc = tree_resolve(tree, path, NULL, false, &n);
 
 	if (rc < 0)
 		return rc;
@@ -519,7 +519,7 @@ bool tree_file_partial(const struct tree_file *f)
 	return f->part != NULL;
 }
 
-int tree_need(struct tree_file *f, off_t off, size_t size, const struct store_caller *who)
+int tree_need(struct tree_file *f, off_t off, size_t size, const struct caller *who)
 {
 	if (off < 0)
 		return -EINVAL;

@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "catalog.h"
+#include "store.h"
 #include "source.h"
 #include "record.h"
 #include "tree.h"
@@ -257,14 +258,16 @@ int tree_uniquify(char *base, size_t count, size_t stride, size_t name_off);
 int tree_make_readme(struct tree *t);
 /* The text of a generated file (README.txt, a .json file); *out is the caller's. */
 int tree_render(struct tree *t, struct tree_node *n, char **out, size_t *len);
-int tree_open_do(struct tree *tree, const char *path, int flags, const struct store_caller *who,
+int tree_open_do(struct tree *tree, const char *path, int flags, const struct caller *who,
 		 struct tree_file **out);
 
 /* ---- tree.c ---------------------------------------------------------------------- */
 
 extern const char *const tree_root_reserved[2];
 extern const char *const tree_coll_reserved[5];
-int tree_resolve(struct tree *t, const char *path, const struct store_caller *who,
+/* files: the caller will need the series' files the path names (a listing, an open),
+ * so a by-UID download may start before its metadata is at hand (store_prefetch). */
+int tree_resolve(struct tree *t, const char *path, const struct caller *who, bool files,
 		 struct tree_node *n);
 bool tree_is_dir(enum tree_kind k);
 void tree_node_put(struct tree *t, struct tree_node *n);

@@ -72,7 +72,7 @@ ssize_t tree_getxattr(struct tree *tree, const char *path, const char *name, cha
 	 * before resolving anything (the kernel has looked the path up already). */
 	if (strncmp(name, "user.tcia.", 10) != 0 && strcmp(name, TREE_XATTR_ERROR) != 0)
 		return -ENODATA;
-	rc = tree_resolve(tree, path, NULL, &n);
+	rc = tree_resolve(tree, path, NULL, false, &n);
 	if (rc < 0)
 		return rc;
 	if (strcmp(name, TREE_XATTR_ERROR) == 0) {
@@ -108,7 +108,7 @@ ssize_t tree_listxattr(struct tree *tree, const char *path, char *buf, size_t si
 	bool has_error;
 	ssize_t rc;
 
-	rc = tree_resolve(tree, path, NULL, &n);
+	rc = tree_resolve(tree, path, NULL, false, &n);
 	if (rc < 0)
 		return rc;
 	k = tree_xattrs(&n, x);
