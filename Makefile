@@ -55,7 +55,7 @@ deps:
 $(BUILD)/.fuse: FORCE | deps
 	@mkdir -p $(BUILD)
 	@echo '$(FUSE_ENV)' | cmp -s - $@ || echo '$(FUSE_ENV)' > $@
-$(BUILD)/main.o $(BUILD)/fs.o: $(BUILD)/.fuse
+$(BUILD)/main.o $(BUILD)/fs.o $(BUILD)/fs_dir.o: $(BUILD)/.fuse
 FORCE:
 
 # Every object also depends on every header: the compiler's .d files name their target as
@@ -84,7 +84,7 @@ $(BUILD)/idc-query: $(BUILD)/tool_idc_query.o $(MODEL_OBJ)
 $(BUILD)/tciafs-prefetch: $(BUILD)/prefetch.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lpthread
 
-$(BIN): $(BUILD)/main.o $(BUILD)/fs.o $(MODEL_OBJ) $(BUILD)/.fuse
+$(BIN): $(BUILD)/main.o $(BUILD)/fs.o $(BUILD)/fs_dir.o $(MODEL_OBJ) $(BUILD)/.fuse
 	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(PKG_LIBS)
 
 $(BUILD)/test_%: $(BUILD)/test_%.o $(MODEL_OBJ)

@@ -40,9 +40,13 @@ void inodes_listing(struct inodes *t, uint64_t ino, bool *kept, bool *stamped, u
  * *inos (caller frees) of *n numbers. Returns 0 or -ENOMEM (nothing changed). */
 int inodes_take_kept(struct inodes *t, uint64_t **inos, size_t *n);
 
-/* Every inode whose name pick accepts: a new array in *inos (caller frees) of *n
- * numbers. Returns 0 or -ENOMEM. */
-int inodes_named(struct inodes *t, bool (*pick)(const char *name), uint64_t **inos, size_t *n);
+/* Marks ino (a number the kernel holds) as a file rendered from loaded metadata, whose
+ * copy in the kernel a new load makes stale. */
+void inodes_set_rendered(struct inodes *t, uint64_t ino);
+
+/* Every inode marked rendered: a new array in *inos (caller frees) of *n numbers.
+ * Returns 0 or -ENOMEM. */
+int inodes_rendered(struct inodes *t, uint64_t **inos, size_t *n);
 
 /* How many inodes (the root aside) and kept listings there are. */
 void inodes_held(struct inodes *t, unsigned long *inodes, unsigned long *listings);

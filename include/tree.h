@@ -69,14 +69,18 @@ void tree_expire(struct tree *tree);
  * the archive found on a refresh): what the kernel keeps of the tree is then stale. */
 unsigned tree_generation(struct tree *tree);
 
-/* Fills *st for path ("/" or "/a/b"). A name inside a series folder fetches the series
- * (who is asked about: the walk guard, interruption; NULL = nobody in particular).
- * Returns 0, -ENOENT, or -errno from the API or the store. */
-int tree_stat(struct tree *tree, const char *path, const struct caller *who, struct stat *st);
+/* Fills *st for path ("/" or "/a/b"), and *rendered (when given) with whether it is a
+ * file rendered from loaded metadata (collection.json, the tables, CITATION.txt, …): a
+ * new load may change it under the kernel's copy. A name inside a series folder fetches
+ * the series (who is asked about: the walk guard, interruption; NULL = nobody in
+ * particular). Returns 0, -ENOENT, or -errno from the API or the store. */
+int tree_stat(struct tree *tree, const char *path, const struct caller *who, struct stat *st,
+	      bool *rendered);
 
 /* Called once per entry of a listing, "." and ".." excluded. complete is false when the
- * entry's attributes would cost a request: then only st's file type is meaningful and
- * the caller leaves the rest to a later stat. Returns nonzero to stop. */
+ * entry's attributes would cost a request, and always for a rendered file: then only
+ * st's file type is meaningful and the caller leaves the rest to a later stat. Returns
+ * nonzero to stop. */
 typedef int (*tree_fill_fn)(void *ctx, const char *name, const struct stat *st, bool complete);
 
 /* Lists a directory in sorted order; listing a series folder fetches the series. Returns
@@ -159,9 +163,5 @@ char *tree_series_name(const char *number, const char *modality, const char *des
 /* True for names that file managers and indexers probe for and that can never exist
  * here (".hidden", "desktop.ini", …): they are answered without any request. */
 bool tree_is_probe_name(const char *name);
-
-/* True for the names of files rendered from loaded metadata (collection.json, the
- * tables, CITATION.txt, …): what a new load may change under the kernel's copy. */
-bool tree_is_rendered_name(const char *name);
 
 #endif

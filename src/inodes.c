@@ -18,8 +18,9 @@ struct inodes_node {
 	uint64_t children; /* nodes whose parent this is */
 	uint64_t stamp;    /* of the listing the kernel keeps, if stamped */
 	uint32_t hash;
-	bool stamped; /* stamp is the listing's (else it is listed afresh) */
-	bool kept;    /* the kernel keeps a listing of this folder */
+	bool stamped;  /* stamp is the listing's (else it is listed afresh) */
+	bool kept;     /* the kernel keeps a listing of this folder */
+	bool rendered; /* a file rendered from loaded metadata */
 	char name[];
 };
 
@@ -255,7 +256,14 @@ int inodes_take_kept(struct inodes *t, uint64_t **inos, size_t *n)
 	return 0;
 }
 
-int inodes_named(struct inodes *t, bool (*pick)(const char *name), uint64_t **inos, size_t *n)
+void inodes_set_rendered(struct inodes *t, uint64_t ino)
+{
+	pthread_mutex_lock(&t->lock);
+	inodes_node(t, ino)->rendered = true;
+	pthread_mutex_unlock(&t->lock);
+}
+
+int inodes_rendered(struct inodes *t, uint64_t **inos, size_t *n)
 {
 	struct inodes_node *e;
 	size_t i, cap = 64;
@@ -269,7 +277,7 @@ int inodes_named(struct inodes *t, bool (*pick)(const char *name), uint64_t **in
 		for (e = t->b[i]; e; e = e->next) {
 			uint64_t *more;
 
-			if (!pick(e->name))
+			if (!e->rendered)
 				continue;
 			if (*n == cap) {
 				more = realloc(*inos, 2 * cap * sizeof(**inos));

@@ -444,6 +444,7 @@ static int tciafs_conf_check(struct tciafs_conf *conf)
 /* Everything /.tciafs/status reports, gathered from the modules that keep it. */
 struct tciafs_status {
 	struct tciafs *fs;
+	struct tree *tree;
 	struct store *store;
 	struct http *http;
 	struct metacache *cache;
@@ -460,8 +461,7 @@ static char *tciafs_status_json(void *arg)
 	struct tciafs_status *st = arg;
 	struct metacache_stats ms;
 	struct http_stats hs;
-	const char *path, *why;
-	unsigned long inodes, listings;
+	struct fs_stats fsst;
 	json_t *root;
 	char *store_text, *text;
 
@@ -496,22 +496,19 @@ static char *tciafs_status_json(void *arg)
 				  "series", (json_int_t)cs.series, "loads", (json_int_t)cs.loads,
 				  "load_failures", (json_int_t)cs.load_failures));
 	}
-	fs_held(st->fs, &inodes, &listings);
-	json_object_set_new(
-		root, "listings",
-		json_pack("{s:I,s:I}", "made",
-			  (json_int_t)__atomic_load_n(&st->fs->listings_made, __ATOMIC_RELAXED),
-			  "kept_by_kernel", (json_int_t)listings));
-	json_object_set_new(root, "inodes_held_by_kernel", json_integer((json_int_t)inodes));
+	fs_stats(st->fs, &fsst);
+	json_object_set_new(root, "listings",
+			    json_pack("{s:I,s:I}", "made", (json_int_t)fsst.listings_made,
+				      "kept_by_kernel", (json_int_t)fsst.listings_held));
+	json_object_set_new(root, "inodes_held_by_kernel",
+			    json_integer((json_int_t)fsst.inodes_held));
 	json_object_set_new(root, "failures", failures_json(st->failures, TCIAFS_STATUS_FAILURES));
-	path = fs_read_path_name(st->fs, &why);
-	json_object_set_new(
-		root, "reads",
-		json_pack("{s:s,s:s,s:I,s:I,s:I}", "path", path, "why", why, "passthrough_opens",
-			  (json_int_t)__atomic_load_n(&st->fs->passthrough_opens, __ATOMIC_RELAXED),
-			  "served_by_daemon",
-			  (json_int_t)__atomic_load_n(&st->fs->stored_reads, __ATOMIC_RELAXED),
-			  "opens_in_kept_folders", (json_int_t)tree_placed_opens(st->fs->tree)));
+	json_object_set_new(root, "reads",
+			    json_pack("{s:s,s:s,s:I,s:I,s:I}", "path", fsst.read_path, "why",
+				      fsst.read_why, "passthrough_opens",
+				      (json_int_t)fsst.passthrough_opens, "served_by_daemon",
+				      (json_int_t)fsst.stored_reads, "opens_in_kept_folders",
+				      (json_int_t)tree_placed_opens(st->tree)));
 	text = json_dumps(root, JSON_INDENT(2));
 	json_decref(root);
 	return text;
@@ -709,18 +706,20 @@ static int tciafs_run(struct fuse_args *args, struct fuse_cmdline_opts *cmd,
 		.manifests = conf->manifests,
 		.nmanifests = conf->nmanifests,
 	};
-	struct tciafs ctx = { .entry_timeout = 3600.0,
-			      .negative_timeout = 5.0,
-			      .listing_timeout = conf->meta_ttl > 0 && conf->meta_ttl < 3600
-							 ? (double)conf->meta_ttl
-							 : 3600.0,
-			      /* meta_ttl=0: every look asks again (offline: nothing changes) */
-			      .keep_listings = conf->meta_ttl != 0 || conf->offline,
-			      .passthrough =
-				      !conf->passthrough || strcmp(conf->passthrough, "off") != 0,
-			      .acl_cache = !conf->shared,
-			      .backing_lock = PTHREAD_MUTEX_INITIALIZER,
-			      .open_lock = PTHREAD_MUTEX_INITIALIZER };
+	struct fs_opts fopts = {
+		.spool_dir = conf->cache_dir,
+		.entry_timeout = 3600.0,
+		.negative_timeout = 5.0,
+		.listing_timeout = conf->meta_ttl > 0 && conf->meta_ttl < 3600
+					   ? (double)conf->meta_ttl
+					   : 3600.0,
+		/* meta_ttl=0: every look asks again (offline: nothing changes) */
+		.keep_listings = conf->meta_ttl != 0 || conf->offline,
+		.passthrough = !conf->passthrough || strcmp(conf->passthrough, "off") != 0,
+		.acl_cache = !conf->shared,
+	};
+	struct tciafs *fs = NULL;
+	struct tree *tree = NULL;
 	struct metacache_opts mopts = { .ttl = conf->meta_ttl, .offline = conf->offline };
 	struct store_opts sopts = {
 		.dir = conf->cache_dir,
@@ -792,7 +791,7 @@ static int tciafs_run(struct fuse_args *args, struct fuse_cmdline_opts *cmd,
 		fprintf(stderr, "tciafs: out of memory\n");
 		goto out_free_model;
 	}
-	status = (struct tciafs_status){ &ctx, store, http, cache, failures, NULL, src };
+	status = (struct tciafs_status){ NULL, NULL, store, http, cache, failures, NULL, src };
 	/* Checked (and rebuilt if broken) here, where the user sees why it fails; opened
 	 * again in the process that serves, below: SQLite connections must not cross
 	 * fuse_daemonize's fork. */
@@ -807,8 +806,7 @@ static int tciafs_run(struct fuse_args *args, struct fuse_cmdline_opts *cmd,
 	topts.store = store;
 	topts.status = tciafs_status_json;
 	topts.status_arg = &status;
-	ctx.spool_dir = conf->cache_dir;
-	if (tree_new(src, &topts, &ctx.tree) < 0) {
+	if (tree_new(src, &topts, &tree) < 0) {
 		fprintf(stderr, "tciafs: out of memory\n");
 		goto out_free_model;
 	}
@@ -818,14 +816,17 @@ static int tciafs_run(struct fuse_args *args, struct fuse_cmdline_opts *cmd,
 		goto out_free_model;
 	if (auth)
 		auth_attach(auth, http);
-	if (fs_setup(&ctx) < 0) {
+	fopts.tree = tree;
+	if (fs_new(&fopts, &fs) < 0) {
 		fprintf(stderr, "tciafs: out of memory\n");
 		goto out_free_model;
 	}
-	se = fuse_session_new(args, fs_operations(), sizeof(struct fuse_lowlevel_ops), &ctx);
+	status.fs = fs;
+	status.tree = tree;
+	se = fuse_session_new(args, fs_operations(), sizeof(struct fuse_lowlevel_ops), fs);
 	if (!se)
 		goto out_free_model;
-	ctx.se = se;
+	fs_set_session(fs, se);
 	if (fuse_session_mount(se, cmd->mountpoint) != 0)
 		goto out_destroy;
 	if (fuse_daemonize(cmd->foreground) != 0)
@@ -833,8 +834,8 @@ static int tciafs_run(struct fuse_args *args, struct fuse_cmdline_opts *cmd,
 	if (fuse_set_signal_handlers(se) != 0)
 		goto out_unmount;
 	hup.cache = cache;
-	hup.tree = ctx.tree;
-	hup.fs = &ctx;
+	hup.tree = tree;
+	hup.fs = fs;
 	hup.se = se;
 	hup.mount_id = tciafs_mount_id(cmd->mountpoint, -1);
 	hup.http = http;
@@ -842,7 +843,7 @@ static int tciafs_run(struct fuse_args *args, struct fuse_cmdline_opts *cmd,
 	/* Threads only now, in the process that serves (fuse_daemonize forked). */
 	if (catalog_open(&copts, &catalog) < 0)
 		goto out_remove_handlers;
-	tree_set_catalog(ctx.tree, catalog);
+	tree_set_catalog(tree, catalog);
 	status.catalog = catalog;
 	if (store_start(store) < 0 || tciafs_hup_start(&hup) < 0)
 		goto out_remove_handlers;
@@ -860,8 +861,8 @@ out_unmount:
 out_destroy:
 	fuse_session_destroy(se);
 out_free_model:
-	fs_cleanup(&ctx);
-	tree_free(ctx.tree);
+	fs_free(fs);
+	tree_free(tree);
 	store_free(store);
 	source_free(src);
 	idc_free(idc);

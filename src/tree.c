@@ -637,8 +637,15 @@ static bool tree_uid_dir_unresolved(struct tree *t, const char *path)
 	return tree_uid_at_hand(t, uid, where, sizeof(where)) < 0;
 }
 
+/* Files rendered from loaded metadata: a new load may change what the kernel keeps. */
+static bool tree_kind_rendered(enum tree_kind k)
+{
+	return k == TK_COLL_JSON || k == TK_PAT_JSON || k == TK_STUDY_JSON || k == TK_SERIES_JSON ||
+	       k == TK_TABLE || k == TK_CITATION;
+}
+
 static int tree_stat_do(struct tree *tree, const char *path, const struct caller *who,
-			struct stat *st)
+			struct stat *st, bool *rendered)
 {
 	struct tree_node n;
 	int rc;
@@ -652,6 +659,8 @@ static int tree_stat_do(struct tree *tree, const char *path, const struct caller
 	if (rc < 0)
 		return rc;
 	rc = tree_node_stat(tree, &n, st);
+	if (rendered)
+		*rendered = tree_kind_rendered(n.kind);
 	tree_node_put(tree, &n);
 	return rc;
 }
@@ -1019,12 +1028,15 @@ static void tree_note(struct tree *t, const char *path, int rc)
 	failures_add(t->failures, path, uid[0] ? uid : NULL, -rc, why);
 }
 
-int tree_stat(struct tree *tree, const char *path, const struct caller *who, struct stat *st)
+int tree_stat(struct tree *tree, const char *path, const struct caller *who, struct stat *st,
+	      bool *rendered)
 {
 	int rc;
 
+	if (rendered)
+		*rendered = false;
 	log_clear_reason();
-	rc = tree_stat_do(tree, path, who, st);
+	rc = tree_stat_do(tree, path, who, st, rendered);
 	tree_note(tree, path, rc);
 	return rc;
 }

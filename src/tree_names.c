@@ -58,22 +58,6 @@ bool tree_is_probe_name(const char *name)
 	return false;
 }
 
-bool tree_is_rendered_name(const char *name)
-{
-	static const char *const rendered[] = {
-		"collection.json", "patient.json", "study.json", "series.json", "CITATION.txt",
-	};
-	size_t i;
-
-	for (i = 0; i < sizeof(rendered) / sizeof(rendered[0]); i++)
-		if (strcmp(name, rendered[i]) == 0)
-			return true;
-	for (i = 0; i < 3; i++)
-		if (strcmp(name, tree_table_names[i]) == 0)
-			return true;
-	return false;
-}
-
 /* The length of s cut to at most max bytes without splitting a UTF-8 sequence. */
 size_t tree_utf8_cut(const char *s, size_t max)
 {

@@ -131,15 +131,8 @@ static void test_kept_listings(void **state)
 	inodes_free(t);
 }
 
-static bool name_is_json(const char *name)
-{
-	size_t n = strlen(name);
-
-	return n >= 5 && strcmp(name + n - 5, ".json") == 0;
-}
-
-/* Every number whose name is picked, past the first array's room (64), and no other. */
-static void test_named(void **state)
+/* Every number marked rendered, past the first array's room (64), and no other. */
+static void test_rendered(void **state)
 {
 	uint64_t *inos, dir, want[100];
 	struct inodes *t;
@@ -152,9 +145,10 @@ static void test_named(void **state)
 	for (i = 0; i < 100; i++) {
 		snprintf(name, sizeof(name), "p%zu", i);
 		want[i] = inodes_get(t, inodes_get(t, dir, name), "patient.json");
+		inodes_set_rendered(t, want[i]);
 	}
 	inodes_get(t, dir, "series.csv");
-	assert_int_equal(inodes_named(t, name_is_json, &inos, &n), 0);
+	assert_int_equal(inodes_rendered(t, &inos, &n), 0);
 	assert_int_equal(n, 100);
 	for (i = 0; i < 100; i++) {
 		for (j = 0; j < n && inos[j] != want[i]; j++)
@@ -205,7 +199,7 @@ int main(void)
 		cmocka_unit_test(test_lookups_and_forgets),
 		cmocka_unit_test(test_paths_too_long),
 		cmocka_unit_test(test_kept_listings),
-		cmocka_unit_test(test_named),
+		cmocka_unit_test(test_rendered),
 		cmocka_unit_test(test_many),
 	};
 

@@ -156,10 +156,10 @@ static void test_offline_nodes(void **state)
 	char buf[4096];
 	ssize_t n;
 
-	assert_int_equal(tree_stat(f->tree, "/", NULL, &st), 0);
+	assert_int_equal(tree_stat(f->tree, "/", NULL, &st, NULL), 0);
 	assert_true(S_ISDIR(st.st_mode));
 	assert_int_equal(st.st_mode & 0777, 0555);
-	assert_int_equal(tree_stat(f->tree, "/README.txt", NULL, &st), 0);
+	assert_int_equal(tree_stat(f->tree, "/README.txt", NULL, &st, NULL), 0);
 	assert_true(S_ISREG(st.st_mode));
 	assert_int_equal(tree_open(f->tree, "/README.txt", O_RDONLY, NULL, &fh), 0);
 	n = tree_read(fh, buf, sizeof(buf) - 1, 0);
@@ -172,13 +172,13 @@ static void test_offline_nodes(void **state)
 	assert_memory_equal(buf, "iafs", 4);
 	tree_close(fh);
 	/* Probe names never reach the network: ENOENT, not EIO. */
-	assert_int_equal(tree_stat(f->tree, "/.hidden", NULL, &st), -ENOENT);
-	assert_int_equal(tree_stat(f->tree, "/desktop.ini", NULL, &st), -ENOENT);
-	assert_int_equal(tree_stat(f->tree, "/X/.git", NULL, &st), -ENOENT);
+	assert_int_equal(tree_stat(f->tree, "/.hidden", NULL, &st, NULL), -ENOENT);
+	assert_int_equal(tree_stat(f->tree, "/desktop.ini", NULL, &st, NULL), -ENOENT);
+	assert_int_equal(tree_stat(f->tree, "/X/.git", NULL, &st, NULL), -ENOENT);
 	/* *.json that is not ours, anywhere: no request either. */
-	assert_int_equal(tree_stat(f->tree, "/x.json", NULL, &st), -ENOENT);
-	assert_int_equal(tree_stat(f->tree, "/C/patient.json", NULL, &st), -ENOENT);
-	assert_int_equal(tree_stat(f->tree, "/C/P/collection.json", NULL, &st), -ENOENT);
+	assert_int_equal(tree_stat(f->tree, "/x.json", NULL, &st, NULL), -ENOENT);
+	assert_int_equal(tree_stat(f->tree, "/C/patient.json", NULL, &st, NULL), -ENOENT);
+	assert_int_equal(tree_stat(f->tree, "/C/P/collection.json", NULL, &st, NULL), -ENOENT);
 	assert_int_equal(tree_open(f->tree, "/README.txt", O_WRONLY, NULL, &fh), -EROFS);
 	assert_int_equal(tree_open(f->tree, "/README.txt", O_RDWR, NULL, &fh), -EROFS);
 	assert_int_equal(tree_open(f->tree, "/", O_RDONLY, NULL, &fh), -EISDIR);
@@ -191,7 +191,7 @@ static void test_api_down(void **state)
 	struct stat st;
 
 	/* A collection needs the list: the API is unreachable, so the errno comes back. */
-	assert_int_equal(tree_stat(f->tree, "/LIDC-IDRI", NULL, &st), -EIO);
+	assert_int_equal(tree_stat(f->tree, "/LIDC-IDRI", NULL, &st, NULL), -EIO);
 }
 
 static void check_study(const char *date, const char *desc, const char *uid, bool full,
