@@ -49,9 +49,10 @@ struct store_opts {
 struct store_expect {
 	int64_t count; /* DICOM files (ImageCount) */
 	int64_t bytes; /* their total size (FileSize) */
-	/* Where its files are, for a source that serves them one by one (source_where);
-	 * NULL otherwise. Copied. */
-	const char *where;
+	/* Its record as the catalog keeps it (the source's raw JSON), from which the
+	 * store asks its source where the files are (source_where); NULL when not at
+	 * hand. Read during the call only. */
+	const char *record;
 };
 
 /* Makes the folders and removes what dead processes left in tmp/. src is borrowed.

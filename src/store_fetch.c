@@ -284,12 +284,12 @@ static int store_list_series(struct store *s, struct store_fetch *f, const char 
 	rc = store_await_expect(s, f, what, &exp);
 	if (rc < 0)
 		return rc;
-	if (!exp.where) {
+	if (!f->where) {
 		log_err("%s: its metadata does not say where its files are", what);
 		return -EIO;
 	}
 	log_info("%s: listing its files", what);
-	rc = source_list_files(s->src, exp.where, &l);
+	rc = source_list_files(s->src, f->where, &l);
 	if (rc < 0) {
 		log_err("%s: listing its files failed: %s", what, strerror(-rc));
 		return rc;
@@ -320,7 +320,7 @@ static int store_list_series(struct store *s, struct store_fetch *f, const char 
 		goto out_clear;
 	dir_fd = open(work, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	rc = dir_fd < 0 ? -errno
-			: store_write_manifest(dir_fd, f->uid, v, l.count, 0, time(NULL), exp.where,
+			: store_write_manifest(dir_fd, f->uid, v, l.count, 0, time(NULL), f->where,
 					       md5);
 	if (rc == 0 && fsync(dir_fd) < 0)
 		rc = -errno;
@@ -567,22 +567,35 @@ static void store_forget_failures(struct store *s)
 	}
 }
 
-/* Queues a fetch of uid for the workers, with what its metadata says, or (exp NULL)
- * with that still to come (store_prefetch). Lock held. Returns it, or NULL. */
+/* Where the files of a series whose metadata is exp are, as the source reads its
+ * record: a new string, or NULL. Asked outside the lock (it parses the record). */
+static char *store_where(struct store *s, const struct store_expect *exp)
+{
+	return exp && exp->record ? source_where(s->src, exp->record) : NULL;
+}
+
+/* Queues a fetch of uid for the workers, with what its metadata says (where: from
+ * store_where, copied), or (exp NULL) with that still to come (store_prefetch). Lock
+ * held. Returns it, or NULL. */
 static struct store_fetch *store_fetch_add(struct store *s, const char *uid,
-					   const struct store_expect *exp)
+					   const struct store_expect *exp, const char *where)
 {
 	struct store_fetch *f = calloc(1, sizeof(*f)), **tail;
 
-	if (f)
+	if (f) {
 		f->uid = strdup(uid);
-	if (!f || !f->uid) {
+		f->where = where ? strdup(where) : NULL;
+	}
+	if (!f || !f->uid || (where && !f->where)) {
+		if (f) {
+			free(f->uid);
+			free(f->where);
+		}
 		free(f);
 		return NULL;
 	}
 	f->exp = exp ? *exp : (struct store_expect){ -1, -1, NULL };
-	f->where = f->exp.where ? strdup(f->exp.where) : NULL;
-	f->exp.where = f->where;
+	f->exp.record = NULL;
 	f->exp_pending = !exp;
 	f->bytes_expected = f->exp.bytes > 0 ? (uint64_t)f->exp.bytes : 0;
 	f->s = s;
@@ -595,14 +608,15 @@ static struct store_fetch *store_fetch_add(struct store *s, const char *uid,
 	return f;
 }
 
-/* A fetch started before its metadata (store_prefetch) learns it. Lock held. */
+/* A fetch started before its metadata (store_prefetch) learns it (where: from
+ * store_where, copied). Lock held. */
 static void store_expect_locked(struct store *s, struct store_fetch *f,
-				const struct store_expect *exp)
+				const struct store_expect *exp, const char *where)
 {
 	free(f->where);
 	f->exp = *exp;
-	f->where = exp->where ? strdup(exp->where) : NULL;
-	f->exp.where = f->where;
+	f->exp.record = NULL;
+	f->where = where ? strdup(where) : NULL;
 	f->exp_pending = false;
 	if (exp->bytes > 0)
 		__atomic_store_n(&f->bytes_expected, (uint64_t)exp->bytes, __ATOMIC_RELAXED);
@@ -637,20 +651,22 @@ int store_prefetch(struct store *s, const char *uid, const struct caller *who)
 		pthread_mutex_unlock(&s->lock);
 		return -EAGAIN; /* store_get refuses it again, and says why */
 	}
-	f = store_fetch_add(s, uid, NULL);
+	f = store_fetch_add(s, uid, NULL, NULL);
 	pthread_mutex_unlock(&s->lock);
 	return f ? 0 : -ENOMEM;
 }
 
 void store_expect(struct store *s, const char *uid, const struct store_expect *exp)
 {
+	char *where = store_where(s, exp);
 	struct store_fetch *f;
 
 	pthread_mutex_lock(&s->lock);
 	for (f = s->fetches; f; f = f->next)
 		if (strcmp(f->uid, uid) == 0 && f->exp_pending)
-			store_expect_locked(s, f, exp);
+			store_expect_locked(s, f, exp, where);
 	pthread_mutex_unlock(&s->lock);
+	free(where);
 }
 
 void store_abandon(struct store *s, const char *uid)
@@ -674,11 +690,14 @@ int store_peek(struct store *s, const char *uid, struct store_series **out)
 	return store_lookup(s, uid, out);
 }
 
-int store_get(struct store *s, const char *uid, const struct store_expect *exp,
-	      const struct caller *who, struct store_series **out)
+/* store_get, with where its files are asked of the source once, into *where (the
+ * caller frees), when a fetch is to be queued or told. */
+static int store_get_where(struct store *s, const char *uid, const struct store_expect *exp,
+			   const struct caller *who, struct store_series **out, char **where)
 {
 	static const struct store_expect unknown = { -1, -1, NULL };
 	struct store_fetch *f;
+	bool asked = false;
 	int rc, round;
 
 	*out = NULL;
@@ -708,6 +727,10 @@ int store_get(struct store *s, const char *uid, const struct store_expect *exp,
 			log_err("offline: series %s is not in the cache", uid);
 			return -EIO;
 		}
+		if (!asked) {
+			*where = store_where(s, exp);
+			asked = true;
+		}
 		pthread_mutex_lock(&s->lock);
 		store_forget_failures(s);
 		/* A fetch that succeeded but whose series we did not find is history (its
@@ -723,7 +746,7 @@ int store_get(struct store *s, const char *uid, const struct store_expect *exp,
 			return rc;
 		}
 		if (f && f->exp_pending && exp)
-			store_expect_locked(s, f, exp);
+			store_expect_locked(s, f, exp, *where);
 		if (!f) {
 			if (!store_walk_allows(s, caller_pid(who))) {
 				s->n_refused++;
@@ -736,7 +759,7 @@ int store_get(struct store *s, const char *uid, const struct store_expect *exp,
 						"walk_budget)");
 				return -EAGAIN;
 			}
-			f = store_fetch_add(s, uid, exp ? exp : &unknown);
+			f = store_fetch_add(s, uid, exp ? exp : &unknown, *where);
 			if (!f) {
 				pthread_mutex_unlock(&s->lock);
 				return -ENOMEM;
@@ -775,4 +798,14 @@ int store_get(struct store *s, const char *uid, const struct store_expect *exp,
 		" is too small for what is being read at once",
 		uid, STORE_REFETCH_ROUNDS);
 	return -EIO;
+}
+
+int store_get(struct store *s, const char *uid, const struct store_expect *exp,
+	      const struct caller *who, struct store_series **out)
+{
+	char *where = NULL;
+	int rc = store_get_where(s, uid, exp, who, out, &where);
+
+	free(where);
+	return rc;
 }

@@ -61,8 +61,8 @@ enum store_cap {
 /* One download, shared by everyone who asks for the series meanwhile. */
 struct store_fetch {
 	char *uid;
-	struct store_expect exp; /* exp.where is where, below */
-	char *where;
+	struct store_expect exp; /* exp.record is NULL: the record is the caller's */
+	char *where;             /* where its files are (source_where), if the source says */
 	bool started;
 	bool done;
 	int rc;

@@ -219,8 +219,7 @@ static int tree_split(const char *path, char comps[][TREE_NAME_MAX + 1])
 static int tree_series_files(struct tree *t, const struct catalog_series *ser, bool fetch,
 			     const struct caller *who, struct store_series **out)
 {
-	struct store_expect exp = { ser->images, ser->bytes, NULL };
-	char *where;
+	struct store_expect exp = { ser->images, ser->bytes, ser->raw };
 	int rc;
 
 	*out = NULL;
@@ -229,10 +228,7 @@ static int tree_series_files(struct tree *t, const struct catalog_series *ser, b
 	rc = store_peek(t->store, ser->uid, out);
 	if (rc == 0 || !fetch)
 		return rc;
-	exp.where = where = source_where(t->src, ser->raw);
-	rc = store_get(t->store, ser->uid, &exp, who, out);
-	free(where);
-	return rc;
+	return store_get(t->store, ser->uid, &exp, who, out);
 }
 
 /* The folder path of a series whose place the catalog holds fresh (the patient's or the
@@ -329,11 +325,9 @@ static int tree_resolve_uid(struct tree *t, const char *uid, const char *name,
 		early = false;
 	rc = tree_resolve_uid_by_request(t, uid, name, who, files, n);
 	if (early && rc == 0 && n->cser.uid) {
-		char *where = source_where(t->src, n->cser.raw);
-		struct store_expect exp = { n->cser.images, n->cser.bytes, where };
+		struct store_expect exp = { n->cser.images, n->cser.bytes, n->cser.raw };
 
 		store_expect(t->store, uid, &exp);
-		free(where);
 	} else if (early) {
 		store_abandon(t->store, uid);
 	}
