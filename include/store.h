@@ -128,9 +128,60 @@ int store_part_need(struct store *s, struct store_part *p, uint64_t off, uint64_
 		    const struct caller *who);
 void store_close(struct store *s, struct store_series *ss, int fd, struct store_part *part);
 
-/* The store's state as a JSON object (fetches in flight with bytes done/expected, queued
- * fetches, bytes used and cap, counters). Returns a new string (caller frees) or NULL. */
-char *store_status_json(struct store *s);
+/* A download under way. */
+struct store_fetch_stat {
+	char *uid;
+	uint64_t bytes_done, bytes_expected;
+	int waiting; /* callers waiting for it */
+};
+
+/* A series whose files are fetched one by one, read ahead of its reader. */
+struct store_ahead_stat {
+	char *uid;
+	size_t files, files_held;
+	uint64_t bytes, bytes_held, bytes_per_second;
+	unsigned in_flight;
+	bool reading_ahead;
+};
+
+/* A big file read by range: its blocks held of all. */
+struct store_big_stat {
+	char *uid, *file;
+	uint64_t size, block_size, bytes_held;
+	size_t blocks, blocks_held, blocks_recorded;
+	unsigned in_flight;
+	int opens;
+	bool complete;
+};
+
+/* A process the walk guard holds back. */
+struct store_held_back {
+	pid_t pid;
+	char command[32];
+};
+
+/* What /.tciafs/status says of the store, taken at one moment (store_stats). */
+struct store_stats {
+	struct store_fetch_stat *fetches; /* started and not done */
+	size_t nfetches, queued;
+	struct store_ahead_stat *aheads;
+	size_t naheads;
+	struct store_big_stat *bigs;
+	size_t nbigs;
+	struct store_held_back *held_back;
+	size_t nheld_back;
+	const char *dir;     /* the store's; valid while the store is */
+	uint64_t bytes, cap; /* bytes in series/ and the cap on them */
+	size_t series;       /* series in series/ */
+	bool verify_md5;
+	unsigned long fetched, fetch_errors, evictions, walk_refusals, cache_hits;
+	unsigned long files_fetched, file_fetch_errors, files_verified;
+	int walk_budget, walk_window;
+};
+
+/* Fills *out (free with store_stats_clear). Returns 0 or -ENOMEM (*out cleared). */
+int store_stats(struct store *s, struct store_stats *out);
+void store_stats_clear(struct store_stats *st);
 
 /* Parses "20G", "512M", "1T", "1000" (bytes). Returns 0 or -EINVAL. */
 int store_parse_size(const char *text, uint64_t *out);

@@ -766,57 +766,94 @@ void store_close(struct store *s, struct store_series *ss, int fd, struct store_
 
 /* ---- status ------------------------------------------------------------------------- */
 
-char *store_status_json(struct store *s)
+void store_stats_clear(struct store_stats *st)
 {
-	json_t *root, *fetches, *blocked;
-	struct store_fetch *f;
-	size_t queued = 0, i;
-	char *text;
+	size_t i;
 
-	fetches = json_array();
-	blocked = json_array();
-	pthread_mutex_lock(&s->lock);
+	for (i = 0; i < st->nfetches; i++)
+		free(st->fetches[i].uid);
+	for (i = 0; i < st->naheads; i++)
+		free(st->aheads[i].uid);
+	for (i = 0; i < st->nbigs; i++) {
+		free(st->bigs[i].uid);
+		free(st->bigs[i].file);
+	}
+	free(st->fetches);
+	free(st->aheads);
+	free(st->bigs);
+	free(st->held_back);
+	memset(st, 0, sizeof(*st));
+}
+
+/* The downloads under way and the processes held back, into out. Lock held. */
+static int store_fetch_stats_locked(struct store *s, struct store_stats *out)
+{
+	struct store_fetch *f;
+	size_t n = 0, i;
+
+	for (f = s->fetches; f; f = f->next)
+		n += !f->done && f->started;
+	out->fetches = n ? calloc(n, sizeof(*out->fetches)) : NULL;
+	out->held_back = calloc(STORE_MAX_PIDS, sizeof(*out->held_back));
+	if ((n && !out->fetches) || !out->held_back)
+		return -ENOMEM;
 	for (f = s->fetches; f; f = f->next) {
+		struct store_fetch_stat *st = &out->fetches[out->nfetches];
+
 		if (f->done)
 			continue;
 		if (!f->started) {
-			queued++;
+			out->queued++;
 			continue;
 		}
-		json_array_append_new(
-			fetches,
-			json_pack("{s:s,s:I,s:I,s:i}", "series", f->uid, "bytes_done",
-				  (json_int_t)__atomic_load_n(&f->bytes_done, __ATOMIC_RELAXED),
-				  "bytes_expected",
-				  (json_int_t)__atomic_load_n(&f->bytes_expected, __ATOMIC_RELAXED),
-				  "waiting", f->waiters));
+		st->uid = strdup(f->uid);
+		if (!st->uid)
+			return -ENOMEM;
+		out->nfetches++;
+		st->bytes_done = __atomic_load_n(&f->bytes_done, __ATOMIC_RELAXED);
+		st->bytes_expected = __atomic_load_n(&f->bytes_expected, __ATOMIC_RELAXED);
+		st->waiting = f->waiters;
 	}
 	for (i = 0; i < STORE_MAX_PIDS; i++)
-		if (s->pids[i].pid && s->pids[i].blocked)
-			json_array_append_new(blocked,
-					      json_pack("{s:i,s:s}", "pid", (int)s->pids[i].pid,
-							"command", s->pids[i].comm));
-	root = json_pack("{s:o,s:I,s:o,s:o,s:{s:s,s:I,s:I,s:I,s:s},"
-			 "s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I},"
-			 "s:{s:i,s:i,s:o}}",
-			 "fetches", fetches, "queued", (json_int_t)queued, "read_ahead",
-			 store_ahead_status_locked(s), "big_files", store_part_status_locked(s),
-			 "store", "dir", s->dir, "bytes", (json_int_t)s->used, "cap",
-			 (json_int_t)s->opts.cap, "series", (json_int_t)s->used_series, "verify",
-			 s->opts.verify_md5 ? "md5" : "none", "counters", "fetched",
-			 (json_int_t)s->n_fetched, "fetch_errors", (json_int_t)s->n_fetch_errors,
-			 "evictions", (json_int_t)s->n_evicted, "walk_refusals",
-			 (json_int_t)s->n_refused, "cache_hits", (json_int_t)s->n_hits,
-			 "files_fetched", (json_int_t)s->n_files_fetched, "file_fetch_errors",
-			 (json_int_t)s->n_file_errors, "files_verified", (json_int_t)s->n_verified,
-			 "walk_guard", "budget", s->opts.walk_budget, "window_seconds",
-			 s->opts.walk_window, "held_back_processes", blocked);
+		if (s->pids[i].pid && s->pids[i].blocked) {
+			struct store_held_back *h = &out->held_back[out->nheld_back++];
+
+			h->pid = s->pids[i].pid;
+			snprintf(h->command, sizeof(h->command), "%s", s->pids[i].comm);
+		}
+	return 0;
+}
+
+int store_stats(struct store *s, struct store_stats *out)
+{
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&s->lock);
+	rc = store_fetch_stats_locked(s, out);
+	if (rc == 0)
+		rc = store_ahead_stats_locked(s, out);
+	if (rc == 0)
+		rc = store_part_stats_locked(s, out);
+	out->dir = s->dir;
+	out->bytes = s->used;
+	out->cap = s->opts.cap;
+	out->series = s->used_series;
+	out->verify_md5 = s->opts.verify_md5;
+	out->fetched = s->n_fetched;
+	out->fetch_errors = s->n_fetch_errors;
+	out->evictions = s->n_evicted;
+	out->walk_refusals = s->n_refused;
+	out->cache_hits = s->n_hits;
+	out->files_fetched = s->n_files_fetched;
+	out->file_fetch_errors = s->n_file_errors;
+	out->files_verified = s->n_verified;
+	out->walk_budget = s->opts.walk_budget;
+	out->walk_window = s->opts.walk_window;
 	pthread_mutex_unlock(&s->lock);
-	if (!root)
-		return NULL;
-	text = json_dumps(root, JSON_INDENT(2));
-	json_decref(root);
-	return text;
+	if (rc < 0)
+		store_stats_clear(out);
+	return rc;
 }
 
 /* ---- life cycle --------------------------------------------------------------------- */

@@ -431,25 +431,34 @@ void store_ahead_saw(struct store *s, struct store_series *ss, size_t i)
 	pthread_mutex_unlock(&s->lock);
 }
 
-json_t *store_ahead_status_locked(struct store *s)
+int store_ahead_stats_locked(struct store *s, struct store_stats *out)
 {
-	json_t *out = json_array();
 	struct store_ahead *a;
 	int64_t now = store_mono_ms();
+	size_t n = 0;
 
-	for (a = s->aheads; out && a; a = a->next) {
+	for (a = s->aheads; a; a = a->next)
+		n++;
+	out->aheads = n ? calloc(n, sizeof(*out->aheads)) : NULL;
+	if (n && !out->aheads)
+		return -ENOMEM;
+	for (a = s->aheads; a; a = a->next) {
+		struct store_ahead_stat *st = &out->aheads[out->naheads];
 		double secs = (double)(now - a->t0) / 1000.0;
 
-		json_array_append_new(
-			out, json_pack("{s:s,s:I,s:I,s:I,s:I,s:i,s:I,s:b}", "series", a->ss->uid,
-				       "files", (json_int_t)a->ss->count, "files_held",
-				       (json_int_t)a->held, "bytes", (json_int_t)a->ss->bytes,
-				       "bytes_held", (json_int_t)a->bytes_held, "in_flight",
-				       (int)a->out, "bytes_per_second",
-				       (json_int_t)(secs > 0 ? (double)a->bytes_got / secs : 0),
-				       "reading_ahead", a->ahead && a->cursor < a->ss->count));
+		st->uid = strdup(a->ss->uid);
+		if (!st->uid)
+			return -ENOMEM;
+		out->naheads++;
+		st->files = a->ss->count;
+		st->files_held = a->held;
+		st->bytes = a->ss->bytes;
+		st->bytes_held = a->bytes_held;
+		st->in_flight = a->out;
+		st->bytes_per_second = secs > 0 ? (uint64_t)((double)a->bytes_got / secs) : 0;
+		st->reading_ahead = a->ahead && a->cursor < a->ss->count;
 	}
-	return out;
+	return 0;
 }
 
 void store_ahead_free_all(struct store *s)

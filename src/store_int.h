@@ -159,8 +159,8 @@ void store_series_free(struct store_series *ss);
 int store_ahead_fetch(struct store *s, struct store_series *ss, size_t i, const struct caller *who);
 /* File i of ss was opened from disk: a read-ahead of ss moves its window on. */
 void store_ahead_saw(struct store *s, struct store_series *ss, size_t i);
-/* The read-aheads for status: a JSON array (new reference). Lock held. */
-struct json_t *store_ahead_status_locked(struct store *s);
+/* The read-aheads for status, into out. Lock held. Returns 0 or -ENOMEM. */
+int store_ahead_stats_locked(struct store *s, struct store_stats *out);
 /* At the end: every fetch cancelled and waited for, every read-ahead freed. */
 void store_ahead_free_all(struct store *s);
 void store_evict(struct store *s, const char *keep);
@@ -178,8 +178,8 @@ void store_part_close(struct store *s, struct store_part *p);
 /* The bytes ss takes on disk, its big files counted by what they hold; dir_fd is its
  * folder. */
 uint64_t store_part_bytes(const struct store *s, const struct store_series *ss, int dir_fd);
-/* The big files open, for status: a JSON array (new reference). Lock held. */
-struct json_t *store_part_status_locked(struct store *s);
+/* The big files open, for status, into out. Lock held. Returns 0 or -ENOMEM. */
+int store_part_stats_locked(struct store *s, struct store_stats *out);
 /* At the end, once no fetch is out: what landed recorded, everything freed. */
 void store_part_free_all(struct store *s);
 void *store_worker(void *arg);

@@ -948,28 +948,40 @@ uint64_t store_part_bytes(const struct store *s, const struct store_series *ss, 
 	return bytes;
 }
 
-json_t *store_part_status_locked(struct store *s)
+int store_part_stats_locked(struct store *s, struct store_stats *out)
 {
-	json_t *out = json_array();
 	struct store_big *b;
+	size_t n = 0;
 
-	for (b = s->bigs; out && b; b = b->next) {
+	for (b = s->bigs; b; b = b->next)
+		n++;
+	out->bigs = n ? calloc(n, sizeof(*out->bigs)) : NULL;
+	if (n && !out->bigs)
+		return -ENOMEM;
+	for (b = s->bigs; b; b = b->next) {
+		struct store_big_stat *st = &out->bigs[out->nbigs];
 		size_t have = b->held + b->landed;
 		uint64_t bytes = (uint64_t)have * b->block;
 
 		/* The last block is short. */
 		if (have && (b->st[b->n - 1] == PB_HELD || b->st[b->n - 1] == PB_LANDED))
 			bytes -= (uint64_t)b->n * b->block - b->size;
-		json_array_append_new(
-			out, json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:i,s:i,s:b}", "series",
-				       b->ss->uid, "file", b->ss->files[b->i].name, "size",
-				       (json_int_t)b->size, "block_size", (json_int_t)b->block,
-				       "blocks", (json_int_t)b->n, "blocks_held", (json_int_t)have,
-				       "blocks_recorded", (json_int_t)b->held, "bytes_held",
-				       (json_int_t)bytes, "in_flight", (int)b->out, "open",
-				       b->opens, "complete", b->complete));
+		st->uid = strdup(b->ss->uid);
+		st->file = strdup(b->ss->files[b->i].name);
+		out->nbigs++;
+		if (!st->uid || !st->file)
+			return -ENOMEM;
+		st->size = b->size;
+		st->block_size = b->block;
+		st->blocks = b->n;
+		st->blocks_held = have;
+		st->blocks_recorded = b->held;
+		st->bytes_held = bytes;
+		st->in_flight = b->out;
+		st->opens = b->opens;
+		st->complete = b->complete;
 	}
-	return out;
+	return 0;
 }
 
 void store_part_free_all(struct store *s)
