@@ -17,4 +17,16 @@ size_t utf8_bidi_len(const char *s, size_t n);
  * past U+10FFFF (NUL bytes are the caller's to judge). */
 bool utf8_valid(const char *s, size_t n);
 
+/* The length of s cut to at most max bytes without splitting a UTF-8 sequence (a run of
+ * continuation bytes that is not UTF-8 is cut where it stands). */
+size_t utf8_cut(const char *s, size_t max);
+
+/* Names that would be the same in one folder ("a/b" and "a_b" both sanitise to "a_b"):
+ * the n-th of them (n ≥ 2) is "name~n", name cut on a UTF-8 boundary to
+ * UTF8_TWIN_KEEP bytes so that the whole fits a 255-byte name whatever n is. The one
+ * rule for the catalog's folders, the tree's collections and a facet's links. Returns a
+ * new string, or NULL when out of memory. */
+#define UTF8_TWIN_KEEP 230
+char *utf8_twin(const char *name, size_t n);
+
 #endif

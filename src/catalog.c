@@ -10,6 +10,8 @@
 
 #include <sys/resource.h>
 
+#include "clock.h"
+
 static const char cat_schema[] =
 	"CREATE TABLE IF NOT EXISTS collection("
 	" api TEXT PRIMARY KEY, name TEXT NOT NULL);"
@@ -384,14 +386,6 @@ sqlite3_stmt *cat_stmt(struct cat_conn *k, int s, int *rc)
  * commit is seen within CAT_LINGER_MS or so, this mount's own at once. */
 #define CAT_LINGER_MS 50
 
-static int64_t cat_mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Runs BEGIN or COMMIT on k: SQLITE_OK or the error. */
 static int cat_read_step(struct cat_conn *k, int s)
 {
@@ -418,7 +412,7 @@ static void cat_read_end(struct cat_conn *k)
 static void cat_read_begin(struct catalog *c, struct cat_conn *k)
 {
 	unsigned long gen = __atomic_load_n(&c->gen, __ATOMIC_ACQUIRE);
-	int64_t now = cat_mono_ms();
+	int64_t now = clock_mono_ms();
 
 	if (!k->db)
 		return;
@@ -437,7 +431,7 @@ static void cat_read_begin(struct catalog *c, struct cat_conn *k)
  * time; lingering says whether one is left (a reader in use may hold one). */
 static void cat_read_end_idle(struct catalog *c, bool all)
 {
-	int64_t now = cat_mono_ms();
+	int64_t now = clock_mono_ms();
 	bool left = false;
 	size_t i;
 
@@ -497,16 +491,6 @@ void cat_reader_put(struct catalog *c, struct cat_conn *k, sqlite3_stmt *st)
 		pthread_cond_signal(&c->ckpt_cond);
 		pthread_mutex_unlock(&c->ckpt_lock);
 	}
-}
-
-/* Milliseconds of the wall clock: loads are compared with an expiry (SIGHUP) that may
- * fall in the same second. */
-int64_t cat_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* ---- opening ----------------------------------------------------------------------- */

@@ -145,7 +145,6 @@ int cat_conn_open(struct catalog *c, struct cat_conn *k, bool create);
 /* Sets a connection's page cache to kib KiB. */
 int cat_cache_kib(sqlite3 *db, size_t kib);
 sqlite3_stmt *cat_stmt(struct cat_conn *k, int s, int *rc);
-int64_t cat_now_ms(void);
 int cat_bind_text(sqlite3_stmt *st, int i, const char *s);
 int cat_bind_num(sqlite3_stmt *st, int i, int64_t v);
 char *cat_col(sqlite3_stmt *st, int i);

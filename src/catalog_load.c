@@ -5,6 +5,8 @@
  * network.
  */
 #include "catalog_int.h"
+#include "clock.h"
+#include "utf8.h"
 
 /* A load's staging database: the tables a load writes, with only the keys its inserts
  * need; written without a journal (a crash loses nothing of the catalog's). */
@@ -695,14 +697,8 @@ static int cat_suffix_dups(struct catalog_load *l, enum cat_stmt dup, enum cat_s
 			}
 			v = nv;
 		}
-		/* Cut on a UTF-8 boundary so that the suffix fits a 255-byte name. */
-		size_t len = strlen(name);
-		if (len > 230) {
-			len = 230;
-			while (len > 0 && ((unsigned char)name[len] & 0xc0) == 0x80)
-				len--;
-		}
-		if (asprintf(&v[n].name, "%.*s~%zu", (int)len, name, run + 1) < 0) {
+		v[n].name = utf8_twin(name, run + 1);
+		if (!v[n].name) {
 			rc = SQLITE_NOMEM;
 			break;
 		}
@@ -767,7 +763,7 @@ static int cat_record(struct catalog_load *l, enum catalog_scope s)
 	sqlite3_bind_int(st, 1, (int)s);
 	cat_bind_text(st, 2, l->coll);
 	cat_bind_text(st, 3, l->pid);
-	sqlite3_bind_int64(st, 4, cat_now_ms());
+	sqlite3_bind_int64(st, 4, clock_wall_ms());
 	sqlite3_bind_int64(st, 5, l->rows);
 	rc = sqlite3_step(st);
 	sqlite3_reset(st);
@@ -800,7 +796,7 @@ static int cat_record_release(struct catalog_load *l)
 	sqlite3_bind_int(st, 1, CAT_RELEASE_SCOPE);
 	cat_bind_text(st, 2, "");
 	cat_bind_text(st, 3, l->release);
-	sqlite3_bind_int64(st, 4, cat_now_ms());
+	sqlite3_bind_int64(st, 4, clock_wall_ms());
 	sqlite3_bind_int64(st, 5, 0);
 	rc = sqlite3_step(st);
 	sqlite3_reset(st);

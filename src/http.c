@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "fileio.h"
 #include "http_int.h"
 #include "log.h"
@@ -330,14 +331,6 @@ long http_backoff_ms(int attempt, long retry_after_s, long cap_s, unsigned *seed
 	return window / 2 + (long)(rand_r(seed) % (unsigned)(window / 2 + 1));
 }
 
-int64_t http_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Sleeps ms, in slices, so that a stop (http_abort) ends the wait within 50 ms. */
 static void http_sleep_ms(struct http *http, long ms)
 {
@@ -468,7 +461,7 @@ static int http_perform(struct http *http, const char *url, const char *form, co
 	const char *method = form ? "POST" : "GET";
 	bool download = sink->buffer_size != 0;
 	/* One deadline for the whole call, retries and their waits included. */
-	int64_t deadline = http_now_ms() + (int64_t)http->opts.stall_timeout * 10 * 1000;
+	int64_t deadline = clock_mono_ms() + (int64_t)http->opts.stall_timeout * 10 * 1000;
 	long left_ms = 0, wait_ms;
 	char *shown = http_redact_url(url);
 	int attempts = http->opts.retries + 1;
@@ -496,7 +489,7 @@ static int http_perform(struct http *http, const char *url, const char *form, co
 			rc = -ECANCELED;
 			break;
 		}
-		left_ms = (long)(deadline - http_now_ms());
+		left_ms = (long)(deadline - clock_mono_ms());
 		if (!download && left_ms <= 0) {
 			rc = -ETIMEDOUT;
 			break;
@@ -576,7 +569,7 @@ static int http_perform(struct http *http, const char *url, const char *form, co
 		if (cc == CURLE_OK)
 			curl_easy_getinfo(h, CURLINFO_RETRY_AFTER, &retry_after);
 		wait_ms = http_backoff_ms(attempt, retry_after, http->opts.stall_timeout, &seed);
-		if (!download && wait_ms >= (long)(deadline - http_now_ms())) {
+		if (!download && wait_ms >= (long)(deadline - clock_mono_ms())) {
 			snprintf(cause, sizeof(cause),
 				 "%s; no time left for another attempt "
 				 "within %ld s",

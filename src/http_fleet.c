@@ -18,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "fileio.h"
 #include "http_int.h"
 #include "log.h"
@@ -379,8 +380,8 @@ static void fleet_finish(struct http_fleet *f, struct fleet_job *j, CURLcode cc)
 		log_warn("GET %s: %s (attempt %d/%d)", j->shown, cause, j->attempt,
 			 f->http->opts.retries + 1);
 		j->not_before =
-			http_now_ms() + http_backoff_ms(j->attempt, retry_after,
-							f->http->opts.stall_timeout, &f->seed);
+			clock_mono_ms() + http_backoff_ms(j->attempt, retry_after,
+							  f->http->opts.stall_timeout, &f->seed);
 		j->attempt++;
 		j->next = f->later;
 		f->later = j;
@@ -427,7 +428,7 @@ static void fleet_cancel_all(struct http_fleet *f)
 static long fleet_due(struct http_fleet *f)
 {
 	struct fleet_job **p = &f->later, *j;
-	int64_t now = http_now_ms();
+	int64_t now = clock_mono_ms();
 	long wait = FLEET_POLL_MS;
 
 	while ((j = *p)) {

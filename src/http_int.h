@@ -45,6 +45,4 @@ bool http_transient(CURLcode cc, long status);
 /* Milliseconds to wait before retry number attempt (1-based). */
 long http_backoff_ms(int attempt, long retry_after_s, long cap_s, unsigned *seed);
 
-int64_t http_now_ms(void);
-
 #endif

@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 #include "source.h"
 
@@ -118,7 +119,7 @@ static struct store_ahead *store_ahead_new(struct store *s, struct store_series 
 		close(dir_fd);
 	a->reader = a->pos[i];
 	a->cursor = a->pos[i] + 1;
-	a->t0 = a->last = store_mono_ms();
+	a->t0 = a->last = clock_mono_ms();
 	return a;
 }
 
@@ -137,7 +138,7 @@ static struct store_ahead *store_ahead_find(struct store *s, const struct store_
 static struct store_ahead *store_ahead_reap(struct store *s, bool all)
 {
 	struct store_ahead **p = &s->aheads, *a, *gone = NULL;
-	int64_t now = store_mono_ms();
+	int64_t now = clock_mono_ms();
 
 	while ((a = *p)) {
 		if (a->out == 0 && a->waiters == 0 &&
@@ -343,7 +344,7 @@ static void store_ahead_done(void *arg, int rc)
  * when it moved. Lock held. */
 static bool store_ahead_moved(struct store_ahead *a, size_t i)
 {
-	a->last = store_mono_ms();
+	a->last = clock_mono_ms();
 	if (a->pos[i] <= a->reader)
 		return false;
 	a->reader = a->pos[i];
@@ -434,7 +435,7 @@ void store_ahead_saw(struct store *s, struct store_series *ss, size_t i)
 int store_ahead_stats_locked(struct store *s, struct store_stats *out)
 {
 	struct store_ahead *a;
-	int64_t now = store_mono_ms();
+	int64_t now = clock_mono_ms();
 	size_t n = 0;
 
 	for (a = s->aheads; a; a = a->next)
@@ -463,12 +464,12 @@ int store_ahead_stats_locked(struct store *s, struct store_stats *out)
 
 void store_ahead_free_all(struct store *s)
 {
-	int64_t until = store_mono_ms() + STORE_AHEAD_DRAIN_MS;
+	int64_t until = clock_mono_ms() + STORE_AHEAD_DRAIN_MS;
 	struct store_ahead *gone;
 
 	source_cancel_fetches(s->src);
 	pthread_mutex_lock(&s->lock);
-	while (s->ahead_jobs > 0 && store_mono_ms() < until)
+	while (s->ahead_jobs > 0 && clock_mono_ms() < until)
 		store_ms_wait(s);
 	if (s->ahead_jobs > 0) {
 		/* Their callbacks would find freed memory: leak them rather. */

@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "fileio.h"
 #include "log.h"
 #include "source.h"
@@ -143,9 +144,9 @@ static uint64_t store_progress(void *arg, uint64_t done, uint64_t total)
 	    (done <= cap && __atomic_load_n(&f->cap_from, __ATOMIC_ACQUIRE) != STORE_CAP_PENDING))
 		return cap;
 	pthread_mutex_lock(&s->lock);
-	until = store_mono_ms() + STORE_CAP_WAIT_MS;
+	until = clock_mono_ms() + STORE_CAP_WAIT_MS;
 	while (f->cap_from == STORE_CAP_PENDING && !f->exp_failed && !s->stopping &&
-	       store_mono_ms() < until)
+	       clock_mono_ms() < until)
 		store_ms_wait(s);
 	cap = f->cap_from == STORE_CAP_PENDING ? STORE_ZIP_SLACK : f->cap;
 	pthread_mutex_unlock(&s->lock);
@@ -210,23 +211,15 @@ static void store_ask_size_locked(struct store *s, struct store_fetch *f)
 
 bool store_size_askers_wait(struct store *s)
 {
-	int64_t until = store_mono_ms() + 10000;
+	int64_t until = clock_mono_ms() + 10000;
 	bool done;
 
 	pthread_mutex_lock(&s->lock);
-	while (s->size_askers > 0 && store_mono_ms() < until)
+	while (s->size_askers > 0 && clock_mono_ms() < until)
 		store_ms_wait(s);
 	done = s->size_askers == 0;
 	pthread_mutex_unlock(&s->lock);
 	return done;
-}
-
-int64_t store_mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 bool store_ms_wait(struct store *s)

@@ -136,7 +136,6 @@ int store_lookup(struct store *s, const char *uid, struct store_series **out);
 /* Waits on s->done for at most STORE_WAIT_TICK_MS (so that a waiter notices an
  * interrupt soon). Lock held. True when woken. */
 bool store_ms_wait(struct store *s);
-int64_t store_mono_ms(void);
 /* At the end: the threads asking series' sizes for their caps, waited for (bounded:
  * false when some are still out). */
 bool store_size_askers_wait(struct store *s);

@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "fileio.h"
 #include "log.h"
 #include "md5.h"
@@ -831,7 +832,7 @@ int store_part_need(struct store *s, struct store_part *p, uint64_t off, uint64_
 {
 	struct store_big *b = p->big;
 	size_t first, last, k, most, moved;
-	int64_t since = store_mono_ms();
+	int64_t since = clock_mono_ms();
 	int rc = 0;
 
 	if (off >= b->size || len == 0)
@@ -899,7 +900,7 @@ int store_part_need(struct store *s, struct store_part *p, uint64_t off, uint64_
 			rc = -EINTR; /* the fetches carry on without us */
 			break;
 		}
-		if (store_mono_ms() - since > PART_STALL_MS) {
+		if (clock_mono_ms() - since > PART_STALL_MS) {
 			log_err("series %s: %s: no block came for %d s: given up", b->ss->uid,
 				b->ss->files[b->i].name, PART_STALL_MS / 1000);
 			rc = -ETIMEDOUT;

@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "failures.h"
 #include "log.h"
 #include "tree_int.h"
@@ -88,12 +89,11 @@ void tree_free(struct tree *tree)
 
 void tree_expire(struct tree *tree)
 {
-	struct timespec ts;
+	int64_t now = clock_wall_ms();
 
-	clock_gettime(CLOCK_REALTIME, &ts);
 	pthread_mutex_lock(&tree->lock);
 	tree->gen++;
-	tree->expired_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	tree->expired_ms = now;
 	pthread_mutex_unlock(&tree->lock);
 }
 
@@ -106,13 +106,6 @@ unsigned tree_generation(struct tree *tree)
 	pthread_mutex_unlock(&tree->lock);
 	return gen;
 }
-
-/* ---- reserved names ---------------------------------------------------------------- */
-
-/* Folder names that a collection or patient must not take from the API. */
-const char *const tree_root_reserved[2] = { "README.txt", "manifests" };
-const char *const tree_coll_reserved[5] = { "collection.json", "patients.csv", "studies.csv",
-					    "series.csv", "CITATION.txt" };
 
 /* ---- resolving paths --------------------------------------------------------------- */
 

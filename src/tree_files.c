@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "failures.h"
 #include "log.h"
 #include "tree_int.h"
@@ -323,7 +324,7 @@ static size_t tree_place_dir_len(const char *path)
 /* Under t->lock: the live entry of the folder of path, or NULL. */
 static struct tree_place *tree_place_find(struct tree *t, const char *path, size_t len)
 {
-	int64_t now = tree_wall_ms();
+	int64_t now = clock_wall_ms();
 	size_t i;
 
 	for (i = 0; i < TREE_PLACES; i++) {

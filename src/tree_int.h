@@ -244,11 +244,13 @@ int tree_cmp_coll(const void *a, const void *b);
 
 /* ---- tree_names.c ---------------------------------------------------------------- */
 
-int64_t tree_now_ms(void);
-int64_t tree_wall_ms(void);
+/* The facet folders, in the catalog's facet order, and the table files. */
+extern const char *const tree_facet_dirs[3];
+extern const char *const tree_table_names[3];
+extern const char *const tree_root_reserved[2];
+extern const char *const tree_coll_reserved[5];
 int tree_unreserve(char **name, const char *const *reserved, size_t n);
 time_t tree_parse_time(const char *s, time_t fallback);
-size_t tree_utf8_cut(const char *s, size_t max);
 int tree_cmp_str(const char *a, const char *b);
 int tree_cmp_names(const void *a, const void *b);
 int tree_uniquify(char *base, size_t count, size_t stride, size_t name_off);
@@ -263,8 +265,6 @@ int tree_open_do(struct tree *tree, const char *path, int flags, const struct ca
 
 /* ---- tree.c ---------------------------------------------------------------------- */
 
-extern const char *const tree_root_reserved[2];
-extern const char *const tree_coll_reserved[5];
 /* files: the caller will need the series' files the path names (a listing, an open),
  * so a by-UID download may start before its metadata is at hand (store_prefetch). */
 int tree_resolve(struct tree *t, const char *path, const struct caller *who, bool files,
@@ -290,10 +290,6 @@ void tree_hold(struct tree_lister *l, const char *name, const struct stat *st, b
 void tree_emit_pending(struct tree_lister *l);
 
 /* ---- tree_view.c ----------------------------------------------------------------- */
-
-/* The facet folders, in the catalog's facet order, and the table files. */
-extern const char *const tree_facet_dirs[3];
-extern const char *const tree_table_names[3];
 
 int tree_facet_index(const char *name);
 int tree_resolve_facet(struct tree *t, char comps[][TREE_NAME_MAX + 1], int depth, unsigned k,

@@ -14,20 +14,13 @@
 #include <time.h>
 
 #include "catalog.h"
+#include "clock.h"
 #include "log.h"
 #include "tree_int.h"
 
 /* A walk: TREE_WALK_PATIENTS patients of one collection loaded one by one within the
  * window, and the next look loads the collection in bulk. */
 #define TREE_WALK_WINDOW_MS 60000
-
-static int64_t tree_mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ---- freshness --------------------------------------------------------------------- */
 
@@ -55,7 +48,7 @@ void tree_memos_free(struct tree *t)
 static bool tree_is_fresh(struct tree *t, int64_t when)
 {
 	return t->offline ||
-	       (when > t->expired_ms && tree_wall_ms() - when < (int64_t)t->meta_ttl * 1000);
+	       (when > t->expired_ms && clock_wall_ms() - when < (int64_t)t->meta_ttl * 1000);
 }
 
 /* The memo of the scope, or NULL. Under t->lock. */
@@ -230,7 +223,7 @@ static int tree_ensure(struct tree *t, enum catalog_scope s, const char *coll, c
 	for (f = t->flights; f; f = f->next)
 		if (strcmp(f->key, key) == 0)
 			break;
-	if (f && f->done && f->failed_ms && tree_mono_ms() - f->failed_ms >= TREE_FAIL_MEMORY_MS &&
+	if (f && f->done && f->failed_ms && clock_mono_ms() - f->failed_ms >= TREE_FAIL_MEMORY_MS &&
 	    f->users == 0) {
 		tree_flight_unlink(t, f);
 		f = NULL;
@@ -258,7 +251,7 @@ static int tree_ensure(struct tree *t, enum catalog_scope s, const char *coll, c
 	t->flights = f;
 	pthread_mutex_unlock(&t->lock);
 
-	started = tree_mono_ms();
+	started = clock_mono_ms();
 	rc = load(t, coll, pid);
 	if (rc < 0 && tree_covered(t, state, epoch) && rc != -ECANCELED) {
 		log_warn("%s%s%s: the refresh failed (%s); serving what the catalog has",
@@ -271,8 +264,8 @@ static int tree_ensure(struct tree *t, enum catalog_scope s, const char *coll, c
 	f->rc = rc;
 	if (rc < 0) {
 		f->why = strdup(log_reason());
-		if (tree_mono_ms() - started >= TREE_SLOW_FAILURE_MS)
-			f->failed_ms = tree_mono_ms();
+		if (clock_mono_ms() - started >= TREE_SLOW_FAILURE_MS)
+			f->failed_ms = clock_mono_ms();
 	}
 	pthread_cond_broadcast(&t->cond);
 	if (--f->users == 0 && !f->failed_ms)
@@ -495,7 +488,7 @@ static int tree_load_studies_series(struct tree *t, const char *coll, const char
 {
 	struct record_filter f = { .collection = coll, .patient_id = pid };
 	struct tree_sink k = { t, NULL, coll, pid, 0 };
-	int64_t t0 = tree_mono_ms(), t1, t2;
+	int64_t t0 = clock_mono_ms(), t1, t2;
 	int rc;
 
 	rc = catalog_load_begin(t->cat, pid ? CATALOG_PATIENT : CATALOG_COLLECTION, coll, pid,
@@ -508,9 +501,9 @@ static int tree_load_studies_series(struct tree *t, const char *coll, const char
 		catalog_load_abort(k.l);
 		return rc;
 	}
-	t1 = tree_mono_ms();
+	t1 = clock_mono_ms();
 	rc = catalog_load_commit(k.l);
-	t2 = tree_mono_ms();
+	t2 = clock_mono_ms();
 	if (rc == 0 && pid)
 		log_debug("%s patient %s: %lld studies and series loaded", coll, pid,
 			  (long long)k.rows);
@@ -548,7 +541,7 @@ int tree_cat_collection(struct tree *t, const char *coll)
 static bool tree_walking(struct tree *t, const char *coll, const char *pid)
 {
 	struct tree_walk *w;
-	int64_t now = tree_mono_ms();
+	int64_t now = clock_mono_ms();
 	bool walk = false;
 
 	pthread_mutex_lock(&t->lock);
@@ -673,7 +666,7 @@ int tree_slot_get(struct tree *t, struct tree_slot *slot, tree_load_fn load, voi
 		if (s && s->gen == t->gen && time(NULL) - s->fetched < t->meta_ttl)
 			goto out_ref;
 		if (!slot->loading && !s && slot->last_rc < 0 && slot->failed_ms &&
-		    tree_now_ms() - slot->failed_ms < TREE_FAIL_MEMORY_MS) {
+		    clock_mono_ms() - slot->failed_ms < TREE_FAIL_MEMORY_MS) {
 			rc = slot->last_rc;
 			log_adopt_reason(slot->why);
 			pthread_mutex_unlock(&t->lock);
@@ -700,7 +693,7 @@ int tree_slot_get(struct tree *t, struct tree_slot *slot, tree_load_fn load, voi
 	slot->loading = true;
 	pthread_mutex_unlock(&t->lock);
 
-	started = tree_now_ms();
+	started = clock_mono_ms();
 	log_clear_reason();
 	rc = load(t, arg, &fresh);
 	/* Parsing a big answer leaves megabytes of freed heap behind (a 10,000-series
@@ -714,8 +707,8 @@ int tree_slot_get(struct tree *t, struct tree_slot *slot, tree_load_fn load, voi
 	slot->failed_ms = 0;
 	free(slot->why);
 	slot->why = rc < 0 ? strdup(log_reason()) : NULL; /* for the callers who waited */
-	if (rc < 0 && tree_now_ms() - started >= TREE_SLOW_FAILURE_MS)
-		slot->failed_ms = tree_now_ms();
+	if (rc < 0 && clock_mono_ms() - started >= TREE_SLOW_FAILURE_MS)
+		slot->failed_ms = clock_mono_ms();
 	pthread_cond_broadcast(&t->cond);
 	if (rc == 0) {
 		fresh->refs = 2; /* the slot's and the caller's */

@@ -20,24 +20,15 @@
 #include "tree_int.h"
 #include "utf8.h"
 
-/* Milliseconds on the monotonic clock: whole seconds from time() would call a 10 ms
- * failure that happens to straddle a second boundary "slow". */
-int64_t tree_now_ms(void)
-{
-	struct timespec ts;
+/* ---- our own names ------------------------------------------------------------------ */
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Milliseconds on the wall clock: what loads are stamped with in the catalog. */
-int64_t tree_wall_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+/* The files and folders the tree makes itself, and the names the API must therefore not
+ * take: a collection at the root, a patient in a collection (tree_unreserve). */
+const char *const tree_facet_dirs[3] = { ".by-modality", ".by-bodypart", ".by-manufacturer" };
+const char *const tree_table_names[3] = { "patients.csv", "studies.csv", "series.csv" };
+const char *const tree_root_reserved[2] = { "README.txt", "manifests" };
+const char *const tree_coll_reserved[5] = { "collection.json", "patients.csv", "studies.csv",
+					    "series.csv", "CITATION.txt" };
 
 static const char *const tree_probe_names[] = {
 	"desktop.ini", "Desktop.ini", "autorun.inf", "AUTORUN.INF",
@@ -58,23 +49,6 @@ bool tree_is_probe_name(const char *name)
 	return false;
 }
 
-/* The length of s cut to at most max bytes without splitting a UTF-8 sequence. */
-size_t tree_utf8_cut(const char *s, size_t max)
-{
-	size_t n = strlen(s);
-
-	if (n <= max)
-		return n;
-	n = max;
-	/* A UTF-8 sequence is at most 4 bytes: back off at most 3. Longer runs of
-	 * continuation bytes are not UTF-8 at all, and are cut where they stand. */
-	while (n > 0 && max - n < 3 && ((unsigned char)s[n] & 0xC0) == 0x80)
-		n--;
-	if (((unsigned char)s[n] & 0xC0) == 0x80)
-		n = max;
-	return n;
-}
-
 char *tree_sanitize_name(const char *name)
 {
 	size_t n, i, j;
@@ -86,7 +60,7 @@ char *tree_sanitize_name(const char *name)
 		return strdup("_dot_");
 	if (strcmp(name, "..") == 0)
 		return strdup("_dotdot_");
-	n = tree_utf8_cut(name, TREE_NAME_MAX);
+	n = utf8_cut(name, TREE_NAME_MAX);
 	out = strndup(name, n);
 	if (!out)
 		return NULL;
@@ -124,7 +98,7 @@ static char *tree_readable_name(const char *const *parts, size_t nparts, const c
 		len += (size_t)snprintf(base + len, sizeof(base) - len, "%s%s", len ? " " : "",
 					parts[i]);
 		if (len >= sizeof(base) - 1) {
-			len = tree_utf8_cut(base, sizeof(base) - 2);
+			len = utf8_cut(base, sizeof(base) - 2);
 			base[len] = '\0';
 			break;
 		}
@@ -138,7 +112,7 @@ static char *tree_readable_name(const char *const *parts, size_t nparts, const c
 		return NULL;
 	tlen = strlen(tail);
 	/* Keep the UID tail whole: it is what makes the name unique. */
-	cut = tree_utf8_cut(clean, tlen + 1 < TREE_NAME_MAX ? TREE_NAME_MAX - tlen - 1 : 0);
+	cut = utf8_cut(clean, tlen + 1 < TREE_NAME_MAX ? TREE_NAME_MAX - tlen - 1 : 0);
 	out = malloc(cut + tlen + 2);
 	if (out) {
 		memcpy(out, clean, cut);
@@ -147,7 +121,7 @@ static char *tree_readable_name(const char *const *parts, size_t nparts, const c
 	}
 	free(clean);
 	if (out && strlen(out) > TREE_NAME_MAX)
-		out[tree_utf8_cut(out, TREE_NAME_MAX)] = '\0';
+		out[utf8_cut(out, TREE_NAME_MAX)] = '\0';
 	if (out)
 		for (i = 0; out[i]; i++)
 			if (out[i] == '/' || (unsigned char)out[i] < 0x20)
@@ -228,19 +202,15 @@ int tree_uniquify(char *base, size_t count, size_t stride, size_t name_off)
 		char **prev = (char **)(base + (i - 1) * stride + name_off);
 		char **cur = (char **)(base + i * stride + name_off);
 		char *fixed;
-		size_t len;
 
 		if (strcmp(*cur, *prev) != 0) {
 			run = 0;
 			continue;
 		}
 		run++;
-		len = strlen(*cur) + 24;
-		fixed = malloc(len);
+		fixed = utf8_twin(*cur, run + 1);
 		if (!fixed)
 			return -ENOMEM;
-		snprintf(fixed, len, "%.*s~%zu", (int)tree_utf8_cut(*cur, TREE_NAME_MAX - 22), *cur,
-			 run + 1);
 		free(*cur);
 		*cur = fixed;
 	}
@@ -261,7 +231,7 @@ int tree_unreserve(char **name, const char *const *reserved, size_t n)
 			break;
 	if (i == n)
 		return 0;
-	len = tree_utf8_cut(*name, TREE_NAME_MAX - 1);
+	len = utf8_cut(*name, TREE_NAME_MAX - 1);
 	p = malloc(len + 2);
 	if (!p)
 		return -ENOMEM;

@@ -15,13 +15,13 @@
 #include "fileio.h"
 #include "log.h"
 #include "tree_int.h"
+#include "utf8.h"
 
 /* ---- facets ---------------------------------------------------------------------- */
 
 /* Each collection's facet folders, in catalog facet order. Hidden, so that a walk of the
  * main tree does not meet every series twice; their entries are symbolic links to the
  * canonical folders, so nothing is copied or fetched twice. */
-const char *const tree_facet_dirs[3] = { ".by-modality", ".by-bodypart", ".by-manufacturer" };
 #define TREE_UNKNOWN "_unknown"
 
 struct tree_fval {
@@ -145,18 +145,8 @@ static char *tree_link_name(const char *pat, const char *ser)
 		return s;
 	if (!tail || strlen(tail) > 80)
 		tail = "";
-	keep = tree_utf8_cut(s, TREE_NAME_MAX - strlen(tail));
+	keep = utf8_cut(s, TREE_NAME_MAX - strlen(tail));
 	memmove(s + keep, tail, strlen(tail) + 1);
-	return s;
-}
-
-/* The n-th (from 2) of links that would share name: "name~n", as tree_uniquify does. */
-static char *tree_link_twin(const char *name, size_t n)
-{
-	char *s;
-
-	if (asprintf(&s, "%.*s~%zu", (int)tree_utf8_cut(name, TREE_NAME_MAX - 22), name, n) < 0)
-		return NULL;
 	return s;
 }
 
@@ -279,7 +269,7 @@ static int tree_link_by_listing(void *arg, const struct catalog_series *s, const
 		return -ENOMEM;
 	if (lf->prev_name && strcmp(lf->prev_name, name) == 0) {
 		lf->run++;
-		shown = tree_link_twin(name, lf->run + 1);
+		shown = utf8_twin(name, lf->run + 1);
 	} else {
 		lf->run = 0;
 		shown = strdup(name);
@@ -578,8 +568,6 @@ static struct tree_man *tree_find_man(struct tree *t, const char *name)
 }
 
 /* ---- resolving view paths -------------------------------------------------------- */
-
-const char *const tree_table_names[3] = { "patients.csv", "studies.csv", "series.csv" };
 
 int tree_facet_index(const char *name)
 {
@@ -927,7 +915,7 @@ static int tree_list_link(void *arg, const char *const *cols, size_t n)
 		return -ENOMEM;
 	if (ll->prev && strcmp(ll->prev, name) == 0) {
 		ll->run++;
-		shown = tree_link_twin(name, ll->run + 1);
+		shown = utf8_twin(name, ll->run + 1);
 	} else {
 		ll->run = 0;
 		shown = strdup(name);

@@ -1,11 +1,38 @@
 /* SPDX-License-Identifier: MIT
  * utf8.c — recognising the UTF-8 sequences that must not reach a user's screen as they
- * are, and checking text is UTF-8 at all. Pure functions, no allocation.
+ * are, checking text is UTF-8 at all, and cutting names on a UTF-8 boundary (with the
+ * "~N" rule for names that would be the same). Pure functions.
  */
 #include "utf8.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
+
+size_t utf8_cut(const char *s, size_t max)
+{
+	size_t n = strlen(s);
+
+	if (n <= max)
+		return n;
+	n = max;
+	/* A UTF-8 sequence is at most 4 bytes: back off at most 3. Longer runs of
+	 * continuation bytes are not UTF-8 at all, and are cut where they stand. */
+	while (n > 0 && max - n < 3 && ((unsigned char)s[n] & 0xC0) == 0x80)
+		n--;
+	if (((unsigned char)s[n] & 0xC0) == 0x80)
+		n = max;
+	return n;
+}
+
+char *utf8_twin(const char *name, size_t n)
+{
+	char *s;
+
+	if (asprintf(&s, "%.*s~%zu", (int)utf8_cut(name, UTF8_TWIN_KEEP), name, n) < 0)
+		return NULL;
+	return s;
+}
 
 size_t utf8_bidi_len(const char *str, size_t n)
 {
