@@ -24,6 +24,7 @@
 #include <sys/types.h>
 
 #include "caller.h"
+#include "names.h"
 
 struct source;
 struct store;
@@ -145,23 +146,5 @@ void tree_close(struct tree_file *f);
 ssize_t tree_getxattr(struct tree *tree, const char *path, const char *name, char *buf,
 		      size_t size);
 ssize_t tree_listxattr(struct tree *tree, const char *path, char *buf, size_t size);
-
-/* Makes a name from the API safe as one path component: '/' and control characters
- * become '_', "." / ".." / "" become visible placeholders, a leading dot becomes '_', and
- * the result is cut to 255 bytes on a UTF-8 boundary. Returns a new string (caller
- * frees), NULL if out of memory. */
-char *tree_sanitize_name(const char *name);
-
-/* The folder name of a study ("<date> <description>") or series ("<number> <modality>
- * <description>"): the parts that exist, sanitised, then "-" and the last five
- * characters of uid (the whole uid when full is set), within 255 bytes. Returns a new
- * string or NULL when out of memory. */
-char *tree_study_name(const char *date, const char *description, const char *uid, bool full);
-char *tree_series_name(const char *number, const char *modality, const char *description,
-		       const char *uid, bool full);
-
-/* True for names that file managers and indexers probe for and that can never exist
- * here (".hidden", "desktop.ini", …): they are answered without any request. */
-bool tree_is_probe_name(const char *name);
 
 #endif

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT
  * tree.c — the namespace: which paths exist (path → node, through the catalog), their
  * attributes, what folders list, extended attributes, and failures where users look.
- * Names are made in tree_names.c, generated and opened files are in tree_files.c, what is
+ * Names are made in names.c, generated and opened files are in tree_files.c, what is
  * looked at is loaded by tree_load.c, and the views are in tree_view.c.
  */
 #include "tree.h"
@@ -303,7 +303,7 @@ static int tree_resolve_uid(struct tree *t, const char *uid, const char *name,
 	bool early;
 	int rc;
 
-	if (tree_is_probe_name(uid) || (name && tree_is_probe_name(name)))
+	if (names_is_probe(uid) || (name && names_is_probe(name)))
 		return -ENOENT;
 	if (tree_uid_at_hand(t, uid, path, sizeof(path) - (name ? strlen(name) + 1 : 0)) == 0) {
 		if (name) {
@@ -411,7 +411,7 @@ int tree_resolve(struct tree *t, const char *path, const struct caller *who, boo
 		return -ENOENT;
 	}
 	for (i = 0; i < depth; i++)
-		if (tree_is_probe_name(comps[i]) && !(i == 1 && tree_facet_index(comps[1]) >= 0))
+		if (names_is_probe(comps[i]) && !(i == 1 && tree_facet_index(comps[1]) >= 0))
 			return -ENOENT;
 	/* Our JSON files have fixed names and places; any other *.json cannot exist. */
 	static const char *const json_at[] = { "", "collection.json", "patient.json", "study.json",
@@ -444,7 +444,7 @@ int tree_resolve(struct tree *t, const char *path, const struct caller *who, boo
 		return 0;
 	}
 	for (i = 0; depth == 2 && i < 3; i++)
-		if (strcmp(comps[1], tree_table_names[i]) == 0) {
+		if (strcmp(comps[1], names_table_files[i]) == 0) {
 			n->kind = TK_TABLE;
 			n->facet = (unsigned)i;
 			return 0;
@@ -767,11 +767,11 @@ static int tree_list_coll(struct tree *t, struct tree_node *n, struct tree_liste
 	st.st_mode = S_IFREG | 0444;
 	tree_hold(l, "collection.json", &st, false);
 	for (i = 0; i < 3; i++)
-		tree_hold(l, tree_table_names[i], &st, false);
+		tree_hold(l, names_table_files[i], &st, false);
 	tree_hold(l, "CITATION.txt", &st, false);
 	tree_fill_dir(t, t->mounted, &st);
 	for (i = 0; i < 3; i++)
-		tree_hold(l, tree_facet_dirs[i], &st, true);
+		tree_hold(l, names_facet_dirs[i], &st, true);
 	ea = (struct tree_emit_arg){ t, l, st, 0 };
 	rc = catalog_patients(t->cat, n->coll->api, tree_emit_patient, &ea);
 	tree_emit_pending(l);
@@ -839,7 +839,7 @@ static int tree_list_series(struct tree *t, struct tree_node *n, const struct ca
 	}
 	for (i = 0; i < count; i++)
 		names[i] = (char *)store_series_name(ss, i);
-	qsort(names, count, sizeof(*names), tree_cmp_names);
+	qsort(names, count, sizeof(*names), names_cmp_ptrs);
 	/* series.json's size needs getSeriesSize (slow): left to a stat of its own. */
 	tree_fill_file(t, 0, (time_t)n->cser.mtime, &st);
 	tree_hold(l, "series.json", &st, false);
@@ -886,10 +886,10 @@ static int tree_list_named(struct tree *t, const char *path, struct tree_lister 
 	    tree_facet_index(comps[1]) >= 0 || strcmp(comps[1], "CITATION.txt") == 0)
 		return 1;
 	for (i = 0; i < 3; i++)
-		if (strcmp(comps[1], tree_table_names[i]) == 0)
+		if (strcmp(comps[1], names_table_files[i]) == 0)
 			return 1;
 	for (i = 0; i < depth; i++)
-		if (tree_is_probe_name(comps[i]) || tree_ends_with(comps[i], ".json"))
+		if (names_is_probe(comps[i]) || tree_ends_with(comps[i], ".json"))
 			return 1;
 	if (tree_get_colls(t, &cs) < 0)
 		return 1;

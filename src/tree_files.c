@@ -403,7 +403,7 @@ static int tree_place_open(struct tree *t, const char *path, struct tree_node *n
 	char *uid = NULL;
 	long found;
 
-	if (!len || !t->store || tree_is_probe_name(name) || strcmp(name, "series.json") == 0)
+	if (!len || !t->store || names_is_probe(name) || strcmp(name, "series.json") == 0)
 		return 1;
 	pthread_mutex_lock(&t->lock);
 	p = tree_place_find(t, path, len);

@@ -21,7 +21,7 @@
 #include "tree.h"
 #include "view.h"
 
-#define TREE_NAME_MAX 255
+#define TREE_NAME_MAX NAMES_MAX
 #define TREE_DEPTH_MAX 6
 
 /* A slow failed load (a silent server: it took a second or more) answers the callers
@@ -241,19 +241,6 @@ void tree_slot_clear(struct tree *t, struct tree_slot *slot);
 int tree_load_colls(struct tree *t, void *arg, struct tree_snap **out);
 int tree_load_vals(struct tree *t, void *arg, struct tree_snap **out);
 int tree_cmp_coll(const void *a, const void *b);
-
-/* ---- tree_names.c ---------------------------------------------------------------- */
-
-/* The facet folders, in the catalog's facet order, and the table files. */
-extern const char *const tree_facet_dirs[3];
-extern const char *const tree_table_names[3];
-extern const char *const tree_root_reserved[2];
-extern const char *const tree_coll_reserved[5];
-int tree_unreserve(char **name, const char *const *reserved, size_t n);
-time_t tree_parse_time(const char *s, time_t fallback);
-int tree_cmp_str(const char *a, const char *b);
-int tree_cmp_names(const void *a, const void *b);
-int tree_uniquify(char *base, size_t count, size_t stride, size_t name_off);
 
 /* ---- tree_files.c ---------------------------------------------------------------- */
 

@@ -320,9 +320,9 @@ static int tree_load_archive(struct tree *t, const char *coll, const char *pid)
 	if (rc == 0 && release)
 		rc = catalog_set_release(l, release);
 	for (i = 0; rc == 0 && i < v.count; i++) {
-		struct catalog_coll r = { v.v[i].api, tree_sanitize_name(v.v[i].name) };
+		struct catalog_coll r = { v.v[i].api, names_sanitize(v.v[i].name) };
 
-		rc = r.name ? tree_unreserve(&r.name, tree_root_reserved, 2) : -ENOMEM;
+		rc = r.name ? names_unreserve(&r.name, names_root_reserved, 2) : -ENOMEM;
 		if (rc == 0)
 			rc = catalog_add_coll(l, &r);
 		free(r.name);
@@ -358,9 +358,9 @@ static int tree_sink_restart(void *arg)
 
 static char *tree_patient_name(const char *pid)
 {
-	char *name = tree_sanitize_name(pid);
+	char *name = names_sanitize(pid);
 
-	if (name && tree_unreserve(&name, tree_coll_reserved, 5) < 0) {
+	if (name && names_unreserve(&name, names_coll_reserved, 5) < 0) {
 		free(name);
 		name = NULL;
 	}
@@ -396,13 +396,13 @@ static int tree_sink_study(void *arg, void *rec)
 		return 0;
 	p.name = tree_patient_name(s->patient_id);
 	if (k->t->naming_uid) {
-		r.name = tree_sanitize_name(s->study_uid);
+		r.name = names_sanitize(s->study_uid);
 		r.full = r.name ? strdup(r.name) : NULL;
 	} else {
-		r.name = tree_study_name(s->date, s->description, s->study_uid, false);
-		r.full = tree_study_name(s->date, s->description, s->study_uid, true);
+		r.name = names_study(s->date, s->description, s->study_uid, false);
+		r.full = names_study(s->date, s->description, s->study_uid, true);
 	}
-	r.mtime = tree_parse_time(s->date, k->t->mounted);
+	r.mtime = names_parse_time(s->date, k->t->mounted);
 	rc = p.name && r.name && r.full ? catalog_add_patient(k->l, &p) : -ENOMEM;
 	if (rc == 0)
 		rc = catalog_add_study(k->l, &r);
@@ -426,7 +426,7 @@ static int tree_sink_series(void *arg, void *rec)
 		NULL,
 		s->raw,
 		{ s->modality, s->body_part, s->manufacturer },
-		tree_parse_time(s->timestamp, tree_parse_time(s->date, k->t->mounted)),
+		names_parse_time(s->timestamp, names_parse_time(s->date, k->t->mounted)),
 		s->image_count,
 		s->file_size,
 	};
@@ -438,13 +438,11 @@ static int tree_sink_series(void *arg, void *rec)
 		return 0;
 	r.pid = (char *)(k->pid ? k->pid : s->patient_id ? s->patient_id : "");
 	if (k->t->naming_uid) {
-		r.name = tree_sanitize_name(s->series_uid);
+		r.name = names_sanitize(s->series_uid);
 		r.full = r.name ? strdup(r.name) : NULL;
 	} else {
-		r.name = tree_series_name(s->number, s->modality, s->description, s->series_uid,
-					  false);
-		r.full = tree_series_name(s->number, s->modality, s->description, s->series_uid,
-					  true);
+		r.name = names_series(s->number, s->modality, s->description, s->series_uid, false);
+		r.full = names_series(s->number, s->modality, s->description, s->series_uid, true);
 	}
 	rc = r.name && r.full ? catalog_add_series(k->l, &r) : -ENOMEM;
 	free(r.name);

@@ -148,7 +148,7 @@ static int tree_table_members(struct tree_table_out *o, const char *raw, size_t 
 		if (more == -EBADMSG)
 			log_err("%s/%s: an object in the catalog is not JSON; the catalog may be "
 				"damaged",
-				o->coll, tree_table_names[o->which]);
+				o->coll, names_table_files[o->which]);
 		return more == -EBADMSG ? -EIO : more;
 	}
 	for (i = 0; rc == 0 && i < *n; i++) {
@@ -438,7 +438,7 @@ static int tree_table_render(struct tree *t, struct tree_coll *c, unsigned which
 	if (o.fd < 0) {
 		rc = o.fd;
 		log_err("%s/%s: cannot make a file to render it in %s: %s", c->name,
-			tree_table_names[which], t->cache_dir, strerror(-rc));
+			names_table_files[which], t->cache_dir, strerror(-rc));
 		goto out_free;
 	}
 	/* One pass when every object sends the same keys, as they do; else a second one,

@@ -78,7 +78,7 @@ static int tree_fval_add(void *arg, const char *const *cols, size_t n)
 	}
 	v = &b->fv->v[b->k][(*count)++];
 	v->api = cols[0] ? strdup(cols[0]) : NULL;
-	v->name = cols[0] ? tree_sanitize_name(cols[0]) : strdup(TREE_UNKNOWN);
+	v->name = cols[0] ? names_sanitize(cols[0]) : strdup(TREE_UNKNOWN);
 	return v->name && (v->api || !cols[0]) ? 0 : -ENOMEM;
 }
 
@@ -107,8 +107,8 @@ static int tree_load_fvals(struct tree *t, void *arg, struct tree_snap **out)
 		if (fv->n[k] < 2)
 			continue; /* none has no array, and qsort may not be given NULL */
 		qsort(fv->v[k], fv->n[k], sizeof(*fv->v[k]), tree_cmp_fval);
-		rc = tree_uniquify((char *)fv->v[k], fv->n[k], sizeof(*fv->v[k]),
-				   offsetof(struct tree_fval, name));
+		rc = names_uniquify((char *)fv->v[k], fv->n[k], sizeof(*fv->v[k]),
+				    offsetof(struct tree_fval, name));
 		qsort(fv->v[k], fv->n[k], sizeof(*fv->v[k]), tree_cmp_fval);
 	}
 	if (rc < 0) {
@@ -183,7 +183,7 @@ static int tree_facet_extra(struct tree *t, struct tree_coll *c, const struct tr
 				break;
 		if (j < fv->n[k])
 			continue;
-		names[n] = tree_sanitize_name(api);
+		names[n] = names_sanitize(api);
 		if (!names[n])
 			goto out_free;
 		if (tree_fval_find(fv, k, names[n])) {
@@ -192,7 +192,7 @@ static int tree_facet_extra(struct tree *t, struct tree_coll *c, const struct tr
 		}
 		n++;
 	}
-	qsort(names, n, sizeof(*names), tree_cmp_names);
+	qsort(names, n, sizeof(*names), names_cmp_ptrs);
 	*out = names;
 	*count = n;
 	rc = 0;
@@ -503,8 +503,8 @@ static int tree_load_mres(struct tree *t, void *arg, struct tree_snap **out)
 	}
 	qsort(r->links, r->nlinks, sizeof(*r->links), tree_cmp_mlink);
 	rc = -ENOMEM;
-	if (tree_uniquify((char *)r->links, r->nlinks, sizeof(*r->links),
-			  offsetof(struct tree_mlink, name)) < 0)
+	if (names_uniquify((char *)r->links, r->nlinks, sizeof(*r->links),
+			   offsetof(struct tree_mlink, name)) < 0)
 		goto out_free;
 	qsort(r->links, r->nlinks, sizeof(*r->links), tree_cmp_mlink);
 	*out = &r->hdr;
@@ -538,13 +538,13 @@ int tree_take_manifests(struct tree *t, struct view_manifest *m, size_t n)
 
 		man->m = m[i];
 		memset(&m[i], 0, sizeof(m[i]));
-		man->name = tree_sanitize_name(man->m.name ? man->m.name : "manifest");
+		man->name = names_sanitize(man->m.name ? man->m.name : "manifest");
 		if (!man->name)
 			return -ENOMEM;
 	}
 	qsort(t->mans, t->nmans, sizeof(*t->mans), tree_cmp_man);
-	if (tree_uniquify((char *)t->mans, t->nmans, sizeof(*t->mans),
-			  offsetof(struct tree_man, name)) < 0)
+	if (names_uniquify((char *)t->mans, t->nmans, sizeof(*t->mans),
+			   offsetof(struct tree_man, name)) < 0)
 		return -ENOMEM;
 	qsort(t->mans, t->nmans, sizeof(*t->mans), tree_cmp_man);
 	return 0;
@@ -574,7 +574,7 @@ int tree_facet_index(const char *name)
 	int k;
 
 	for (k = 0; k < 3; k++)
-		if (strcmp(name, tree_facet_dirs[k]) == 0)
+		if (strcmp(name, names_facet_dirs[k]) == 0)
 			return k;
 	return -1;
 }
@@ -882,7 +882,7 @@ int tree_list_facet_root(struct tree *t, struct tree_node *n, struct tree_lister
 	for (i = 0; i < nextra; i++)
 		names[fv->n[k] + i] = extra[i];
 	count = fv->n[k] + nextra;
-	qsort(names, count, sizeof(*names), tree_cmp_names);
+	qsort(names, count, sizeof(*names), names_cmp_ptrs);
 	tree_fill_dir(t, t->mounted, &st);
 	for (i = 0; i < count; i++)
 		if (tree_emit(l, names[i], &st, true))

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tree.h"
+#include "names.h"
 #include "unzip.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -35,12 +35,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memcpy(s, data, size);
 	s[size] = '\0';
 	third = strlen(s) / 3;
-	check(tree_sanitize_name(s));
+	check(names_sanitize(s));
 	a = strndup(s, third);
 	b = strndup(s + third, third);
 	if (a && b) {
-		check(tree_study_name(a, b, s + 2 * third, false));
-		check(tree_series_name(a, b, s, s + 2 * third, true));
+		check(names_study(a, b, s + 2 * third, false));
+		check(names_series(a, b, s, s + 2 * third, true));
 	}
 	(void)unzip_name_ok(s);
 	free(a);

@@ -22,7 +22,7 @@
 
 static void check_name(const char *in, const char *want)
 {
-	char *s = tree_sanitize_name(in);
+	char *s = names_sanitize(in);
 
 	assert_non_null(s);
 	assert_string_equal(s, want);
@@ -59,7 +59,7 @@ static void test_sanitize_long(void **state)
 		in[i + 1] = (char)0x9C;
 	}
 	in[300] = '\0';
-	s = tree_sanitize_name(in);
+	s = names_sanitize(in);
 	assert_non_null(s);
 	assert_int_equal(strlen(s), 254);
 	assert_int_equal((unsigned char)s[253], 0x9C);
@@ -67,7 +67,7 @@ static void test_sanitize_long(void **state)
 
 	memset(in, 'a', 399);
 	in[399] = '\0';
-	s = tree_sanitize_name(in);
+	s = names_sanitize(in);
 	assert_int_equal(strlen(s), 255);
 	free(s);
 
@@ -76,7 +76,7 @@ static void test_sanitize_long(void **state)
 	in[0] = '.';
 	memset(in + 1, 0xA1, 350);
 	in[351] = '\0';
-	s = tree_sanitize_name(in);
+	s = names_sanitize(in);
 	assert_int_equal(strlen(s), 255);
 	assert_int_equal(s[0], '_');
 	free(s);
@@ -85,15 +85,15 @@ static void test_sanitize_long(void **state)
 static void test_probe_names(void **state)
 {
 	(void)state;
-	assert_true(tree_is_probe_name(".hidden"));
-	assert_true(tree_is_probe_name(".directory"));
-	assert_true(tree_is_probe_name(".DS_Store"));
-	assert_true(tree_is_probe_name(".git"));
-	assert_true(tree_is_probe_name("desktop.ini"));
-	assert_true(tree_is_probe_name("autorun.inf"));
-	assert_true(tree_is_probe_name("Thumbs.db"));
-	assert_false(tree_is_probe_name("LIDC-IDRI"));
-	assert_false(tree_is_probe_name("README.txt"));
+	assert_true(names_is_probe(".hidden"));
+	assert_true(names_is_probe(".directory"));
+	assert_true(names_is_probe(".DS_Store"));
+	assert_true(names_is_probe(".git"));
+	assert_true(names_is_probe("desktop.ini"));
+	assert_true(names_is_probe("autorun.inf"));
+	assert_true(names_is_probe("Thumbs.db"));
+	assert_false(names_is_probe("LIDC-IDRI"));
+	assert_false(names_is_probe("README.txt"));
 }
 
 struct fixture {
@@ -197,7 +197,7 @@ static void test_api_down(void **state)
 static void check_study(const char *date, const char *desc, const char *uid, bool full,
 			const char *want)
 {
-	char *s = tree_study_name(date, desc, uid, full);
+	char *s = names_study(date, desc, uid, full);
 
 	assert_non_null(s);
 	assert_string_equal(s, want);
@@ -216,10 +216,10 @@ static void test_folder_names(void **state)
 	check_study(NULL, "CT/CHEST", "1.2.3.30178", false, "CT_CHEST-30178");
 	check_study("2000-01-01", NULL, "7", false, "2000-01-01-7");
 	check_study(NULL, NULL, "1.2.3.30178", false, "30178");
-	s = tree_series_name("3000566", "CT", "Recon 2", "1.2.61228", false);
+	s = names_series("3000566", "CT", "Recon 2", "1.2.61228", false);
 	assert_string_equal(s, "3000566 CT Recon 2-61228");
 	free(s);
-	s = tree_series_name("2", "MR", "Axial FSE/T2\x01", "9.99999", false);
+	s = names_series("2", "MR", "Axial FSE/T2\x01", "9.99999", false);
 	assert_string_equal(s, "2 MR Axial FSE_T2_-99999");
 	free(s);
 	/* Over-long: the description is cut on a UTF-8 boundary, the UID tail kept whole. */
@@ -228,7 +228,7 @@ static void test_folder_names(void **state)
 		desc[i] = (char)0xC3;
 		desc[i + 1] = (char)0x9C;
 	}
-	s = tree_series_name("1", "CT", desc, "1.2.3.4.56789", false);
+	s = names_series("1", "CT", desc, "1.2.3.4.56789", false);
 	assert_true(strlen(s) <= 255);
 	assert_string_equal(s + strlen(s) - 6, "-56789");
 	assert_true(((unsigned char)s[strlen(s) - 7] & 0xC0) != 0xC0);

@@ -1,41 +1,33 @@
 /* SPDX-License-Identifier: MIT
- * tree_names.c — the names of the namespace: folder names made from what the API says
+ * names.c — the names of the namespace: folder names made from what the API says
  * (readable, sanitized, cut at UTF-8 boundaries), names kept from clashing with each
  * other and with the files the tree adds, and the probes of desktop tools.
  */
-#include "tree.h"
+#include "names.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
-#include "failures.h"
-#include "log.h"
-#include "tree_int.h"
 #include "utf8.h"
 
 /* ---- our own names ------------------------------------------------------------------ */
 
 /* The files and folders the tree makes itself, and the names the API must therefore not
- * take: a collection at the root, a patient in a collection (tree_unreserve). */
-const char *const tree_facet_dirs[3] = { ".by-modality", ".by-bodypart", ".by-manufacturer" };
-const char *const tree_table_names[3] = { "patients.csv", "studies.csv", "series.csv" };
-const char *const tree_root_reserved[2] = { "README.txt", "manifests" };
-const char *const tree_coll_reserved[5] = { "collection.json", "patients.csv", "studies.csv",
-					    "series.csv", "CITATION.txt" };
+ * take: a collection at the root, a patient in a collection (names_unreserve). */
+const char *const names_facet_dirs[3] = { ".by-modality", ".by-bodypart", ".by-manufacturer" };
+const char *const names_table_files[3] = { "patients.csv", "studies.csv", "series.csv" };
+const char *const names_root_reserved[2] = { "README.txt", "manifests" };
+const char *const names_coll_reserved[5] = { "collection.json", "patients.csv", "studies.csv",
+					     "series.csv", "CITATION.txt" };
 
-static const char *const tree_probe_names[] = {
+static const char *const names_probes[] = {
 	"desktop.ini", "Desktop.ini", "autorun.inf", "AUTORUN.INF",
 	"Thumbs.db",   "folder.jpg",  "folder.gif",  "AlbumArtSmall.jpg",
 };
 
-bool tree_is_probe_name(const char *name)
+bool names_is_probe(const char *name)
 {
 	size_t i;
 
@@ -43,13 +35,13 @@ bool tree_is_probe_name(const char *name)
 	 * VCS and desktop probes (.hidden, .directory, .DS_Store, .git, .Trash-0). */
 	if (name[0] == '.')
 		return true;
-	for (i = 0; i < sizeof(tree_probe_names) / sizeof(tree_probe_names[0]); i++)
-		if (strcmp(name, tree_probe_names[i]) == 0)
+	for (i = 0; i < sizeof(names_probes) / sizeof(names_probes[0]); i++)
+		if (strcmp(name, names_probes[i]) == 0)
 			return true;
 	return false;
 }
 
-char *tree_sanitize_name(const char *name)
+char *names_sanitize(const char *name)
 {
 	size_t n, i, j;
 	char *out;
@@ -60,7 +52,7 @@ char *tree_sanitize_name(const char *name)
 		return strdup("_dot_");
 	if (strcmp(name, "..") == 0)
 		return strdup("_dotdot_");
-	n = utf8_cut(name, TREE_NAME_MAX);
+	n = utf8_cut(name, NAMES_MAX);
 	out = strndup(name, n);
 	if (!out)
 		return NULL;
@@ -85,7 +77,7 @@ char *tree_sanitize_name(const char *name)
 
 /* Joins the non-empty parts with spaces, sanitises, and appends "-<uid tail>" within
  * 255 bytes. Returns a new string or NULL. */
-static char *tree_readable_name(const char *const *parts, size_t nparts, const char *uid, bool full)
+static char *names_readable(const char *const *parts, size_t nparts, const char *uid, bool full)
 {
 	char base[1024], *clean, *out;
 	const char *tail = uid ? uid : "";
@@ -106,13 +98,13 @@ static char *tree_readable_name(const char *const *parts, size_t nparts, const c
 	if (!full && strlen(tail) > 5)
 		tail += strlen(tail) - 5;
 	if (len == 0)
-		return tree_sanitize_name(tail[0] ? tail : "");
-	clean = tree_sanitize_name(base);
+		return names_sanitize(tail[0] ? tail : "");
+	clean = names_sanitize(base);
 	if (!clean)
 		return NULL;
 	tlen = strlen(tail);
 	/* Keep the UID tail whole: it is what makes the name unique. */
-	cut = utf8_cut(clean, tlen + 1 < TREE_NAME_MAX ? TREE_NAME_MAX - tlen - 1 : 0);
+	cut = utf8_cut(clean, tlen + 1 < NAMES_MAX ? NAMES_MAX - tlen - 1 : 0);
 	out = malloc(cut + tlen + 2);
 	if (out) {
 		memcpy(out, clean, cut);
@@ -120,8 +112,8 @@ static char *tree_readable_name(const char *const *parts, size_t nparts, const c
 		memcpy(out + cut + 1, tail, tlen + 1);
 	}
 	free(clean);
-	if (out && strlen(out) > TREE_NAME_MAX)
-		out[utf8_cut(out, TREE_NAME_MAX)] = '\0';
+	if (out && strlen(out) > NAMES_MAX)
+		out[utf8_cut(out, NAMES_MAX)] = '\0';
 	if (out)
 		for (i = 0; out[i]; i++)
 			if (out[i] == '/' || (unsigned char)out[i] < 0x20)
@@ -130,7 +122,7 @@ static char *tree_readable_name(const char *const *parts, size_t nparts, const c
 }
 
 /* "2003-12-12 00:00:00.0" → "2003-12-12"; anything else as it is. */
-static void tree_date_part(const char *date, char *out, size_t size)
+static void names_date_part(const char *date, char *out, size_t size)
 {
 	size_t n = date ? strlen(date) : 0;
 
@@ -143,27 +135,27 @@ static void tree_date_part(const char *date, char *out, size_t size)
 	out[n] = '\0';
 }
 
-char *tree_study_name(const char *date, const char *description, const char *uid, bool full)
+char *names_study(const char *date, const char *description, const char *uid, bool full)
 {
 	char day[64];
 	const char *parts[2];
 
-	tree_date_part(date, day, sizeof(day));
+	names_date_part(date, day, sizeof(day));
 	parts[0] = day;
 	parts[1] = description;
-	return tree_readable_name(parts, 2, uid, full);
+	return names_readable(parts, 2, uid, full);
 }
 
-char *tree_series_name(const char *number, const char *modality, const char *description,
-		       const char *uid, bool full)
+char *names_series(const char *number, const char *modality, const char *description,
+		   const char *uid, bool full)
 {
 	const char *parts[3] = { number, modality, description };
 
-	return tree_readable_name(parts, 3, uid, full);
+	return names_readable(parts, 3, uid, full);
 }
 
 /* "YYYY-MM-DD[ HH:MM:SS…]" as UTC seconds, or fallback. */
-time_t tree_parse_time(const char *s, time_t fallback)
+time_t names_parse_time(const char *s, time_t fallback)
 {
 	struct tm tm = { 0 };
 	int y, mo, d, h = 0, mi = 0, sec = 0;
@@ -181,12 +173,12 @@ time_t tree_parse_time(const char *s, time_t fallback)
 	return timegm(&tm);
 }
 
-int tree_cmp_str(const char *a, const char *b)
+int names_cmp(const char *a, const char *b)
 {
 	return strcmp(a ? a : "", b ? b : "");
 }
 
-int tree_cmp_names(const void *a, const void *b)
+int names_cmp_ptrs(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
@@ -194,7 +186,7 @@ int tree_cmp_names(const void *a, const void *b)
 /* Two different API names can sanitise to the same text ("a/b" and "a_b"): later ones
  * get a "~N" suffix so that every object stays reachable. names are sorted; ptrs point
  * at each element's name field, stride bytes apart. */
-int tree_uniquify(char *base, size_t count, size_t stride, size_t name_off)
+int names_uniquify(char *base, size_t count, size_t stride, size_t name_off)
 {
 	size_t i, run = 0;
 
@@ -220,7 +212,7 @@ int tree_uniquify(char *base, size_t count, size_t stride, size_t name_off)
 /* A name the API gave that would hide one of ours gets a leading '_', and one ending in
  * ".json" a trailing '_' (such names are answered ENOENT without a request unless they
  * are ours); uniquified with the others after. Returns 0 or -ENOMEM. */
-int tree_unreserve(char **name, const char *const *reserved, size_t n)
+int names_unreserve(char **name, const char *const *reserved, size_t n)
 {
 	size_t i, len = strlen(*name);
 	bool json = len >= 5 && strcmp(*name + len - 5, ".json") == 0;
@@ -231,7 +223,7 @@ int tree_unreserve(char **name, const char *const *reserved, size_t n)
 			break;
 	if (i == n)
 		return 0;
-	len = utf8_cut(*name, TREE_NAME_MAX - 1);
+	len = utf8_cut(*name, NAMES_MAX - 1);
 	p = malloc(len + 2);
 	if (!p)
 		return -ENOMEM;
