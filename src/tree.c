@@ -26,6 +26,7 @@
 
 int tree_new(struct source *src, const struct tree_opts *opts, struct tree **out)
 {
+	struct loader_opts lopts;
 	struct tree *t;
 
 	*out = NULL;
@@ -46,8 +47,9 @@ int tree_new(struct source *src, const struct tree_opts *opts, struct tree **out
 	t->cache_dir = strdup(opts->cache_dir ? opts->cache_dir : "");
 	t->mountpoint = strdup(opts->mountpoint ? opts->mountpoint : "");
 	pthread_mutex_init(&t->lock, NULL);
-	pthread_cond_init(&t->cond, NULL);
-	if (!t->cache_dir || !t->mountpoint || tree_make_readme(t) < 0 ||
+	lopts = (struct loader_opts){ t->meta_ttl, t->offline, t->naming_uid, t->mounted };
+	if (loader_new(src, &lopts, &t->ld) < 0 || !t->cache_dir || !t->mountpoint ||
+	    tree_make_readme(t) < 0 ||
 	    tree_take_manifests(t, opts->manifests, opts->nmanifests) < 0) {
 		tree_free(t);
 		return -ENOMEM;
@@ -59,6 +61,7 @@ int tree_new(struct source *src, const struct tree_opts *opts, struct tree **out
 void tree_set_catalog(struct tree *tree, struct catalog *cat)
 {
 	tree->cat = cat;
+	loader_set_catalog(tree->ld, cat);
 }
 
 void tree_free(struct tree *tree)
@@ -67,20 +70,20 @@ void tree_free(struct tree *tree)
 
 	if (!tree)
 		return;
-	tree_slot_clear(tree, &tree->colls);
+	if (tree->ld)
+		loader_slot_clear(tree->ld, &tree->colls);
 	for (i = 0; i < tree->nmans; i++) {
-		tree_slot_clear(tree, &tree->mans[i].res);
+		if (tree->ld)
+			loader_slot_clear(tree->ld, &tree->mans[i].res);
 		free(tree->mans[i].name);
 		view_manifest_clear(&tree->mans[i].m);
 	}
 	free(tree->mans);
-	tree_flights_free(tree);
-	tree_memos_free(tree);
 	tree_lics_free(tree);
 	tree_places_free(tree);
 	tree_tables_free(tree);
 	free(tree->mountpoint);
-	pthread_cond_destroy(&tree->cond);
+	loader_free(tree->ld);
 	pthread_mutex_destroy(&tree->lock);
 	free(tree->readme);
 	free(tree->cache_dir);
@@ -89,22 +92,12 @@ void tree_free(struct tree *tree)
 
 void tree_expire(struct tree *tree)
 {
-	int64_t now = clock_wall_ms();
-
-	pthread_mutex_lock(&tree->lock);
-	tree->gen++;
-	tree->expired_ms = now;
-	pthread_mutex_unlock(&tree->lock);
+	loader_expire(tree->ld);
 }
 
 unsigned tree_generation(struct tree *tree)
 {
-	unsigned gen;
-
-	pthread_mutex_lock(&tree->lock);
-	gen = tree->gen;
-	pthread_mutex_unlock(&tree->lock);
-	return gen;
+	return loader_generation(tree->ld);
 }
 
 /* ---- resolving paths --------------------------------------------------------------- */
@@ -116,17 +109,17 @@ void tree_node_put(struct tree *t, struct tree_node *n)
 	catalog_patient_clear(&n->cpat);
 	catalog_study_clear(&n->cstud);
 	catalog_series_clear(&n->cser);
-	tree_snap_put(t, n->view);
+	loader_snap_put(t->ld, n->view);
 	free(n->fval);
 	free(n->lpat);
 	free(n->lstud);
-	tree_snap_put(t, n->colls ? &n->colls->hdr : NULL);
+	loader_snap_put(t->ld, n->colls ? &n->colls->hdr : NULL);
 	memset(n, 0, sizeof(*n));
 }
 
 int tree_get_colls(struct tree *t, struct tree_colls **out)
 {
-	struct tree_snap *s;
+	struct loader_snap *s;
 	int rc = tree_slot_get(t, &t->colls, tree_load_colls, NULL, &s);
 
 	*out = rc == 0 ? (struct tree_colls *)s : NULL;
@@ -134,33 +127,18 @@ int tree_get_colls(struct tree *t, struct tree_colls **out)
 }
 
 /* Loads (or finds) one of a collection's snapshots; *out is the snapshot's outer type. */
-int tree_coll_get(struct tree *t, struct tree_coll *c, struct tree_slot *slot, tree_load_fn load,
+int tree_coll_get(struct tree *t, struct tree_coll *c, struct loader_slot *slot, tree_load_fn load,
 		  void *out)
 {
-	struct tree_snap *s;
+	struct loader_snap *s;
 	int rc = tree_slot_get(t, slot, load, c, &s);
 
 	/* out points at a pointer to the outer type: store through memcpy, which may alias
-	 * it, not through a struct tree_snap ** the optimiser may assume it cannot. */
+	 * it, not through a struct loader_snap ** the optimiser may assume it cannot. */
 	if (rc < 0)
 		s = NULL;
 	memcpy(out, &s, sizeof(s));
 	return rc;
-}
-
-/* A slot's snapshot if it is already loaded and fresh (no request), else NULL. */
-struct tree_snap *tree_peek(struct tree *t, struct tree_slot *slot)
-{
-	struct tree_snap *s;
-
-	pthread_mutex_lock(&t->lock);
-	s = slot->snap;
-	if (s && s->gen == t->gen && time(NULL) - s->fetched < t->meta_ttl)
-		s->refs++;
-	else
-		s = NULL;
-	pthread_mutex_unlock(&t->lock);
-	return s;
 }
 
 static struct tree_coll *tree_find_coll(struct tree_colls *cs, const char *name)
@@ -278,8 +256,8 @@ static int tree_uid_at_hand(struct tree *t, const char *uid, char *path, size_t 
 	rc = catalog_series_by_uid(t->cat, uid, &ser);
 	if (rc < 0)
 		return -ENOENT;
-	if (!t->offline && tree_scope_fresh(t, CATALOG_COLLECTION, ser.coll, NULL) != 1 &&
-	    tree_scope_fresh(t, CATALOG_PATIENT, ser.coll, ser.pid) != 1)
+	if (!t->offline && loader_fresh(t->ld, CATALOG_COLLECTION, ser.coll, NULL) != 1 &&
+	    loader_fresh(t->ld, CATALOG_PATIENT, ser.coll, ser.pid) != 1)
 		rc = -ENOENT;
 	if (rc == 0)
 		rc = tree_uid_path(t, &ser, path, size) < 0 ? -ENOENT : 0;
@@ -347,7 +325,7 @@ static int tree_resolve_uid_by_request(struct tree *t, const char *uid, const ch
 		goto out_clear;
 	rc = tree_get_colls(t, &cs);
 	if (rc == 0)
-		rc = tree_cat_patient(t, l.v[0].collection, l.v[0].patient_id);
+		rc = loader_patient(t->ld, l.v[0].collection, l.v[0].patient_id);
 	if (rc < 0)
 		goto out_put;
 	rc = catalog_series_by_uid(t->cat, uid, &ser);
@@ -364,7 +342,7 @@ static int tree_resolve_uid_by_request(struct tree *t, const char *uid, const ch
 	else
 		rc = -ENOENT;
 out_put:
-	tree_snap_put(t, cs ? &cs->hdr : NULL);
+	loader_snap_put(t->ld, cs ? &cs->hdr : NULL);
 out_clear:
 	record_series_list_clear(&l);
 	return rc;
@@ -462,11 +440,11 @@ int tree_resolve(struct tree *t, const char *path, const struct caller *who, boo
 	/* A study's folder where every name resolves from the catalog as is (a walk's
 	 * case): its patient and study in one query; anything else the long way. */
 	if (depth >= 3 && strcmp(comps[2], "patient.json") != 0 &&
-	    tree_coll_loaded_fresh(t, n->coll->api) &&
+	    loader_coll_fresh(t->ld, n->coll->api) &&
 	    catalog_find_patient_study(t->cat, n->coll->api, comps[1], comps[2], &n->cpat,
 				       &n->cstud) == 0)
 		goto study_found;
-	rc = tree_cat_find_patient(t, n->coll->api, comps[1], &n->cpat);
+	rc = loader_find_patient(t->ld, n->coll->api, comps[1], &n->cpat);
 	if (rc < 0)
 		goto out_put;
 	n->kind = TK_PAT;
@@ -476,7 +454,7 @@ int tree_resolve(struct tree *t, const char *path, const struct caller *who, boo
 		n->kind = TK_PAT_JSON;
 		return 0;
 	}
-	rc = tree_cat_patient(t, n->coll->api, n->cpat.pid);
+	rc = loader_patient(t->ld, n->coll->api, n->cpat.pid);
 	if (rc == 0)
 		rc = catalog_find_study(t->cat, n->coll->api, n->cpat.pid, comps[2], &n->cstud);
 	if (rc < 0)
@@ -712,7 +690,7 @@ static int tree_list_root(struct tree *t, struct tree_lister *l)
 		if (tree_emit(l, cs->v[i].name, &st, true))
 			break;
 	tree_emit_pending(l);
-	tree_snap_put(t, &cs->hdr);
+	loader_snap_put(t->ld, &cs->hdr);
 	return 0;
 }
 
@@ -756,7 +734,7 @@ static int tree_list_coll(struct tree *t, struct tree_node *n, struct tree_liste
 	size_t i;
 	int rc;
 
-	rc = tree_cat_patients(t, n->coll->api);
+	rc = loader_patients(t->ld, n->coll->api);
 	if (rc < 0)
 		return rc;
 	/* collection.json, the tables and the citation cost a rendering to size (for
@@ -796,7 +774,7 @@ static int tree_list_pat(struct tree *t, struct tree_node *n, struct tree_lister
 	struct tree_emit_arg ea = { t, l, { 0 }, 0 };
 	int rc;
 
-	rc = tree_cat_patient(t, n->coll->api, n->cpat.pid);
+	rc = loader_patient(t->ld, n->coll->api, n->cpat.pid);
 	if (rc < 0)
 		return rc;
 	tree_hold_json(l, "patient.json");
@@ -894,7 +872,7 @@ static int tree_list_named(struct tree *t, const char *path, struct tree_lister 
 	if (tree_get_colls(t, &cs) < 0)
 		return 1;
 	c = tree_find_coll(cs, comps[0]);
-	if (c && tree_coll_loaded_fresh(t, c->api)) {
+	if (c && loader_coll_fresh(t->ld, c->api)) {
 		tree_hold_json(l, depth == 2 ? "patient.json" : "study.json");
 		if (depth == 2)
 			rc = catalog_studies_named(t->cat, c->api, comps[1], tree_emit_study, &ea);
@@ -909,7 +887,7 @@ static int tree_list_named(struct tree *t, const char *path, struct tree_lister 
 			rc = 0;
 		}
 	}
-	tree_snap_put(t, &cs->hdr);
+	loader_snap_put(t->ld, &cs->hdr);
 	return rc;
 }
 
@@ -1078,11 +1056,11 @@ static int tree_stamp_in_bulk(struct tree *t, const char *path, int64_t *when)
 	    tree_get_colls(t, &cs) < 0)
 		return 1;
 	c = tree_find_coll(cs, comps[0]);
-	if (c && tree_scope_fresh(t, CATALOG_COLLECTION, c->api, NULL) == 1) {
-		*when = tree_scope_when(t, CATALOG_COLLECTION, c->api, NULL);
+	if (c && loader_fresh(t->ld, CATALOG_COLLECTION, c->api, NULL) == 1) {
+		*when = loader_when(t->ld, CATALOG_COLLECTION, c->api, NULL);
 		rc = *when ? 0 : 1;
 	}
-	tree_snap_put(t, &cs->hdr);
+	loader_snap_put(t->ld, &cs->hdr);
 	return rc;
 }
 
@@ -1110,27 +1088,27 @@ int tree_listing_stamp(struct tree *tree, const char *path, uint64_t *stamp)
 
 		rc = tree_get_colls(tree, &cs); /* a stale list is loaded again here */
 		if (rc == 0)
-			tree_snap_put(tree, &cs->hdr);
-		when = tree_scope_when(tree, CATALOG_ARCHIVE, NULL, NULL);
+			loader_snap_put(tree->ld, &cs->hdr);
+		when = loader_when(tree->ld, CATALOG_ARCHIVE, NULL, NULL);
 		break;
 	}
 	case TK_COLL:
-		rc = tree_cat_patients(tree, n.coll->api);
-		when = tree_scope_when(tree, CATALOG_PATIENTS, n.coll->api, NULL);
+		rc = loader_patients(tree->ld, n.coll->api);
+		when = loader_when(tree->ld, CATALOG_PATIENTS, n.coll->api, NULL);
 		break;
 	case TK_PAT:
 	case TK_STUDY:
 		/* Looking is what refreshes a stale load: done here, so that a new load
 		 * gives a new stamp. */
-		rc = tree_cat_patient(tree, n.coll->api, n.cpat.pid);
-		bulk = tree_scope_fresh(tree, CATALOG_COLLECTION, n.coll->api, NULL) == 1
-			       ? tree_scope_when(tree, CATALOG_COLLECTION, n.coll->api, NULL)
+		rc = loader_patient(tree->ld, n.coll->api, n.cpat.pid);
+		bulk = loader_fresh(tree->ld, CATALOG_COLLECTION, n.coll->api, NULL) == 1
+			       ? loader_when(tree->ld, CATALOG_COLLECTION, n.coll->api, NULL)
 			       : 0;
 		when = bulk ? bulk
-			    : tree_scope_when(tree, CATALOG_PATIENT, n.coll->api, n.cpat.pid);
+			    : loader_when(tree->ld, CATALOG_PATIENT, n.coll->api, n.cpat.pid);
 		break;
 	case TK_FACET_VAL:
-		when = tree_scope_when(tree, CATALOG_COLLECTION, n.coll->api, NULL);
+		when = loader_when(tree->ld, CATALOG_COLLECTION, n.coll->api, NULL);
 		break;
 	default:
 		rc = -EINVAL; /* listed afresh each time: an answer, not a failure */
@@ -1143,9 +1121,7 @@ int tree_listing_stamp(struct tree *tree, const char *path, uint64_t *stamp)
 out_stamp:
 	if (rc == 0 && when == 0)
 		rc = -EINVAL;
-	pthread_mutex_lock(&tree->lock);
-	gen = tree->gen;
-	pthread_mutex_unlock(&tree->lock);
+	gen = loader_generation(tree->ld);
 	*stamp = (uint64_t)when << 16 ^ (uint64_t)(gen & 0xffff);
 	return rc;
 }

@@ -143,7 +143,7 @@ out_decref:
 	json_decref(obj);
 out_put:
 	json_decref(lic);
-	tree_snap_put(t, v ? &v->hdr : NULL);
+	loader_snap_put(t->ld, v ? &v->hdr : NULL);
 	return rc;
 }
 
@@ -178,7 +178,7 @@ static int tree_render_patient(struct tree *t, struct tree_node *n, char **out, 
 
 	if (n->cpat.raw)
 		return tree_render_raw(n->cpat.raw, NULL, out, len);
-	rc = tree_cat_patients(t, n->coll->api);
+	rc = loader_patients(t->ld, n->coll->api);
 	if (rc < 0)
 		return rc;
 	rc = catalog_patient_by_id(t->cat, n->coll->api, n->cpat.pid, &p);
@@ -331,7 +331,7 @@ static struct tree_place *tree_place_find(struct tree *t, const char *path, size
 		struct tree_place *p = &t->places[i];
 
 		if (p->dir && strncmp(p->dir, path, len) == 0 && p->dir[len] == '\0' &&
-		    p->gen == t->gen && now < p->until_ms)
+		    p->gen == loader_generation(t->ld) && now < p->until_ms)
 			return p;
 	}
 	return NULL;
@@ -353,13 +353,11 @@ static void tree_place_keep(struct tree *t, const char *path, const struct tree_
 		return;
 	/* The generation first: a SIGHUP after it leaves the entry dead, never a stamp from
 	 * before the SIGHUP kept under the new generation. */
-	pthread_mutex_lock(&t->lock);
-	gen = t->gen;
-	pthread_mutex_unlock(&t->lock);
-	if (tree_scope_fresh(t, CATALOG_COLLECTION, n->coll->api, NULL) == 1)
-		when = tree_scope_when(t, CATALOG_COLLECTION, n->coll->api, NULL);
+	gen = loader_generation(t->ld);
+	if (loader_fresh(t->ld, CATALOG_COLLECTION, n->coll->api, NULL) == 1)
+		when = loader_when(t->ld, CATALOG_COLLECTION, n->coll->api, NULL);
 	else
-		when = tree_scope_when(t, CATALOG_PATIENT, n->coll->api, n->cpat.pid);
+		when = loader_when(t->ld, CATALOG_PATIENT, n->coll->api, n->cpat.pid);
 	if (when == 0)
 		return;
 	/* The list of collections is looked at on every resolve too: its age counts. */

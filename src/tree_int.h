@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT
- * tree_int.h — inside the tree module, shared by its two files: tree.c (the archive's
- * own tree: snapshots, names, resolution, listings, files, xattrs) and tree_view.c (the
- * views: facet and manifest folders of links, tables, citations). Not for other modules:
- * they see include/tree.h only.
+ * tree_int.h — inside the tree module, shared by its files: tree.c (resolution,
+ * attributes, listings), tree_colls.c (the snapshots of lists), tree_files.c (rendered
+ * and stored files), tree_view.c (facet and manifest folders of links, citations),
+ * tree_table.c (the tables) and tree_xattr.c. Not for other modules: they see
+ * include/tree.h only.
  */
 #ifndef TCIAFS_TREE_INT_H
 #define TCIAFS_TREE_INT_H
@@ -15,6 +16,7 @@
 #include <time.h>
 
 #include "catalog.h"
+#include "loader.h"
 #include "store.h"
 #include "source.h"
 #include "record.h"
@@ -24,46 +26,21 @@
 #define TREE_NAME_MAX NAMES_MAX
 #define TREE_DEPTH_MAX 6
 
-/* A slow failed load (a silent server: it took a second or more) answers the callers
- * right behind it for this long instead of each starting another: sixteen callers
- * would otherwise queue up one timeout after another. Quick failures are retried. */
-#define TREE_FAIL_MEMORY_MS 3000
-#define TREE_SLOW_FAILURE_MS 1000
-
-/* ---- snapshots --------------------------------------------------------------------- */
-
-struct tree_snap {
-	int refs; /* protected by tree->lock */
-	time_t fetched;
-	unsigned gen; /* tree->gen when loaded; an older one is expired */
-	void (*destroy)(struct tree_snap *snap);
-};
-
-/* Where a snapshot lives, and the single load in progress for it. */
-struct tree_slot {
-	struct tree_snap *snap; /* protected by tree->lock */
-	bool loading;           /* protected by tree->lock */
-	unsigned done;          /* loads finished; protected by tree->lock */
-	int last_rc;            /* protected by tree->lock */
-	int64_t failed_ms;      /* monotonic ms of the last slow failure; protected by tree->lock */
-	char *why;              /* the last failure's reason, or NULL; protected by tree->lock */
-};
-
 struct tree_coll {
-	char *name;              /* sanitised, unique among collections */
-	char *api;               /* as the API sent it */
-	struct tree_slot vals;   /* the value lists, for collection.json */
-	struct tree_slot facets; /* the facets' values, from the catalog */
+	char *name;                /* sanitised, unique among collections */
+	char *api;                 /* as the API sent it */
+	struct loader_slot vals;   /* the value lists, for collection.json */
+	struct loader_slot facets; /* the facets' values, from the catalog */
 };
 
 struct tree_colls {
-	struct tree_snap hdr;
+	struct loader_snap hdr;
 	size_t count;
 	struct tree_coll *v; /* sorted by name */
 };
 
 struct tree_vals {
-	struct tree_snap hdr;
+	struct loader_snap hdr;
 	struct record_values mods, parts, manus;
 };
 
@@ -71,22 +48,11 @@ struct tree_vals {
 struct tree_man {
 	char *name; /* sanitised, unique among manifests */
 	struct view_manifest m;
-	struct tree_slot res;
+	struct loader_slot res;
 };
 
-/* Targeted loads of one collection's patients, counted to see a walk coming. */
-#define TREE_WALK_PATIENTS 2
-struct tree_walk {
-	char *coll;
-	int64_t start_ms;
-	unsigned n;
-	char *pids[2]; /* the patients counted in n, so none counts twice */
-	struct tree_walk *next;
-};
-
-struct tree_flight;
-struct tree_memo;
 struct tree_lic;
+struct tree_table;
 
 /* A series folder recently opened into, and the series it names while its load holds:
  * the next open of one of its files skips resolving the path in the catalog. */
@@ -98,17 +64,16 @@ struct tree_place {
 	unsigned gen;
 };
 
+/* The tree's lock guards its own caches only (tables, licences, places): loads, their
+ * freshness, snapshot slots and the generation are the loader's, under its lock. The
+ * tree may call the loader while holding its lock; the loader never calls the tree. */
 struct tree {
 	struct source *src;  /* borrowed */
 	struct catalog *cat; /* borrowed */
+	struct loader *ld;   /* owned */
 	bool offline;
-	int64_t expired_ms;          /* loads before this are stale (SIGHUP); protected by lock */
-	struct tree_flight *flights; /* loads in progress; protected by lock */
-	struct tree_table *tables;   /* rendered tables; protected by lock */
-	struct tree_walk *walks;     /* protected by lock */
-	struct tree_memo *memos;     /* protected by lock */
-	unsigned long memo_epoch;    /* the catalog's epoch they are of; under lock */
-	struct tree_lic *lics;       /* licences of bulk loads; protected by lock */
+	struct tree_table *tables;             /* rendered tables; protected by lock */
+	struct tree_lic *lics;                 /* licences of bulk loads; protected by lock */
 	struct tree_place places[TREE_PLACES]; /* protected by lock */
 	unsigned place_next;                   /* the entry to reuse next; protected by lock */
 	unsigned long placed_opens;            /* opens served by places (atomic) */
@@ -125,9 +90,7 @@ struct tree {
 	char *readme;
 	size_t readme_len;
 	pthread_mutex_t lock;
-	pthread_cond_t cond; /* a load finished */
-	unsigned gen;        /* bumped by tree_expire; protected by lock */
-	struct tree_slot colls;
+	struct loader_slot colls;
 	char *mountpoint; /* for the Path column of the tables; "" if unknown */
 	size_t nmans;
 	struct tree_man *mans; /* sorted by name */
@@ -178,7 +141,7 @@ struct tree_node {
 	struct catalog_series cser;     /* also a facet's TK_LINK */
 	struct store_series *ss;        /* TK_SERIES_FILE: the stored series, referenced */
 	size_t file;                    /* and the file's index in it */
-	struct tree_snap *view;         /* a referenced tree_fvals or tree_mres */
+	struct loader_snap *view;       /* a referenced tree_fvals or tree_mres */
 	unsigned facet;                 /* facet or table: which one */
 	char *fval;                     /* TK_FACET_VAL and its links: the value; NULL unknown */
 	bool fempty;                    /* TK_FACET_VAL only the value list names */
@@ -206,40 +169,15 @@ struct tree_lister {
 	bool stopped;
 };
 
-typedef int (*tree_load_fn)(struct tree *t, void *arg, struct tree_snap **out);
+typedef int (*tree_load_fn)(struct tree *t, void *arg, struct loader_snap **out);
 
-/* ---- tree_load.c ----------------------------------------------------------------- */
-/* Whether coll's patient list and bulk load are both known fresh without a query (what
- * tree_scope_fresh found, remembered): then every name resolves from the catalog as is. */
-bool tree_coll_loaded_fresh(struct tree *t, const char *coll);
+/* ---- tree_colls.c ---------------------------------------------------------------- */
 
-/* Each makes sure the catalog holds a fresh copy of its scope, loading it if not:
- * 0 or -errno. */
-int tree_cat_archive(struct tree *t);
-int tree_cat_patients(struct tree *t, const char *coll);
-int tree_cat_collection(struct tree *t, const char *coll);
-/* One patient's studies and series: targeted, or the collection in bulk when a walk
- * is seen. */
-int tree_cat_patient(struct tree *t, const char *coll, const char *pid);
-/* A patient by folder name, loading what that takes: 0 with *out, -ENOENT, -errno. */
-int tree_cat_find_patient(struct tree *t, const char *coll, const char *name,
-			  struct catalog_patient *out);
-void tree_flights_free(struct tree *t);
-/* 1 when the scope was loaded and is still trusted, 0 loaded but stale, -1 never. */
-int tree_scope_fresh(struct tree *t, enum catalog_scope s, const char *coll, const char *pid);
-/* When the scope was last loaded (ms), 0 if never. */
-int64_t tree_scope_when(struct tree *t, enum catalog_scope s, const char *coll, const char *pid);
-void tree_memos_free(struct tree *t);
-void tree_lics_free(struct tree *t);
-void tree_places_free(struct tree *t);
-/* Snapshots of lists: a slot holds the current one; a stale or empty slot is loaded
- * (one load at a time per slot, never under the tree's lock). */
-void tree_snap_put(struct tree *t, struct tree_snap *s);
-int tree_slot_get(struct tree *t, struct tree_slot *slot, tree_load_fn load, void *arg,
-		  struct tree_snap **out);
-void tree_slot_clear(struct tree *t, struct tree_slot *slot);
-int tree_load_colls(struct tree *t, void *arg, struct tree_snap **out);
-int tree_load_vals(struct tree *t, void *arg, struct tree_snap **out);
+/* A slot's snapshot through the loader (loader_slot_get), built by load. */
+int tree_slot_get(struct tree *t, struct loader_slot *slot, tree_load_fn load, void *arg,
+		  struct loader_snap **out);
+int tree_load_colls(struct tree *t, void *arg, struct loader_snap **out);
+int tree_load_vals(struct tree *t, void *arg, struct loader_snap **out);
 int tree_cmp_coll(const void *a, const void *b);
 
 /* ---- tree_files.c ---------------------------------------------------------------- */
@@ -249,6 +187,7 @@ int tree_make_readme(struct tree *t);
 int tree_render(struct tree *t, struct tree_node *n, char **out, size_t *len);
 int tree_open_do(struct tree *tree, const char *path, int flags, const struct caller *who,
 		 struct tree_file **out);
+void tree_places_free(struct tree *t);
 
 /* ---- tree.c ---------------------------------------------------------------------- */
 
@@ -265,9 +204,8 @@ int tree_get_colls(struct tree *t, struct tree_colls **out);
  * patient is not listed). */
 int tree_series_place(struct tree *t, const struct catalog_series *ser, char **coll, char **pat,
 		      char **stud);
-int tree_coll_get(struct tree *t, struct tree_coll *c, struct tree_slot *slot, tree_load_fn load,
+int tree_coll_get(struct tree *t, struct tree_coll *c, struct loader_slot *slot, tree_load_fn load,
 		  void *out);
-struct tree_snap *tree_peek(struct tree *t, struct tree_slot *slot);
 void tree_fill_dir(const struct tree *t, time_t mtime, struct stat *st);
 void tree_fill_file(const struct tree *t, size_t size, time_t mtime, struct stat *st);
 void tree_fill_link(const struct tree *t, size_t size, time_t mtime, struct stat *st);
@@ -287,6 +225,7 @@ int tree_resolve_man(struct tree *t, char comps[][TREE_NAME_MAX + 1], int depth,
  * size, and a new descriptor of it when fd is not NULL. 0 or -errno. */
 int tree_table_file(struct tree *t, struct tree_coll *c, unsigned which, int *fd, off_t *size);
 void tree_tables_free(struct tree *t);
+void tree_lics_free(struct tree *t);
 /* LicenseName, LicenseURI and CollectionURI over a collection's series (new object). */
 int tree_licence(struct tree *t, struct tree_coll *c, json_t **out);
 int tree_render_citation(struct tree *t, struct tree_node *n, char **out, size_t *len);

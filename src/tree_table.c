@@ -480,9 +480,9 @@ int tree_table_file(struct tree *t, struct tree_coll *c, unsigned which, int *fd
 	int rfd = -1, rc;
 	off_t rsize = 0;
 
-	rc = tree_cat_patients(t, c->api);
+	rc = loader_patients(t->ld, c->api);
 	if (rc == 0 && which > 0)
-		rc = tree_cat_collection(t, c->api);
+		rc = loader_collection(t->ld, c->api);
 	if (rc < 0)
 		return rc;
 	if (catalog_loaded(t->cat, CATALOG_PATIENTS, c->api, NULL, &when, NULL) == 0)

@@ -31,12 +31,12 @@ struct tree_fval {
 
 /* A collection's facet values (a few dozen at most): kept, unlike the links. */
 struct tree_fvals {
-	struct tree_snap hdr;
+	struct loader_snap hdr;
 	size_t n[3];
 	struct tree_fval *v[3]; /* sorted by name */
 };
 
-static void tree_fvals_destroy(struct tree_snap *s)
+static void tree_fvals_destroy(struct loader_snap *s)
 {
 	struct tree_fvals *fv = (struct tree_fvals *)s;
 	size_t k, i;
@@ -83,14 +83,14 @@ static int tree_fval_add(void *arg, const char *const *cols, size_t n)
 }
 
 /* The values of the three facets: the collection loaded in bulk, one query each. */
-static int tree_load_fvals(struct tree *t, void *arg, struct tree_snap **out)
+static int tree_load_fvals(struct tree *t, void *arg, struct loader_snap **out)
 {
 	struct tree_coll *c = arg;
 	struct tree_fvals *fv;
 	unsigned k;
 	int rc;
 
-	rc = tree_cat_collection(t, c->api);
+	rc = loader_collection(t->ld, c->api);
 	if (rc < 0)
 		return rc;
 	fv = calloc(1, sizeof(*fv));
@@ -202,7 +202,7 @@ out_free:
 		free(names[--n]);
 	free(names);
 out_put:
-	tree_snap_put(t, &v->hdr);
+	loader_snap_put(t->ld, &v->hdr);
 	return rc;
 }
 
@@ -341,14 +341,14 @@ struct tree_mlink {
 
 /* A manifest resolved against the archive: its links (not the series behind them). */
 struct tree_mres {
-	struct tree_snap hdr;
+	struct loader_snap hdr;
 	size_t nlinks;
 	struct tree_mlink *links; /* sorted by name */
 	char *missing;            /* missing.txt: one unknown UID per line */
 	size_t missing_len;
 };
 
-static void tree_mres_destroy(struct tree_snap *s)
+static void tree_mres_destroy(struct loader_snap *s)
 {
 	struct tree_mres *r = (struct tree_mres *)s;
 	size_t i;
@@ -397,8 +397,8 @@ static int tree_man_locate(struct tree *t, struct tree_probed *probed, const cha
 
 	rc = catalog_series_by_uid(t->cat, uid, out);
 	if (rc == 0 &&
-	    (t->offline || tree_scope_fresh(t, CATALOG_COLLECTION, out->coll, NULL) == 1 ||
-	     tree_scope_fresh(t, CATALOG_PATIENT, out->coll, out->pid) == 1))
+	    (t->offline || loader_fresh(t->ld, CATALOG_COLLECTION, out->coll, NULL) == 1 ||
+	     loader_fresh(t->ld, CATALOG_PATIENT, out->coll, out->pid) == 1))
 		return 0;
 	catalog_series_clear(out);
 	if (rc < 0 && rc != -ENOENT)
@@ -416,7 +416,7 @@ static int tree_man_locate(struct tree *t, struct tree_probed *probed, const cha
 			grown[probed->n] = strdup(l.v[0].collection);
 			if (grown[probed->n])
 				probed->n++;
-			rc = grown[probed->n - 1] ? tree_cat_collection(t, l.v[0].collection)
+			rc = grown[probed->n - 1] ? loader_collection(t->ld, l.v[0].collection)
 						  : -ENOMEM;
 		}
 		if (rc == 0 && catalog_series_by_uid(t->cat, uid, out) < 0)
@@ -446,7 +446,7 @@ static int tree_man_link(struct tree *t, const struct catalog_series *ser, struc
 	return out->name && out->target ? 0 : -ENOMEM;
 }
 
-static int tree_load_mres(struct tree *t, void *arg, struct tree_snap **out)
+static int tree_load_mres(struct tree *t, void *arg, struct loader_snap **out)
 {
 	struct tree_man *man = arg;
 	struct tree_probed probed = { NULL, 0 };
@@ -514,7 +514,7 @@ out_free:
 	if (r)
 		tree_mres_destroy(&r->hdr);
 	tree_free_names(probed.colls, probed.n);
-	tree_snap_put(t, cs ? &cs->hdr : NULL);
+	loader_snap_put(t->ld, cs ? &cs->hdr : NULL);
 	return rc;
 }
 
@@ -629,7 +629,7 @@ int tree_resolve_facet(struct tree *t, char comps[][TREE_NAME_MAX + 1], int dept
 int tree_resolve_man(struct tree *t, char comps[][TREE_NAME_MAX + 1], int depth,
 		     struct tree_node *n)
 {
-	struct tree_snap *s;
+	struct loader_snap *s;
 	int rc;
 
 	n->kind = TK_MANIFESTS;
@@ -701,7 +701,7 @@ static json_t *tree_lic_kept(struct tree *t, const char *coll, int64_t when)
 
 	pthread_mutex_lock(&t->lock);
 	l = tree_lic_find(t, coll);
-	if (l && l->when == when && l->gen == t->gen)
+	if (l && l->when == when && l->gen == loader_generation(t->ld))
 		obj = json_deep_copy(l->obj);
 	pthread_mutex_unlock(&t->lock);
 	return obj;
@@ -762,13 +762,11 @@ int tree_licence(struct tree *t, struct tree_coll *c, json_t **out)
 	int rc;
 
 	*out = NULL;
-	rc = tree_cat_collection(t, c->api);
+	rc = loader_collection(t->ld, c->api);
 	if (rc < 0)
 		goto out_arrs;
-	pthread_mutex_lock(&t->lock);
-	gen = t->gen;
-	pthread_mutex_unlock(&t->lock);
-	when = tree_scope_when(t, CATALOG_COLLECTION, c->api, NULL);
+	gen = loader_generation(t->ld);
+	when = loader_when(t->ld, CATALOG_COLLECTION, c->api, NULL);
 	if ((*out = tree_lic_kept(t, c->api, when)) != NULL)
 		goto out_arrs;
 	rc = -ENOMEM;
@@ -960,7 +958,7 @@ int tree_list_man(struct tree *t, struct tree_node *n, struct tree_lister *l)
 {
 	struct tree_mres *r;
 	struct tree_node ln = *n;
-	struct tree_snap *s;
+	struct loader_snap *s;
 	struct stat st;
 	size_t i;
 	int rc;
