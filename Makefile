@@ -36,7 +36,7 @@ ALL_LDFLAGS = $(SANFLAGS) $(LDFLAGS)
 MODEL     := utf8 jsonobj jsonpick log failures fileio md5 spool ahead inodes http http_fleet auth metacache catalog catalog_load catalog_query catalog_view record tcia_parse tcia_stream tcia idc idc_row idc_bucket source unzip store store_fetch store_ahead store_part view names loader tree tree_files tree_colls tree_view tree_table tree_xattr
 MODEL_OBJ := $(MODEL:%=$(BUILD)/%.o)
 BIN       := $(BUILD)/tciafs
-UNIT      := test_jsonobj test_log test_utf8 test_failures test_spool test_ahead test_inodes test_http test_fleet test_metacache test_catalog test_tcia test_idc test_tree test_unzip test_view
+UNIT      := test_jsonobj test_log test_utf8 test_store test_source test_failures test_spool test_ahead test_inodes test_http test_fleet test_metacache test_catalog test_tcia test_idc test_tree test_unzip test_view
 UNIT_BIN  := $(UNIT:%=$(BUILD)/%)
 
 .SECONDARY:
@@ -90,6 +90,11 @@ $(BIN): $(BUILD)/main.o $(BUILD)/fs.o $(BUILD)/fs_dir.o $(MODEL_OBJ) $(BUILD)/.f
 $(BUILD)/test_%: $(BUILD)/test_%.o $(MODEL_OBJ)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS) $(CMOCKA_LIBS)
 
+# test_store serves series from a fake source: the store's calls into source.c are
+# routed to the test's own functions.
+$(BUILD)/test_store: ALL_LDFLAGS += -Wl,--wrap=source_get_zip -Wl,--wrap=source_files_one_by_one \
+	-Wl,--wrap=source_series_bytes -Wl,--wrap=source_where -Wl,--wrap=source_cancel_fetches
+
 # test_tcia fails allocations on purpose: route the parsers' allocations through it.
 $(BUILD)/test_tcia: ALL_LDFLAGS += -Wl,--wrap=malloc -Wl,--wrap=calloc -Wl,--wrap=realloc \
 	-Wl,--wrap=strdup -Wl,--wrap=strndup
@@ -123,7 +128,7 @@ check-asan:
 # tests/tsan.supp lists (and explains) the reports suppressed, all inside libraries.
 # About 2 minutes; part of check.
 TSAN_TESTS := test_fetch,test_resilience,test_prefetch,test_views,test_faults.test_mount,test_browse,test_idc_mount,test_idc_ahead,test_idc_range,test_passthrough,test_catalog,test_hardening2
-TSAN_UNIT := test_ahead test_fleet test_tcia test_idc test_catalog
+TSAN_UNIT := test_ahead test_store test_fleet test_tcia test_idc test_catalog
 tsan: deps
 	$(MAKE) BUILD=build-tsan OPT="-O1 -g -fsanitize=thread" LDFLAGS="-fsanitize=thread" \
 	  build-tsan/tciafs build-tsan/tciafs-prefetch build-tsan/tcia-query \
