@@ -141,7 +141,7 @@ int tree_coll_get(struct tree *t, struct tree_coll *c, struct loader_slot *slot,
 	return rc;
 }
 
-static struct tree_coll *tree_find_coll(struct tree_colls *cs, const char *name)
+struct tree_coll *tree_find_coll(struct tree_colls *cs, const char *name)
 {
 	struct tree_coll key = { .name = (char *)name };
 
@@ -234,118 +234,25 @@ int tree_series_place(struct tree *t, const struct catalog_series *ser, char **c
 	return rc;
 }
 
-static int tree_uid_path(struct tree *t, const struct catalog_series *ser, char *path, size_t size)
+int tree_resolve_in_series(struct tree *t, struct tree_node *n, const char *name,
+			   const struct caller *who)
 {
-	char *coll, *pat, *stud;
-	int rc = tree_series_place(t, ser, &coll, &pat, &stud);
-
-	if (rc == 0 &&
-	    snprintf(path, size, "/%s/%s/%s/%s", coll, pat, stud, ser->name) >= (int)size)
-		rc = -ENAMETOOLONG;
-	free(coll);
-	free(pat);
-	free(stud);
-	return rc;
-}
-
-static int tree_uid_at_hand(struct tree *t, const char *uid, char *path, size_t size)
-{
-	struct catalog_series ser;
+	long found;
 	int rc;
 
-	rc = catalog_series_by_uid(t->cat, uid, &ser);
-	if (rc < 0)
-		return -ENOENT;
-	if (!t->offline && loader_fresh(t->ld, CATALOG_COLLECTION, ser.coll, NULL) != 1 &&
-	    loader_fresh(t->ld, CATALOG_PATIENT, ser.coll, ser.pid) != 1)
-		rc = -ENOENT;
-	if (rc == 0)
-		rc = tree_uid_path(t, &ser, path, size) < 0 ? -ENOENT : 0;
-	catalog_series_clear(&ser);
-	return rc;
-}
-
-static int tree_resolve_uid_by_request(struct tree *t, const char *uid, const char *name,
-				       const struct caller *who, bool files, struct tree_node *n);
-
-/* /.tciafs/series/<SeriesInstanceUID>[/name]: the series wherever it is in the tree, for
- * tools holding UIDs (tciafs-prefetch --uids). A collection at hand says where at no
- * cost; otherwise one getSeries by UID does, and the rest is the normal resolution of
- * its folder by bare UIDs. When the caller wants the files, their download starts at
- * once, side by side with those requests, and is checked against the metadata they
- * bring before anything is stored. */
-static int tree_resolve_uid(struct tree *t, const char *uid, const char *name,
-			    const struct caller *who, bool files, struct tree_node *n)
-{
-	char path[PATH_MAX];
-	bool early;
-	int rc;
-
-	if (names_is_probe(uid) || (name && names_is_probe(name)))
-		return -ENOENT;
-	if (tree_uid_at_hand(t, uid, path, sizeof(path) - (name ? strlen(name) + 1 : 0)) == 0) {
-		if (name) {
-			strcat(path, "/");
-			strcat(path, name);
-		}
-		return tree_resolve(t, path, who, files, n);
+	if (strcmp(name, "series.json") == 0) {
+		n->kind = TK_SERIES_JSON;
+		return 0;
 	}
-	/* A listing of the folder, or a look at a file in it other than series.json. */
-	early = t->store && who && (name ? strcmp(name, "series.json") != 0 : files);
-	if (early && store_prefetch(t->store, uid, who) < 0)
-		early = false;
-	rc = tree_resolve_uid_by_request(t, uid, name, who, files, n);
-	if (early && rc == 0 && n->cser.uid) {
-		struct store_expect exp = { n->cser.images, n->cser.bytes, n->cser.raw };
-
-		store_expect(t->store, uid, &exp);
-	} else if (early) {
-		store_abandon(t->store, uid);
-	}
-	return rc;
-}
-
-/* tree_resolve_uid's way when the catalog does not know uid: getSeries by UID says
- * where it is, and that patient is loaded (targeted) to name its folders. */
-static int tree_resolve_uid_by_request(struct tree *t, const char *uid, const char *name,
-				       const struct caller *who, bool files, struct tree_node *n)
-{
-	struct record_filter f = { .series_uid = uid };
-	struct record_series_list l;
-	struct catalog_series ser;
-	struct tree_colls *cs = NULL;
-	char path[PATH_MAX];
-	int rc;
-
-	rc = source_get_series(t->src, &f, &l);
+	rc = tree_series_files(t, &n->cser, true, who, &n->ss);
 	if (rc < 0)
 		return rc;
-	rc = -ENOENT;
-	if (l.count != 1 || !l.v[0].collection || !l.v[0].patient_id || !l.v[0].study_uid)
-		goto out_clear;
-	rc = tree_get_colls(t, &cs);
-	if (rc == 0)
-		rc = loader_patient(t->ld, l.v[0].collection, l.v[0].patient_id);
-	if (rc < 0)
-		goto out_put;
-	rc = catalog_series_by_uid(t->cat, uid, &ser);
-	if (rc < 0)
-		goto out_put;
-	rc = tree_uid_path(t, &ser, path, sizeof(path) - (name ? strlen(name) + 1 : 0));
-	catalog_series_clear(&ser);
-	if (rc == 0 && name) {
-		strcat(path, "/");
-		strcat(path, name);
-	}
-	if (rc == 0)
-		rc = tree_resolve(t, path, who, files, n);
-	else
-		rc = -ENOENT;
-out_put:
-	loader_snap_put(t->ld, cs ? &cs->hdr : NULL);
-out_clear:
-	record_series_list_clear(&l);
-	return rc;
+	found = store_series_find(n->ss, name);
+	if (found < 0)
+		return -ENOENT;
+	n->file = (size_t)found;
+	n->kind = TK_SERIES_FILE;
+	return 0;
 }
 
 /* Resolves path into *n (release with tree_node_put). Names that cannot exist are
@@ -356,7 +263,6 @@ int tree_resolve(struct tree *t, const char *path, const struct caller *who, boo
 {
 	char comps[TREE_DEPTH_MAX][TREE_NAME_MAX + 1];
 	int depth, i, rc;
-	long found;
 
 	memset(n, 0, sizeof(*n));
 	depth = tree_split(path, comps);
@@ -370,24 +276,8 @@ int tree_resolve(struct tree *t, const char *path, const struct caller *who, boo
 		n->kind = TK_README;
 		return 0;
 	}
-	if (strcmp(comps[0], ".tciafs") == 0) {
-		if (depth == 1) {
-			n->kind = TK_TCIAFS_DIR;
-			return 0;
-		}
-		if (depth == 2 && strcmp(comps[1], "status") == 0) {
-			n->kind = TK_STATUS;
-			return 0;
-		}
-		if (depth == 2 && strcmp(comps[1], "series") == 0) {
-			n->kind = TK_UID_DIR; /* lookups only: nothing is listed */
-			return 0;
-		}
-		if (depth >= 3 && strcmp(comps[1], "series") == 0)
-			return tree_resolve_uid(t, comps[2], depth > 3 ? comps[3] : NULL, who,
-						files, n);
-		return -ENOENT;
-	}
+	if (strcmp(comps[0], ".tciafs") == 0)
+		return tree_resolve_tciafs(t, comps, depth, who, files, n);
 	for (i = 0; i < depth; i++)
 		if (names_is_probe(comps[i]) && !(i == 1 && tree_facet_index(comps[1]) >= 0))
 			return -ENOENT;
@@ -474,20 +364,9 @@ study_found:
 	n->kind = TK_SERIES;
 	if (depth == 4)
 		return 0;
-	if (strcmp(comps[4], "series.json") == 0) {
-		n->kind = TK_SERIES_JSON;
+	rc = tree_resolve_in_series(t, n, comps[4], who);
+	if (rc == 0)
 		return 0;
-	}
-	rc = tree_series_files(t, &n->cser, true, who, &n->ss);
-	if (rc < 0)
-		goto out_put;
-	rc = -ENOENT;
-	found = store_series_find(n->ss, comps[4]);
-	if (found < 0)
-		goto out_put;
-	n->file = (size_t)found;
-	n->kind = TK_SERIES_FILE;
-	return 0;
 out_put:
 	tree_node_put(t, n);
 	return rc;
@@ -581,25 +460,6 @@ int tree_node_stat(struct tree *t, struct tree_node *n, struct stat *st)
 	free(data);
 	tree_fill_file(t, len, tree_node_mtime(t, n), st);
 	return 0;
-}
-
-/* Is path a by-UID series folder, "/.tciafs/series/<digits and dots>", whose collection
- * is not at hand? Its stat is then answered at once, without a request: the lookup
- * that precedes every listing must not delay the download the listing starts (an
- * unknown UID shows as ENOENT when listed, or when its metadata is asked for). */
-static bool tree_uid_dir_unresolved(struct tree *t, const char *path)
-{
-	static const char prefix[] = "/.tciafs/series/";
-	const char *uid = path + sizeof(prefix) - 1;
-	char where[PATH_MAX];
-	size_t n;
-
-	if (strncmp(path, prefix, sizeof(prefix) - 1) != 0)
-		return false;
-	n = strspn(uid, "0123456789.");
-	if (n == 0 || n > 64 || uid[n] != '\0' || uid[0] == '.')
-		return false;
-	return tree_uid_at_hand(t, uid, where, sizeof(where)) < 0;
 }
 
 /* Files rendered from loaded metadata: a new load may change what the kernel keeps. */
@@ -831,17 +691,6 @@ static int tree_list_series(struct tree *t, struct tree_node *n, const struct ca
 	tree_emit_pending(l);
 	free(names);
 	store_series_put(t->store, ss);
-	return 0;
-}
-
-static int tree_list_tciafs(struct tree *t, struct tree_lister *l)
-{
-	struct stat st;
-
-	tree_fill_dir(t, t->mounted, &st);
-	tree_emit(l, "series", &st, true);
-	tree_fill_file(t, 0, time(NULL), &st);
-	tree_emit(l, "status", &st, false);
 	return 0;
 }
 

@@ -195,6 +195,11 @@ void tree_places_free(struct tree *t);
  * so a by-UID download may start before its metadata is at hand (store_prefetch). */
 int tree_resolve(struct tree *t, const char *path, const struct caller *who, bool files,
 		 struct tree_node *n);
+/* The rest of a path below a series folder (n, TK_SERIES): series.json, or a file of
+ * the series (fetched when not stored). 0, or -errno (n left for the caller to put). */
+int tree_resolve_in_series(struct tree *t, struct tree_node *n, const char *name,
+			   const struct caller *who);
+struct tree_coll *tree_find_coll(struct tree_colls *cs, const char *name);
 bool tree_is_dir(enum tree_kind k);
 void tree_node_put(struct tree *t, struct tree_node *n);
 int tree_get_colls(struct tree *t, struct tree_colls **out);
@@ -213,6 +218,18 @@ int tree_node_stat(struct tree *t, struct tree_node *n, struct stat *st);
 int tree_emit(struct tree_lister *l, const char *name, const struct stat *st, bool complete);
 void tree_hold(struct tree_lister *l, const char *name, const struct stat *st, bool complete);
 void tree_emit_pending(struct tree_lister *l);
+
+/* ---- tree_tciafs.c --------------------------------------------------------------- */
+
+/* /.tciafs/ and below (comps[0] is ".tciafs"): status, and a series by UID. */
+int tree_resolve_tciafs(struct tree *t, char comps[][TREE_NAME_MAX + 1], int depth,
+			const struct caller *who, bool files, struct tree_node *n);
+/* Is path a by-UID series folder whose series the catalog cannot place now? Its stat is
+ * then answered at once, without a request: the lookup that precedes every listing must
+ * not delay the download the listing starts (an unknown UID shows as ENOENT when
+ * listed, or when its metadata is asked for). */
+bool tree_uid_dir_unresolved(struct tree *t, const char *path);
+int tree_list_tciafs(struct tree *t, struct tree_lister *l);
 
 /* ---- tree_view.c ----------------------------------------------------------------- */
 

@@ -143,6 +143,18 @@ def test_a_uid_of_a_collection_at_hand_costs_no_request(ctx):
     new = [e["endpoint"] for e in s.requests()[n0:]]
     assert new == ["getImage"], new          # only the download itself
     assert st.st_mtime > 0
+    # Nothing below a file of it, no *.json but series.json, and neither costs a
+    # request.
+    folder = by_uid(m, recs[0]["SeriesInstanceUID"])
+    name = sorted(os.listdir(folder))[0]
+    n0 = len(s.requests())
+    for bad in (os.path.join(folder, name, "x"), os.path.join(folder, "study.json")):
+        try:
+            os.stat(bad)
+            raise AssertionError(bad + " should not exist")
+        except (FileNotFoundError, NotADirectoryError):
+            pass
+    assert s.requests()[n0:] == []
 
 
 def test_unknown_uid_fails_at_open_and_stores_nothing(ctx):
