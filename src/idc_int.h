@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT
- * idc_int.h — what idc.c (the SQL API), idc_row.c (a row made a record) and idc_bucket.c
- * (the public buckets) share: the handle, a row's columns; and for the tests, one row's
- * record. Not for other modules.
+ * idc_int.h — what idc.c (the SQL API), idc_answer.c (its answers, row by row),
+ * idc_row.c (a row made a record) and idc_bucket.c (the public buckets) share: the
+ * handle, an answer's state, a row's columns; and for the tests, one row's record. Not
+ * for other modules.
  */
 #ifndef TCIAFS_IDC_INT_H
 #define TCIAFS_IDC_INT_H
@@ -10,6 +11,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "idc.h"
+#include "record.h"
 
 struct http;
 struct jsonpick;
@@ -51,6 +55,69 @@ int idc_row_series(const struct idc_row *row, const char *text, size_t len, stru
  * first) and frees *bucket and *uuid whatever the answer. */
 int idc_series_row(const char *text, size_t len, bool picked, struct record_series *s,
 		   char **bucket, char **uuid);
+
+/* Bounds on what IDC sends: one row, a value other than the rows. Past them an answer
+ * is refused, never held. */
+#define IDC_ROW_MAX ((size_t)1 << 20)
+#define IDC_VALUE_MAX ((size_t)64 << 10)
+
+/* ---- the /sql answer, row by row (idc_answer.c) ----
+ *
+ * {"columns":[…],"rows":[{…},…],"row_count":n,"truncated":b,"max_rows":m}: the rows are
+ * gathered one at a time and handed on; the other members (small) are gathered whole and
+ * read at their end. Only string state is tracked, so any valid JSON is delimited right;
+ * jansson judges each piece. */
+enum idc_answer_state {
+	IA_TOP,      /* before the '{' */
+	IA_KEY_WAIT, /* after the '{': a key or the '}' */
+	IA_KEY_NEXT, /* after a ',': a key */
+	IA_KEY,      /* in a key's string */
+	IA_COLON,
+	IA_VALUE_START,
+	IA_VALUE, /* a member other than rows */
+	IA_AFTER_VALUE,
+	IA_ROWS, /* in the rows array, between rows */
+	IA_ROW,  /* in a row */
+	IA_END,
+};
+
+struct idc_answer;
+/* Builds a record from a row (patients' and studies' pages) and hands it on. */
+typedef int (*idc_row_fn)(struct idc_answer *a, const struct idc_row *row);
+
+struct idc_answer {
+	enum idc_answer_state state;
+	enum record_kind kind;
+	idc_row_fn row;             /* NULL: series rows, built as they are parsed */
+	idc_series_fn each;         /* RECORD_SERIES through idc_answer_new */
+	record_each_fn each_record; /* any kind, through idc_each */
+	void *arg;
+	char key[32];
+	size_t keylen;
+	char *buf;
+	size_t len, cap;
+	size_t depth;
+	bool in_string, escape;
+	size_t rows;
+	bool truncated, saw_rows;
+	char *last[IDC_KEYS_MAX]; /* the page's greatest row key: where the next starts */
+	int rc;
+	/* Rows are parsed on a helper thread once a page is long (ahead.c), and built and
+	 * handed on here, in order; each thread picks series rows with a picker of its own. */
+	struct ahead *ahead;
+	struct jsonpick *pick_ahead, *pick_here;
+};
+
+/* A page's rows made records and handed on (to each or each_record). */
+int idc_series_hand(struct idc_answer *a, struct record_series *s, const char *bucket,
+		    const char *uuid);
+int idc_row_patient(struct idc_answer *a, const struct idc_row *row);
+int idc_row_study(struct idc_answer *a, const struct idc_row *row);
+/* The columns that order a kind's rows (its keyset pages' key), in *cols when given:
+ * how many. */
+unsigned idc_kind_keys(enum record_kind kind, const char *const **cols);
+/* Compares two row keys of n parts (keyset pages). */
+int idc_key_cmp(char *const *a, char *const *b, unsigned n);
 
 struct idc {
 	struct http *http;
