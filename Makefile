@@ -33,7 +33,7 @@ endif
 ALL_CFLAGS = $(WARN) $(OPT) $(SANFLAGS) $(PKG_CFLAGS) $(CFLAGS)
 ALL_LDFLAGS = $(SANFLAGS) $(LDFLAGS)
 
-MODEL     := utf8 jsonobj jsonpick log failures fileio md5 spool ahead inodes http http_fleet auth metacache catalog catalog_load catalog_query catalog_view record tcia_parse tcia_stream tcia idc idc_answer idc_row idc_bucket source unzip store store_fetch store_ahead store_part view names loader tree tree_files tree_colls tree_tciafs tree_view tree_table tree_xattr
+MODEL     := utf8 jsonobj jsonpick log failures fileio md5 spool ahead inodes http http_fleet auth metacache catalog catalog_load catalog_query catalog_view record tcia_parse tcia_stream tcia idc idc_answer idc_row idc_bucket source unzip store_table store store_fetch store_ahead store_part view names loader tree tree_files tree_node tree_colls tree_tciafs tree_view tree_table tree_xattr
 MODEL_OBJ := $(MODEL:%=$(BUILD)/%.o)
 BIN       := $(BUILD)/tciafs
 UNIT      := test_jsonobj test_log test_utf8 test_store test_source test_failures test_spool test_ahead test_inodes test_http test_fleet test_metacache test_catalog test_tcia test_idc test_tree test_unzip test_view
@@ -43,7 +43,7 @@ UNIT_BIN  := $(UNIT:%=$(BUILD)/%)
 
 
 PHONY_EXTRA := torture torture-short tsan format format-check
-.PHONY: $(PHONY_EXTRA) FORCE check-system-fuse fuzz install uninstall bench all deps check unit unit-run valgrind integration check-build check-asan demo clean
+.PHONY: $(PHONY_EXTRA) FORCE layers-check check-system-fuse fuzz install uninstall bench all deps check unit unit-run valgrind integration check-build check-asan demo clean
 
 all: $(BIN) $(BUILD)/tciafs-prefetch
 
@@ -174,8 +174,13 @@ format: deps
 format-check: deps
 	$(CLANG_FORMAT) --dry-run --Werror $(FORMAT_FILES)
 
+# Every call goes down docs/architecture.md's module table (no circle between files).
+layers-check:
+	$(PYTHON) scripts/check_layers.py
+
 check: deps
 	$(MAKE) format-check
+	$(MAKE) layers-check
 	$(MAKE) check-build
 	$(MAKE) check-system-fuse
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT
  * catalog_query.c — the catalog's rows read for the tree: parameters bound, columns copied
  * into the records of catalog.h (or handed on one row at a time, never a whole listing
- * held), lookups by name, ID and UID. The SQL is catalog.c's, with every other statement.
+ * held), lookups by name, ID and UID, what was loaded when (and the release), and the
+ * counts for status. The SQL is catalog.c's, with every other statement.
  */
 #include "catalog_int.h"
 
@@ -414,4 +415,97 @@ int catalog_series_by_uid(struct catalog *c, const char *uid, struct catalog_ser
 {
 	memset(out, 0, sizeof(*out));
 	return cat_query(c, ST_SERIES_BY_UID, uid, NULL, NULL, cat_copy_series, out, true);
+}
+
+/* ---- what was loaded, and counts ------------------------------------------------ */
+
+static int cat_read_loaded(sqlite3_stmt *st, void *arg)
+{
+	int64_t *v = arg;
+
+	v[0] = sqlite3_column_int64(st, 0);
+	v[1] = sqlite3_column_int64(st, 1);
+	return 0;
+}
+
+int catalog_loaded(struct catalog *c, enum catalog_scope s, const char *coll, const char *pid,
+		   int64_t *when_ms, int64_t *rows)
+{
+	struct cat_conn *k = cat_reader(c);
+	int64_t v[2] = { 0, 0 };
+	sqlite3_stmt *st;
+	int rc, ret = -ENOENT;
+
+	st = cat_stmt(k, ST_LOADED, &rc);
+	if (!st) {
+		ret = cat_fail(k, rc, "query");
+		goto out_put;
+	}
+	sqlite3_bind_int(st, 1, (int)s);
+	cat_bind_text(st, 2, coll ? coll : "");
+	cat_bind_text(st, 3, pid ? pid : "");
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		ret = cat_read_loaded(st, v);
+	else if (rc != SQLITE_DONE)
+		ret = cat_fail(k, rc, "query");
+out_put:
+	cat_reader_put(c, k, st);
+	if (when_ms)
+		*when_ms = v[0];
+	if (rows)
+		*rows = v[1];
+	return ret;
+}
+
+int catalog_release(struct catalog *c, char **out)
+{
+	struct cat_conn *k = cat_reader(c);
+	sqlite3_stmt *st;
+	int rc, ret = 0;
+
+	*out = NULL;
+	st = cat_stmt(k, ST_RELEASE, &rc);
+	if (!st) {
+		ret = cat_fail(k, rc, "query");
+		goto out_put;
+	}
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW && sqlite3_column_text(st, 0) &&
+	    !(*out = strdup((const char *)sqlite3_column_text(st, 0))))
+		ret = -ENOMEM;
+	else if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		ret = cat_fail(k, rc, "query");
+out_put:
+	cat_reader_put(c, k, st);
+	return ret;
+}
+
+static int cat_read_counts(sqlite3_stmt *st, void *arg)
+{
+	struct catalog_stats *s = arg;
+
+	s->colls = sqlite3_column_int64(st, 0);
+	s->patients = sqlite3_column_int64(st, 1);
+	s->studies = sqlite3_column_int64(st, 2);
+	s->series = sqlite3_column_int64(st, 3);
+	return 0;
+}
+
+void catalog_stats(struct catalog *c, struct catalog_stats *st)
+{
+	char side[PATH_MAX];
+	struct stat sb;
+
+	memset(st, 0, sizeof(*st));
+	if (stat(c->path, &sb) == 0)
+		st->file_bytes += sb.st_size;
+	snprintf(side, sizeof(side), "%s-wal", c->path);
+	if (stat(side, &sb) == 0)
+		st->file_bytes += sb.st_size;
+	cat_query(c, ST_COUNT, NULL, NULL, NULL, cat_read_counts, st, true);
+	pthread_mutex_lock(&c->lock);
+	st->loads = c->loads;
+	st->load_failures = c->load_failures;
+	pthread_mutex_unlock(&c->lock);
 }

@@ -48,52 +48,7 @@ struct fs_handle {
 	struct fs_backing *backing; /* NULL = read through the daemon */
 };
 
-/* The path of ino (with "/name" after it when name is given) in buf of PATH_MAX bytes. */
-int fs_path(struct tciafs *fs, fuse_ino_t ino, const char *name, char *buf)
-{
-	return inodes_path(fs->inodes, ino, name, buf, PATH_MAX);
-}
-
 /* ---- handles ---------------------------------------------------------------------- */
-
-void fs_open_track(struct tciafs *fs, struct fs_open *o, bool dir)
-{
-	o->dir = dir;
-	o->prev = NULL;
-	pthread_mutex_lock(&fs->open_lock);
-	o->next = fs->opens;
-	if (fs->opens)
-		fs->opens->prev = o;
-	fs->opens = o;
-	pthread_mutex_unlock(&fs->open_lock);
-}
-
-void fs_open_untrack(struct tciafs *fs, struct fs_open *o)
-{
-	pthread_mutex_lock(&fs->open_lock);
-	if (o->prev)
-		o->prev->next = o->next;
-	else
-		fs->opens = o->next;
-	if (o->next)
-		o->next->prev = o->prev;
-	pthread_mutex_unlock(&fs->open_lock);
-}
-
-static bool fs_interrupted(void *arg)
-{
-	return fuse_req_interrupted(arg) != 0;
-}
-
-struct caller fs_caller(fuse_req_t req)
-{
-	const struct fuse_ctx *ctx = fuse_req_ctx(req);
-	struct caller who = {
-		.pid = ctx->pid, .uid = ctx->uid, .interrupted = fs_interrupted, .arg = req
-	};
-
-	return who;
-}
 
 static const char *fs_read_path_name(const struct tciafs *fs, const char **why)
 {
@@ -307,28 +262,6 @@ static void fs_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_DIRECT_IO_ALLOW_MMAP;
 #endif
 	fs_init_passthrough(fs, conn);
-}
-
-/* A folder's attributes time out with the listing the kernel keeps: their next GETATTR
- * is when fs_listing_check looks at it again. A rendered file's (collection.json, a
- * table, …) time out with the load it comes from, so that a refresh shows its size. */
-static double fs_attr_timeout(const struct tciafs *fs, const struct stat *st, bool rendered)
-{
-	if (fs->no_opendir && S_ISDIR(st->st_mode))
-		return fs->o.listing_timeout;
-	return rendered ? fs->o.listing_timeout : fs->o.entry_timeout;
-}
-
-/* The archive is immutable between refreshes: the kernel keeps names and attributes. */
-void fs_entry(struct tciafs *fs, fuse_ino_t ino, const struct stat *st, bool rendered,
-	      struct fuse_entry_param *e)
-{
-	memset(e, 0, sizeof(*e));
-	e->ino = ino;
-	e->attr = *st;
-	e->attr.st_ino = e->ino;
-	e->attr_timeout = fs_attr_timeout(fs, st, rendered);
-	e->entry_timeout = fs->o.entry_timeout;
 }
 
 static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)

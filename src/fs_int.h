@@ -1,18 +1,21 @@
 /* SPDX-License-Identifier: MIT
  * fs_int.h — what fs.c (files, attributes, passthrough) and fs_dir.c (folder
  * listings) share: the context behind struct tciafs, the handles the kernel holds, and
- * the few helpers both call. Nothing outside those two files includes it.
+ * the few helpers both call (inline here, so that fs_dir.c calls nothing of fs.c). Nothing outside
+ * those two files includes it.
  */
 #ifndef TCIAFS_FS_INT_H
 #define TCIAFS_FS_INT_H
 
 #include <limits.h>
 #include <pthread.h>
+#include <string.h>
 #include <stdbool.h>
 #include <sys/stat.h>
 
 #include "caller.h"
 #include "fs.h"
+#include "inodes.h"
 
 struct fs_backing;
 struct fs_dir;
@@ -63,21 +66,76 @@ static inline struct tciafs *fs_ctx(fuse_req_t req)
 	return fuse_req_userdata(req);
 }
 
-/* ---- fs.c -------------------------------------------------------------------------- */
+/* ---- helpers of both ---------------------------------------------------------------- */
 
 /* The path of ino (with "/name" after it when name is given) in buf of PATH_MAX bytes. */
-int fs_path(struct tciafs *fs, fuse_ino_t ino, const char *name, char *buf);
+static inline int fs_path(struct tciafs *fs, fuse_ino_t ino, const char *name, char *buf)
+{
+	return inodes_path(fs->inodes, ino, name, buf, PATH_MAX);
+}
+
+/* Each handle the kernel is given is listed until its release (fs_free frees the rest). */
+static inline void fs_open_track(struct tciafs *fs, struct fs_open *o, bool dir)
+{
+	o->dir = dir;
+	o->prev = NULL;
+	pthread_mutex_lock(&fs->open_lock);
+	o->next = fs->opens;
+	if (fs->opens)
+		fs->opens->prev = o;
+	fs->opens = o;
+	pthread_mutex_unlock(&fs->open_lock);
+}
+
+static inline void fs_open_untrack(struct tciafs *fs, struct fs_open *o)
+{
+	pthread_mutex_lock(&fs->open_lock);
+	if (o->prev)
+		o->prev->next = o->next;
+	else
+		fs->opens = o->next;
+	if (o->next)
+		o->next->prev = o->prev;
+	pthread_mutex_unlock(&fs->open_lock);
+}
+
+static inline bool fs_interrupted(void *arg)
+{
+	return fuse_req_interrupted(arg) != 0;
+}
 
 /* Who is calling: the walk guard counts per process; a wait can be interrupted. */
-struct caller fs_caller(fuse_req_t req);
+static inline struct caller fs_caller(fuse_req_t req)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	struct caller who = {
+		.pid = ctx->pid, .uid = ctx->uid, .interrupted = fs_interrupted, .arg = req
+	};
 
-void fs_open_track(struct tciafs *fs, struct fs_open *o, bool dir);
-void fs_open_untrack(struct tciafs *fs, struct fs_open *o);
+	return who;
+}
 
-/* An entry for the kernel: st as ino's attributes, timed out as a rendered file's when
- * rendered is set (see fs_attr_timeout). */
-void fs_entry(struct tciafs *fs, fuse_ino_t ino, const struct stat *st, bool rendered,
-	      struct fuse_entry_param *e);
+/* A folder's attributes time out with the listing the kernel keeps: their next GETATTR
+ * is when fs_listing_check looks at it again. A rendered file's (collection.json, a
+ * table, …) time out with the load it comes from, so that a refresh shows its size. */
+static inline double fs_attr_timeout(const struct tciafs *fs, const struct stat *st, bool rendered)
+{
+	if (fs->no_opendir && S_ISDIR(st->st_mode))
+		return fs->o.listing_timeout;
+	return rendered ? fs->o.listing_timeout : fs->o.entry_timeout;
+}
+
+/* The archive is immutable between refreshes: the kernel keeps names and attributes. */
+static inline void fs_entry(struct tciafs *fs, fuse_ino_t ino, const struct stat *st, bool rendered,
+			    struct fuse_entry_param *e)
+{
+	memset(e, 0, sizeof(*e));
+	e->ino = ino;
+	e->attr = *st;
+	e->attr.st_ino = e->ino;
+	e->attr_timeout = fs_attr_timeout(fs, st, rendered);
+	e->entry_timeout = fs->o.entry_timeout;
+}
 
 /* ---- fs_dir.c ---------------------------------------------------------------------- */
 

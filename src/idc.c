@@ -114,42 +114,24 @@ static int idc_where(char **sql, const char *column, const char *op, const char 
 	return 0;
 }
 
-/* What each kind asks, and the columns its pages are keyed by, in their ORDER BY: the
- * patients' order, in which the catalog keeps rows (a bulk load's copy then sorts none).
- * Every column not aggregated is grouped: IDC runs the SQL on DuckDB, which refuses a
- * bare one (SQLite, the fake's engine, would take it). */
+/* What each kind asks, in the ORDER BY of the columns its pages are keyed by
+ * (idc_kind_keys): the patients' order, in which the catalog keeps rows (a bulk load's
+ * copy then sorts none). Every column not aggregated is grouped: IDC runs the SQL on
+ * DuckDB, which refuses a bare one (SQLite, the fake's engine, would take it). */
 static const struct {
 	const char *select, *group, *order;
-	unsigned keys;
-	const char *key[IDC_KEYS_MAX];
 } idc_kinds[] = {
 	[RECORD_PATIENTS] = { "PatientID, collection_id, min(PatientAge) AS PatientAge,"
 			      " min(PatientSex) AS PatientSex,"
 			      " count(DISTINCT StudyInstanceUID) AS studies",
-			      " GROUP BY PatientID, collection_id",
-			      "PatientID",
-			      1,
-			      { "PatientID" } },
+			      " GROUP BY PatientID, collection_id", "PatientID" },
 	[RECORD_STUDIES] = { "StudyInstanceUID, PatientID, collection_id, min(StudyDate) AS"
 			     " StudyDate, min(StudyDescription) AS StudyDescription, count(*) AS"
 			     " series",
 			     " GROUP BY StudyInstanceUID, PatientID, collection_id",
-			     "PatientID, StudyInstanceUID",
-			     2,
-			     { "PatientID", "StudyInstanceUID" } },
-	[RECORD_SERIES] = { idc_columns,
-			    "",
-			    "PatientID, StudyInstanceUID, SeriesInstanceUID",
-			    3,
-			    { "PatientID", "StudyInstanceUID", "SeriesInstanceUID" } },
+			     "PatientID, StudyInstanceUID" },
+	[RECORD_SERIES] = { idc_columns, "", "PatientID, StudyInstanceUID, SeriesInstanceUID" },
 };
-
-unsigned idc_kind_keys(enum record_kind kind, const char *const **cols)
-{
-	if (cols)
-		*cols = idc_kinds[kind].key;
-	return idc_kinds[kind].keys;
-}
 
 /* Appends " AND " the rows after the key `after` (n columns): IDC's SQL compares no row
  * values, so (a, b) > (x, y) is written (a > x OR (a = x AND b > y)). */
@@ -184,14 +166,16 @@ static int idc_where_after(char **sql, const char *const *key, const char *const
 
 int idc_each_sql(enum record_kind kind, const struct idc_query *q, char **sql)
 {
-	unsigned limit = q->limit && q->limit < IDC_PAGE_MAX ? q->limit : IDC_PAGE_MAX, i;
+	unsigned limit = q->limit && q->limit < IDC_PAGE_MAX ? q->limit : IDC_PAGE_MAX, i, keys;
+	const char *const *key;
 	char *next;
 	int rc;
 
 	*sql = NULL;
 	if ((unsigned)kind > RECORD_SERIES || (!q->collection_id && !q->series_uid))
 		return -EINVAL;
-	for (i = 0; q->after[0] && i < idc_kinds[kind].keys; i++)
+	keys = idc_kind_keys(kind, &key);
+	for (i = 0; q->after[0] && i < keys; i++)
 		if (!q->after[i])
 			return -EINVAL;
 	if (asprintf(sql, "SELECT %s FROM \"index\" WHERE true", idc_kinds[kind].select) < 0) {
@@ -204,7 +188,7 @@ int idc_each_sql(enum record_kind kind, const struct idc_query *q, char **sql)
 	if (rc == 0)
 		rc = idc_where(sql, "SeriesInstanceUID", "=", q->series_uid);
 	if (rc == 0 && q->after[0])
-		rc = idc_where_after(sql, idc_kinds[kind].key, q->after, idc_kinds[kind].keys);
+		rc = idc_where_after(sql, key, q->after, keys);
 	if (rc == 0 && asprintf(&next, "%s%s ORDER BY %s LIMIT %u", *sql, idc_kinds[kind].group,
 				idc_kinds[kind].order, limit) < 0)
 		rc = -ENOMEM;
@@ -288,7 +272,7 @@ static int idc_pages(struct idc *t, const struct idc_query *q, struct idc_answer
 			break;
 		/* A page must move on: one that ends where the last did would be asked again,
 		 * and again. */
-		if (after[0] && idc_key_cmp(a->last, after, idc_kinds[a->kind].keys) <= 0) {
+		if (after[0] && idc_key_cmp(a->last, after, idc_kind_keys(a->kind, NULL)) <= 0) {
 			log_err("bad answer from IDC: %s/sql sent a page that ends where the one "
 				"before it did",
 				t->api);

@@ -215,6 +215,23 @@ static int idc_answer_row(struct idc_answer *a)
 	return rc;
 }
 
+/* The columns each kind's pages are keyed by, in their ORDER BY (idc.c's SQL). */
+static const struct {
+	unsigned keys;
+	const char *key[IDC_KEYS_MAX];
+} idc_keys[] = {
+	[RECORD_PATIENTS] = { 1, { "PatientID" } },
+	[RECORD_STUDIES] = { 2, { "PatientID", "StudyInstanceUID" } },
+	[RECORD_SERIES] = { 3, { "PatientID", "StudyInstanceUID", "SeriesInstanceUID" } },
+};
+
+unsigned idc_kind_keys(enum record_kind kind, const char *const **cols)
+{
+	if (cols)
+		*cols = idc_keys[kind].key;
+	return idc_keys[kind].keys;
+}
+
 /* Compares two keys of n parts. */
 int idc_key_cmp(char *const *a, char *const *b, unsigned n)
 {

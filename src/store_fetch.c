@@ -222,19 +222,6 @@ bool store_size_askers_wait(struct store *s)
 	return done;
 }
 
-bool store_ms_wait(struct store *s)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_nsec += STORE_WAIT_TICK_MS * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
-	return pthread_cond_timedwait(&s->done, &s->lock, &ts) == 0;
-}
-
 /* Waits (bounded) for the metadata of a fetch that store_prefetch started before it was
  * known. Returns 0 with *exp, or -errno with one log line. */
 static int store_await_expect(struct store *s, struct store_fetch *f, const char *what,

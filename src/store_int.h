@@ -136,6 +136,9 @@ int store_lookup(struct store *s, const char *uid, struct store_series **out);
 /* Waits on s->done for at most STORE_WAIT_TICK_MS (so that a waiter notices an
  * interrupt soon). Lock held. True when woken. */
 bool store_ms_wait(struct store *s);
+/* a/b, a new string (NULL when out of memory); mkdir, a folder already there made. */
+char *store_join(const char *a, const char *b);
+int store_mkdir(const char *path);
 /* At the end: the threads asking series' sizes for their caps, waited for (bounded:
  * false when some are still out). */
 bool store_size_askers_wait(struct store *s);

@@ -93,11 +93,6 @@ struct store_block_job {
 	size_t k;
 };
 
-bool store_part_wanted(const struct store *s, const struct store_series *ss, size_t i)
-{
-	return ss->where && ss->files[i].size > s->opts.range_min;
-}
-
 static int part_path(char *buf, size_t len, const struct store *s, const struct store_series *ss,
 		     size_t i, const char *suffix)
 {
@@ -922,31 +917,6 @@ int store_part_need(struct store *s, struct store_part *p, uint64_t off, uint64_
 out_unlock:
 	pthread_mutex_unlock(&s->lock);
 	return rc;
-}
-
-uint64_t store_part_bytes(const struct store *s, const struct store_series *ss, int dir_fd)
-{
-	uint64_t bytes = ss->bytes;
-	char name[PATH_MAX];
-	struct stat st;
-	size_t i;
-
-	if (!ss->where)
-		return bytes;
-	/* A big file counts what it holds on disk, not what it will. */
-	for (i = 0; i < ss->count; i++) {
-		if (!store_part_wanted(s, ss, i))
-			continue;
-		bytes -= ss->files[i].size;
-		if (fstatat(dir_fd, ss->files[i].name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-			bytes += (uint64_t)st.st_size;
-			continue;
-		}
-		snprintf(name, sizeof(name), "%s.part", ss->files[i].name);
-		if (fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0)
-			bytes += (uint64_t)st.st_blocks * 512;
-	}
-	return bytes;
 }
 
 int store_part_stats_locked(struct store *s, struct store_stats *out)

@@ -264,33 +264,27 @@ int tree_render(struct tree *t, struct tree_node *n, char **out, size_t *len)
 #define TREE_BUSY_WAIT_MS 5000
 #define TREE_BUSY_STEP_MS 20
 /* Opens a stored file under the shared lock that keeps its series from eviction. When
- * someone holds the series exclusively, waits a bounded while (interruptibly) and
- * resolves the path again: if the series went away meanwhile, that fetches it anew. */
-static int tree_open_stored(struct tree *t, const char *path, const struct caller *who,
-			    struct tree_node *n, int *fd, struct store_part **part)
+ * someone holds the series exclusively, waits a bounded while (interruptibly) and asks
+ * for the path to be resolved again (TREE_AGAIN): if the series went away meanwhile,
+ * that fetches it anew. */
+static int tree_open_stored(struct tree *t, const struct caller *who, struct tree_node *n,
+			    struct tree_open_try *try, int *fd, struct store_part **part)
 {
 	struct timespec step = { 0, TREE_BUSY_STEP_MS * 1000000L };
-	int waited = 0, gone = 0, rc;
+	int rc;
 
-	for (;;) {
-		rc = store_open(t->store, n->ss, n->file, who, fd, part);
-		if (rc == -ENOENT && gone++ == 0)
-			; /* evicted between the lookup and now: look again, once */
-		else if (rc != -EBUSY || waited >= TREE_BUSY_WAIT_MS)
-			return rc;
-		if (caller_interrupted(who))
-			return -EINTR;
-		if (rc == -EBUSY) {
-			nanosleep(&step, NULL);
-			waited += TREE_BUSY_STEP_MS;
-		}
-		tree_node_put(t, n);
-		rc = tree_resolve(t, path, who, true, n);
-		if (rc < 0)
-			return rc;
-		if (n->kind != TK_SERIES_FILE)
-			return -ENOENT;
+	rc = store_open(t->store, n->ss, n->file, who, fd, part);
+	if (rc == -ENOENT && try->gone++ == 0)
+		; /* evicted between the lookup and now: look again, once */
+	else if (rc != -EBUSY || try->waited >= TREE_BUSY_WAIT_MS)
+		return rc;
+	if (caller_interrupted(who))
+		return -EINTR;
+	if (rc == -EBUSY) {
+		nanosleep(&step, NULL);
+		try->waited += TREE_BUSY_STEP_MS;
 	}
+	return TREE_AGAIN;
 }
 
 /* ---- places: opens of a series' files without the catalog ----------------------------
@@ -340,7 +334,7 @@ static struct tree_place *tree_place_find(struct tree *t, const char *path, size
 /* After path resolved (the slow way) to a stored file in n: keeps its folder's series
  * until the load that named it is stale. Only the collection's own folders: a by-UID
  * folder or a manifest's link resolves by other loads. */
-static void tree_place_keep(struct tree *t, const char *path, const struct tree_node *n)
+void tree_place_keep(struct tree *t, const char *path, const struct tree_node *n)
 {
 	size_t len = tree_place_dir_len(path);
 	int64_t when, until, colls_until;
@@ -392,7 +386,7 @@ out_free:
 
 /* A stored file of a kept folder into n (kind TK_SERIES_FILE, the series referenced):
  * 0, or 1 when it is not at hand that way (resolve the path). */
-static int tree_place_open(struct tree *t, const char *path, struct tree_node *n)
+int tree_place_open(struct tree *t, const char *path, struct tree_node *n)
 {
 	size_t len = tree_place_dir_len(path);
 	const char *name = path + len + 1;
@@ -433,69 +427,42 @@ unsigned long tree_placed_opens(struct tree *t)
 	return __atomic_load_n(&t->placed_opens, __ATOMIC_RELAXED);
 }
 
-int tree_open_do(struct tree *tree, const char *path, int flags, const struct caller *who,
-		 struct tree_file **out)
+int tree_file_open(struct tree *tree, struct tree_node *n, const struct caller *who,
+		   struct tree_open_try *try, struct tree_file **out)
 {
 	struct tree_file *f;
-	struct tree_node n;
 	int rc;
 
 	*out = NULL;
-	if ((flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC))
-		return -EROFS;
-	rc = tree_place_open(tree, path, &n);
-	if (rc == 1) {
-		rc = tree_resolve(tree, path, who, true, &n);
-		if (rc == 0 && n.kind == TK_SERIES_FILE)
-			tree_place_keep(tree, path, &n);
-	}
-	if (rc < 0)
-		return rc;
-	rc = -EISDIR;
-	if (tree_is_dir(n.kind))
-		goto out_put;
-	rc = -ENOMEM;
+	if (tree_is_dir(n->kind))
+		return -EISDIR;
 	f = calloc(1, sizeof(*f));
 	if (!f)
-		goto out_put;
+		return -ENOMEM;
 	f->fd = -1;
-	if (n.kind == TK_SERIES_FILE) {
-		rc = tree_open_stored(tree, path, who, &n, &f->fd, &f->part);
+	if (n->kind == TK_SERIES_FILE) {
+		rc = tree_open_stored(tree, who, n, try, &f->fd, &f->part);
 		if (rc == 0) {
 			/* The file keeps the node's reference on its series. */
 			f->store = tree->store;
-			f->ss = n.ss;
-			n.ss = NULL;
+			f->ss = n->ss;
+			n->ss = NULL;
 		}
-	} else if (n.kind == TK_TABLE) {
+	} else if (n->kind == TK_TABLE) {
 		off_t size;
 
 		/* Rendered into a file under the cache folder: read from there. */
-		rc = tree_table_file(tree, n.coll, n.facet, &f->fd, &size);
+		rc = tree_table_file(tree, n->coll, n->facet, &f->fd, &size);
 	} else {
-		f->live = n.kind == TK_STATUS;
-		rc = tree_render(tree, &n, &f->data, &f->len);
+		f->live = n->kind == TK_STATUS;
+		rc = tree_render(tree, n, &f->data, &f->len);
 	}
-	if (rc < 0) {
+	if (rc != 0) {
 		free(f);
-		goto out_put;
+		return rc;
 	}
 	*out = f;
-out_put:
-	tree_node_put(tree, &n);
-	return rc;
-}
-
-ssize_t tree_readlink(struct tree *tree, const char *path, char *buf, size_t size)
-{
-	struct tree_node n;
-	int rc = tree_resolve(tree, path, NULL, false, &n);
-
-	if (rc < 0)
-		return rc;
-	rc = n.kind == TK_LINK ? tree_link_target(&n, buf, size) : -EINVAL;
-	tree_node_put(tree, &n);
-	return rc;
+	return 0;
 }
 
 int tree_file_fd(const struct tree_file *f)

@@ -66,7 +66,8 @@ struct tree_place {
 
 /* The tree's lock guards its own caches only (tables, licences, places): loads, their
  * freshness, snapshot slots and the generation are the loader's, under its lock. The
- * tree may call the loader while holding its lock; the loader never calls the tree. */
+ * tree reads the generation (atomic) under its lock and holds it across no other loader
+ * call; the loader never calls the tree. */
 struct tree {
 	struct source *src;  /* borrowed */
 	struct catalog *cat; /* borrowed */
@@ -180,44 +181,67 @@ int tree_load_colls(struct tree *t, void *arg, struct loader_snap **out);
 int tree_load_vals(struct tree *t, void *arg, struct loader_snap **out);
 int tree_cmp_coll(const void *a, const void *b);
 
-/* ---- tree_files.c ---------------------------------------------------------------- */
+/* ---- tree_node.c: one floor below every subtree, calling none of them -------------- */
 
-int tree_make_readme(struct tree *t);
-/* The text of a generated file (README.txt, a .json file); *out is the caller's. */
-int tree_render(struct tree *t, struct tree_node *n, char **out, size_t *len);
-int tree_open_do(struct tree *tree, const char *path, int flags, const struct caller *who,
-		 struct tree_file **out);
-void tree_places_free(struct tree *t);
-
-/* ---- tree.c ---------------------------------------------------------------------- */
-
-/* files: the caller will need the series' files the path names (a listing, an open),
- * so a by-UID download may start before its metadata is at hand (store_prefetch). */
-int tree_resolve(struct tree *t, const char *path, const struct caller *who, bool files,
-		 struct tree_node *n);
-/* The rest of a path below a series folder (n, TK_SERIES): series.json, or a file of
- * the series (fetched when not stored). 0, or -errno (n left for the caller to put). */
-int tree_resolve_in_series(struct tree *t, struct tree_node *n, const char *name,
-			   const struct caller *who);
-struct tree_coll *tree_find_coll(struct tree_colls *cs, const char *name);
-bool tree_is_dir(enum tree_kind k);
 void tree_node_put(struct tree *t, struct tree_node *n);
 int tree_get_colls(struct tree *t, struct tree_colls **out);
-
+int tree_coll_get(struct tree *t, struct tree_coll *c, struct loader_slot *slot, tree_load_fn load,
+		  void *out);
+struct tree_coll *tree_find_coll(struct tree_colls *cs, const char *name);
+/* The series in the store: at hand if it is there, else fetched (when fetch is set). */
+int tree_series_files(struct tree *t, const struct catalog_series *ser, bool fetch,
+		      const struct caller *who, struct store_series **out);
 /* Where a series sits: its collection's, patient's and study's folder names (new
  * strings), or -ENOENT when the catalog cannot place it (a series whose study or
  * patient is not listed). */
 int tree_series_place(struct tree *t, const struct catalog_series *ser, char **coll, char **pat,
 		      char **stud);
-int tree_coll_get(struct tree *t, struct tree_coll *c, struct loader_slot *slot, tree_load_fn load,
-		  void *out);
+/* The rest of a path below a series folder (n, TK_SERIES): series.json, or a file of
+ * the series (fetched when not stored). 0, or -errno (n left for the caller to put). */
+int tree_resolve_in_series(struct tree *t, struct tree_node *n, const char *name,
+			   const struct caller *who);
+bool tree_is_dir(enum tree_kind k);
 void tree_fill_dir(const struct tree *t, time_t mtime, struct stat *st);
 void tree_fill_file(const struct tree *t, size_t size, time_t mtime, struct stat *st);
 void tree_fill_link(const struct tree *t, size_t size, time_t mtime, struct stat *st);
-int tree_node_stat(struct tree *t, struct tree_node *n, struct stat *st);
 int tree_emit(struct tree_lister *l, const char *name, const struct stat *st, bool complete);
 void tree_hold(struct tree_lister *l, const char *name, const struct stat *st, bool complete);
 void tree_emit_pending(struct tree_lister *l);
+
+/* ---- tree_files.c ---------------------------------------------------------------- */
+
+int tree_make_readme(struct tree *t);
+/* The text of a generated file (README.txt, a .json file); *out is the caller's. */
+int tree_render(struct tree *t, struct tree_node *n, char **out, size_t *len);
+/* What an open of a stored file has waited so far, across its resolutions. */
+struct tree_open_try {
+	int waited; /* ms, for a series another process holds */
+	int gone;   /* times its series was found evicted */
+};
+/* tree_file_open's answer when the path is to be resolved again and the open retried. */
+#define TREE_AGAIN 1
+/* Opens the file n is: 0 with *out, TREE_AGAIN, -EISDIR, or -errno. A stored file takes
+ * over n's reference on its series. */
+int tree_file_open(struct tree *tree, struct tree_node *n, const struct caller *who,
+		   struct tree_open_try *try, struct tree_file **out);
+/* A stored file of a kept folder into n (kind TK_SERIES_FILE, the series referenced):
+ * 0, or 1 when it is not at hand that way (resolve the path). */
+int tree_place_open(struct tree *t, const char *path, struct tree_node *n);
+/* After path resolved (the slow way) to a stored file in n: keeps its folder's series
+ * until the load that named it is stale. */
+void tree_place_keep(struct tree *t, const char *path, const struct tree_node *n);
+void tree_places_free(struct tree *t);
+
+/* ---- tree_xattr.c ---------------------------------------------------------------- */
+
+/* Whether name is one of ours (user.tcia.*, user.tciafs.error): others are answered
+ * ENODATA without resolving the path. */
+bool tree_xattr_ours(const char *name);
+/* As getxattr(2) and listxattr(2), for the node path resolved to. */
+ssize_t tree_xattr_get(struct tree *tree, const char *path, const struct tree_node *n,
+		       const char *name, char *buf, size_t size);
+ssize_t tree_xattr_list(struct tree *tree, const char *path, const struct tree_node *n, char *buf,
+			size_t size);
 
 /* ---- tree_tciafs.c --------------------------------------------------------------- */
 
@@ -253,6 +277,7 @@ int tree_list_facet_val(struct tree *t, struct tree_node *n, struct tree_lister 
 int tree_list_mans(struct tree *t, struct tree_lister *l);
 int tree_list_man(struct tree *t, struct tree_node *n, struct tree_lister *l);
 int tree_take_manifests(struct tree *t, struct view_manifest *m, size_t n);
-time_t tree_link_mtime(const struct tree_node *n);
+/* A link's attributes (a facet's or a manifest's entry). */
+int tree_link_stat(struct tree *t, const struct tree_node *n, struct stat *st);
 
 #endif

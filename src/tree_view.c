@@ -973,14 +973,25 @@ int tree_list_man(struct tree *t, struct tree_node *n, struct tree_lister *l)
 	for (i = 0; i < r->nlinks; i++) {
 		ln.mlink = &r->links[i];
 		ln.kind = TK_LINK;
-		if (tree_node_stat(t, &ln, &st) == 0 && tree_emit(l, ln.mlink->name, &st, true))
+		if (tree_link_stat(t, &ln, &st) == 0 && tree_emit(l, ln.mlink->name, &st, true))
 			break;
 	}
 	tree_emit_pending(l);
 	return 0;
 }
 
-time_t tree_link_mtime(const struct tree_node *n)
+static time_t tree_link_mtime(const struct tree_node *n)
 {
 	return n->mlink ? n->mlink->mtime : (time_t)n->cser.mtime;
+}
+
+int tree_link_stat(struct tree *t, const struct tree_node *n, struct stat *st)
+{
+	char target[PATH_MAX];
+	int rc = tree_link_target(n, target, sizeof(target));
+
+	if (rc < 0)
+		return rc;
+	tree_fill_link(t, (size_t)rc, tree_link_mtime(n), st);
+	return 0;
 }

@@ -61,27 +61,22 @@ static ssize_t tree_failure(struct tree *t, const char *path, const struct tree_
 	return failures_find(t->failures, path, n->cser.uid, buf, size);
 }
 
-ssize_t tree_getxattr(struct tree *tree, const char *path, const char *name, char *buf, size_t size)
+bool tree_xattr_ours(const char *name)
+{
+	return strncmp(name, "user.tcia.", 10) == 0 || strcmp(name, TREE_XATTR_ERROR) == 0;
+}
+
+ssize_t tree_xattr_get(struct tree *tree, const char *path, const struct tree_node *n,
+		       const char *name, char *buf, size_t size)
 {
 	struct tree_xattr x[6];
-	struct tree_node n;
 	ssize_t rc;
 	size_t i, k, len;
 
-	/* ls -l asks every file for security.selinux and system.posix_acl_*: answer those
-	 * before resolving anything (the kernel has looked the path up already). */
-	if (strncmp(name, "user.tcia.", 10) != 0 && strcmp(name, TREE_XATTR_ERROR) != 0)
-		return -ENODATA;
-	rc = tree_resolve(tree, path, NULL, false, &n);
-	if (rc < 0)
-		return rc;
-	if (strcmp(name, TREE_XATTR_ERROR) == 0) {
-		rc = tree_failure(tree, path, &n, buf, size);
-		tree_node_put(tree, &n);
-		return rc;
-	}
+	if (strcmp(name, TREE_XATTR_ERROR) == 0)
+		return tree_failure(tree, path, n, buf, size);
 	rc = -ENODATA;
-	k = tree_xattrs(&n, x);
+	k = tree_xattrs(n, x);
 	for (i = 0; i < k; i++) {
 		if (strcmp(x[i].name, name) != 0)
 			continue;
@@ -96,25 +91,21 @@ ssize_t tree_getxattr(struct tree *tree, const char *path, const char *name, cha
 		}
 		break;
 	}
-	tree_node_put(tree, &n);
 	return rc;
 }
 
-ssize_t tree_listxattr(struct tree *tree, const char *path, char *buf, size_t size)
+ssize_t tree_xattr_list(struct tree *tree, const char *path, const struct tree_node *n, char *buf,
+			size_t size)
 {
 	struct tree_xattr x[6];
-	struct tree_node n;
 	size_t i, k, need = 0;
 	bool has_error;
 	ssize_t rc;
 
-	rc = tree_resolve(tree, path, NULL, false, &n);
-	if (rc < 0)
-		return rc;
-	k = tree_xattrs(&n, x);
+	k = tree_xattrs(n, x);
 	for (i = 0; i < k; i++)
 		need += strlen(x[i].name) + 1;
-	has_error = tree_failure(tree, path, &n, NULL, 0) > 0;
+	has_error = tree_failure(tree, path, n, NULL, 0) > 0;
 	if (has_error)
 		need += sizeof(TREE_XATTR_ERROR);
 	rc = (ssize_t)need;
@@ -132,6 +123,5 @@ ssize_t tree_listxattr(struct tree *tree, const char *path, char *buf, size_t si
 		if (has_error)
 			memcpy(p, TREE_XATTR_ERROR, sizeof(TREE_XATTR_ERROR));
 	}
-	tree_node_put(tree, &n);
 	return rc;
 }
