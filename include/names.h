@@ -51,6 +51,11 @@ int names_unreserve(char **name, const char *const *reserved, size_t n);
  * name_off. Returns 0 or -ENOMEM. */
 int names_uniquify(char *base, size_t count, size_t stride, size_t name_off);
 
+/* The name of a link to a series from outside its patient's folder (a facet's, a
+ * manifest's): "<patient>_<series folder>", within 255 bytes; a name too long loses text
+ * before the series' UID tail, which keeps it telling apart. NULL if out of memory. */
+char *names_link(const char *pat, const char *ser);
+
 /* "YYYY-MM-DD[ HH:MM:SS…]" as UTC seconds, or fallback. */
 time_t names_parse_time(const char *s, time_t fallback);
 

@@ -239,3 +239,21 @@ int names_unreserve(char **name, const char *const *reserved, size_t n)
 	*name = p;
 	return 0;
 }
+
+char *names_link(const char *pat, const char *ser)
+{
+	size_t n = strlen(pat) + 1 + strlen(ser), keep;
+	const char *tail = strrchr(ser, '-');
+	char *s = malloc(n + 1);
+
+	if (!s)
+		return NULL;
+	snprintf(s, n + 1, "%s_%s", pat, ser);
+	if (n <= NAMES_MAX)
+		return s;
+	if (!tail || strlen(tail) > 80)
+		tail = "";
+	keep = utf8_cut(s, NAMES_MAX - strlen(tail));
+	memmove(s + keep, tail, strlen(tail) + 1);
+	return s;
+}

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT
- * tree.c — the namespace: which paths exist (path → node, through the catalog), their
- * attributes, what folders list, extended attributes, and failures where users look.
- * Names are made in names.c, generated and opened files are in tree_files.c, what is
- * looked at is loaded by tree_load.c, and the views are in tree_view.c.
+ * tree.c — the dispatcher of the namespace: each public call resolves its path once
+ * (the archive's own levels here, every other subtree entered by one call) and hands the
+ * node to the file that answers; failures recorded where users look. What is looked at
+ * is loaded by loader.c; the subtrees call tree_node.c below them and never back here.
  */
 #include "tree.h"
 

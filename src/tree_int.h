@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT
- * tree_int.h — inside the tree module, shared by its files: tree.c (resolution,
- * attributes, listings), tree_colls.c (the snapshots of lists), tree_files.c (rendered
- * and stored files), tree_view.c (facet and manifest folders of links, citations),
- * tree_table.c (the tables) and tree_xattr.c. Not for other modules: they see
- * include/tree.h only.
+ * tree_int.h — inside the tree module: the dispatcher (tree.c), its subtrees
+ * (tree_tciafs.c, tree_facets.c, tree_mans.c, tree_citation.c, tree_files.c,
+ * tree_table.c, tree_xattr.c) and the floor below them (tree_node.c, tree_colls.c).
+ * Sections follow that order; a file calls only the sections below its own. Not for
+ * other modules: they see include/tree.h only.
  */
 #ifndef TCIAFS_TREE_INT_H
 #define TCIAFS_TREE_INT_H
@@ -42,6 +42,13 @@ struct tree_colls {
 struct tree_vals {
 	struct loader_snap hdr;
 	struct record_values mods, parts, manus;
+};
+
+/* A link of a manifest's folder. */
+struct tree_mlink {
+	char *name;
+	char *target; /* relative to /manifests/<name>/ */
+	time_t mtime;
 };
 
 /* A manifest given at mount (-o manifest=FILE), shown as /manifests/<name>/. */
@@ -172,14 +179,87 @@ struct tree_lister {
 
 typedef int (*tree_load_fn)(struct tree *t, void *arg, struct loader_snap **out);
 
-/* ---- tree_colls.c ---------------------------------------------------------------- */
+/* ---- tree_tciafs.c --------------------------------------------------------------- */
 
-/* A slot's snapshot through the loader (loader_slot_get), built by load. */
-int tree_slot_get(struct tree *t, struct loader_slot *slot, tree_load_fn load, void *arg,
-		  struct loader_snap **out);
-int tree_load_colls(struct tree *t, void *arg, struct loader_snap **out);
-int tree_load_vals(struct tree *t, void *arg, struct loader_snap **out);
-int tree_cmp_coll(const void *a, const void *b);
+/* /.tciafs/ and below (comps[0] is ".tciafs"): status, and a series by UID. */
+int tree_resolve_tciafs(struct tree *t, char comps[][TREE_NAME_MAX + 1], int depth,
+			const struct caller *who, bool files, struct tree_node *n);
+/* Is path a by-UID series folder whose series the catalog cannot place now? Its stat is
+ * then answered at once, without a request: the lookup that precedes every listing must
+ * not delay the download the listing starts (an unknown UID shows as ENOENT when
+ * listed, or when its metadata is asked for). */
+bool tree_uid_dir_unresolved(struct tree *t, const char *path);
+int tree_list_tciafs(struct tree *t, struct tree_lister *l);
+
+/* ---- tree_facets.c ---------------------------------------------------------------- */
+
+/* Which facet folder name is (0 modality, 1 body part, 2 manufacturer), or -1. */
+int tree_facet_index(const char *name);
+/* /<Collection>/.by-<facet>[/<value>[/<link>]], with n already at the collection. */
+int tree_resolve_facet(struct tree *t, char comps[][TREE_NAME_MAX + 1], int depth, unsigned k,
+		       struct tree_node *n);
+int tree_list_facet_root(struct tree *t, struct tree_node *n, struct tree_lister *l);
+int tree_list_facet_val(struct tree *t, struct tree_node *n, struct tree_lister *l);
+
+/* ---- tree_mans.c ------------------------------------------------------------------- */
+
+/* /manifests[/<name>[/<link> | /missing.txt]]. */
+int tree_resolve_man(struct tree *t, char comps[][TREE_NAME_MAX + 1], int depth,
+		     struct tree_node *n);
+int tree_render_missing(struct tree_node *n, char **out, size_t *len);
+int tree_list_mans(struct tree *t, struct tree_lister *l);
+int tree_list_man(struct tree *t, struct tree_node *n, struct tree_lister *l);
+/* The manifests given at mount, named and sorted (each taken over: left cleared). */
+int tree_take_manifests(struct tree *t, struct view_manifest *m, size_t n);
+
+/* ---- tree_citation.c --------------------------------------------------------------- */
+
+void tree_lics_free(struct tree *t);
+/* LicenseName, LicenseURI and CollectionURI over a collection's series (new object). */
+int tree_licence(struct tree *t, struct tree_coll *c, json_t **out);
+int tree_render_citation(struct tree *t, struct tree_node *n, char **out, size_t *len);
+
+/* ---- tree_files.c ---------------------------------------------------------------- */
+
+int tree_make_readme(struct tree *t);
+/* The text of a generated file (README.txt, a .json file); *out is the caller's. */
+int tree_render(struct tree *t, struct tree_node *n, char **out, size_t *len);
+/* What an open of a stored file has waited so far, across its resolutions. */
+struct tree_open_try {
+	int waited; /* ms, for a series another process holds */
+	int gone;   /* times its series was found evicted */
+};
+/* tree_file_open's answer when the path is to be resolved again and the open retried. */
+#define TREE_AGAIN 1
+/* Opens the file n is: 0 with *out, TREE_AGAIN, -EISDIR, or -errno. A stored file takes
+ * over n's reference on its series. */
+int tree_file_open(struct tree *tree, struct tree_node *n, const struct caller *who,
+		   struct tree_open_try *try, struct tree_file **out);
+/* A stored file of a kept folder into n (kind TK_SERIES_FILE, the series referenced):
+ * 0, or 1 when it is not at hand that way (resolve the path). */
+int tree_place_open(struct tree *t, const char *path, struct tree_node *n);
+/* After path resolved (the slow way) to a stored file in n: keeps its folder's series
+ * until the load that named it is stale. */
+void tree_place_keep(struct tree *t, const char *path, const struct tree_node *n);
+void tree_places_free(struct tree *t);
+
+/* ---- tree_table.c ------------------------------------------------------------------ */
+
+/* A table (0 patients, 1 studies, 2 series) rendered from the catalog into a file: its
+ * size, and a new descriptor of it when fd is not NULL. 0 or -errno. */
+int tree_table_file(struct tree *t, struct tree_coll *c, unsigned which, int *fd, off_t *size);
+void tree_tables_free(struct tree *t);
+
+/* ---- tree_xattr.c ---------------------------------------------------------------- */
+
+/* Whether name is one of ours (user.tcia.*, user.tciafs.error): others are answered
+ * ENODATA without resolving the path. */
+bool tree_xattr_ours(const char *name);
+/* As getxattr(2) and listxattr(2), for the node path resolved to. */
+ssize_t tree_xattr_get(struct tree *tree, const char *path, const struct tree_node *n,
+		       const char *name, char *buf, size_t size);
+ssize_t tree_xattr_list(struct tree *tree, const char *path, const struct tree_node *n, char *buf,
+			size_t size);
 
 /* ---- tree_node.c: one floor below every subtree, calling none of them -------------- */
 
@@ -207,77 +287,20 @@ void tree_fill_link(const struct tree *t, size_t size, time_t mtime, struct stat
 int tree_emit(struct tree_lister *l, const char *name, const struct stat *st, bool complete);
 void tree_hold(struct tree_lister *l, const char *name, const struct stat *st, bool complete);
 void tree_emit_pending(struct tree_lister *l);
-
-/* ---- tree_files.c ---------------------------------------------------------------- */
-
-int tree_make_readme(struct tree *t);
-/* The text of a generated file (README.txt, a .json file); *out is the caller's. */
-int tree_render(struct tree *t, struct tree_node *n, char **out, size_t *len);
-/* What an open of a stored file has waited so far, across its resolutions. */
-struct tree_open_try {
-	int waited; /* ms, for a series another process holds */
-	int gone;   /* times its series was found evicted */
-};
-/* tree_file_open's answer when the path is to be resolved again and the open retried. */
-#define TREE_AGAIN 1
-/* Opens the file n is: 0 with *out, TREE_AGAIN, -EISDIR, or -errno. A stored file takes
- * over n's reference on its series. */
-int tree_file_open(struct tree *tree, struct tree_node *n, const struct caller *who,
-		   struct tree_open_try *try, struct tree_file **out);
-/* A stored file of a kept folder into n (kind TK_SERIES_FILE, the series referenced):
- * 0, or 1 when it is not at hand that way (resolve the path). */
-int tree_place_open(struct tree *t, const char *path, struct tree_node *n);
-/* After path resolved (the slow way) to a stored file in n: keeps its folder's series
- * until the load that named it is stale. */
-void tree_place_keep(struct tree *t, const char *path, const struct tree_node *n);
-void tree_places_free(struct tree *t);
-
-/* ---- tree_xattr.c ---------------------------------------------------------------- */
-
-/* Whether name is one of ours (user.tcia.*, user.tciafs.error): others are answered
- * ENODATA without resolving the path. */
-bool tree_xattr_ours(const char *name);
-/* As getxattr(2) and listxattr(2), for the node path resolved to. */
-ssize_t tree_xattr_get(struct tree *tree, const char *path, const struct tree_node *n,
-		       const char *name, char *buf, size_t size);
-ssize_t tree_xattr_list(struct tree *tree, const char *path, const struct tree_node *n, char *buf,
-			size_t size);
-
-/* ---- tree_tciafs.c --------------------------------------------------------------- */
-
-/* /.tciafs/ and below (comps[0] is ".tciafs"): status, and a series by UID. */
-int tree_resolve_tciafs(struct tree *t, char comps[][TREE_NAME_MAX + 1], int depth,
-			const struct caller *who, bool files, struct tree_node *n);
-/* Is path a by-UID series folder whose series the catalog cannot place now? Its stat is
- * then answered at once, without a request: the lookup that precedes every listing must
- * not delay the download the listing starts (an unknown UID shows as ENOENT when
- * listed, or when its metadata is asked for). */
-bool tree_uid_dir_unresolved(struct tree *t, const char *path);
-int tree_list_tciafs(struct tree *t, struct tree_lister *l);
-
-/* ---- tree_view.c ----------------------------------------------------------------- */
-
-int tree_facet_index(const char *name);
-int tree_resolve_facet(struct tree *t, char comps[][TREE_NAME_MAX + 1], int depth, unsigned k,
-		       struct tree_node *n);
-int tree_resolve_man(struct tree *t, char comps[][TREE_NAME_MAX + 1], int depth,
-		     struct tree_node *n);
-/* A table (0 patients, 1 studies, 2 series) rendered from the catalog into a file: its
- * size, and a new descriptor of it when fd is not NULL. 0 or -errno. */
-int tree_table_file(struct tree *t, struct tree_coll *c, unsigned which, int *fd, off_t *size);
-void tree_tables_free(struct tree *t);
-void tree_lics_free(struct tree *t);
-/* LicenseName, LicenseURI and CollectionURI over a collection's series (new object). */
-int tree_licence(struct tree *t, struct tree_coll *c, json_t **out);
-int tree_render_citation(struct tree *t, struct tree_node *n, char **out, size_t *len);
-int tree_render_missing(struct tree_node *n, char **out, size_t *len);
+/* Where a link (a facet's or a manifest's entry) points, relative to its folder: its
+ * length, or -ENAMETOOLONG when it does not fit in size. And its attributes. */
 int tree_link_target(const struct tree_node *n, char *buf, size_t size);
-int tree_list_facet_root(struct tree *t, struct tree_node *n, struct tree_lister *l);
-int tree_list_facet_val(struct tree *t, struct tree_node *n, struct tree_lister *l);
-int tree_list_mans(struct tree *t, struct tree_lister *l);
-int tree_list_man(struct tree *t, struct tree_node *n, struct tree_lister *l);
-int tree_take_manifests(struct tree *t, struct view_manifest *m, size_t n);
-/* A link's attributes (a facet's or a manifest's entry). */
 int tree_link_stat(struct tree *t, const struct tree_node *n, struct stat *st);
+/* Frees n strings and their array. */
+void tree_free_names(char **names, size_t n);
+
+/* ---- tree_colls.c ---------------------------------------------------------------- */
+
+/* A slot's snapshot through the loader (loader_slot_get), built by load. */
+int tree_slot_get(struct tree *t, struct loader_slot *slot, tree_load_fn load, void *arg,
+		  struct loader_snap **out);
+int tree_load_colls(struct tree *t, void *arg, struct loader_snap **out);
+int tree_load_vals(struct tree *t, void *arg, struct loader_snap **out);
+int tree_cmp_coll(const void *a, const void *b);
 
 #endif

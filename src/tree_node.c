@@ -5,6 +5,7 @@
  * the loader, the catalog and the store, never a subtree or the dispatcher.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -202,4 +203,42 @@ int tree_emit(struct tree_lister *l, const char *name, const struct stat *st, bo
 	if (!l->stopped)
 		l->stopped = l->fill(l->ctx, name, st, complete) != 0;
 	return l->stopped;
+}
+
+/* ---- links ---------------------------------------------------------------------------- */
+
+/* Where a link points, relative to the folder it is in. Returns its length, or
+ * -ENAMETOOLONG when it does not fit in size. */
+int tree_link_target(const struct tree_node *n, char *buf, size_t size)
+{
+	int len;
+
+	if (n->mlink)
+		len = snprintf(buf, size, "%s", n->mlink->target);
+	else
+		len = snprintf(buf, size, "../../%s/%s/%s", n->lpat, n->lstud, n->cser.name);
+	return len < 0 || (size_t)len >= size ? -ENAMETOOLONG : len;
+}
+
+static time_t tree_link_mtime(const struct tree_node *n)
+{
+	return n->mlink ? n->mlink->mtime : (time_t)n->cser.mtime;
+}
+
+int tree_link_stat(struct tree *t, const struct tree_node *n, struct stat *st)
+{
+	char target[PATH_MAX];
+	int rc = tree_link_target(n, target, sizeof(target));
+
+	if (rc < 0)
+		return rc;
+	tree_fill_link(t, (size_t)rc, tree_link_mtime(n), st);
+	return 0;
+}
+
+void tree_free_names(char **names, size_t n)
+{
+	while (n)
+		free(names[--n]);
+	free(names);
 }
