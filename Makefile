@@ -33,7 +33,7 @@ endif
 ALL_CFLAGS = $(WARN) $(OPT) $(SANFLAGS) $(PKG_CFLAGS) $(CFLAGS)
 ALL_LDFLAGS = $(SANFLAGS) $(LDFLAGS)
 
-MODEL     := utf8 jsonobj jsonpick log failures fileio md5 spool ahead inodes http http_fleet auth metacache catalog catalog_load catalog_query catalog_view record tcia_parse tcia_stream tcia idc idc_answer idc_row idc_bucket source unzip store_table store store_fetch store_ahead store_part view names loader tree tree_files tree_node tree_colls tree_tciafs tree_facets tree_mans tree_citation tree_table tree_xattr
+MODEL     := utf8 jsonobj jsonpick log failures fileio md5 spool ahead inodes http http_fleet auth metacache catalog catalog_load catalog_query catalog_view record tcia_parse tcia_stream tcia idc idc_answer idc_row idc_bucket source unzip store_table store store_fetch store_ahead store_part view names loader tree tree_archive tree_files tree_node tree_colls tree_tciafs tree_facets tree_mans tree_citation tree_table tree_xattr
 MODEL_OBJ := $(MODEL:%=$(BUILD)/%.o)
 BIN       := $(BUILD)/tciafs
 UNIT      := test_jsonobj test_log test_utf8 test_store test_source test_failures test_spool test_ahead test_inodes test_http test_fleet test_metacache test_catalog test_tcia test_idc test_tree test_unzip test_view

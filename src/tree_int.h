@@ -179,6 +179,25 @@ struct tree_lister {
 
 typedef int (*tree_load_fn)(struct tree *t, void *arg, struct loader_snap **out);
 
+/* ---- tree_archive.c --------------------------------------------------------------- */
+
+/* The patient level and below of comps (depth >= 2), with n already at the collection
+ * (n left for the caller to put on failure). */
+int tree_resolve_archive(struct tree *t, char comps[][TREE_NAME_MAX + 1], int depth,
+			 const struct caller *who, struct tree_node *n);
+int tree_list_root(struct tree *t, struct tree_lister *l);
+int tree_list_coll(struct tree *t, struct tree_node *n, struct tree_lister *l);
+int tree_list_pat(struct tree *t, struct tree_node *n, struct tree_lister *l);
+int tree_list_study(struct tree *t, struct tree_node *n, struct tree_lister *l);
+/* Opening a series folder is what fetches the series. */
+int tree_list_series(struct tree *t, struct tree_node *n, const struct caller *who,
+		     struct tree_lister *l);
+/* A walk's listing of a patient's or a study's folder (comps of depth 2 or 3) in a
+ * collection loaded in bulk: one query by the folder names. 1 when it is not such a
+ * folder or nothing is found (the long way tells which), with l as it was. */
+int tree_list_named(struct tree *t, char comps[][TREE_NAME_MAX + 1], int depth,
+		    struct tree_lister *l);
+
 /* ---- tree_tciafs.c --------------------------------------------------------------- */
 
 /* /.tciafs/ and below (comps[0] is ".tciafs"): status, and a series by UID. */
@@ -293,6 +312,7 @@ int tree_link_target(const struct tree_node *n, char *buf, size_t size);
 int tree_link_stat(struct tree *t, const struct tree_node *n, struct stat *st);
 /* Frees n strings and their array. */
 void tree_free_names(char **names, size_t n);
+bool tree_ends_with(const char *s, const char *suffix);
 
 /* ---- tree_colls.c ---------------------------------------------------------------- */
 

@@ -242,3 +242,10 @@ void tree_free_names(char **names, size_t n)
 		free(names[--n]);
 	free(names);
 }
+
+bool tree_ends_with(const char *s, const char *suffix)
+{
+	size_t n = strlen(s), m = strlen(suffix);
+
+	return n >= m && strcmp(s + n - m, suffix) == 0;
+}
