@@ -22,6 +22,17 @@
 #include "tree_int.h"
 #include "utf8.h"
 
+/* An open file: rendered text in memory, or a descriptor of a stored or rendered file. */
+struct tree_file {
+	char *data; /* generated content, or NULL */
+	size_t len;
+	int fd; /* a stored file, or -1 */
+	struct store *store;
+	struct store_series *ss; /* the reference that keeps fd's series in use */
+	struct store_part *part; /* a big file read by range: fd is its sparse file */
+	bool live;
+};
+
 int tree_make_readme(struct tree *t)
 {
 	static const char fmt[] =

@@ -104,16 +104,6 @@ struct tree {
 	struct tree_man *mans; /* sorted by name */
 };
 
-struct tree_file {
-	char *data; /* generated content, or NULL */
-	size_t len;
-	int fd; /* a stored file, or -1 */
-	struct store *store;
-	struct store_series *ss; /* the reference that keeps fd's series in use */
-	struct store_part *part; /* a big file read by range: fd is its sparse file */
-	bool live;
-};
-
 /* A resolved path. Holds references on the snapshots its pointers point into. */
 enum tree_kind {
 	TK_ROOT,
