@@ -133,7 +133,8 @@ tsan: deps
 	$(MAKE) BUILD=build-tsan OPT="-O1 -g -fsanitize=thread" LDFLAGS="-fsanitize=thread" \
 	  build-tsan/tciafs build-tsan/tciafs-prefetch build-tsan/tcia-query \
 	  $(TSAN_UNIT:%=build-tsan/%)
-	for t in $(TSAN_UNIT); do TSAN_OPTIONS="halt_on_error=1 exitcode=66" \
+	for t in $(TSAN_UNIT); do \
+	  TSAN_OPTIONS="halt_on_error=1 exitcode=66 suppressions=$(CURDIR)/tests/tsan.supp" \
 	  build-tsan/$$t > build-tsan/$$t.log 2>&1 || { tail -40 build-tsan/$$t.log; exit 1; }; done
 	TSAN_OPTIONS="halt_on_error=1 exitcode=66 suppressions=$(CURDIR)/tests/tsan.supp" \
 	  $(PYTHON) tests/integration/run.py --bin build-tsan/tciafs -k $(TSAN_TESTS)
