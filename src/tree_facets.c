@@ -195,6 +195,27 @@ struct tree_link_find {
 	bool found;
 };
 
+/* A sorted run of links to the series of pat: the shown name of the next one (name, or
+ * name~N for the N-th that would share it, as utf8_twin says), a new string or NULL.
+ * *prev and *run carry the run from one row to the next (*prev is freed here). */
+static char *tree_link_shown(char **prev, size_t *run, const char *pat, const char *series)
+{
+	char *name = names_link(pat, series), *shown;
+
+	if (!name)
+		return NULL;
+	if (*prev && strcmp(*prev, name) == 0) {
+		(*run)++;
+		shown = utf8_twin(name, *run + 1);
+	} else {
+		*run = 0;
+		shown = strdup(name);
+	}
+	free(*prev);
+	*prev = name;
+	return shown;
+}
+
 static int tree_link_take(struct tree_link_find *lf, const struct catalog_series *s,
 			  const char *pat, const char *stud)
 {
@@ -233,20 +254,9 @@ static int tree_link_by_listing(void *arg, const struct catalog_series *s, const
 				const char *stud)
 {
 	struct tree_link_find *lf = arg;
-	char *name = names_link(pat, s->name), *shown;
+	char *shown = tree_link_shown(&lf->prev_name, &lf->run, pat, s->name);
 	int rc = 0;
 
-	if (!name)
-		return -ENOMEM;
-	if (lf->prev_name && strcmp(lf->prev_name, name) == 0) {
-		lf->run++;
-		shown = utf8_twin(name, lf->run + 1);
-	} else {
-		lf->run = 0;
-		shown = strdup(name);
-	}
-	free(lf->prev_name);
-	lf->prev_name = name;
 	if (!shown)
 		return -ENOMEM;
 	if (strcmp(shown, lf->want) == 0)
@@ -410,24 +420,13 @@ static int tree_list_link(void *arg, const char *const *cols, size_t n)
 {
 	struct tree_link_list *ll = arg;
 	const char *series = cols[0], *pat = cols[2], *stud = cols[3];
-	char *name, *shown;
+	char *shown;
 	struct stat st;
 	int len, stop;
 
 	if (n < 4 || !series || !pat || !stud)
 		return -EIO;
-	name = names_link(pat, series);
-	if (!name)
-		return -ENOMEM;
-	if (ll->prev && strcmp(ll->prev, name) == 0) {
-		ll->run++;
-		shown = utf8_twin(name, ll->run + 1);
-	} else {
-		ll->run = 0;
-		shown = strdup(name);
-	}
-	free(ll->prev);
-	ll->prev = name;
+	shown = tree_link_shown(&ll->prev, &ll->run, pat, series);
 	if (!shown)
 		return -ENOMEM;
 	len = snprintf(NULL, 0, "../../%s/%s/%s", pat, stud, series);
